@@ -1,0 +1,78 @@
+"""Where the database is and how to reach it: a configured server or the embedded Postgres.
+
+Users give the plain URL form (``postgresql://user@host:port/db``, or
+``postgresql://user@/db?host=/socket/dir``); the driver (asyncpg) is chosen here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from service.config import Settings
+from service.errors import UserError
+
+log = logging.getLogger(__name__)
+
+_SCHEMES = {"postgresql", "postgres", "postgresql+asyncpg"}
+
+
+def async_url(plain: str) -> URL:
+    """The asyncpg SQLAlchemy URL for a user's plain ``postgresql://`` URL."""
+    try:
+        url = make_url(plain)
+    except ArgumentError:
+        raise UserError(f"TIERWISE_DATABASE_URL is not a database URL: {plain!r}") from None
+    if url.drivername not in _SCHEMES:
+        raise UserError(
+            f"TIERWISE_DATABASE_URL must start with postgresql://, not {url.drivername}://"
+        )
+    return url.set(drivername="postgresql+asyncpg")
+
+
+def plain_url(url: URL) -> str:
+    """The ``postgresql://`` form of ``url`` (for people, psql and pgserver's equals)."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def create_engine(url: URL, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+@contextlib.contextmanager
+def embedded_postgres(data_dir: Path) -> Iterator[str]:
+    """Start (or reuse) the embedded Postgres in ``data_dir``; yield its plain URL.
+
+    pgserver keeps the cluster in ``data_dir/pg``; a second process on the same directory
+    shares the running server, and the last one out stops it.
+    """
+    with warnings.catch_warnings():
+        # platformdirs warns on import when XDG_RUNTIME_DIR is unset (containers, CI); harmless.
+        warnings.simplefilter("ignore")
+        import pgserver  # imported late: it is only needed when no server is configured
+
+    pgdata = (data_dir / "pg").resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    log.info("starting embedded Postgres in %s", pgdata)
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    try:
+        yield str(server.get_uri())
+    finally:
+        server.cleanup()
+
+
+@contextlib.contextmanager
+def database_url(settings: Settings) -> Iterator[URL]:
+    """The configured server's URL, or the embedded one's for as long as the block runs."""
+    if settings.database_url:
+        yield async_url(settings.database_url)
+        return
+    with embedded_postgres(settings.data_dir) as plain:
+        yield async_url(plain)

@@ -1,0 +1,147 @@
+"""The database schema as SQLAlchemy Core tables: the one definition migrations and queries share.
+
+Every table carries ``tenant_id`` and every key starts with it, so the schema can be
+distributed by tenant (Citus) and every query can be filtered by tenant. Customers, orders and
+events have an internal ``bigint`` id (compact joins over millions of orders) and the caller's
+``external_id`` (what ingest is idempotent on).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+# Money: exact decimals, four fractional digits so no currency's minor units are rounded away.
+AMOUNT = Numeric(18, 4)
+
+
+def _timestamp(name: str, *, nullable: bool = True) -> Column[object]:
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+def _created_at() -> Column[object]:
+    return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    _created_at(),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("id", BigInteger, Identity(), nullable=False),
+    Column("external_id", Text, nullable=False),
+    Column("name", Text),
+    Column("email", Text),
+    Column("phone", Text),
+    Column("age", Integer),
+    Column("gender", Text),
+    Column("occupation", Text),
+    Column("region", Text),
+    Column("industry", Text),
+    Column("company_size", Integer),
+    _timestamp("registered_at"),
+    Column("attributes", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _created_at(),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "id"),
+    UniqueConstraint("tenant_id", "external_id"),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"]),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("id", BigInteger, Identity(), nullable=False),
+    Column("external_id", Text, nullable=False),
+    Column("customer_id", BigInteger, nullable=False),
+    Column("amount", AMOUNT, nullable=False),
+    Column("currency", Text),
+    _timestamp("ordered_at", nullable=False),
+    Column("category", Text),
+    Column("channel", Text),
+    _created_at(),
+    PrimaryKeyConstraint("tenant_id", "id"),
+    UniqueConstraint("tenant_id", "external_id"),
+    ForeignKeyConstraint(["tenant_id", "customer_id"], ["customers.tenant_id", "customers.id"]),
+    # Per-customer windows (frequency(30 days), spend per category) read only this index.
+    Index(
+        None,
+        "tenant_id",
+        "customer_id",
+        "ordered_at",
+        postgresql_include=["amount", "category"],
+    ),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("id", BigInteger, Identity(), nullable=False),
+    # Given by the caller, or a digest of the event's content when it has none (see ingest).
+    Column("external_id", Text, nullable=False),
+    Column("customer_id", BigInteger, nullable=False),
+    Column("type", Text, nullable=False),
+    _timestamp("occurred_at", nullable=False),
+    Column("value", Numeric),
+    Column("properties", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _created_at(),
+    PrimaryKeyConstraint("tenant_id", "id"),
+    UniqueConstraint("tenant_id", "external_id"),
+    ForeignKeyConstraint(["tenant_id", "customer_id"], ["customers.tenant_id", "customers.id"]),
+    Index(None, "tenant_id", "customer_id", "type", "occurred_at", postgresql_include=["value"]),
+)
+
+# All-time per-customer order rollup, kept current by ingest and rebuildable from `orders`
+# (service.rollups). It answers "current metric values" without scanning a customer's orders.
+customer_metrics = Table(
+    "customer_metrics",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("customer_id", BigInteger, nullable=False),
+    Column("order_count", BigInteger, nullable=False),
+    Column("order_total", Numeric, nullable=False),
+    _timestamp("first_order_at"),
+    _timestamp("last_order_at"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "customer_id"),
+    ForeignKeyConstraint(
+        ["tenant_id", "customer_id"],
+        ["customers.tenant_id", "customers.id"],
+        ondelete="CASCADE",
+    ),
+)
