@@ -1,0 +1,82 @@
+"""The per-customer order rollup (`customer_metrics`): kept current by ingest for the customers
+a load touched, rebuildable from the raw orders, and checkable against them."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+# Customers whose orders a load changed; ingest fills it, refresh_affected reads it.
+CREATE_AFFECTED = (
+    "CREATE TEMP TABLE IF NOT EXISTS affected_customers (customer_id bigint) ON COMMIT DROP"
+)
+
+_AGGREGATE = """
+    SELECT o.customer_id, count(*) AS order_count, sum(o.amount) AS order_total,
+           min(o.ordered_at) AS first_order_at, max(o.ordered_at) AS last_order_at
+    FROM orders o
+    WHERE o.tenant_id = :t {only}
+    GROUP BY o.customer_id
+"""
+
+_ONLY_AFFECTED = "AND o.customer_id IN (SELECT customer_id FROM affected_customers)"
+
+_UPSERT = """
+    INSERT INTO customer_metrics AS m
+        (tenant_id, customer_id, order_count, order_total, first_order_at, last_order_at)
+    SELECT :t, a.customer_id, a.order_count, a.order_total, a.first_order_at, a.last_order_at
+    FROM ({aggregate}) a
+    ON CONFLICT (tenant_id, customer_id) DO UPDATE SET
+        order_count = EXCLUDED.order_count, order_total = EXCLUDED.order_total,
+        first_order_at = EXCLUDED.first_order_at, last_order_at = EXCLUDED.last_order_at,
+        updated_at = now()
+    WHERE (m.order_count, m.order_total, m.first_order_at, m.last_order_at) IS DISTINCT FROM
+          (EXCLUDED.order_count, EXCLUDED.order_total, EXCLUDED.first_order_at,
+           EXCLUDED.last_order_at)
+"""
+
+# Customers left without orders have no rollup row.
+_DELETE_EMPTY = """
+    DELETE FROM customer_metrics m
+    WHERE m.tenant_id = :t {only}
+      AND NOT EXISTS (SELECT 1 FROM orders o
+                      WHERE o.tenant_id = :t AND o.customer_id = m.customer_id)
+"""
+
+
+async def refresh_affected(connection: AsyncConnection, tenant: str) -> None:
+    """Recompute the rollup of the customers in ``affected_customers`` from their orders."""
+    await connection.execute(
+        text(_UPSERT.format(aggregate=_AGGREGATE.format(only=_ONLY_AFFECTED))), {"t": tenant}
+    )
+    await connection.execute(
+        text(_DELETE_EMPTY.format(only=_ONLY_AFFECTED.replace("o.customer_id", "m.customer_id"))),
+        {"t": tenant},
+    )
+
+
+async def rebuild(connection: AsyncConnection, tenant: str) -> None:
+    """Recompute every customer's rollup of ``tenant`` from the raw orders."""
+    await connection.execute(
+        text(_UPSERT.format(aggregate=_AGGREGATE.format(only=""))), {"t": tenant}
+    )
+    await connection.execute(text(_DELETE_EMPTY.format(only="")), {"t": tenant})
+
+
+async def drift(connection: AsyncConnection, tenant: str) -> int:
+    """How many customers' rollups differ from a from-scratch recomputation (0 when sound)."""
+    result = await connection.execute(
+        text(
+            f"""
+            SELECT count(*) FROM ({_AGGREGATE.format(only="")}) fresh
+            FULL JOIN (SELECT * FROM customer_metrics WHERE tenant_id = :t) kept
+              ON kept.customer_id = fresh.customer_id
+            WHERE (fresh.order_count, fresh.order_total, fresh.first_order_at,
+                   fresh.last_order_at)
+                  IS DISTINCT FROM
+                  (kept.order_count, kept.order_total, kept.first_order_at, kept.last_order_at)
+            """
+        ),
+        {"t": tenant},
+    )
+    return int(result.scalar_one())
