@@ -56,12 +56,12 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     with warnings.catch_warnings():
         # platformdirs warns on import when XDG_RUNTIME_DIR is unset (containers, CI); harmless.
         warnings.simplefilter("ignore")
-        import pgserver  # imported late: it is only needed when no server is configured
+        from pgserver.postgres_server import get_server  # only needed without a server
 
     pgdata = (data_dir / "pg").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     log.info("starting embedded Postgres in %s", pgdata)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    server = get_server(pgdata, cleanup_mode="stop")
     try:
         yield str(server.get_uri())
     finally:

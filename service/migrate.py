@@ -55,4 +55,3 @@ async def _run(engine: AsyncEngine, action: Callable[[Config], None]) -> None:
 
     async with engine.begin() as connection:
         await connection.run_sync(run)
-
