@@ -1,0 +1,513 @@
+"""The metric catalog: every name a rule can use, defined once.
+
+Each entry says what parameters it takes, its type and unit, what it means, how Postgres
+computes it (through `SqlContext`, which the compiler implements) and how it is computed in
+process for one customer (through `PyContext`, which the evaluator implements). The checker,
+compiler, evaluator, explain, the docs and the API all read this module.
+
+Time rules shared by both sides: evaluation time T; only orders/events strictly before T
+count; a window of N days is `T - N days <= time < T`; day counts are whole days, rounded down.
+Durations convert at 1 week = 7 days, 1 month = 30 days, 1 year = 365 days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, Protocol
+
+from sqlalchemy import BigInteger, Boolean, Numeric, case, cast, extract, func, literal, null, over
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.elements import ColumnElement
+
+Value = int | Decimal | str | bool | dt.datetime | None
+
+DAYS_PER_UNIT = {"day": 1, "week": 7, "month": 30, "year": 365}
+MAX_WINDOW_DAYS = 36_500
+AVERAGE_SCALE = 4  # fractional digits of averages, as of order amounts (numeric(18,4))
+
+
+class Type(enum.Enum):
+    NUMBER = "number"
+    DAYS = "days"
+    TEXT = "text"
+    TIMESTAMP = "timestamp"
+    BOOLEAN = "boolean"
+    ATTRIBUTE = "attribute"  # JSON value: typed by what it is compared with
+
+
+class Param(enum.Enum):
+    WINDOW = "window"
+    CATEGORY = "category"
+    CHANNEL = "channel"
+    EVENT = "event"
+    METRIC = "metric"
+
+
+@dataclass(frozen=True)
+class MetricRef:
+    """One concrete use of a catalog metric: the key of a value in SQL and in process."""
+
+    name: str
+    window_days: int | None = None
+    category: str | None = None
+    channel: str | None = None
+    event: str | None = None
+    of: MetricRef | None = None  # percentile(...)
+    key: str | None = None  # attributes.KEY
+    as_type: Type | None = None  # how an attribute is read
+    scheme: str | None = None  # in tier SCHEME.TIER
+    tier: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The canonical rule text of this reference."""
+        if self.name == "attributes":
+            return f"attributes.{self.key}"
+        if self.name == "in tier":
+            return f"in tier {self.scheme}.{quote_name(self.tier or '')}"
+        args = []
+        if self.of is not None:
+            args.append(self.of.text)
+        for word, value in (
+            ("event", self.event), ("category", self.category), ("channel", self.channel)
+        ):
+            if value is not None:
+                args.append(f"{word} {quote(value)}")
+        if self.window_days is not None:
+            args.append(f"{self.window_days} day" + ("" if self.window_days == 1 else "s"))
+        return f"{self.name}({', '.join(args)})" if args else self.name
+
+
+def quote(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escaped.replace("\n", "\\n").replace("\t", "\\t") + '"'
+
+
+def quote_name(name: str) -> str:
+    """A tier name as written: bare when it can be, quoted otherwise."""
+    from dsl.parser import KEYWORDS
+
+    bare = name and all(ch.isalnum() or ch == "_" for ch in name) and name not in KEYWORDS
+    return name if bare else quote(name)
+
+
+# --- What the compiler and the evaluator provide --------------------------------------------
+
+OrderAgg = Literal["count", "sum", "first_at", "last_at"]
+EventAgg = Literal["count", "latest_value", "last_at"]
+
+
+class SqlContext(Protocol):
+    """Set-based building blocks; every aggregate honours the ref's window and filters."""
+
+    @property
+    def customers(self) -> Mapping[str, ColumnElement[object]]: ...
+
+    @property
+    def as_of(self) -> ColumnElement[dt.datetime]: ...
+
+    def orders(self, kind: OrderAgg, ref: MetricRef) -> ColumnElement[object]: ...
+
+    def events(self, kind: EventAgg, ref: MetricRef) -> ColumnElement[object]: ...
+
+    def value(self, ref: MetricRef) -> ColumnElement[object]: ...
+
+    def membership(self, scheme: str, tier: str) -> ColumnElement[bool]: ...
+
+    def bind(self, value: object, type_: Type) -> ColumnElement[object]: ...
+
+
+class OrderFact(Protocol):
+    @property
+    def amount(self) -> Decimal: ...
+    @property
+    def ordered_at(self) -> dt.datetime: ...
+    @property
+    def category(self) -> str | None: ...
+    @property
+    def channel(self) -> str | None: ...
+
+
+class EventFact(Protocol):
+    @property
+    def type(self) -> str: ...
+    @property
+    def occurred_at(self) -> dt.datetime: ...
+    @property
+    def value(self) -> Decimal | None: ...
+
+
+class PyContext(Protocol):
+    @property
+    def profile(self) -> Mapping[str, object]: ...
+
+    @property
+    def as_of(self) -> dt.datetime: ...
+
+    def orders(self, ref: MetricRef) -> Sequence[OrderFact]: ...
+
+    def events(self, ref: MetricRef) -> Sequence[EventFact]: ...
+
+    def membership(self, scheme: str) -> str | None: ...
+
+    def population(self, ref: MetricRef) -> Value: ...
+
+
+SqlFn = Callable[[MetricRef, SqlContext], ColumnElement[object]]
+PyFn = Callable[[MetricRef, PyContext], Value]
+
+
+class Source(enum.Enum):
+    PROFILE = "profile"
+    ORDERS = "orders"
+    EVENTS = "events"
+    POPULATION = "population"
+    MEMBERSHIP = "membership"
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    type: Type
+    unit: str
+    description: str
+    example: str
+    source: Source
+    sql: SqlFn
+    python: PyFn
+    params: tuple[Param, ...] = ()
+    required: tuple[Param, ...] = ()
+
+
+# --- Shared arithmetic, identical on both sides ---------------------------------------------
+
+_DAY = dt.timedelta(days=1)
+
+
+def days_between_py(start: dt.datetime | None, end: dt.datetime) -> int | None:
+    if start is None or start > end:
+        return None
+    return (end - start) // _DAY
+
+
+def days_between_sql(
+    start: ColumnElement[object], end: ColumnElement[dt.datetime]
+) -> ColumnElement[object]:
+    # extract(epoch) is exact numeric (microseconds) and div() truncates exactly; the guard
+    # makes truncation equal to rounding down, as in Python.
+    days = cast(func.div(extract("epoch", end - start), 86400), BigInteger)
+    return case((start <= end, days), else_=null())
+
+
+def rounded_average_py(total: Decimal, count: int) -> Decimal | None:
+    """total / count rounded half away from zero to AVERAGE_SCALE digits, exactly."""
+    if count == 0:
+        return None
+    scaled = int(total.scaleb(AVERAGE_SCALE))  # exact: amounts have at most 4 decimals
+    quotient = (2 * abs(scaled) + count) // (2 * count)
+    return (Decimal(quotient if scaled >= 0 else -quotient)).scaleb(-AVERAGE_SCALE)
+
+
+def rounded_average_sql(
+    total: ColumnElement[object], count: ColumnElement[object]
+) -> ColumnElement[object]:
+    # Integer arithmetic with div(), so no intermediate rounding: the same digits as Python.
+    scaled = total * literal(10**AVERAGE_SCALE, Numeric)
+    quotient = func.div(
+        literal(2, Numeric) * func.abs(scaled) + count, literal(2, Numeric) * count
+    )
+    return func.sign(total) * quotient / literal(10**AVERAGE_SCALE, Numeric)
+
+
+# --- Definitions -----------------------------------------------------------------------------
+
+_ORDER_PARAMS = (Param.WINDOW, Param.CATEGORY, Param.CHANNEL)
+
+
+def _last_nonnull(values: Sequence[dt.datetime]) -> dt.datetime | None:
+    return max(values) if values else None
+
+
+def _first(values: Sequence[dt.datetime]) -> dt.datetime | None:
+    return min(values) if values else None
+
+
+def _latest_value(ctx: PyContext, ref: MetricRef) -> Decimal | None:
+    answered = [e for e in ctx.events(ref) if e.value is not None]
+    if not answered:
+        return None
+    # Latest first; equal times resolved by the higher value, as in the SQL's ORDER BY.
+    return max(answered, key=lambda e: (e.occurred_at, e.value)).value
+
+
+def _tenure_sql(ref: MetricRef, ctx: SqlContext) -> ColumnElement[object]:
+    all_time = MetricRef("frequency")
+    start = func.coalesce(ctx.customers["registered_at"], ctx.orders("first_at", all_time))
+    return days_between_sql(start, ctx.as_of)
+
+
+def _tenure_py(ref: MetricRef, ctx: PyContext) -> Value:
+    registered = ctx.profile.get("registered_at")
+    if isinstance(registered, dt.datetime):
+        return days_between_py(registered, ctx.as_of)
+    first = _first([o.ordered_at for o in ctx.orders(MetricRef("frequency"))])
+    return days_between_py(first, ctx.as_of)
+
+
+def _attribute_sql(ref: MetricRef, ctx: SqlContext) -> ColumnElement[object]:
+    raw = ctx.customers["attributes"].op("->")(ctx.bind(ref.key, Type.TEXT))
+    text = ctx.customers["attributes"].op("->>")(ctx.bind(ref.key, Type.TEXT))
+    kind = func.jsonb_typeof(raw)
+    if ref.as_type is Type.TEXT:
+        return case((kind == "string", text), else_=null())
+    if ref.as_type is Type.NUMBER:
+        return case((kind == "number", cast(text, Numeric)), else_=null())
+    if ref.as_type is Type.BOOLEAN:
+        return case((kind == "boolean", cast(text, Boolean)), else_=null())
+    return func.nullif(raw, cast(literal("null"), JSONB))
+
+
+def attribute_value(raw: object, as_type: Type | None) -> Value:
+    """Read one JSON attribute value the way `_attribute_sql` does."""
+    if as_type is Type.TEXT:
+        return raw if isinstance(raw, str) else None
+    if as_type is Type.BOOLEAN:
+        return raw if isinstance(raw, bool) else None
+    if as_type is Type.NUMBER:
+        if isinstance(raw, bool):
+            return None
+        if isinstance(raw, int | Decimal):
+            return Decimal(raw)
+        if isinstance(raw, float):
+            return Decimal(repr(raw))  # JSON text round-trips through repr
+        return None
+    if raw is None or isinstance(raw, str | bool | int | Decimal):
+        return raw
+    return str(raw)  # objects, arrays: shown, only ever tested for null
+
+
+def _attribute_py(ref: MetricRef, ctx: PyContext) -> Value:
+    attributes = ctx.profile.get("attributes") or {}
+    assert isinstance(attributes, Mapping)
+    return attribute_value(attributes.get(ref.key), ref.as_type)
+
+
+def _profile(name: str) -> tuple[SqlFn, PyFn]:
+    def sql(ref: MetricRef, ctx: SqlContext) -> ColumnElement[object]:
+        return ctx.customers[name]
+
+    def python(ref: MetricRef, ctx: PyContext) -> Value:
+        value = ctx.profile.get(name)
+        return value if isinstance(value, int | str | dt.datetime | Decimal) else None
+
+    return sql, python
+
+
+def _population(name: str, underlying: MetricRef | None, buckets: int, descending: bool) -> Metric:
+    """Scores by rank in the tenant's population: ceil(buckets * cume_dist), ties equal."""
+
+    def sql(ref: MetricRef, ctx: SqlContext) -> ColumnElement[object]:
+        return population_sql(ctx.value(underlying or _of(ref)), buckets, descending)
+
+    def python(ref: MetricRef, ctx: PyContext) -> Value:
+        return ctx.population(ref)
+
+    scale = "1-5" if buckets == 5 else f"1-{buckets}"
+    return Metric(
+        name, Type.NUMBER, f"score {scale}", "", "", Source.POPULATION, sql, python,
+        params=(Param.METRIC,) if underlying is None else (),
+        required=(Param.METRIC,) if underlying is None else (),
+    )
+
+
+def _of(ref: MetricRef) -> MetricRef:
+    assert ref.of is not None
+    return ref.of
+
+
+def population_sql(
+    value: ColumnElement[object], buckets: int, descending: bool
+) -> ColumnElement[object]:
+    order = value.desc() if descending else value.asc()
+    # count over the ordered partition (RANGE frame: peers included) = customers ranked at
+    # or below this one; integer ceil(buckets * k / n) avoids cume_dist's float rounding.
+    at_or_below = over(func.count(value), partition_by=value.is_(None), order_by=order)
+    population = over(func.count(value))
+    score = func.div(buckets * at_or_below + population - 1, population)
+    return case((value.is_(None), null()), else_=cast(score, BigInteger))
+
+
+def population_py(
+    values: Mapping[object, Value], buckets: int, descending: bool
+) -> dict[object, int | None]:
+    """The same scores in process, for a whole population (used to cross-check the SQL)."""
+    present = [v for v in values.values() if v is not None]
+    n = len(present)
+    out: dict[object, int | None] = {}
+    for key, v in values.items():
+        if v is None:
+            out[key] = None
+            continue
+        at_or_below = sum(1 for w in present if (w >= v if descending else w <= v))  # type: ignore[operator]
+        out[key] = -(-buckets * at_or_below // n)
+    return out
+
+
+def _build() -> dict[str, Metric]:
+    metrics: list[Metric] = []
+
+    def add(metric: Metric) -> None:
+        metrics.append(metric)
+
+    add(Metric(
+        "frequency", Type.NUMBER, "orders",
+        "Number of orders.", "frequency(30 days) >= 2", Source.ORDERS,
+        lambda r, c: func.coalesce(c.orders("count", r), 0),
+        lambda r, c: len(c.orders(r)),
+        _ORDER_PARAMS,
+    ))
+    add(Metric(
+        "monetary", Type.NUMBER, "currency",
+        "Total amount of the orders (0 without orders).", "monetary(365 days) > 5000",
+        Source.ORDERS,
+        lambda r, c: func.coalesce(c.orders("sum", r), 0),
+        lambda r, c: sum((o.amount for o in c.orders(r)), Decimal(0)),
+        _ORDER_PARAMS,
+    ))
+    add(Metric(
+        "average_order_value", Type.NUMBER, "currency",
+        f"Total amount divided by the number of orders, rounded half away from zero to "
+        f"{AVERAGE_SCALE} decimals; null without orders.",
+        "average_order_value(365 days) >= 200", Source.ORDERS,
+        lambda r, c: rounded_average_sql(c.orders("sum", r), c.orders("count", r)),
+        lambda r, c: rounded_average_py(
+            sum((o.amount for o in c.orders(r)), Decimal(0)), len(c.orders(r))
+        ),
+        _ORDER_PARAMS,
+    ))
+    add(Metric(
+        "recency", Type.DAYS, "days",
+        "Whole days from the last order to the evaluation time; null without orders.",
+        "recency > 90 days", Source.ORDERS,
+        lambda r, c: days_between_sql(c.orders("last_at", r), c.as_of),
+        lambda r, c: days_between_py(_last_nonnull([o.ordered_at for o in c.orders(r)]), c.as_of),
+        _ORDER_PARAMS,
+    ))
+    add(Metric(
+        "first_purchase", Type.TIMESTAMP, "date and time",
+        "Time of the first order; null without orders.", "first_purchase >= 2026-01-01",
+        Source.ORDERS,
+        lambda r, c: c.orders("first_at", r),
+        lambda r, c: _first([o.ordered_at for o in c.orders(r)]),
+        _ORDER_PARAMS,
+    ))
+    add(Metric(
+        "last_purchase", Type.TIMESTAMP, "date and time",
+        "Time of the last order; null without orders.", "last_purchase < 2026-01-01",
+        Source.ORDERS,
+        lambda r, c: c.orders("last_at", r),
+        lambda r, c: _last_nonnull([o.ordered_at for o in c.orders(r)]),
+        _ORDER_PARAMS,
+    ))
+    add(Metric(
+        "tenure", Type.DAYS, "days",
+        "Whole days from registration (or, without a registration date, the first order) to "
+        "the evaluation time; null when neither is known or registration is later.",
+        "tenure < 30 days", Source.ORDERS, _tenure_sql, _tenure_py,
+    ))
+    add(Metric(
+        "count", Type.NUMBER, "events",
+        "Number of behaviour events of a type.", 'count(event "complaint", 90 days) >= 2',
+        Source.EVENTS,
+        lambda r, c: func.coalesce(c.events("count", r), 0),
+        lambda r, c: len(c.events(r)),
+        (Param.EVENT, Param.WINDOW), (Param.EVENT,),
+    ))
+    add(Metric(
+        "days_since", Type.DAYS, "days",
+        "Whole days from the last event of a type to the evaluation time; null without one.",
+        'days_since(event "login") > 30 days', Source.EVENTS,
+        lambda r, c: days_between_sql(c.events("last_at", r), c.as_of),
+        lambda r, c: days_between_py(
+            _last_nonnull([e.occurred_at for e in c.events(r)]), c.as_of
+        ),
+        (Param.EVENT, Param.WINDOW), (Param.EVENT,),
+    ))
+    add(Metric(
+        "nps", Type.NUMBER, "score 0-10",
+        'Value of the latest `nps` event that has a value (equal times: the higher value); '
+        "null without one.", "nps <= 6", Source.EVENTS,
+        lambda r, c: c.events("latest_value", r),
+        lambda r, c: _latest_value(c, r),
+        (Param.WINDOW,),
+    ))
+    recency, frequency, monetary = MetricRef("recency"), MetricRef("frequency"), MetricRef(
+        "monetary"
+    )
+    for name, underlying, descending, what in (
+        ("r_score", recency, True, "recency (5 = bought most recently)"),
+        ("f_score", frequency, False, "frequency (5 = most orders)"),
+        ("m_score", monetary, False, "monetary (5 = highest spend)"),
+    ):
+        base = _population(name, underlying, 5, descending)
+        add(Metric(
+            name, base.type, base.unit,
+            f"Quintile score 1-5 of all-time {what} among the tenant's customers: "
+            "ceil(5 × share of customers ranked at or below); equal values get equal scores; "
+            "null when the metric is null.",
+            f"{name} >= 4", Source.POPULATION, base.sql, base.python,
+        ))
+    base = _population("percentile", None, 100, False)
+    add(Metric(
+        "percentile", base.type, "percent 1-100",
+        "Percentile rank 1-100 of a metric among the tenant's customers: "
+        "ceil(100 × share of customers whose value is at or below this one); equal values get "
+        "equal ranks; null when the metric is null. `percentile(monetary) > 80` is the top 20 %.",
+        "percentile(monetary(365 days)) > 80", Source.POPULATION, base.sql, base.python,
+        base.params, base.required,
+    ))
+    for name, type_, description, example in (
+        ("age", Type.NUMBER, "Age in years, from the profile.", "age between 18 and 35"),
+        ("gender", Type.TEXT, "Gender, from the profile.", 'gender = "female"'),
+        ("occupation", Type.TEXT, "Occupation, from the profile.", 'occupation = "teacher"'),
+        ("region", Type.TEXT, "Region, from the profile.", 'region in ["north", "west"]'),
+        ("industry", Type.TEXT, "Industry (business customers).", 'industry = "retail"'),
+        ("company_size", Type.NUMBER, "Number of employees (business customers).",
+         "company_size >= 500"),
+        ("registered_at", Type.TIMESTAMP, "Registration time.", "registered_at < 2025-01-01"),
+    ):
+        sql, python = _profile(name)
+        unit = {"age": "years", "company_size": "employees"}.get(name, "")
+        add(Metric(name, type_, unit, description, example, Source.PROFILE, sql, python))
+    add(Metric(
+        "attributes", Type.ATTRIBUTE, "",
+        "`attributes.KEY`: a free-form attribute. It is read as text when the JSON value is a "
+        "string, as a number when it is a number, as true/false when it is a boolean, and is "
+        "null otherwise (missing key, JSON null, another type): so `attributes.plan = \"gold\"` "
+        "is unknown, not an error, for a customer whose plan is 5.",
+        'attributes.plan = "gold"', Source.PROFILE, _attribute_sql, _attribute_py,
+    ))
+    add(Metric(
+        "in tier", Type.BOOLEAN, "",
+        "`in tier SCHEME.TIER`: whether the customer is currently in that tier of another "
+        "scheme (false when in another tier or none). Cycles between schemes are rejected.",
+        "in tier value.VIP", Source.MEMBERSHIP,
+        lambda r, c: c.membership(r.scheme or "", r.tier or ""),
+        lambda r, c: c.membership(r.scheme or "") == r.tier,
+    ))
+    return {m.name: m for m in metrics}
+
+
+CATALOG: Mapping[str, Metric] = _build()
+
+
+def metric(ref: MetricRef) -> Metric:
+    return CATALOG[ref.name]
+
+
+def window_days(amount: Decimal, unit: str) -> Decimal:
+    return amount * DAYS_PER_UNIT[unit]

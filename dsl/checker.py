@@ -1,0 +1,408 @@
+"""Names, arguments and types of a parsed scheme, checked against the catalog.
+
+`check` turns `dsl.tree` schemes into `dsl.checked` schemes, collecting every error it finds
+(each with a position) before raising one `RuleError`, and returns lint warnings alongside.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from dsl import checked as c
+from dsl import tree as t
+from dsl.catalog import CATALOG, MAX_WINDOW_DAYS, MetricRef, Param, Source, Type, window_days
+from dsl.errors import Diagnostic, RuleError
+from dsl.lints import lint_scheme
+
+_ORDERED = {Type.NUMBER, Type.DAYS, Type.TIMESTAMP}
+_CALLABLE = sorted(name for name in CATALOG if name not in ("attributes", "in tier"))
+_TYPE_WORDS = {
+    Type.NUMBER: "a number",
+    Type.DAYS: "a number of days",
+    Type.TEXT: "text",
+    Type.TIMESTAMP: "a date and time",
+    Type.BOOLEAN: "true or false",
+    Type.ATTRIBUTE: "an attribute",
+}
+
+
+class _Fail(Exception):
+    def __init__(self, span: t.Span, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.span, self.message, self.hint = span, message, hint
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    schemes: tuple[c.CheckedScheme, ...]
+    warnings: tuple[Diagnostic, ...]
+
+
+def _noun(node: c.Operand, source: t.Operand) -> str:
+    if isinstance(node, c.Ref):
+        return f"`{node.ref.text}` ({_TYPE_WORDS[node.type]})"
+    if isinstance(source, t.Duration):
+        return f"the duration {source.amount} {source.unit}s"
+    if isinstance(source, t.String):
+        return f"the text {_short(source.value)}"
+    if isinstance(source, t.Date):
+        return f"the date {source.value.isoformat()}"
+    if isinstance(source, t.Number):
+        return f"the number {source.value}"
+    return f"`{str(node.value).lower()}`"
+
+
+def _mismatch(a: c.Operand, a_src: t.Operand, b: c.Operand, b_src: t.Operand) -> str:
+    if isinstance(b, c.Ref) and not isinstance(a, c.Ref):
+        a, a_src, b, b_src = b, b_src, a, a_src
+    if isinstance(a, c.Ref):
+        return (f"`{a.ref.text}` is {_TYPE_WORDS[a.type]}, so it cannot be compared with "
+                f"{_noun(b, b_src)}")
+    return f"{_noun(a, a_src)} cannot be compared with {_noun(b, b_src)}"
+
+
+def _short(text: str) -> str:
+    from dsl.catalog import quote
+
+    return quote(text if len(text) <= 40 else text[:37] + "...")
+
+
+class _Checker:
+    def __init__(self, file: str, tiers_of: Mapping[str, Collection[str]]) -> None:
+        self.file = file
+        self.tiers_of = tiers_of
+        self.depends: dict[str, t.Span] = {}
+
+    # Operands.
+
+    def operand(self, node: t.Operand) -> c.Operand:
+        if isinstance(node, t.Metric):
+            return self.metric(node)
+        if isinstance(node, t.Attribute):
+            return c.Ref(MetricRef("attributes", key=node.key), Type.ATTRIBUTE, node.span)
+        if isinstance(node, t.Number):
+            return c.Const(node.value, Type.NUMBER, node.span)
+        if isinstance(node, t.String):
+            return c.Const(node.value, Type.TEXT, node.span)
+        if isinstance(node, t.Boolean):
+            return c.Const(node.value, Type.BOOLEAN, node.span)
+        if isinstance(node, t.Date):
+            moment = dt.datetime.combine(node.value, dt.time(), tzinfo=dt.UTC)
+            return c.Const(moment, Type.TIMESTAMP, node.span)
+        return c.Const(window_days(node.amount, node.unit), Type.DAYS, node.span)
+
+    def metric(self, node: t.Metric) -> c.Ref:
+        entry = CATALOG.get(node.name) if node.name in _CALLABLE else None
+        if entry is None:
+            close = difflib.get_close_matches(node.name.lower(), _CALLABLE, n=1, cutoff=0.6)
+            message = f"unknown metric `{node.name}`"
+            if close:
+                message += f"; did you mean `{close[0]}`?"
+            raise _Fail(node.name_span, message, "the metrics are listed in docs/rules.md")
+        values: dict[Param, object] = {}
+        for arg in node.args:
+            param, value = self.argument(arg)
+            if param not in entry.params:
+                raise _Fail(arg.span, _no_param(entry.name, param, entry.params))
+            if param in values:
+                raise _Fail(arg.span, f"`{entry.name}` is given a {param.value} twice")
+            values[param] = value
+        for param in entry.required:
+            if param not in values:
+                raise _Fail(node.span, f"`{entry.name}` needs {_NEEDS[param]}",
+                            f"for example: {entry.example}")
+        of = values.get(Param.METRIC)
+        ref = MetricRef(
+            entry.name,
+            window_days=_int_or_none(values.get(Param.WINDOW)),
+            category=_str_or_none(values.get(Param.CATEGORY)),
+            channel=_str_or_none(values.get(Param.CHANNEL)),
+            event=_str_or_none(values.get(Param.EVENT)),
+            of=of if isinstance(of, MetricRef) else None,
+        )
+        return c.Ref(ref, entry.type, node.span)
+
+    def argument(self, arg: t.Arg) -> tuple[Param, object]:
+        if isinstance(arg, t.WindowArg):
+            days = window_days(arg.duration.amount, arg.duration.unit)
+            if days != days.to_integral_value() or not 1 <= days <= MAX_WINDOW_DAYS:
+                raise _Fail(arg.span, "a window is a whole number of days from 1 day to 100 years",
+                            "for example: frequency(30 days), monetary(12 months)")
+            return Param.WINDOW, int(days)
+        if isinstance(arg, t.KeywordArg):
+            return Param(arg.keyword), arg.value.value
+        inner = self.metric(arg.metric)
+        entry = CATALOG[inner.ref.name]
+        if entry.source is Source.POPULATION or inner.type not in (Type.NUMBER, Type.DAYS):
+            raise _Fail(arg.span, f"a percentile needs a numeric metric; `{inner.ref.text}` "
+                        f"is {'a population score' if entry.source is Source.POPULATION else _TYPE_WORDS[inner.type]}")
+        return Param.METRIC, inner.ref
+
+    # Typing.
+
+    def unify(
+        self, a: c.Operand, a_src: t.Operand, b: c.Operand, b_src: t.Operand, span: t.Span
+    ) -> tuple[c.Operand, c.Operand, Type]:
+        """The common type of two operands; attributes take the type of the other side."""
+        if a.type is Type.ATTRIBUTE and b.type is Type.ATTRIBUTE:
+            raise _Fail(span, "two attributes cannot be compared with each other",
+                        "compare an attribute with a value, e.g. attributes.plan = \"gold\"")
+        if a.type is Type.ATTRIBUTE or b.type is Type.ATTRIBUTE:
+            other = b if a.type is Type.ATTRIBUTE else a
+            target = Type.NUMBER if other.type is Type.DAYS else other.type
+            if target not in (Type.NUMBER, Type.TEXT, Type.BOOLEAN):
+                raise _Fail(span, f"attributes are compared with text, numbers or true/false, "
+                            f"not with {_TYPE_WORDS[other.type]}")
+            a, b = _as_type(a, target), _as_type(b, target)
+            return a, b, target
+        if a.type is b.type:
+            return a, b, a.type
+        # A bare number next to a day count means days: `recency > 90`.
+        for x, y in ((a, b), (b, a)):
+            if x.type is Type.DAYS and y.type is Type.NUMBER and isinstance(y, c.Const):
+                return a, b, Type.DAYS
+        hint = None
+        if Type.TEXT in (a.type, b.type):
+            hint = 'text values are written in double quotes, e.g. region = "east"'
+        elif Type.DAYS in (a.type, b.type):
+            hint = "durations compare with day counts such as recency or tenure"
+        raise _Fail(span, _mismatch(a, a_src, b, b_src), hint)
+
+    def condition(self, node: t.Condition) -> c.Condition:
+        if isinstance(node, t.Group):
+            return self.condition(node.inner)
+        if isinstance(node, t.And):
+            return c.And(tuple(self.condition(x) for x in node.items), node.span)
+        if isinstance(node, t.Or):
+            return c.Or(tuple(self.condition(x) for x in node.items), node.span)
+        if isinstance(node, t.Not):
+            return c.Not(self.condition(node.operand), node.span)
+        if isinstance(node, t.Compare):
+            left, right = self.operand(node.left), self.operand(node.right)
+            if not (isinstance(left, c.Ref) or isinstance(right, c.Ref)):
+                raise _Fail(node.span, "this comparison has no metric in it",
+                            "compare a metric with a value, e.g. frequency >= 2")
+            left, right, type_ = self.unify(left, node.left, right, node.right, node.span)
+            if node.op not in ("=", "!=") and type_ not in _ORDERED:
+                raise _Fail(node.op_span, f"{_TYPE_WORDS[type_]} can only be compared with = "
+                            f"or !=", "for text there are also in [...], contains, starts with")
+            return c.Compare(left, node.op, right, node.span)
+        if isinstance(node, t.Between):
+            operand = self.ref(node.operand, "between")
+            low, high = self.operand(node.low), self.operand(node.high)
+            operand, low, type_ = self.unify(operand, node.operand, low, node.low, node.span)
+            operand, high, type_ = self.unify(operand, node.operand, high, node.high, node.span)
+            if type_ not in _ORDERED:
+                raise _Fail(node.span, f"`between` needs numbers, days or dates, not "
+                            f"{_TYPE_WORDS[type_]}")
+            return c.Between(operand, low, high, node.negated, node.span)
+        if isinstance(node, t.InList):
+            operand = self.ref(node.operand, "in")
+            items: list[c.Const] = []
+            for item in node.items:
+                const = self.operand(item)
+                operand, const, _ = self.unify(operand, node.operand, const, item, item.span)
+                assert isinstance(const, c.Const)
+                items.append(const)
+            return c.InList(operand, tuple(items), node.negated, node.span)
+        if isinstance(node, t.TextMatch):
+            operand = self.ref(node.operand, node.op)
+            value = self.operand(node.value)
+            if value.type is not Type.TEXT:
+                raise _Fail(node.value.span, f"`{node.op}` needs text in double quotes")
+            operand, value, _ = self.unify(operand, node.operand, value, node.value, node.span)
+            return c.TextMatch(operand, node.op, value, node.negated, node.span)
+        if isinstance(node, t.IsNull):
+            return c.IsNull(self.ref(node.operand, "is null"), node.negated, node.span)
+        return self.member(node)
+
+    def ref(self, node: t.Operand, what: str) -> c.Ref:
+        result = self.operand(node)
+        if not isinstance(result, c.Ref):
+            raise _Fail(node.span, f"`{what}` needs a metric on its left",
+                        "for example: monetary between 2000 and 5000")
+        return result
+
+    def member(self, node: t.InTier) -> c.Member:
+        if node.scheme not in self.tiers_of:
+            close = difflib.get_close_matches(node.scheme, list(self.tiers_of), n=1)
+            message = f"unknown scheme `{node.scheme}`"
+            if close:
+                message += f"; did you mean `{close[0]}`?"
+            raise _Fail(node.scheme_span, message)
+        tiers = list(self.tiers_of[node.scheme])
+        if node.tier not in tiers:
+            close = difflib.get_close_matches(node.tier, tiers, n=1)
+            message = f"scheme `{node.scheme}` has no tier `{node.tier}`"
+            if close:
+                message += f"; did you mean `{close[0]}`?"
+            raise _Fail(node.tier_span, message)
+        self.depends.setdefault(node.scheme, node.scheme_span)
+        return c.Member(MetricRef("in tier", scheme=node.scheme, tier=node.tier), node.span)
+
+
+_NEEDS = {
+    Param.EVENT: 'an event type, like event "complaint"',
+    Param.METRIC: "a metric to rank, like percentile(monetary)",
+}
+
+
+def _no_param(name: str, param: Param, accepted: Sequence[Param]) -> str:
+    if not accepted:
+        return f"`{name}` takes no arguments"
+    words = ", ".join(_PARAM_WORDS[p] for p in accepted)
+    return f"`{name}` does not take {_PARAM_WORDS[param]}; it takes {words}"
+
+
+_PARAM_WORDS = {
+    Param.WINDOW: "a window",
+    Param.CATEGORY: "a category",
+    Param.CHANNEL: "a channel",
+    Param.EVENT: "an event type",
+    Param.METRIC: "a metric",
+}
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) else None
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _as_type(node: c.Operand, target: Type) -> c.Operand:
+    if isinstance(node, c.Ref) and node.type is Type.ATTRIBUTE:
+        return c.Ref(replace(node.ref, as_type=target), target, node.span)
+    return node
+
+
+def _check_scheme(
+    scheme: t.Scheme, tiers_of: Mapping[str, Collection[str]], errors: list[Diagnostic]
+) -> tuple[c.CheckedScheme, dict[str, t.Span]]:
+    checker = _Checker(scheme.file, tiers_of)
+    tiers: list[c.CheckedTier] = []
+    for index, tier in enumerate(scheme.tiers):
+        try:
+            condition = checker.condition(tier.condition) if tier.condition else None
+        except _Fail as fail:
+            errors.append(Diagnostic.at(scheme.file, fail.span, fail.message, fail.hint))
+            condition = None
+        tiers.append(c.CheckedTier(tier.name, index, condition, tier.span))
+    refs: dict[MetricRef, None] = {}
+    for tier_ in tiers:
+        if tier_.condition is not None:
+            refs.update(dict.fromkeys(c.condition_refs(tier_.condition)))
+    if scheme.key is not None and scheme.key in checker.depends:
+        errors.append(Diagnostic.at(
+            scheme.file, checker.depends[scheme.key],
+            f"scheme `{scheme.key}` cannot depend on its own tiers",
+        ))
+    result = c.CheckedScheme(
+        scheme.key, scheme.title, tuple(tiers), tuple(refs), frozenset(checker.depends),
+        scheme.file, scheme.span,
+    )
+    return result, checker.depends
+
+
+def _cycles(
+    graph: Mapping[str, Collection[str]], spans: Mapping[str, Mapping[str, t.Span]],
+    files: Mapping[str, str],
+) -> list[Diagnostic]:
+    errors: list[Diagnostic] = []
+    reported: set[frozenset[str]] = set()
+    for start in spans:
+        # Depth-first search from each scheme of these files for a path back to itself.
+        stack: list[tuple[str, list[str]]] = [(d, [start, d]) for d in graph.get(start, ())]
+        seen: set[str] = set()
+        while stack:
+            node, path = stack.pop()
+            if node == start:
+                key = frozenset(path)
+                # A scheme reading its own tiers (path of two) is reported on its own.
+                if len(path) > 2 and key not in reported:
+                    reported.add(key)
+                    errors.append(Diagnostic.at(
+                        files[start], spans[start][path[1]],
+                        "schemes depend on each other in a cycle: " + " → ".join(path),
+                        "a scheme can use the tiers of another only if that one does not, "
+                        "directly or through others, use its tiers",
+                    ))
+                continue
+            if node in seen:
+                continue
+            seen.add(node)
+            stack.extend((d, [*path, d]) for d in graph.get(node, ()))
+    return errors
+
+
+def check(
+    schemes: Sequence[t.Scheme],
+    *,
+    known_tiers: Mapping[str, Collection[str]] | None = None,
+    known_dependencies: Mapping[str, Collection[str]] | None = None,
+) -> CheckResult:
+    """Check schemes (of one or several files) together.
+
+    known_tiers: tiers of schemes defined elsewhere (published schemes), by scheme key, for
+    `in tier` references; known_dependencies: which schemes those read, for cycle detection.
+    Raises `RuleError` with every error (and the warnings) when there is any error.
+    """
+    errors: list[Diagnostic] = []
+    tiers_of: dict[str, Collection[str]] = dict(known_tiers or {})
+    seen_keys: dict[str, t.Scheme] = {}
+    for scheme in schemes:
+        if scheme.key is None:
+            continue
+        if scheme.key in seen_keys:
+            assert scheme.key_span is not None
+            errors.append(Diagnostic.at(
+                scheme.file, scheme.key_span, f"scheme `{scheme.key}` is defined twice"
+            ))
+        seen_keys[scheme.key] = scheme
+        tiers_of[scheme.key] = [tier.name for tier in scheme.tiers]
+    results: list[c.CheckedScheme] = []
+    warnings: list[Diagnostic] = []
+    graph: dict[str, Collection[str]] = {k: list(v) for k, v in (known_dependencies or {}).items()}
+    spans: dict[str, dict[str, t.Span]] = {}
+    files: dict[str, str] = {}
+    for scheme in schemes:
+        result, depends = _check_scheme(scheme, tiers_of, errors)
+        results.append(result)
+        warnings.extend(lint_scheme(result, scheme))
+        if scheme.key is not None:
+            graph[scheme.key] = list(depends)
+            spans[scheme.key] = depends
+            files[scheme.key] = scheme.file
+    errors.extend(_cycles(graph, spans, files))
+    if errors:
+        raise RuleError(sorted([*errors, *warnings], key=_position))
+    return CheckResult(tuple(results), tuple(sorted(warnings, key=_position)))
+
+
+def _position(d: Diagnostic) -> tuple[str, int, int]:
+    return d.file, d.line, d.column
+
+
+def check_condition(
+    condition: t.Condition, file: str = "<condition>",
+    known_tiers: Mapping[str, Collection[str]] | None = None,
+) -> c.Condition:
+    """Check a bare condition (the API's `where`); raises `RuleError`."""
+    try:
+        return _Checker(file, known_tiers or {}).condition(condition)
+    except _Fail as fail:
+        raise RuleError([Diagnostic.at(file, fail.span, fail.message, fail.hint)]) from None
+
+
+def check_text(
+    text: str, file: str = "<rules>", known_tiers: Mapping[str, Collection[str]] | None = None
+) -> CheckResult:
+    """Parse and check one file."""
+    from dsl.parser import parse_rules
+
+    return check(parse_rules(text, file), known_tiers=known_tiers)
+

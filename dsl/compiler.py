@@ -1,0 +1,313 @@
+"""Checked rules to one set-based SQLAlchemy Core statement.
+
+Shape of every statement: orders and events are each aggregated once per customer, with one
+`FILTER (WHERE ...)` aggregate per distinct (aggregate, window, filters) the rules use; those
+are LEFT JOINed to the customers into a `metrics` relation (one column per metric reference,
+population scores as window functions over it); the scheme is a `CASE` over that relation in
+rule order. Every value from rule text, and the evaluation time, is a bound parameter;
+identifiers come only from the catalog and `Sources`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    DateTime,
+    FromClause,
+    Integer,
+    Numeric,
+    Select,
+    Subquery,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    false,
+    func,
+    not_,
+    null,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by, array_agg
+
+from dsl import checked as c
+from dsl.catalog import CATALOG, EventAgg, MetricRef, OrderAgg, Type
+
+_SQL_TYPES: dict[Type, Any] = {
+    Type.NUMBER: Numeric(),
+    Type.DAYS: Numeric(),
+    Type.TEXT: Text(),
+    Type.TIMESTAMP: DateTime(timezone=True),
+    Type.BOOLEAN: Boolean(),
+    Type.ATTRIBUTE: Text(),
+}
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The relations a statement reads: tables, or tenant-filtered subqueries of them.
+
+    customers: id, registered_at, attributes and the profile fields; orders: customer_id,
+    amount, ordered_at, category, channel; events: customer_id, type, occurred_at, value;
+    memberships: customer_id, scheme, tier (current tiers of other schemes).
+    """
+
+    customers: FromClause
+    orders: FromClause
+    events: FromClause
+    memberships: FromClause
+
+
+def bind(value: object, type_: Type) -> ColumnElement[Any]:
+    # The cast pins the parameter's type for Postgres (asyncpg prepares every statement).
+    sql_type = _SQL_TYPES[type_]
+    return cast(bindparam(None, value, type_=sql_type, unique=True), sql_type)
+
+
+class _Context:
+    """`catalog.SqlContext` in two passes: first it records the aggregates the metrics ask
+    for, then, once the aggregate subqueries exist, it hands out their columns."""
+
+    def __init__(self, sources: Sources, as_of: dt.datetime) -> None:
+        self.sources = sources
+        self._as_of = bindparam("as_of", as_of, type_=DateTime(timezone=True))
+        self.as_of_value = as_of
+        self.order_aggs: dict[tuple[object, ...], str] = {}
+        self.event_aggs: dict[tuple[object, ...], str] = {}
+        self.members: dict[tuple[str, str], str] = {}
+        self.order_sub: Subquery | None = None
+        self.event_sub: Subquery | None = None
+        self.member_sub: Subquery | None = None
+
+    @property
+    def customers(self) -> Mapping[str, ColumnElement[Any]]:
+        return self.sources.customers.c
+
+    @property
+    def as_of(self) -> ColumnElement[dt.datetime]:
+        return self._as_of
+
+    def bind(self, value: object, type_: Type) -> ColumnElement[Any]:
+        return bind(value, type_)
+
+    def value(self, ref: MetricRef) -> ColumnElement[Any]:
+        return CATALOG[ref.name].sql(ref, self)
+
+    def orders(self, kind: OrderAgg, ref: MetricRef) -> ColumnElement[Any]:
+        key = (kind, ref.window_days, ref.category, ref.channel)
+        name = self.order_aggs.setdefault(key, f"o{len(self.order_aggs)}")
+        return null() if self.order_sub is None else self.order_sub.c[name]
+
+    def events(self, kind: EventAgg, ref: MetricRef) -> ColumnElement[Any]:
+        key = (kind, ref.window_days, ref.event or "nps")
+        name = self.event_aggs.setdefault(key, f"e{len(self.event_aggs)}")
+        return null() if self.event_sub is None else self.event_sub.c[name]
+
+    def membership(self, scheme: str, tier: str) -> ColumnElement[bool]:
+        name = self.members.setdefault((scheme, tier), f"t{len(self.members)}")
+        if self.member_sub is None:
+            return null()
+        return func.coalesce(self.member_sub.c[name], false())
+
+    # Building the aggregate subqueries from what was recorded.
+
+    def _window_start(self, days: int | None) -> ColumnElement[Any] | None:
+        if days is None:
+            return None
+        # Computed here, not as `as_of - interval`: Postgres would move a day across a DST
+        # change in the session's time zone; Python's timedelta, like the evaluator, does not.
+        start = self.as_of_value - dt.timedelta(days=days)
+        return bindparam(None, start, type_=DateTime(timezone=True), unique=True)
+
+    def build(self) -> None:
+        if self.order_aggs:
+            o = self.sources.orders
+            columns = []
+            for (kind, days, category, channel), name in self.order_aggs.items():
+                conditions = []
+                start = self._window_start(days)  # type: ignore[arg-type]
+                if start is not None:
+                    conditions.append(o.c.ordered_at >= start)
+                if category is not None:
+                    conditions.append(o.c.category == bind(category, Type.TEXT))
+                if channel is not None:
+                    conditions.append(o.c.channel == bind(channel, Type.TEXT))
+                aggregate = {
+                    "count": func.count(),
+                    "sum": func.sum(o.c.amount),
+                    "first_at": func.min(o.c.ordered_at),
+                    "last_at": func.max(o.c.ordered_at),
+                }[str(kind)]
+                if conditions:
+                    aggregate = aggregate.filter(and_(*conditions))
+                columns.append(aggregate.label(name))
+            self.order_sub = (
+                select(o.c.customer_id, *columns)
+                .where(o.c.ordered_at < self._as_of)
+                .group_by(o.c.customer_id)
+                .subquery("order_facts")
+            )
+        if self.event_aggs:
+            e = self.sources.events
+            columns = []
+            types: dict[str, None] = {}
+            for (kind, days, event_type), name in self.event_aggs.items():
+                types.setdefault(str(event_type))
+                conditions = [e.c.type == bind(event_type, Type.TEXT)]
+                start = self._window_start(days)  # type: ignore[arg-type]
+                if start is not None:
+                    conditions.append(e.c.occurred_at >= start)
+                if kind == "count":
+                    column = func.count().filter(and_(*conditions))
+                elif kind == "last_at":
+                    column = func.max(e.c.occurred_at).filter(and_(*conditions))
+                else:
+                    latest = array_agg(
+                        aggregate_order_by(e.c.value, e.c.occurred_at.desc(), e.c.value.desc())
+                    ).filter(and_(*conditions, e.c.value.is_not(None)))
+                    column = latest[1]
+                columns.append(column.label(name))
+            self.event_sub = (
+                select(e.c.customer_id, *columns)
+                .where(e.c.occurred_at < self._as_of)
+                .where(e.c.type.in_([bind(x, Type.TEXT) for x in types]))
+                .group_by(e.c.customer_id)
+                .subquery("event_facts")
+            )
+        if self.members:
+            m = self.sources.memberships
+            columns = [
+                func.bool_or(
+                    and_(m.c.scheme == bind(scheme, Type.TEXT), m.c.tier == bind(tier, Type.TEXT))
+                ).label(name)
+                for (scheme, tier), name in self.members.items()
+            ]
+            self.member_sub = (
+                select(m.c.customer_id, *columns).group_by(m.c.customer_id).subquery("tiers")
+            )
+
+
+def metrics_relation(
+    refs: Sequence[MetricRef], sources: Sources, as_of: dt.datetime
+) -> Subquery:
+    """One row per customer: `customer_id` and `m0`, `m1`, ... for refs in order."""
+    ctx = _Context(sources, as_of)
+    for ref in refs:
+        ctx.value(ref)  # first pass: record the aggregates
+    ctx.build()
+    customers = sources.customers
+    joined: FromClause = customers
+    for sub in (ctx.order_sub, ctx.event_sub, ctx.member_sub):
+        if sub is not None:
+            joined = joined.outerjoin(sub, sub.c.customer_id == customers.c.id)
+    columns = [ctx.value(ref).label(f"m{i}") for i, ref in enumerate(refs)]
+    return select(customers.c.id.label("customer_id"), *columns).select_from(joined).subquery(
+        "metrics"
+    )
+
+
+def metric_values_select(
+    refs: Sequence[MetricRef], sources: Sources, as_of: dt.datetime
+) -> Select[Any]:
+    """Current metric values: columns `customer_id`, then `m0`, `m1`, ... in the order of refs."""
+    metrics = metrics_relation(refs, sources, as_of)
+    return select(metrics)
+
+
+def _operand(node: c.Operand, columns: Mapping[MetricRef, ColumnElement[Any]]) -> Any:
+    if isinstance(node, c.Ref):
+        return columns[node.ref]
+    return bind(node.value, node.type)
+
+
+def condition_sql(
+    node: c.Condition, columns: Mapping[MetricRef, ColumnElement[Any]]
+) -> ColumnElement[bool]:
+    """A checked condition as a boolean SQL expression over the metric columns."""
+    if isinstance(node, c.And):
+        return and_(*(condition_sql(x, columns) for x in node.items))
+    if isinstance(node, c.Or):
+        return or_(*(condition_sql(x, columns) for x in node.items))
+    if isinstance(node, c.Not):
+        return not_(condition_sql(node.operand, columns))
+    if isinstance(node, c.Member):
+        return columns[node.ref]
+    if isinstance(node, c.IsNull):
+        column = columns[node.operand.ref]
+        return column.is_not(None) if node.negated else column.is_(None)
+    if isinstance(node, c.Compare):
+        left, right = _operand(node.left, columns), _operand(node.right, columns)
+        return {
+            "=": lambda: left == right,
+            "!=": lambda: left != right,
+            "<": lambda: left < right,
+            "<=": lambda: left <= right,
+            ">": lambda: left > right,
+            ">=": lambda: left >= right,
+        }[node.op]()
+    if isinstance(node, c.Between):
+        x = _operand(node.operand, columns)
+        expr = and_(x >= _operand(node.low, columns), x <= _operand(node.high, columns))
+        return not_(expr) if node.negated else expr
+    if isinstance(node, c.InList):
+        x = _operand(node.operand, columns)
+        expr = x.in_([_operand(item, columns) for item in node.items])
+        return not_(expr) if node.negated else expr
+    x = _operand(node.operand, columns)
+    value = _operand(node.value, columns)
+    # strpos/starts_with rather than LIKE: no wildcard escaping, same as Python's `in`.
+    if node.op == "contains":
+        expr = func.strpos(x, value) > 0
+    else:
+        expr = func.starts_with(x, value)
+    return not_(expr) if node.negated else expr
+
+
+def _columns(metrics: Subquery, refs: Sequence[MetricRef]) -> dict[MetricRef, Any]:
+    return {ref: metrics.c[f"m{i}"] for i, ref in enumerate(refs)}
+
+
+def compile_scheme(scheme: c.CheckedScheme, sources: Sources, as_of: dt.datetime) -> Select[Any]:
+    """Columns `customer_id`, `tier` (NULL when no tier matches) and `tier_index` (0-based)."""
+    metrics = metrics_relation(scheme.refs, sources, as_of)
+    columns = _columns(metrics, scheme.refs)
+    names: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = []
+    indexes: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = []
+    fallback: tuple[ColumnElement[Any], ColumnElement[Any]] = (null(), null())
+    for tier in scheme.tiers:
+        name = bind(tier.name, Type.TEXT)
+        index = cast(bindparam(None, tier.index, type_=Integer, unique=True), Integer)
+        if tier.condition is None:
+            fallback = (name, index)
+            break
+        condition = condition_sql(tier.condition, columns)
+        names.append((condition, name))
+        indexes.append((condition, index))
+    tier_column: ColumnElement[Any] = case(*names, else_=fallback[0]) if names else fallback[0]
+    index_column: ColumnElement[Any] = (
+        case(*indexes, else_=fallback[1]) if indexes else fallback[1]
+    )
+    return select(
+        metrics.c.customer_id,
+        cast(tier_column, Text).label("tier"),
+        cast(index_column, Integer).label("tier_index"),
+    )
+
+
+def compile_condition(
+    condition: c.Condition, sources: Sources, as_of: dt.datetime
+) -> Select[Any]:
+    """`customer_id` of every customer for whom the condition is true."""
+    refs = c.condition_refs(condition)
+    metrics = metrics_relation(refs, sources, as_of)
+    where = condition_sql(condition, _columns(metrics, refs))
+    return select(metrics.c.customer_id).where(where)
+

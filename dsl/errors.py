@@ -1,0 +1,74 @@
+"""Diagnostics: the one error type of the language and how it is shown to a person."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from dsl.tree import Span
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    file: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    severity: Severity
+    message: str
+    hint: str | None = None
+
+    @classmethod
+    def at(
+        cls, file: str, span: Span, message: str, hint: str | None = None,
+        severity: Severity = "error",
+    ) -> Diagnostic:
+        return cls(
+            file, span.line, span.column, span.end_line, span.end_column, severity, message, hint
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class RuleError(Exception):
+    """Every problem with rule text ends as this, with at least one positioned diagnostic."""
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
+        if not diagnostics:
+            raise ValueError("RuleError needs at least one diagnostic")
+        self.diagnostics = tuple(diagnostics)
+        first = self.diagnostics[0]
+        super().__init__(f"{first.file}:{first.line}:{first.column}: {first.message}")
+
+
+def _width(text: str) -> int:
+    """Columns a terminal uses for text: East Asian wide characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+def render(diagnostic: Diagnostic, source: str | None) -> str:
+    """`FILE:LINE:COL: error: message`, then the source line and a caret under the spot."""
+    d = diagnostic
+    out = [f"{d.file}:{d.line}:{d.column}: {d.severity}: {d.message}"]
+    lines = source.split("\n") if source is not None else []
+    if 1 <= d.line <= len(lines):
+        # Tabs shown as one space so the caret lines up whatever the terminal's tab width.
+        text = lines[d.line - 1].replace("\t", " ").rstrip("\r")
+        start = min(d.column - 1, len(text))
+        end = d.end_column - 1 if d.end_line == d.line else len(text)
+        end = max(min(end, len(text)), start + 1)
+        out.append(f"    {text}")
+        out.append("    " + " " * _width(text[:start]) + "^" * max(1, _width(text[start:end])))
+    if d.hint:
+        out.append(f"  hint: {d.hint}")
+    return "\n".join(out)
+
+
+def render_all(diagnostics: Iterable[Diagnostic], sources: Mapping[str, str]) -> str:
+    return "\n".join(render(d, sources.get(d.file)) for d in diagnostics)

@@ -1,0 +1,190 @@
+"""In-process evaluation for one customer: the same answers as the compiled SQL.
+
+Missing values follow SQL's three-valued logic: `None` is unknown; `not unknown` is unknown;
+a tier takes a customer only when its condition is true.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from dsl import checked as c
+from dsl.catalog import CATALOG, MetricRef, Source, Value
+
+Truth = bool | None
+Values = Mapping[MetricRef, Value]
+
+
+@dataclass(frozen=True)
+class Order:
+    amount: Decimal
+    ordered_at: dt.datetime
+    category: str | None = None
+    channel: str | None = None
+    currency: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    occurred_at: dt.datetime
+    value: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class CustomerFacts:
+    """One customer's data. `profile` has the profile fields and `attributes` (decode JSON
+    with `parse_float=Decimal` to keep numbers exact); `memberships` maps scheme to tier."""
+
+    profile: Mapping[str, object]
+    orders: Sequence[Order] = ()
+    events: Sequence[Event] = ()
+    memberships: Mapping[str, str] = field(default_factory=dict)
+
+
+class _Facts:
+    """`catalog.PyContext` over one customer's facts."""
+
+    def __init__(
+        self, facts: CustomerFacts, as_of: dt.datetime, population: Mapping[MetricRef, Value]
+    ) -> None:
+        self.facts = facts
+        self._as_of = as_of
+        self._population = population
+
+    @property
+    def profile(self) -> Mapping[str, object]:
+        return self.facts.profile
+
+    @property
+    def as_of(self) -> dt.datetime:
+        return self._as_of
+
+    def _start(self, ref: MetricRef) -> dt.datetime | None:
+        if ref.window_days is None:
+            return None
+        return self._as_of - dt.timedelta(days=ref.window_days)
+
+    def orders(self, ref: MetricRef) -> Sequence[Order]:
+        start = self._start(ref)
+        return [
+            o for o in self.facts.orders
+            if o.ordered_at < self._as_of
+            and (start is None or o.ordered_at >= start)
+            and (ref.category is None or o.category == ref.category)
+            and (ref.channel is None or o.channel == ref.channel)
+        ]
+
+    def events(self, ref: MetricRef) -> Sequence[Event]:
+        start = self._start(ref)
+        kind = ref.event or "nps"
+        return [
+            e for e in self.facts.events
+            if e.type == kind and e.occurred_at < self._as_of
+            and (start is None or e.occurred_at >= start)
+        ]
+
+    def membership(self, scheme: str) -> str | None:
+        return self.facts.memberships.get(scheme)
+
+    def population(self, ref: MetricRef) -> Value:
+        if ref not in self._population:
+            raise ValueError(
+                f"`{ref.text}` ranks the whole population; pass its value in population_values"
+            )
+        return self._population[ref]
+
+
+def compute_metric_values(
+    refs: Sequence[MetricRef],
+    facts: CustomerFacts,
+    as_of: dt.datetime,
+    population_values: Mapping[MetricRef, Value] | None = None,
+) -> dict[MetricRef, Value]:
+    """Metric values of one customer at `as_of`. Population scores (R/F/M scores,
+    percentiles) cannot be computed for one customer: give them in population_values."""
+    context = _Facts(facts, as_of, population_values or {})
+    return {ref: CATALOG[ref.name].python(ref, context) for ref in refs}
+
+
+def is_population(ref: MetricRef) -> bool:
+    return CATALOG[ref.name].source is Source.POPULATION
+
+
+def _operand(node: c.Operand, values: Values) -> Value:
+    return values[node.ref] if isinstance(node, c.Ref) else node.value
+
+
+_COMPARE: dict[str, Callable[[Value, Value], bool]] = {
+    "=": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,  # type: ignore[operator]
+    "<=": lambda a, b: a <= b,  # type: ignore[operator]
+    ">": lambda a, b: a > b,  # type: ignore[operator]
+    ">=": lambda a, b: a >= b,  # type: ignore[operator]
+}
+
+
+def compare(op: str, left: Value, right: Value) -> Truth:
+    if left is None or right is None:
+        return None
+    return _COMPARE[op](left, right)
+
+
+def both(items: Sequence[Truth]) -> Truth:
+    if any(x is False for x in items):
+        return False
+    return None if any(x is None for x in items) else True
+
+
+def either(items: Sequence[Truth]) -> Truth:
+    if any(x is True for x in items):
+        return True
+    return None if any(x is None for x in items) else False
+
+
+def negate(value: Truth) -> Truth:
+    return None if value is None else not value
+
+
+def evaluate_condition(node: c.Condition, values: Values) -> Truth:  # noqa: PLR0911
+    if isinstance(node, c.And):
+        return both([evaluate_condition(x, values) for x in node.items])
+    if isinstance(node, c.Or):
+        return either([evaluate_condition(x, values) for x in node.items])
+    if isinstance(node, c.Not):
+        return negate(evaluate_condition(node.operand, values))
+    if isinstance(node, c.Member):
+        return bool(values[node.ref])
+    if isinstance(node, c.IsNull):
+        return (values[node.operand.ref] is None) != node.negated
+    if isinstance(node, c.Compare):
+        return compare(node.op, _operand(node.left, values), _operand(node.right, values))
+    if isinstance(node, c.Between):
+        x = _operand(node.operand, values)
+        result = both([
+            compare(">=", x, _operand(node.low, values)),
+            compare("<=", x, _operand(node.high, values)),
+        ])
+        return negate(result) if node.negated else result
+    if isinstance(node, c.InList):
+        x = _operand(node.operand, values)
+        result = either([compare("=", x, item.value) for item in node.items])
+        return negate(result) if node.negated else result
+    x, value = _operand(node.operand, values), _operand(node.value, values)
+    if x is None or value is None:
+        return None
+    assert isinstance(x, str) and isinstance(value, str)
+    result = value in x if node.op == "contains" else x.startswith(value)
+    return not result if node.negated else result
+
+
+def evaluate(scheme: c.CheckedScheme, values: Values) -> str | None:
+    """The first tier whose condition is true (or `otherwise`); None when none matches."""
+    for tier in scheme.tiers:
+        if tier.condition is None or evaluate_condition(tier.condition, values) is True:
+            return tier.name
+    return None

@@ -1,0 +1,232 @@
+"""Lint warnings: rules that are valid but cannot do what their author meant.
+
+Conditions are reduced to a disjunction of conjunctions of per-metric constraints (ranges and
+value sets). Atoms that do not fit (`not`, `!=`, `contains`, metric against metric, ...) are
+dropped, which can only make a condition look *wider*: so "can never be true" is only claimed
+when it is certain, and an earlier tier only counts as covering a later one when it has no
+dropped atoms.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+from dsl import checked as c
+from dsl import tree as t
+from dsl.catalog import MetricRef
+from dsl.errors import Diagnostic
+
+_MAX_CONJUNCTIONS = 64
+Point = Decimal | dt.datetime | str | bool
+
+
+@dataclass(frozen=True)
+class _Range:
+    low: Point | None = None
+    low_open: bool = False
+    high: Point | None = None
+    high_open: bool = False
+    values: frozenset[Point] | None = None  # None: any value in the range
+
+    def contains(self, v: Point) -> bool:
+        if self.low is not None and (v < self.low or (self.low_open and v == self.low)):  # type: ignore[operator]
+            return False
+        return self.high is None or not (v > self.high or (self.high_open and v == self.high))  # type: ignore[operator]
+
+    def intersect(self, other: _Range) -> _Range:
+        low, low_open = self.low, self.low_open
+        if other.low is not None and (
+            low is None or other.low > low or (other.low == low and other.low_open)  # type: ignore[operator]
+        ):
+            low, low_open = other.low, other.low_open
+        high, high_open = self.high, self.high_open
+        if other.high is not None and (
+            high is None or other.high < high or (other.high == high and other.high_open)  # type: ignore[operator]
+        ):
+            high, high_open = other.high, other.high_open
+        values = self.values
+        if other.values is not None:
+            values = other.values if values is None else values & other.values
+        merged = _Range(low, low_open, high, high_open, None)
+        if values is not None:
+            values = frozenset(v for v in values if merged.contains(v))
+        return _Range(low, low_open, high, high_open, values)
+
+    def empty(self) -> bool:
+        if self.values is not None:
+            return not self.values
+        if self.low is None or self.high is None:
+            return False
+        return self.low > self.high or (  # type: ignore[operator]
+            self.low == self.high and (self.low_open or self.high_open)
+        )
+
+    def within(self, other: _Range) -> bool:
+        """Every value allowed here is allowed by other."""
+        if self.values is not None:
+            return all(other.contains(v) and (other.values is None or v in other.values)
+                       for v in self.values)
+        if other.values is not None:
+            return False
+        if other.low is not None and (
+            self.low is None or self.low < other.low  # type: ignore[operator]
+            or (self.low == other.low and other.low_open and not self.low_open)
+        ):
+            return False
+        return not (other.high is not None and (
+            self.high is None or self.high > other.high  # type: ignore[operator]
+            or (self.high == other.high and other.high_open and not self.high_open)
+        ))
+
+
+Conjunction = dict[MetricRef, _Range]
+
+
+@dataclass
+class _Dnf:
+    terms: list[Conjunction]
+    exact: bool  # False when atoms were dropped
+
+
+def _point(const: c.Const) -> Point | None:
+    value = const.value
+    if isinstance(value, bool | str | dt.datetime | Decimal):
+        return value
+    return Decimal(value) if isinstance(value, int) else None
+
+
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "=", "!=": "!="}
+
+
+def _atom(node: c.Condition) -> tuple[MetricRef, _Range] | None:
+    if isinstance(node, c.Compare):
+        ref, const, op = node.left, node.right, node.op
+        if isinstance(ref, c.Const):
+            ref, const, op = const, ref, _FLIP[op]
+        if not (isinstance(ref, c.Ref) and isinstance(const, c.Const)) or op == "!=":
+            return None
+        v = _point(const)
+        if v is None:
+            return None
+        ranges = {
+            "=": _Range(values=frozenset([v])),
+            "<": _Range(high=v, high_open=True),
+            "<=": _Range(high=v),
+            ">": _Range(low=v, low_open=True),
+            ">=": _Range(low=v),
+        }
+        return ref.ref, ranges[op]
+    if isinstance(node, c.Between) and not node.negated and isinstance(node.operand, c.Ref):
+        if isinstance(node.low, c.Const) and isinstance(node.high, c.Const):
+            low, high = _point(node.low), _point(node.high)
+            if low is not None and high is not None:
+                return node.operand.ref, _Range(low=low, high=high)
+    if isinstance(node, c.InList) and not node.negated and isinstance(node.operand, c.Ref):
+        points = [_point(item) for item in node.items]
+        if all(p is not None for p in points):
+            return node.operand.ref, _Range(values=frozenset(p for p in points if p is not None))
+    return None
+
+
+def _dnf(node: c.Condition) -> _Dnf | None:
+    """None when the expansion would be too large to be worth it."""
+    if isinstance(node, c.Or):
+        terms: list[Conjunction] = []
+        exact = True
+        for item in node.items:
+            sub = _dnf(item)
+            if sub is None:
+                return None
+            terms.extend(sub.terms)
+            exact = exact and sub.exact
+        return _Dnf(terms, exact) if len(terms) <= _MAX_CONJUNCTIONS else None
+    if isinstance(node, c.And):
+        result = _Dnf([{}], True)
+        for item in node.items:
+            sub = _dnf(item)
+            if sub is None:
+                return None
+            combined = [_meet(a, b) for a in result.terms for b in sub.terms]
+            if len(combined) > _MAX_CONJUNCTIONS:
+                return None
+            result = _Dnf(combined, result.exact and sub.exact)
+        return result
+    atom = _atom(node)
+    if atom is None:
+        return _Dnf([{}], False)
+    return _Dnf([{atom[0]: atom[1]}], True)
+
+
+def _meet(a: Conjunction, b: Conjunction) -> Conjunction:
+    out = dict(a)
+    for ref, r in b.items():
+        out[ref] = out[ref].intersect(r) if ref in out else r
+    return out
+
+
+def _empty(term: Conjunction) -> bool:
+    return any(r.empty() for r in term.values())
+
+
+def _within(term: Conjunction, cover: Conjunction) -> bool:
+    return all(ref in term and term[ref].within(r) for ref, r in cover.items())
+
+
+def lint_scheme(scheme: c.CheckedScheme, source: t.Scheme) -> Iterator[Diagnostic]:
+    file = scheme.file
+    names: dict[str, t.Tier] = {}
+    otherwise: t.Tier | None = None
+    earlier: list[tuple[t.Tier, _Dnf]] = []
+    for checked_tier, tier in zip(scheme.tiers, source.tiers, strict=True):
+        if tier.name in names:
+            first = names[tier.name]
+            yield _warn(file, tier.name_span,
+                        f"another tier is already named `{tier.name}` (line {first.span.line})")
+        names.setdefault(tier.name, tier)
+        if otherwise is not None:
+            yield _warn(file, tier.name_span,
+                        f"tier `{tier.name}` comes after `otherwise` (line {otherwise.span.line}) "
+                        "and can never match")
+            continue
+        if checked_tier.condition is None:
+            if tier.condition is None:
+                otherwise = tier
+            continue
+        dnf = _dnf(checked_tier.condition)
+        if dnf is None:
+            continue
+        live = [term for term in dnf.terms if not _empty(term)]
+        if not live:
+            assert tier.condition is not None
+            yield _warn(file, tier.condition.span, "this condition can never be true",
+                        "two of its parts exclude each other")
+            continue
+        covering = _covering(live, earlier)
+        if covering:
+            lines = ", ".join(f"`{x.name}` (line {x.span.line})" for x in covering)
+            yield _warn(file, tier.name_span,
+                        f"tier `{tier.name}` can never match: every customer it would take is "
+                        f"already taken by {lines}")
+        if dnf.exact:
+            earlier.append((tier, _Dnf(live, True)))
+
+
+def _covering(live: list[Conjunction], earlier: list[tuple[t.Tier, _Dnf]]) -> list[t.Tier]:
+    """Earlier tiers that together take every customer of `live`, or [] if not shown."""
+    used: list[t.Tier] = []
+    for term in live:
+        for tier, dnf in earlier:
+            if any(_within(term, cover) for cover in dnf.terms):
+                if tier not in used:
+                    used.append(tier)
+                break
+        else:
+            return []
+    return used
+
+
+def _warn(file: str, span: t.Span, message: str, hint: str | None = None) -> Diagnostic:
+    return Diagnostic.at(file, span, message, hint, severity="warning")

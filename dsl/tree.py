@@ -1,0 +1,225 @@
+"""The syntax tree of a rule file: what was written, with where it was written.
+
+Nodes are frozen dataclasses; every node carries a `Span`. Meaning (metric lookup, types) is
+added by `dsl.checker`, which produces the checked form in `dsl.checked`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal as TypingLiteral
+
+
+@dataclass(frozen=True)
+class Span:
+    """1-based line and column of the first character; end is just past the last character."""
+
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    def cover(self, other: Span) -> Span:
+        return Span(self.line, self.column, other.end_line, other.end_column)
+
+
+Unit = TypingLiteral["day", "week", "month", "year"]
+
+
+@dataclass(frozen=True)
+class Number:
+    value: Decimal
+    span: Span
+
+
+@dataclass(frozen=True)
+class String:
+    value: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Date:
+    value: dt.date
+    span: Span
+
+
+@dataclass(frozen=True)
+class Boolean:
+    value: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class Duration:
+    amount: Decimal
+    unit: Unit
+    span: Span
+
+
+LiteralNode = Number | String | Date | Boolean | Duration
+
+
+@dataclass(frozen=True)
+class WindowArg:
+    duration: Duration
+    span: Span
+
+
+@dataclass(frozen=True)
+class KeywordArg:
+    """`event "complaint"`, `category "books"`, `channel "web"`."""
+
+    keyword: TypingLiteral["event", "category", "channel"]
+    value: String
+    span: Span
+
+
+@dataclass(frozen=True)
+class MetricArg:
+    metric: Metric
+    span: Span
+
+
+Arg = WindowArg | KeywordArg | MetricArg
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A catalog name, optionally with arguments: `monetary(365 days)`."""
+
+    name: str
+    args: tuple[Arg, ...]
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """`attributes.plan`: a key of the customer's free-form attributes."""
+
+    key: str
+    span: Span
+
+
+Operand = Metric | Attribute | LiteralNode
+
+CompareOp = TypingLiteral["=", "!=", "<", "<=", ">", ">="]
+
+
+@dataclass(frozen=True)
+class Compare:
+    left: Operand
+    op: CompareOp
+    right: Operand
+    span: Span
+    op_span: Span
+
+
+@dataclass(frozen=True)
+class Between:
+    operand: Operand
+    low: Operand
+    high: Operand
+    negated: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class InList:
+    operand: Operand
+    items: tuple[LiteralNode, ...]
+    negated: bool
+    span: Span
+    list_span: Span
+
+
+@dataclass(frozen=True)
+class TextMatch:
+    operand: Operand
+    op: TypingLiteral["contains", "starts with"]
+    value: Operand
+    negated: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class IsNull:
+    operand: Operand
+    negated: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class InTier:
+    """`in tier value.VIP`: membership of a tier of another scheme."""
+
+    scheme: str
+    tier: str
+    span: Span
+    scheme_span: Span
+    tier_span: Span
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: Condition
+    span: Span
+
+
+@dataclass(frozen=True)
+class And:
+    items: tuple[Condition, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Or:
+    items: tuple[Condition, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Group:
+    """Parentheses as written; kept so spans and the formatter see them."""
+
+    inner: Condition
+    span: Span
+
+
+Condition = Compare | Between | InList | TextMatch | IsNull | InTier | Not | And | Or | Group
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    quoted: bool
+    condition: Condition | None  # None: `otherwise`
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class Scheme:
+    key: str | None  # None: a bare list of tiers
+    title: str | None
+    tiers: tuple[Tier, ...]
+    span: Span
+    key_span: Span | None
+    file: str
+
+
+@dataclass(frozen=True)
+class Comment:
+    text: str  # including the leading `#`
+    span: Span
+
+
+@dataclass(frozen=True)
+class RuleFile:
+    file: str
+    schemes: tuple[Scheme, ...]
+    comments: tuple[Comment, ...]
+    bare: bool  # written as a bare list of tiers, without a `scheme` block
