@@ -406,3 +406,28 @@ def check_text(
 
     return check(parse_rules(text, file), known_tiers=known_tiers)
 
+
+
+def check_files(
+    sources: Mapping[str, str], known_tiers: Mapping[str, Collection[str]] | None = None
+) -> CheckResult:
+    """Parse and check several files together, so `in tier` can reach across them.
+
+    Raises `RuleError` with the errors of every file (parse errors included).
+    """
+    from dsl.parser import parse_rules
+
+    schemes: list[t.Scheme] = []
+    errors: list[Diagnostic] = []
+    for file, text in sources.items():
+        try:
+            schemes.extend(parse_rules(text, file))
+        except RuleError as error:
+            errors.extend(error.diagnostics)
+    try:
+        result = check(schemes, known_tiers=known_tiers)
+    except RuleError as error:
+        raise RuleError(sorted([*errors, *error.diagnostics], key=_position)) from None
+    if errors:
+        raise RuleError(sorted([*errors, *result.warnings], key=_position))
+    return result

@@ -1,0 +1,156 @@
+"""Why a customer is in a tier: every tier in order, every clause with its actual value.
+
+The result is plain frozen dataclasses of JSON values (`dataclasses.asdict` gives JSON):
+decimals and times are strings, so nothing is rounded on the way to a frontend.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from typing import Literal
+
+from dsl import checked as c
+from dsl.catalog import Type, Value, quote
+from dsl.evaluator import Truth, Values, evaluate_condition
+
+JsonValue = str | int | bool | None | list["JsonValue"]
+Outcome = Literal["true", "false", "unknown"]
+
+
+@dataclass(frozen=True)
+class ClauseTrace:
+    text: str  # the clause in canonical rule text
+    result: Outcome
+    metric: str | None = None  # for a comparison: the metric's rule text
+    actual: JsonValue = None  # its value for this customer
+    operator: str | None = None  # "=", "between", "in", "contains", "is null", ...
+    expected: JsonValue = None  # the value(s) it was compared with
+    children: tuple[ClauseTrace, ...] = ()  # for and / or / not
+    line: int = 0
+    column: int = 0
+
+
+@dataclass(frozen=True)
+class TierTrace:
+    name: str
+    index: int
+    result: Outcome | Literal["otherwise"]
+    matched: bool  # this tier took the customer
+    clause: ClauseTrace | None  # None for `otherwise`
+
+
+@dataclass(frozen=True)
+class Explanation:
+    scheme: str | None
+    tier: str | None  # the tier the customer is in; None when no tier matches
+    tier_index: int | None
+    tiers: tuple[TierTrace, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _outcome(value: Truth) -> Outcome:
+    return "unknown" if value is None else "true" if value else "false"
+
+
+def json_value(value: Value) -> JsonValue:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def _const_text(node: c.Const) -> str:
+    value = node.value
+    if node.type is Type.TEXT and isinstance(value, str):
+        return quote(value)
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time() else value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if node.type is Type.DAYS:
+        return f"{value} days"
+    return str(value)
+
+
+def _text(node: c.Operand) -> str:
+    return node.ref.text if isinstance(node, c.Ref) else _const_text(node)
+
+
+def _side(node: c.Operand, values: Values) -> tuple[str | None, JsonValue]:
+    if isinstance(node, c.Ref):
+        return node.ref.text, json_value(values[node.ref])
+    return None, json_value(node.value)
+
+
+def _trace(node: c.Condition, values: Values) -> ClauseTrace:  # noqa: PLR0911
+    result = _outcome(evaluate_condition(node, values))
+    at = {"line": node.span.line, "column": node.span.column}
+    if isinstance(node, c.And | c.Or):
+        children = tuple(_trace(x, values) for x in node.items)
+        word = " and " if isinstance(node, c.And) else " or "
+        text = word.join(f"({x.text})" if isinstance(y, c.And | c.Or) else x.text
+                         for x, y in zip(children, node.items, strict=True))
+        return ClauseTrace(text, result, children=children, **at)
+    if isinstance(node, c.Not):
+        child = _trace(node.operand, values)
+        return ClauseTrace(f"not ({child.text})", result, children=(child,), **at)
+    if isinstance(node, c.Member):
+        return ClauseTrace(node.ref.text, result, node.ref.text, json_value(values[node.ref]),
+                           "in tier", f"{node.ref.scheme}.{node.ref.tier}", **at)
+    if isinstance(node, c.IsNull):
+        op = "is not null" if node.negated else "is null"
+        ref = node.operand.ref
+        return ClauseTrace(f"{ref.text} {op}", result, ref.text, json_value(values[ref]), op,
+                           **at)
+    neg = "not " if getattr(node, "negated", False) else ""
+    if isinstance(node, c.Compare):
+        left_metric, left = _side(node.left, values)
+        right_metric, right = _side(node.right, values)
+        text = f"{_text(node.left)} {node.op} {_text(node.right)}"
+        if left_metric is None and right_metric is not None:
+            # Shown metric-first: `5 < x` reads as x > 5.
+            flipped = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(node.op, node.op)
+            return ClauseTrace(text, result, right_metric, right, flipped, left, **at)
+        return ClauseTrace(text, result, left_metric, left, node.op, right, **at)
+    if isinstance(node, c.Between):
+        metric, actual = _side(node.operand, values)
+        text = (f"{_text(node.operand)} {neg}between {_text(node.low)} and "
+                f"{_text(node.high)}")
+        expected = [_side(node.low, values)[1], _side(node.high, values)[1]]
+        return ClauseTrace(text, result, metric, actual, f"{neg}between", expected, **at)
+    if isinstance(node, c.InList):
+        metric, actual = _side(node.operand, values)
+        items = [json_value(x.value) for x in node.items]
+        text = f"{_text(node.operand)} {neg}in [{', '.join(_const_text(x) for x in node.items)}]"
+        return ClauseTrace(text, result, metric, actual, f"{neg}in", items, **at)
+    metric, actual = _side(node.operand, values)
+    text = f"{_text(node.operand)} {neg}{node.op} {_text(node.value)}"
+    return ClauseTrace(text, result, metric, actual, f"{neg}{node.op}",
+                       _side(node.value, values)[1], **at)
+
+
+def explain(scheme: c.CheckedScheme, values: Values) -> Explanation:
+    """Trace every tier of the scheme for one customer's metric values."""
+    tiers: list[TierTrace] = []
+    winner: c.CheckedTier | None = None
+    for tier in scheme.tiers:
+        if tier.condition is None:
+            matched = winner is None
+            tiers.append(TierTrace(tier.name, tier.index, "otherwise", matched, None))
+        else:
+            clause = _trace(tier.condition, values)
+            matched = winner is None and clause.result == "true"
+            tiers.append(TierTrace(tier.name, tier.index, clause.result, matched, clause))
+        if matched:
+            winner = tier
+    return Explanation(
+        scheme.key,
+        winner.name if winner else None,
+        winner.index if winner else None,
+        tuple(tiers),
+    )

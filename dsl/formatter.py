@@ -1,0 +1,181 @@
+"""One canonical layout for rule files (`tierwise rules fmt`); idempotent, keeps comments.
+
+Layout: one tier per line, tier names padded so `when` lines up within a scheme, two-space
+indentation inside `scheme` blocks, a blank line between schemes, single spaces around
+operators, only the parentheses precedence needs (plus those after `not`, for readability).
+A comment stays on the line of what it followed, or before what it preceded.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+
+from dsl import tree as t
+from dsl.catalog import quote, quote_name
+from dsl.parser import parse_file
+
+_OR, _AND, _NOT, _ATOM = 1, 2, 3, 4
+
+
+def _precedence(node: t.Condition) -> int:
+    if isinstance(node, t.Or):
+        return _OR
+    if isinstance(node, t.And):
+        return _AND
+    if isinstance(node, t.Not):
+        return _NOT
+    return _ATOM
+
+
+def _unwrap(node: t.Condition) -> t.Condition:
+    while isinstance(node, t.Group):
+        node = node.inner
+    return node
+
+
+def condition_text(node: t.Condition, context: int = _OR) -> str:
+    node = _unwrap(node)
+    text = _condition(node)
+    return f"({text})" if _precedence(node) < context else text
+
+
+def _condition(node: t.Condition) -> str:
+    if isinstance(node, t.Or):
+        # `or` and `and` are associative: nested ones need no parentheses of their own.
+        return " or ".join(condition_text(x, _OR) for x in node.items)
+    if isinstance(node, t.And):
+        return " and ".join(condition_text(x, _AND) for x in node.items)
+    if isinstance(node, t.Not):
+        inner = _unwrap(node.operand)
+        if isinstance(inner, t.InTier | t.Not):
+            return "not " + condition_text(inner, _NOT)
+        return f"not ({condition_text(inner)})"
+    if isinstance(node, t.Compare):
+        return f"{operand_text(node.left)} {node.op} {operand_text(node.right)}"
+    neg = "not " if getattr(node, "negated", False) else ""
+    if isinstance(node, t.Between):
+        return (f"{operand_text(node.operand)} {neg}between {operand_text(node.low)} "
+                f"and {operand_text(node.high)}")
+    if isinstance(node, t.InList):
+        items = ", ".join(operand_text(x) for x in node.items)
+        return f"{operand_text(node.operand)} {neg}in [{items}]"
+    if isinstance(node, t.TextMatch):
+        return f"{operand_text(node.operand)} {neg}{node.op} {operand_text(node.value)}"
+    if isinstance(node, t.IsNull):
+        return f"{operand_text(node.operand)} is {neg}null"
+    assert isinstance(node, t.InTier)
+    return f"in tier {node.scheme}.{quote_name(node.tier)}"
+
+
+def operand_text(node: t.Operand) -> str:
+    if isinstance(node, t.Metric):
+        if not node.args:
+            return node.name
+        return f"{node.name}({', '.join(_arg(a) for a in node.args)})"
+    if isinstance(node, t.Attribute):
+        return f"attributes.{node.key}"
+    if isinstance(node, t.Number):
+        return str(node.value)
+    if isinstance(node, t.String):
+        return quote(node.value)
+    if isinstance(node, t.Date):
+        return node.value.isoformat()
+    if isinstance(node, t.Boolean):
+        return "true" if node.value else "false"
+    plural = "" if node.amount == 1 else "s"
+    return f"{node.amount} {node.unit}{plural}"
+
+
+def _arg(arg: t.Arg) -> str:
+    if isinstance(arg, t.WindowArg):
+        return operand_text(arg.duration)
+    if isinstance(arg, t.KeywordArg):
+        return f"{arg.keyword} {quote(arg.value.value)}"
+    return operand_text(arg.metric)
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+@dataclass
+class _Anchor:
+    """A place output is written for, with the comments that go before and after it."""
+
+    start: tuple[int, int]
+    end: tuple[int, int]
+    leading: list[str] = field(default_factory=list)
+    trailing: list[str] = field(default_factory=list)
+
+
+def _attach(anchors: list[_Anchor], comments: tuple[t.Comment, ...]) -> list[str]:
+    """Distribute comments over anchors; returns those after the last anchor."""
+    rest: list[str] = []
+    for comment in comments:
+        at = (comment.span.line, comment.span.column)
+        before = [a for a in anchors if a.end <= at]
+        if before and before[-1].end[0] == at[0]:
+            before[-1].trailing.append(comment.text)
+            continue
+        after = [a for a in anchors if a.start > at]
+        (after[0].leading if after else rest).append(comment.text)
+    return rest
+
+
+def _line(indent: str, text: str, anchor: _Anchor) -> list[str]:
+    out = [indent + c for c in anchor.leading]
+    out.append(indent + text + "".join("  " + c for c in anchor.trailing))
+    return out
+
+
+def format_file(rule_file: t.RuleFile) -> str:
+    anchors: list[_Anchor] = []
+    plan: list[tuple[str, object, _Anchor]] = []
+    for scheme in rule_file.schemes:
+        if not rule_file.bare:
+            key = scheme.key_span or scheme.span
+            head = _Anchor((scheme.span.line, scheme.span.column), (key.end_line, key.end_column))
+            anchors.append(head)
+            plan.append(("head", scheme, head))
+        for tier in scheme.tiers:
+            anchor = _Anchor((tier.span.line, tier.span.column),
+                             (tier.span.end_line, tier.span.end_column))
+            anchors.append(anchor)
+            plan.append(("tier", tier, anchor))
+        if not rule_file.bare:
+            end = (scheme.span.end_line, scheme.span.end_column)
+            close = _Anchor((end[0], end[1] - 1), end)
+            anchors.append(close)
+            plan.append(("close", scheme, close))
+    rest = _attach(anchors, rule_file.comments)
+    out: list[str] = []
+    indent = "" if rule_file.bare else "  "
+    width = 0
+    for kind, item, anchor in plan:
+        if kind == "head":
+            assert isinstance(item, t.Scheme)
+            if out:
+                out.append("")
+            width = max((_width(quote_name(x.name)) for x in item.tiers), default=0)
+            title = f" {quote(item.title)}" if item.title is not None else ""
+            out.extend(_line("", f"scheme {item.key}{title} {{", anchor))
+        elif kind == "close":
+            out.extend(indent + c for c in anchor.leading)
+            out.append("}" + "".join("  " + c for c in anchor.trailing))
+        else:
+            assert isinstance(item, t.Tier)
+            if rule_file.bare and not width:
+                width = max(_width(quote_name(x.name)) for x in rule_file.schemes[0].tiers)
+            name = quote_name(item.name)
+            pad = " " * (width - _width(name))
+            rule = (f"when {condition_text(item.condition)}" if item.condition is not None
+                    else "otherwise")
+            out.extend(_line(indent, f"tier {name}{pad} {rule}", anchor))
+    out.extend(rest)
+    return "\n".join(out) + "\n" if out else ""
+
+
+def format_text(text: str, file: str = "<rules>") -> str:
+    """Parse and lay out rule text; raises `RuleError` when it does not parse."""
+    return format_file(parse_file(text, file))
