@@ -67,9 +67,11 @@ class Sources:
 
 
 def bind(value: object, type_: Type) -> ColumnElement[Any]:
-    # The cast pins the parameter's type for Postgres (asyncpg prepares every statement).
     sql_type = _SQL_TYPES[type_]
-    return cast(bindparam(None, value, type_=sql_type, unique=True), sql_type)
+    parameter = bindparam(None, value, type_=sql_type, unique=True)
+    # The cast pins the parameter's type for Postgres (asyncpg prepares every statement);
+    # text parameters already get one from the dialect.
+    return parameter if type_ is Type.TEXT else cast(parameter, sql_type)
 
 
 class _Context:
@@ -279,27 +281,24 @@ def compile_scheme(scheme: c.CheckedScheme, sources: Sources, as_of: dt.datetime
     """Columns `customer_id`, `tier` (NULL when no tier matches) and `tier_index` (0-based)."""
     metrics = metrics_relation(scheme.refs, sources, as_of)
     columns = _columns(metrics, scheme.refs)
-    names: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = []
-    indexes: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = []
-    fallback: tuple[ColumnElement[Any], ColumnElement[Any]] = (null(), null())
+    whens: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = []
+    fallback: ColumnElement[Any] = null()
     for tier in scheme.tiers:
-        name = bind(tier.name, Type.TEXT)
-        index = cast(bindparam(None, tier.index, type_=Integer, unique=True), Integer)
+        index = bindparam(None, tier.index, type_=Integer, unique=True)
         if tier.condition is None:
-            fallback = (name, index)
+            fallback = index
             break
-        condition = condition_sql(tier.condition, columns)
-        names.append((condition, name))
-        indexes.append((condition, index))
-    tier_column: ColumnElement[Any] = case(*names, else_=fallback[0]) if names else fallback[0]
-    index_column: ColumnElement[Any] = (
-        case(*indexes, else_=fallback[1]) if indexes else fallback[1]
+        whens.append((condition_sql(tier.condition, columns), index))
+    # Conditions are evaluated once, for the index; the name is looked up from it.
+    position = case(*whens, else_=fallback) if whens else fallback
+    ranked = select(
+        metrics.c.customer_id, cast(position, Integer).label("tier_index")
+    ).subquery("ranked")
+    names = case(
+        *((ranked.c.tier_index == t.index, bind(t.name, Type.TEXT)) for t in scheme.tiers),
+        else_=null(),
     )
-    return select(
-        metrics.c.customer_id,
-        cast(tier_column, Text).label("tier"),
-        cast(index_column, Integer).label("tier_index"),
-    )
+    return select(ranked.c.customer_id, cast(names, Text).label("tier"), ranked.c.tier_index)
 
 
 def compile_condition(

@@ -325,7 +325,8 @@ def _describe_found(token: Token) -> str:
 
 
 def _end_span(text: str) -> t.Span:
-    lines = text.split("\n")
+    """Just after the last thing written: where the missing part would go."""
+    lines = text.rstrip().split("\n")
     return t.Span(len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 1)
 
 
