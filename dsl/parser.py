@@ -403,28 +403,46 @@ def _comments(text: str) -> Iterator[t.Comment]:
                 )
 
 
-def _check_depth(node: object, file: str) -> None:
+def _children(node: object) -> tuple[object, ...]:
+    if isinstance(node, t.And | t.Or):
+        return node.items
+    if isinstance(node, t.Not):
+        return (node.operand,)
+    if isinstance(node, t.Group):
+        return (node.inner,)
+    if isinstance(node, t.Compare):
+        return (node.left, node.right)
+    if isinstance(node, t.Between):
+        return (node.operand, node.low, node.high)
+    if isinstance(node, t.InList | t.IsNull):
+        return (node.operand,)
+    if isinstance(node, t.TextMatch):
+        return (node.operand, node.value)
+    if isinstance(node, t.Metric):
+        return tuple(a.metric for a in node.args if isinstance(a, t.MetricArg))
+    return ()
+
+
+def _check_depth(roots: tuple[object, ...], file: str) -> None:
     """Reject deep nesting before anything walks the tree recursively."""
-    stack: list[tuple[object, int]] = [(node, 0)]
+    stack: list[tuple[object, int]] = []
+    for root in roots:
+        if isinstance(root, t.Scheme):
+            stack.extend((tier.condition, 1) for tier in root.tiers)
+        elif isinstance(root, t.Tier):
+            stack.append((root.condition, 1))
+        else:
+            stack.append((root, 1))
     while stack:
-        item, depth = stack.pop()
-        if isinstance(item, tuple):
-            stack.extend((x, depth) for x in item)
-            continue
-        if not hasattr(item, "__dataclass_fields__"):
-            continue
+        node, depth = stack.pop()
         if depth > MAX_DEPTH:
-            start = cast(t.Span, item.span)  # type: ignore[attr-defined]
+            start = cast(t.Span, node.span)  # type: ignore[attr-defined]
             span = t.Span(start.line, start.column, start.line, start.column + 1)
             raise RuleError(
                 [Diagnostic.at(file, span, f"the rule is nested more than {MAX_DEPTH} levels deep",
                                "split it into simpler tiers")]
             )
-        for name in item.__dataclass_fields__:
-            value = getattr(item, name)
-            if isinstance(value, tuple | t.Not | t.And | t.Or | t.Group | t.Compare | t.Between
-                          | t.InList | t.TextMatch | t.IsNull | t.Metric | t.MetricArg | t.Tier):
-                stack.append((value, depth + 1))
+        stack.extend((child, depth + 1) for child in _children(node))
 
 
 def parse_file(text: str, file: str = "<rules>") -> t.RuleFile:
@@ -468,5 +486,5 @@ def parse_condition(text: str, file: str = "<condition>") -> t.Condition:
         raise RuleError([_parse_error(error, text, file)]) from None
     except RuleError as error:
         raise RuleError([replace(d, file=file) for d in error.diagnostics]) from None
-    _check_depth(parsed, file)
+    _check_depth((parsed,), file)
     return parsed
