@@ -11,6 +11,7 @@ identifiers come only from the catalog and `Sources`.
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,8 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by, array_agg
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by, array_agg
+from sqlalchemy.sql.elements import Grouping
 
 from dsl import checked as c
 from dsl.catalog import CATALOG, EventAgg, MetricRef, OrderAgg, Type
@@ -67,11 +69,8 @@ class Sources:
 
 
 def bind(value: object, type_: Type) -> ColumnElement[Any]:
-    sql_type = _SQL_TYPES[type_]
-    parameter = bindparam(None, value, type_=sql_type, unique=True)
-    # The cast pins the parameter's type for Postgres (asyncpg prepares every statement);
-    # text parameters already get one from the dialect.
-    return parameter if type_ is Type.TEXT else cast(parameter, sql_type)
+    # Typed, so the asyncpg dialect renders `$n::TYPE` and Postgres never has to guess.
+    return bindparam(None, value, type_=_SQL_TYPES[type_], unique=True)
 
 
 class _Context:
@@ -230,6 +229,12 @@ def _operand(node: c.Operand, columns: Mapping[MetricRef, ColumnElement[Any]]) -
     return bind(node.value, node.type)
 
 
+_OPERATORS = {
+    "=": operator.eq, "!=": operator.ne, "<": operator.lt,
+    "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+}
+
+
 def condition_sql(
     node: c.Condition, columns: Mapping[MetricRef, ColumnElement[Any]]
 ) -> ColumnElement[bool]:
@@ -247,14 +252,7 @@ def condition_sql(
         return column.is_not(None) if node.negated else column.is_(None)
     if isinstance(node, c.Compare):
         left, right = _operand(node.left, columns), _operand(node.right, columns)
-        return {
-            "=": lambda: left == right,
-            "!=": lambda: left != right,
-            "<": lambda: left < right,
-            "<=": lambda: left <= right,
-            ">": lambda: left > right,
-            ">=": lambda: left >= right,
-        }[node.op]()
+        return _OPERATORS[node.op](left, right)  # type: ignore[no-any-return]
     if isinstance(node, c.Between):
         x = _operand(node.operand, columns)
         expr = and_(x >= _operand(node.low, columns), x <= _operand(node.high, columns))
@@ -294,11 +292,10 @@ def compile_scheme(scheme: c.CheckedScheme, sources: Sources, as_of: dt.datetime
     ranked = select(
         metrics.c.customer_id, cast(position, Integer).label("tier_index")
     ).subquery("ranked")
-    names = case(
-        *((ranked.c.tier_index == t.index, bind(t.name, Type.TEXT)) for t in scheme.tiers),
-        else_=null(),
-    )
-    return select(ranked.c.customer_id, cast(names, Text).label("tier"), ranked.c.tier_index)
+    # One bound array of names, indexed by position (Postgres arrays start at 1).
+    names = bindparam(None, list(scheme.tier_names), type_=ARRAY(Text()), unique=True)
+    name = Grouping(names)[ranked.c.tier_index + 1]
+    return select(ranked.c.customer_id, name.label("tier"), ranked.c.tier_index)
 
 
 def compile_condition(

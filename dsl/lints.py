@@ -20,6 +20,7 @@ from dsl.catalog import MetricRef
 from dsl.errors import Diagnostic
 
 _MAX_CONJUNCTIONS = 64
+_MAX_COVERS = 10_000
 Point = Decimal | dt.datetime | str | bool
 
 
@@ -82,7 +83,8 @@ class _Range:
         ))
 
 
-Conjunction = dict[MetricRef, _Range]
+# Metrics are numbered per scheme: small ints hash far faster than MetricRef dataclasses.
+Conjunction = dict[int, _Range]
 
 
 @dataclass
@@ -102,6 +104,7 @@ _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "=", "!=": "!="}
 
 
 def _atom(node: c.Condition) -> tuple[MetricRef, _Range] | None:
+    """The metric a simple condition constrains, and how."""
     if isinstance(node, c.Compare):
         ref, const, op = node.left, node.right, node.op
         if isinstance(ref, c.Const):
@@ -131,13 +134,13 @@ def _atom(node: c.Condition) -> tuple[MetricRef, _Range] | None:
     return None
 
 
-def _dnf(node: c.Condition) -> _Dnf | None:
+def _dnf(node: c.Condition, ids: dict[MetricRef, int]) -> _Dnf | None:
     """None when the expansion would be too large to be worth it."""
     if isinstance(node, c.Or):
         terms: list[Conjunction] = []
         exact = True
         for item in node.items:
-            sub = _dnf(item)
+            sub = _dnf(item, ids)
             if sub is None:
                 return None
             terms.extend(sub.terms)
@@ -146,7 +149,7 @@ def _dnf(node: c.Condition) -> _Dnf | None:
     if isinstance(node, c.And):
         result = _Dnf([{}], True)
         for item in node.items:
-            sub = _dnf(item)
+            sub = _dnf(item, ids)
             if sub is None:
                 return None
             combined = [_meet(a, b) for a in result.terms for b in sub.terms]
@@ -157,7 +160,7 @@ def _dnf(node: c.Condition) -> _Dnf | None:
     atom = _atom(node)
     if atom is None:
         return _Dnf([{}], False)
-    return _Dnf([{atom[0]: atom[1]}], True)
+    return _Dnf([{ids.setdefault(atom[0], len(ids)): atom[1]}], True)
 
 
 def _meet(a: Conjunction, b: Conjunction) -> Conjunction:
@@ -182,7 +185,8 @@ def lint_scheme(scheme: c.CheckedScheme, source: t.Scheme) -> Iterator[Diagnosti
     file = scheme.file
     names: dict[str, t.Tier] = {}
     otherwise: t.Tier | None = None
-    earlier: list[tuple[t.Tier, _Dnf]] = []
+    earlier: _Covers = {}
+    ids: dict[MetricRef, int] = {}
     for checked_tier, tier in zip(scheme.tiers, source.tiers, strict=True):
         if tier.name in names:
             first = names[tier.name]
@@ -198,7 +202,7 @@ def lint_scheme(scheme: c.CheckedScheme, source: t.Scheme) -> Iterator[Diagnosti
             if tier.condition is None:
                 otherwise = tier
             continue
-        dnf = _dnf(checked_tier.condition)
+        dnf = _dnf(checked_tier.condition, ids)
         if dnf is None:
             continue
         live = [term for term in dnf.terms if not _empty(term)]
@@ -213,21 +217,36 @@ def lint_scheme(scheme: c.CheckedScheme, source: t.Scheme) -> Iterator[Diagnosti
             yield _warn(file, tier.name_span,
                         f"tier `{tier.name}` can never match: every customer it would take is "
                         f"already taken by {lines}")
-        if dnf.exact:
-            earlier.append((tier, _Dnf(live, True)))
+        if dnf.exact and len(earlier) < _MAX_COVERS and all(len(x) <= 6 for x in live):
+            for term in live:
+                earlier.setdefault(frozenset(term), []).append((tier, term))
 
 
-def _covering(live: list[Conjunction], earlier: list[tuple[t.Tier, _Dnf]]) -> list[t.Tier]:
+_Covers = dict[frozenset[int], list[tuple[t.Tier, Conjunction]]]
+
+
+def _covering(live: list[Conjunction], earlier: _Covers) -> list[t.Tier]:
     """Earlier tiers that together take every customer of `live`, or [] if not shown."""
     used: list[t.Tier] = []
     for term in live:
-        for tier, dnf in earlier:
-            if any(_within(term, cover) for cover in dnf.terms):
-                if tier not in used:
-                    used.append(tier)
-                break
-        else:
+        found = None
+        keys = list(term)
+        if len(keys) > 10:
             return []
+        # A cover can only contain a term that constrains all of the cover's metrics: look
+        # covers up by each subset of the term's (few) metrics instead of scanning them all.
+        for mask in range(1, 1 << len(keys)):
+            subset = frozenset(k for i, k in enumerate(keys) if mask >> i & 1)
+            for tier, cover in earlier.get(subset, ()):
+                if _within(term, cover):
+                    found = tier
+                    break
+            if found:
+                break
+        if found is None:
+            return []
+        if found not in used:
+            used.append(found)
     return used
 
 

@@ -10,11 +10,14 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal as TypingLiteral
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Span:
-    """1-based line and column of the first character; end is just past the last character."""
+class Span(NamedTuple):
+    """1-based line and column of the first character; end is just past the last character.
+
+    A named tuple rather than a dataclass: one is made per token, and tuples build fastest.
+    """
 
     line: int
     column: int
