@@ -1,0 +1,69 @@
+"""The tier rule language: parse, check, compile to SQL, evaluate in process, explain.
+
+Pipeline: `parser` (lark grammar -> `tree`) -> `checker` (catalog names and types -> `checked`)
+-> `compiler` (SQLAlchemy Core) / `evaluator` (one customer, in process) / `explain` /
+`formatter`. `catalog` defines every metric once; `errors` has the one error type.
+This package does not depend on `service`.
+"""
+
+from dsl.catalog import CATALOG, Metric, MetricRef, Type, Value
+from dsl.checked import CheckedScheme, CheckedTier
+from dsl.checker import CheckResult, check, check_condition, check_files, check_text
+from dsl.compiler import (
+    Sources,
+    compile_condition,
+    compile_scheme,
+    metric_values_select,
+)
+from dsl.errors import Diagnostic, RuleError, render, render_all
+from dsl.evaluator import (
+    CustomerFacts,
+    Event,
+    Order,
+    compute_metric_values,
+    evaluate,
+    evaluate_condition,
+    is_population,
+)
+from dsl.explain import ClauseTrace, Explanation, TierTrace, explain
+from dsl.formatter import format_file, format_text
+from dsl.parser import parse_condition, parse_file, parse_rules
+
+__all__ = [
+    "CATALOG",
+    "CheckResult",
+    "CheckedScheme",
+    "CheckedTier",
+    "ClauseTrace",
+    "CustomerFacts",
+    "Diagnostic",
+    "Event",
+    "Explanation",
+    "Metric",
+    "MetricRef",
+    "Order",
+    "RuleError",
+    "Sources",
+    "TierTrace",
+    "Type",
+    "Value",
+    "check",
+    "check_condition",
+    "check_files",
+    "check_text",
+    "compile_condition",
+    "compile_scheme",
+    "compute_metric_values",
+    "evaluate",
+    "evaluate_condition",
+    "explain",
+    "format_file",
+    "format_text",
+    "is_population",
+    "metric_values_select",
+    "parse_condition",
+    "parse_file",
+    "parse_rules",
+    "render",
+    "render_all",
+]

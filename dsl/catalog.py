@@ -17,7 +17,7 @@ import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import BigInteger, Boolean, Numeric, case, cast, extract, func, literal, null, over
 from sqlalchemy.dialects.postgresql import JSONB
@@ -104,21 +104,20 @@ EventAgg = Literal["count", "latest_value", "last_at"]
 class SqlContext(Protocol):
     """Set-based building blocks; every aggregate honours the ref's window and filters."""
 
-    @property
-    def customers(self) -> Mapping[str, ColumnElement[object]]: ...
+    def customer(self, column: str) -> ColumnElement[Any]: ...
 
     @property
-    def as_of(self) -> ColumnElement[dt.datetime]: ...
+    def as_of(self) -> ColumnElement[Any]: ...
 
-    def orders(self, kind: OrderAgg, ref: MetricRef) -> ColumnElement[object]: ...
+    def orders(self, kind: OrderAgg, ref: MetricRef) -> ColumnElement[Any]: ...
 
-    def events(self, kind: EventAgg, ref: MetricRef) -> ColumnElement[object]: ...
+    def events(self, kind: EventAgg, ref: MetricRef) -> ColumnElement[Any]: ...
 
-    def value(self, ref: MetricRef) -> ColumnElement[object]: ...
+    def value(self, ref: MetricRef) -> ColumnElement[Any]: ...
 
-    def membership(self, scheme: str, tier: str) -> ColumnElement[bool]: ...
+    def membership(self, scheme: str, tier: str) -> ColumnElement[Any]: ...
 
-    def bind(self, value: object, type_: Type) -> ColumnElement[object]: ...
+    def bind(self, value: object, type_: Type) -> ColumnElement[Any]: ...
 
 
 class OrderFact(Protocol):
@@ -157,7 +156,7 @@ class PyContext(Protocol):
     def population(self, ref: MetricRef) -> Value: ...
 
 
-SqlFn = Callable[[MetricRef, SqlContext], ColumnElement[object]]
+SqlFn = Callable[[MetricRef, SqlContext], ColumnElement[Any]]
 PyFn = Callable[[MetricRef, PyContext], Value]
 
 
@@ -195,8 +194,8 @@ def days_between_py(start: dt.datetime | None, end: dt.datetime) -> int | None:
 
 
 def days_between_sql(
-    start: ColumnElement[object], end: ColumnElement[dt.datetime]
-) -> ColumnElement[object]:
+    start: ColumnElement[Any], end: ColumnElement[Any]
+) -> ColumnElement[Any]:
     # extract(epoch) is exact numeric (microseconds) and div() truncates exactly; the guard
     # makes truncation equal to rounding down, as in Python.
     days = cast(func.div(extract("epoch", end - start), 86400), BigInteger)
@@ -213,8 +212,8 @@ def rounded_average_py(total: Decimal, count: int) -> Decimal | None:
 
 
 def rounded_average_sql(
-    total: ColumnElement[object], count: ColumnElement[object]
-) -> ColumnElement[object]:
+    total: ColumnElement[Any], count: ColumnElement[Any]
+) -> ColumnElement[Any]:
     # Integer arithmetic with div(), so no intermediate rounding: the same digits as Python.
     scaled = total * literal(10**AVERAGE_SCALE, Numeric)
     quotient = func.div(
@@ -244,9 +243,9 @@ def _latest_value(ctx: PyContext, ref: MetricRef) -> Decimal | None:
     return max(answered, key=lambda e: (e.occurred_at, e.value)).value
 
 
-def _tenure_sql(ref: MetricRef, ctx: SqlContext) -> ColumnElement[object]:
+def _tenure_sql(ref: MetricRef, ctx: SqlContext) -> ColumnElement[Any]:
     all_time = MetricRef("frequency")
-    start = func.coalesce(ctx.customers["registered_at"], ctx.orders("first_at", all_time))
+    start = func.coalesce(ctx.customer("registered_at"), ctx.orders("first_at", all_time))
     return days_between_sql(start, ctx.as_of)
 
 
@@ -258,9 +257,9 @@ def _tenure_py(ref: MetricRef, ctx: PyContext) -> Value:
     return days_between_py(first, ctx.as_of)
 
 
-def _attribute_sql(ref: MetricRef, ctx: SqlContext) -> ColumnElement[object]:
-    raw = ctx.customers["attributes"].op("->")(ctx.bind(ref.key, Type.TEXT))
-    text = ctx.customers["attributes"].op("->>")(ctx.bind(ref.key, Type.TEXT))
+def _attribute_sql(ref: MetricRef, ctx: SqlContext) -> ColumnElement[Any]:
+    raw = ctx.customer("attributes").op("->")(ctx.bind(ref.key, Type.TEXT))
+    text = ctx.customer("attributes").op("->>")(ctx.bind(ref.key, Type.TEXT))
     kind = func.jsonb_typeof(raw)
     if ref.as_type is Type.TEXT:
         return case((kind == "string", text), else_=null())
@@ -297,8 +296,8 @@ def _attribute_py(ref: MetricRef, ctx: PyContext) -> Value:
 
 
 def _profile(name: str) -> tuple[SqlFn, PyFn]:
-    def sql(ref: MetricRef, ctx: SqlContext) -> ColumnElement[object]:
-        return ctx.customers[name]
+    def sql(ref: MetricRef, ctx: SqlContext) -> ColumnElement[Any]:
+        return ctx.customer(name)
 
     def python(ref: MetricRef, ctx: PyContext) -> Value:
         value = ctx.profile.get(name)
@@ -310,7 +309,7 @@ def _profile(name: str) -> tuple[SqlFn, PyFn]:
 def _population(name: str, underlying: MetricRef | None, buckets: int, descending: bool) -> Metric:
     """Scores by rank in the tenant's population: ceil(buckets * cume_dist), ties equal."""
 
-    def sql(ref: MetricRef, ctx: SqlContext) -> ColumnElement[object]:
+    def sql(ref: MetricRef, ctx: SqlContext) -> ColumnElement[Any]:
         return population_sql(ctx.value(underlying or _of(ref)), buckets, descending)
 
     def python(ref: MetricRef, ctx: PyContext) -> Value:
@@ -330,8 +329,8 @@ def _of(ref: MetricRef) -> MetricRef:
 
 
 def population_sql(
-    value: ColumnElement[object], buckets: int, descending: bool
-) -> ColumnElement[object]:
+    value: ColumnElement[Any], buckets: int, descending: bool
+) -> ColumnElement[Any]:
     order = value.desc() if descending else value.asc()
     # count over the ordered partition (RANGE frame: peers included) = customers ranked at
     # or below this one; integer ceil(buckets * k / n) avoids cume_dist's float rounding.
@@ -345,14 +344,15 @@ def population_py(
     values: Mapping[object, Value], buckets: int, descending: bool
 ) -> dict[object, int | None]:
     """The same scores in process, for a whole population (used to cross-check the SQL)."""
-    present = [v for v in values.values() if v is not None]
+    present: list[Any] = [v for v in values.values() if v is not None]
     n = len(present)
     out: dict[object, int | None] = {}
-    for key, v in values.items():
+    for key, value in values.items():
+        v: Any = value
         if v is None:
             out[key] = None
             continue
-        at_or_below = sum(1 for w in present if (w >= v if descending else w <= v))  # type: ignore[operator]
+        at_or_below = sum(1 for w in present if (w >= v if descending else w <= v))
         out[key] = -(-buckets * at_or_below // n)
     return out
 

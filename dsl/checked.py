@@ -128,7 +128,7 @@ def condition_refs(condition: Condition) -> list[MetricRef]:
     stack: list[object] = [condition]
     while stack:
         node = stack.pop()
-        if isinstance(node, Ref) or isinstance(node, Member):
+        if isinstance(node, Ref | Member):
             seen.setdefault(node.ref)
         elif isinstance(node, And | Or):
             stack.extend(reversed(node.items))

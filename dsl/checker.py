@@ -137,8 +137,13 @@ class _Checker:
         inner = self.metric(arg.metric)
         entry = CATALOG[inner.ref.name]
         if entry.source is Source.POPULATION or inner.type not in (Type.NUMBER, Type.DAYS):
-            raise _Fail(arg.span, f"a percentile needs a numeric metric; `{inner.ref.text}` "
-                        f"is {'a population score' if entry.source is Source.POPULATION else _TYPE_WORDS[inner.type]}")
+            kind = (
+                "a population score" if entry.source is Source.POPULATION
+                else _TYPE_WORDS[inner.type]
+            )
+            raise _Fail(
+                arg.span, f"a percentile needs a numeric metric; `{inner.ref.text}` is {kind}"
+            )
         return Param.METRIC, inner.ref
 
     # Typing.
@@ -191,7 +196,7 @@ class _Checker:
                             f"or !=", "for text there are also in [...], contains, starts with")
             return c.Compare(left, node.op, right, node.span)
         if isinstance(node, t.Between):
-            operand = self.ref(node.operand, "between")
+            operand: c.Operand = self.ref(node.operand, "between")
             low, high = self.operand(node.low), self.operand(node.high)
             operand, low, type_ = self.unify(operand, node.operand, low, node.low, node.span)
             operand, high, type_ = self.unify(operand, node.operand, high, node.high, node.span)

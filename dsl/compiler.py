@@ -15,6 +15,7 @@ import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from typing import cast as cast_type
 
 from sqlalchemy import (
     Boolean,
@@ -88,9 +89,8 @@ class _Context:
         self.event_sub: Subquery | None = None
         self.member_sub: Subquery | None = None
 
-    @property
-    def customers(self) -> Mapping[str, ColumnElement[Any]]:
-        return self.sources.customers.c
+    def customer(self, column: str) -> ColumnElement[Any]:
+        return self.sources.customers.c[column]
 
     @property
     def as_of(self) -> ColumnElement[dt.datetime]:
@@ -112,7 +112,7 @@ class _Context:
         name = self.event_aggs.setdefault(key, f"e{len(self.event_aggs)}")
         return null() if self.event_sub is None else self.event_sub.c[name]
 
-    def membership(self, scheme: str, tier: str) -> ColumnElement[bool]:
+    def membership(self, scheme: str, tier: str) -> ColumnElement[Any]:
         name = self.members.setdefault((scheme, tier), f"t{len(self.members)}")
         if self.member_sub is None:
             return null()
@@ -141,7 +141,7 @@ class _Context:
                     conditions.append(o.c.category == bind(category, Type.TEXT))
                 if channel is not None:
                     conditions.append(o.c.channel == bind(channel, Type.TEXT))
-                aggregate = {
+                aggregate: ColumnElement[Any] = {
                     "count": func.count(),
                     "sum": func.sum(o.c.amount),
                     "first_at": func.min(o.c.ordered_at),
@@ -171,7 +171,7 @@ class _Context:
                 elif kind == "last_at":
                     column = func.max(e.c.occurred_at).filter(and_(*conditions))
                 else:
-                    latest = array_agg(
+                    latest = array_agg(  # type: ignore[no-untyped-call]
                         aggregate_order_by(e.c.value, e.c.occurred_at.desc(), e.c.value.desc())
                     ).filter(and_(*conditions, e.c.value.is_not(None)))
                     column = latest[1]
@@ -252,23 +252,22 @@ def condition_sql(
         return column.is_not(None) if node.negated else column.is_(None)
     if isinstance(node, c.Compare):
         left, right = _operand(node.left, columns), _operand(node.right, columns)
-        return _OPERATORS[node.op](left, right)  # type: ignore[no-any-return]
+        return cast_type(ColumnElement[bool], _OPERATORS[node.op](left, right))
     if isinstance(node, c.Between):
         x = _operand(node.operand, columns)
-        expr = and_(x >= _operand(node.low, columns), x <= _operand(node.high, columns))
-        return not_(expr) if node.negated else expr
+        between = and_(x >= _operand(node.low, columns), x <= _operand(node.high, columns))
+        return not_(between) if node.negated else between
     if isinstance(node, c.InList):
         x = _operand(node.operand, columns)
-        expr = x.in_([_operand(item, columns) for item in node.items])
-        return not_(expr) if node.negated else expr
+        member: ColumnElement[bool] = x.in_([_operand(item, columns) for item in node.items])
+        return not_(member) if node.negated else member
     x = _operand(node.operand, columns)
     value = _operand(node.value, columns)
     # strpos/starts_with rather than LIKE: no wildcard escaping, same as Python's `in`.
-    if node.op == "contains":
-        expr = func.strpos(x, value) > 0
-    else:
-        expr = func.starts_with(x, value)
-    return not_(expr) if node.negated else expr
+    found: ColumnElement[bool] = (
+        func.strpos(x, value) > 0 if node.op == "contains" else func.starts_with(x, value)
+    )
+    return not_(found) if node.negated else found
 
 
 def _columns(metrics: Subquery, refs: Sequence[MetricRef]) -> dict[MetricRef, Any]:

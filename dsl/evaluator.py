@@ -150,7 +150,7 @@ def negate(value: Truth) -> Truth:
     return None if value is None else not value
 
 
-def evaluate_condition(node: c.Condition, values: Values) -> Truth:  # noqa: PLR0911
+def evaluate_condition(node: c.Condition, values: Values) -> Truth:
     if isinstance(node, c.And):
         return both([evaluate_condition(x, values) for x in node.items])
     if isinstance(node, c.Or):

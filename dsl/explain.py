@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict, dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Literal
 
 from dsl import checked as c
@@ -87,26 +88,25 @@ def _side(node: c.Operand, values: Values) -> tuple[str | None, JsonValue]:
     return None, json_value(node.value)
 
 
-def _trace(node: c.Condition, values: Values) -> ClauseTrace:  # noqa: PLR0911
+def _trace(node: c.Condition, values: Values) -> ClauseTrace:
     result = _outcome(evaluate_condition(node, values))
-    at = {"line": node.span.line, "column": node.span.column}
+    clause = partial(ClauseTrace, line=node.span.line, column=node.span.column)
     if isinstance(node, c.And | c.Or):
         children = tuple(_trace(x, values) for x in node.items)
         word = " and " if isinstance(node, c.And) else " or "
         text = word.join(f"({x.text})" if isinstance(y, c.And | c.Or) else x.text
                          for x, y in zip(children, node.items, strict=True))
-        return ClauseTrace(text, result, children=children, **at)
+        return clause(text, result, children=children)
     if isinstance(node, c.Not):
         child = _trace(node.operand, values)
-        return ClauseTrace(f"not ({child.text})", result, children=(child,), **at)
+        return clause(f"not ({child.text})", result, children=(child,))
     if isinstance(node, c.Member):
-        return ClauseTrace(node.ref.text, result, node.ref.text, json_value(values[node.ref]),
-                           "in tier", f"{node.ref.scheme}.{node.ref.tier}", **at)
+        return clause(node.ref.text, result, node.ref.text, json_value(values[node.ref]),
+                      "in tier", f"{node.ref.scheme}.{node.ref.tier}")
     if isinstance(node, c.IsNull):
         op = "is not null" if node.negated else "is null"
         ref = node.operand.ref
-        return ClauseTrace(f"{ref.text} {op}", result, ref.text, json_value(values[ref]), op,
-                           **at)
+        return clause(f"{ref.text} {op}", result, ref.text, json_value(values[ref]), op)
     neg = "not " if getattr(node, "negated", False) else ""
     if isinstance(node, c.Compare):
         left_metric, left = _side(node.left, values)
@@ -115,23 +115,23 @@ def _trace(node: c.Condition, values: Values) -> ClauseTrace:  # noqa: PLR0911
         if left_metric is None and right_metric is not None:
             # Shown metric-first: `5 < x` reads as x > 5.
             flipped = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(node.op, node.op)
-            return ClauseTrace(text, result, right_metric, right, flipped, left, **at)
-        return ClauseTrace(text, result, left_metric, left, node.op, right, **at)
+            return clause(text, result, right_metric, right, flipped, left)
+        return clause(text, result, left_metric, left, node.op, right)
     if isinstance(node, c.Between):
         metric, actual = _side(node.operand, values)
         text = (f"{_text(node.operand)} {neg}between {_text(node.low)} and "
                 f"{_text(node.high)}")
         expected = [_side(node.low, values)[1], _side(node.high, values)[1]]
-        return ClauseTrace(text, result, metric, actual, f"{neg}between", expected, **at)
+        return clause(text, result, metric, actual, f"{neg}between", expected)
     if isinstance(node, c.InList):
         metric, actual = _side(node.operand, values)
         items = [json_value(x.value) for x in node.items]
         text = f"{_text(node.operand)} {neg}in [{', '.join(_const_text(x) for x in node.items)}]"
-        return ClauseTrace(text, result, metric, actual, f"{neg}in", items, **at)
+        return clause(text, result, metric, actual, f"{neg}in", items)
     metric, actual = _side(node.operand, values)
     text = f"{_text(node.operand)} {neg}{node.op} {_text(node.value)}"
-    return ClauseTrace(text, result, metric, actual, f"{neg}{node.op}",
-                       _side(node.value, values)[1], **at)
+    return clause(text, result, metric, actual, f"{neg}{node.op}",
+                       _side(node.value, values)[1])
 
 
 def explain(scheme: c.CheckedScheme, values: Values) -> Explanation:

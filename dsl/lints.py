@@ -106,7 +106,8 @@ _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "=", "!=": "!="}
 def _atom(node: c.Condition) -> tuple[MetricRef, _Range] | None:
     """The metric a simple condition constrains, and how."""
     if isinstance(node, c.Compare):
-        ref, const, op = node.left, node.right, node.op
+        ref, const = node.left, node.right
+        op: str = node.op
         if isinstance(ref, c.Const):
             ref, const, op = const, ref, _FLIP[op]
         if not (isinstance(ref, c.Ref) and isinstance(const, c.Const)) or op == "!=":
@@ -122,11 +123,13 @@ def _atom(node: c.Condition) -> tuple[MetricRef, _Range] | None:
             ">=": _Range(low=v),
         }
         return ref.ref, ranges[op]
-    if isinstance(node, c.Between) and not node.negated and isinstance(node.operand, c.Ref):
-        if isinstance(node.low, c.Const) and isinstance(node.high, c.Const):
-            low, high = _point(node.low), _point(node.high)
-            if low is not None and high is not None:
-                return node.operand.ref, _Range(low=low, high=high)
+    if (
+        isinstance(node, c.Between) and not node.negated and isinstance(node.operand, c.Ref)
+        and isinstance(node.low, c.Const) and isinstance(node.high, c.Const)
+    ):
+        low, high = _point(node.low), _point(node.high)
+        if low is not None and high is not None:
+            return node.operand.ref, _Range(low=low, high=high)
     if isinstance(node, c.InList) and not node.negated and isinstance(node.operand, c.Ref):
         points = [_point(item) for item in node.items]
         if all(p is not None for p in points):

@@ -18,9 +18,11 @@ from dsl import tree as t
 from dsl.errors import Diagnostic, RuleError
 
 # Must match the keyword list excluded from NAME / TIER_NAME in grammar.lark.
-KEYWORDS = frozenset(
-    ["scheme", "tier", "when", "otherwise", "and", "or", "not", "between", "in", "contains", "starts", "with", "is", "null", "true", "false", "event", "category", "channel", "day", "days", "week", "weeks", "month", "months", "year", "years"]
-)
+KEYWORDS = frozenset((
+    "scheme", "tier", "when", "otherwise", "and", "or", "not", "between", "in", "contains",
+    "starts", "with", "is", "null", "true", "false", "event", "category", "channel",
+    "day", "days", "week", "weeks", "month", "months", "year", "years",
+))
 
 MAX_SOURCE_CHARS = 500_000
 MAX_DEPTH = 40
@@ -55,7 +57,7 @@ def _span(token: Token) -> t.Span:
 
 def _span_of(item: object) -> t.Span:
     if isinstance(item, _TOKEN_TYPES):
-        return _span(item)
+        return _span(cast(Token, item))
     return cast(t.Span, item.span)  # type: ignore[attr-defined]
 
 
@@ -213,8 +215,9 @@ class _ToTree(Transformer[Token, Any]):
         unit = _UNITS[c[1].value.removesuffix("s")]
         return t.Duration(self._decimal(c[0]), unit, _cover(c))
 
-    def list(self, c: list[Any]) -> _Items:
-        return _Items(tuple(x for x in c if not isinstance(x, _TOKEN_TYPES) and x is not None), _cover(c))
+    def value_list(self, c: list[Any]) -> _Items:
+        items = tuple(x for x in c if not isinstance(x, _TOKEN_TYPES) and x is not None)
+        return _Items(items, _cover(c))
 
     def empty_list(self, c: list[Any]) -> _Items:
         raise self._fail(_cover(c), "the list is empty", "put at least one value in the list")
@@ -413,8 +416,12 @@ def _parse_error(error: UnexpectedInput, text: str, file: str) -> Diagnostic:
             file, t.Span(line, column, line, column + len(rest)),
             "this text has no closing double quote", "text ends with `\"` on the same line",
         )
-    hints = {"&": "write `and`", "|": "write `or`", "'": "text goes in double quotes: \"like this\"",
-             "!": "write `!=` or `not`"}
+    hints = {
+        "&": "write `and`",
+        "|": "write `or`",
+        "'": 'text goes in double quotes: "like this"',
+        "!": "write `!=` or `not`",
+    }
     shown = char if char.isprintable() else repr(char)
     return Diagnostic.at(file, span, f"unexpected character `{shown}`", hints.get(char))
 
@@ -504,7 +511,8 @@ def parse_condition(text: str, file: str = "<condition>") -> t.Condition:
     """A bare condition such as `monetary > 1000 and region = "east"`."""
     if len(text) > MAX_SOURCE_CHARS:
         raise RuleError([Diagnostic.at(
-            file, t.Span(1, 1, 1, 2), f"the condition is longer than {MAX_SOURCE_CHARS:,} characters"
+            file, t.Span(1, 1, 1, 2),
+            f"the condition is longer than {MAX_SOURCE_CHARS:,} characters",
         )])
     parsed = cast(t.Condition, _parse(text, "condition", file))
     _check_depth((parsed,), file)

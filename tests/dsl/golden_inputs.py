@@ -2,4 +2,7 @@
 
 from pathlib import Path
 
-SEEDS = [p.read_text(encoding="utf-8") for p in sorted(Path(__file__).with_name("golden").glob("*.rules"))]
+SEEDS = [
+    p.read_text(encoding="utf-8")
+    for p in sorted(Path(__file__).with_name("golden").glob("*.rules"))
+]

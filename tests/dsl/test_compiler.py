@@ -84,12 +84,13 @@ async def test_example_scheme_on_postgres_and_in_process(engine: AsyncEngine, te
 
 async def test_the_example_line(engine: AsyncEngine, tenant: str) -> None:
     scheme = check_text("tier VIP when monetary > 5000 and frequency >= 2").schemes[0]
-    people = [
-        CustomerFacts({}, [Order(Decimal("5000.0001"), days_ago(1)), Order(Decimal(0), days_ago(2))]),
-        CustomerFacts({}, [Order(Decimal("5000"), days_ago(1)), Order(Decimal(1), days_ago(2))]),
-        CustomerFacts({}, [Order(Decimal("5000"), days_ago(1)), Order(Decimal(0), days_ago(2))]),
-        CustomerFacts({}, [Order(Decimal("9000"), days_ago(1))]),
-    ]
+    def two(first: str, second: int) -> CustomerFacts:
+        return CustomerFacts(
+            {}, [Order(Decimal(first), days_ago(1)), Order(Decimal(second), days_ago(2))]
+        )
+
+    people = [two("5000.0001", 0), two("5000", 1), two("5000", 0),
+              CustomerFacts({}, [Order(Decimal("9000"), days_ago(1))])]
     async with engine.connect() as connection:
         ids = await insert(connection, tenant, people)
         result = await rows(connection, compile_scheme(scheme, sources(tenant), AS_OF))

@@ -1,0 +1,54 @@
+"""Explain: the trace a frontend shows for "why is this customer VIP?"."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+from dsl.checker import check_text
+from dsl.evaluator import CustomerFacts, Order, compute_metric_values
+from dsl.explain import explain
+from tests.dsl.support import AS_OF
+
+RULES = """
+scheme value {
+  tier VIP    when monetary(365 days) > 5000 and frequency(30 days) >= 2
+  tier Lapsed when recency > 90 days or region in ["north", "west"]
+  tier Normal otherwise
+}
+"""
+
+
+def test_trace_of_every_tier_and_clause() -> None:
+    scheme = check_text(RULES).schemes[0]
+    facts = CustomerFacts(
+        {"region": None},
+        [Order(Decimal("6000.50"), AS_OF - dt.timedelta(days=100))],
+    )
+    result = explain(scheme, compute_metric_values(scheme.refs, facts, AS_OF))
+    assert (result.tier, result.tier_index) == ("Lapsed", 1)
+    vip, lapsed, normal = result.tiers
+    assert (vip.result, vip.matched) == ("false", False)
+    assert vip.clause is not None
+    spend, orders = vip.clause.children
+    assert (spend.metric, spend.actual, spend.operator, spend.expected, spend.result) == (
+        "monetary(365 days)", "6000.50", ">", "5000", "true"
+    )
+    assert (orders.metric, orders.actual, orders.expected, orders.result) == (
+        "frequency(30 days)", 0, "2", "false"
+    )
+    assert lapsed.matched and lapsed.clause is not None
+    recency, region = lapsed.clause.children
+    assert (recency.actual, recency.result) == (100, "true")
+    assert (region.actual, region.operator, region.expected, region.result) == (
+        None, "in", ["north", "west"], "unknown"
+    )
+    assert (normal.result, normal.matched) == ("otherwise", False)
+    json.dumps(result.to_json())  # JSON-friendly all the way down
+
+
+def test_no_tier() -> None:
+    scheme = check_text("tier VIP when monetary > 5000").schemes[0]
+    result = explain(scheme, compute_metric_values(scheme.refs, CustomerFacts({}), AS_OF))
+    assert result.tier is None and result.tiers[0].result == "false"
