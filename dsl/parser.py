@@ -43,26 +43,28 @@ def _load_fast_parser() -> Any:
 
 _FAST = _load_fast_parser()
 # Tokens come from lark or from lark_cython; both have type, value and positions.
-_TOKEN_TYPES: tuple[type, ...] = (Token,) if _FAST is None else (Token, _FAST.Token)
+_TOKEN_TYPES: tuple[type[Any], ...] = (Token,) if _FAST is None else (Token, _FAST.Token)
 
 
-def _span(token: Token) -> t.Span:
-    return t.Span(
-        cast(int, token.line),
-        cast(int, token.column),
-        cast(int, token.end_line),
-        cast(int, token.end_column),
-    )
+# Called for most tokens of every file: kept to plain attribute reads (no helper calls).
 
 
-def _span_of(item: object) -> t.Span:
-    if isinstance(item, _TOKEN_TYPES):
-        return _span(cast(Token, item))
-    return cast(t.Span, item.span)  # type: ignore[attr-defined]
+def _span(token: Any) -> t.Span:
+    return t.Span(token.line, token.column, token.end_line, token.end_column)
 
 
 def _cover(children: list[Any]) -> t.Span:
-    return _span_of(children[0]).cover(_span_of(children[-1]))
+    """From the start of the first child (token or node) to the end of the last."""
+    first: Any = children[0]
+    last: Any = children[-1]
+    if isinstance(first, _TOKEN_TYPES):
+        line, column = first.line, first.column
+    else:
+        line, column = first.span.line, first.span.column
+    if isinstance(last, _TOKEN_TYPES):
+        return t.Span(line, column, last.end_line, last.end_column)
+    end = last.span
+    return t.Span(line, column, end.end_line, end.end_column)
 
 
 @dataclass(frozen=True)
