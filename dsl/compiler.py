@@ -255,7 +255,7 @@ def condition_sql(
         return cast_type(ColumnElement[bool], _OPERATORS[node.op](left, right))
     if isinstance(node, c.Between):
         x = _operand(node.operand, columns)
-        between = and_(x >= _operand(node.low, columns), x <= _operand(node.high, columns))
+        between = x.between(_operand(node.low, columns), _operand(node.high, columns))
         return not_(between) if node.negated else between
     if isinstance(node, c.InList):
         x = _operand(node.operand, columns)
