@@ -6,10 +6,31 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-# Customers whose orders a load changed; ingest fills it, refresh_affected reads it.
+# Customers a load touched; ingest fills it. Those whose existing orders changed or moved are
+# marked `recompute`: refresh_affected recomputes them from their orders.
 CREATE_AFFECTED = (
-    "CREATE TEMP TABLE IF NOT EXISTS affected_customers (customer_id bigint) ON COMMIT DROP"
+    "CREATE TEMP TABLE IF NOT EXISTS affected_customers"
+    " (customer_id bigint, recompute boolean) ON COMMIT DROP"
 )
+
+
+def add_inserted(inserted: str) -> str:
+    """A data-modifying CTE body that adds newly inserted orders (the CTE named ``inserted``,
+    with customer_id, amount, ordered_at) to the rollups: cheaper than recomputing customers
+    whose orders only grew."""
+    return f"""
+    INSERT INTO customer_metrics AS m
+        (tenant_id, customer_id, order_count, order_total, first_order_at, last_order_at)
+    SELECT :t, customer_id, count(*), sum(amount), min(ordered_at), max(ordered_at)
+    FROM {inserted} GROUP BY customer_id
+    ON CONFLICT (tenant_id, customer_id) DO UPDATE SET
+        order_count = m.order_count + EXCLUDED.order_count,
+        order_total = m.order_total + EXCLUDED.order_total,
+        first_order_at = least(m.first_order_at, EXCLUDED.first_order_at),
+        last_order_at = greatest(m.last_order_at, EXCLUDED.last_order_at),
+        updated_at = now()
+    """
+
 
 _AGGREGATE = """
     SELECT o.customer_id, count(*) AS order_count, sum(o.amount) AS order_total,
@@ -19,7 +40,7 @@ _AGGREGATE = """
     GROUP BY o.customer_id
 """
 
-_ONLY_AFFECTED = "AND o.customer_id IN (SELECT customer_id FROM affected_customers)"
+_ONLY_AFFECTED = "AND o.customer_id IN (SELECT customer_id FROM affected_customers WHERE recompute)"
 
 _UPSERT = """
     INSERT INTO customer_metrics AS m
@@ -45,7 +66,7 @@ _DELETE_EMPTY = """
 
 
 async def refresh_affected(connection: AsyncConnection, tenant: str) -> None:
-    """Recompute the rollup of the customers in ``affected_customers`` from their orders."""
+    """Recompute the rollups of the customers marked ``recompute`` from their orders."""
     await connection.execute(
         text(_UPSERT.format(aggregate=_AGGREGATE.format(only=_ONLY_AFFECTED))), {"t": tenant}
     )

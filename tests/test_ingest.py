@@ -12,7 +12,8 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service import rollups
-from service.ingest import IngestError, import_file
+from service.ingest import import_file
+from service.readers import IngestError
 from service.records import Kind
 from service.tables import customer_metrics, customers, events, orders
 

@@ -17,6 +17,7 @@ branch_labels = None
 depends_on = None
 
 _NOW = sa.text("now()")
+_KEY = sa.Text(collation="C")
 _EMPTY_JSON = sa.text("'{}'::jsonb")
 
 
@@ -27,16 +28,16 @@ def _created_at() -> sa.Column[object]:
 def upgrade() -> None:
     op.create_table(
         "tenants",
-        sa.Column("id", sa.Text(), nullable=False),
+        sa.Column("id", _KEY, nullable=False),
         sa.Column("name", sa.Text(), nullable=False),
         _created_at(),
         sa.PrimaryKeyConstraint("id", name="pk_tenants"),
     )
     op.create_table(
         "customers",
-        sa.Column("tenant_id", sa.Text(), nullable=False),
+        sa.Column("tenant_id", _KEY, nullable=False),
         sa.Column("id", sa.BigInteger(), sa.Identity(), nullable=False),
-        sa.Column("external_id", sa.Text(), nullable=False),
+        sa.Column("external_id", _KEY, nullable=False),
         sa.Column("name", sa.Text()),
         sa.Column("email", sa.Text()),
         sa.Column("phone", sa.Text()),
@@ -58,9 +59,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "orders",
-        sa.Column("tenant_id", sa.Text(), nullable=False),
-        sa.Column("id", sa.BigInteger(), sa.Identity(), nullable=False),
-        sa.Column("external_id", sa.Text(), nullable=False),
+        sa.Column("tenant_id", _KEY, nullable=False),
+        sa.Column("external_id", _KEY, nullable=False),
         sa.Column("customer_id", sa.BigInteger(), nullable=False),
         sa.Column("amount", sa.Numeric(18, 4), nullable=False),
         sa.Column("currency", sa.Text()),
@@ -68,48 +68,33 @@ def upgrade() -> None:
         sa.Column("category", sa.Text()),
         sa.Column("channel", sa.Text()),
         _created_at(),
-        sa.PrimaryKeyConstraint("tenant_id", "id", name="pk_orders"),
-        sa.UniqueConstraint("tenant_id", "external_id", name="uq_orders_tenant_id_external_id"),
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "customer_id"],
-            ["customers.tenant_id", "customers.id"],
-            name="fk_orders_tenant_id_customers",
-        ),
+        sa.PrimaryKeyConstraint("tenant_id", "external_id", name="pk_orders"),
     )
     op.create_index(
         "ix_orders_tenant_id_customer_id_ordered_at",
         "orders",
         ["tenant_id", "customer_id", "ordered_at"],
-        postgresql_include=["amount", "category"],
     )
     op.create_table(
         "events",
-        sa.Column("tenant_id", sa.Text(), nullable=False),
-        sa.Column("id", sa.BigInteger(), sa.Identity(), nullable=False),
-        sa.Column("external_id", sa.Text(), nullable=False),
+        sa.Column("tenant_id", _KEY, nullable=False),
+        sa.Column("external_id", _KEY, nullable=False),
         sa.Column("customer_id", sa.BigInteger(), nullable=False),
-        sa.Column("type", sa.Text(), nullable=False),
+        sa.Column("type", _KEY, nullable=False),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("value", sa.Numeric()),
         sa.Column("properties", postgresql.JSONB(), nullable=False, server_default=_EMPTY_JSON),
         _created_at(),
-        sa.PrimaryKeyConstraint("tenant_id", "id", name="pk_events"),
-        sa.UniqueConstraint("tenant_id", "external_id", name="uq_events_tenant_id_external_id"),
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "customer_id"],
-            ["customers.tenant_id", "customers.id"],
-            name="fk_events_tenant_id_customers",
-        ),
+        sa.PrimaryKeyConstraint("tenant_id", "external_id", name="pk_events"),
     )
     op.create_index(
         "ix_events_tenant_id_customer_id_type_occurred_at",
         "events",
         ["tenant_id", "customer_id", "type", "occurred_at"],
-        postgresql_include=["value"],
     )
     op.create_table(
         "customer_metrics",
-        sa.Column("tenant_id", sa.Text(), nullable=False),
+        sa.Column("tenant_id", _KEY, nullable=False),
         sa.Column("customer_id", sa.BigInteger(), nullable=False),
         sa.Column("order_count", sa.BigInteger(), nullable=False),
         sa.Column("order_total", sa.Numeric(), nullable=False),
@@ -117,12 +102,6 @@ def upgrade() -> None:
         sa.Column("last_order_at", sa.DateTime(timezone=True)),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
         sa.PrimaryKeyConstraint("tenant_id", "customer_id", name="pk_customer_metrics"),
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "customer_id"],
-            ["customers.tenant_id", "customers.id"],
-            name="fk_customer_metrics_tenant_id_customers",
-            ondelete="CASCADE",
-        ),
     )
 
 

@@ -1,0 +1,67 @@
+"""The HTTP service: a Starlette app over one database engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route
+
+from service import migrate
+
+_INDEX = """<!doctype html><meta charset="utf-8"><title>Tierwise</title>
+<h1>Tierwise</h1>
+<p>The service is running. Health: <a href="/healthz">/healthz</a>,
+readiness: <a href="/readyz">/readyz</a>.</p>
+"""
+
+
+def create_app(engine: AsyncEngine) -> Starlette:
+    async def index(request: Request) -> HTMLResponse:
+        return HTMLResponse(_INDEX)
+
+    async def healthz(request: Request) -> JSONResponse:
+        """The process is up (for liveness probes: says nothing about the database)."""
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> JSONResponse:
+        """Ready for traffic: the database answers and its schema is at the code's revision."""
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            revision = await migrate.current_revision(engine)
+        except Exception as error:  # any failure to reach the database means "not ready"
+            return JSONResponse(
+                {"status": "unavailable", "reason": f"database unreachable: {error}"},
+                status_code=503,
+            )
+        head = migrate.head_revision()
+        if revision != head:
+            return JSONResponse(
+                {
+                    "status": "unavailable",
+                    "reason": f"database schema at {revision}, code expects {head}: "
+                    "run `tierwise migrate`",
+                },
+                status_code=503,
+            )
+        return JSONResponse({"status": "ok", "schema": revision})
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await engine.dispose()
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ],
+        lifespan=lifespan,
+    )
