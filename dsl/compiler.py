@@ -255,7 +255,8 @@ def condition_sql(
         return cast_type(ColumnElement[bool], _OPERATORS[node.op](left, right))
     if isinstance(node, c.Between):
         x = _operand(node.operand, columns)
-        between = x.between(_operand(node.low, columns), _operand(node.high, columns))
+        low, high = _operand(node.low, columns), _operand(node.high, columns)
+        between: ColumnElement[bool] = x.between(low, high)
         return not_(between) if node.negated else between
     if isinstance(node, c.InList):
         x = _operand(node.operand, columns)

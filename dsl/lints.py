@@ -232,25 +232,92 @@ def _covering(live: list[Conjunction], earlier: _Covers) -> list[t.Tier]:
     """Earlier tiers that together take every customer of `live`, or [] if not shown."""
     used: list[t.Tier] = []
     for term in live:
-        found = None
-        keys = list(term)
-        if len(keys) > 10:
+        found = _single_cover(term, earlier) or _union_cover(term, earlier)
+        if not found:
             return []
-        # A cover can only contain a term that constrains all of the cover's metrics: look
-        # covers up by each subset of the term's (few) metrics instead of scanning them all.
-        for mask in range(1, 1 << len(keys)):
-            subset = frozenset(k for i, k in enumerate(keys) if mask >> i & 1)
-            for tier, cover in earlier.get(subset, ()):
-                if _within(term, cover):
-                    found = tier
-                    break
-            if found:
-                break
-        if found is None:
-            return []
-        if found not in used:
-            used.append(found)
+        used.extend(tier for tier in found if tier not in used)
     return used
+
+
+def _single_cover(term: Conjunction, earlier: _Covers) -> list[t.Tier]:
+    keys = list(term)
+    if len(keys) > 10:
+        return []
+    # A cover can only contain a term that constrains all of the cover's metrics: look covers
+    # up by each subset of the term's (few) metrics instead of scanning them all.
+    for mask in range(1, 1 << len(keys)):
+        subset = frozenset(k for i, k in enumerate(keys) if mask >> i & 1)
+        for tier, cover in earlier.get(subset, ()):
+            if _within(term, cover):
+                return [tier]
+    return []
+
+
+def _union_cover(term: Conjunction, earlier: _Covers) -> list[t.Tier]:
+    """For a term on one metric: earlier single-metric ranges that together cover it."""
+    if len(term) != 1:
+        return []
+    [(key, wanted)] = term.items()
+    covers = earlier.get(frozenset([key]), [])
+    if wanted.values is not None:
+        tiers = []
+        for v in wanted.values:
+            tier = next((tr for tr, c in covers if _Range(values=frozenset([v])).within(c[key])),
+                        None)
+            if tier is None:
+                return []
+            tiers.append(tier)
+        return list(dict.fromkeys(tiers))
+    ranges = [(tier, c[key]) for tier, c in covers if c[key].values is None]
+    return _sweep(wanted, ranges)
+
+
+def _sweep(wanted: _Range, ranges: list[tuple[t.Tier, _Range]]) -> list[t.Tier]:
+    """Walk from the low end of `wanted` to its high end, always taking the range that
+    reaches furthest from the current point; [] if a gap is left."""
+    point, point_open = wanted.low, wanted.low_open  # None: minus infinity
+    used: list[t.Tier] = []
+    while True:
+        best: tuple[t.Tier, _Range] | None = None
+        for tier, r in ranges:
+            if _starts_by(r, point, point_open) and _reaches(r, point, point_open) and (
+                best is None or _further(r, best[1])
+            ):
+                best = (tier, r)
+        if best is None:
+            return []
+        if best[0] not in used:
+            used.append(best[0])
+        reach = best[1]
+        if reach.high is None:
+            return used
+        point, point_open = reach.high, not reach.high_open
+        if wanted.high is not None and (
+            point > wanted.high or (point == wanted.high and (point_open or wanted.high_open))  # type: ignore[operator]
+        ):
+            return used
+
+
+def _starts_by(r: _Range, point: Point | None, point_open: bool) -> bool:
+    if r.low is None:
+        return True
+    if point is None:
+        return False
+    return bool(r.low < point or (r.low == point and (not r.low_open or point_open)))  # type: ignore[operator]
+
+
+def _reaches(r: _Range, point: Point | None, point_open: bool) -> bool:
+    if r.high is None or point is None:
+        return True
+    return bool(r.high > point or (r.high == point and not r.high_open and not point_open))  # type: ignore[operator]
+
+
+def _further(a: _Range, b: _Range) -> bool:
+    if b.high is None:
+        return False
+    if a.high is None:
+        return True
+    return bool(a.high > b.high or (a.high == b.high and b.high_open and not a.high_open))  # type: ignore[operator]
 
 
 def _warn(file: str, span: t.Span, message: str, hint: str | None = None) -> Diagnostic:
