@@ -8,7 +8,14 @@ This package does not depend on `service`.
 
 from dsl.catalog import CATALOG, Metric, MetricRef, Type, Value
 from dsl.checked import CheckedScheme, CheckedTier
-from dsl.checker import CheckResult, check, check_condition, check_files, check_text
+from dsl.checker import (
+    CheckResult,
+    check,
+    check_condition,
+    check_files,
+    check_text,
+    evaluation_order,
+)
 from dsl.compiler import (
     Sources,
     compile_condition,
@@ -56,6 +63,7 @@ __all__ = [
     "compute_metric_values",
     "evaluate",
     "evaluate_condition",
+    "evaluation_order",
     "explain",
     "format_file",
     "format_text",

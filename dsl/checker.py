@@ -436,3 +436,28 @@ def check_files(
     if errors:
         raise RuleError(sorted([*errors, *result.warnings], key=_position))
     return result
+
+
+def evaluation_order(schemes: Sequence[c.CheckedScheme]) -> list[c.CheckedScheme]:
+    """Schemes ordered so that each comes after the schemes whose tiers it reads.
+
+    Dependencies outside `schemes` are taken as already evaluated; cycles were rejected by
+    `check`.
+    """
+    by_key = {s.key: s for s in schemes if s.key is not None}
+    done: set[str] = set()
+    ordered: list[c.CheckedScheme] = []
+
+    def visit(scheme: c.CheckedScheme) -> None:
+        for key in sorted(scheme.depends_on):
+            if key in by_key and key not in done:
+                done.add(key)
+                visit(by_key[key])
+        if scheme not in ordered:
+            ordered.append(scheme)
+
+    for scheme in schemes:
+        if scheme.key is not None:
+            done.add(scheme.key)
+        visit(scheme)
+    return ordered

@@ -24,7 +24,6 @@ memberships = Table(
     Column("customer_id", BigInteger),
     Column("scheme", Text),
     Column("tier", Text),
-    prefixes=["TEMPORARY"],
 )
 
 PROFILE_FIELDS = (

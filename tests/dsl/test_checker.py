@@ -74,3 +74,15 @@ def test_bare_condition_errors_have_positions() -> None:
     with pytest.raises(RuleError) as caught:
         check_condition(parse_condition("monetary >"))
     assert caught.value.diagnostics[0].column == 11
+
+
+def test_evaluation_order_puts_dependencies_first() -> None:
+    from dsl.checker import evaluation_order
+
+    text = (
+        "scheme c {\n tier X when in tier b.Y\n}\n"
+        "scheme b {\n tier Y when in tier a.Z\n}\n"
+        "scheme a {\n tier Z when frequency > 1\n}\n"
+    )
+    schemes = check_text(text).schemes
+    assert [s.key for s in evaluation_order(schemes)] == ["a", "b", "c"]
