@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service import demo_data, migrate, rollups
 from service.app import create_app
+from service.cli_rules import rules_app
 from service.config import Settings, load_settings
 from service.database import create_engine, database_url, plain_url
 from service.errors import UserError
@@ -38,11 +39,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(rules_app, name="rules", help="Check and format tier rule files.")
 rollups_app = typer.Typer(help="The per-customer order rollups ingest keeps.", no_args_is_help=True)
 app.add_typer(rollups_app, name="rollups")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 T = TypeVar("T")
 
@@ -65,6 +67,10 @@ def _settings(**overrides: object) -> Settings:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    if settings.log_level != "debug":
+        # Their progress chatter (pg_ctl output, each migration step) is debugging detail here.
+        for chatty in ("pgserver", "alembic"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     return settings
 
 
