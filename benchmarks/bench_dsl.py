@@ -20,8 +20,11 @@ from dsl.parser import parse_rules
 from service.tables import customers, events, orders
 
 memberships = Table(
-    "memberships", MetaData(),
-    Column("customer_id", BigInteger), Column("scheme", Text), Column("tier", Text),
+    "memberships",
+    MetaData(),
+    Column("customer_id", BigInteger),
+    Column("scheme", Text),
+    Column("tier", Text),
 )
 SOURCES = Sources(customers, orders, events, memberships)
 AS_OF = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)

@@ -59,7 +59,9 @@ async def bench(path: Path, rows: int, repeat: int) -> None:
             async with engine.begin() as connection:
                 for table in ("customer_metrics", "orders", "customers", "tenants"):
                     column = "id" if table == "tenants" else "tenant_id"
-                    await connection.execute(text(f"DELETE FROM {table} WHERE {column} = :t"), {"t": tenant})
+                    await connection.execute(
+                        text(f"DELETE FROM {table} WHERE {column} = :t"), {"t": tenant}
+                    )
         await engine.dispose()
     for label, times in (("import", cold), ("re-import", warm)):
         median = statistics.median(times)

@@ -73,7 +73,9 @@ class MetricRef:
         if self.of is not None:
             args.append(self.of.text)
         for word, value in (
-            ("event", self.event), ("category", self.category), ("channel", self.channel)
+            ("event", self.event),
+            ("category", self.category),
+            ("channel", self.channel),
         ):
             if value is not None:
                 args.append(f"{word} {quote(value)}")
@@ -193,9 +195,7 @@ def days_between_py(start: dt.datetime | None, end: dt.datetime) -> int | None:
     return (end - start) // _DAY
 
 
-def days_between_sql(
-    start: ColumnElement[Any], end: ColumnElement[Any]
-) -> ColumnElement[Any]:
+def days_between_sql(start: ColumnElement[Any], end: ColumnElement[Any]) -> ColumnElement[Any]:
     # extract(epoch) is exact numeric (microseconds) and div() truncates exactly; the guard
     # makes truncation equal to rounding down, as in Python.
     days = cast(func.div(extract("epoch", end - start), 86400), BigInteger)
@@ -211,14 +211,10 @@ def rounded_average_py(total: Decimal, count: int) -> Decimal | None:
     return (Decimal(quotient if scaled >= 0 else -quotient)).scaleb(-AVERAGE_SCALE)
 
 
-def rounded_average_sql(
-    total: ColumnElement[Any], count: ColumnElement[Any]
-) -> ColumnElement[Any]:
+def rounded_average_sql(total: ColumnElement[Any], count: ColumnElement[Any]) -> ColumnElement[Any]:
     # Integer arithmetic with div(), so no intermediate rounding: the same digits as Python.
     scaled = total * literal(10**AVERAGE_SCALE, Numeric)
-    quotient = func.div(
-        literal(2, Numeric) * func.abs(scaled) + count, literal(2, Numeric) * count
-    )
+    quotient = func.div(literal(2, Numeric) * func.abs(scaled) + count, literal(2, Numeric) * count)
     return func.sign(total) * quotient / literal(10**AVERAGE_SCALE, Numeric)
 
 
@@ -317,7 +313,14 @@ def _population(name: str, underlying: MetricRef | None, buckets: int, descendin
 
     scale = "1-5" if buckets == 5 else f"1-{buckets}"
     return Metric(
-        name, Type.NUMBER, f"score {scale}", "", "", Source.POPULATION, sql, python,
+        name,
+        Type.NUMBER,
+        f"score {scale}",
+        "",
+        "",
+        Source.POPULATION,
+        sql,
+        python,
         params=(Param.METRIC,) if underlying is None else (),
         required=(Param.METRIC,) if underlying is None else (),
     )
@@ -328,9 +331,7 @@ def _of(ref: MetricRef) -> MetricRef:
     return ref.of
 
 
-def population_sql(
-    value: ColumnElement[Any], buckets: int, descending: bool
-) -> ColumnElement[Any]:
+def population_sql(value: ColumnElement[Any], buckets: int, descending: bool) -> ColumnElement[Any]:
     order = value.desc() if descending else value.asc()
     # count over the ordered partition (RANGE frame: peers included) = customers ranked at
     # or below this one; integer ceil(buckets * k / n) avoids cume_dist's float rounding.
@@ -363,90 +364,150 @@ def _build() -> dict[str, Metric]:
     def add(metric: Metric) -> None:
         metrics.append(metric)
 
-    add(Metric(
-        "frequency", Type.NUMBER, "orders",
-        "Number of orders.", "frequency(30 days) >= 2", Source.ORDERS,
-        lambda r, c: func.coalesce(c.orders("count", r), 0),
-        lambda r, c: len(c.orders(r)),
-        _ORDER_PARAMS,
-    ))
-    add(Metric(
-        "monetary", Type.NUMBER, "currency",
-        "Total amount of the orders (0 without orders).", "monetary(365 days) > 5000",
-        Source.ORDERS,
-        lambda r, c: func.coalesce(c.orders("sum", r), 0),
-        lambda r, c: sum((o.amount for o in c.orders(r)), Decimal(0)),
-        _ORDER_PARAMS,
-    ))
-    add(Metric(
-        "average_order_value", Type.NUMBER, "currency",
-        f"Total amount divided by the number of orders, rounded half away from zero to "
-        f"{AVERAGE_SCALE} decimals; null without orders.",
-        "average_order_value(365 days) >= 200", Source.ORDERS,
-        lambda r, c: rounded_average_sql(c.orders("sum", r), c.orders("count", r)),
-        lambda r, c: rounded_average_py(
-            sum((o.amount for o in c.orders(r)), Decimal(0)), len(c.orders(r))
-        ),
-        _ORDER_PARAMS,
-    ))
-    add(Metric(
-        "recency", Type.DAYS, "days",
-        "Whole days from the last order to the evaluation time; null without orders.",
-        "recency > 90 days", Source.ORDERS,
-        lambda r, c: days_between_sql(c.orders("last_at", r), c.as_of),
-        lambda r, c: days_between_py(_last_nonnull([o.ordered_at for o in c.orders(r)]), c.as_of),
-        _ORDER_PARAMS,
-    ))
-    add(Metric(
-        "first_purchase", Type.TIMESTAMP, "date and time",
-        "Time of the first order; null without orders.", "first_purchase >= 2026-01-01",
-        Source.ORDERS,
-        lambda r, c: c.orders("first_at", r),
-        lambda r, c: _first([o.ordered_at for o in c.orders(r)]),
-        _ORDER_PARAMS,
-    ))
-    add(Metric(
-        "last_purchase", Type.TIMESTAMP, "date and time",
-        "Time of the last order; null without orders.", "last_purchase < 2026-01-01",
-        Source.ORDERS,
-        lambda r, c: c.orders("last_at", r),
-        lambda r, c: _last_nonnull([o.ordered_at for o in c.orders(r)]),
-        _ORDER_PARAMS,
-    ))
-    add(Metric(
-        "tenure", Type.DAYS, "days",
-        "Whole days from registration (or, without a registration date, the first order) to "
-        "the evaluation time; null when neither is known or registration is later.",
-        "tenure < 30 days", Source.ORDERS, _tenure_sql, _tenure_py,
-    ))
-    add(Metric(
-        "count", Type.NUMBER, "events",
-        "Number of behaviour events of a type.", 'count(event "complaint", 90 days) >= 2',
-        Source.EVENTS,
-        lambda r, c: func.coalesce(c.events("count", r), 0),
-        lambda r, c: len(c.events(r)),
-        (Param.EVENT, Param.WINDOW), (Param.EVENT,),
-    ))
-    add(Metric(
-        "days_since", Type.DAYS, "days",
-        "Whole days from the last event of a type to the evaluation time; null without one.",
-        'days_since(event "login") > 30 days', Source.EVENTS,
-        lambda r, c: days_between_sql(c.events("last_at", r), c.as_of),
-        lambda r, c: days_between_py(
-            _last_nonnull([e.occurred_at for e in c.events(r)]), c.as_of
-        ),
-        (Param.EVENT, Param.WINDOW), (Param.EVENT,),
-    ))
-    add(Metric(
-        "nps", Type.NUMBER, "score 0-10",
-        'Value of the latest `nps` event that has a value (equal times: the higher value); '
-        "null without one.", "nps <= 6", Source.EVENTS,
-        lambda r, c: c.events("latest_value", r),
-        lambda r, c: _latest_value(c, r),
-        (Param.WINDOW,),
-    ))
-    recency, frequency, monetary = MetricRef("recency"), MetricRef("frequency"), MetricRef(
-        "monetary"
+    add(
+        Metric(
+            "frequency",
+            Type.NUMBER,
+            "orders",
+            "Number of orders.",
+            "frequency(30 days) >= 2",
+            Source.ORDERS,
+            lambda r, c: func.coalesce(c.orders("count", r), 0),
+            lambda r, c: len(c.orders(r)),
+            _ORDER_PARAMS,
+        )
+    )
+    add(
+        Metric(
+            "monetary",
+            Type.NUMBER,
+            "currency",
+            "Total amount of the orders (0 without orders).",
+            "monetary(365 days) > 5000",
+            Source.ORDERS,
+            lambda r, c: func.coalesce(c.orders("sum", r), 0),
+            lambda r, c: sum((o.amount for o in c.orders(r)), Decimal(0)),
+            _ORDER_PARAMS,
+        )
+    )
+    add(
+        Metric(
+            "average_order_value",
+            Type.NUMBER,
+            "currency",
+            f"Total amount divided by the number of orders, rounded half away from zero to "
+            f"{AVERAGE_SCALE} decimals; null without orders.",
+            "average_order_value(365 days) >= 200",
+            Source.ORDERS,
+            lambda r, c: rounded_average_sql(c.orders("sum", r), c.orders("count", r)),
+            lambda r, c: rounded_average_py(
+                sum((o.amount for o in c.orders(r)), Decimal(0)), len(c.orders(r))
+            ),
+            _ORDER_PARAMS,
+        )
+    )
+    add(
+        Metric(
+            "recency",
+            Type.DAYS,
+            "days",
+            "Whole days from the last order to the evaluation time; null without orders.",
+            "recency > 90 days",
+            Source.ORDERS,
+            lambda r, c: days_between_sql(c.orders("last_at", r), c.as_of),
+            lambda r, c: days_between_py(
+                _last_nonnull([o.ordered_at for o in c.orders(r)]), c.as_of
+            ),
+            _ORDER_PARAMS,
+        )
+    )
+    add(
+        Metric(
+            "first_purchase",
+            Type.TIMESTAMP,
+            "date and time",
+            "Time of the first order; null without orders.",
+            "first_purchase >= 2026-01-01",
+            Source.ORDERS,
+            lambda r, c: c.orders("first_at", r),
+            lambda r, c: _first([o.ordered_at for o in c.orders(r)]),
+            _ORDER_PARAMS,
+        )
+    )
+    add(
+        Metric(
+            "last_purchase",
+            Type.TIMESTAMP,
+            "date and time",
+            "Time of the last order; null without orders.",
+            "last_purchase < 2026-01-01",
+            Source.ORDERS,
+            lambda r, c: c.orders("last_at", r),
+            lambda r, c: _last_nonnull([o.ordered_at for o in c.orders(r)]),
+            _ORDER_PARAMS,
+        )
+    )
+    add(
+        Metric(
+            "tenure",
+            Type.DAYS,
+            "days",
+            "Whole days from registration (or, without a registration date, the first order) to "
+            "the evaluation time; null when neither is known or registration is later.",
+            "tenure < 30 days",
+            Source.ORDERS,
+            _tenure_sql,
+            _tenure_py,
+        )
+    )
+    add(
+        Metric(
+            "count",
+            Type.NUMBER,
+            "events",
+            "Number of behaviour events of a type.",
+            'count(event "complaint", 90 days) >= 2',
+            Source.EVENTS,
+            lambda r, c: func.coalesce(c.events("count", r), 0),
+            lambda r, c: len(c.events(r)),
+            (Param.EVENT, Param.WINDOW),
+            (Param.EVENT,),
+        )
+    )
+    add(
+        Metric(
+            "days_since",
+            Type.DAYS,
+            "days",
+            "Whole days from the last event of a type to the evaluation time; null without one.",
+            'days_since(event "login") > 30 days',
+            Source.EVENTS,
+            lambda r, c: days_between_sql(c.events("last_at", r), c.as_of),
+            lambda r, c: days_between_py(
+                _last_nonnull([e.occurred_at for e in c.events(r)]), c.as_of
+            ),
+            (Param.EVENT, Param.WINDOW),
+            (Param.EVENT,),
+        )
+    )
+    add(
+        Metric(
+            "nps",
+            Type.NUMBER,
+            "score 0-10",
+            "Value of the latest `nps` event that has a value (equal times: the higher value); "
+            "null without one.",
+            "nps <= 6",
+            Source.EVENTS,
+            lambda r, c: c.events("latest_value", r),
+            lambda r, c: _latest_value(c, r),
+            (Param.WINDOW,),
+        )
+    )
+    recency, frequency, monetary = (
+        MetricRef("recency"),
+        MetricRef("frequency"),
+        MetricRef("monetary"),
     )
     for name, underlying, descending, what in (
         ("r_score", recency, True, "recency (5 = bought most recently)"),
@@ -454,51 +515,83 @@ def _build() -> dict[str, Metric]:
         ("m_score", monetary, False, "monetary (5 = highest spend)"),
     ):
         base = _population(name, underlying, 5, descending)
-        add(Metric(
-            name, base.type, base.unit,
-            f"Quintile score 1-5 of all-time {what} among the tenant's customers: "
-            "ceil(5 × share of customers ranked at or below); equal values get equal scores; "
-            "null when the metric is null.",
-            f"{name} >= 4", Source.POPULATION, base.sql, base.python,
-        ))
+        add(
+            Metric(
+                name,
+                base.type,
+                base.unit,
+                f"Quintile score 1-5 of all-time {what} among the tenant's customers: "
+                "ceil(5 × share of customers ranked at or below); equal values get equal scores; "
+                "null when the metric is null.",
+                f"{name} >= 4",
+                Source.POPULATION,
+                base.sql,
+                base.python,
+            )
+        )
     base = _population("percentile", None, 100, False)
-    add(Metric(
-        "percentile", base.type, "percent 1-100",
-        "Percentile rank 1-100 of a metric among the tenant's customers: "
-        "ceil(100 × share of customers whose value is at or below this one); equal values get "
-        "equal ranks; null when the metric is null. `percentile(monetary) > 80` is the top 20 %.",
-        "percentile(monetary(365 days)) > 80", Source.POPULATION, base.sql, base.python,
-        base.params, base.required,
-    ))
+    add(
+        Metric(
+            "percentile",
+            base.type,
+            "percent 1-100",
+            "Percentile rank 1-100 of a metric among the tenant's customers: "
+            "ceil(100 × share of customers whose value is at or below this one); "
+            "equal values get equal ranks; null when the metric is null. "
+            "`percentile(monetary) > 80` is the top 20 %.",
+            "percentile(monetary(365 days)) > 80",
+            Source.POPULATION,
+            base.sql,
+            base.python,
+            base.params,
+            base.required,
+        )
+    )
     for name, type_, description, example in (
         ("age", Type.NUMBER, "Age in years, from the profile.", "age between 18 and 35"),
         ("gender", Type.TEXT, "Gender, from the profile.", 'gender = "female"'),
         ("occupation", Type.TEXT, "Occupation, from the profile.", 'occupation = "teacher"'),
         ("region", Type.TEXT, "Region, from the profile.", 'region in ["north", "west"]'),
         ("industry", Type.TEXT, "Industry (business customers).", 'industry = "retail"'),
-        ("company_size", Type.NUMBER, "Number of employees (business customers).",
-         "company_size >= 500"),
+        (
+            "company_size",
+            Type.NUMBER,
+            "Number of employees (business customers).",
+            "company_size >= 500",
+        ),
         ("registered_at", Type.TIMESTAMP, "Registration time.", "registered_at < 2025-01-01"),
     ):
         sql, python = _profile(name)
         unit = {"age": "years", "company_size": "employees"}.get(name, "")
         add(Metric(name, type_, unit, description, example, Source.PROFILE, sql, python))
-    add(Metric(
-        "attributes", Type.ATTRIBUTE, "",
-        "`attributes.KEY`: a free-form attribute. It is read as text when the JSON value is a "
-        "string, as a number when it is a number, as true/false when it is a boolean, and is "
-        "null otherwise (missing key, JSON null, another type): so `attributes.plan = \"gold\"` "
-        "is unknown, not an error, for a customer whose plan is 5.",
-        'attributes.plan = "gold"', Source.PROFILE, _attribute_sql, _attribute_py,
-    ))
-    add(Metric(
-        "in tier", Type.BOOLEAN, "",
-        "`in tier SCHEME.TIER`: whether the customer is currently in that tier of another "
-        "scheme (false when in another tier or none). Cycles between schemes are rejected.",
-        "in tier value.VIP", Source.MEMBERSHIP,
-        lambda r, c: c.membership(r.scheme or "", r.tier or ""),
-        lambda r, c: c.membership(r.scheme or "") == r.tier,
-    ))
+    add(
+        Metric(
+            "attributes",
+            Type.ATTRIBUTE,
+            "",
+            "`attributes.KEY`: a free-form attribute. It is read as text when the JSON value is a "
+            "string, as a number when it is a number, as true/false when it is a boolean, and is "
+            'null otherwise (missing key, JSON null, another type): so `attributes.plan = "gold"` '
+            "is unknown, not an error, for a customer whose plan is 5.",
+            'attributes.plan = "gold"',
+            Source.PROFILE,
+            _attribute_sql,
+            _attribute_py,
+        )
+    )
+    add(
+        Metric(
+            "in tier",
+            Type.BOOLEAN,
+            "",
+            "`in tier SCHEME.TIER`: whether the customer is currently in that tier of another "
+            "scheme (false when in another tier or none). Cycles between schemes are rejected.",
+            "in tier value.VIP",
+            Source.MEMBERSHIP,
+            lambda r, c: c.membership(r.scheme or "", r.tier or ""),
+            lambda r, c: c.membership(r.scheme or "") == r.tier,
+        )
+    )
     return {m.name: m for m in metrics}
 
 

@@ -59,8 +59,10 @@ def _mismatch(a: c.Operand, a_src: t.Operand, b: c.Operand, b_src: t.Operand) ->
     if isinstance(b, c.Ref) and not isinstance(a, c.Ref):
         a, a_src, b, b_src = b, b_src, a, a_src
     if isinstance(a, c.Ref):
-        return (f"`{a.ref.text}` is {_TYPE_WORDS[a.type]}, so it cannot be compared with "
-                f"{_noun(b, b_src)}")
+        return (
+            f"`{a.ref.text}` is {_TYPE_WORDS[a.type]}, so it cannot be compared with "
+            f"{_noun(b, b_src)}"
+        )
     return f"{_noun(a, a_src)} cannot be compared with {_noun(b, b_src)}"
 
 
@@ -112,8 +114,11 @@ class _Checker:
             values[param] = value
         for param in entry.required:
             if param not in values:
-                raise _Fail(node.span, f"`{entry.name}` needs {_NEEDS[param]}",
-                            f"for example: {entry.example}")
+                raise _Fail(
+                    node.span,
+                    f"`{entry.name}` needs {_NEEDS[param]}",
+                    f"for example: {entry.example}",
+                )
         of = values.get(Param.METRIC)
         ref = MetricRef(
             entry.name,
@@ -129,8 +134,11 @@ class _Checker:
         if isinstance(arg, t.WindowArg):
             days = window_days(arg.duration.amount, arg.duration.unit)
             if days != days.to_integral_value() or not 1 <= days <= MAX_WINDOW_DAYS:
-                raise _Fail(arg.span, "a window is a whole number of days from 1 day to 100 years",
-                            "for example: frequency(30 days), monetary(12 months)")
+                raise _Fail(
+                    arg.span,
+                    "a window is a whole number of days from 1 day to 100 years",
+                    "for example: frequency(30 days), monetary(12 months)",
+                )
             return Param.WINDOW, int(days)
         if isinstance(arg, t.KeywordArg):
             return Param(arg.keyword), arg.value.value
@@ -138,7 +146,8 @@ class _Checker:
         entry = CATALOG[inner.ref.name]
         if entry.source is Source.POPULATION or inner.type not in (Type.NUMBER, Type.DAYS):
             kind = (
-                "a population score" if entry.source is Source.POPULATION
+                "a population score"
+                if entry.source is Source.POPULATION
                 else _TYPE_WORDS[inner.type]
             )
             raise _Fail(
@@ -153,14 +162,20 @@ class _Checker:
     ) -> tuple[c.Operand, c.Operand, Type]:
         """The common type of two operands; attributes take the type of the other side."""
         if a.type is Type.ATTRIBUTE and b.type is Type.ATTRIBUTE:
-            raise _Fail(span, "two attributes cannot be compared with each other",
-                        "compare an attribute with a value, e.g. attributes.plan = \"gold\"")
+            raise _Fail(
+                span,
+                "two attributes cannot be compared with each other",
+                'compare an attribute with a value, e.g. attributes.plan = "gold"',
+            )
         if a.type is Type.ATTRIBUTE or b.type is Type.ATTRIBUTE:
             other = b if a.type is Type.ATTRIBUTE else a
             target = Type.NUMBER if other.type is Type.DAYS else other.type
             if target not in (Type.NUMBER, Type.TEXT, Type.BOOLEAN):
-                raise _Fail(span, f"attributes are compared with text, numbers or true/false, "
-                            f"not with {_TYPE_WORDS[other.type]}")
+                raise _Fail(
+                    span,
+                    f"attributes are compared with text, numbers or true/false, "
+                    f"not with {_TYPE_WORDS[other.type]}",
+                )
             a, b = _as_type(a, target), _as_type(b, target)
             return a, b, target
         if a.type is b.type:
@@ -188,12 +203,18 @@ class _Checker:
         if isinstance(node, t.Compare):
             left, right = self.operand(node.left), self.operand(node.right)
             if not (isinstance(left, c.Ref) or isinstance(right, c.Ref)):
-                raise _Fail(node.span, "this comparison has no metric in it",
-                            "compare a metric with a value, e.g. frequency >= 2")
+                raise _Fail(
+                    node.span,
+                    "this comparison has no metric in it",
+                    "compare a metric with a value, e.g. frequency >= 2",
+                )
             left, right, type_ = self.unify(left, node.left, right, node.right, node.span)
             if node.op not in ("=", "!=") and type_ not in _ORDERED:
-                raise _Fail(node.op_span, f"{_TYPE_WORDS[type_]} can only be compared with = "
-                            f"or !=", "for text there are also in [...], contains, starts with")
+                raise _Fail(
+                    node.op_span,
+                    f"{_TYPE_WORDS[type_]} can only be compared with = or !=",
+                    "for text there are also in [...], contains, starts with",
+                )
             return c.Compare(left, node.op, right, node.span)
         if isinstance(node, t.Between):
             operand: c.Operand = self.ref(node.operand, "between")
@@ -201,8 +222,9 @@ class _Checker:
             operand, low, type_ = self.unify(operand, node.operand, low, node.low, node.span)
             operand, high, type_ = self.unify(operand, node.operand, high, node.high, node.span)
             if type_ not in _ORDERED:
-                raise _Fail(node.span, f"`between` needs numbers, days or dates, not "
-                            f"{_TYPE_WORDS[type_]}")
+                raise _Fail(
+                    node.span, f"`between` needs numbers, days or dates, not {_TYPE_WORDS[type_]}"
+                )
             return c.Between(operand, low, high, node.negated, node.span)
         if isinstance(node, t.InList):
             operand = self.ref(node.operand, "in")
@@ -227,8 +249,11 @@ class _Checker:
     def ref(self, node: t.Operand, what: str) -> c.Ref:
         result = self.operand(node)
         if not isinstance(result, c.Ref):
-            raise _Fail(node.span, f"`{what}` needs a metric on its left",
-                        "for example: monetary between 2000 and 5000")
+            raise _Fail(
+                node.span,
+                f"`{what}` needs a metric on its left",
+                "for example: monetary between 2000 and 5000",
+            )
         return result
 
     def member(self, node: t.InTier) -> c.Member:
@@ -302,19 +327,28 @@ def _check_scheme(
         if tier_.condition is not None:
             refs.update(dict.fromkeys(c.condition_refs(tier_.condition)))
     if scheme.key is not None and scheme.key in checker.depends:
-        errors.append(Diagnostic.at(
-            scheme.file, checker.depends[scheme.key],
-            f"scheme `{scheme.key}` cannot depend on its own tiers",
-        ))
+        errors.append(
+            Diagnostic.at(
+                scheme.file,
+                checker.depends[scheme.key],
+                f"scheme `{scheme.key}` cannot depend on its own tiers",
+            )
+        )
     result = c.CheckedScheme(
-        scheme.key, scheme.title, tuple(tiers), tuple(refs), frozenset(checker.depends),
-        scheme.file, scheme.span,
+        scheme.key,
+        scheme.title,
+        tuple(tiers),
+        tuple(refs),
+        frozenset(checker.depends),
+        scheme.file,
+        scheme.span,
     )
     return result, checker.depends
 
 
 def _cycles(
-    graph: Mapping[str, Collection[str]], spans: Mapping[str, Mapping[str, t.Span]],
+    graph: Mapping[str, Collection[str]],
+    spans: Mapping[str, Mapping[str, t.Span]],
     files: Mapping[str, str],
 ) -> list[Diagnostic]:
     errors: list[Diagnostic] = []
@@ -330,12 +364,15 @@ def _cycles(
                 # A scheme reading its own tiers (path of two) is reported on its own.
                 if len(path) > 2 and key not in reported:
                     reported.add(key)
-                    errors.append(Diagnostic.at(
-                        files[start], spans[start][path[1]],
-                        "schemes depend on each other in a cycle: " + " → ".join(path),
-                        "a scheme can use the tiers of another only if that one does not, "
-                        "directly or through others, use its tiers",
-                    ))
+                    errors.append(
+                        Diagnostic.at(
+                            files[start],
+                            spans[start][path[1]],
+                            "schemes depend on each other in a cycle: " + " → ".join(path),
+                            "a scheme can use the tiers of another only if that one does not, "
+                            "directly or through others, use its tiers",
+                        )
+                    )
                 continue
             if node in seen:
                 continue
@@ -364,9 +401,11 @@ def check(
             continue
         if scheme.key in seen_keys:
             assert scheme.key_span is not None
-            errors.append(Diagnostic.at(
-                scheme.file, scheme.key_span, f"scheme `{scheme.key}` is defined twice"
-            ))
+            errors.append(
+                Diagnostic.at(
+                    scheme.file, scheme.key_span, f"scheme `{scheme.key}` is defined twice"
+                )
+            )
         seen_keys[scheme.key] = scheme
         tiers_of[scheme.key] = [tier.name for tier in scheme.tiers]
     results: list[c.CheckedScheme] = []
@@ -393,7 +432,8 @@ def _position(d: Diagnostic) -> tuple[str, int, int]:
 
 
 def check_condition(
-    condition: t.Condition, file: str = "<condition>",
+    condition: t.Condition,
+    file: str = "<condition>",
     known_tiers: Mapping[str, Collection[str]] | None = None,
 ) -> c.Condition:
     """Check a bare condition (the API's `where`); raises `RuleError`."""
@@ -410,7 +450,6 @@ def check_text(
     from dsl.parser import parse_rules
 
     return check(parse_rules(text, file), known_tiers=known_tiers)
-
 
 
 def check_files(

@@ -196,9 +196,7 @@ class _Context:
             )
 
 
-def metrics_relation(
-    refs: Sequence[MetricRef], sources: Sources, as_of: dt.datetime
-) -> Subquery:
+def metrics_relation(refs: Sequence[MetricRef], sources: Sources, as_of: dt.datetime) -> Subquery:
     """One row per customer: `customer_id` and `m0`, `m1`, ... for refs in order."""
     ctx = _Context(sources, as_of)
     for ref in refs:
@@ -210,8 +208,10 @@ def metrics_relation(
         if sub is not None:
             joined = joined.outerjoin(sub, sub.c.customer_id == customers.c.id)
     columns = [ctx.value(ref).label(f"m{i}") for i, ref in enumerate(refs)]
-    return select(customers.c.id.label("customer_id"), *columns).select_from(joined).subquery(
-        "metrics"
+    return (
+        select(customers.c.id.label("customer_id"), *columns)
+        .select_from(joined)
+        .subquery("metrics")
     )
 
 
@@ -230,8 +230,12 @@ def _operand(node: c.Operand, columns: Mapping[MetricRef, ColumnElement[Any]]) -
 
 
 _OPERATORS = {
-    "=": operator.eq, "!=": operator.ne, "<": operator.lt,
-    "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
 }
 
 
@@ -289,21 +293,18 @@ def compile_scheme(scheme: c.CheckedScheme, sources: Sources, as_of: dt.datetime
         whens.append((condition_sql(tier.condition, columns), index))
     # Conditions are evaluated once, for the index; the name is looked up from it.
     position = case(*whens, else_=fallback) if whens else fallback
-    ranked = select(
-        metrics.c.customer_id, cast(position, Integer).label("tier_index")
-    ).subquery("ranked")
+    ranked = select(metrics.c.customer_id, cast(position, Integer).label("tier_index")).subquery(
+        "ranked"
+    )
     # One bound array of names, indexed by position (Postgres arrays start at 1).
     names = bindparam(None, list(scheme.tier_names), type_=ARRAY(Text()), unique=True)
     name = Grouping(names)[ranked.c.tier_index + 1]
     return select(ranked.c.customer_id, name.label("tier"), ranked.c.tier_index)
 
 
-def compile_condition(
-    condition: c.Condition, sources: Sources, as_of: dt.datetime
-) -> Select[Any]:
+def compile_condition(condition: c.Condition, sources: Sources, as_of: dt.datetime) -> Select[Any]:
     """`customer_id` of every customer for whom the condition is true."""
     refs = c.condition_refs(condition)
     metrics = metrics_relation(refs, sources, as_of)
     where = condition_sql(condition, _columns(metrics, refs))
     return select(metrics.c.customer_id).where(where)
-

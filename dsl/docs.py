@@ -33,14 +33,19 @@ _PARAMS = {
 def metric_reference() -> str:
     out: list[str] = []
     for source, title in _SOURCES.items():
-        out += [f"### {title}", "", "| metric | type | unit | arguments | meaning | example |",
-                "|---|---|---|---|---|---|"]
+        out += [
+            f"### {title}",
+            "",
+            "| metric | type | unit | arguments | meaning | example |",
+            "|---|---|---|---|---|---|",
+        ]
         for m in CATALOG.values():
             if m.source is not source:
                 continue
-            args = ", ".join(
-                _PARAMS[p] + (" (required)" if p in m.required else "") for p in m.params
-            ) or "none"
+            args = (
+                ", ".join(_PARAMS[p] + (" (required)" if p in m.required else "") for p in m.params)
+                or "none"
+            )
             name = {"attributes": "attributes.KEY", "in tier": "in tier SCHEME.TIER"}.get(
                 m.name, m.name
             )

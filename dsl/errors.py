@@ -25,7 +25,11 @@ class Diagnostic:
 
     @classmethod
     def at(
-        cls, file: str, span: Span, message: str, hint: str | None = None,
+        cls,
+        file: str,
+        span: Span,
+        message: str,
+        hint: str | None = None,
         severity: Severity = "error",
     ) -> Diagnostic:
         return cls(

@@ -71,7 +71,8 @@ class _Facts:
     def orders(self, ref: MetricRef) -> Sequence[Order]:
         start = self._start(ref)
         return [
-            o for o in self.facts.orders
+            o
+            for o in self.facts.orders
             if o.ordered_at < self._as_of
             and (start is None or o.ordered_at >= start)
             and (ref.category is None or o.category == ref.category)
@@ -82,8 +83,10 @@ class _Facts:
         start = self._start(ref)
         kind = ref.event or "nps"
         return [
-            e for e in self.facts.events
-            if e.type == kind and e.occurred_at < self._as_of
+            e
+            for e in self.facts.events
+            if e.type == kind
+            and e.occurred_at < self._as_of
             and (start is None or e.occurred_at >= start)
         ]
 
@@ -165,10 +168,12 @@ def evaluate_condition(node: c.Condition, values: Values) -> Truth:
         return compare(node.op, _operand(node.left, values), _operand(node.right, values))
     if isinstance(node, c.Between):
         x = _operand(node.operand, values)
-        result = both([
-            compare(">=", x, _operand(node.low, values)),
-            compare("<=", x, _operand(node.high, values)),
-        ])
+        result = both(
+            [
+                compare(">=", x, _operand(node.low, values)),
+                compare("<=", x, _operand(node.high, values)),
+            ]
+        )
         return negate(result) if node.negated else result
     if isinstance(node, c.InList):
         x = _operand(node.operand, values)

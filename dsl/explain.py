@@ -94,15 +94,23 @@ def _trace(node: c.Condition, values: Values) -> ClauseTrace:
     if isinstance(node, c.And | c.Or):
         children = tuple(_trace(x, values) for x in node.items)
         word = " and " if isinstance(node, c.And) else " or "
-        text = word.join(f"({x.text})" if isinstance(y, c.And | c.Or) else x.text
-                         for x, y in zip(children, node.items, strict=True))
+        text = word.join(
+            f"({x.text})" if isinstance(y, c.And | c.Or) else x.text
+            for x, y in zip(children, node.items, strict=True)
+        )
         return clause(text, result, children=children)
     if isinstance(node, c.Not):
         child = _trace(node.operand, values)
         return clause(f"not ({child.text})", result, children=(child,))
     if isinstance(node, c.Member):
-        return clause(node.ref.text, result, node.ref.text, json_value(values[node.ref]),
-                      "in tier", f"{node.ref.scheme}.{node.ref.tier}")
+        return clause(
+            node.ref.text,
+            result,
+            node.ref.text,
+            json_value(values[node.ref]),
+            "in tier",
+            f"{node.ref.scheme}.{node.ref.tier}",
+        )
     if isinstance(node, c.IsNull):
         op = "is not null" if node.negated else "is null"
         ref = node.operand.ref
@@ -119,8 +127,7 @@ def _trace(node: c.Condition, values: Values) -> ClauseTrace:
         return clause(text, result, left_metric, left, node.op, right)
     if isinstance(node, c.Between):
         metric, actual = _side(node.operand, values)
-        text = (f"{_text(node.operand)} {neg}between {_text(node.low)} and "
-                f"{_text(node.high)}")
+        text = f"{_text(node.operand)} {neg}between {_text(node.low)} and {_text(node.high)}"
         expected = [_side(node.low, values)[1], _side(node.high, values)[1]]
         return clause(text, result, metric, actual, f"{neg}between", expected)
     if isinstance(node, c.InList):
@@ -130,8 +137,7 @@ def _trace(node: c.Condition, values: Values) -> ClauseTrace:
         return clause(text, result, metric, actual, f"{neg}in", items)
     metric, actual = _side(node.operand, values)
     text = f"{_text(node.operand)} {neg}{node.op} {_text(node.value)}"
-    return clause(text, result, metric, actual, f"{neg}{node.op}",
-                       _side(node.value, values)[1])
+    return clause(text, result, metric, actual, f"{neg}{node.op}", _side(node.value, values)[1])
 
 
 def explain(scheme: c.CheckedScheme, values: Values) -> Explanation:

@@ -55,8 +55,10 @@ def _condition(node: t.Condition) -> str:
         return f"{operand_text(node.left)} {node.op} {operand_text(node.right)}"
     neg = "not " if getattr(node, "negated", False) else ""
     if isinstance(node, t.Between):
-        return (f"{operand_text(node.operand)} {neg}between {operand_text(node.low)} "
-                f"and {operand_text(node.high)}")
+        return (
+            f"{operand_text(node.operand)} {neg}between {operand_text(node.low)} "
+            f"and {operand_text(node.high)}"
+        )
     if isinstance(node, t.InList):
         items = ", ".join(operand_text(x) for x in node.items)
         return f"{operand_text(node.operand)} {neg}in [{items}]"
@@ -139,8 +141,9 @@ def format_file(rule_file: t.RuleFile) -> str:
             anchors.append(head)
             plan.append(("head", scheme, head))
         for tier in scheme.tiers:
-            anchor = _Anchor((tier.span.line, tier.span.column),
-                             (tier.span.end_line, tier.span.end_column))
+            anchor = _Anchor(
+                (tier.span.line, tier.span.column), (tier.span.end_line, tier.span.end_column)
+            )
             anchors.append(anchor)
             plan.append(("tier", tier, anchor))
         if not rule_file.bare:
@@ -169,8 +172,11 @@ def format_file(rule_file: t.RuleFile) -> str:
                 width = max(_width(quote_name(x.name)) for x in rule_file.schemes[0].tiers)
             name = quote_name(item.name)
             pad = " " * (width - _width(name))
-            rule = (f"when {condition_text(item.condition)}" if item.condition is not None
-                    else "otherwise")
+            rule = (
+                f"when {condition_text(item.condition)}"
+                if item.condition is not None
+                else "otherwise"
+            )
             out.extend(_line(indent, f"tier {name}{pad} {rule}", anchor))
     out.extend(rest)
     return "\n".join(out) + "\n" if out else ""

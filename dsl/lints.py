@@ -68,19 +68,26 @@ class _Range:
     def within(self, other: _Range) -> bool:
         """Every value allowed here is allowed by other."""
         if self.values is not None:
-            return all(other.contains(v) and (other.values is None or v in other.values)
-                       for v in self.values)
+            return all(
+                other.contains(v) and (other.values is None or v in other.values)
+                for v in self.values
+            )
         if other.values is not None:
             return False
         if other.low is not None and (
-            self.low is None or self.low < other.low  # type: ignore[operator]
+            self.low is None
+            or self.low < other.low  # type: ignore[operator]
             or (self.low == other.low and other.low_open and not self.low_open)
         ):
             return False
-        return not (other.high is not None and (
-            self.high is None or self.high > other.high  # type: ignore[operator]
-            or (self.high == other.high and other.high_open and not self.high_open)
-        ))
+        return not (
+            other.high is not None
+            and (
+                self.high is None
+                or self.high > other.high  # type: ignore[operator]
+                or (self.high == other.high and other.high_open and not self.high_open)
+            )
+        )
 
 
 # Metrics are numbered per scheme: small ints hash far faster than MetricRef dataclasses.
@@ -124,8 +131,11 @@ def _atom(node: c.Condition) -> tuple[MetricRef, _Range] | None:
         }
         return ref.ref, ranges[op]
     if (
-        isinstance(node, c.Between) and not node.negated and isinstance(node.operand, c.Ref)
-        and isinstance(node.low, c.Const) and isinstance(node.high, c.Const)
+        isinstance(node, c.Between)
+        and not node.negated
+        and isinstance(node.operand, c.Ref)
+        and isinstance(node.low, c.Const)
+        and isinstance(node.high, c.Const)
     ):
         low, high = _point(node.low), _point(node.high)
         if low is not None and high is not None:
@@ -193,13 +203,19 @@ def lint_scheme(scheme: c.CheckedScheme, source: t.Scheme) -> Iterator[Diagnosti
     for checked_tier, tier in zip(scheme.tiers, source.tiers, strict=True):
         if tier.name in names:
             first = names[tier.name]
-            yield _warn(file, tier.name_span,
-                        f"another tier is already named `{tier.name}` (line {first.span.line})")
+            yield _warn(
+                file,
+                tier.name_span,
+                f"another tier is already named `{tier.name}` (line {first.span.line})",
+            )
         names.setdefault(tier.name, tier)
         if otherwise is not None:
-            yield _warn(file, tier.name_span,
-                        f"tier `{tier.name}` comes after `otherwise` (line {otherwise.span.line}) "
-                        "and can never match")
+            yield _warn(
+                file,
+                tier.name_span,
+                f"tier `{tier.name}` comes after `otherwise` (line {otherwise.span.line}) "
+                "and can never match",
+            )
             continue
         if checked_tier.condition is None:
             if tier.condition is None:
@@ -211,15 +227,22 @@ def lint_scheme(scheme: c.CheckedScheme, source: t.Scheme) -> Iterator[Diagnosti
         live = [term for term in dnf.terms if not _empty(term)]
         if not live:
             assert tier.condition is not None
-            yield _warn(file, tier.condition.span, "this condition can never be true",
-                        "two of its parts exclude each other")
+            yield _warn(
+                file,
+                tier.condition.span,
+                "this condition can never be true",
+                "two of its parts exclude each other",
+            )
             continue
         covering = _covering(live, earlier)
         if covering:
             lines = ", ".join(f"`{x.name}` (line {x.span.line})" for x in covering)
-            yield _warn(file, tier.name_span,
-                        f"tier `{tier.name}` can never match: every customer it would take is "
-                        f"already taken by {lines}")
+            yield _warn(
+                file,
+                tier.name_span,
+                f"tier `{tier.name}` can never match: every customer it would take is "
+                f"already taken by {lines}",
+            )
         if dnf.exact and len(earlier) < _MAX_COVERS and all(len(x) <= 6 for x in live):
             for term in live:
                 earlier.setdefault(frozenset(term), []).append((tier, term))
@@ -262,8 +285,9 @@ def _union_cover(term: Conjunction, earlier: _Covers) -> list[t.Tier]:
     if wanted.values is not None:
         tiers = []
         for v in wanted.values:
-            tier = next((tr for tr, c in covers if _Range(values=frozenset([v])).within(c[key])),
-                        None)
+            tier = next(
+                (tr for tr, c in covers if _Range(values=frozenset([v])).within(c[key])), None
+            )
             if tier is None:
                 return []
             tiers.append(tier)
@@ -280,8 +304,10 @@ def _sweep(wanted: _Range, ranges: list[tuple[t.Tier, _Range]]) -> list[t.Tier]:
     while True:
         best: tuple[t.Tier, _Range] | None = None
         for tier, r in ranges:
-            if _starts_by(r, point, point_open) and _reaches(r, point, point_open) and (
-                best is None or _further(r, best[1])
+            if (
+                _starts_by(r, point, point_open)
+                and _reaches(r, point, point_open)
+                and (best is None or _further(r, best[1]))
             ):
                 best = (tier, r)
         if best is None:

@@ -18,11 +18,37 @@ from dsl import tree as t
 from dsl.errors import Diagnostic, RuleError
 
 # Must match the keyword list excluded from NAME / TIER_NAME in grammar.lark.
-KEYWORDS = frozenset((
-    "scheme", "tier", "when", "otherwise", "and", "or", "not", "between", "in", "contains",
-    "starts", "with", "is", "null", "true", "false", "event", "category", "channel",
-    "day", "days", "week", "weeks", "month", "months", "year", "years",
-))
+KEYWORDS = frozenset(
+    (
+        "scheme",
+        "tier",
+        "when",
+        "otherwise",
+        "and",
+        "or",
+        "not",
+        "between",
+        "in",
+        "contains",
+        "starts",
+        "with",
+        "is",
+        "null",
+        "true",
+        "false",
+        "event",
+        "category",
+        "channel",
+        "day",
+        "days",
+        "week",
+        "weeks",
+        "month",
+        "months",
+        "year",
+        "years",
+    )
+)
 
 MAX_SOURCE_CHARS = 500_000
 MAX_DEPTH = 40
@@ -228,9 +254,7 @@ class _ToTree(Transformer[Token, Any]):
 
     def _decimal(self, token: Token) -> Decimal:
         if sum(ch.isdigit() for ch in token.value) > MAX_NUMBER_DIGITS:
-            raise self._fail(
-                _span(token), f"the number has more than {MAX_NUMBER_DIGITS} digits"
-            )
+            raise self._fail(_span(token), f"the number has more than {MAX_NUMBER_DIGITS} digits")
         return Decimal(token.value)
 
     def _string(self, token: Token) -> t.String:
@@ -315,9 +339,34 @@ _PUNCTUATION = {
 }
 # The order in which expected things are listed: the likely intent first.
 _ORDER = [
-    "VALUE", "COMPARISON", "UNIT", "AND", "OR", "RPAR", "COMMA", "RSQB", "WHEN", "OTHERWISE",
-    "TIER_NAME", "STRING", "NAME", "TIER", "SCHEME", "LBRACE", "RBRACE", "DOT", "NUMBER",
-    "WITH", "NULL", "LSQB", "LPAR", "EVENT", "CATEGORY", "CHANNEL", "IN", "$END",
+    "VALUE",
+    "COMPARISON",
+    "UNIT",
+    "AND",
+    "OR",
+    "RPAR",
+    "COMMA",
+    "RSQB",
+    "WHEN",
+    "OTHERWISE",
+    "TIER_NAME",
+    "STRING",
+    "NAME",
+    "TIER",
+    "SCHEME",
+    "LBRACE",
+    "RBRACE",
+    "DOT",
+    "NUMBER",
+    "WITH",
+    "NULL",
+    "LSQB",
+    "LPAR",
+    "EVENT",
+    "CATEGORY",
+    "CHANNEL",
+    "IN",
+    "$END",
 ]
 
 
@@ -394,19 +443,20 @@ def _parse_error(error: UnexpectedInput, text: str, file: str) -> Diagnostic:
         expected = _acceptable(error)
         if token.type == "$END":
             return Diagnostic.at(
-                file, _end_span(text), f"expected {describe_expected(expected)}, "
-                "but the file ended"
+                file, _end_span(text), f"expected {describe_expected(expected)}, but the file ended"
             )
         hint = None
         if str(token) in KEYWORDS and "TIER_NAME" in expected:
-            hint = f"`{token}` is a reserved word; to use it as a tier name, quote it: \"{token}\""
+            hint = f'`{token}` is a reserved word; to use it as a tier name, quote it: "{token}"'
         elif str(token) in KEYWORDS and "NAME" in expected:
             hint = f"`{token}` is a reserved word, so something is missing before it"
         elif str(token) == "=" and "NAME" in expected:
             hint = "equality is written with a single `=`"
         return Diagnostic.at(
-            file, _span(token),
-            f"expected {describe_expected(expected)}, but found {_describe_found(token)}", hint,
+            file,
+            _span(token),
+            f"expected {describe_expected(expected)}, but found {_describe_found(token)}",
+            hint,
         )
     assert isinstance(error, UnexpectedCharacters)
     line, column = error.line, error.column
@@ -415,8 +465,10 @@ def _parse_error(error: UnexpectedInput, text: str, file: str) -> Diagnostic:
     if char == '"':
         rest = text.split("\n")[line - 1][column - 1 :]
         return Diagnostic.at(
-            file, t.Span(line, column, line, column + len(rest)),
-            "this text has no closing double quote", "text ends with `\"` on the same line",
+            file,
+            t.Span(line, column, line, column + len(rest)),
+            "this text has no closing double quote",
+            'text ends with `"` on the same line',
         )
     hints = {
         "&": "write `and`",
@@ -479,8 +531,14 @@ def _check_depth(roots: tuple[object, ...], file: str) -> None:
             start = cast(t.Span, node.span)  # type: ignore[attr-defined]
             span = t.Span(start.line, start.column, start.line, start.column + 1)
             raise RuleError(
-                [Diagnostic.at(file, span, f"the rule is nested more than {MAX_DEPTH} levels deep",
-                               "split it into simpler tiers")]
+                [
+                    Diagnostic.at(
+                        file,
+                        span,
+                        f"the rule is nested more than {MAX_DEPTH} levels deep",
+                        "split it into simpler tiers",
+                    )
+                ]
             )
         stack.extend((child, depth + 1) for child in _children(node))
 
@@ -488,11 +546,16 @@ def _check_depth(roots: tuple[object, ...], file: str) -> None:
 def parse_file(text: str, file: str = "<rules>") -> t.RuleFile:
     """Parse a rule file; raises `RuleError` with a positioned diagnostic on any problem."""
     if len(text) > MAX_SOURCE_CHARS:
-        raise RuleError([Diagnostic.at(
-            file, t.Span(1, 1, 1, 2),
-            f"the rule text is longer than {MAX_SOURCE_CHARS:,} characters",
-            "split it into several files",
-        )])
+        raise RuleError(
+            [
+                Diagnostic.at(
+                    file,
+                    t.Span(1, 1, 1, 2),
+                    f"the rule text is longer than {MAX_SOURCE_CHARS:,} characters",
+                    "split it into several files",
+                )
+            ]
+        )
     parsed = _parse(text, "start", file)
     _check_depth(parsed, file)
     items = tuple(replace(x, file=file) if isinstance(x, t.Scheme) else x for x in parsed)
@@ -512,10 +575,15 @@ def parse_rules(text: str, file: str = "<rules>") -> list[t.Scheme]:
 def parse_condition(text: str, file: str = "<condition>") -> t.Condition:
     """A bare condition such as `monetary > 1000 and region = "east"`."""
     if len(text) > MAX_SOURCE_CHARS:
-        raise RuleError([Diagnostic.at(
-            file, t.Span(1, 1, 1, 2),
-            f"the condition is longer than {MAX_SOURCE_CHARS:,} characters",
-        )])
+        raise RuleError(
+            [
+                Diagnostic.at(
+                    file,
+                    t.Span(1, 1, 1, 2),
+                    f"the condition is longer than {MAX_SOURCE_CHARS:,} characters",
+                )
+            ]
+        )
     parsed = cast(t.Condition, _parse(text, "condition", file))
     _check_depth((parsed,), file)
     return parsed

@@ -40,14 +40,29 @@ def customers(draw: st.DrawFn) -> CustomerFacts:
         "registered_at": draw(st.none() | moments()),
         "attributes": draw(st.dictionaries(st.sampled_from(["plan", "score"]), attribute_values)),
     }
-    orders = draw(st.lists(st.builds(
-        Order, amounts, moments(),
-        st.sampled_from([None, "books", "toys"]), st.sampled_from([None, "web", "shop"]),
-    ), max_size=5))
-    events = draw(st.lists(st.builds(
-        Event, st.sampled_from(["complaint", "nps", "login"]), moments(),
-        st.none() | st.integers(0, 10).map(Decimal),
-    ), max_size=4))
+    orders = draw(
+        st.lists(
+            st.builds(
+                Order,
+                amounts,
+                moments(),
+                st.sampled_from([None, "books", "toys"]),
+                st.sampled_from([None, "web", "shop"]),
+            ),
+            max_size=5,
+        )
+    )
+    events = draw(
+        st.lists(
+            st.builds(
+                Event,
+                st.sampled_from(["complaint", "nps", "login"]),
+                moments(),
+                st.none() | st.integers(0, 10).map(Decimal),
+            ),
+            max_size=4,
+        )
+    )
     tier = draw(st.sampled_from([None, "VIP", "Normal"]))
     return CustomerFacts(profile, orders, events, {"value": tier} if tier else {})
 
@@ -55,14 +70,14 @@ def customers(draw: st.DrawFn) -> CustomerFacts:
 NUMBER_METRICS = [
     ("frequency", [0, 1, 2, 3]),
     ("frequency(30 days)", [0, 1, 2]),
-    ("frequency(category \"books\", 2 months)", [0, 1]),
+    ('frequency(category "books", 2 months)', [0, 1]),
     ("monetary", [0, 100, 1500, "2000.5"]),
     ("monetary(90 days)", [0, 500, 3000]),
-    ("monetary(channel \"web\")", [0, 1000]),
+    ('monetary(channel "web")', [0, 1000]),
     ("average_order_value", ["500", "33.3333", "1000.00005"]),
     ("average_order_value(1 year)", ["750.5", "0"]),
-    ("count(event \"complaint\", 90 days)", [0, 1, 2]),
-    ("count(event \"login\")", [0, 1]),
+    ('count(event "complaint", 90 days)', [0, 1, 2]),
+    ('count(event "login")', [0, 1]),
     ("nps", [0, 6, 9]),
     ("nps(30 days)", [6]),
     ("age", [18, 30, 50]),
@@ -76,8 +91,8 @@ NUMBER_METRICS = [
 DAY_METRICS = [
     ("recency", [0, 1, 30, 90]),
     ("tenure", [0, 30, 200]),
-    ("days_since(event \"login\")", [1, 60]),
-    ("recency(category \"toys\")", [10, 100]),
+    ('days_since(event "login")', [1, 60]),
+    ('recency(category "toys")', [10, 100]),
 ]
 TEXT_METRICS = [
     ("region", ["north", "east", "北方"]),
@@ -90,8 +105,11 @@ OPS = ["=", "!=", "<", "<=", ">", ">="]
 
 @st.composite
 def atoms(draw: st.DrawFn) -> str:
-    kind = draw(st.sampled_from(["number", "number", "days", "text", "time", "null", "tier",
-                                 "between", "in", "attr"]))
+    kind = draw(
+        st.sampled_from(
+            ["number", "number", "days", "text", "time", "null", "tier", "between", "in", "attr"]
+        )
+    )
     if kind == "number":
         name, values = draw(st.sampled_from(NUMBER_METRICS))
         return f"{name} {draw(st.sampled_from(OPS))} {draw(st.sampled_from(values))}"
@@ -110,9 +128,11 @@ def atoms(draw: st.DrawFn) -> str:
         day = draw(st.sampled_from(["2025-06-01", "2026-05-01", "2026-06-01"]))
         return f"{name} {draw(st.sampled_from(OPS))} {day}"
     if kind == "null":
-        name = draw(st.sampled_from(
-            ["recency", "nps", "region", "attributes.plan", "tenure", "average_order_value"]
-        ))
+        name = draw(
+            st.sampled_from(
+                ["recency", "nps", "region", "attributes.plan", "tenure", "average_order_value"]
+            )
+        )
         return f"{name} is {draw(st.sampled_from(['', 'not ']))}null"
     if kind == "tier":
         return f"in tier value.{draw(st.sampled_from(['VIP', 'Normal']))}"

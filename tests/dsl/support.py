@@ -27,7 +27,13 @@ memberships = Table(
 )
 
 PROFILE_FIELDS = (
-    "age", "gender", "occupation", "region", "industry", "company_size", "registered_at"
+    "age",
+    "gender",
+    "occupation",
+    "region",
+    "industry",
+    "company_size",
+    "registered_at",
 )
 
 
@@ -47,33 +53,55 @@ async def insert(
     connection: AsyncConnection, tenant: str, people: Sequence[CustomerFacts]
 ) -> list[int]:
     """Insert customers with their orders, events and memberships; returns their ids."""
-    await connection.execute(text(
-        "CREATE TEMPORARY TABLE IF NOT EXISTS dsl_memberships "
-        "(customer_id bigint, scheme text, tier text)"
-    ))
+    await connection.execute(
+        text(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS dsl_memberships "
+            "(customer_id bigint, scheme text, tier text)"
+        )
+    )
     ids: list[int] = []
     for n, person in enumerate(people):
         row = {name: person.profile.get(name) for name in PROFILE_FIELDS}
         row["attributes"] = _json(person.profile.get("attributes") or {})
-        customer_id = (await connection.execute(
-            customers.insert()
-            .values(tenant_id=tenant, external_id=f"c{n}", **row)
-            .returning(customers.c.id)
-        )).scalar_one()
+        customer_id = (
+            await connection.execute(
+                customers.insert()
+                .values(tenant_id=tenant, external_id=f"c{n}", **row)
+                .returning(customers.c.id)
+            )
+        ).scalar_one()
         ids.append(customer_id)
         if person.orders:
-            await connection.execute(orders.insert(), [
-                {"tenant_id": tenant, "external_id": f"c{n}o{k}", "customer_id": customer_id,
-                 "amount": o.amount, "ordered_at": o.ordered_at, "category": o.category,
-                 "channel": o.channel}
-                for k, o in enumerate(person.orders)
-            ])
+            await connection.execute(
+                orders.insert(),
+                [
+                    {
+                        "tenant_id": tenant,
+                        "external_id": f"c{n}o{k}",
+                        "customer_id": customer_id,
+                        "amount": o.amount,
+                        "ordered_at": o.ordered_at,
+                        "category": o.category,
+                        "channel": o.channel,
+                    }
+                    for k, o in enumerate(person.orders)
+                ],
+            )
         if person.events:
-            await connection.execute(events.insert(), [
-                {"tenant_id": tenant, "external_id": f"c{n}e{k}", "customer_id": customer_id,
-                 "type": e.type, "occurred_at": e.occurred_at, "value": e.value}
-                for k, e in enumerate(person.events)
-            ])
+            await connection.execute(
+                events.insert(),
+                [
+                    {
+                        "tenant_id": tenant,
+                        "external_id": f"c{n}e{k}",
+                        "customer_id": customer_id,
+                        "type": e.type,
+                        "occurred_at": e.occurred_at,
+                        "value": e.value,
+                    }
+                    for k, e in enumerate(person.events)
+                ],
+            )
         for scheme, tier in person.memberships.items():
             await connection.execute(
                 memberships.insert().values(customer_id=customer_id, scheme=scheme, tier=tier)

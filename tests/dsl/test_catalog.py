@@ -20,18 +20,27 @@ from dsl.catalog import (
 
 # Exact ties at the fifth decimal, negatives, and sums whose quotient does not terminate.
 AVERAGES = [
-    (Decimal("0.0001"), 2), (Decimal("-0.0001"), 2), (Decimal("0.0003"), 2),
-    (Decimal("10"), 3), (Decimal("-10"), 3), (Decimal("99999999999999.9999"), 7),
-    (Decimal("0"), 1), (Decimal("1.2345"), 1), (Decimal("2.0001"), 4),
+    (Decimal("0.0001"), 2),
+    (Decimal("-0.0001"), 2),
+    (Decimal("0.0003"), 2),
+    (Decimal("10"), 3),
+    (Decimal("-10"), 3),
+    (Decimal("99999999999999.9999"), 7),
+    (Decimal("0"), 1),
+    (Decimal("1.2345"), 1),
+    (Decimal("2.0001"), 4),
 ]
 
 
 async def test_rounded_average_matches_postgres(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         for total, count in AVERAGES:
-            query = select(rounded_average_sql(
-                bindparam("t", total, type_=sa.Numeric()), bindparam("n", count, type_=sa.Integer())
-            ))
+            query = select(
+                rounded_average_sql(
+                    bindparam("t", total, type_=sa.Numeric()),
+                    bindparam("n", count, type_=sa.Integer()),
+                )
+            )
             in_sql = (await connection.execute(query)).scalar_one()
             assert in_sql == rounded_average_py(total, count), (total, count)
     assert rounded_average_py(Decimal("0.0001"), 2) == Decimal("0.0001")  # half away from zero
@@ -42,18 +51,27 @@ async def test_rounded_average_matches_postgres(engine: AsyncEngine) -> None:
 T = dt.datetime(2026, 3, 29, 12, 0, tzinfo=dt.UTC)  # a DST change day in Europe
 
 
-@pytest.mark.parametrize("before", [
-    dt.timedelta(0), dt.timedelta(microseconds=1), dt.timedelta(days=1, microseconds=-1),
-    dt.timedelta(days=1), dt.timedelta(days=365, hours=23), dt.timedelta(days=-1),
-])
+@pytest.mark.parametrize(
+    "before",
+    [
+        dt.timedelta(0),
+        dt.timedelta(microseconds=1),
+        dt.timedelta(days=1, microseconds=-1),
+        dt.timedelta(days=1),
+        dt.timedelta(days=365, hours=23),
+        dt.timedelta(days=-1),
+    ],
+)
 async def test_whole_days_match_postgres(engine: AsyncEngine, before: dt.timedelta) -> None:
     start = T - before
     async with engine.connect() as connection:
         await connection.exec_driver_sql("SET TIME ZONE 'Europe/Berlin'")
-        query = select(days_between_sql(
-            bindparam("s", start, type_=sa.DateTime(timezone=True)),
-            bindparam("e", T, type_=sa.DateTime(timezone=True)),
-        ))
+        query = select(
+            days_between_sql(
+                bindparam("s", start, type_=sa.DateTime(timezone=True)),
+                bindparam("e", T, type_=sa.DateTime(timezone=True)),
+            )
+        )
         assert (await connection.execute(query)).scalar_one() == days_between_py(start, T)
 
 

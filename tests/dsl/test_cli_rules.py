@@ -51,8 +51,13 @@ def test_check_json(tmp_path: Path) -> None:
     assert result.exit_code == 1
     [item] = json.loads(result.output)
     assert item == {
-        "file": str(path), "line": 1, "column": 15, "end_line": 1, "end_column": 23,
-        "severity": "error", "message": "unknown metric `monetory`; did you mean `monetary`?",
+        "file": str(path),
+        "line": 1,
+        "column": 15,
+        "end_line": 1,
+        "end_column": 23,
+        "severity": "error",
+        "message": "unknown metric `monetory`; did you mean `monetary`?",
         "hint": "the metrics are listed in docs/rules.md",
     }
 

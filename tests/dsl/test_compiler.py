@@ -35,9 +35,7 @@ PEOPLE = {
         [Order(Decimal("3000"), days_ago(10)), Order(Decimal("2500.5"), days_ago(5))],
     ),
     "high": CustomerFacts({"region": "east"}, [Order(Decimal("2500"), days_ago(100))]),
-    "new": CustomerFacts(
-        {"registered_at": days_ago(3)}, [Order(Decimal("10"), days_ago(1))]
-    ),
+    "new": CustomerFacts({"registered_at": days_ago(3)}, [Order(Decimal("10"), days_ago(1))]),
     "declining": CustomerFacts(
         {"region": "south", "registered_at": days_ago(800)}, [Order(Decimal("50"), days_ago(91))]
     ),
@@ -47,7 +45,8 @@ PEOPLE = {
         [Event("complaint", days_ago(1)), Event("complaint", days_ago(80))],
     ),
     "unhappy": CustomerFacts(
-        {"registered_at": days_ago(800)}, [],
+        {"registered_at": days_ago(800)},
+        [],
         [Event("nps", days_ago(10), Decimal(9)), Event("nps", days_ago(2), Decimal(3))],
     ),
     "nobody": CustomerFacts({}),
@@ -84,13 +83,18 @@ async def test_example_scheme_on_postgres_and_in_process(engine: AsyncEngine, te
 
 async def test_the_example_line(engine: AsyncEngine, tenant: str) -> None:
     scheme = check_text("tier VIP when monetary > 5000 and frequency >= 2").schemes[0]
+
     def two(first: str, second: int) -> CustomerFacts:
         return CustomerFacts(
             {}, [Order(Decimal(first), days_ago(1)), Order(Decimal(second), days_ago(2))]
         )
 
-    people = [two("5000.0001", 0), two("5000", 1), two("5000", 0),
-              CustomerFacts({}, [Order(Decimal("9000"), days_ago(1))])]
+    people = [
+        two("5000.0001", 0),
+        two("5000", 1),
+        two("5000", 0),
+        CustomerFacts({}, [Order(Decimal("9000"), days_ago(1))]),
+    ]
     async with engine.connect() as connection:
         ids = await insert(connection, tenant, people)
         result = await rows(connection, compile_scheme(scheme, sources(tenant), AS_OF))
@@ -98,7 +102,10 @@ async def test_the_example_line(engine: AsyncEngine, tenant: str) -> None:
     by_id = {row.customer_id: row.tier for row in result}
     assert [by_id[i] for i in ids] == ["VIP", "VIP", None, None]
     assert [evaluate(scheme, compute_metric_values(scheme.refs, p, AS_OF)) for p in people] == [
-        "VIP", "VIP", None, None
+        "VIP",
+        "VIP",
+        None,
+        None,
     ]
 
 

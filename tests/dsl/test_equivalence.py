@@ -53,7 +53,9 @@ async def test_sql_and_evaluator_agree(
 
 
 _POPULATION = [
-    MetricRef("r_score"), MetricRef("f_score"), MetricRef("m_score"),
+    MetricRef("r_score"),
+    MetricRef("f_score"),
+    MetricRef("m_score"),
     MetricRef("percentile", of=MetricRef("monetary", window_days=90)),
     MetricRef("percentile", of=MetricRef("nps")),
     MetricRef("percentile", of=MetricRef("attributes", key="score", as_type=Type.NUMBER)),

@@ -33,16 +33,26 @@ def test_trace_of_every_tier_and_clause() -> None:
     assert vip.clause is not None
     spend, orders = vip.clause.children
     assert (spend.metric, spend.actual, spend.operator, spend.expected, spend.result) == (
-        "monetary(365 days)", "6000.50", ">", "5000", "true"
+        "monetary(365 days)",
+        "6000.50",
+        ">",
+        "5000",
+        "true",
     )
     assert (orders.metric, orders.actual, orders.expected, orders.result) == (
-        "frequency(30 days)", 0, "2", "false"
+        "frequency(30 days)",
+        0,
+        "2",
+        "false",
     )
     assert lapsed.matched and lapsed.clause is not None
     recency, region = lapsed.clause.children
     assert (recency.actual, recency.result) == (100, "true")
     assert (region.actual, region.operator, region.expected, region.result) == (
-        None, "in", ["north", "west"], "unknown"
+        None,
+        "in",
+        ["north", "west"],
+        "unknown",
     )
     assert (normal.result, normal.matched) == ("otherwise", False)
     json.dumps(result.to_json())  # JSON-friendly all the way down

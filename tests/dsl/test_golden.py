@@ -35,9 +35,7 @@ def _compare(expected_path: Path, actual: str) -> None:
     assert actual == expected_path.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize(
-    "rules", sorted(GOLDEN.glob("*.rules")), ids=lambda p: p.stem
-)
+@pytest.mark.parametrize("rules", sorted(GOLDEN.glob("*.rules")), ids=lambda p: p.stem)
 def test_diagnostics(rules: Path) -> None:
     actual = _diagnostics(rules.name, rules.read_text(encoding="utf-8"))
     _compare(rules.with_suffix(".out"), actual)

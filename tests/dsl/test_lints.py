@@ -34,16 +34,13 @@ def test_shadowed_by_a_union_of_earlier_tiers() -> None:
 
 def test_no_false_alarms() -> None:
     assert _warnings(
-        "tier A when monetary > 100 and region = \"north\"\n"
+        'tier A when monetary > 100 and region = "north"\n'
         "tier B when monetary > 100\n"  # wider than A: can match
         "tier C when not (monetary > 100) and frequency > 1\n"
         "tier D when monetary > 5 and monetary != 7\n"
         "tier E when recency > 30 days\n"
         "tier F when recency > 30\n"  # same as E, but E is exact so F is shadowed
-    ) == [
-        "tier `F` can never match: every customer it would take is already taken by "
-        "`E` (line 5)"
-    ]
+    ) == ["tier `F` can never match: every customer it would take is already taken by `E` (line 5)"]
 
 
 def test_contradictions() -> None:
@@ -61,8 +58,9 @@ def test_warnings_are_never_wrong(rule: str, people: list[CustomerFacts], rank: 
     result = check_text(rule, known_tiers=KNOWN_TIERS)
     scheme = result.schemes[0]
     dead = {w.line for w in result.warnings if "never" in w.message}
-    population = {r: rank * (20 if r.name == "percentile" else 1)
-                  for r in scheme.refs if is_population(r)}
+    population = {
+        r: rank * (20 if r.name == "percentile" else 1) for r in scheme.refs if is_population(r)
+    }
     for facts in people:
         values = compute_metric_values(scheme.refs, facts, AS_OF, population)
         winner = evaluate(scheme, values)

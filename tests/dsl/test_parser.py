@@ -25,16 +25,19 @@ def test_the_example_line() -> None:
 
 def test_unicode_names_comments_and_precedence() -> None:
     source = (
-        "# 分层\nscheme 价值 \"客户价值\" {\n"
+        '# 分层\nscheme 价值 "客户价值" {\n'
         "  tier 普通客户 when a > 1 or b > 2 and not c > 3  # 注释\n"
-        "  tier \"with space\" otherwise\n}\n"
+        '  tier "with space" otherwise\n}\n'
     )
     rule_file = parse_file(source, "x.rules")
     [scheme] = rule_file.schemes
     assert (scheme.key, scheme.title, scheme.file) == ("价值", "客户价值", "x.rules")
     first, second = scheme.tiers
     assert (first.name, first.quoted, second.name, second.quoted) == (
-        "普通客户", False, "with space", True
+        "普通客户",
+        False,
+        "with space",
+        True,
     )
     assert isinstance(first.condition, t.Or)
     assert isinstance(first.condition.items[1], t.And)

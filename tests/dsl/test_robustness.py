@@ -20,11 +20,53 @@ from tests.dsl.golden_inputs import SEEDS
 from tests.dsl.support import AS_OF, insert, rows, sources
 
 _PIECES = [
-    "tier", "when", "otherwise", "scheme", "and", "or", "not", "(", ")", "[", "]", "{", "}",
-    ",", ".", "=", "!=", "<", ">=", "between", "in", "contains", "starts with", "is null",
-    "monetary", "frequency(30 days)", "count(event \"x\", 9 days)", "region", "attributes.a",
-    "5000", "-1.5", "2026-01-01", "\"text\"", "30 days", "true", "# c\n", "\n", " ", "\"",
-    "\\", "percentile(", "in tier a.B", "高价值", "\x00", "'", ";", "--",
+    "tier",
+    "when",
+    "otherwise",
+    "scheme",
+    "and",
+    "or",
+    "not",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ".",
+    "=",
+    "!=",
+    "<",
+    ">=",
+    "between",
+    "in",
+    "contains",
+    "starts with",
+    "is null",
+    "monetary",
+    "frequency(30 days)",
+    'count(event "x", 9 days)',
+    "region",
+    "attributes.a",
+    "5000",
+    "-1.5",
+    "2026-01-01",
+    '"text"',
+    "30 days",
+    "true",
+    "# c\n",
+    "\n",
+    " ",
+    '"',
+    "\\",
+    "percentile(",
+    "in tier a.B",
+    "高价值",
+    "\x00",
+    "'",
+    ";",
+    "--",
 ]
 
 
@@ -91,7 +133,7 @@ def test_size_and_depth_are_bounded() -> None:
 
 HOSTILE = [
     "'; DROP TABLE customers; --",
-    "\" OR 1=1 --",
+    '" OR 1=1 --',
     "a\\b\\\\c",
     "$1 $$ $tag$ :param %(x)s %s",
     "\n\t'\"",
@@ -105,8 +147,10 @@ async def test_hostile_strings_are_bound_values(engine: AsyncEngine, tenant: str
     async with engine.connect() as connection:
         ids = await insert(connection, tenant, people)
         for value, customer_id in zip(HOSTILE, ids, strict=True):
-            rule = (f"tier {quote(value[:60])} when region = {quote(value)} "
-                    f"or region contains {quote(value)} or attributes.x = {quote(value)}")
+            rule = (
+                f"tier {quote(value[:60])} when region = {quote(value)} "
+                f"or region contains {quote(value)} or attributes.x = {quote(value)}"
+            )
             scheme = check_text(rule).schemes[0]
             statement = compile_scheme(scheme, sources(tenant), AS_OF)
             sql = str(statement.compile(dialect=postgresql.dialect()))
