@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKeyConstraint,
@@ -30,7 +31,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = MetaData(
     naming_convention={
@@ -144,4 +145,112 @@ customer_metrics = Table(
     _timestamp("last_order_at"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("tenant_id", "customer_id"),
+)
+
+# --- Segmentation engine -------------------------------------------------------------------
+
+schemes = Table(
+    "schemes",
+    metadata,
+    _tenant_id(),
+    Column("key", KEY, nullable=False),
+    Column("title", Text),
+    Column("current_version", Integer),
+    _created_at(),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "key"),
+)
+
+# Immutable: a new rule text is a new version. `tiers` and `depends_on` are read off the checked
+# form when published, for listing without re-checking.
+scheme_versions = Table(
+    "scheme_versions",
+    metadata,
+    _tenant_id(),
+    Column("scheme_key", KEY, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("tiers", ARRAY(Text), nullable=False),
+    Column("depends_on", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("uses_population", Boolean, nullable=False, server_default=text("false")),
+    _created_at(),
+    PrimaryKeyConstraint("tenant_id", "scheme_key", "version"),
+)
+
+# One row per evaluation: written as `running` in its own transaction when it starts, finished
+# in the transaction that applies its result, so a killed run stays visible as not finished.
+evaluation_runs = Table(
+    "evaluation_runs",
+    metadata,
+    _tenant_id(),
+    Column("id", BigInteger, Identity(), nullable=False),
+    Column("scheme_key", KEY, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("as_of", DateTime(timezone=True), nullable=False),
+    # False for a backtest (`--as-of` in the past): counted and kept, not made current.
+    Column("applied", Boolean, nullable=False),
+    Column("trigger", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("duration_ms", Integer),
+    Column("customers", BigInteger),
+    Column("changed", BigInteger),
+    # Per tier, in scheme order: name, customers, revenue.
+    Column("tiers", JSONB),
+    Column("error", Text),
+    PrimaryKeyConstraint("tenant_id", "id"),
+    Index(None, "tenant_id", "scheme_key", "started_at"),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    _tenant_id(),
+    Column("scheme_key", KEY, nullable=False),
+    Column("customer_id", BigInteger, nullable=False),
+    Column("tier", Text, nullable=False),
+    Column("since", DateTime(timezone=True), nullable=False),
+    Column("version", Integer, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "scheme_key", "customer_id"),
+    Index(None, "tenant_id", "scheme_key", "tier", "customer_id"),
+)
+
+# Every change of a customer's tier; entering a scheme is a change from NULL, leaving it (no
+# tier matches any more) a change to NULL. `run_id` is NULL for incremental updates.
+transitions = Table(
+    "transitions",
+    metadata,
+    _tenant_id(),
+    Column("id", BigInteger, Identity(), nullable=False),
+    Column("scheme_key", KEY, nullable=False),
+    Column("customer_id", BigInteger, nullable=False),
+    Column("from_tier", Text),
+    Column("to_tier", Text),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("run_id", BigInteger),
+    Column("trigger", Text, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "id"),
+    Index(None, "tenant_id", "customer_id", "scheme_key", "id"),
+    Index(None, "tenant_id", "scheme_key", "id"),
+)
+
+strategies = Table(
+    "strategies",
+    metadata,
+    _tenant_id(),
+    Column("id", BigInteger, Identity(), nullable=False),
+    Column("scheme_key", KEY, nullable=False),
+    Column("tier", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("channel", Text, nullable=False),
+    Column("priority", Integer, nullable=False, server_default=text("100")),  # lower first
+    Column("parameters", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    _created_at(),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "id"),
+    UniqueConstraint("tenant_id", "scheme_key", "tier", "name"),
 )
