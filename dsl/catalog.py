@@ -16,7 +16,7 @@ import datetime as dt
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any, Literal, Protocol
 
 from sqlalchemy import BigInteger, Boolean, Numeric, case, cast, extract, func, literal, null, over
@@ -358,6 +358,39 @@ def population_py(
     return out
 
 
+def cumulative_share_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
+    # sum over the ordered partition (RANGE frame: peers included) = the total of customers
+    # ranked at or above this one. ceil(100 * part / total) from div() and mod() is exact, so
+    # it equals the Python definition digit for digit (a numeric division would round first).
+    part = over(func.sum(value), partition_by=value.is_(None), order_by=value.desc())
+    total = over(func.sum(value))
+    scaled = literal(100, Numeric) * part
+    above = case((func.mod(scaled, total) > 0, 1), else_=0)
+    share = cast(func.div(scaled, total) + above, BigInteger)
+    # Without a positive total there is nothing to take a share of.
+    return case((value.is_(None), null()), (total <= 0, null()), else_=share)
+
+
+def cumulative_share_py(values: Mapping[object, Value]) -> dict[object, int | None]:
+    """The same shares in process, for a whole population (used to cross-check the SQL)."""
+    present: list[Any] = [v for v in values.values() if v is not None]
+    with localcontext() as exact:
+        exact.prec = 200  # sums of numeric(18,4) amounts, times 100: never rounded
+        total = sum((Decimal(v) for v in present), Decimal(0))
+        out: dict[object, int | None] = {}
+        for key, value in values.items():
+            v: Any = value
+            if v is None or total <= 0:
+                out[key] = None
+                continue
+            part = sum((Decimal(w) for w in present if w >= v), Decimal(0))
+            # Decimal divmod truncates toward zero and the remainder takes the dividend's
+            # sign, as Postgres div() and mod() do.
+            quotient, remainder = divmod(100 * part, total)
+            out[key] = int(quotient) + (1 if remainder > 0 else 0)
+    return out
+
+
 def _build() -> dict[str, Metric]:
     metrics: list[Metric] = []
 
@@ -545,6 +578,25 @@ def _build() -> dict[str, Metric]:
             base.python,
             base.params,
             base.required,
+        )
+    )
+    add(
+        Metric(
+            "cumulative_share",
+            Type.NUMBER,
+            "percent",
+            "Share of the tenant's total of a metric held by the customers whose value is at or "
+            "above this one's (this one and equal values included), as ceil(100 × that total / "
+            "the tenant's total): the Pareto curve of ABC analysis. "
+            "`cumulative_share(monetary(365 days)) <= 80` are the customers who bring the first "
+            "80 % of last year's revenue. Null when the metric is null or the tenant's total is "
+            "not positive.",
+            "cumulative_share(monetary(365 days)) <= 80",
+            Source.POPULATION,
+            lambda r, c: cumulative_share_sql(c.value(_of(r))),
+            lambda r, c: c.population(r),
+            (Param.METRIC,),
+            (Param.METRIC,),
         )
     )
     for name, type_, description, example in (

@@ -106,7 +106,7 @@ class _Checker:
             raise _Fail(node.name_span, message, "the metrics are listed in docs/rules.md")
         values: dict[Param, object] = {}
         for arg in node.args:
-            param, value = self.argument(arg)
+            param, value = self.argument(arg, entry.name)
             if param not in entry.params:
                 raise _Fail(arg.span, _no_param(entry.name, param, entry.params))
             if param in values:
@@ -130,7 +130,7 @@ class _Checker:
         )
         return c.Ref(ref, entry.type, node.span)
 
-    def argument(self, arg: t.Arg) -> tuple[Param, object]:
+    def argument(self, arg: t.Arg, outer: str) -> tuple[Param, object]:
         if isinstance(arg, t.WindowArg):
             days = window_days(arg.duration.amount, arg.duration.unit)
             if days != days.to_integral_value() or not 1 <= days <= MAX_WINDOW_DAYS:
@@ -150,9 +150,7 @@ class _Checker:
                 if entry.source is Source.POPULATION
                 else _TYPE_WORDS[inner.type]
             )
-            raise _Fail(
-                arg.span, f"a percentile needs a numeric metric; `{inner.ref.text}` is {kind}"
-            )
+            raise _Fail(arg.span, f"`{outer}` needs a numeric metric; `{inner.ref.text}` is {kind}")
         return Param.METRIC, inner.ref
 
     # Typing.

@@ -86,6 +86,8 @@ NUMBER_METRICS = [
     ("m_score", [1, 5]),
     ("percentile(monetary)", [20, 50, 80]),
     ("percentile(recency)", [50]),
+    ("cumulative_share(monetary)", [50, 80, 95]),
+    ("cumulative_share(frequency(90 days))", [80]),
     ("attributes.score", [0, 5, "2.5"]),
 ]
 DAY_METRICS = [

@@ -6,12 +6,14 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, column, select, values
 from sqlalchemy import types as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dsl.catalog import (
     CATALOG,
+    cumulative_share_py,
+    cumulative_share_sql,
     days_between_py,
     days_between_sql,
     rounded_average_py,
@@ -79,3 +81,42 @@ def test_every_metric_is_fully_described() -> None:
     for metric in CATALOG.values():
         assert metric.description and metric.example, metric.name
         assert set(metric.required) <= set(metric.params)
+
+
+CUMULATIVE_CASES = [
+    # ties share one value; the bottom customer always holds the whole total
+    [Decimal("700"), Decimal("100"), Decimal("100"), Decimal("50"), Decimal("50"), Decimal(0)],
+    # a non-terminating ratio rounds up, exactly (1/3 of 100 is 33.33...)
+    [Decimal("1"), Decimal("1"), Decimal("1"), None],
+    # a refund-heavy customer: negative values are ranked last and lower the share
+    [Decimal("90.0001"), Decimal("20"), Decimal("-10")],
+    # no positive total: no shares
+    [Decimal(0), Decimal(0)],
+    [Decimal("-5"), None],
+]
+
+
+@pytest.mark.parametrize("amounts", CUMULATIVE_CASES)
+async def test_cumulative_share_matches_postgres(
+    engine: AsyncEngine, amounts: list[Decimal | None]
+) -> None:
+    rows = values(column("k", sa.Integer()), column("v", sa.Numeric()), name="population").data(
+        list(enumerate(amounts))
+    )
+    query = select(rows.c.k, cumulative_share_sql(rows.c.v))
+    async with engine.connect() as connection:
+        in_sql = {k: share for k, share in (await connection.execute(query)).all()}
+    assert in_sql == cumulative_share_py(dict(enumerate(amounts)))
+
+
+def test_cumulative_share_is_the_pareto_curve() -> None:
+    shares = cumulative_share_py(dict(enumerate(CUMULATIVE_CASES[0])))
+    # 700 of 1000 is 70 %; both 100s are counted for each of them: 900 of 1000.
+    assert shares == {0: 70, 1: 90, 2: 90, 3: 100, 4: 100, 5: 100}
+    assert cumulative_share_py(dict(enumerate(CUMULATIVE_CASES[1]))) == {
+        0: 100,
+        1: 100,
+        2: 100,
+        3: None,
+    }
+    assert cumulative_share_py({"a": Decimal(1), "b": Decimal(2)}) == {"a": 100, "b": 67}

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dsl.catalog import CATALOG, MetricRef, Type, population_py
+from dsl.catalog import CATALOG, MetricRef, Type, cumulative_share_py, population_py
 from dsl.checker import check_text
 from dsl.compiler import compile_scheme, metric_values_select
 from dsl.evaluator import CustomerFacts, compute_metric_values, evaluate, is_population
@@ -59,6 +59,8 @@ _POPULATION = [
     MetricRef("percentile", of=MetricRef("monetary", window_days=90)),
     MetricRef("percentile", of=MetricRef("nps")),
     MetricRef("percentile", of=MetricRef("attributes", key="score", as_type=Type.NUMBER)),
+    MetricRef("cumulative_share", of=MetricRef("monetary")),
+    MetricRef("cumulative_share", of=MetricRef("nps", window_days=30)),
 ]
 
 
@@ -67,7 +69,7 @@ _POPULATION = [
 async def test_population_scores_match_their_definition(
     engine: AsyncEngine, tenant: str, people: list[CustomerFacts]
 ) -> None:
-    """SQL window-function scores equal a direct count over the population in Python."""
+    """SQL window-function scores equal a direct count (or sum) over the population in Python."""
     async with engine.connect() as connection:
         ids = await insert(connection, tenant, people)
         values = await rows(connection, metric_values_select(_POPULATION, sources(tenant), AS_OF))
@@ -85,5 +87,9 @@ async def test_population_scores_match_their_definition(
             cid: compute_metric_values([base], facts, AS_OF)[base]
             for cid, facts in zip(ids, people, strict=True)
         }
-        expected = population_py(raw, buckets, descending)
+        expected = (
+            cumulative_share_py(raw)
+            if ref.name == "cumulative_share"
+            else population_py(raw, buckets, descending)
+        )
         assert {cid: by_id[cid][i] for cid in ids} == expected, ref.text
