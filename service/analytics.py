@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import visitors
 
 from dsl import CheckedScheme, MetricRef, Sources, Type, compile_scheme, metric_values_select
+from dsl.catalog import AVERAGE_SCALE
 from dsl.checked import IsNull
 from dsl.checker import check_condition
 from dsl.parser import parse_condition
@@ -43,7 +44,8 @@ __all__ = [
     "tenant_sources",
 ]
 
-_CENT = Decimal("0.0001")  # averages to the 4 decimals of order amounts
+# Average revenue to the 4 decimals of order amounts, as the catalog's averages.
+_AVERAGE_STEP = Decimal(1).scaleb(-AVERAGE_SCALE)
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,7 @@ async def _metric_averages(
     as_of: dt.datetime,
 ) -> dict[tuple[str, str], tuple[Decimal | None, ...]]:
     values = metric_values_select(refs, tenant_sources(tenant), as_of).subquery("metric_values")
-    averages = [func.round(func.avg(values.c[f"m{i}"]), 4) for i in range(len(refs))]
+    averages = [func.round(func.avg(values.c[f"m{i}"]), AVERAGE_SCALE) for i in range(len(refs))]
     statement: Select[Any] = (
         select(memberships.c.scheme_key, memberships.c.tier, *averages)
         .join(values, values.c.customer_id == memberships.c.customer_id)
@@ -192,7 +194,9 @@ async def segment_report(
                 customers=count,
                 customer_share=_share(count, int(totals.customers)),
                 revenue=revenue,
-                average_revenue=(revenue / count).quantize(_CENT, ROUND_HALF_UP) if count else None,
+                average_revenue=(revenue / count).quantize(_AVERAGE_STEP, ROUND_HALF_UP)
+                if count
+                else None,
                 revenue_share=_share(revenue, Decimal(totals.revenue)),
                 metrics=tuple(zip(metrics, means, strict=True)),
             )
