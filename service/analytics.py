@@ -6,7 +6,8 @@ Every query is set-based and filtered by tenant. Definitions users rely on:
   customers; `revenue_share` = the tier's revenue / all the tenant's revenue. So the shares of
   a scheme with `otherwise` sum to 1, and those of a scheme without it to what it covers.
 - Revenue is all-time spend from the `customer_metrics` rollup (current data).
-- Tiers come in the order of the scheme's current version, tiers without customers included.
+- Tiers come in the order of the scheme's current version, tiers without customers included
+  (and after them, tiers a newer version dropped that still have customers).
 - The state of a scheme after a run is rebuilt from `transitions`: each customer's latest
   transition with an id up to the run's last one. Incremental updates (no run) count by id.
 """
@@ -183,14 +184,20 @@ async def segment_report(
         if refs
         else {}
     )
-    report = []
+    order: dict[str, list[str]] = {}
     for row in tiers:
-        count, revenue = counts.get((row.scheme, row.tier), (0, Decimal(0)))
-        means = averages.get((row.scheme, row.tier), (None,) * len(refs))
+        order.setdefault(row.scheme, []).append(row.tier)
+    for scheme, names in order.items():
+        # Tiers a newer version dropped keep their customers until the next run: shown last.
+        names += sorted(tier for s, tier in counts if s == scheme and tier not in names)
+    report = []
+    for scheme, tier in ((s, tier) for s, names in order.items() for tier in names):
+        count, revenue = counts.get((scheme, tier), (0, Decimal(0)))
+        means = averages.get((scheme, tier), (None,) * len(refs))
         report.append(
             SegmentRow(
-                scheme=row.scheme,
-                tier=row.tier,
+                scheme=scheme,
+                tier=tier,
                 customers=count,
                 customer_share=_share(count, int(totals.customers)),
                 revenue=revenue,

@@ -179,9 +179,13 @@ async def test_segment_report(engine: AsyncEngine, tenant: str) -> None:
         await connection.execute(tenants.insert().values(id=other, name=other))
     other_ids = await _customers(engine, other, ["x"], [("x", "99999", day(-1))])
     async with engine.begin() as connection:
-        # Version 2 added the tier Idle, which nobody is in yet.
+        # Version 2 added the tier Idle, which nobody is in yet, and dropped Old, whose
+        # customer stays in it until the next run.
         await _scheme(
-            connection, tenant, "value", [["VIP", "Normal"], ["VIP", "Normal", "Potential", "Idle"]]
+            connection,
+            tenant,
+            "value",
+            [["VIP", "Old"], ["VIP", "Normal", "Potential", "Idle"]],
         )
         await _scheme(connection, tenant, "abc", [["A", "B"]])
         await _scheme(connection, other, "value", [["VIP"]])
@@ -189,7 +193,13 @@ async def test_segment_report(engine: AsyncEngine, tenant: str) -> None:
             connection,
             tenant,
             "value",
-            {ids["c1"]: "VIP", ids["c2"]: "Normal", ids["c3"]: "Normal", ids["c4"]: "Potential"},
+            {
+                ids["c1"]: "VIP",
+                ids["c2"]: "Normal",
+                ids["c3"]: "Normal",
+                ids["c4"]: "Potential",
+                ids["c5"]: "Old",
+            },
         )
         await _members(
             connection, tenant, "abc", {i: "A" if i == ids["c1"] else "B" for i in ids.values()}
@@ -202,7 +212,7 @@ async def test_segment_report(engine: AsyncEngine, tenant: str) -> None:
         )
         everything = await segment_report(connection, tenant, None)
 
-    # 5 customers, 2000 revenue in the tenant; c5 is in no tier of `value`.
+    # 5 customers, 2000 revenue in the tenant.
     assert report == [
         SegmentRow(
             "value",
@@ -245,8 +255,18 @@ async def test_segment_report(engine: AsyncEngine, tenant: str) -> None:
             0.0,
             (("frequency", None), ("recency", None)),
         ),
+        SegmentRow(
+            "value",
+            "Old",
+            1,
+            0.2,
+            Decimal(500),
+            Decimal(500),
+            0.25,
+            (("frequency", Decimal(1)), ("recency", Decimal(5))),
+        ),
     ]
-    # All schemes, by key; a scheme with every customer has shares summing to 1.
+    # All schemes, by key.
     assert [(r.scheme, r.tier, r.customers) for r in everything] == [
         ("abc", "A", 1),
         ("abc", "B", 4),
@@ -254,7 +274,9 @@ async def test_segment_report(engine: AsyncEngine, tenant: str) -> None:
         ("value", "Normal", 2),
         ("value", "Potential", 1),
         ("value", "Idle", 0),
+        ("value", "Old", 1),
     ]
+    # Every customer is in a tier of each scheme, so the shares of each sum to 1.
     abc = [r for r in everything if r.scheme == "abc"]
     assert sum(r.customer_share for r in abc) == 1.0
     assert sum(r.revenue_share for r in abc) == 1.0
