@@ -11,7 +11,7 @@ loading the same rows twice changes nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -37,6 +37,9 @@ CHUNK_ROWS = 20_000
 COPY_BLOCK = 1 << 20
 
 ProgressCallback = Callable[[int], None]
+# Runs inside the load's transaction after the upsert, while `affected_customers` (the
+# customers the load touched) exists: how the layers above keep tiers current.
+AfterLoad = Callable[[AsyncConnection, str], Awaitable[object]]
 
 
 @dataclass
@@ -71,6 +74,7 @@ async def import_file(
     *,
     skip_bad_to: Path | None = None,
     on_progress: ProgressCallback | None = None,
+    after_load: AfterLoad | None = None,
 ) -> ImportResult:
     """Import one CSV or JSON Lines file; with ``skip_bad_to``, bad rows go to that file."""
     raw = read_rows(path, kind)
@@ -87,6 +91,8 @@ async def import_file(
             if bad and skip_bad_to is not None:
                 write_bad_rows(skip_bad_to, bad, raw.fields)
         await stage.upsert(result)
+        if after_load is not None:
+            await after_load(connection, tenant)
     return result
 
 
@@ -98,6 +104,7 @@ async def import_rows(
     *,
     source: str,
     skip_bad: bool = False,
+    after_load: AfterLoad | None = None,
 ) -> tuple[ImportResult, list[BadRow]]:
     """Check and load ``(line, row)`` pairs in one transaction.
 
@@ -111,6 +118,8 @@ async def import_rows(
         if bad and not skip_bad:
             raise IngestError(source, [e for row in bad for e in row.errors], len(bad))
         await stage.upsert(result)
+        if after_load is not None:
+            await after_load(connection, tenant)
     return result, bad
 
 
@@ -296,8 +305,10 @@ class _Stage:
                 INSERT INTO customers (tenant_id, external_id)
                 SELECT DISTINCT :t, customer_external_id FROM {self.name}
                 ON CONFLICT (tenant_id, external_id) DO NOTHING
-                RETURNING 1
-            )
+                RETURNING id
+            ),
+            -- A new customer needs tiers even when a later line took its order away.
+            touched AS (INSERT INTO affected_customers SELECT id, false FROM made)
             SELECT count(*) FROM made
             """
         )
@@ -411,8 +422,9 @@ class _Stage:
             })
                 SELECT :t, src.external_id{"".join(", " + v for v in inserted_values)} FROM src
                 ON CONFLICT (tenant_id, external_id) {conflict}
-                RETURNING (xmax = 0) AS inserted
-            )
+                RETURNING id, (xmax = 0) AS inserted
+            ),
+            touched AS (INSERT INTO affected_customers SELECT id, false FROM up)
             SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
                    (SELECT count(*) FROM src)
             FROM up
