@@ -6,28 +6,38 @@ embedded Postgres in TIERWISE_DATA_DIR). Errors print one clear message and exit
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import json
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 import uvicorn
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.text import Text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import demo_data, migrate, rollups
+from service import analytics, demo_data, evaluation, migrate, rollups
 from service.app import create_app
 from service.cli_rules import rules_app
-from service.config import Settings, load_settings
-from service.database import create_engine, database_url, plain_url
+from service.cli_support import (
+    AsOfOption,
+    FormatOption,
+    OutputFormat,
+    TenantOption,
+    err,
+    out,
+    parse_as_of,
+    print_error,
+    run_with_engine,
+    settings,
+)
+from service.config import Settings
+from service.database import plain_url
 from service.errors import UserError
 from service.ingest import ImportResult, import_file
 from service.readers import count_data_rows
@@ -43,14 +53,6 @@ app.add_typer(rules_app, name="rules", help="Check and format tier rule files.")
 rollups_app = typer.Typer(help="The per-customer order rollups ingest keeps.", no_args_is_help=True)
 app.add_typer(rollups_app, name="rollups")
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-T = TypeVar("T")
-
-TenantOption = Annotated[
-    str | None, typer.Option("--tenant", help="Tenant to work in [default: default].")
-]
 HostOption = Annotated[
     str | None, typer.Option("--host", help="Interface to listen on [env TIERWISE_HOST].")
 ]
@@ -62,43 +64,18 @@ PortOption = Annotated[
 PROGRESS_MIN_ROWS = 5_000
 
 
-def _settings(**overrides: object) -> Settings:
-    settings = load_settings(**overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    if settings.log_level != "debug":
-        # Their progress chatter (pg_ctl output, each migration step) is debugging detail here.
-        for chatty in ("pgserver", "alembic"):
-            logging.getLogger(chatty).setLevel(logging.WARNING)
-    return settings
-
-
-def _run_with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
-    """Run ``work`` against the configured (or embedded) database, then release everything."""
-
-    async def run(engine: AsyncEngine) -> T:
-        try:
-            return await work(engine)
-        finally:
-            await engine.dispose()
-
-    with database_url(settings) as url:
-        return asyncio.run(run(create_engine(url)))
-
-
 @app.command("migrate")
 def migrate_command(
     revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
 ) -> None:
     """Bring the database schema up to date (safe to run from several replicas at once)."""
-    settings = _settings()
+    config = settings()
 
     async def work(engine: AsyncEngine) -> str | None:
         await migrate.upgrade(engine, revision)
         return await migrate.current_revision(engine)
 
-    out.print(f"database schema at revision {_run_with_engine(settings, work)}")
+    out.print(f"database schema at revision {run_with_engine(config, work)}")
 
 
 @app.command("import")
@@ -122,16 +99,22 @@ def import_(
     Importing the same file again changes nothing. A file with a bad row is rejected whole,
     unless --skip-bad is given.
     """
-    settings = _settings()
-    tenant_id = tenant or settings.default_tenant
+    config = settings()
+    tenant_id = tenant or config.default_tenant
 
     async def work(engine: AsyncEngine) -> ImportResult:
         with _progress(file, f"importing {kind}") as advance:
             return await import_file(
-                engine, kind, tenant_id, file, skip_bad_to=skip_bad, on_progress=advance
+                engine,
+                kind,
+                tenant_id,
+                file,
+                skip_bad_to=skip_bad,
+                on_progress=advance,
+                after_load=evaluation.refresh_affected,
             )
 
-    result = _run_with_engine(settings, work)
+    result = run_with_engine(config, work)
     out.print(f"{file}: {result.summary()}")
     if result.rejected and skip_bad:
         out.print(f"bad rows written to {skip_bad}")
@@ -156,19 +139,19 @@ def _progress(file: Path, label: str) -> Iterator[Callable[[int], None] | None]:
 @app.command()
 def serve(host: HostOption = None, port: PortOption = None) -> None:
     """Serve the HTTP API (the database must be migrated: see `tierwise migrate`)."""
-    settings = _settings(host=host, port=port)
-    _run_with_engine(settings, lambda engine: _serve(engine, settings))
+    config = settings(host=host, port=port)
+    run_with_engine(config, lambda engine: _serve(engine, config))
 
 
-async def _serve(engine: AsyncEngine, settings: Settings) -> None:
-    config = uvicorn.Config(
+async def _serve(engine: AsyncEngine, config: Settings) -> None:
+    server_config = uvicorn.Config(
         create_app(engine),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
+        host=config.host,
+        port=config.port,
+        log_level=config.log_level,
         lifespan="on",
     )
-    await uvicorn.Server(config).serve()
+    await uvicorn.Server(server_config).serve()
 
 
 @app.command()
@@ -180,8 +163,8 @@ def demo(
     serve_: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve after loading.")] = True,
 ) -> None:
     """Start Postgres (embedded unless configured), migrate, load demo data and serve."""
-    settings = _settings(host=host, port=port)
-    config = demo_data.DemoConfig(customers=customers, seed=seed)
+    config = settings(host=host, port=port)
+    generated = demo_data.DemoConfig(customers=customers, seed=seed)
 
     async def work(engine: AsyncEngine) -> None:
         out.print(f"database: {plain_url(engine.url)}")
@@ -193,33 +176,116 @@ def demo(
                 (Kind.events, demo_data.event_rows, demo_data.EVENT_FIELDS),
             ):
                 path = Path(folder) / f"{kind}.csv"
-                demo_data.write_csv(rows(config), path, fields)
+                demo_data.write_csv(rows(generated), path, fields)
                 with _progress(path, f"loading demo {kind}") as advance:
                     result = await import_file(
-                        engine, kind, settings.default_tenant, path, on_progress=advance
+                        engine, kind, config.default_tenant, path, on_progress=advance
                     )
                 out.print(f"demo {kind}: {result.summary()}")
         if serve_:
             out.print(
-                f"Tierwise demo serving at http://{settings.host}:{settings.port}/ "
-                f"(tenant {settings.default_tenant!r}); Ctrl-C stops it."
+                f"Tierwise demo serving at http://{config.host}:{config.port}/ "
+                f"(tenant {config.default_tenant!r}); Ctrl-C stops it."
             )
-            await _serve(engine, settings)
+            await _serve(engine, config)
 
-    _run_with_engine(settings, work)
+    run_with_engine(config, work)
+
+
+@app.command()
+def evaluate(
+    scheme: Annotated[
+        str | None, typer.Option("--scheme", help="Only this scheme (and those that use it).")
+    ] = None,
+    as_of: AsOfOption = None,
+    tenant: TenantOption = None,
+    output: FormatOption = OutputFormat.text,
+) -> None:
+    """Evaluate published schemes now (for cron), or backtest them --as-of a past date.
+
+    A run of now makes its result current and records every tier change; a backtest only
+    reports what the tiers were then. Runs of one scheme never overlap, across processes.
+    """
+    config = settings()
+    tenant_id = tenant or config.default_tenant
+    when = parse_as_of(as_of)
+
+    async def work(engine: AsyncEngine) -> list[analytics.SegmentRow]:
+        results = await evaluation.evaluate_all(
+            engine, tenant_id, keys=[scheme] if scheme else None, as_of=when, trigger="cli"
+        )
+        if scheme and not results:
+            raise UserError(f"no published scheme {scheme!r} in tenant {tenant_id!r}")
+        if when is None:
+            async with engine.connect() as connection:
+                keys = {result.scheme for result in results}
+                rows = await analytics.segment_report(connection, tenant_id, None)
+                return [row for row in rows if row.scheme in keys]
+        return [row for result in results for row in run_rows(result)]
+
+    _print_segments(run_with_engine(config, work), output)
+
+
+def run_rows(result: evaluation.RunResult) -> list[analytics.SegmentRow]:
+    """A backtest's tiers as report rows; shares are of the customers the run placed."""
+    customers = sum(t.customers for t in result.tiers)
+    revenue = sum((t.revenue for t in result.tiers), start=Decimal(0))
+    return [
+        analytics.SegmentRow(
+            scheme=result.scheme,
+            tier=t.tier,
+            customers=t.customers,
+            customer_share=t.customers / customers if customers else 0.0,
+            revenue=t.revenue,
+            average_revenue=t.revenue / t.customers if t.customers else None,
+            revenue_share=float(t.revenue / revenue) if revenue else 0.0,
+        )
+        for t in result.tiers
+    ]
+
+
+@app.command()
+def segments(
+    scheme: Annotated[str | None, typer.Option("--scheme", help="Only this scheme.")] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option("--metric", help="Also average this metric per tier (repeatable)."),
+    ] = None,
+    tenant: TenantOption = None,
+    output: FormatOption = OutputFormat.text,
+) -> None:
+    """Customers, shares and revenue per tier of the current memberships."""
+    config = settings()
+    tenant_id = tenant or config.default_tenant
+
+    async def work(engine: AsyncEngine) -> list[analytics.SegmentRow]:
+        async with engine.connect() as connection:
+            return await analytics.segment_report(connection, tenant_id, scheme, metric or ())
+
+    rows = run_with_engine(config, work)
+    if scheme and not rows:
+        raise UserError(f"no published scheme {scheme!r} in tenant {tenant_id!r}")
+    _print_segments(rows, output)
+
+
+def _print_segments(rows: list[analytics.SegmentRow], output: OutputFormat) -> None:
+    if output is OutputFormat.json:
+        out.print_json(json.dumps(analytics.segment_dicts(rows), ensure_ascii=False))
+    else:
+        out.print(analytics.segment_table(rows), highlight=False, markup=False)
 
 
 @rollups_app.command("check")
 def rollups_check(tenant: TenantOption = None) -> None:
     """Compare the rollups with a recomputation from the raw orders; exit 1 on any drift."""
-    settings = _settings()
-    tenant_id = tenant or settings.default_tenant
+    config = settings()
+    tenant_id = tenant or config.default_tenant
 
     async def work(engine: AsyncEngine) -> int:
         async with engine.connect() as connection:
             return await rollups.drift(connection, tenant_id)
 
-    drifted = _run_with_engine(settings, work)
+    drifted = run_with_engine(config, work)
     out.print(f"{drifted} customers' rollups differ from their orders")
     if drifted:
         raise typer.Exit(1)
@@ -228,19 +294,15 @@ def rollups_check(tenant: TenantOption = None) -> None:
 @rollups_app.command("rebuild")
 def rollups_rebuild(tenant: TenantOption = None) -> None:
     """Recompute every customer's rollup from the raw orders."""
-    settings = _settings()
-    tenant_id = tenant or settings.default_tenant
+    config = settings()
+    tenant_id = tenant or config.default_tenant
 
     async def work(engine: AsyncEngine) -> None:
         async with engine.begin() as connection:
             await rollups.rebuild(connection, tenant_id)
 
-    _run_with_engine(settings, work)
+    run_with_engine(config, work)
     out.print(f"rollups of tenant {tenant_id!r} rebuilt")
-
-
-def _print_error(message: str) -> None:
-    err.print(Text.assemble(("error: ", "bold red"), message), highlight=False)
 
 
 def main() -> None:
@@ -248,11 +310,12 @@ def main() -> None:
     try:
         app()
     except UserError as error:
-        _print_error(str(error))
+        print_error(str(error))
         sys.exit(1)
+
     except (OSError, DBAPIError) as error:
         reason = getattr(error, "orig", None) or error
-        _print_error(f"database: {reason}")
+        print_error(f"database: {reason}")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

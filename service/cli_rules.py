@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
-import enum
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dsl.checker import check_files
 from dsl.errors import Diagnostic, RuleError, render
 from dsl.formatter import format_text
+from service import evaluation, schemes
+from service.cli_support import (
+    AsOfOption,
+    FormatOption,
+    OutputFormat,
+    TenantOption,
+    out,
+    parse_as_of,
+    run_with_engine,
+    settings,
+)
+from service.errors import UserError
 
 rules_app = typer.Typer(help="Check and format tier rule files.", no_args_is_help=True)
 
 Files = Annotated[list[Path], typer.Argument(help="Rule files.", show_default=False)]
-
-
-class OutputFormat(enum.StrEnum):
-    text = "text"
-    json = "json"
 
 
 def _read(files: list[Path]) -> tuple[dict[str, str], list[Diagnostic]]:
@@ -94,3 +101,129 @@ def fmt(
             typer.echo(f"{file}: reformatted")
     if failed:
         raise typer.Exit(1)
+
+
+SchemeOption = Annotated[
+    str | None,
+    typer.Option("--scheme", metavar="KEY", help="The key of a file that is a bare list of tiers."),
+]
+
+
+def _read_one(file: Path) -> str:
+    sources, problems = _read([file])
+    if problems:
+        raise UserError(problems[0].message + f": {file}")
+    return sources[str(file)]
+
+
+def _rule_errors(error: RuleError, file: Path, text: str) -> typer.Exit:
+    """Print the checker's errors (nothing was changed) and say how to exit."""
+    for diagnostic in error.diagnostics:
+        typer.echo(render(diagnostic, text if diagnostic.file == str(file) else None), err=True)
+    typer.echo(f"{file}: not published: the rules have errors", err=True)
+    return typer.Exit(1)
+
+
+@rules_app.command("publish")
+def publish(
+    file: Annotated[Path, typer.Argument(help="A rule file.", show_default=False)],
+    scheme: SchemeOption = None,
+    tenant: TenantOption = None,
+) -> None:
+    """Check, then publish every scheme of FILE as its new current version and evaluate it.
+
+    Refuses, changing nothing, when the checker finds an error. Publishing unchanged rules
+    creates no version.
+    """
+    config = settings()
+    tenant_id = tenant or config.default_tenant
+    text = _read_one(file)
+
+    async def work(engine: AsyncEngine) -> tuple[schemes.Published, list[evaluation.RunResult]]:
+        async with engine.begin() as connection:
+            published = await schemes.publish(
+                connection, tenant_id, text, file=str(file), scheme_key=scheme
+            )
+        runs = await evaluation.evaluate_all(
+            engine, tenant_id, keys=published.changed, trigger="publish"
+        )
+        return published, runs
+
+    try:
+        published, runs = run_with_engine(config, work)
+    except RuleError as error:
+        raise _rule_errors(error, file, text) from None
+    for warning in published.warnings.warnings:
+        typer.echo(render(warning, text), err=True)
+    for item in published.schemes:
+        state = "published" if item.key in published.changed else "unchanged"
+        out.print(f"scheme {item.key}: version {item.version} {state}", highlight=False)
+    for run in runs:
+        tiers = ", ".join(f"{t.tier} {t.customers:,}" for t in run.tiers)
+        out.print(
+            f"evaluated {run.scheme} v{run.version}: {tiers}; "
+            f"{run.changed:,} customers changed tier",
+            highlight=False,
+        )
+
+
+@rules_app.command("preview")
+def preview(
+    file: Annotated[Path, typer.Argument(help="A rule file.", show_default=False)],
+    scheme: SchemeOption = None,
+    as_of: AsOfOption = None,
+    tenant: TenantOption = None,
+    output: FormatOption = OutputFormat.text,
+) -> None:
+    """What publishing FILE would do: customers and revenue per tier, and how many customers
+    would move from which current tier to which. Writes nothing."""
+    config = settings()
+    tenant_id = tenant or config.default_tenant
+    text = _read_one(file)
+    when = parse_as_of(as_of)
+
+    async def work(engine: AsyncEngine) -> list[evaluation.Preview]:
+        return await evaluation.preview(
+            engine, tenant_id, text, file=str(file), scheme_key=scheme, as_of=when
+        )
+
+    try:
+        previews = run_with_engine(config, work)
+    except RuleError as error:
+        raise _rule_errors(error, file, text) from None
+    if output is OutputFormat.json:
+        out.print_json(json.dumps([_preview_json(p) for p in previews], ensure_ascii=False))
+        return
+    for item in previews:
+        total = sum(t.customers for t in item.tiers) or 1
+        out.print(f"scheme {item.scheme} as of {item.as_of:%Y-%m-%d %H:%M} UTC", highlight=False)
+        for tier in item.tiers:
+            out.print(
+                f"  {tier.tier:<24} {tier.customers:>10,} {tier.customers / total:>7.1%}"
+                f" {tier.revenue:>16,.2f}",
+                highlight=False,
+                markup=False,
+            )
+        if item.moves:
+            out.print("  would move:", highlight=False)
+            for move in item.moves:
+                out.print(
+                    f"    {move.from_tier or '(none)'} -> {move.to_tier or '(none)'}:"
+                    f" {move.customers:,}",
+                    highlight=False,
+                    markup=False,
+                )
+
+
+def _preview_json(item: evaluation.Preview) -> dict[str, object]:
+    return {
+        "scheme": item.scheme,
+        "as_of": item.as_of.isoformat(),
+        "tiers": [
+            {"tier": t.tier, "customers": t.customers, "revenue": float(t.revenue)}
+            for t in item.tiers
+        ],
+        "moves": [
+            {"from": m.from_tier, "to": m.to_tier, "customers": m.customers} for m in item.moves
+        ],
+    }

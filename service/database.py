@@ -60,7 +60,7 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
 
     pgdata = (data_dir / "pg").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    log.info("starting embedded Postgres in %s", pgdata)
+    log.debug("starting embedded Postgres in %s", pgdata)
     server = get_server(pgdata, cleanup_mode="stop")
     try:
         yield str(server.get_uri())

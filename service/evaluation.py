@@ -383,3 +383,69 @@ async def refresh_affected(
             only_affected=True,
         )
     return changed
+
+
+@dataclass(frozen=True)
+class Move:
+    """``customers`` would go from ``from_tier`` to ``to_tier`` (None: in no tier)."""
+
+    from_tier: str | None
+    to_tier: str | None
+    customers: int
+
+
+@dataclass(frozen=True)
+class Preview:
+    scheme: str
+    as_of: dt.datetime
+    tiers: tuple[TierCount, ...]
+    moves: tuple[Move, ...]
+    """Against the current memberships of the scheme's key; empty for a new scheme."""
+
+
+_MOVES = """
+SELECT m.tier AS from_tier, n.tier AS to_tier, count(*) AS customers
+FROM new_tiers n
+FULL JOIN (SELECT customer_id, tier FROM memberships WHERE tenant_id = :t AND scheme_key = :k) m
+  ON m.customer_id = n.customer_id
+WHERE n.tier IS DISTINCT FROM m.tier
+GROUP BY m.tier, n.tier
+ORDER BY count(*) DESC, m.tier, n.tier
+"""
+
+
+async def preview(
+    engine: AsyncEngine,
+    tenant: str,
+    source: str,
+    *,
+    file: str = "<rules>",
+    scheme_key: str | None = None,
+    as_of: dt.datetime | None = None,
+) -> list[Preview]:
+    """What publishing ``source`` would do: customers and revenue per tier and who would move
+    where, computed in a transaction that is rolled back. Raises RuleError on bad rules."""
+    at = as_of or dt.datetime.now(dt.UTC)
+    previews: list[Preview] = []
+    async with engine.connect() as connection:
+        texts = published.parse_for_publishing(source, file, scheme_key)
+        result = await published.check_against_published(
+            connection, tenant, [scheme for scheme, _ in texts]
+        )
+        await connection.execute(text("SET LOCAL work_mem = '256MB'"))
+        for checked in result.schemes:
+            assert checked.key is not None
+            draft = PublishedScheme(checked.key, checked.title, 0, "", checked)
+            await _stage(connection, compile_scheme(checked, tenant_sources(tenant), at))
+            tiers = await _count(connection, tenant, draft, at, applied=as_of is None)
+            moves = await connection.execute(text(_MOVES), {"t": tenant, "k": checked.key})
+            previews.append(
+                Preview(
+                    checked.key,
+                    at,
+                    tiers,
+                    tuple(Move(m.from_tier, m.to_tier, int(m.customers)) for m in moves),
+                )
+            )
+        await connection.rollback()
+    return previews

@@ -1,0 +1,85 @@
+"""What every `tierwise` command shares: settings and logging, consoles, and running async
+work against the configured (or embedded) database."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.text import Text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.config import Settings, load_settings
+from service.database import create_engine, database_url
+from service.errors import UserError
+
+T = TypeVar("T")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+class OutputFormat(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+TenantOption = Annotated[
+    str | None, typer.Option("--tenant", help="Tenant to work in [default: default].")
+]
+FormatOption = Annotated[OutputFormat, typer.Option("--format", help="text, or json for tools.")]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        metavar="DATE",
+        help="Evaluate as if it were DATE (ISO 8601; a date alone is midnight UTC), using "
+        "only data before it.",
+    ),
+]
+
+
+def settings(**overrides: object) -> Settings:
+    loaded = load_settings(**overrides)
+    logging.basicConfig(
+        level=loaded.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    if loaded.log_level != "debug":
+        # Their progress chatter (pg_ctl output, each migration step) is debugging detail here.
+        for chatty in ("pgserver", "alembic"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
+    return loaded
+
+
+def run_with_engine(config: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Run ``work`` against the configured (or embedded) database, then release everything."""
+
+    async def run(engine: AsyncEngine) -> T:
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    with database_url(config) as url:
+        return asyncio.run(run(create_engine(url)))
+
+
+def parse_as_of(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    from service.records import FieldError, parse_timestamp
+
+    try:
+        return parse_timestamp(value)
+    except FieldError as error:
+        raise UserError(f"--as-of: {error}") from None
+
+
+def print_error(message: str) -> None:
+    err.print(Text.assemble(("error: ", "bold red"), message), highlight=False)
