@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import analytics, demo_data, evaluation, migrate, rollups
+from service import analytics, demo_data, evaluation, migrate, rollups, schemes, strategies
 from service.app import create_app
 from service.cli_rules import rules_app
 from service.cli_support import (
@@ -42,6 +42,7 @@ from service.errors import UserError
 from service.ingest import ImportResult, import_file
 from service.readers import count_data_rows
 from service.records import Kind
+from service.templates import TEMPLATES
 
 app = typer.Typer(
     help="Tierwise: customer tiers from rules, evaluated in Postgres, served over GraphQL.",
@@ -162,7 +163,8 @@ def demo(
     port: PortOption = None,
     serve_: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve after loading.")] = True,
 ) -> None:
-    """Start Postgres (embedded unless configured), migrate, load demo data and serve."""
+    """Start Postgres (embedded unless configured), migrate, load demo data, publish the
+    built-in templates (value, lifecycle, RFM, ABC) with their strategies, evaluate, serve."""
     config = settings(host=host, port=port)
     generated = demo_data.DemoConfig(customers=customers, seed=seed)
 
@@ -182,6 +184,16 @@ def demo(
                         engine, kind, config.default_tenant, path, on_progress=advance
                     )
                 out.print(f"demo {kind}: {result.summary()}")
+        for template in TEMPLATES.values():
+            async with engine.begin() as connection:
+                await schemes.publish(
+                    connection, config.default_tenant, template.source, file=template.file
+                )
+                await strategies.install_template(connection, config.default_tenant, template)
+        runs = await evaluation.evaluate_all(engine, config.default_tenant, trigger="demo")
+        for run in runs:
+            tiers = ", ".join(f"{t.tier} {t.customers:,}" for t in run.tiers)
+            out.print(f"scheme {run.scheme}: {tiers} ({run.duration_ms} ms)", highlight=False)
         if serve_:
             out.print(
                 f"Tierwise demo serving at http://{config.host}:{config.port}/ "

@@ -34,6 +34,7 @@ from service.readers import (
 from service.records import ATTRIBUTE_PREFIX, FIELDS, FieldError, Kind, check_tenant_id, parse_row
 
 CHUNK_ROWS = 20_000
+ANALYZE_AFTER_ROWS = 10_000
 COPY_BLOCK = 1 << 20
 
 ProgressCallback = Callable[[int], None]
@@ -292,11 +293,16 @@ class _Stage:
         await self._execute(f"ANALYZE {self.name}")  # temp tables get no autovacuum statistics
         if self.kind is Kind.customers:
             await self._upsert_customers(result)
-            return
-        result.customers_created = await self._create_missing_customers()
-        await self._upsert_facts(result)
-        if self.kind is Kind.orders:
-            await rollups.refresh_affected(self.connection, self.tenant)
+        else:
+            result.customers_created = await self._create_missing_customers()
+            await self._upsert_facts(result)
+            if self.kind is Kind.orders:
+                await rollups.refresh_affected(self.connection, self.tenant)
+        if result.inserted + result.updated >= ANALYZE_AFTER_ROWS:
+            # Fresh statistics now, not when autovacuum gets round to it: planned on the old
+            # ones, the next evaluation joined 20,000 customers by nested loop (32 s, not 0.2).
+            for table in ("customers", "customer_metrics", str(self.kind)):
+                await self._execute(f"ANALYZE {table}")
 
     async def _create_missing_customers(self) -> int:
         created = await self._execute(
