@@ -24,13 +24,14 @@ from sqlalchemy import BindParameter, Select, bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import visitors
 
-from dsl import CheckedScheme, MetricRef, Sources, Type, compile_scheme, metric_values_select
+from dsl import CheckedScheme, MetricRef, Type, compile_scheme, metric_values_select
 from dsl.catalog import AVERAGE_SCALE
 from dsl.checked import IsNull
 from dsl.checker import check_condition
 from dsl.parser import parse_condition
 from service.errors import UserError
-from service.tables import customers, events, memberships, orders
+from service.evaluation import tenant_sources
+from service.tables import memberships
 
 __all__ = [
     "ChurnRow",
@@ -42,7 +43,6 @@ __all__ = [
     "segment_dicts",
     "segment_report",
     "segment_table",
-    "tenant_sources",
 ]
 
 # Average revenue to the 4 decimals of order amounts, as the catalog's averages.
@@ -77,19 +77,6 @@ class ChurnRow:
     customers: int  # in the tier at the start of the period
     churned: int  # of those, customers with no order in the period
     rate: float | None  # churned / customers; None for a tier that was empty
-
-
-def tenant_sources(tenant: str) -> Sources:
-    """The tenant's rows as the compiler's sources, current memberships included."""
-    member_rows = select(
-        memberships.c.customer_id, memberships.c.scheme_key.label("scheme"), memberships.c.tier
-    ).where(memberships.c.tenant_id == tenant)
-    return Sources(
-        select(customers).where(customers.c.tenant_id == tenant).subquery("customers"),
-        select(orders).where(orders.c.tenant_id == tenant).subquery("orders"),
-        select(events).where(events.c.tenant_id == tenant).subquery("events"),
-        member_rows.subquery("memberships"),
-    )
 
 
 def _share(part: int | Decimal, whole: int | Decimal) -> float:

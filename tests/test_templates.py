@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dsl import check_text, compile_scheme, docs
-from service.analytics import tenant_sources
 from service.demo_data import DemoConfig, customer_rows, event_rows, order_rows
+from service.evaluation import tenant_sources
 from service.ingest import import_rows
 from service.records import Kind
 from service.tables import customers, orders
