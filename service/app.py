@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
-from service import migrate
+from service import migrate, scheduler
 
 _INDEX = """<!doctype html><meta charset="utf-8"><title>Tierwise</title>
 <h1>Tierwise</h1>
@@ -21,7 +24,9 @@ readiness: <a href="/readyz">/readyz</a>.</p>
 """
 
 
-def create_app(engine: AsyncEngine) -> Starlette:
+def create_app(engine: AsyncEngine, *, evaluation_interval: float = 0.0) -> Starlette:
+    """The service over ``engine``; with an interval, it also runs scheduled evaluations."""
+
     async def index(request: Request) -> HTMLResponse:
         return HTMLResponse(_INDEX)
 
@@ -54,8 +59,18 @@ def create_app(engine: AsyncEngine) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await engine.dispose()
+        schedule = None
+        if evaluation_interval > 0:
+            interval = dt.timedelta(seconds=evaluation_interval)
+            schedule = asyncio.create_task(scheduler.run_forever(engine, interval))
+        try:
+            yield
+        finally:
+            if schedule is not None:
+                schedule.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await schedule
+            await engine.dispose()
 
     return Starlette(
         routes=[

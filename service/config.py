@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     port: int = 8000
     log_level: LogLevel = "info"
     default_tenant: str = "default"
+    evaluation_interval: float = 86_400.0
+    """Seconds between scheduled evaluations of each scheme; 0 turns them off."""
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -39,6 +39,7 @@ class TierCount:
 
 @dataclass(frozen=True)
 class RunResult:
+    tenant: str
     run_id: int
     scheme: str
     version: int
@@ -294,6 +295,7 @@ async def evaluate(
             tiers = await _count(connection, tenant, scheme, at, applied=applied)
             duration_ms = round((time.perf_counter() - started) * 1000)
             result = RunResult(
+                tenant,
                 run_id,
                 key,
                 scheme.version,
