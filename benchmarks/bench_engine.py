@@ -1,0 +1,636 @@
+"""Engine benchmarks: a full run against a hand-written SQL statement and against pandas, and
+incremental updates of one customer after one new order.
+
+    TIERWISE_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/tw_perf \\
+        python benchmarks/bench_engine.py --customers 1000000 --data /tmp/twdata
+
+The first run generates the demo data (1M customers give about 10M orders and 8M events; the
+CSVs are kept in ``--data`` and reused) and imports it into tenant ``--tenant``; later runs
+find the tenant loaded and reuse it. Then, side by side in one process:
+
+- full: Tierwise's compiled statement and the hand-written one, each inserting every
+  customer's tier into a temporary table, alternating which goes first, ``--repeat`` times;
+  then ``evaluate()`` from empty memberships (writes every membership and transition) and once
+  more with nothing changed, ``--runs`` times. Both statements, and the memberships, are
+  asserted to give the same tier to every customer.
+- incremental: ``--updates`` single-order imports for random existing customers, each
+  refreshing that customer's tiers in the import's transaction (p50/p99). The benchmark's
+  orders are deleted and those customers' rollups and tiers restored afterwards.
+- pandas: the same tiers the way an analyst would compute them without Tierwise (orders,
+  customers and events read from Postgres, grouped in pandas), ``--pandas-repeat`` times;
+  asserted equal. pandas is not a dependency of Tierwise: ``pip install pandas`` first.
+
+Use ``--only full,incremental,pandas`` to pick, ``--explain`` to print the plan and time of
+every statement of one incremental update (auto_explain, needs a superuser).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import io
+import random
+import secrets
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Select, column, select, table, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dsl import compile_scheme
+from service import demo_data, rollups
+from service.config import load_settings
+from service.database import create_engine, database_url, plain_url
+from service.evaluation import evaluate, refresh_affected, tenant_sources
+from service.ingest import import_file, import_rows
+from service.records import Kind
+from service.schemes import find, publish
+
+SCHEME = "bench"
+RULES = """\
+# Ten tiers over windowed order metrics, tenure and event counts; no population metrics, so a
+# single hand-written statement can compute the same thing.
+scheme bench "Benchmark: ten tiers" {
+  tier Prospect   when frequency = 0
+  tier VIP        when monetary(365 days) >= 20000 and frequency(90 days) >= 6
+  tier Gold       when monetary(365 days) >= 5000 and recency < 60 days
+  tier Gadgeteer  when monetary(category "electronics", 180 days) >= 2000
+  tier New        when tenure < 30 days and frequency = 1
+  tier Engaged    when count(event "login", 30 days) >= 2 and recency < 90 days
+  tier Regular    when frequency(90 days) >= 2
+  tier Unhappy    when count(event "complaint", 90 days) >= 1 and recency < 180 days
+  tier Declining  when recency < 180 days
+  tier Churned    otherwise
+}
+"""
+TIERS = (
+    "Prospect",
+    "VIP",
+    "Gold",
+    "Gadgeteer",
+    "New",
+    "Engaged",
+    "Regular",
+    "Unhappy",
+    "Declining",
+    "Churned",
+)
+
+# The same tiers written by hand: one GROUP BY over orders, one over events, both with FILTER
+# aggregates, LEFT JOINed to the customers, one CASE. Window starts are bound parameters
+# computed in Python (as_of - N days), as the compiler does.
+HAND_SQL = """
+SELECT c.id AS customer_id,
+  CASE
+    WHEN o.customer_id IS NULL THEN 'Prospect'
+    WHEN o.m365 >= 20000 AND o.n90 >= 6 THEN 'VIP'
+    WHEN o.m365 >= 5000 AND o.last_at > :d60 THEN 'Gold'
+    WHEN o.electronics180 >= 2000 THEN 'Gadgeteer'
+    WHEN coalesce(c.registered_at, o.first_at) > :d30
+     AND coalesce(c.registered_at, o.first_at) <= :as_of AND o.n = 1 THEN 'New'
+    WHEN e.logins30 >= 2 AND o.last_at > :d90 THEN 'Engaged'
+    WHEN o.n90 >= 2 THEN 'Regular'
+    WHEN e.complaints90 >= 1 AND o.last_at > :d180 THEN 'Unhappy'
+    WHEN o.last_at > :d180 THEN 'Declining'
+    ELSE 'Churned'
+  END AS tier
+FROM customers c
+LEFT JOIN (
+  SELECT customer_id, count(*) AS n, min(ordered_at) AS first_at, max(ordered_at) AS last_at,
+         sum(amount) FILTER (WHERE ordered_at >= :d365) AS m365,
+         count(*) FILTER (WHERE ordered_at >= :d90) AS n90,
+         sum(amount) FILTER (WHERE category = 'electronics' AND ordered_at >= :d180)
+           AS electronics180
+  FROM orders WHERE tenant_id = :t AND ordered_at < :as_of
+  GROUP BY customer_id
+) o ON o.customer_id = c.id
+LEFT JOIN (
+  SELECT customer_id,
+         count(*) FILTER (WHERE type = 'login' AND occurred_at >= :d30) AS logins30,
+         count(*) FILTER (WHERE type = 'complaint' AND occurred_at >= :d90) AS complaints90
+  FROM events
+  WHERE tenant_id = :t AND type IN ('login', 'complaint') AND occurred_at < :as_of
+  GROUP BY customer_id
+) e ON e.customer_id = c.id
+WHERE c.tenant_id = :t
+"""
+
+
+def hand_params(tenant: str, as_of: dt.datetime) -> dict[str, Any]:
+    params: dict[str, Any] = {"t": tenant, "as_of": as_of}
+    for days in (30, 60, 90, 180, 365):
+        params[f"d{days}"] = as_of - dt.timedelta(days=days)
+    return params
+
+
+def median_ms(times: Sequence[float]) -> float:
+    return statistics.median(times) * 1000
+
+
+def percentile(times: Sequence[float], q: float) -> float:
+    ordered = sorted(times)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def runs(times: Sequence[float]) -> str:
+    return ", ".join(f"{t:.2f}" for t in times)
+
+
+# --- data ------------------------------------------------------------------------------------
+
+_KINDS: tuple[tuple[Kind, str, Callable[..., Any], tuple[str, ...]], ...] = (
+    (Kind.customers, "customers", demo_data.customer_rows, demo_data.CUSTOMER_FIELDS),
+    (Kind.orders, "orders", demo_data.order_rows, demo_data.ORDER_FIELDS),
+    (Kind.events, "events", demo_data.event_rows, demo_data.EVENT_FIELDS),
+)
+
+
+async def count_rows(engine: AsyncEngine, tenant: str) -> dict[str, int]:
+    async with engine.connect() as connection:
+        return {
+            name: int(
+                await connection.scalar(
+                    text(f"SELECT count(*) FROM {name} WHERE tenant_id = :t"), {"t": tenant}
+                )
+                or 0
+            )
+            for _, name, _, _ in _KINDS
+        }
+
+
+async def load(engine: AsyncEngine, tenant: str, customers: int, folder: Path) -> None:
+    """Generate (unless the CSV is there) and import each kind the tenant has no rows of."""
+    config = demo_data.DemoConfig(customers=customers, seed=42)
+    counts = await count_rows(engine, tenant)
+    for kind, name, rows, fields in _KINDS:
+        if counts[name]:
+            continue
+        path = folder / f"{name}.csv"
+        if not path.exists():
+            start = time.perf_counter()
+            written = demo_data.write_csv(rows(config), path, fields)
+            print(f"generated {written:,} {name} in {time.perf_counter() - start:.0f} s")
+        start = time.perf_counter()
+        result = await import_file(engine, kind, tenant, path)
+        print(f"imported {result.rows:,} {name} in {time.perf_counter() - start:.0f} s")
+    async with engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        for name in ("customers", "orders", "events", "customer_metrics"):
+            await connection.execute(text(f"VACUUM ANALYZE {name}"))
+    counts = await count_rows(engine, tenant)
+    print(
+        f"tenant {tenant}: {counts['customers']:,} customers, {counts['orders']:,} orders, "
+        f"{counts['events']:,} events"
+    )
+
+
+async def publish_scheme(engine: AsyncEngine, tenant: str) -> None:
+    async with engine.begin() as connection:
+        await publish(connection, tenant, RULES)
+
+
+# --- 1. full run -----------------------------------------------------------------------------
+
+_ENGINE_TIERS = table("engine_tiers", column("customer_id"), column("tier"))
+
+
+async def _temp(connection: AsyncConnection, name: str) -> None:
+    await connection.execute(
+        text(f"CREATE TEMP TABLE IF NOT EXISTS {name} (customer_id bigint, tier text)")
+    )
+    await connection.execute(text(f"TRUNCATE {name}"))
+
+
+async def engine_select(connection: AsyncConnection, tenant: str, as_of: dt.datetime) -> float:
+    """Compile the published scheme and insert its result into ``engine_tiers``: seconds."""
+    start = time.perf_counter()
+    scheme = await find(connection, tenant, SCHEME)
+    statement: Select[Any] = compile_scheme(scheme.checked, tenant_sources(tenant), as_of)
+    result = statement.subquery("result")
+    await connection.execute(
+        _ENGINE_TIERS.insert().from_select(
+            ["customer_id", "tier"], select(result.c.customer_id, result.c.tier)
+        )
+    )
+    return time.perf_counter() - start
+
+
+async def hand_select(connection: AsyncConnection, tenant: str, as_of: dt.datetime) -> float:
+    """The hand-written statement into ``hand_tiers``: seconds."""
+    start = time.perf_counter()
+    await connection.execute(
+        text(f"INSERT INTO hand_tiers (customer_id, tier) {HAND_SQL}"), hand_params(tenant, as_of)
+    )
+    return time.perf_counter() - start
+
+
+async def differences(connection: AsyncConnection, left: str, right: str) -> int:
+    """Customers whose tier differs between two (customer_id, tier) relations."""
+    found = await connection.scalar(
+        text(
+            f"SELECT count(*) FROM ({left}) a FULL JOIN ({right}) b USING (customer_id) "
+            "WHERE a.tier IS DISTINCT FROM b.tier"
+        )
+    )
+    return int(found or 0)
+
+
+async def bench_full(engine: AsyncEngine, tenant: str, repeat: int, evaluations: int) -> None:
+    as_of = dt.datetime.now(dt.UTC)
+    engine_times: list[float] = []
+    hand_times: list[float] = []
+    for index in range(repeat):
+        async with engine.begin() as connection:
+            await connection.execute(text("SET LOCAL work_mem = '256MB'"))  # as evaluate()
+            await _temp(connection, "engine_tiers")
+            await _temp(connection, "hand_tiers")
+            pair = [
+                (engine_times, engine_select(connection, tenant, as_of)),
+                (hand_times, hand_select(connection, tenant, as_of)),
+            ]
+            if index % 2:
+                pair.reverse()  # alternate which goes first: neither always gets a warm cache
+            for times, measured in pair:
+                times.append(await measured)
+            if index == 0:
+                wrong = await differences(
+                    connection, "SELECT * FROM engine_tiers", "SELECT * FROM hand_tiers"
+                )
+                assert wrong == 0, f"{wrong} customers differ between Tierwise and hand SQL"
+                count = await connection.scalar(text("SELECT count(*) FROM engine_tiers"))
+                tiers = await connection.execute(
+                    text("SELECT tier, count(*) FROM engine_tiers GROUP BY tier ORDER BY 2 DESC")
+                )
+                print(f"full: {count:,} customers, same tier in both statements")
+                print("      " + ", ".join(f"{tier} {n:,}" for tier, n in tiers))
+            await connection.rollback()
+    ratios = [e / h for e, h in zip(engine_times, hand_times, strict=True)]
+    print(
+        f"full: compiled statement median {median_ms(engine_times):,.0f} ms, hand-written "
+        f"median {median_ms(hand_times):,.0f} ms, ratio of medians "
+        f"{statistics.median(engine_times) / statistics.median(hand_times):.2f} "
+        f"(median of paired ratios {statistics.median(ratios):.2f}; {repeat} repeats)"
+    )
+    print(f"      compiled s: {runs(engine_times)}")
+    print(f"      hand s:     {runs(hand_times)}")
+
+    first: list[float] = []
+    again: list[float] = []
+    written = 0
+    for index in range(evaluations):
+        await clear_memberships(engine, tenant)
+        start = time.perf_counter()
+        result = await evaluate(engine, tenant, SCHEME, trigger="bench")
+        first.append(time.perf_counter() - start)
+        assert result is not None
+        written = result.customers
+        if index == 0:
+            async with engine.connect() as connection:
+                await _temp(connection, "hand_tiers")
+                await hand_select(connection, tenant, result.as_of)
+                wrong = await differences(
+                    connection,
+                    "SELECT customer_id, tier FROM memberships "
+                    f"WHERE tenant_id = '{tenant}' AND scheme_key = '{SCHEME}'",
+                    "SELECT * FROM hand_tiers",
+                )
+                await connection.rollback()
+            assert wrong == 0, f"{wrong} memberships differ from the hand-written statement"
+            print(f"evaluate: {result.changed:,} transitions written, memberships = hand SQL")
+        start = time.perf_counter()
+        second = await evaluate(engine, tenant, SCHEME, trigger="bench")
+        again.append(time.perf_counter() - start)
+        assert second is not None and second.changed == 0, second
+    print(
+        f"evaluate(): first run (writes {written:,} memberships) median "
+        f"{median_ms(first):,.0f} ms; second run (no changes) median {median_ms(again):,.0f} ms; "
+        f"{evaluations} runs each; vs hand-written statement: "
+        f"{statistics.median(first) / statistics.median(hand_times):.2f} and "
+        f"{statistics.median(again) / statistics.median(hand_times):.2f}"
+    )
+    print(f"      first s:  {runs(first)}")
+    print(f"      second s: {runs(again)}")
+
+
+async def clear_memberships(engine: AsyncEngine, tenant: str) -> None:
+    async with engine.begin() as connection:
+        for name in ("memberships", "transitions"):
+            await connection.execute(
+                text(f"DELETE FROM {name} WHERE tenant_id = :t AND scheme_key = :k"),
+                {"t": tenant, "k": SCHEME},
+            )
+    async with engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await connection.execute(text("VACUUM ANALYZE memberships"))
+        await connection.execute(text("VACUUM ANALYZE transitions"))
+
+
+# --- 2. incremental --------------------------------------------------------------------------
+
+
+async def random_customers(engine: AsyncEngine, tenant: str, n: int, seed: int) -> list[str]:
+    async with engine.connect() as connection:
+        ids = list(
+            await connection.scalars(
+                text("SELECT external_id FROM customers WHERE tenant_id = :t ORDER BY id"),
+                {"t": tenant},
+            )
+        )
+    return random.Random(seed).choices(ids, k=n)
+
+
+def one_order(order_id: str, customer: str, rng: random.Random) -> dict[str, str]:
+    return {
+        "order_id": order_id,
+        "customer_id": customer,
+        "ordered_at": dt.datetime.now(dt.UTC).isoformat(),
+        "amount": f"{rng.randrange(500, 500_000) / 100:.2f}",
+        "currency": "CNY",
+        "category": rng.choice(("electronics", "apparel", "home", "food")),
+        "channel": "web",
+    }
+
+
+async def add_order(engine: AsyncEngine, tenant: str, row: dict[str, str]) -> float:
+    start = time.perf_counter()
+    await import_rows(
+        engine,
+        Kind.orders,
+        tenant,
+        enumerate([row], 2),
+        source="bench",
+        after_load=refresh_affected,
+    )
+    return time.perf_counter() - start
+
+
+async def remove_bench_orders(engine: AsyncEngine, tenant: str, prefix: str) -> int:
+    """Delete the benchmark's orders; recompute those customers' rollups and tiers."""
+    async with engine.begin() as connection:
+        await connection.execute(text(rollups.CREATE_AFFECTED))
+        removed = await connection.execute(
+            text(
+                "WITH gone AS (DELETE FROM orders WHERE tenant_id = :t AND external_id LIKE :p "
+                "RETURNING customer_id) "
+                "INSERT INTO affected_customers SELECT DISTINCT customer_id, true FROM gone"
+            ),
+            {"t": tenant, "p": prefix + "%"},
+        )
+        await rollups.refresh_affected(connection, tenant)
+        await refresh_affected(connection, tenant, trigger="bench cleanup")
+        return int(removed.rowcount or 0)
+
+
+async def bench_incremental(engine: AsyncEngine, tenant: str, updates: int, warmup: int) -> None:
+    prefix = f"bench-{secrets.token_hex(4)}-"
+    rng = random.Random(11)
+    customers = await random_customers(engine, tenant, warmup + updates, seed=11)
+    times: list[float] = []
+    try:
+        for index, customer in enumerate(customers):
+            elapsed = await add_order(engine, tenant, one_order(f"{prefix}{index}", customer, rng))
+            if index >= warmup:
+                times.append(elapsed)
+    finally:
+        removed = await remove_bench_orders(engine, tenant, prefix)
+    print(
+        f"incremental: {len(times)} single-order imports with refresh ({warmup} warm-up not "
+        f"counted): p50 {percentile(times, 0.5) * 1000:.1f} ms, p90 "
+        f"{percentile(times, 0.9) * 1000:.1f} ms, p99 {percentile(times, 0.99) * 1000:.1f} ms, "
+        f"max {max(times) * 1000:.1f} ms ({removed} benchmark orders removed afterwards)"
+    )
+
+
+async def explain_incremental(engine: AsyncEngine, tenant: str) -> None:
+    """One incremental update with every statement's plan and duration sent to the client."""
+    [customer] = await random_customers(engine, tenant, 1, seed=5)
+    prefix = f"bench-{secrets.token_hex(4)}-"
+    messages: list[str] = []
+
+    def listener(_: object, message: Any) -> None:
+        messages.append(str(message.message))
+
+    async def configure(connection: AsyncConnection) -> None:
+        raw = (await connection.get_raw_connection()).driver_connection
+        assert raw is not None
+        raw.add_log_listener(listener)
+        for setting in (
+            "LOAD 'auto_explain'",
+            "SET auto_explain.log_min_duration = 0",
+            "SET auto_explain.log_analyze = on",
+            "SET auto_explain.log_buffers = on",
+            "SET auto_explain.log_nested_statements = on",
+            "SET client_min_messages = log",
+        ):
+            await connection.execute(text(setting))
+
+    explaining = create_engine(engine.url, pool_size=1)
+    async with explaining.connect() as connection:
+        await configure(connection)
+        await connection.commit()
+    try:
+        elapsed = await add_order(
+            explaining, tenant, one_order(f"{prefix}0", customer, random.Random(5))
+        )
+    finally:
+        await explaining.dispose()
+        await remove_bench_orders(engine, tenant, prefix)
+    for message in messages:
+        print(message)
+        print("-" * 100)
+    print(f"one incremental update with auto_explain: {elapsed * 1000:.1f} ms")
+
+
+# --- 3. pandas -------------------------------------------------------------------------------
+
+
+def pandas_tiers(url: str, tenant: str, as_of: dt.datetime) -> tuple[Any, dict[str, float]]:
+    """The tiers as an analyst computes them without Tierwise: each table COPYed out of
+    Postgres as CSV, read with pandas.read_csv, windows and counts by groupby, the tier by
+    numpy.select in rule order (first match wins)."""
+    import numpy as np  # not dependencies of Tierwise: installed by hand for the benchmark
+    import pandas as pd  # type: ignore[import-untyped]
+    import psycopg
+
+    phases: dict[str, float] = {}
+    start = time.perf_counter()
+
+    def read(sql: str, dates: list[str]) -> Any:
+        buffer = io.BytesIO()
+        with (
+            connection.cursor() as cursor,
+            cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv, HEADER)") as copy,
+        ):
+            for block in copy:
+                buffer.write(block)
+        buffer.seek(0)
+        frame = pd.read_csv(buffer)
+        for name in dates:
+            frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
+        return frame
+
+    t = tenant.replace("'", "''")
+    with psycopg.connect(url) as connection:
+        connection.execute("SET timezone = 'UTC'")
+        customers = read(
+            f"SELECT id, registered_at FROM customers WHERE tenant_id = '{t}'", ["registered_at"]
+        )
+        orders = read(
+            f"SELECT customer_id, amount, ordered_at, category FROM orders WHERE tenant_id = '{t}'",
+            ["ordered_at"],
+        )
+        events = read(
+            "SELECT customer_id, type, occurred_at FROM events "
+            f"WHERE tenant_id = '{t}' AND type IN ('login', 'complaint')",
+            ["occurred_at"],
+        )
+    phases["read"] = time.perf_counter() - start
+    start = time.perf_counter()
+    ts = pd.Timestamp(as_of)
+    cut = {days: pd.Timestamp(as_of - dt.timedelta(days=days)) for days in (30, 60, 90, 180, 365)}
+    orders = orders[orders.ordered_at < ts]
+    events = events[events.occurred_at < ts]
+    by_customer = orders.groupby("customer_id")
+    facts = pd.DataFrame(
+        {
+            "n": by_customer.size(),
+            "first_at": by_customer.ordered_at.min(),
+            "last_at": by_customer.ordered_at.max(),
+        }
+    )
+    recent = orders[orders.ordered_at >= cut[365]]
+    facts["m365"] = recent.groupby("customer_id").amount.sum().round(4)
+    facts["n90"] = orders[orders.ordered_at >= cut[90]].groupby("customer_id").size()
+    gadgets = orders[(orders.category == "electronics") & (orders.ordered_at >= cut[180])]
+    facts["electronics180"] = gadgets.groupby("customer_id").amount.sum().round(4)
+    logins = events[(events.type == "login") & (events.occurred_at >= cut[30])]
+    complaints = events[(events.type == "complaint") & (events.occurred_at >= cut[90])]
+    df = customers.set_index("id").join(facts)
+    df["logins30"] = logins.groupby("customer_id").size()
+    df["complaints90"] = complaints.groupby("customer_id").size()
+    for name in ("n", "m365", "n90", "electronics180", "logins30", "complaints90"):
+        df[name] = df[name].fillna(0)
+    since = df.registered_at.fillna(df.first_at)
+    conditions = [
+        df.n == 0,
+        (df.m365 >= 20000) & (df.n90 >= 6),
+        (df.m365 >= 5000) & (df.last_at > cut[60]),
+        df.electronics180 >= 2000,
+        (since > cut[30]) & (since <= ts) & (df.n == 1),
+        (df.logins30 >= 2) & (df.last_at > cut[90]),
+        df.n90 >= 2,
+        (df.complaints90 >= 1) & (df.last_at > cut[180]),
+        df.last_at > cut[180],
+    ]
+    df["tier"] = np.select(conditions, list(TIERS[:-1]), default=TIERS[-1])
+    phases["compute"] = time.perf_counter() - start
+    return df[["tier"]].reset_index(names="customer_id"), phases
+
+
+async def bench_pandas(
+    engine: AsyncEngine, url: str, tenant: str, repeat: int, hand_repeat: int
+) -> None:
+    as_of = dt.datetime.now(dt.UTC)
+    totals: list[float] = []
+    reads: list[float] = []
+    hand_times: list[float] = []
+    frame: Any = None
+    for index in range(max(repeat, hand_repeat)):
+        if index < hand_repeat:
+            async with engine.begin() as connection:
+                await connection.execute(text("SET LOCAL work_mem = '256MB'"))
+                await _temp(connection, "hand_tiers")
+                hand_times.append(await hand_select(connection, tenant, as_of))
+                await connection.rollback()
+        if index < repeat:
+            frame = None  # free the previous result before measuring again
+            start = time.perf_counter()
+            frame, phases = await asyncio.to_thread(pandas_tiers, url, tenant, as_of)
+            totals.append(time.perf_counter() - start)
+            reads.append(phases["read"])
+    print(f"pandas: checking {len(frame):,} tiers against the hand-written statement")
+    await check_frame(engine, tenant, as_of, frame)
+    scheme_median = statistics.median(hand_times)
+    print(
+        f"pandas: median {median_ms(totals):,.0f} ms (reading {median_ms(reads):,.0f} ms), "
+        f"{repeat} repeats; hand-written statement in the same run {median_ms(hand_times):,.0f} "
+        f"ms ({hand_repeat} repeats): pandas / hand-written = "
+        f"{statistics.median(totals) / scheme_median:.1f}"
+    )
+    print(f"      pandas s: {runs(totals)}")
+    print(f"      hand s:   {runs(hand_times)}")
+
+
+async def check_frame(engine: AsyncEngine, tenant: str, as_of: dt.datetime, frame: Any) -> None:
+    async with engine.connect() as connection:
+        await _temp(connection, "hand_tiers")
+        await _temp(connection, "pandas_tiers")
+        await hand_select(connection, tenant, as_of)
+        raw = (await connection.get_raw_connection()).driver_connection
+        assert raw is not None
+        records = list(zip(frame.customer_id.tolist(), frame.tier.tolist(), strict=True))
+        await raw.copy_records_to_table("pandas_tiers", records=records)
+        wrong = await differences(
+            connection, "SELECT * FROM pandas_tiers", "SELECT * FROM hand_tiers"
+        )
+        await connection.rollback()
+    assert wrong == 0, f"{wrong} customers differ between pandas and the hand-written statement"
+    print("pandas: same tier as the hand-written statement (so as Tierwise) for every customer")
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    settings = load_settings()
+    if not settings.database_url:
+        raise SystemExit("set TIERWISE_DATABASE_URL to a Postgres server (not the embedded one)")
+    with database_url(settings) as url:
+        engine = create_engine(url)
+        try:
+            args.data.mkdir(parents=True, exist_ok=True)
+            await load(engine, args.tenant, args.customers, args.data)
+            await publish_scheme(engine, args.tenant)
+            steps: dict[str, Callable[[], Awaitable[None]]] = {
+                "full": lambda: bench_full(engine, args.tenant, args.repeat, args.runs),
+                "incremental": lambda: bench_incremental(
+                    engine, args.tenant, args.updates, args.warmup
+                ),
+                "pandas": lambda: bench_pandas(
+                    engine,
+                    plain_url(url),
+                    args.tenant,
+                    args.pandas_repeat,
+                    args.pandas_repeat,
+                ),
+            }
+            if args.explain:
+                await explain_incremental(engine, args.tenant)
+                return
+            for name in args.only.split(","):
+                await steps[name.strip()]()
+        finally:
+            await engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--tenant", default="perf")
+    parser.add_argument("--data", type=Path, default=Path("bench-data"), help="CSV folder")
+    parser.add_argument("--repeat", type=int, default=5, help="statement pairs (full)")
+    parser.add_argument("--runs", type=int, default=3, help="evaluate() runs (full)")
+    parser.add_argument("--updates", type=int, default=500, help="single-order imports")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--pandas-repeat", type=int, default=3)
+    parser.add_argument("--only", default="full,incremental,pandas")
+    parser.add_argument("--explain", action="store_true")
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
