@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -117,6 +118,13 @@ async def test_demo_loads_data(database: URL, engine: AsyncEngine) -> None:
             for table in (customers, orders, events)
         }
     assert counts["customers"] >= 300 and counts["orders"] > 300 and counts["events"] > 0
+    report = json.loads(tierwise(database, "segments", "--format", "json").stdout)
+    assert {row["scheme"] for row in report} == {"value", "lifecycle", "rfm", "abc"}
+    for scheme in ("value", "lifecycle", "abc"):  # every customer has a tier in these
+        assert (
+            sum(row["customers"] for row in report if row["scheme"] == scheme)
+            == counts["customers"]
+        )
 
 
 def _free_port() -> int:
