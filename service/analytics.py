@@ -30,7 +30,7 @@ from dsl.checked import IsNull
 from dsl.checker import check_condition
 from dsl.parser import parse_condition
 from service.errors import UserError
-from service.evaluation import tenant_sources
+from service.evaluation import MigrationCell, tenant_sources
 from service.tables import memberships
 
 __all__ = [
@@ -59,15 +59,6 @@ class SegmentRow:
     average_revenue: Decimal | None  # None for a tier without customers
     revenue_share: float  # of all the tenant's revenue
     metrics: tuple[tuple[str, Decimal | None], ...] = ()  # (metric text, average) as asked
-
-
-@dataclass(frozen=True)
-class MigrationCell:
-    """`customers` moved from `from_tier` to `to_tier`; None is "in no tier of the scheme"."""
-
-    from_tier: str | None
-    to_tier: str | None
-    customers: int
 
 
 @dataclass(frozen=True)

@@ -388,8 +388,9 @@ async def refresh_affected(
 
 
 @dataclass(frozen=True)
-class Move:
-    """``customers`` would go from ``from_tier`` to ``to_tier`` (None: in no tier)."""
+class MigrationCell:
+    """``customers`` moved (or would move) from ``from_tier`` to ``to_tier``; None is "in no
+    tier of the scheme"."""
 
     from_tier: str | None
     to_tier: str | None
@@ -401,7 +402,7 @@ class Preview:
     scheme: str
     as_of: dt.datetime
     tiers: tuple[TierCount, ...]
-    moves: tuple[Move, ...]
+    moves: tuple[MigrationCell, ...]
     """Against the current memberships of the scheme's key; empty for a new scheme."""
 
 
@@ -446,7 +447,7 @@ async def preview(
                     checked.key,
                     at,
                     tiers,
-                    tuple(Move(m.from_tier, m.to_tier, int(m.customers)) for m in moves),
+                    tuple(MigrationCell(m.from_tier, m.to_tier, int(m.customers)) for m in moves),
                 )
             )
         await connection.rollback()
