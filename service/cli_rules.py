@@ -24,6 +24,7 @@ from service.cli_support import (
     settings,
 )
 from service.errors import UserError
+from service.templates import TEMPLATES
 
 rules_app = typer.Typer(help="Check and format tier rule files.", no_args_is_help=True)
 
@@ -227,3 +228,20 @@ def _preview_json(item: evaluation.Preview) -> dict[str, object]:
             {"from": m.from_tier, "to": m.to_tier, "customers": m.customers} for m in item.moves
         ],
     }
+
+
+@rules_app.command("templates")
+def templates(
+    key: Annotated[
+        str | None, typer.Argument(help="Print this template's rules (to copy and adapt).")
+    ] = None,
+) -> None:
+    """List the built-in scheme templates, or print one's rule file."""
+    if key is None:
+        for template in TEMPLATES.values():
+            tiers = ", ".join(template.check().tier_names)
+            out.print(f"{template.key:<10} {template.title}: {tiers}", highlight=False)
+        return
+    if key not in TEMPLATES:
+        raise UserError(f"no template {key!r}; the templates are {', '.join(TEMPLATES)}")
+    typer.echo(TEMPLATES[key].source, nl=False)

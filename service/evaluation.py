@@ -53,11 +53,18 @@ class RunResult:
     duration_ms: int
 
 
-def tenant_sources(tenant: str, *, only_affected: bool = False) -> Sources:
+def tenant_sources(
+    tenant: str, *, only_affected: bool = False, registered_before: dt.datetime | None = None
+) -> Sources:
     """The tenant's rows as the compiler's sources; with ``only_affected``, only the customers
     in the ``affected_customers`` temporary table, filtered in every source so Postgres reads
-    just their orders and events."""
+    just their orders and events; with ``registered_before`` (a backtest's date), not the
+    customers who registered later."""
     customer_rows = select(customers).where(customers.c.tenant_id == tenant)
+    if registered_before is not None:
+        customer_rows = customer_rows.where(
+            (customers.c.registered_at < registered_before) | customers.c.registered_at.is_(None)
+        )
     order_rows = select(orders).where(orders.c.tenant_id == tenant)
     event_rows = select(events).where(events.c.tenant_id == tenant)
     if only_affected:
@@ -280,7 +287,8 @@ async def evaluate(
         )
         try:
             await connection.execute(text("SET LOCAL work_mem = '256MB'"))
-            await _stage(connection, compile_scheme(scheme.checked, tenant_sources(tenant), at))
+            sources = tenant_sources(tenant, registered_before=as_of)
+            await _stage(connection, compile_scheme(scheme.checked, sources, at))
             changed = 0
             if applied:
                 changed = await _apply(
@@ -439,7 +447,8 @@ async def preview(
         for checked in result.schemes:
             assert checked.key is not None
             draft = PublishedScheme(checked.key, checked.title, 0, "", checked)
-            await _stage(connection, compile_scheme(checked, tenant_sources(tenant), at))
+            sources = tenant_sources(tenant, registered_before=as_of)
+            await _stage(connection, compile_scheme(checked, sources, at))
             tiers = await _count(connection, tenant, draft, at, applied=as_of is None)
             moves = await connection.execute(text(_MOVES), {"t": tenant, "k": checked.key})
             previews.append(

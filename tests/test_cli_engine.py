@@ -117,3 +117,19 @@ def test_bad_rules_are_refused_with_positions(database: URL, tenant: str, tmp_pa
         json.loads(tierwise(database, "segments", "--tenant", tenant, "--format", "json").stdout)
         == []
     )
+
+
+def test_templates_can_be_listed_copied_and_published(
+    database: URL, tenant: str, tmp_path: Path
+) -> None:
+    listing = tierwise(database, "rules", "templates")
+    assert [line.split()[0] for line in listing.stdout.splitlines()] == [
+        "value",
+        "lifecycle",
+        "rfm",
+        "abc",
+    ]
+    copy = tmp_path / "lifecycle.rules"
+    copy.write_text(tierwise(database, "rules", "templates", "lifecycle").stdout)
+    published = tierwise(database, "rules", "publish", str(copy), "--tenant", tenant)
+    assert "scheme lifecycle: version 1 published" in published.stdout

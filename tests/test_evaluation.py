@@ -134,12 +134,20 @@ async def test_a_backtest_sees_only_data_before_its_date_and_changes_nothing(
     engine: AsyncEngine, tenant: str
 ) -> None:
     await load(engine, tenant, [order("o1", "c", 100, "6000"), order("o2", "c", 50, "10")])
+    await import_rows(
+        engine,
+        Kind.customers,
+        tenant,
+        enumerate([{"customer_id": "later", "registered_at": day(30)}], 2),
+        source="test",
+    )
     await publish(engine, tenant, VALUE)
     await evaluation.evaluate(engine, tenant, "value")
     async with engine.connect() as connection:
         before = await tiers_of(connection, tenant, "value")
-    assert before == {"c": "VIP"}
-    # 60 days ago the customer had one order (100 days old then 40): active, not yet VIP.
+    assert before == {"c": "VIP", "later": "Normal"}
+    # 60 days ago c had one order (then 40 days old): active, not yet VIP; `later` had not
+    # registered yet, so is in no tier of the backtest.
     backtest = await evaluation.evaluate(engine, tenant, "value", as_of=NOW - dt.timedelta(days=60))
     assert backtest is not None and not backtest.applied and backtest.changed == 0
     assert [(t.tier, t.customers, t.revenue) for t in backtest.tiers] == [
