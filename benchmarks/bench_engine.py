@@ -39,10 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Select, column, select, table, text
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dsl import compile_scheme
-from service import demo_data, rollups
+from service import demo_data, evaluation, rollups
 from service.config import load_settings
 from service.database import create_engine, database_url, plain_url
 from service.evaluation import evaluate, refresh_affected, tenant_sources
@@ -363,7 +364,7 @@ async def add_order(engine: AsyncEngine, tenant: str, row: dict[str, str]) -> fl
         tenant,
         enumerate([row], 2),
         source="bench",
-        after_load=refresh_affected,
+        after_load=evaluation.refresh_affected,  # looked up here, so --breakdown can time it
     )
     return time.perf_counter() - start
 
@@ -385,16 +386,22 @@ async def remove_bench_orders(engine: AsyncEngine, tenant: str, prefix: str) -> 
         return int(removed.rowcount or 0)
 
 
-async def bench_incremental(engine: AsyncEngine, tenant: str, updates: int, warmup: int) -> None:
+async def bench_incremental(
+    engine: AsyncEngine, tenant: str, updates: int, warmup: int, breakdown: bool
+) -> None:
+    spent = time_phases() if breakdown else {}
     prefix = f"bench-{secrets.token_hex(4)}-"
     rng = random.Random(11)
     customers = await random_customers(engine, tenant, warmup + updates, seed=11)
     times: list[float] = []
     try:
         for index, customer in enumerate(customers):
+            if index == warmup:
+                spent.clear()
             elapsed = await add_order(engine, tenant, one_order(f"{prefix}{index}", customer, rng))
             if index >= warmup:
                 times.append(elapsed)
+        phases = {label: list(phase) for label, phase in spent.items()}
     finally:
         removed = await remove_bench_orders(engine, tenant, prefix)
     print(
@@ -403,6 +410,59 @@ async def bench_incremental(engine: AsyncEngine, tenant: str, updates: int, warm
         f"{percentile(times, 0.9) * 1000:.1f} ms, p99 {percentile(times, 0.99) * 1000:.1f} ms, "
         f"max {max(times) * 1000:.1f} ms ({removed} benchmark orders removed afterwards)"
     )
+    for label, phase in phases.items():
+        print(
+            f"      {label:<36} median {median_ms(phase):6.1f} ms, "
+            f"p99 {percentile(phase, 0.99) * 1000:6.1f} ms ({len(phase)} calls)"
+        )
+
+
+def time_phases() -> dict[str, list[float]]:
+    """Wrap the functions an incremental update goes through so each call's time is recorded
+    (by name, seconds); nested ones are included in their callers'."""
+    import functools
+
+    from service import evaluation, ingest, schemes
+
+    spent: dict[str, list[float]] = {}
+
+    def timed(owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name)
+        if asyncio.iscoroutinefunction(original):
+
+            @functools.wraps(original)
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return await original(*args, **kwargs)
+                finally:
+                    spent.setdefault(label, []).append(time.perf_counter() - start)
+
+        else:
+
+            @functools.wraps(original)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return original(*args, **kwargs)
+                finally:
+                    spent.setdefault(label, []).append(time.perf_counter() - start)
+
+        setattr(owner, name, wrapper)
+
+    for owner, name, label in (
+        (ingest._Stage, "open", "ingest: open (lock, temp tables)"),
+        (ingest._Stage, "load_rows", "ingest: parse + COPY row"),
+        (ingest._Stage, "upsert", "ingest: upsert (incl. rollup)"),
+        (evaluation, "refresh_affected", "refresh_affected (all below)"),
+        (schemes, "current", "  schemes.current (parse + check)"),
+        (evaluation, "_lock", "  run lock"),
+        (evaluation, "compile_scheme", "  compile_scheme (Python)"),
+        (evaluation, "_stage", "  _stage (compiled statement)"),
+        (evaluation, "_apply", "  _apply (memberships)"),
+    ):
+        timed(owner, name, label)
+    return spent
 
 
 async def explain_incremental(engine: AsyncEngine, tenant: str) -> None:
@@ -448,9 +508,12 @@ async def explain_incremental(engine: AsyncEngine, tenant: str) -> None:
 # --- 3. pandas -------------------------------------------------------------------------------
 
 
-def pandas_tiers(url: str, tenant: str, as_of: dt.datetime) -> tuple[Any, dict[str, float]]:
-    """The tiers as an analyst computes them without Tierwise: each table COPYed out of
-    Postgres as CSV, read with pandas.read_csv, windows and counts by groupby, the tier by
+def pandas_tiers(
+    url: str, tenant: str, as_of: dt.datetime, how: str
+) -> tuple[Any, dict[str, float]]:
+    """The tiers as an analyst computes them without Tierwise: each table read from Postgres
+    (``how``: "copy", COPY ... TO STDOUT as CSV into pandas.read_csv; "read_sql",
+    pandas.read_sql over SQLAlchemy and psycopg), windows and counts by groupby, the tier by
     numpy.select in rule order (first match wins)."""
     import numpy as np  # not dependencies of Tierwise: installed by hand for the benchmark
     import pandas as pd  # type: ignore[import-untyped]
@@ -460,6 +523,13 @@ def pandas_tiers(url: str, tenant: str, as_of: dt.datetime) -> tuple[Any, dict[s
     start = time.perf_counter()
 
     def read(sql: str, dates: list[str]) -> Any:
+        if how == "read_sql":
+            frame = pd.read_sql(text(sql), alchemy)
+            for name in dates:
+                frame[name] = pd.to_datetime(frame[name], utc=True)
+            if "amount" in frame:
+                frame["amount"] = frame["amount"].astype(float)  # numeric arrives as Decimal
+            return frame
         buffer = io.BytesIO()
         with (
             connection.cursor() as cursor,
@@ -474,6 +544,7 @@ def pandas_tiers(url: str, tenant: str, as_of: dt.datetime) -> tuple[Any, dict[s
         return frame
 
     t = tenant.replace("'", "''")
+    alchemy = create_sync_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     with psycopg.connect(url) as connection:
         connection.execute("SET timezone = 'UTC'")
         customers = read(
@@ -488,6 +559,7 @@ def pandas_tiers(url: str, tenant: str, as_of: dt.datetime) -> tuple[Any, dict[s
             f"WHERE tenant_id = '{t}' AND type IN ('login', 'complaint')",
             ["occurred_at"],
         )
+    alchemy.dispose()
     phases["read"] = time.perf_counter() - start
     start = time.perf_counter()
     ts = pd.Timestamp(as_of)
@@ -532,7 +604,7 @@ def pandas_tiers(url: str, tenant: str, as_of: dt.datetime) -> tuple[Any, dict[s
 
 
 async def bench_pandas(
-    engine: AsyncEngine, url: str, tenant: str, repeat: int, hand_repeat: int
+    engine: AsyncEngine, url: str, tenant: str, repeat: int, hand_repeat: int, how: str
 ) -> None:
     as_of = dt.datetime.now(dt.UTC)
     totals: list[float] = []
@@ -549,14 +621,14 @@ async def bench_pandas(
         if index < repeat:
             frame = None  # free the previous result before measuring again
             start = time.perf_counter()
-            frame, phases = await asyncio.to_thread(pandas_tiers, url, tenant, as_of)
+            frame, phases = await asyncio.to_thread(pandas_tiers, url, tenant, as_of, how)
             totals.append(time.perf_counter() - start)
             reads.append(phases["read"])
     print(f"pandas: checking {len(frame):,} tiers against the hand-written statement")
     await check_frame(engine, tenant, as_of, frame)
     scheme_median = statistics.median(hand_times)
     print(
-        f"pandas: median {median_ms(totals):,.0f} ms (reading {median_ms(reads):,.0f} ms), "
+        f"pandas ({how}): median {median_ms(totals):,.0f} ms (reading {median_ms(reads):,.0f} ms), "
         f"{repeat} repeats; hand-written statement in the same run {median_ms(hand_times):,.0f} "
         f"ms ({hand_repeat} repeats): pandas / hand-written = "
         f"{statistics.median(totals) / scheme_median:.1f}"
@@ -598,7 +670,7 @@ async def main_async(args: argparse.Namespace) -> None:
             steps: dict[str, Callable[[], Awaitable[None]]] = {
                 "full": lambda: bench_full(engine, args.tenant, args.repeat, args.runs),
                 "incremental": lambda: bench_incremental(
-                    engine, args.tenant, args.updates, args.warmup
+                    engine, args.tenant, args.updates, args.warmup, args.breakdown
                 ),
                 "pandas": lambda: bench_pandas(
                     engine,
@@ -606,6 +678,7 @@ async def main_async(args: argparse.Namespace) -> None:
                     args.tenant,
                     args.pandas_repeat,
                     args.pandas_repeat,
+                    args.pandas_read,
                 ),
             }
             if args.explain:
@@ -627,8 +700,12 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=500, help="single-order imports")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--pandas-repeat", type=int, default=3)
+    parser.add_argument("--pandas-read", choices=("copy", "read_sql"), default="copy")
     parser.add_argument("--only", default="full,incremental,pandas")
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="time the phases of incremental updates"
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 
