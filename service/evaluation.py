@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -130,7 +131,7 @@ moved AS (
         (tenant_id, scheme_key, customer_id, from_tier, to_tier, at, version, run_id, trigger)
     SELECT :t, :k, customer_id, from_tier, to_tier, :now, :version, :run, :trigger
     FROM diff ORDER BY customer_id
-    RETURNING 1
+    RETURNING id
 ),
 left_scheme AS (
     DELETE FROM memberships m USING diff d
@@ -143,8 +144,12 @@ entered AS (
     ON CONFLICT (tenant_id, scheme_key, customer_id) DO UPDATE
     SET tier = EXCLUDED.tier, since = EXCLUDED.since, version = EXCLUDED.version
 )
-SELECT count(*) FROM moved
+SELECT count(*), max(id) FROM moved
 """
+
+# Listeners (the API's tierChanged subscriptions, on any replica) hear of new transitions
+# when the transaction that recorded them commits, and read them by id from the table.
+TRANSITIONS_CHANNEL = "tierwise_transitions"
 
 
 async def _apply(
@@ -161,18 +166,26 @@ async def _apply(
     only = (
         "AND customer_id IN (SELECT customer_id FROM affected_customers)" if only_affected else ""
     )
-    changed = await connection.scalar(
-        text(_APPLY.format(only=only)),
-        {
-            "t": tenant,
-            "k": scheme.key,
-            "now": now,
-            "version": scheme.version,
-            "run": run_id,
-            "trigger": trigger,
-        },
-    )
-    return int(changed or 0)
+    changed, last_id = (
+        await connection.execute(
+            text(_APPLY.format(only=only)),
+            {
+                "t": tenant,
+                "k": scheme.key,
+                "now": now,
+                "version": scheme.version,
+                "run": run_id,
+                "trigger": trigger,
+            },
+        )
+    ).one()
+    if changed:
+        payload = json.dumps({"tenant": tenant, "scheme": scheme.key, "last_id": last_id})
+        await connection.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": TRANSITIONS_CHANNEL, "payload": payload},
+        )
+    return int(changed)
 
 
 # Revenue per customer: the rollup for a run of now, the orders before `as_of` for a backtest.

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import secrets
 from decimal import Decimal
 from typing import Any
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -247,3 +248,29 @@ def test_incremental_updates_equal_a_full_run(
     database: URL, source: str, history: list[list[dict[str, str]]]
 ) -> None:
     asyncio.run(_incremental_equals_full(database, source, history))
+
+
+async def test_listeners_hear_of_transitions_when_they_commit(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    await load(engine, tenant, [order("o1", "c", 5, "10")])
+    await publish(engine, tenant, VALUE)
+    heard: list[str] = []
+    async with engine.connect() as listener:
+        driver = (await listener.get_raw_connection()).driver_connection
+        assert driver is not None
+        await driver.add_listener(
+            evaluation.TRANSITIONS_CHANNEL, lambda *args: heard.append(args[-1])
+        )
+        result = await evaluation.evaluate(engine, tenant, "value")
+        assert result is not None
+        for _ in range(100):
+            if any(json.loads(p)["tenant"] == tenant for p in heard):
+                break
+            await asyncio.sleep(0.05)
+    mine = [json.loads(p) for p in heard if json.loads(p)["tenant"] == tenant]
+    async with engine.connect() as connection:
+        last = await connection.scalar(
+            select(func.max(transitions.c.id)).where(transitions.c.tenant_id == tenant)
+        )
+    assert mine == [{"tenant": tenant, "scheme": "value", "last_id": last}]
