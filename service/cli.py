@@ -152,7 +152,19 @@ async def _serve(engine: AsyncEngine, config: Settings) -> None:
         log_level=config.log_level,
         lifespan="on",
     )
-    await uvicorn.Server(server_config).serve()
+    await _GracefulServer(server_config).serve()
+
+
+class _GracefulServer(uvicorn.Server):
+    """A server that, once a signal has shut it down, returns: uvicorn re-raises the signal
+    after shutdown, which would tear through the caller's cleanup (closing the pool, stopping
+    the embedded Postgres) with tracebacks."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
 
 
 @app.command()

@@ -156,8 +156,7 @@ def test_serve_answers_health_and_stops_on_sigterm(database: URL) -> None:
     finally:
         server.send_signal(signal.SIGTERM)
         output, _ = server.communicate(timeout=30)
-    # uvicorn finishes in-flight work, then re-raises the signal so the process ends with it.
-    assert server.returncode in (0, -signal.SIGTERM), output
+    assert server.returncode == 0, output
     assert "Application shutdown complete." in output
 
 
