@@ -9,6 +9,7 @@ same rules again (even re-indented) creates no version.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -75,18 +76,25 @@ async def current(connection: AsyncConnection, tenant: str) -> list[PublishedSch
             .order_by(schemes.c.key)
         )
     ).all()
-    if not rows:
-        return []
-    parsed = [scheme for row in rows for scheme in parse_rules(row.source, f"{row.key}.rules")]
+    return list(_checked(tuple((row.key, row.title, row.version, row.source) for row in rows)))
+
+
+@functools.lru_cache(maxsize=256)
+def _checked(
+    versions: tuple[tuple[str, str | None, int, str], ...],
+) -> tuple[PublishedScheme, ...]:
+    """Parse and check a tenant's current versions together, once per set of versions:
+    versions are immutable, and checking on every ingest would cost more than the update."""
+    if not versions:
+        return ()
+    parsed = [s for key, _, _, source in versions for s in parse_rules(source, f"{key}.rules")]
     checked = {scheme.key: scheme for scheme in check(parsed).schemes}
-    by_key = {row.key: row for row in rows}
-    return [
-        PublishedScheme(
-            key, by_key[key].title, by_key[key].version, by_key[key].source, checked[key]
-        )
+    by_key = {key: (title, version, source) for key, title, version, source in versions}
+    return tuple(
+        PublishedScheme(key, *by_key[key], checked[key])
         for key in (scheme.key for scheme in evaluation_order(list(checked.values())))
         if key is not None
-    ]
+    )
 
 
 async def find(connection: AsyncConnection, tenant: str, key: str) -> PublishedScheme:
