@@ -13,19 +13,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from service import migrate, scheduler
+from service.api.http import TierwiseGraphQL
+from service.config import Settings
 
 _INDEX = """<!doctype html><meta charset="utf-8"><title>Tierwise</title>
 <h1>Tierwise</h1>
-<p>The service is running. Health: <a href="/healthz">/healthz</a>,
-readiness: <a href="/readyz">/readyz</a>.</p>
+<p>The service is running. GraphQL API: <a href="/graphql">/graphql</a>.
+Health: <a href="/healthz">/healthz</a>, readiness: <a href="/readyz">/readyz</a>.</p>
 """
 
 
-def create_app(engine: AsyncEngine, *, evaluation_interval: float = 0.0) -> Starlette:
-    """The service over ``engine``; with an interval, it also runs scheduled evaluations."""
+def create_app(
+    engine: AsyncEngine, *, evaluation_interval: float = 0.0, settings: Settings | None = None
+) -> Starlette:
+    """The service over ``engine``; with an interval, it also runs scheduled evaluations.
+    ``settings`` configure the GraphQL API (default: the defaults, not the environment)."""
+    graphql = TierwiseGraphQL(engine, settings or Settings())
 
     async def index(request: Request) -> HTMLResponse:
         return HTMLResponse(_INDEX)
@@ -77,6 +83,8 @@ def create_app(engine: AsyncEngine, *, evaluation_interval: float = 0.0) -> Star
             Route("/", index),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
         ],
         lifespan=lifespan,
     )

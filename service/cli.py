@@ -146,7 +146,7 @@ def serve(host: HostOption = None, port: PortOption = None) -> None:
 
 async def _serve(engine: AsyncEngine, config: Settings) -> None:
     server_config = uvicorn.Config(
-        create_app(engine, evaluation_interval=config.evaluation_interval),
+        create_app(engine, evaluation_interval=config.evaluation_interval, settings=config),
         host=config.host,
         port=config.port,
         log_level=config.log_level,

@@ -25,6 +25,17 @@ class Settings(BaseSettings):
     default_tenant: str = "default"
     evaluation_interval: float = 86_400.0
     """Seconds between scheduled evaluations of each scheme; 0 turns them off."""
+    graphiql: bool = True
+    """Serve the GraphiQL IDE on GET /graphql from a browser."""
+    introspection: bool = True
+    """Answer introspection queries (`__schema`); production may turn it off."""
+    max_query_depth: int = 10
+    max_query_tokens: int = 2_000
+    max_aliases: int = 30
+    max_operations: int = 5
+    """Operation definitions one request's document may hold (batched requests are refused)."""
+    max_page_size: int = 100
+    """The cap on `first` of paginated fields."""
 
 
 def load_settings(**overrides: object) -> Settings:

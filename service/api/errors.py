@@ -1,0 +1,136 @@
+"""The errors clients see: stable ``extensions.code`` values, everything else masked.
+
+Resolvers raise `ApiError`; graphql-core copies its ``extensions`` onto the GraphQL error.
+Any other exception is a bug or an outage: the client gets "Unexpected error." and the
+server log has the full traceback (`log_errors`, called by the schema before masking).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from strawberry.extensions import SchemaExtension
+
+from dsl import Diagnostic, RuleError
+from graphql import GraphQLError
+
+log = logging.getLogger(__name__)
+
+BAD_RULE = "BAD_RULE"
+BAD_INPUT = "BAD_INPUT"
+NOT_FOUND = "NOT_FOUND"
+LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+FORBIDDEN = "FORBIDDEN"  # reserved for authentication and authorisation (issue 6)
+INTERNAL = "INTERNAL"
+
+MASKED_MESSAGE = "Unexpected error."
+
+
+class ApiError(Exception):
+    """An error meant for the client, with its machine-readable code."""
+
+    def __init__(self, code: str, message: str, **extensions: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extensions: dict[str, Any] = {"code": code, **extensions}
+
+
+def diagnostic_dict(diagnostic: Diagnostic) -> dict[str, Any]:
+    return {
+        "line": diagnostic.line,
+        "column": diagnostic.column,
+        "endLine": diagnostic.end_line,
+        "endColumn": diagnostic.end_column,
+        "severity": diagnostic.severity,
+        "message": diagnostic.message,
+        "hint": diagnostic.hint,
+    }
+
+
+def bad_rule(error: RuleError) -> ApiError:
+    first = error.diagnostics[0]
+    return ApiError(
+        BAD_RULE,
+        f"{first.line}:{first.column}: {first.message}",
+        diagnostics=[diagnostic_dict(d) for d in error.diagnostics],
+    )
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(NOT_FOUND, what)
+
+
+def bad_input(message: str) -> ApiError:
+    return ApiError(BAD_INPUT, message)
+
+
+# What strawberry's limiting rules and graphql-core's token limit say: their errors carry no
+# code, so it is added by message (tests/api/test_limits.py pins each one).
+_LIMIT_MESSAGES: Sequence[re.Pattern[str]] = (
+    re.compile(r"exceeds maximum operation depth of \d+"),
+    re.compile(r"Document contains more than \d+ tokens"),
+    re.compile(r"^\d+ aliases found\. Allowed: \d+"),
+)
+
+
+def _is_limit(error: GraphQLError) -> bool:
+    return error.original_error is None and any(p.search(error.message) for p in _LIMIT_MESSAGES)
+
+
+def _is_expected(error: GraphQLError) -> bool:
+    """Errors a client may see as they are: ours, and GraphQL's own (syntax, validation,
+    variables), which have no underlying exception."""
+    original = error.original_error
+    return original is None or isinstance(original, ApiError | GraphQLError)
+
+
+def _with_code(error: GraphQLError, code: str) -> GraphQLError:
+    return GraphQLError(
+        error.message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={**(error.extensions or {}), "code": code},
+    )
+
+
+def _masked(error: GraphQLError) -> GraphQLError:
+    return GraphQLError(
+        MASKED_MESSAGE,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={"code": INTERNAL},
+    )
+
+
+def public_error(error: GraphQLError) -> GraphQLError:
+    if not _is_expected(error):
+        return _masked(error)
+    if _is_limit(error):
+        return _with_code(error, LIMIT_EXCEEDED)
+    return error
+
+
+def log_errors(errors: Sequence[GraphQLError]) -> None:
+    """Unexpected errors in full (with traceback); the client's own mistakes only for debugging."""
+    for error in errors:
+        if _is_expected(error):
+            log.debug("client error: %s", error.message)
+        else:
+            log.error("unexpected error in %s", error.path, exc_info=error.original_error)
+
+
+class ErrorPolicy(SchemaExtension):
+    """Codes on limit errors, unexpected errors masked (after strawberry has logged them)."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is not None and result.errors:
+            result.errors = [public_error(error) for error in result.errors]

@@ -1,0 +1,265 @@
+"""Batched reads for everything resolved per node (tiers, strategies, metric values, history,
+customers by id): one query per batch, on a connection of its own, so concurrently resolved
+siblings never share one (an AsyncConnection is not safe for that)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Coroutine, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Row, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from strawberry.dataloader import DataLoader
+
+from dsl import CATALOG, MetricRef, Sources, Value, explain, metric_values_select
+from dsl.explain import Explanation
+from service import evaluation, strategies
+from service.schemes import PublishedScheme
+from service.strategies import Strategy
+from service.tables import customers, events, memberships, orders, transitions
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+# The metric values a customer card shows: all-time, of this customer alone.
+CARD_METRICS: tuple[MetricRef, ...] = tuple(
+    MetricRef(name)
+    for name in (
+        "recency",
+        "frequency",
+        "monetary",
+        "average_order_value",
+        "first_purchase",
+        "last_purchase",
+        "tenure",
+        "nps",
+    )
+)
+assert all(ref.name in CATALOG for ref in CARD_METRICS)
+
+
+@dataclass(frozen=True)
+class MembershipRow:
+    scheme: str
+    tier: str
+    since: dt.datetime
+    version: int
+
+
+@dataclass(frozen=True)
+class TransitionRow:
+    id: int
+    scheme: str
+    customer_id: int
+    customer_external_id: str
+    from_tier: str | None
+    to_tier: str | None
+    at: dt.datetime
+    version: int
+    run_id: int | None
+    trigger: str
+
+
+def customer_sources(tenant: str, ids: Sequence[int]) -> Sources:
+    """The rule compiler's sources restricted to some customers: Postgres reads only their
+    rows (right for every metric but the population ones, which rank the whole tenant)."""
+    member_rows = select(
+        memberships.c.customer_id, memberships.c.scheme_key.label("scheme"), memberships.c.tier
+    ).where(memberships.c.tenant_id == tenant, memberships.c.customer_id.in_(ids))
+    return Sources(
+        select(customers)
+        .where(customers.c.tenant_id == tenant, customers.c.id.in_(ids))
+        .subquery("customers"),
+        select(orders)
+        .where(orders.c.tenant_id == tenant, orders.c.customer_id.in_(ids))
+        .subquery("orders"),
+        select(events)
+        .where(events.c.tenant_id == tenant, events.c.customer_id.in_(ids))
+        .subquery("events"),
+        member_rows.subquery("memberships"),
+    )
+
+
+def transitions_select() -> Any:
+    return select(
+        transitions.c.id,
+        transitions.c.scheme_key,
+        transitions.c.customer_id,
+        customers.c.external_id,
+        transitions.c.from_tier,
+        transitions.c.to_tier,
+        transitions.c.at,
+        transitions.c.version,
+        transitions.c.run_id,
+        transitions.c.trigger,
+    ).join(
+        customers,
+        (customers.c.tenant_id == transitions.c.tenant_id)
+        & (customers.c.id == transitions.c.customer_id),
+    )
+
+
+def transition_row(row: Row[Any]) -> TransitionRow:
+    return TransitionRow(
+        id=row.id,
+        scheme=row.scheme_key,
+        customer_id=row.customer_id,
+        customer_external_id=row.external_id,
+        from_tier=row.from_tier,
+        to_tier=row.to_tier,
+        at=row.at,
+        version=row.version,
+        run_id=row.run_id,
+        trigger=row.trigger,
+    )
+
+
+async def metric_values(
+    connection: AsyncConnection,
+    tenant: str,
+    refs: Sequence[MetricRef],
+    ids: Sequence[int],
+    *,
+    population: bool,
+    as_of: dt.datetime,
+) -> dict[int, dict[MetricRef, Value]]:
+    """Metric values of the customers ``ids``; with ``population``, computed over the whole
+    tenant (scores and percentiles rank everyone) and then picked."""
+    sources = evaluation.tenant_sources(tenant) if population else customer_sources(tenant, ids)
+    statement = metric_values_select(refs, sources, as_of)
+    statement = statement.where(statement.selected_columns.customer_id.in_(ids))
+    return {
+        row[0]: dict(zip(refs, row[1:], strict=True)) for row in await connection.execute(statement)
+    }
+
+
+async def explain_customer(
+    engine: AsyncEngine, tenant: str, scheme: PublishedScheme, customer_id: int
+) -> Explanation:
+    """Why the customer is (or, with data newer than the last run, would be) in their tier."""
+    async with engine.connect() as connection:
+        values = await metric_values(
+            connection,
+            tenant,
+            scheme.checked.refs,
+            [customer_id],
+            population=scheme.uses_population,
+            as_of=dt.datetime.now(dt.UTC),
+        )
+    return explain(scheme.checked, values[customer_id])
+
+
+class Loaders:
+    """This request's DataLoaders."""
+
+    def __init__(self, engine: AsyncEngine, tenant: str) -> None:
+        self.engine = engine
+        self.tenant = tenant
+        self.customer_by_external_id = self._loader(self._customers_by_external_id)
+        self.customer_by_id = self._loader(self._customers_by_id)
+        self.tiers = self._loader(self._tiers)
+        self.strategies = self._loader(self._strategies)
+        self.tier_strategies = self._loader(self._tier_strategies)
+        self.metrics = self._loader(self._metrics)
+        self.history = self._loader(self._history)
+
+    def _loader(
+        self,
+        fetch: Callable[[AsyncConnection, list[K]], Coroutine[Any, Any, Mapping[K, V]]],
+    ) -> DataLoader[K, V]:
+        async def batch(keys: list[K]) -> list[V]:
+            async with self.engine.connect() as connection:
+                found = await fetch(connection, keys)
+            return [found[key] for key in keys]
+
+        return DataLoader(load_fn=batch)
+
+    async def _customers_by_external_id(
+        self, connection: AsyncConnection, keys: list[str]
+    ) -> dict[str, Row[Any] | None]:
+        rows = await connection.execute(
+            select(customers).where(
+                customers.c.tenant_id == self.tenant, customers.c.external_id.in_(keys)
+            )
+        )
+        found: dict[str, Row[Any] | None] = dict.fromkeys(keys)
+        found.update((row.external_id, row) for row in rows)
+        return found
+
+    async def _customers_by_id(
+        self, connection: AsyncConnection, keys: list[int]
+    ) -> dict[int, Row[Any] | None]:
+        rows = await connection.execute(
+            select(customers).where(customers.c.tenant_id == self.tenant, customers.c.id.in_(keys))
+        )
+        found: dict[int, Row[Any] | None] = dict.fromkeys(keys)
+        found.update((row.id, row) for row in rows)
+        return found
+
+    async def _tiers(
+        self, connection: AsyncConnection, keys: list[int]
+    ) -> dict[int, list[MembershipRow]]:
+        rows = await connection.execute(
+            select(
+                memberships.c.customer_id,
+                memberships.c.scheme_key,
+                memberships.c.tier,
+                memberships.c.since,
+                memberships.c.version,
+            )
+            .where(memberships.c.tenant_id == self.tenant, memberships.c.customer_id.in_(keys))
+            .order_by(memberships.c.customer_id, memberships.c.scheme_key)
+        )
+        found: dict[int, list[MembershipRow]] = {key: [] for key in keys}
+        for row in rows:
+            found[row.customer_id].append(MembershipRow(*row[1:]))
+        return found
+
+    async def _strategies(
+        self, connection: AsyncConnection, keys: list[int]
+    ) -> dict[int, list[Strategy]]:
+        return await strategies.recommended(connection, self.tenant, keys)
+
+    async def _tier_strategies(
+        self, connection: AsyncConnection, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[Strategy]]:
+        found: dict[tuple[str, str], list[Strategy]] = {key: [] for key in keys}
+        for strategy in await strategies.listed(connection, self.tenant):
+            found.get((strategy.scheme, strategy.tier), []).append(strategy)
+        for listed in found.values():
+            listed.sort(key=lambda s: (s.priority, s.id))
+        return found
+
+    async def _metrics(
+        self, connection: AsyncConnection, keys: list[int]
+    ) -> dict[int, dict[MetricRef, Value]]:
+        values = await metric_values(
+            connection,
+            self.tenant,
+            CARD_METRICS,
+            keys,
+            population=False,
+            as_of=dt.datetime.now(dt.UTC),
+        )
+        return {key: values.get(key, {}) for key in keys}
+
+    async def _history(
+        self, connection: AsyncConnection, keys: list[tuple[int, str | None]]
+    ) -> dict[tuple[int, str | None], list[TransitionRow]]:
+        ids = sorted({customer for customer, _ in keys})
+        rows = await connection.execute(
+            transitions_select()
+            .where(transitions.c.tenant_id == self.tenant, transitions.c.customer_id.in_(ids))
+            .order_by(transitions.c.customer_id, transitions.c.id)
+        )
+        every = [transition_row(row) for row in rows]
+        return {
+            (customer, scheme): [
+                t
+                for t in every
+                if t.customer_id == customer and (scheme is None or t.scheme == scheme)
+            ]
+            for customer, scheme in keys
+        }

@@ -1,0 +1,190 @@
+"""The Query root: thin resolvers over the service layer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import strawberry
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dsl import RuleError, check_condition, compile_condition, parse_condition, parse_rules
+from service import analytics, evaluation, schemes, strategies
+from service.api.context import Context, Info
+from service.api.errors import bad_input, bad_rule, not_found
+from service.api.fields import resolver
+from service.api.types import (
+    Customer,
+    CustomerConnection,
+    CustomerEdge,
+    Diagnostic,
+    Metric,
+    PageInfo,
+    RuleCheck,
+    RulePreview,
+    Scheme,
+    SchemePreview,
+    Segment,
+    Strategy,
+    catalog,
+    decode_cursor,
+    encode_cursor,
+)
+from service.errors import UserError
+from service.tables import customers, memberships
+
+
+def _midnight(day: dt.date | None) -> dt.datetime | None:
+    return None if day is None else dt.datetime.combine(day, dt.time(), dt.UTC)
+
+
+async def _filtered(
+    connection: AsyncConnection,
+    context: Context,
+    scheme: str | None,
+    tier: str | None,
+    where: str | None,
+) -> Select[Any]:
+    """The tenant's customers' ids matching the filters (unordered, unpaged)."""
+    statement = select(customers.c.id).where(customers.c.tenant_id == context.tenant)
+    if tier is not None and scheme is None:
+        raise bad_input("`tier` needs `scheme`: tier names belong to a scheme")
+    published = await schemes.current(connection, context.tenant) if scheme or where else []
+    if scheme is not None:
+        found = next((s for s in published if s.key == scheme), None)
+        if found is None:
+            raise not_found(f"no published scheme {scheme!r}")
+        if tier is not None and tier not in found.tiers:
+            raise not_found(f"scheme {scheme!r} has no tier {tier!r}")
+        members = select(memberships.c.customer_id).where(
+            memberships.c.tenant_id == context.tenant, memberships.c.scheme_key == scheme
+        )
+        if tier is not None:
+            members = members.where(memberships.c.tier == tier)
+        statement = statement.where(customers.c.id.in_(members))
+    if where is not None:
+        try:
+            condition = check_condition(
+                parse_condition(where, "<where>"), "<where>", {s.key: s.tiers for s in published}
+            )
+        except RuleError as error:
+            raise bad_rule(error) from None
+        matching = compile_condition(
+            condition, evaluation.tenant_sources(context.tenant), dt.datetime.now(dt.UTC)
+        ).subquery("matching")
+        statement = statement.where(customers.c.id.in_(select(matching.c.customer_id)))
+    return statement
+
+
+@strawberry.type(description="Reading customers, tiers, segments, strategies and rules.")
+class Query:
+    @resolver(description="The customer of this id (their id in your systems), or null.")
+    async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:
+        row = await info.context.loaders.customer_by_external_id.load(str(id))
+        return Customer.of(row) if row is not None else None
+
+    @resolver(
+        "Customers, in a stable order, a page at a time: optionally those in "
+        "`tier` of `scheme`, and those for whom `where` (a rule-language condition, e.g. "
+        '`monetary > 1000 and region = "east"`) is true now. `first` is capped by the '
+        "server's page size limit."
+    )
+    async def customers(
+        self,
+        info: Info,
+        scheme: str | None = None,
+        tier: str | None = None,
+        where: str | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> CustomerConnection:
+        context = info.context
+        limit = context.settings.max_page_size
+        size = limit if first is None else first
+        if size < 0:
+            raise bad_input("`first` must not be negative")
+        size = min(size, limit)
+        start = decode_cursor(after) if after is not None else None
+        async with context.engine.connect() as connection:
+            ids = (await _filtered(connection, context, scheme, tier, where)).subquery("ids")
+            total = await connection.scalar(select(func.count()).select_from(ids))
+            page = select(customers).where(
+                customers.c.tenant_id == context.tenant, customers.c.id.in_(select(ids.c.id))
+            )
+            if start is not None:
+                page = page.where(customers.c.id > start)
+            rows = (await connection.execute(page.order_by(customers.c.id).limit(size + 1))).all()
+        edges = [
+            CustomerEdge(cursor=encode_cursor(row.id), node=Customer.of(row)) for row in rows[:size]
+        ]
+        return CustomerConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(rows) > size,
+                has_previous_page=start is not None,
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+            total_count=int(total or 0),
+        )
+
+    @resolver("One segment per tier of each scheme (or of `scheme`), from the current memberships.")
+    async def segments(self, info: Info, scheme: str | None = None) -> list[Segment]:
+        context = info.context
+        async with context.engine.connect() as connection:
+            rows = await analytics.segment_report(connection, context.tenant, scheme)
+        return [Segment.of(row) for row in rows]
+
+    @resolver(description="The published schemes, dependencies first.")
+    async def schemes(self, info: Info) -> list[Scheme]:
+        context = info.context
+        async with context.engine.connect() as connection:
+            found = await schemes.current(connection, context.tenant)
+        return [Scheme.of(scheme) for scheme in found]
+
+    @resolver(description="Active strategies, optionally of one scheme and tier.")
+    async def strategies(
+        self, info: Info, scheme: str | None = None, tier: str | None = None
+    ) -> list[Strategy]:
+        context = info.context
+        async with context.engine.connect() as connection:
+            found = await strategies.listed(connection, context.tenant, scheme=scheme, tier=tier)
+        return [Strategy.of(s) for s in found]
+
+    @resolver(description="Every metric the rule language knows (its catalog).")
+    def metrics(self) -> list[Metric]:
+        return catalog()
+
+    @resolver(
+        "Check rule text against the published schemes: errors and warnings "
+        "with line and column. Nothing is written."
+    )
+    async def check_rules(self, info: Info, source: str) -> RuleCheck:
+        context = info.context
+        try:
+            parsed = parse_rules(source)
+            async with context.engine.connect() as connection:
+                result = await schemes.check_against_published(connection, context.tenant, parsed)
+        except RuleError as error:
+            return RuleCheck(ok=False, diagnostics=[Diagnostic.of(d) for d in error.diagnostics])
+        return RuleCheck(ok=True, diagnostics=[Diagnostic.of(d) for d in result.warnings])
+
+    @resolver(
+        "What publishing rule text would do: customers and revenue per tier and "
+        "who would move, evaluated now or at the start of `asOf` (a backtest). Nothing is "
+        "written. Bad rules give a BAD_RULE error."
+    )
+    async def preview_rules(
+        self, info: Info, source: str, as_of: dt.date | None = None
+    ) -> RulePreview:
+        context = info.context
+        try:
+            previews = await evaluation.preview(
+                context.engine, context.tenant, source, as_of=_midnight(as_of)
+            )
+        except RuleError as error:
+            raise bad_rule(error) from None
+        except UserError as error:
+            raise bad_input(str(error)) from None
+        return RulePreview(schemes=[SchemePreview.of(p) for p in previews])

@@ -1,0 +1,84 @@
+"""Posting GraphQL to the app in process (httpx over ASGI) against the test database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service import evaluation, schemes, strategies
+from service.app import create_app
+from service.config import Settings
+from service.ingest import import_rows
+from service.records import Kind
+from tests.test_evaluation import VALUE, order
+
+
+async def post(
+    engine: AsyncEngine,
+    tenant: str,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    settings: Settings | None = None,
+    operation: str | None = None,
+) -> dict[str, Any]:
+    """The response body of one GraphQL request in ``tenant``."""
+    app = create_app(engine, settings=settings)
+    transport = httpx.ASGITransport(app=app)
+    body: dict[str, Any] = {"query": query, "variables": variables or {}}
+    if operation is not None:
+        body["operationName"] = operation
+    async with httpx.AsyncClient(transport=transport, base_url="http://tierwise") as client:
+        response = await client.post("/graphql", json=body, headers={"X-Tierwise-Tenant": tenant})
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def data(result: dict[str, Any]) -> dict[str, Any]:
+    assert "errors" not in result, result["errors"]
+    found: dict[str, Any] = result["data"]
+    return found
+
+
+def codes(result: dict[str, Any]) -> list[str]:
+    return [error.get("extensions", {}).get("code") for error in result.get("errors", [])]
+
+
+async def shop(engine: AsyncEngine, tenant: str) -> None:
+    """Three customers: ann is VIP (two big orders), bob Active (one recent small order),
+    cyd Normal (one order long ago); the value scheme published with a strategy per tier."""
+    people = [
+        {"customer_id": "ann", "name": "Ann", "region": "east", "age": "41"},
+        {"customer_id": "bob", "name": "Bob", "region": "west", "age": "29"},
+        {"customer_id": "cyd", "name": "Cyd", "region": "east"},
+    ]
+    await import_rows(engine, Kind.customers, tenant, enumerate(people), source="test")
+    rows = [
+        order("o1", "ann", 10, "3000"),
+        order("o2", "ann", 20, "2500"),
+        order("o3", "bob", 5, "40"),
+        order("o4", "cyd", 400, "100"),
+    ]
+    await import_rows(engine, Kind.orders, tenant, enumerate(rows), source="test")
+    async with engine.begin() as connection:
+        await schemes.publish(connection, tenant, VALUE)
+    await evaluation.evaluate(engine, tenant, "value")
+    async with engine.begin() as connection:
+        for tier, name, channel, priority in (
+            ("VIP", "Personal manager", "phone", 10),
+            ("VIP", "Exclusive offers", "email", 20),
+            ("Active", "Promotions", "email", 50),
+            ("Normal", "Win-back", "email", 50),
+        ):
+            await strategies.save(
+                connection,
+                tenant,
+                scheme="value",
+                tier=tier,
+                name=name,
+                channel=channel,
+                priority=priority,
+            )

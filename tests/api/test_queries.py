@@ -1,0 +1,257 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.ingest import import_rows
+from service.records import Kind
+from tests.api.support import codes, data, post, shop
+
+CARD = """
+query ($id: ID!) {
+  customer(id: $id) {
+    id name region
+    tiers { scheme tier version }
+    strategies { name channel priority }
+    metrics { frequency monetary recency }
+    history { scheme fromTier toTier trigger customerId }
+  }
+}
+"""
+
+
+async def test_a_customer_with_tiers_strategies_metrics_and_history(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    await shop(engine, tenant)
+    customer = data(await post(engine, tenant, CARD, {"id": "ann"}))["customer"]
+    assert customer["id"] == "ann" and customer["name"] == "Ann" and customer["region"] == "east"
+    assert customer["tiers"] == [{"scheme": "value", "tier": "VIP", "version": 1}]
+    assert [s["name"] for s in customer["strategies"]] == ["Personal manager", "Exclusive offers"]
+    assert customer["metrics"]["frequency"] == 2
+    assert Decimal(customer["metrics"]["monetary"]) == Decimal("5500")
+    assert customer["metrics"]["recency"] == 10
+    assert customer["history"] == [
+        {
+            "scheme": "value",
+            "fromTier": None,
+            "toTier": "VIP",
+            "trigger": "manual",
+            "customerId": "ann",
+        }
+    ]
+
+
+async def test_an_unknown_customer_is_null(engine: AsyncEngine, tenant: str) -> None:
+    assert data(await post(engine, tenant, CARD, {"id": "nobody"})) == {"customer": None}
+
+
+async def test_tenants_never_see_each_other(engine: AsyncEngine, tenant: str) -> None:
+    await shop(engine, tenant)
+    other = f"{tenant}x"
+    assert data(await post(engine, other, CARD, {"id": "ann"})) == {"customer": None}
+
+
+async def test_explain_traces_every_tier_with_the_customers_values(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    await shop(engine, tenant)
+    query = """
+    query ($id: ID!, $scheme: String!) {
+      customer(id: $id) { explain(scheme: $scheme) {
+        scheme tier
+        tiers { name result matched clause { text result children { metric actual operator } } }
+      } }
+    }
+    """
+    explained = data(await post(engine, tenant, query, {"id": "bob", "scheme": "value"}))
+    explanation = explained["customer"]["explain"]
+    assert explanation["tier"] == "Active"
+    assert [(t["name"], t["result"], t["matched"]) for t in explanation["tiers"]] == [
+        ("VIP", "false", False),
+        ("Active", "true", True),
+        ("Normal", "otherwise", False),
+    ]
+    vip = explanation["tiers"][0]["clause"]
+    assert vip["children"][0] == {
+        "metric": "monetary(365 days)",
+        "actual": "40.0000",
+        "operator": ">",
+    }
+    missing = await post(engine, tenant, query, {"id": "bob", "scheme": "nope"})
+    assert codes(missing) == ["NOT_FOUND"]
+    assert missing["errors"][0]["path"] == ["customer", "explain"]
+
+
+PAGE = """
+query ($scheme: String, $tier: String, $where: String, $first: Int, $after: String) {
+  customers(scheme: $scheme, tier: $tier, where: $where, first: $first, after: $after) {
+    totalCount
+    edges { cursor node { id } }
+    pageInfo { hasNextPage hasPreviousPage endCursor }
+  }
+}
+"""
+
+
+def ids(result: dict[str, object]) -> list[str]:
+    page = data(result)["customers"]
+    return [edge["node"]["id"] for edge in page["edges"]]
+
+
+async def test_customers_page_with_keyset_cursors(engine: AsyncEngine, tenant: str) -> None:
+    await shop(engine, tenant)
+    first = data(await post(engine, tenant, PAGE, {"first": 2}))["customers"]
+    assert first["totalCount"] == 3
+    assert [e["node"]["id"] for e in first["edges"]] == ["ann", "bob"]
+    assert first["pageInfo"] == {
+        "hasNextPage": True,
+        "hasPreviousPage": False,
+        "endCursor": first["edges"][-1]["cursor"],
+    }
+    after = first["pageInfo"]["endCursor"]
+    second = data(await post(engine, tenant, PAGE, {"first": 2, "after": after}))["customers"]
+    assert [e["node"]["id"] for e in second["edges"]] == ["cyd"]
+    assert second["pageInfo"]["hasNextPage"] is False
+    assert second["pageInfo"]["hasPreviousPage"] is True
+    bad = await post(engine, tenant, PAGE, {"after": "not-a-cursor"})
+    assert codes(bad) == ["BAD_INPUT"]
+
+
+async def test_first_is_capped_by_the_page_size_limit(engine: AsyncEngine, tenant: str) -> None:
+    from service.config import Settings
+
+    await shop(engine, tenant)
+    capped = await post(engine, tenant, PAGE, {"first": 1000}, settings=Settings(max_page_size=2))
+    assert ids(capped) == ["ann", "bob"]
+
+
+async def test_customers_of_a_tier_and_by_a_where_condition(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    await shop(engine, tenant)
+    assert ids(await post(engine, tenant, PAGE, {"scheme": "value", "tier": "VIP"})) == ["ann"]
+    assert ids(await post(engine, tenant, PAGE, {"scheme": "value"})) == ["ann", "bob", "cyd"]
+    where = 'monetary > 50 and region = "east"'
+    assert ids(await post(engine, tenant, PAGE, {"where": where})) == ["ann", "cyd"]
+    both = {"scheme": "value", "tier": "Normal", "where": 'region = "east"'}
+    assert ids(await post(engine, tenant, PAGE, both)) == ["cyd"]
+    in_tier = {"where": "in tier value.Active or monetary > 5000"}
+    assert ids(await post(engine, tenant, PAGE, in_tier)) == ["ann", "bob"]
+    unknown = await post(engine, tenant, PAGE, {"scheme": "value", "tier": "Gold"})
+    assert codes(unknown) == ["NOT_FOUND"]
+    assert codes(await post(engine, tenant, PAGE, {"tier": "VIP"})) == ["BAD_INPUT"]
+
+
+async def test_a_bad_where_is_a_bad_rule_error_with_its_position(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    result = await post(engine, tenant, PAGE, {"where": "monetary > 10 and monetory < 5"})
+    assert codes(result) == ["BAD_RULE"]
+    (diagnostic,) = result["errors"][0]["extensions"]["diagnostics"]
+    assert (diagnostic["line"], diagnostic["column"]) == (1, 19)
+    assert "monetory" in diagnostic["message"]
+    assert "did you mean `monetary`" in diagnostic["message"]
+    syntax = await post(engine, tenant, PAGE, {"where": "monetary >"})
+    assert codes(syntax) == ["BAD_RULE"]
+
+
+async def test_segments_schemes_strategies_and_metrics(engine: AsyncEngine, tenant: str) -> None:
+    await shop(engine, tenant)
+    query = """{
+      segments { scheme tier customerCount customerShare revenue revenueShare
+                 strategies { name } }
+      schemes { key title version tiers usesPopulation }
+      strategies(scheme: "value", tier: "VIP") { name priority }
+      metrics { name type }
+    }"""
+    found = data(await post(engine, tenant, query))
+    segments = {s["tier"]: s for s in found["segments"]}
+    assert [s["tier"] for s in found["segments"]] == ["VIP", "Active", "Normal"]
+    assert segments["VIP"]["customerCount"] == 1
+    assert Decimal(segments["VIP"]["revenue"]) == Decimal("5500")
+    assert round(segments["VIP"]["revenueShare"], 4) == round(5500 / 5640, 4)
+    assert [s["name"] for s in segments["VIP"]["strategies"]] == [
+        "Personal manager",
+        "Exclusive offers",
+    ]
+    assert found["schemes"] == [
+        {
+            "key": "value",
+            "title": "Customer value",
+            "version": 1,
+            "tiers": ["VIP", "Active", "Normal"],
+            "usesPopulation": False,
+        }
+    ]
+    assert [s["name"] for s in found["strategies"]] == ["Personal manager", "Exclusive offers"]
+    assert {"name": "monetary", "type": "number"} in found["metrics"]
+
+
+async def test_check_rules_reports_errors_and_warnings_without_writing(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    query = """query ($source: String!) {
+      checkRules(source: $source) { ok diagnostics { line column severity message hint } }
+    }"""
+    good = data(await post(engine, tenant, query, {"source": "scheme s {\n tier A otherwise\n}"}))
+    assert good["checkRules"] == {"ok": True, "diagnostics": []}
+    bad = data(await post(engine, tenant, query, {"source": "scheme s {\n tier A when x > 1\n}"}))
+    assert bad["checkRules"]["ok"] is False
+    assert bad["checkRules"]["diagnostics"][0]["line"] == 2
+    assert bad["checkRules"]["diagnostics"][0]["severity"] == "error"
+    schemes = data(await post(engine, tenant, "{ schemes { key } }"))
+    assert schemes == {"schemes": []}
+
+
+async def test_preview_rules_counts_tiers_and_moves(engine: AsyncEngine, tenant: str) -> None:
+    await shop(engine, tenant)
+    query = """query ($source: String!, $asOf: Date) {
+      previewRules(source: $source, asOf: $asOf) {
+        schemes {
+          scheme
+          tiers { tier customerCount revenue }
+          moves { fromTier toTier customerCount }
+        }
+      }
+    }"""
+    source = 'scheme value {\n tier East when region = "east"\n tier Rest otherwise\n}'
+    preview = data(await post(engine, tenant, query, {"source": source}))["previewRules"]
+    (scheme,) = preview["schemes"]
+    assert [(t["tier"], t["customerCount"]) for t in scheme["tiers"]] == [("East", 2), ("Rest", 1)]
+    assert sum(m["customerCount"] for m in scheme["moves"]) == 3
+    bad = await post(engine, tenant, query, {"source": "scheme value {\n tier A when x > 1\n}"})
+    assert codes(bad) == ["BAD_RULE"]
+    assert bad["errors"][0]["extensions"]["diagnostics"][0]["line"] == 2
+
+
+async def test_a_page_costs_the_same_round_trips_whatever_its_size(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    await shop(engine, tenant)
+    more = [{"customer_id": f"x{i:02}", "region": "north"} for i in range(20)]
+    await import_rows(engine, Kind.customers, tenant, enumerate(more), source="test")
+    query = """query ($first: Int) { customers(first: $first) { edges { node {
+      id tiers { tier } strategies { name } metrics { monetary } history { toTier }
+    } } } }"""
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    async def round_trips(size: int) -> int:
+        statements.clear()
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
+        try:
+            assert len(ids_of(await post(engine, tenant, query, {"first": size}))) == size
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", count)
+        return len(statements)
+
+    assert await round_trips(2) == await round_trips(20)
+
+
+def ids_of(result: dict[str, object]) -> list[str]:
+    return [edge["node"]["id"] for edge in data(result)["customers"]["edges"]]
