@@ -12,10 +12,10 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from dsl import Diagnostic, RuleError
-from graphql import GraphQLError
 
 log = logging.getLogger(__name__)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from graphql import GraphQLError, OperationDefinitionNode, ValidationContext, ValidationRule
 from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
@@ -14,7 +15,6 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 
-from graphql import GraphQLError, OperationDefinitionNode, ValidationContext, ValidationRule
 from service.api.errors import LIMIT_EXCEEDED
 from service.config import Settings
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
-from graphql import GraphQLError
 from service.api.errors import ErrorPolicy, log_errors
 from service.api.limits import limit_extensions
 from service.api.queries import Query
