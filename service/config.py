@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     """Operation definitions one request's document may hold (batched requests are refused)."""
     max_page_size: int = 100
     """The cap on `first` of paginated fields."""
+    max_ingest_rows: int = 10_000
+    """Rows one ingest mutation may carry (bigger loads: `tierwise import`)."""
 
 
 def load_settings(**overrides: object) -> Settings:

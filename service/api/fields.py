@@ -17,3 +17,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def resolver(description: str) -> Callable[[F], F]:
     return cast(Callable[[F], F], strawberry.field(description=description))
+
+
+def subscription(description: str) -> Callable[[F], F]:
+    return cast(Callable[[F], F], strawberry.subscription(description=description))

@@ -15,7 +15,9 @@ from strawberry.types import ExecutionContext
 
 from service.api.errors import ErrorPolicy, log_errors
 from service.api.limits import limit_extensions
+from service.api.mutations import Mutation
 from service.api.queries import Query
+from service.api.subscriptions import Subscription
 from service.config import Settings
 
 
@@ -31,7 +33,9 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         ErrorPolicy,
         *limit_extensions(settings),
     ]
-    return TierwiseSchema(query=Query, extensions=extensions)
+    return TierwiseSchema(
+        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+    )
 
 
 def sdl() -> str:

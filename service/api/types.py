@@ -462,3 +462,68 @@ class SchemePreview:
 @strawberry.type(description="What publishing rule text would do (nothing is written).")
 class RulePreview:
     schemes: list[SchemePreview] = strawberry.field(description="One per scheme in the text.")
+
+
+@strawberry.type(description="A row a mutation could not take, and why.")
+class RowError:
+    row: int = strawberry.field(description="Index of the row in the input list, from 0.")
+    field: str | None = strawberry.field(description="The input field at fault, if one is.")
+    message: str = strawberry.field(description="What is wrong with it.")
+
+
+@strawberry.type(
+    description="What an ingest mutation did: the valid rows are written (tiers updated "
+    "incrementally), the invalid ones reported and not written at all."
+)
+class IngestResult:
+    received: int = strawberry.field(description="Rows given.")
+    inserted: int = strawberry.field(description="New rows written.")
+    updated: int = strawberry.field(description="Existing rows (same id) changed.")
+    unchanged: int = strawberry.field(description="Existing rows given again as they were.")
+    rejected: int = strawberry.field(description="Rows not written: see `errors`.")
+    customers_created: int = strawberry.field(
+        description="Customers created because an order or event named an unknown id."
+    )
+    tier_changes: int = strawberry.field(description="Tier changes the new data caused.")
+    errors: list[RowError] = strawberry.field(description="Every problem, by row and field.")
+
+
+@strawberry.type(description="One evaluation of a scheme over all its customers.")
+class EvaluationRun:
+    id: strawberry.ID = strawberry.field(description="Identifier of the run.")
+    scheme: str = strawberry.field(description="Key of the scheme.")
+    version: int = strawberry.field(description="Version of the rules evaluated.")
+    as_of: dt.datetime = strawberry.field(description="The time the rules were evaluated at.")
+    customer_count: int = strawberry.field(description="Customers placed in some tier.")
+    changed: int = strawberry.field(description="Tier changes recorded.")
+    duration_ms: int = strawberry.field(description="How long it took.")
+    tiers: list[TierCount] = strawberry.field(description="Customers and revenue per tier.")
+
+    @classmethod
+    def of(cls, run: evaluation.RunResult) -> EvaluationRun:
+        return cls(
+            id=strawberry.ID(str(run.run_id)),
+            scheme=run.scheme,
+            version=run.version,
+            as_of=run.as_of,
+            customer_count=run.customers,
+            changed=run.changed,
+            duration_ms=run.duration_ms,
+            tiers=[
+                TierCount(tier=t.tier, customer_count=t.customers, revenue=t.revenue)
+                for t in run.tiers
+            ],
+        )
+
+
+@strawberry.type(description="What publishing rules did.")
+class PublishResult:
+    scheme: Scheme = strawberry.field(description="The scheme's current version now.")
+    changed: bool = strawberry.field(
+        description="Whether a new version was made (false: the same rules were current)."
+    )
+    warnings: list[Diagnostic] = strawberry.field(description="Warnings about the rules.")
+    runs: list[EvaluationRun] = strawberry.field(
+        description="Evaluations run to make the new rules current (this scheme and those "
+        "that read its tiers); empty when nothing changed or evaluation was not asked for."
+    )

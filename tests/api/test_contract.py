@@ -1,0 +1,121 @@
+"""The published contract: graphql/schema.graphql is the code's schema, and every documented
+operation in graphql/operations/ runs against a real database with the results asserted."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from graphql import parse, validate
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.api.schema import build_schema, sdl
+from service.config import Settings
+from tests.api.support import codes, data, post, shop
+
+CONTRACT = Path(__file__).parents[2] / "graphql"
+OPERATIONS = CONTRACT / "operations"
+
+
+def test_the_schema_file_is_the_codes_schema() -> None:
+    assert (CONTRACT / "schema.graphql").read_text() == sdl(), (
+        "graphql/schema.graphql is stale: run `python -m service.api.schema > "
+        "graphql/schema.graphql` and review the difference"
+    )
+
+
+@pytest.mark.parametrize("path", sorted(OPERATIONS.glob("*.graphql")), ids=lambda p: p.stem)
+def test_every_operation_is_valid_against_the_schema(path: Path) -> None:
+    schema = build_schema(Settings())._schema
+    assert validate(schema, parse(path.read_text())) == []
+
+
+def test_every_operation_is_run_below() -> None:
+    assert {p.stem for p in OPERATIONS.glob("*.graphql")} <= set(RUNS) | SUBSCRIPTIONS
+
+
+def _customer_card(result: dict[str, Any]) -> None:
+    customer = data(result)["customer"]
+    assert (customer["id"], customer["name"], customer["region"]) == ("ann", "Ann", "east")
+    assert [(t["scheme"], t["tier"]) for t in customer["tiers"]] == [("value", "VIP")]
+    assert [s["name"] for s in customer["strategies"]] == ["Personal manager", "Exclusive offers"]
+    assert customer["metrics"]["frequency"] == 2
+    assert Decimal(customer["metrics"]["averageOrderValue"]) == Decimal("2750")
+    explanation = customer["explain"]
+    assert explanation["tier"] == "VIP"
+    assert explanation["tiers"][0]["matched"] is True
+    assert [c["metric"] for c in explanation["tiers"][0]["clause"]["children"]] == [
+        "monetary(365 days)",
+        "frequency(365 days)",
+    ]
+
+
+def _segment_list(result: dict[str, Any]) -> None:
+    segments = data(result)["segments"]
+    assert [(s["tier"], s["customerCount"]) for s in segments] == [
+        ("VIP", 1),
+        ("Active", 1),
+        ("Normal", 1),
+    ]
+    assert sum(Decimal(s["revenue"]) for s in segments) == Decimal("5640")
+    assert segments[2]["strategies"] == [{"name": "Win-back", "channel": "email"}]
+
+
+def _segment_members(result: dict[str, Any]) -> None:
+    page = data(result)["customers"]
+    assert page["totalCount"] == 1
+    assert [e["node"]["id"] for e in page["edges"]] == ["cyd"]
+    assert page["pageInfo"]["hasNextPage"] is False
+    assert page["edges"][0]["node"]["tiers"] == [{"scheme": "value", "tier": "Normal"}]
+
+
+def _check_rules(result: dict[str, Any]) -> None:
+    check = data(result)["checkRules"]
+    assert check["ok"] is False
+    (diagnostic,) = check["diagnostics"]
+    assert (diagnostic["line"], diagnostic["column"], diagnostic["severity"]) == (2, 15, "error")
+    assert "did you mean `frequency`" in diagnostic["message"]
+
+
+def _preview_rules(result: dict[str, Any]) -> None:
+    (preview,) = data(result)["previewRules"]["schemes"]
+    assert preview["scheme"] == "value"
+    assert preview["asOf"].startswith("2020-01-01T00:00:00")
+    # Before any order: nobody has spent anything yet, everybody is Normal.
+    assert [(t["tier"], t["customerCount"]) for t in preview["tiers"]] == [
+        ("Big", 0),
+        ("Normal", 3),
+    ]
+
+
+RUNS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], None]]] = {
+    "customer_card": ({"id": "ann", "scheme": "value"}, _customer_card),
+    "segment_list": ({"scheme": "value"}, _segment_list),
+    "segment_members": (
+        {"scheme": "value", "tier": "Normal", "where": 'region = "east"'},
+        _segment_members,
+    ),
+    "check_rules": ({"source": "scheme s {\n  tier A when frequncy > 2\n}"}, _check_rules),
+    "preview_rules": (
+        {
+            "source": "scheme value {\n  tier Big when monetary > 1000\n  tier Normal otherwise\n}",
+            "asOf": "2020-01-01",
+        },
+        _preview_rules,
+    ),
+}
+SUBSCRIPTIONS = {"tier_changed"}  # run in test_subscriptions.py
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+async def test_each_operation_against_a_real_database(
+    engine: AsyncEngine, tenant: str, name: str
+) -> None:
+    await shop(engine, tenant)
+    variables, check = RUNS[name]
+    result = await post(engine, tenant, (OPERATIONS / f"{name}.graphql").read_text(), variables)
+    assert codes(result) == []
+    check(result)

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from service.api.context import Context
+from service.api.schema import build_schema
+from service.api.subscriptions import LISTENER_NAME
+from service.app import create_app
+from service.config import Settings
+from tests.api.support import post, shop
+from tests.test_evaluation import day
+
+OPERATION = (Path(__file__).parents[2] / "graphql/operations/tier_changed.graphql").read_text()
+ORDERS = """mutation ($orders: [OrderInput!]!) { recordOrders(orders: $orders) { tierChanges } }"""
+
+
+async def _listening(engine: AsyncEngine) -> None:
+    """Until a subscription has LISTENed and read where it starts (its connection idles)."""
+    for _ in range(200):
+        async with engine.connect() as connection:
+            idle = await connection.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"
+                    " AND state = 'idle' AND query NOT LIKE 'LISTEN%'"
+                ),
+                {"name": LISTENER_NAME},
+            )
+        if idle:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the subscription never started listening")
+
+
+async def test_tier_changed_hears_ingest_through_the_api(engine: AsyncEngine, tenant: str) -> None:
+    await shop(engine, tenant)
+    schema = build_schema(Settings())
+    stream = await schema.subscribe(
+        OPERATION,
+        variable_values={"scheme": "value"},
+        context_value=Context(engine, tenant, Settings()),
+    )
+    assert isinstance(stream, AsyncGenerator)
+    first = asyncio.ensure_future(anext(stream))
+    await _listening(engine)
+    # Bob's second order in a year, big: he becomes VIP; another tenant's changes stay apart.
+    orders = [{"id": "o9", "customerId": "bob", "orderedAt": day(1), "amount": "6000"}]
+    result = await post(engine, tenant, ORDERS, {"orders": orders})
+    assert result["data"]["recordOrders"]["tierChanges"] == 1
+    heard: Any = await asyncio.wait_for(first, timeout=10)
+    assert heard.errors is None
+    change = heard.data["tierChanged"]
+    assert (change["scheme"], change["customerId"], change["fromTier"], change["toTier"]) == (
+        "value",
+        "bob",
+        "Active",
+        "VIP",
+    )
+    assert change["trigger"] == "api" and change["customer"] == {"name": "Bob"}
+    await stream.aclose()
+
+
+async def test_tier_changes_reach_websocket_clients_over_graphql_transport_ws(
+    engine: AsyncEngine, database: URL, tenant: str
+) -> None:
+    await shop(engine, tenant)
+    # The app runs in TestClient's own event loop: it gets an engine without a pool to share.
+    own = create_async_engine(database, poolclass=NullPool)
+    client = TestClient(create_app(own))
+    headers = {"X-Tierwise-Tenant": tenant}
+    with client.websocket_connect(
+        "/graphql", subprotocols=["graphql-transport-ws"], headers=headers
+    ) as ws:
+        ws.send_json({"type": "connection_init"})
+        assert ws.receive_json() == {"type": "connection_ack"}
+        ws.send_json(
+            {"id": "1", "type": "subscribe", "payload": {"query": OPERATION, "variables": {}}}
+        )
+        await _listening(engine)
+        orders = [{"id": "o9", "customerId": "cyd", "orderedAt": day(1), "amount": "1"}]
+        await post(engine, tenant, ORDERS, {"orders": orders})
+        message = ws.receive_json()
+        assert message["type"] == "next" and message["id"] == "1"
+        change = message["payload"]["data"]["tierChanged"]
+        assert (change["customerId"], change["fromTier"], change["toTier"]) == (
+            "cyd",
+            "Normal",
+            "Active",
+        )
+        ws.send_json({"id": "1", "type": "complete"})
+
+
+def test_the_legacy_graphql_ws_protocol_is_refused(engine: AsyncEngine) -> None:
+    client = TestClient(create_app(engine))
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        client.websocket_connect("/graphql", subprotocols=["graphql-ws"]) as ws,
+    ):
+        ws.send_json({"type": "connection_init"})
+        ws.receive_json()
+    assert refused.value.code == 4406
