@@ -17,8 +17,10 @@ from dsl.catalog import CATALOG, MAX_WINDOW_DAYS, MetricRef, Param, Source, Type
 from dsl.errors import Diagnostic, RuleError
 from dsl.lints import lint_scheme
 
-_ORDERED = {Type.NUMBER, Type.DAYS, Type.TIMESTAMP}
+# A tuple: membership tests by identity first, without Enum's Python-level __hash__.
+_ORDERED = (Type.NUMBER, Type.DAYS, Type.TIMESTAMP)
 _CALLABLE = sorted(name for name in CATALOG if name not in ("attributes", "in tier"))
+_CALLABLE_SET = frozenset(_CALLABLE)
 _TYPE_WORDS = {
     Type.NUMBER: "a number",
     Type.DAYS: "a number of days",
@@ -77,6 +79,16 @@ class _Checker:
         self.file = file
         self.tiers_of = tiers_of
         self.depends: dict[str, t.Span] = {}
+        # One MetricRef per distinct reference: a scheme names the same few metrics many times.
+        self.refs: dict[object, MetricRef] = {}
+        # The references of the checked conditions as they are built, in order of appearance
+        # (what `checked.condition_refs` finds walking them afterwards).
+        self.found: list[MetricRef] = []
+
+    def _found(self, *operands: c.Operand) -> None:
+        for operand in operands:
+            if isinstance(operand, c.Ref):
+                self.found.append(operand.ref)
 
     # Operands.
 
@@ -97,13 +109,18 @@ class _Checker:
         return c.Const(window_days(node.amount, node.unit), Type.DAYS, node.span)
 
     def metric(self, node: t.Metric) -> c.Ref:
-        entry = CATALOG.get(node.name) if node.name in _CALLABLE else None
+        entry = CATALOG.get(node.name) if node.name in _CALLABLE_SET else None
         if entry is None:
             close = difflib.get_close_matches(node.name.lower(), _CALLABLE, n=1, cutoff=0.6)
             message = f"unknown metric `{node.name}`"
             if close:
                 message += f"; did you mean `{close[0]}`?"
             raise _Fail(node.name_span, message, "the metrics are listed in docs/rules.md")
+        if not node.args and not entry.required:  # the common case: a bare metric name
+            bare = self.refs.get(entry.name)
+            if bare is None:
+                bare = self.refs[entry.name] = MetricRef(entry.name)
+            return c.Ref(bare, entry.type, node.span)
         values: dict[Param, object] = {}
         for arg in node.args:
             param, value = self.argument(arg, entry.name)
@@ -120,14 +137,24 @@ class _Checker:
                     f"for example: {entry.example}",
                 )
         of = values.get(Param.METRIC)
-        ref = MetricRef(
+        fields = (
             entry.name,
-            window_days=_int_or_none(values.get(Param.WINDOW)),
-            category=_str_or_none(values.get(Param.CATEGORY)),
-            channel=_str_or_none(values.get(Param.CHANNEL)),
-            event=_str_or_none(values.get(Param.EVENT)),
-            of=of if isinstance(of, MetricRef) else None,
+            _int_or_none(values.get(Param.WINDOW)),
+            _str_or_none(values.get(Param.CATEGORY)),
+            _str_or_none(values.get(Param.CHANNEL)),
+            _str_or_none(values.get(Param.EVENT)),
+            of if isinstance(of, MetricRef) else None,
         )
+        ref = self.refs.get(fields)
+        if ref is None:
+            ref = self.refs[fields] = MetricRef(
+                fields[0],
+                window_days=fields[1],
+                category=fields[2],
+                channel=fields[3],
+                event=fields[4],
+                of=fields[5],
+            )
         return c.Ref(ref, entry.type, node.span)
 
     def argument(self, arg: t.Arg, outer: str) -> tuple[Param, object]:
@@ -190,14 +217,7 @@ class _Checker:
         raise _Fail(span, _mismatch(a, a_src, b, b_src), hint)
 
     def condition(self, node: t.Condition) -> c.Condition:
-        if isinstance(node, t.Group):
-            return self.condition(node.inner)
-        if isinstance(node, t.And):
-            return c.And(tuple(self.condition(x) for x in node.items), node.span)
-        if isinstance(node, t.Or):
-            return c.Or(tuple(self.condition(x) for x in node.items), node.span)
-        if isinstance(node, t.Not):
-            return c.Not(self.condition(node.operand), node.span)
+        # The node types are disjoint; the most common comes first.
         if isinstance(node, t.Compare):
             left, right = self.operand(node.left), self.operand(node.right)
             if not (isinstance(left, c.Ref) or isinstance(right, c.Ref)):
@@ -213,7 +233,16 @@ class _Checker:
                     f"{_TYPE_WORDS[type_]} can only be compared with = or !=",
                     "for text there are also in [...], contains, starts with",
                 )
+            self._found(left, right)
             return c.Compare(left, node.op, right, node.span)
+        if isinstance(node, t.Group):
+            return self.condition(node.inner)
+        if isinstance(node, t.And):
+            return c.And(tuple(self.condition(x) for x in node.items), node.span)
+        if isinstance(node, t.Or):
+            return c.Or(tuple(self.condition(x) for x in node.items), node.span)
+        if isinstance(node, t.Not):
+            return c.Not(self.condition(node.operand), node.span)
         if isinstance(node, t.Between):
             operand: c.Operand = self.ref(node.operand, "between")
             low, high = self.operand(node.low), self.operand(node.high)
@@ -223,6 +252,7 @@ class _Checker:
                 raise _Fail(
                     node.span, f"`between` needs numbers, days or dates, not {_TYPE_WORDS[type_]}"
                 )
+            self._found(operand, low, high)
             return c.Between(operand, low, high, node.negated, node.span)
         if isinstance(node, t.InList):
             operand = self.ref(node.operand, "in")
@@ -232,6 +262,7 @@ class _Checker:
                 operand, const, _ = self.unify(operand, node.operand, const, item, item.span)
                 assert isinstance(const, c.Const)
                 items.append(const)
+            self._found(operand)
             return c.InList(operand, tuple(items), node.negated, node.span)
         if isinstance(node, t.TextMatch):
             operand = self.ref(node.operand, node.op)
@@ -239,9 +270,12 @@ class _Checker:
             if value.type is not Type.TEXT:
                 raise _Fail(node.value.span, f"`{node.op}` needs text in double quotes")
             operand, value, _ = self.unify(operand, node.operand, value, node.value, node.span)
+            self._found(operand, value)
             return c.TextMatch(operand, node.op, value, node.negated, node.span)
         if isinstance(node, t.IsNull):
-            return c.IsNull(self.ref(node.operand, "is null"), node.negated, node.span)
+            is_null = c.IsNull(self.ref(node.operand, "is null"), node.negated, node.span)
+            self._found(is_null.operand)
+            return is_null
         return self.member(node)
 
     def ref(self, node: t.Operand, what: str) -> c.Ref:
@@ -269,7 +303,9 @@ class _Checker:
                 message += f"; did you mean `{close[0]}`?"
             raise _Fail(node.tier_span, message)
         self.depends.setdefault(node.scheme, node.scheme_span)
-        return c.Member(MetricRef("in tier", scheme=node.scheme, tier=node.tier), node.span)
+        member = c.Member(MetricRef("in tier", scheme=node.scheme, tier=node.tier), node.span)
+        self.found.append(member.ref)
+        return member
 
 
 _NEEDS = {
@@ -314,16 +350,17 @@ def _check_scheme(
     checker = _Checker(scheme.file, tiers_of)
     tiers: list[c.CheckedTier] = []
     for index, tier in enumerate(scheme.tiers):
+        found = len(checker.found)
         try:
             condition = checker.condition(tier.condition) if tier.condition else None
         except _Fail as fail:
             errors.append(Diagnostic.at(scheme.file, fail.span, fail.message, fail.hint))
             condition = None
+            del checker.found[found:]  # a tier in error reads nothing
         tiers.append(c.CheckedTier(tier.name, index, condition, tier.span))
-    refs: dict[MetricRef, None] = {}
-    for tier_ in tiers:
-        if tier_.condition is not None:
-            refs.update(dict.fromkeys(c.condition_refs(tier_.condition)))
+    # Every reference of the tiers' conditions, in first-use order: the references the checker
+    # found while building them, in the order `c.condition_refs` of each tier would list them.
+    refs = dict.fromkeys(checker.found)
     if scheme.key is not None and scheme.key in checker.depends:
         errors.append(
             Diagnostic.at(

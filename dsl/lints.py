@@ -122,14 +122,18 @@ def _atom(node: c.Condition) -> tuple[MetricRef, _Range] | None:
         v = _point(const)
         if v is None:
             return None
-        ranges = {
-            "=": _Range(values=frozenset([v])),
-            "<": _Range(high=v, high_open=True),
-            "<=": _Range(high=v),
-            ">": _Range(low=v, low_open=True),
-            ">=": _Range(low=v),
-        }
-        return ref.ref, ranges[op]
+        # Only the one range needed is built.
+        if op == "=":
+            return ref.ref, _Range(values=frozenset([v]))
+        if op == "<":
+            return ref.ref, _Range(high=v, high_open=True)
+        if op == "<=":
+            return ref.ref, _Range(high=v)
+        if op == ">":
+            return ref.ref, _Range(low=v, low_open=True)
+        if op == ">=":
+            return ref.ref, _Range(low=v)
+        raise KeyError(op)
     if (
         isinstance(node, c.Between)
         and not node.negated
@@ -191,7 +195,10 @@ def _within(term: Conjunction, cover: Conjunction) -> bool:
     # Cheap test first: a cover can only contain a term that constrains all its metrics.
     if not term.keys() >= cover.keys():
         return False
-    return all(term[ref].within(r) for ref, r in cover.items())
+    for ref, r in cover.items():  # noqa: SIM110 (a loop: no generator made per call)
+        if not term[ref].within(r):
+            return False
+    return True
 
 
 def lint_scheme(scheme: c.CheckedScheme, source: t.Scheme) -> Iterator[Diagnostic]:
@@ -269,7 +276,10 @@ def _single_cover(term: Conjunction, earlier: _Covers) -> list[t.Tier]:
     # A cover can only contain a term that constrains all of the cover's metrics: look covers
     # up by each subset of the term's (few) metrics instead of scanning them all.
     for mask in range(1, 1 << len(keys)):
-        subset = frozenset(k for i, k in enumerate(keys) if mask >> i & 1)
+        if len(keys) == 1:  # the usual case: one subset, the term's one metric
+            subset = frozenset(keys)
+        else:
+            subset = frozenset(k for i, k in enumerate(keys) if mask >> i & 1)
         for tier, cover in earlier.get(subset, ()):
             if _within(term, cover):
                 return [tier]

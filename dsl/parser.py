@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import importlib
+import operator
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
 from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.parse_tree_builder import ExpandSingleChild
+from lark.parsers.lalr_analysis import Shift
 
 from dsl import tree as t
 from dsl.errors import Diagnostic, RuleError
@@ -55,42 +57,38 @@ MAX_DEPTH = 40
 MAX_NUMBER_DIGITS = 30
 
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
+# Text that `_ToTree._string` takes as it is: no backslash, NUL or surrogate.
+_PLAIN_TEXT = re.compile(r"[^\\\0\ud800-\udfff]*")
 
 _UNITS: dict[str, t.Unit] = {"day": "day", "week": "week", "month": "month", "year": "year"}
 
 
-def _load_fast_parser() -> Any:
-    """lark_cython, when installed, parses about twice as fast; same grammar, same results."""
-    try:
-        return importlib.import_module("lark_cython")
-    except ImportError:
-        return None
-
-
-_FAST = _load_fast_parser()
-# Tokens come from lark or from lark_cython; both have type, value and positions.
-_TOKEN_TYPES: tuple[type[Any], ...] = (Token,) if _FAST is None else (Token, _FAST.Token)
-
-
 # Called for most tokens of every file: kept to plain attribute reads (no helper calls).
+# `Span(...)` goes through the named tuple's generated __new__, a Python call; building the
+# same tuple directly does not.
+_new_tuple = tuple.__new__
+_SPAN = t.Span
 
 
 def _span(token: Any) -> t.Span:
-    return t.Span(token.line, token.column, token.end_line, token.end_column)
+    return _new_tuple(_SPAN, (token.line, token.column, token.end_line, token.end_column))
 
 
 def _cover(children: list[Any]) -> t.Span:
     """From the start of the first child (token or node) to the end of the last."""
     first: Any = children[0]
     last: Any = children[-1]
-    if isinstance(first, _TOKEN_TYPES):
+    if isinstance(first, Token):
         line, column = first.line, first.column
     else:
         line, column = first.span.line, first.span.column
-    if isinstance(last, _TOKEN_TYPES):
-        return t.Span(line, column, last.end_line, last.end_column)
+    if isinstance(last, Token):
+        return _new_tuple(_SPAN, (line, column, last.end_line, last.end_column))
     end = last.span
-    return t.Span(line, column, end.end_line, end.end_column)
+    return _new_tuple(_SPAN, (line, column, end.end_line, end.end_column))
+
+
+_ARG_TYPES = (t.WindowArg, t.KeywordArg, t.MetricArg)
 
 
 @dataclass(frozen=True)
@@ -199,7 +197,10 @@ class _ToTree(Transformer[Token, Any]):
     # Operands.
 
     def metric(self, c: list[Any]) -> t.Metric:
-        args = tuple(x for x in c[1:] if isinstance(x, t.WindowArg | t.KeywordArg | t.MetricArg))
+        if c[1] is None:  # a bare name: no brackets, no arguments
+            span = _span(c[0])
+            return t.Metric(c[0].value, (), span, span)
+        args = tuple(x for x in c[1:] if isinstance(x, _ARG_TYPES))
         return t.Metric(c[0].value, args, _cover([x for x in c if x is not None]), _span(c[0]))
 
     def attribute(self, c: list[Any]) -> t.Attribute:
@@ -244,7 +245,7 @@ class _ToTree(Transformer[Token, Any]):
         return t.Duration(self._decimal(c[0]), unit, _cover(c))
 
     def value_list(self, c: list[Any]) -> _Items:
-        items = tuple(x for x in c if not isinstance(x, _TOKEN_TYPES) and x is not None)
+        items = tuple(x for x in c if not isinstance(x, Token) and x is not None)
         return _Items(items, _cover(c))
 
     def empty_list(self, c: list[Any]) -> _Items:
@@ -253,13 +254,19 @@ class _ToTree(Transformer[Token, Any]):
     # Tokens with content.
 
     def _decimal(self, token: Token) -> Decimal:
-        if sum(ch.isdigit() for ch in token.value) > MAX_NUMBER_DIGITS:
+        # Fewer characters than the limit cannot hold too many digits: count only when longer.
+        if (
+            len(token.value) > MAX_NUMBER_DIGITS
+            and sum(ch.isdigit() for ch in token.value) > MAX_NUMBER_DIGITS
+        ):
             raise self._fail(_span(token), f"the number has more than {MAX_NUMBER_DIGITS} digits")
         return Decimal(token.value)
 
     def _string(self, token: Token) -> t.String:
         span = _span(token)
         raw = token.value[1:-1]
+        if _PLAIN_TEXT.fullmatch(raw):  # no escape, NUL or surrogate: the text as written
+            return t.String(raw, span)
         out: list[str] = []
         chars = iter(raw)
         for ch in chars:
@@ -283,8 +290,8 @@ class _ToTree(Transformer[Token, Any]):
 _GRAMMAR = Path(__file__).with_name("grammar.lark")
 
 
-@functools.lru_cache(maxsize=2)
-def _lark(fast: bool = False) -> Lark:
+@functools.cache
+def _lark() -> Lark:
     # The LALR parser applies the transformer at each reduction: no parse tree is built and
     # nothing recurses, so deeply nested input cannot overflow the stack.
     return Lark(
@@ -295,19 +302,179 @@ def _lark(fast: bool = False) -> Lark:
         maybe_placeholders=True,
         transformer=_ToTree(),
         start=["start", "condition"],
-        **({"_plugins": _FAST.plugins} if fast and _FAST is not None else {}),
     )
 
 
+_Match = Callable[[str, int, int], "re.Match[str] | None"]
+
+
+class _Failed(Exception):
+    """The fast loop met input it does not accept; lark's own parser explains it."""
+
+
+class _FastLoop:
+    """lark's contextual lexer and LALR loop for input that parses, in one tight loop.
+
+    It runs lark's own tables: the same per-state scanners (so the same regular expressions,
+    in the same order), the same parse table and the same reduction callbacks (so the same
+    tree), and makes the same tokens. What it leaves out is what makes lark's loop slow in
+    pure Python: a generator and a method call per token, a `LineCounter` per ignored token.
+    It does not explain errors: on any input it does not accept it stops, and `_parse` runs
+    lark's parser, which does. Callbacks run in the same order in both, so an error raised by
+    a callback (a bad date, say) is the same either way.
+    """
+
+    def __init__(self, lark: Lark) -> None:
+        frontend: Any = lark.parser
+        contextual: Any = frontend.lexer
+        parser: Any = frontend.parser.parser
+        table = parser.parse_table
+        callbacks = parser.callbacks
+        self.start_states: dict[str, int] = table.start_states
+        self.end_states: dict[str, int] = table.end_states
+        # lark's table, split per state into shifts (and gotos) and reductions, a reduction as
+        # (length, callback, rule name): the loop then never hashes a lark `Rule`. The callback
+        # is None for a `?rule` with one child, which lark's ExpandSingleChild passes through.
+        self.shifts: dict[int, dict[str, int]] = {}
+        self.reductions: dict[int, dict[str, tuple[int, Any, str]]] = {}
+        for state, actions in table.states.items():
+            shifts = self.shifts[state] = {}
+            reductions = self.reductions[state] = {}
+            for symbol, (action, arg) in actions.items():
+                if action is Shift:
+                    shifts[str(symbol)] = arg
+                    continue
+                size, callback = len(arg.expansion), callbacks[arg]
+                if size == 1 and type(callback) is ExpandSingleChild:
+                    callback = None
+                reductions[str(symbol)] = (size, callback, str(arg.origin.name))
+        self.token_callbacks = {k: v for k, v in callbacks.items() if isinstance(k, str)}
+        # The ignored terminals (whitespace, comments) are skipped by a pattern made of theirs,
+        # put in front of each state's scanner so that one match skips them and reads the token
+        # after them. The same as lark's scanners matching and dropping them one by one,
+        # because no other terminal of the grammar starts with whitespace or `#`: where one of
+        # them matches, lark's scanner matches nothing else. (Possessive: never given back.)
+        ignored = frozenset(lark.lexer_conf.ignore)
+        flags = lark.lexer_conf.g_regex_flags
+        skip = "(?:{})*+".format(
+            "|".join(lark.get_terminal(name).pattern.to_regexp() for name in sorted(ignored))
+        )
+        self.skip = re.compile(skip, flags).match
+        # Per parser state: that match (lark's scanner is one alternation of the state's
+        # terminals in lark's order; past 100 terminals it splits it, which this grammar is far
+        # from), the terminals that may span lines, and lark's token callbacks (none today).
+        self.lexers: dict[int, tuple[_Match, frozenset[str], dict[str, Any]]] = {}
+        for state, lexer in contextual.lexers.items():
+            patterns = lexer.scanner._mres  # built on first use; also fills lexer.callback
+            if len(patterns) != 1 or lexer.ignore_types != ignored or ignored & set(lexer.callback):
+                raise RuntimeError("the fast loop expects one scanner pattern, same ignores")
+            match = re.compile(f"{skip}(?:{patterns[0].pattern})", patterns[0].flags).match
+            self.lexers[state] = (match, lexer.newline_types, lexer.callback)
+
+    def parse(self, text: str, start: str) -> Any:
+        shifts, reductions, lexers = self.shifts, self.reductions, self.lexers
+        shift_callbacks = self.token_callbacks
+        skip = self.skip
+        end_state = self.end_states[start]
+        new_str = str.__new__
+        state_stack = [self.start_states[start]]
+        value_stack: list[Any] = []
+        end = len(text)
+        pos = 0
+        line = 1
+        line_start = 0
+        token: Any = None
+        while True:
+            # Skip whitespace and comments (lark's ignored terminals) and lex one token with the
+            # scanner of the current state (lark's ContextualLexer), in one match.
+            m: Any = None
+            if pos < end:
+                match, newlines, token_callbacks = lexers[state_stack[-1]]
+                m = match(text, pos, end)
+                if m is None:
+                    # Nothing more but whitespace and comments, or input lark must explain.
+                    rest = skip(text, pos)
+                    if rest is None or rest.end() != end:
+                        raise _Failed
+            if m is not None:
+                type_ = m.lastgroup
+                start_pos = m.start(type_)
+                if start_pos != pos:
+                    count = text.count("\n", pos, start_pos)
+                    if count:
+                        line += count
+                        line_start = text.rindex("\n", pos, start_pos) + 1
+                pos = m.end()
+                value = text[start_pos:pos]
+                start_line, start_column = line, start_pos - line_start + 1
+                if type_ in newlines:
+                    count = value.count("\n")
+                    if count:
+                        line += count
+                        line_start = start_pos + value.rindex("\n") + 1
+                # What lark's Token() does, without its keyword-argument checks.
+                token = new_str(Token, value)
+                token.type = type_
+                token.start_pos = start_pos
+                token.value = value
+                token.line = start_line
+                token.column = start_column
+                token.end_line = line
+                token.end_column = pos - line_start + 1
+                token.end_pos = pos
+                if type_ in token_callbacks:
+                    token = token_callbacks[type_](token)
+                is_end = False
+            else:
+                token = (
+                    Token.new_borrow_pos("$END", "", token) if token else Token("$END", "", 0, 1, 1)
+                )
+                is_end = True
+            # Feed it to the LALR loop (lark's ParserState.feed_token).
+            type_ = token.type
+            while True:
+                state = state_stack[-1]
+                target = shifts[state].get(type_)
+                if target is not None:
+                    if is_end:
+                        raise _Failed  # lark asserts that the end is never shifted
+                    state_stack.append(target)
+                    value_stack.append(
+                        token if type_ not in shift_callbacks else shift_callbacks[type_](token)
+                    )
+                    break
+                reduction = reductions[state].get(type_)
+                if reduction is None:
+                    raise _Failed
+                size, callback, origin = reduction
+                if callback is None:  # the child is the value: only the state changes
+                    del state_stack[-1]
+                    state_stack.append(shifts[state_stack[-1]][origin])
+                else:
+                    if size:
+                        children = value_stack[-size:]
+                        del state_stack[-size:]
+                        del value_stack[-size:]
+                    else:
+                        children = []
+                    value_stack.append(callback(children))
+                    state_stack.append(shifts[state_stack[-1]][origin])
+                if is_end and state_stack[-1] == end_state:
+                    return value_stack[-1]
+
+
+@functools.cache
+def _fast_loop() -> _FastLoop:
+    return _FastLoop(_lark())
+
+
 def _parse(text: str, start: str, file: str) -> Any:
-    """Parse with the fast parser; on a syntax error, parse again with lark's own, whose
-    parser state `_acceptable` can inspect, to explain the error."""
+    """Parse with the fast loop; on input it does not accept, parse again with lark's own
+    parser, whose error (and parser state, for `_acceptable`) explains the problem."""
     try:
         try:
-            return _lark(fast=True).parse(text, start=start)
-        except UnexpectedInput:
-            if _FAST is None:
-                raise
+            return _fast_loop().parse(text, start)
+        except _Failed:
             return _lark().parse(text, start=start)
     except UnexpectedInput as error:
         raise RuleError([_parse_error(error, text, file)]) from None
@@ -486,6 +653,8 @@ _COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*')
 
 
 def _comments(text: str) -> Iterator[t.Comment]:
+    if "#" not in text:  # every comment starts with `#`
+        return
     for number, line in enumerate(text.split("\n"), start=1):
         for match in _COMMENT.finditer(line):
             if match.group().startswith("#"):
@@ -515,6 +684,31 @@ def _children(node: object) -> tuple[object, ...]:
     return ()
 
 
+_NO_CHILDREN: tuple[object, ...] = ()
+
+# `_children` by exact type, for the hot loop of `_check_depth`; other types go to `_children`.
+_CHILDREN_OF: dict[type, Callable[[Any], tuple[object, ...]]] = {
+    t.And: operator.attrgetter("items"),
+    t.Or: operator.attrgetter("items"),
+    t.Not: lambda node: (node.operand,),
+    t.Group: lambda node: (node.inner,),
+    t.Compare: lambda node: (node.left, node.right),
+    t.Between: lambda node: (node.operand, node.low, node.high),
+    t.InList: lambda node: (node.operand,),
+    t.IsNull: lambda node: (node.operand,),
+    t.TextMatch: lambda node: (node.operand, node.value),
+    t.Metric: lambda node: (
+        tuple(a.metric for a in node.args if isinstance(a, t.MetricArg))
+        if node.args
+        else _NO_CHILDREN
+    ),
+    **dict.fromkeys(
+        (t.Number, t.String, t.Date, t.Boolean, t.Duration, t.Attribute, t.InTier),
+        lambda node: _NO_CHILDREN,
+    ),
+}
+
+
 def _check_depth(roots: tuple[object, ...], file: str) -> None:
     """Reject deep nesting before anything walks the tree recursively."""
     stack: list[tuple[object, int]] = []
@@ -540,7 +734,11 @@ def _check_depth(roots: tuple[object, ...], file: str) -> None:
                     )
                 ]
             )
-        stack.extend((child, depth + 1) for child in _children(node))
+        children_of = _CHILDREN_OF.get(type(node))
+        children = children_of(node) if children_of is not None else _children(node)
+        if children:
+            depth += 1
+            stack.extend([(child, depth) for child in children])
 
 
 def parse_file(text: str, file: str = "<rules>") -> t.RuleFile:
