@@ -230,9 +230,7 @@ async def _incremental_equals_full(
                                 customers.c.tenant_id == tenant
                             )
                         )
-                    )
-                    .tuples()
-                    .all()
+                    ).all()
                 )
                 full = {ids[row.customer_id]: row.tier for row in expected if row.tier is not None}
                 assert await tiers_of(connection, tenant, scheme.key) == full, scheme.source

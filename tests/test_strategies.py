@@ -58,9 +58,7 @@ async def test_recommended_strategies_follow_current_tiers_by_priority(
                         customers.c.tenant_id == tenant
                     )
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         found = await strategies.recommended(connection, tenant, [ids["big"], ids["small"]])
     assert [s.name for s in found[ids["big"]]] == ["Account manager", "Call"]
