@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     """Serve the GraphiQL IDE on GET /graphql from a browser."""
     introspection: bool = True
     """Answer introspection queries (`__schema`); production may turn it off."""
+    federation: bool = False
+    """Serve the API as an Apollo Federation 2 subgraph (`Customer` an entity keyed by `id`)."""
     max_query_depth: int = 10
     max_query_tokens: int = 2_000
     max_aliases: int = 30

@@ -1,7 +1,7 @@
 """The schema, built from the settings (limits, introspection, federation).
 
-`python -m service.api.schema > graphql/schema.graphql` exports the published contract;
-tests/api/test_schema.py fails when the file and the code drift apart.
+`python -m service.api.schema > graphql/schema.graphql` exports the published contract (the
+plain schema); tests/api/test_contract.py fails when the file and the code drift apart.
 """
 
 from __future__ import annotations
@@ -11,13 +11,17 @@ from collections.abc import Callable
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.federation.schema_directives import Key
+from strawberry.federation.types import FieldSet
 from strawberry.types import ExecutionContext
+from strawberry.types.base import get_object_definition
 
 from service.api.errors import ErrorPolicy, log_errors
 from service.api.limits import limit_extensions
 from service.api.mutations import Mutation
 from service.api.queries import Query
 from service.api.subscriptions import Subscription
+from service.api.types import Customer
 from service.config import Settings
 
 
@@ -28,19 +32,40 @@ class TierwiseSchema(strawberry.Schema):
         log_errors(errors)
 
 
+class FederatedSchema(strawberry.federation.Schema):
+    """The same schema as an Apollo Federation 2 subgraph: `_service` and `_entities`."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        log_errors(errors)
+
+
+def _entity_keys(enabled: bool) -> None:
+    """Make `Customer` an entity keyed by `id` (or not).
+
+    Types are module-level and the key is a directive on the type's definition, so this is
+    per process, which suits the setting: a process serves one configuration. (Decorating
+    `Customer` as an entity always would print `@key` into the plain schema, where no
+    directive of that name is defined.)
+    """
+    definition = get_object_definition(Customer, strict=True)
+    definition.directives = [Key(fields=FieldSet("id"))] if enabled else []
+
+
 def build_schema(settings: Settings) -> strawberry.Schema:
     extensions: list[Callable[[], SchemaExtension]] = [
         ErrorPolicy,
         *limit_extensions(settings),
     ]
-    return TierwiseSchema(
-        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
-    )
+    _entity_keys(settings.federation)
+    schema = FederatedSchema if settings.federation else TierwiseSchema
+    return schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
 
 
 def sdl() -> str:
     """The contract in SDL, as `graphql/schema.graphql` holds it."""
-    return build_schema(Settings()).as_str() + "\n"
+    return build_schema(Settings(federation=False)).as_str() + "\n"
 
 
 if __name__ == "__main__":

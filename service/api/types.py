@@ -234,6 +234,12 @@ class Customer:
             attributes=JSON(row.attributes),
         )
 
+    @classmethod
+    async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Customer | None:
+        """A federation gateway's reference to a customer (when federation is on)."""
+        row = await info.context.loaders.customer_by_external_id.load(str(id))
+        return cls.of(row) if row is not None else None
+
     @resolver(description="The customer's tier in each scheme they are placed in.")
     async def tiers(self, info: Info) -> list[Membership]:
         rows = await info.context.loaders.tiers.load(self.internal_id)
