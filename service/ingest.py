@@ -339,6 +339,23 @@ class _Stage:
             f"coalesce(src.{c}, '{{}}'::jsonb)" if c == "properties" else f"src.{c}"
             for c in payload
         ]
+        # One probe of the key per row serves both the update and the insert; a tenant's
+        # first load has nothing to probe (a million probes cost seconds).
+        matched = f"""
+            SELECT src.*, t.customer_id AS old_customer_id, t.external_id IS NOT NULL AS known,
+                   (t.customer_id, {", ".join(f"t.{c}" for c in payload)})
+                   IS DISTINCT FROM (src.customer_id, {", ".join(new)}) AS differs
+            FROM src LEFT JOIN {table} t ON t.tenant_id = :t AND t.external_id = src.external_id
+        """
+        # In key order, so Postgres answers from the index whatever other tenants hold.
+        existing = await self._execute(
+            f"SELECT 1 FROM {table} WHERE tenant_id = :t ORDER BY tenant_id, external_id LIMIT 1"
+        )
+        if existing.first() is None:
+            matched = (
+                "SELECT src.*, NULL::bigint AS old_customer_id, false AS known, true AS differs"
+                " FROM src"
+            )
         counts = await self._execute(
             f"""
             WITH src AS (
@@ -348,14 +365,7 @@ class _Stage:
                   ON c.tenant_id = :t AND c.external_id = s.customer_external_id
                 ORDER BY 1, s.line DESC
             ),
-            matched AS MATERIALIZED (
-                -- One probe of the key per row serves both the update and the insert.
-                SELECT src.*, t.customer_id AS old_customer_id, t.external_id IS NOT NULL AS known,
-                       (t.customer_id, {", ".join(f"t.{c}" for c in payload)})
-                       IS DISTINCT FROM (src.customer_id, {", ".join(new)}) AS differs
-                FROM src LEFT JOIN {table} t
-                  ON t.tenant_id = :t AND t.external_id = src.external_id
-            ),
+            matched AS MATERIALIZED ({matched}),
             updated AS (
                 UPDATE {table} t SET customer_id = src.customer_id,
                     {", ".join(f"{c} = {n}" for c, n in zip(payload, new, strict=True))}
