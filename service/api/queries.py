@@ -108,7 +108,6 @@ class Query:
         start = decode_cursor(after) if after is not None else None
         async with context.engine.connect() as connection:
             ids = (await _filtered(connection, context, scheme, tier, where)).subquery("ids")
-            total = await connection.scalar(select(func.count()).select_from(ids))
             page = select(customers).where(
                 customers.c.tenant_id == context.tenant, customers.c.id.in_(select(ids.c.id))
             )
@@ -126,7 +125,7 @@ class Query:
                 start_cursor=edges[0].cursor if edges else None,
                 end_cursor=edges[-1].cursor if edges else None,
             ),
-            total_count=int(total or 0),
+            counted=select(func.count()).select_from(ids),
         )
 
     @resolver("One segment per tier of each scheme (or of `scheme`), from the current memberships.")
