@@ -16,6 +16,7 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
 from service import migrate, scheduler
+from service.api.feed import TransitionFeed
 from service.api.http import TierwiseGraphQL
 from service.config import Settings
 
@@ -31,7 +32,8 @@ def create_app(
 ) -> Starlette:
     """The service over ``engine``; with an interval, it also runs scheduled evaluations.
     ``settings`` configure the GraphQL API (default: the defaults, not the environment)."""
-    graphql = TierwiseGraphQL(engine, settings or Settings())
+    feed = TransitionFeed(engine)
+    graphql = TierwiseGraphQL(engine, settings or Settings(), feed)
 
     async def index(request: Request) -> HTMLResponse:
         return HTMLResponse(_INDEX)
@@ -76,9 +78,10 @@ def create_app(
                 schedule.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await schedule
+            await feed.close()
             await engine.dispose()
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", index),
             Route("/healthz", healthz),
@@ -88,3 +91,5 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+    app.state.feed = feed
+    return app

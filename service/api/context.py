@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 from strawberry.types import Info as StrawberryInfo
 
 from service.api.errors import bad_input
+from service.api.feed import TransitionFeed
 from service.api.loaders import Loaders
 from service.config import Settings
 from service.records import FieldError, check_tenant_id
@@ -37,6 +38,7 @@ class Context:
     engine: AsyncEngine
     tenant: str
     settings: Settings
+    feed: TransitionFeed
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

@@ -12,12 +12,13 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from service.api.context import Context, request_tenant
 from service.api.errors import ApiError
+from service.api.feed import TransitionFeed
 from service.api.schema import build_schema
 from service.config import Settings
 
 
 class TierwiseGraphQL(GraphQL[Context, None]):
-    def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
+    def __init__(self, engine: AsyncEngine, settings: Settings, feed: TransitionFeed) -> None:
         super().__init__(
             build_schema(settings),
             graphql_ide="graphiql" if settings.graphiql else None,
@@ -26,6 +27,7 @@ class TierwiseGraphQL(GraphQL[Context, None]):
         )
         self.engine = engine
         self.settings = settings
+        self.feed = feed
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -34,4 +36,4 @@ class TierwiseGraphQL(GraphQL[Context, None]):
             tenant = request_tenant(request, self.settings)
         except ApiError as error:
             raise HTTPException(400, error.message) from None
-        return Context(self.engine, tenant, self.settings)
+        return Context(self.engine, tenant, self.settings, self.feed)

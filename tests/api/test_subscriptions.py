@@ -14,29 +14,23 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from service.api.context import Context
+from service.api.feed import LISTENER_NAME, FeedLost, TransitionFeed
 from service.api.schema import build_schema
-from service.api.subscriptions import LISTENER_NAME
 from service.app import create_app
 from service.config import Settings
 from tests.api.support import post, shop
 from tests.test_evaluation import day
 
 OPERATION = (Path(__file__).parents[2] / "graphql/operations/tier_changed.graphql").read_text()
+# This test database's listening connections.
+MINE = "FROM pg_stat_activity WHERE application_name = :name AND datname = current_database()"
 ORDERS = """mutation ($orders: [OrderInput!]!) { recordOrders(orders: $orders) { tierChanges } }"""
 
 
-async def _listening(engine: AsyncEngine) -> None:
-    """Until a subscription has LISTENed and read where it starts (its connection idles)."""
+async def _listening(feed: TransitionFeed) -> None:
+    """Until a subscription has LISTENed and read where it starts."""
     for _ in range(200):
-        async with engine.connect() as connection:
-            idle = await connection.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"
-                    " AND state = 'idle' AND query NOT LIKE 'LISTEN%'"
-                ),
-                {"name": LISTENER_NAME},
-            )
-        if idle:
+        if feed.active:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the subscription never started listening")
@@ -45,14 +39,15 @@ async def _listening(engine: AsyncEngine) -> None:
 async def test_tier_changed_hears_ingest_through_the_api(engine: AsyncEngine, tenant: str) -> None:
     await shop(engine, tenant)
     schema = build_schema(Settings())
+    feed = TransitionFeed(engine)
     stream = await schema.subscribe(
         OPERATION,
         variable_values={"scheme": "value"},
-        context_value=Context(engine, tenant, Settings()),
+        context_value=Context(engine, tenant, Settings(), feed),
     )
     assert isinstance(stream, AsyncGenerator)
     first = asyncio.ensure_future(anext(stream))
-    await _listening(engine)
+    await _listening(feed)
     # Bob's second order in a year, big: he becomes VIP; another tenant's changes stay apart.
     orders = [{"id": "o9", "customerId": "bob", "orderedAt": day(1), "amount": "6000"}]
     result = await post(engine, tenant, ORDERS, {"orders": orders})
@@ -68,6 +63,8 @@ async def test_tier_changed_hears_ingest_through_the_api(engine: AsyncEngine, te
     )
     assert change["trigger"] == "api" and change["customer"] == {"name": "Bob"}
     await stream.aclose()
+    assert feed.active == 0
+    await feed.close()
 
 
 async def test_tier_changes_reach_websocket_clients_over_graphql_transport_ws(
@@ -76,17 +73,21 @@ async def test_tier_changes_reach_websocket_clients_over_graphql_transport_ws(
     await shop(engine, tenant)
     # The app runs in TestClient's own event loop: it gets an engine without a pool to share.
     own = create_async_engine(database, poolclass=NullPool)
-    client = TestClient(create_app(own))
+    app = create_app(own)
     headers = {"X-Tierwise-Tenant": tenant}
-    with client.websocket_connect(
-        "/graphql", subprotocols=["graphql-transport-ws"], headers=headers
-    ) as ws:
+    # Entered, the client runs the app's lifespan: its shutdown closes the feed.
+    with (
+        TestClient(app) as client,
+        client.websocket_connect(
+            "/graphql", subprotocols=["graphql-transport-ws"], headers=headers
+        ) as ws,
+    ):
         ws.send_json({"type": "connection_init"})
         assert ws.receive_json() == {"type": "connection_ack"}
         ws.send_json(
             {"id": "1", "type": "subscribe", "payload": {"query": OPERATION, "variables": {}}}
         )
-        await _listening(engine)
+        await _listening(app.state.feed)
         orders = [{"id": "o9", "customerId": "cyd", "orderedAt": day(1), "amount": "1"}]
         await post(engine, tenant, ORDERS, {"orders": orders})
         message = ws.receive_json()
@@ -109,3 +110,43 @@ def test_the_legacy_graphql_ws_protocol_is_refused(engine: AsyncEngine) -> None:
         ws.send_json({"type": "connection_init"})
         ws.receive_json()
     assert refused.value.code == 4406
+
+
+async def test_one_listening_connection_serves_every_subscription_of_a_process(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    await shop(engine, tenant)
+    feed = TransitionFeed(engine)
+    mine = feed.watch(tenant, "value")
+    others = feed.watch(f"{tenant}x", None)
+    first_mine = asyncio.ensure_future(anext(mine))
+    first_other = asyncio.ensure_future(anext(others))
+    for _ in range(200):
+        if feed.active == 2:
+            break
+        await asyncio.sleep(0.05)
+    async with engine.connect() as connection:
+        listeners = await connection.scalar(
+            text(f"SELECT count(*) {MINE}"),
+            {"name": LISTENER_NAME},
+        )
+    assert listeners == 1
+    orders = [{"id": "o9", "customerId": "cyd", "orderedAt": day(1), "amount": "1"}]
+    await post(engine, tenant, ORDERS, {"orders": orders})
+    heard = await asyncio.wait_for(first_mine, timeout=10)
+    assert (heard.customer_external_id, heard.to_tier) == ("cyd", "Active")
+    assert not first_other.done()
+    # A lost connection ends the subscriptions with an error instead of silence.
+    async with engine.connect() as connection:
+        await connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :n"
+            ),
+            {"n": LISTENER_NAME},
+        )
+    with pytest.raises(FeedLost):
+        await asyncio.wait_for(first_other, timeout=10)
+    await mine.aclose()
+    await others.aclose()
+    assert feed.active == 0
+    await feed.close()
