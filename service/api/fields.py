@@ -21,3 +21,8 @@ def resolver(description: str) -> Callable[[F], F]:
 
 def subscription(description: str) -> Callable[[F], F]:
     return cast(Callable[[F], F], strawberry.subscription(description=description))
+
+
+def arg(description: str) -> Any:
+    """An argument's description, as `Annotated[type, arg("...")]`."""
+    return strawberry.argument(description=description)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import strawberry
 
@@ -11,7 +11,7 @@ from dsl import RuleError
 from service import evaluation, schemes, strategies
 from service.api.context import Info
 from service.api.errors import LIMIT_EXCEEDED, ApiError, bad_input, bad_rule, not_found
-from service.api.fields import resolver
+from service.api.fields import arg, resolver
 from service.api.inputs import (
     FIELD_NAMES,
     CustomerInput,
@@ -91,20 +91,28 @@ class Mutation:
         "Create or replace customers by id (idempotent). Valid rows are written even when "
         "others are not; each problem is reported with its row and field."
     )
-    async def upsert_customers(self, info: Info, customers: list[CustomerInput]) -> IngestResult:
+    async def upsert_customers(
+        self,
+        info: Info,
+        customers: Annotated[list[CustomerInput], arg("Checked row by row.")],
+    ) -> IngestResult:
         return await _ingest(info, Kind.customers, customers, customer_row)
 
     @resolver(
         "Record orders by id (idempotent); the customers' tiers follow at once, and each "
         "change is announced on tierChanged."
     )
-    async def record_orders(self, info: Info, orders: list[OrderInput]) -> IngestResult:
+    async def record_orders(
+        self, info: Info, orders: Annotated[list[OrderInput], arg("Checked row by row.")]
+    ) -> IngestResult:
         return await _ingest(info, Kind.orders, orders, order_row)
 
     @resolver(
         "Record behaviour events (idempotent by id, or by content without one); tiers follow."
     )
-    async def record_events(self, info: Info, events: list[EventInput]) -> IngestResult:
+    async def record_events(
+        self, info: Info, events: Annotated[list[EventInput], arg("Checked row by row.")]
+    ) -> IngestResult:
         return await _ingest(info, Kind.events, events, event_row)
 
     @resolver(
@@ -113,7 +121,11 @@ class Mutation:
         "are made current at once. Bad rules give a BAD_RULE error and change nothing."
     )
     async def publish_scheme(
-        self, info: Info, key: str, source: str, evaluate: bool = True
+        self,
+        info: Info,
+        key: Annotated[str, arg("The scheme's key.")],
+        source: Annotated[str, arg("Rule text: tiers, or one `scheme key { ... }` block.")],
+        evaluate: Annotated[bool, arg("Make the new rules current at once.")] = True,
     ) -> PublishResult:
         context = info.context
         try:
@@ -142,7 +154,9 @@ class Mutation:
         "Create a strategy, or update the one of the same scheme, tier and name. NOT_FOUND "
         "for a scheme or tier that is not published."
     )
-    async def save_strategy(self, info: Info, strategy: StrategyInput) -> Strategy:
+    async def save_strategy(
+        self, info: Info, strategy: Annotated[StrategyInput, arg("The strategy.")]
+    ) -> Strategy:
         context = info.context
         parameters: object = strategy.parameters if strategy.parameters is not None else {}
         if not isinstance(parameters, dict):
@@ -166,7 +180,9 @@ class Mutation:
         return Strategy.of(saved)
 
     @resolver("Delete a strategy; false when there was none of that id.")
-    async def delete_strategy(self, info: Info, id: strawberry.ID) -> bool:
+    async def delete_strategy(
+        self, info: Info, id: Annotated[strawberry.ID, arg("The strategy's id.")]
+    ) -> bool:
         context = info.context
         try:
             strategy_id = int(id)
@@ -179,7 +195,9 @@ class Mutation:
         "Evaluate a scheme now (and the schemes that read its tiers): tiers become current "
         "and every change is recorded and announced. NOT_FOUND for an unpublished scheme."
     )
-    async def evaluate_scheme(self, info: Info, scheme: str) -> list[EvaluationRun]:
+    async def evaluate_scheme(
+        self, info: Info, scheme: Annotated[str, arg("Key of a published scheme.")]
+    ) -> list[EvaluationRun]:
         context = info.context
         try:
             runs = await evaluation.evaluate_all(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy import Select, func, select
@@ -13,7 +13,7 @@ from dsl import RuleError, check_condition, compile_condition, parse_condition, 
 from service import analytics, evaluation, schemes, strategies
 from service.api.context import Context, Info
 from service.api.errors import bad_input, bad_rule, not_found
-from service.api.fields import resolver
+from service.api.fields import arg, resolver
 from service.api.types import (
     Customer,
     CustomerConnection,
@@ -80,7 +80,9 @@ async def _filtered(
 @strawberry.type(description="Reading customers, tiers, segments, strategies and rules.")
 class Query:
     @resolver(description="The customer of this id (their id in your systems), or null.")
-    async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:
+    async def customer(
+        self, info: Info, id: Annotated[strawberry.ID, arg("The customer's id in your systems.")]
+    ) -> Customer | None:
         row = await info.context.loaders.customer_by_external_id.load(str(id))
         return Customer.of(row) if row is not None else None
 
@@ -93,11 +95,15 @@ class Query:
     async def customers(
         self,
         info: Info,
-        scheme: str | None = None,
-        tier: str | None = None,
-        where: str | None = None,
-        first: int | None = None,
-        after: str | None = None,
+        scheme: Annotated[str | None, arg("Only customers placed in this scheme.")] = None,
+        tier: Annotated[str | None, arg("Only those in this tier of `scheme`.")] = None,
+        where: Annotated[
+            str | None, arg("A rule-language condition, e.g. `recency > 90 days`.")
+        ] = None,
+        first: Annotated[
+            int | None, arg("Page size (default and cap: the server's limit).")
+        ] = None,
+        after: Annotated[str | None, arg("`endCursor` of the previous page.")] = None,
     ) -> CustomerConnection:
         context = info.context
         limit = context.settings.max_page_size
@@ -129,7 +135,9 @@ class Query:
         )
 
     @resolver("One segment per tier of each scheme (or of `scheme`), from the current memberships.")
-    async def segments(self, info: Info, scheme: str | None = None) -> list[Segment]:
+    async def segments(
+        self, info: Info, scheme: Annotated[str | None, arg("Only this scheme's tiers.")] = None
+    ) -> list[Segment]:
         context = info.context
         async with context.engine.connect() as connection:
             rows = await analytics.segment_report(connection, context.tenant, scheme)
@@ -144,7 +152,10 @@ class Query:
 
     @resolver(description="Active strategies, optionally of one scheme and tier.")
     async def strategies(
-        self, info: Info, scheme: str | None = None, tier: str | None = None
+        self,
+        info: Info,
+        scheme: Annotated[str | None, arg("Only this scheme's.")] = None,
+        tier: Annotated[str | None, arg("Only this tier's.")] = None,
     ) -> list[Strategy]:
         context = info.context
         async with context.engine.connect() as connection:
@@ -159,7 +170,9 @@ class Query:
         "Check rule text against the published schemes: errors and warnings "
         "with line and column. Nothing is written."
     )
-    async def check_rules(self, info: Info, source: str) -> RuleCheck:
+    async def check_rules(
+        self, info: Info, source: Annotated[str, arg("Rule text, as in a .rules file.")]
+    ) -> RuleCheck:
         context = info.context
         try:
             parsed = parse_rules(source)
@@ -175,7 +188,12 @@ class Query:
         "written. Bad rules give a BAD_RULE error."
     )
     async def preview_rules(
-        self, info: Info, source: str, as_of: dt.date | None = None
+        self,
+        info: Info,
+        source: Annotated[str, arg("Rule text, as in a .rules file.")],
+        as_of: Annotated[
+            dt.date | None, arg("Evaluate on the data before this day (a backtest); default now.")
+        ] = None,
     ) -> RulePreview:
         context = info.context
         try:

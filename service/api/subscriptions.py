@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from typing import Annotated
 
 import strawberry
 
 from service.api.context import Info
-from service.api.fields import subscription
+from service.api.fields import arg, subscription
 from service.api.types import Transition
 
 
@@ -19,7 +20,7 @@ class Subscription:
         "from ingest, evaluations and publishing, on any replica."
     )
     async def tier_changed(
-        self, info: Info, scheme: str | None = None
+        self, info: Info, scheme: Annotated[str | None, arg("Only this scheme's changes.")] = None
     ) -> AsyncGenerator[Transition, None]:
         context = info.context
         # Closed as soon as the client unsubscribes, not whenever the collector finds it.

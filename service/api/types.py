@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy import Row, Select
@@ -21,7 +21,7 @@ from service import analytics, evaluation, schemes
 from service import strategies as strategy_service
 from service.api.context import Info
 from service.api.errors import bad_input, not_found
-from service.api.fields import resolver
+from service.api.fields import arg, resolver
 from service.api.loaders import CARD_METRICS, MembershipRow, TransitionRow, explain_customer
 from service.errors import UserError
 
@@ -258,7 +258,9 @@ class Customer:
         "Why the customer is in their tier of `scheme`: every tier's condition "
         "with the customer's values. NOT_FOUND for a scheme that is not published."
     )
-    async def explain(self, info: Info, scheme: str) -> Explanation:
+    async def explain(
+        self, info: Info, scheme: Annotated[str, arg("Key of a published scheme.")]
+    ) -> Explanation:
         context = info.context
         async with context.engine.connect() as connection:
             try:
@@ -271,7 +273,9 @@ class Customer:
         return Explanation.of(scheme, explanation)
 
     @resolver(description="Every tier change of the customer, oldest first.")
-    async def history(self, info: Info, scheme: str | None = None) -> list[Transition]:
+    async def history(
+        self, info: Info, scheme: Annotated[str | None, arg("Only this scheme's changes.")] = None
+    ) -> list[Transition]:
         rows = await info.context.loaders.history.load((self.internal_id, scheme))
         return [Transition.of(row) for row in rows]
 
