@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from dsl import checked as c
 from dsl import tree as t
@@ -24,8 +25,9 @@ _MAX_COVERS = 10_000
 Point = Decimal | dt.datetime | str | bool
 
 
-@dataclass(frozen=True)
-class _Range:
+class _Range(NamedTuple):
+    # A named tuple rather than a frozen dataclass: several are made per condition, and tuples
+    # build faster. Only ever compared with other ranges.
     low: Point | None = None
     low_open: bool = False
     high: Point | None = None
@@ -188,7 +190,10 @@ def _meet(a: Conjunction, b: Conjunction) -> Conjunction:
 
 
 def _empty(term: Conjunction) -> bool:
-    return any(r.empty() for r in term.values())
+    for r in term.values():  # noqa: SIM110 (a loop: no generator made per call)
+        if r.empty():
+            return True
+    return False
 
 
 def _within(term: Conjunction, cover: Conjunction) -> bool:

@@ -7,10 +7,10 @@ import functools
 import operator
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 from lark.parse_tree_builder import ExpandSingleChild
@@ -91,15 +91,14 @@ def _cover(children: list[Any]) -> t.Span:
 _ARG_TYPES = (t.WindowArg, t.KeywordArg, t.MetricArg)
 
 
-@dataclass(frozen=True)
-class _TierName:
+# Named tuples: built for every tier name and list, and faster to build than dataclasses.
+class _TierName(NamedTuple):
     name: str
     quoted: bool
     span: t.Span
 
 
-@dataclass(frozen=True)
-class _Items:
+class _Items(NamedTuple):
     items: tuple[t.LiteralNode, ...]
     span: t.Span
 
