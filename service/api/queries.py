@@ -19,6 +19,7 @@ from service.api.types import (
     CustomerConnection,
     CustomerEdge,
     Diagnostic,
+    Explanation,
     Metric,
     PageInfo,
     RuleCheck,
@@ -30,6 +31,7 @@ from service.api.types import (
     catalog,
     decode_cursor,
     encode_cursor,
+    explanation,
 )
 from service.errors import UserError
 from service.tables import customers, memberships
@@ -85,6 +87,21 @@ class Query:
     ) -> Customer | None:
         row = await info.context.loaders.customer_by_external_id.load(str(id))
         return Customer.of(row) if row is not None else None
+
+    @resolver(
+        "Why a customer is in their tier of `scheme` (the customer card's `explain`, for "
+        "tools that start from an id). NOT_FOUND for an unknown customer or scheme."
+    )
+    async def explain(
+        self,
+        info: Info,
+        customer: Annotated[strawberry.ID, arg("The customer's id in your systems.")],
+        scheme: Annotated[str, arg("Key of a published scheme.")],
+    ) -> Explanation:
+        row = await info.context.loaders.customer_by_external_id.load(str(customer))
+        if row is None:
+            raise not_found(f"no customer {str(customer)!r}")
+        return await explanation(info, row.id, scheme)
 
     @resolver(
         "Customers, in a stable order, a page at a time: optionally those in "

@@ -200,6 +200,17 @@ class Transition:
         )
 
 
+async def explanation(info: Info, customer_id: int, scheme: str) -> Explanation:
+    context = info.context
+    async with context.engine.connect() as connection:
+        try:
+            published = await schemes.find(connection, context.tenant, scheme)
+        except UserError:
+            raise not_found(f"no published scheme {scheme!r}") from None
+    traced = await explain_customer(context.engine, context.tenant, published, customer_id)
+    return Explanation.of(scheme, traced)
+
+
 @strawberry.type(description="A customer: profile, tiers, recommended strategies and why.")
 class Customer:
     internal_id: strawberry.Private[int]
@@ -261,16 +272,7 @@ class Customer:
     async def explain(
         self, info: Info, scheme: Annotated[str, arg("Key of a published scheme.")]
     ) -> Explanation:
-        context = info.context
-        async with context.engine.connect() as connection:
-            try:
-                published = await schemes.find(connection, context.tenant, scheme)
-            except UserError:
-                raise not_found(f"no published scheme {scheme!r}") from None
-        explanation = await explain_customer(
-            context.engine, context.tenant, published, self.internal_id
-        )
-        return Explanation.of(scheme, explanation)
+        return await explanation(info, self.internal_id, scheme)
 
     @resolver(description="Every tier change of the customer, oldest first.")
     async def history(

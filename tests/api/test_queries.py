@@ -83,6 +83,11 @@ async def test_explain_traces_every_tier_with_the_customers_values(
     missing = await post(engine, tenant, query, {"id": "bob", "scheme": "nope"})
     assert codes(missing) == ["NOT_FOUND"]
     assert missing["errors"][0]["path"] == ["customer", "explain"]
+    root = 'query ($id: ID!) { explain(customer: $id, scheme: "value") { tier } }'
+    assert data(await post(engine, tenant, root, {"id": "bob"})) == {"explain": {"tier": "Active"}}
+    unknown = await post(engine, tenant, root, {"id": "nobody"})
+    assert codes(unknown) == ["NOT_FOUND"]
+    assert unknown["errors"][0]["message"] == "no customer 'nobody'"
 
 
 PAGE = """
