@@ -24,6 +24,7 @@ BAD_INPUT = "BAD_INPUT"
 NOT_FOUND = "NOT_FOUND"
 LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
 FORBIDDEN = "FORBIDDEN"  # reserved for authentication and authorisation (issue 6)
+UNAVAILABLE = "UNAVAILABLE"  # try again: e.g. a subscription lost its database connection
 INTERNAL = "INTERNAL"
 
 MASKED_MESSAGE = "Unexpected error."
@@ -126,11 +127,20 @@ def log_errors(errors: Sequence[GraphQLError]) -> None:
             log.error("unexpected error in %s", error.path, exc_info=error.original_error)
 
 
+def _publish(result: object) -> None:
+    errors = getattr(result, "errors", None)
+    if errors:
+        result.errors = [public_error(error) for error in errors]  # type: ignore[attr-defined]
+
+
 class ErrorPolicy(SchemaExtension):
-    """Codes on limit errors, unexpected errors masked (after strawberry has logged them)."""
+    """Codes on limit errors, unexpected errors masked (after the schema has logged them),
+    in query and mutation results and in every result of a subscription."""
 
     def on_operation(self) -> Iterator[None]:
         yield
-        result = self.execution_context.result
-        if result is not None and result.errors:
-            result.errors = [public_error(error) for error in result.errors]
+        _publish(self.execution_context.result)
+
+    def on_stream_result(self, result: object) -> Iterator[None]:
+        _publish(result)
+        yield

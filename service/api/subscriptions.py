@@ -9,6 +9,8 @@ from typing import Annotated
 import strawberry
 
 from service.api.context import Info
+from service.api.errors import UNAVAILABLE, ApiError
+from service.api.feed import FeedLost
 from service.api.fields import arg, subscription
 from service.api.types import Transition
 
@@ -24,6 +26,9 @@ class Subscription:
     ) -> AsyncGenerator[Transition, None]:
         context = info.context
         # Closed as soon as the client unsubscribes, not whenever the collector finds it.
-        async with aclosing(context.feed.watch(context.tenant, scheme)) as rows:
-            async for row in rows:
-                yield Transition.of(row)
+        try:
+            async with aclosing(context.feed.watch(context.tenant, scheme)) as rows:
+                async for row in rows:
+                    yield Transition.of(row)
+        except FeedLost as lost:
+            raise ApiError(UNAVAILABLE, f"{lost}: subscribe again") from None

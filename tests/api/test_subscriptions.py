@@ -15,6 +15,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from service.api.context import Context
 from service.api.feed import LISTENER_NAME, FeedLost, TransitionFeed
+from service.api.loaders import TransitionRow
 from service.api.schema import build_schema
 from service.app import create_app
 from service.config import Settings
@@ -150,3 +151,31 @@ async def test_one_listening_connection_serves_every_subscription_of_a_process(
     await others.aclose()
     assert feed.active == 0
     await feed.close()
+
+
+class _Failing(TransitionFeed):
+    def __init__(self, engine: AsyncEngine, error: Exception) -> None:
+        super().__init__(engine)
+        self.error = error
+
+    async def watch(self, tenant: str, scheme: str | None) -> AsyncGenerator[TransitionRow, None]:
+        raise self.error
+        yield  # an async generator, as the real one
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "message"),
+    [
+        (FeedLost("lost the connection"), "UNAVAILABLE", "lost the connection: subscribe again"),
+        (RuntimeError("internal detail"), "INTERNAL", "Unexpected error."),
+    ],
+)
+async def test_subscription_errors_have_codes_and_hide_internals(
+    engine: AsyncEngine, tenant: str, error: Exception, code: str, message: str
+) -> None:
+    context = Context(engine, tenant, Settings(), _Failing(engine, error))
+    stream = await build_schema(Settings()).subscribe(OPERATION, context_value=context)
+    assert isinstance(stream, AsyncGenerator)
+    result: Any = await anext(stream)
+    (reported,) = result.errors
+    assert (reported.message, reported.extensions) == (message, {"code": code})
