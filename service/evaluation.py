@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dsl import Sources, compile_scheme
 from service import schemes as published
+from service.ingest import ANALYZE_AFTER_ROWS
 from service.schemes import PublishedScheme
 from service.tables import customers, evaluation_runs, events, memberships, orders
 
@@ -313,6 +314,10 @@ async def evaluate(
                     trigger=trigger,
                     only_affected=False,
                 )
+                if changed >= ANALYZE_AFTER_ROWS:
+                    # Statistics now, for the incremental updates that look memberships up
+                    # next (autovacuum may be off, or late).
+                    await connection.execute(text("ANALYZE memberships"))
             tiers = await _count(connection, tenant, scheme, at, applied=applied)
             duration_ms = round((time.perf_counter() - started) * 1000)
             result = RunResult(
