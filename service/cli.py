@@ -203,9 +203,17 @@ def demo(
                 )
                 await strategies.install_template(connection, config.default_tenant, template)
         runs = await evaluation.evaluate_all(engine, config.default_tenant, trigger="demo")
-        for run in runs:
-            tiers = ", ".join(f"{t.tier} {t.customers:,}" for t in run.tiers)
-            out.print(f"scheme {run.scheme}: {tiers} ({run.duration_ms} ms)", highlight=False)
+        async with engine.connect() as connection:
+            report = await analytics.segment_report(connection, config.default_tenant, None)
+            installed = await strategies.listed(connection, config.default_tenant)
+        durations = ", ".join(f"{run.scheme} {run.duration_ms} ms" for run in runs)
+        out.print(f"evaluated the four built-in schemes ({durations}):", highlight=False)
+        out.print(analytics.segment_table(report), highlight=False, markup=False)
+        out.print(
+            f"{len(installed)} strategies attached to their tiers "
+            "(`tierwise rules templates` shows the rules)",
+            highlight=False,
+        )
         if serve_:
             out.print(
                 f"Tierwise demo serving at http://{config.host}:{config.port}/ "
