@@ -15,8 +15,8 @@ from strawberry.dataloader import DataLoader
 
 from dsl import CATALOG, MetricRef, Sources, Value, explain, metric_values_select
 from dsl.explain import Explanation
-from service import evaluation, strategies
-from service.schemes import PublishedScheme
+from service import evaluation, schemes, strategies
+from service.api.errors import not_found
 from service.strategies import Strategy
 from service.tables import customers, events, memberships, orders, transitions
 
@@ -135,22 +135,6 @@ async def metric_values(
     }
 
 
-async def explain_customer(
-    engine: AsyncEngine, tenant: str, scheme: PublishedScheme, customer_id: int
-) -> Explanation:
-    """Why the customer is (or, with data newer than the last run, would be) in their tier."""
-    async with engine.connect() as connection:
-        values = await metric_values(
-            connection,
-            tenant,
-            scheme.checked.refs,
-            [customer_id],
-            population=scheme.uses_population,
-            as_of=dt.datetime.now(dt.UTC),
-        )
-    return explain(scheme.checked, values[customer_id])
-
-
 class Loaders:
     """This request's DataLoaders."""
 
@@ -164,12 +148,16 @@ class Loaders:
         self.tier_strategies = self._loader(self._tier_strategies)
         self.metrics = self._loader(self._metrics)
         self.history = self._loader(self._history)
+        self.explanations = self._loader(self._explanations)
 
     def _loader(
         self,
-        fetch: Callable[[AsyncConnection, list[K]], Coroutine[Any, Any, Mapping[K, V]]],
+        fetch: Callable[
+            [AsyncConnection, list[K]], Coroutine[Any, Any, Mapping[K, V | BaseException]]
+        ],
     ) -> DataLoader[K, V]:
-        async def batch(keys: list[K]) -> list[V]:
+        # A key's exception (e.g. NOT_FOUND) is raised by `load` for that key alone.
+        async def batch(keys: list[K]) -> list[V | BaseException]:
             async with self.engine.connect() as connection:
                 found = await fetch(connection, keys)
             return [found[key] for key in keys]
@@ -263,3 +251,28 @@ class Loaders:
             ]
             for customer, scheme in keys
         }
+
+    async def _explanations(
+        self, connection: AsyncConnection, keys: list[tuple[int, str]]
+    ) -> dict[tuple[int, str], Explanation | BaseException]:
+        """Why each customer is in their tier of a scheme: one metric query per scheme for
+        the whole batch (a population scheme ranks the whole tenant once, not per customer)."""
+        published = {s.key: s for s in await schemes.current(connection, self.tenant)}
+        now = dt.datetime.now(dt.UTC)
+        found: dict[tuple[int, str], Explanation | BaseException] = {}
+        for key in sorted({scheme for _, scheme in keys}):
+            ids = sorted({customer for customer, scheme in keys if scheme == key})
+            scheme = published.get(key)
+            if scheme is None:
+                found.update(((c, key), not_found(f"no published scheme {key!r}")) for c in ids)
+                continue
+            values = await metric_values(
+                connection,
+                self.tenant,
+                scheme.checked.refs,
+                ids,
+                population=scheme.uses_population,
+                as_of=now,
+            )
+            found.update(((c, key), explain(scheme.checked, values[c])) for c in ids)
+        return found

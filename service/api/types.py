@@ -20,10 +20,9 @@ from dsl.explain import Explanation as RuleExplanation
 from service import analytics, evaluation, schemes
 from service import strategies as strategy_service
 from service.api.context import Info
-from service.api.errors import bad_input, not_found
+from service.api.errors import bad_input
 from service.api.fields import arg, resolver
-from service.api.loaders import CARD_METRICS, MembershipRow, TransitionRow, explain_customer
-from service.errors import UserError
+from service.api.loaders import CARD_METRICS, MembershipRow, TransitionRow
 
 
 @strawberry.type(description="A customer's place in one scheme: the tier they are in now.")
@@ -201,13 +200,7 @@ class Transition:
 
 
 async def explanation(info: Info, customer_id: int, scheme: str) -> Explanation:
-    context = info.context
-    async with context.engine.connect() as connection:
-        try:
-            published = await schemes.find(connection, context.tenant, scheme)
-        except UserError:
-            raise not_found(f"no published scheme {scheme!r}") from None
-    traced = await explain_customer(context.engine, context.tenant, published, customer_id)
+    traced = await info.context.loaders.explanations.load((customer_id, scheme))
     return Explanation.of(scheme, traced)
 
 

@@ -240,6 +240,7 @@ async def test_a_page_costs_the_same_round_trips_whatever_its_size(
     await import_rows(engine, Kind.customers, tenant, enumerate(more), source="test")
     query = """query ($first: Int) { customers(first: $first) { edges { node {
       id tiers { tier } strategies { name } metrics { monetary } history { toTier }
+      explain(scheme: "value") { tier }
     } } } }"""
     statements: list[str] = []
 
