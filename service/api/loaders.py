@@ -1,6 +1,6 @@
 """Batched reads for everything resolved per node (tiers, strategies, metric values, history,
-customers by id): one query per batch, on a connection of its own, so concurrently resolved
-siblings never share one (an AsyncConnection is not safe for that)."""
+explanations, customers by id): one query per batch, on a connection of its own, so
+concurrently resolved siblings never share one (an AsyncConnection is not safe for that)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from strawberry.dataloader import DataLoader
 
@@ -82,7 +82,7 @@ def customer_sources(tenant: str, ids: Sequence[int]) -> Sources:
     )
 
 
-def transitions_select() -> Any:
+def transitions_select() -> Select[Any]:
     return select(
         transitions.c.id,
         transitions.c.scheme_key,

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, TypeVar
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dsl import RuleError
 from service import evaluation, schemes, strategies
@@ -47,7 +48,7 @@ async def _ingest(
         raise ApiError(LIMIT_EXCEEDED, f"{len(items)} rows in one request, at most {limit} allowed")
     changes: list[int] = []
 
-    async def refresh(connection: Any, tenant: str) -> None:
+    async def refresh(connection: AsyncConnection, tenant: str) -> None:
         # Tiers follow the new data in the same transaction; each change is also announced
         # to tierChanged subscribers when it commits.
         changes.append(await evaluation.refresh_affected(connection, tenant, trigger="api"))
