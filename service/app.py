@@ -31,7 +31,7 @@ def create_app(
     engine: AsyncEngine, *, evaluation_interval: float = 0.0, settings: Settings | None = None
 ) -> Starlette:
     """The service over ``engine``; with an interval, it also runs scheduled evaluations.
-    ``settings`` configure the GraphQL API (default: the defaults, not the environment)."""
+    ``settings`` configure the GraphQL API (default: read from the environment)."""
     feed = TransitionFeed(engine)
     graphql = TierwiseGraphQL(engine, settings or Settings(), feed)
 
