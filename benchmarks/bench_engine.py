@@ -404,7 +404,8 @@ async def add_order(engine: AsyncEngine, tenant: str, row: dict[str, str]) -> fl
 
 
 async def remove_bench_orders(engine: AsyncEngine, tenant: str, prefix: str) -> int:
-    """Delete the benchmark's orders; recompute those customers' rollups and tiers."""
+    """Delete the benchmark's orders; recompute those customers' rollups and tiers. Returns
+    the number of customers."""
     async with engine.begin() as connection:
         await connection.execute(text(rollups.CREATE_AFFECTED))
         removed = await connection.execute(
@@ -446,7 +447,7 @@ async def bench_incremental(
         f"incremental: {len(times)} single-order imports with refresh ({warmup} warm-up not "
         f"counted): p50 {percentile(times, 0.5) * 1000:.1f} ms, p90 "
         f"{percentile(times, 0.9) * 1000:.1f} ms, p99 {percentile(times, 0.99) * 1000:.1f} ms, "
-        f"max {max(times) * 1000:.1f} ms ({removed} benchmark orders removed afterwards)"
+        f"max {max(times) * 1000:.1f} ms (the orders of {removed} customers removed afterwards)"
     )
     for label, phase in phases.items():
         print(
@@ -568,6 +569,7 @@ def pandas_tiers(
             if "amount" in frame:
                 frame["amount"] = frame["amount"].astype(float)  # numeric arrives as Decimal
             return frame
+        copying = time.perf_counter()
         buffer = io.BytesIO()
         with (
             connection.cursor() as cursor,
@@ -576,9 +578,12 @@ def pandas_tiers(
             for block in copy:
                 buffer.write(block)
         buffer.seek(0)
+        parsing = time.perf_counter()
+        phases["copy"] = phases.get("copy", 0.0) + parsing - copying
         frame = pd.read_csv(buffer)
         for name in dates:
             frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
+        phases["parse"] = phases.get("parse", 0.0) + time.perf_counter() - parsing
         return frame
 
     t = tenant.replace("'", "''")
@@ -662,6 +667,10 @@ async def bench_pandas(
             frame, phases = await asyncio.to_thread(pandas_tiers, url, tenant, as_of, how)
             totals.append(time.perf_counter() - start)
             reads.append(phases["read"])
+            print(
+                "      pandas phases s: "
+                + ", ".join(f"{name} {seconds:.1f}" for name, seconds in phases.items())
+            )
     print(f"pandas: checking {len(frame):,} tiers against the hand-written statement")
     await check_frame(engine, tenant, as_of, frame)
     scheme_median = statistics.median(hand_times)
