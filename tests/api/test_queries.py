@@ -2,9 +2,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import httpx
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.app import create_app
+from service.config import Settings
 from service.ingest import import_rows
 from service.records import Kind
 from tests.api.support import codes, data, post, shop
@@ -126,8 +129,6 @@ async def test_customers_page_with_keyset_cursors(engine: AsyncEngine, tenant: s
 
 
 async def test_first_is_capped_by_the_page_size_limit(engine: AsyncEngine, tenant: str) -> None:
-    from service.config import Settings
-
     await shop(engine, tenant)
     capped = await post(engine, tenant, PAGE, {"first": 1000}, settings=Settings(max_page_size=2))
     assert ids(capped) == ["ann", "bob"]
@@ -261,3 +262,14 @@ async def test_a_page_costs_the_same_round_trips_whatever_its_size(
 
 def ids_of(result: dict[str, object]) -> list[str]:
     return [edge["node"]["id"] for edge in data(result)["customers"]["edges"]]
+
+
+async def test_without_the_header_the_default_tenant_is_read(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    await shop(engine, tenant)
+    app = create_app(engine, settings=Settings(default_tenant=tenant))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://tierwise") as client:
+        response = await client.post("/graphql", json={"query": '{ customer(id: "ann") { id } }'})
+    assert response.json() == {"data": {"customer": {"id": "ann"}}}
