@@ -5,8 +5,9 @@ incremental updates of one customer after one new order.
         python benchmarks/bench_engine.py --customers 1000000 --data /tmp/twdata
 
 The first run generates the demo data (1M customers give about 10M orders and 8M events; the
-CSVs are kept in ``--data`` and reused) and imports it into tenant ``--tenant``; later runs
-find the tenant loaded and reuse it. Then, side by side in one process:
+CSVs are kept in ``--data`` and reused) and imports it into tenant ``--tenant``, in chunks of
+``--chunk`` rows with ANALYZE between; later runs find the tenant loaded and reuse it. Then,
+side by side in one process:
 
 - full: Tierwise's compiled statement and the hand-written one, each inserting every
   customer's tier into a temporary table, alternating which goes first, ``--repeat`` times;
@@ -34,6 +35,7 @@ import itertools
 import random
 import secrets
 import statistics
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
@@ -741,7 +743,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--tenant", default="perf")
-    parser.add_argument("--data", type=Path, default=Path("bench-data"), help="CSV folder")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "tierwise-bench",
+        help="where the demo CSVs are generated, or found from an earlier run",
+    )
     parser.add_argument("--chunk", type=int, default=1_000_000, help="rows per import")
     parser.add_argument("--repeat", type=int, default=5, help="statement pairs (full)")
     parser.add_argument("--runs", type=int, default=3, help="evaluate() runs (full)")
