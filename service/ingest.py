@@ -31,8 +31,18 @@ from service.readers import (
     row_problems,
     write_bad_rows,
 )
-from service.records import ATTRIBUTE_PREFIX, FIELDS, FieldError, Kind, check_tenant_id, parse_row
+from service.records import (
+    ATTRIBUTE_PREFIX,
+    FIELDS,
+    WHITESPACE,
+    FieldError,
+    Kind,
+    check_tenant_id,
+    parse_row,
+)
 
+# records.WHITESPACE as a Postgres string, in hex escapes: in E'...', \v is the letter v.
+_SQL_WHITESPACE = "E'" + "".join(f"\\x{ord(c):02x}" for c in WHITESPACE) + "'"
 CHUNK_ROWS = 20_000
 ANALYZE_AFTER_ROWS = 10_000
 COPY_BLOCK = 1 << 20
@@ -198,7 +208,7 @@ class _Stage:
                 header=True,
             )
             trimmed = {
-                name: f"nullif(btrim({column}, E' \\t\\n\\r\\f\\v'), '')"
+                name: f"nullif(btrim({column}, {_SQL_WHITESPACE}), '')"
                 for name, column in zip(header, raw_columns, strict=True)
             }
             values, checks = [], []

@@ -336,3 +336,27 @@ async def test_moving_an_order_updates_both_customers_rollups(
             )
         ).all()
     assert [tuple(row) for row in totals] == [("c1", Decimal(5)), ("c2", Decimal(6))]
+
+
+async def test_values_are_trimmed_of_whitespace_only(
+    engine: AsyncEngine, tenant: str, tmp_path: Path
+) -> None:
+    path = write_csv(
+        tmp_path / "orders.csv",
+        ORDER_HEADER,
+        [
+            ["o1", "c1", "2026-01-05", "1", "v"],
+            ["o2", "c1", "2026-01-05", "1", "\x0b tv\tf \n"],
+            ["o3", "c1", "2026-01-05", "1", "\x0b \t"],
+        ],
+    )
+    await import_file(engine, Kind.orders, tenant, path)
+    async with engine.connect() as connection:
+        categories = (
+            await connection.execute(
+                select(orders.c.category)
+                .where(orders.c.tenant_id == tenant)
+                .order_by(orders.c.external_id)
+            )
+        ).scalars()
+        assert list(categories) == ["v", "tv\tf", None]
