@@ -66,7 +66,18 @@ _DELETE_EMPTY = """
 
 
 async def refresh_affected(connection: AsyncConnection, tenant: str) -> None:
-    """Recompute the rollups of the customers marked ``recompute`` from their orders."""
+    """Recompute the rollups of the customers marked ``recompute`` from their orders.
+
+    A load of only new orders marks none (their rollups grew by addition), and then this does
+    nothing: planned without statistics for the temporary table, the empty-rollup cleanup
+    below once scanned a big tenant's orders for every rollup row.
+    """
+    marked = await connection.execute(
+        text("SELECT 1 FROM affected_customers WHERE recompute LIMIT 1")
+    )
+    if marked.first() is None:
+        return
+    await connection.execute(text("ANALYZE affected_customers"))
     await connection.execute(
         text(_UPSERT.format(aggregate=_AGGREGATE.format(only=_ONLY_AFFECTED))), {"t": tenant}
     )
