@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from typing import cast as cast_type
@@ -132,8 +132,10 @@ class _Context:
             return None
         # Computed here, not as `as_of - interval`: Postgres would move a day across a DST
         # change in the session's time zone; Python's timedelta, like the evaluator, does not.
+        # Named by its length, so a built statement can run again at another time with new
+        # values from `time_parameters`.
         start = self.as_of_value - dt.timedelta(days=days)
-        return BindParameter(None, start, type_=_TIMESTAMP, unique=True)
+        return BindParameter(window_parameter(days), start, type_=_TIMESTAMP)
 
     def build(self) -> None:
         if self.order_aggs:
@@ -212,6 +214,30 @@ class _Context:
             self.member_sub = (
                 select(m.c.customer_id, *columns).group_by(m.c.customer_id).subquery("tiers")
             )
+
+
+def window_parameter(days: int) -> str:
+    """The name of the bound start of a window of ``days`` days."""
+    return f"window_start_{days}"
+
+
+_WINDOW_PREFIX = window_parameter(0).removesuffix("0")
+
+
+def window_days(statement: Select[Any]) -> tuple[int, ...]:
+    """The lengths of the windows a built statement's bound window starts are for."""
+    names = statement.compile().binds
+    return tuple(
+        sorted({int(n.removeprefix(_WINDOW_PREFIX)) for n in names if n.startswith(_WINDOW_PREFIX)})
+    )
+
+
+def time_parameters(days: Iterable[int], as_of: dt.datetime) -> dict[str, dt.datetime]:
+    """Values for a built statement's time parameters (`as_of` and the starts of its windows
+    of ``days`` days), to run it at ``as_of`` instead of the time it was built for."""
+    return {"as_of": as_of} | {
+        window_parameter(length): as_of - dt.timedelta(days=length) for length in days
+    }
 
 
 def metrics_relation(refs: Sequence[MetricRef], sources: Sources, as_of: dt.datetime) -> Subquery:

@@ -14,15 +14,16 @@ import datetime as dt
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, column, select, table, text, update
+from sqlalchemy import Insert, Select, column, select, table, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dsl import Sources, compile_scheme
+from dsl.compiler import time_parameters, window_days
 from service import schemes as published
 from service.ingest import ANALYZE_AFTER_ROWS
 from service.schemes import PublishedScheme
@@ -98,8 +99,18 @@ async def _lock(connection: AsyncConnection, tenant: str, scheme: str, *, wait: 
     return bool(got != "false")
 
 
-async def _stage(connection: AsyncConnection, statement: Select[Any]) -> None:
-    """The new tier of every customer the statement covers, into ``new_tiers``."""
+def _staging(statement: Select[Any]) -> Insert:
+    result = statement.subquery("result")
+    return _NEW_TIERS.insert().from_select(
+        ["customer_id", "tier"], select(result.c.customer_id, result.c.tier)
+    )
+
+
+async def _stage(
+    connection: AsyncConnection, staging: Insert, parameters: Mapping[str, Any] | None = None
+) -> None:
+    """The new tier of every customer the statement covers, into ``new_tiers``, analyzed when
+    they are many, so the statements after it are planned on real counts."""
     await connection.execute(
         text(
             "CREATE TEMP TABLE IF NOT EXISTS new_tiers (customer_id bigint, tier text)"
@@ -107,13 +118,9 @@ async def _stage(connection: AsyncConnection, statement: Select[Any]) -> None:
         )
     )
     await connection.execute(text("TRUNCATE new_tiers"))
-    result = statement.subquery("result")
-    await connection.execute(
-        _NEW_TIERS.insert().from_select(
-            ["customer_id", "tier"], select(result.c.customer_id, result.c.tier)
-        )
-    )
-    await connection.execute(text("ANALYZE new_tiers"))
+    staged = await connection.execute(staging, parameters)
+    if staged.rowcount >= ANALYZE_AFTER_ROWS:
+        await connection.execute(text("ANALYZE new_tiers"))
 
 
 _APPLY = """
@@ -302,7 +309,7 @@ async def evaluate(
         try:
             await connection.execute(text("SET LOCAL work_mem = '256MB'"))
             sources = tenant_sources(tenant, registered_before=as_of)
-            await _stage(connection, compile_scheme(scheme.checked, sources, at))
+            await _stage(connection, _staging(compile_scheme(scheme.checked, sources, at)))
             changed = 0
             if applied:
                 changed = await _apply(
@@ -379,6 +386,25 @@ async def evaluate_all(
     return results
 
 
+_INCREMENTAL_STAGINGS: dict[tuple[str, str, int], tuple[Insert, tuple[int, ...]]] = {}
+_INCREMENTAL_STAGINGS_KEPT = 512
+
+
+def _incremental_staging(tenant: str, scheme: PublishedScheme) -> tuple[Insert, tuple[int, ...]]:
+    """The staging statement of a scheme version for the affected customers, built once and
+    run at each update's time through its time parameters (building and compiling it anew
+    was most of an incremental update's time); with the lengths of its windows."""
+    key = (tenant, scheme.key, scheme.version)
+    if key not in _INCREMENTAL_STAGINGS:
+        if len(_INCREMENTAL_STAGINGS) >= _INCREMENTAL_STAGINGS_KEPT:
+            _INCREMENTAL_STAGINGS.clear()
+        statement = compile_scheme(
+            scheme.checked, tenant_sources(tenant, only_affected=True), dt.datetime.now(dt.UTC)
+        )
+        _INCREMENTAL_STAGINGS[key] = (_staging(statement), window_days(statement))
+    return _INCREMENTAL_STAGINGS[key]
+
+
 async def refresh_affected(
     connection: AsyncConnection,
     tenant: str,
@@ -399,8 +425,8 @@ async def refresh_affected(
         if scheme.uses_population:
             continue
         await _lock(connection, tenant, scheme.key, wait=True)
-        statement = compile_scheme(scheme.checked, tenant_sources(tenant, only_affected=True), now)
-        await _stage(connection, statement)
+        staging, window_days = _incremental_staging(tenant, scheme)
+        await _stage(connection, staging, time_parameters(window_days, now))
         changed += await _apply(
             connection,
             tenant,
@@ -466,7 +492,7 @@ async def preview(
             assert checked.key is not None
             draft = PublishedScheme(checked.key, checked.title, 0, "", checked)
             sources = tenant_sources(tenant, registered_before=as_of)
-            await _stage(connection, compile_scheme(checked, sources, at))
+            await _stage(connection, _staging(compile_scheme(checked, sources, at)))
             tiers = await _count(connection, tenant, draft, at, applied=as_of is None)
             moves = await connection.execute(text(_MOVES), {"t": tenant, "k": checked.key})
             previews.append(

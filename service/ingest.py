@@ -300,7 +300,8 @@ class _Stage:
         return bad
 
     async def upsert(self, result: ImportResult) -> None:
-        await self._execute(f"ANALYZE {self.name}")  # temp tables get no autovacuum statistics
+        if result.rows >= ANALYZE_AFTER_ROWS:  # temp tables get no autovacuum statistics
+            await self._execute(f"ANALYZE {self.name}")
         if self.kind is Kind.customers:
             await self._upsert_customers(result)
         else:

@@ -272,3 +272,26 @@ async def test_listeners_hear_of_transitions_when_they_commit(
             select(func.max(transitions.c.id)).where(transitions.c.tenant_id == tenant)
         )
     assert mine == [{"tenant": tenant, "scheme": "value", "last_id": last}]
+
+
+async def test_incremental_updates_run_at_their_own_time(engine: AsyncEngine, tenant: str) -> None:
+    # The staging statement is built once per scheme version; its windows follow each call.
+    await publish(
+        engine,
+        tenant,
+        "scheme recent { tier Recent when frequency(30 days) >= 1\n tier Quiet otherwise }",
+    )
+
+    async def order_at(moment: dt.datetime, amount: str) -> None:
+        # A changed amount, so the customer counts as touched and is refreshed.
+        async def refresh(connection: AsyncConnection, tenant_id: str) -> None:
+            await evaluation.refresh_affected(connection, tenant_id, now=moment)
+
+        await load(engine, tenant, [order("o1", "c", 10, amount)], after_load=refresh)
+
+    await order_at(NOW, "5")
+    async with engine.connect() as connection:
+        assert await tiers_of(connection, tenant, "recent") == {"c": "Recent"}
+    await order_at(NOW + dt.timedelta(days=40), "6")  # the order is now 50 days old
+    async with engine.connect() as connection:
+        assert await tiers_of(connection, tenant, "recent") == {"c": "Quiet"}
