@@ -39,7 +39,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by, array_agg
-from sqlalchemy.sql import default_comparator, functions, operators
+from sqlalchemy.sql import default_comparator, functions, operators, visitors
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter, Grouping
 from sqlalchemy.sql.operators import ColumnOperators
 from sqlalchemy.sql.type_api import BOOLEANTYPE, TypeEngine
@@ -230,6 +230,20 @@ def window_days(statement: Select[Any]) -> tuple[int, ...]:
     return tuple(
         sorted({int(n.removeprefix(_WINDOW_PREFIX)) for n in names if n.startswith(_WINDOW_PREFIX)})
     )
+
+
+def with_own_time(statement: Select[Any], suffix: str) -> Select[Any]:
+    """The statement with its time parameters (`as_of`, window starts) renamed by ``suffix``,
+    so that statements built for different times can share one query."""
+
+    def rename(element: visitors.ExternallyTraversible, **kw: Any) -> BindParameter[Any] | None:
+        if isinstance(element, BindParameter) and (
+            element.key == "as_of" or element.key.startswith(_WINDOW_PREFIX)
+        ):
+            return bindparam(f"{element.key}_{suffix}", element.value, type_=element.type)
+        return None
+
+    return cast_type(Select[Any], visitors.replacement_traverse(statement, {}, rename))
 
 
 def time_parameters(days: Iterable[int], as_of: dt.datetime) -> dict[str, dt.datetime]:

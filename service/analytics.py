@@ -18,16 +18,16 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import BindParameter, Select, bindparam, func, select, text
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import visitors
 
 from dsl import CheckedScheme, MetricRef, Type, compile_scheme, metric_values_select
 from dsl.catalog import AVERAGE_SCALE
 from dsl.checked import IsNull
 from dsl.checker import check_condition
+from dsl.compiler import with_own_time
 from dsl.parser import parse_condition
 from service.errors import UserError
 from service.evaluation import MigrationCell, tenant_sources
@@ -319,20 +319,6 @@ async def migration_matrix(
     return _ordered(cells, await _current_tiers(connection, tenant, scheme_key))
 
 
-def _own_as_of(statement: Select[Any], name: str) -> Select[Any]:
-    """The statement with its evaluation-time parameter renamed: the compiler names it
-    `as_of` in every statement, and two of them in one query would share one value."""
-
-    def rename(
-        element: visitors.ExternallyTraversible, **kw: Any
-    ) -> visitors.ExternallyTraversible | None:
-        if isinstance(element, BindParameter) and element.key == "as_of":
-            return bindparam(f"as_of_{name}", element.value, type_=element.type)
-        return None
-
-    return cast(Select[Any], visitors.replacement_traverse(statement, {}, rename))
-
-
 async def migration_matrix_between_dates(
     connection: AsyncConnection,
     tenant: str,
@@ -343,8 +329,8 @@ async def migration_matrix_between_dates(
     """The backtesting view: evaluate `scheme` as of both dates (nothing is written) and count
     customers from each tier at `from_as_of` to each tier at `to_as_of`."""
     sources = tenant_sources(tenant)
-    before = _own_as_of(compile_scheme(scheme, sources, from_as_of), "from").subquery("before")
-    after = _own_as_of(compile_scheme(scheme, sources, to_as_of), "to").subquery("after")
+    before = with_own_time(compile_scheme(scheme, sources, from_as_of), "from").subquery("before")
+    after = with_own_time(compile_scheme(scheme, sources, to_as_of), "to").subquery("after")
     # Both select every customer of the tenant, so an inner join loses no one.
     statement = (
         select(before.c.tier.label("from_tier"), after.c.tier.label("to_tier"), func.count())

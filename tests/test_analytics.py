@@ -389,6 +389,24 @@ async def test_migration_matrix_between_dates(engine: AsyncEngine, tenant: str) 
     ]
 
 
+async def test_migration_matrix_between_dates_with_windows(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    # Each date's statement keeps its own window start, though both have a 30-day window.
+    await _customers(
+        engine,
+        tenant,
+        ["a", "c"],
+        [("a", "10", day(-5)), ("c", "10", day(55))],
+    )
+    scheme = check_text(
+        "scheme s { tier Buying when frequency(30 days) >= 1\n tier Idle otherwise }"
+    ).schemes[0]
+    async with engine.connect() as connection:
+        cells = await migration_matrix_between_dates(connection, tenant, scheme, T0, day(60))
+    assert cells == [MigrationCell("Buying", "Idle", 1), MigrationCell("Idle", "Buying", 1)]
+
+
 # --- Churn --------------------------------------------------------------------------------
 
 
