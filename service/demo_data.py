@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from service.records import Kind, known_fields
+
 __all__ = [
     "CUSTOMER_FIELDS",
     "EVENT_FIELDS",
@@ -43,37 +45,10 @@ __all__ = [
     "write_csv",
 ]
 
-CUSTOMER_FIELDS: tuple[str, ...] = (
-    "customer_id",
-    "name",
-    "email",
-    "phone",
-    "age",
-    "gender",
-    "occupation",
-    "region",
-    "industry",
-    "company_size",
-    "registered_at",
-    "attributes",
-)
-ORDER_FIELDS: tuple[str, ...] = (
-    "order_id",
-    "customer_id",
-    "ordered_at",
-    "amount",
-    "currency",
-    "category",
-    "channel",
-)
-EVENT_FIELDS: tuple[str, ...] = (
-    "event_id",
-    "customer_id",
-    "type",
-    "occurred_at",
-    "value",
-    "properties",
-)
+# The CSV headers: the canonical ingest fields, as service.records defines them.
+CUSTOMER_FIELDS: tuple[str, ...] = tuple(known_fields(Kind.customers))
+ORDER_FIELDS: tuple[str, ...] = tuple(known_fields(Kind.orders))
+EVENT_FIELDS: tuple[str, ...] = tuple(known_fields(Kind.events))
 
 DAY = 86_400
 YEAR = 365.25 * DAY
