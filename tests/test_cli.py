@@ -21,11 +21,14 @@ from service.database import plain_url
 from service.tables import customers, events, orders
 
 
-def tierwise(database: URL, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TIERWISE_DATABASE_URL": plain_url(database)}
+def tierwise(
+    database: URL | str, *args: str, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would, against ``database`` (a URL, or any text to try)."""
+    url = database if isinstance(database, str) else plain_url(database)
     return subprocess.run(
         [sys.executable, "-c", "from service.cli import main; main()", *args],
-        env=env,
+        env={**os.environ, "TIERWISE_DATABASE_URL": url},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -78,29 +81,15 @@ def test_skip_bad_writes_the_rejects(database: URL, tenant: str, tmp_path: Path)
     assert "o1" in rejects.read_text() and "o2" not in rejects.read_text()
 
 
-def test_a_wrong_database_url_is_explained(tmp_path: Path) -> None:
-    env = {**os.environ, "TIERWISE_DATABASE_URL": "mysql://root@localhost/x"}
-    result = subprocess.run(
-        [sys.executable, "-c", "from service.cli import main; main()", "migrate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def test_a_wrong_database_url_is_explained() -> None:
+    result = tierwise("mysql://root@localhost/x", "migrate", timeout=60)
     assert result.returncode == 1
     assert "TIERWISE_DATABASE_URL must start with postgresql://" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_an_unreachable_database_is_explained() -> None:
-    env = {**os.environ, "TIERWISE_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
-    result = subprocess.run(
-        [sys.executable, "-c", "from service.cli import main; main()", "migrate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = tierwise("postgresql://nobody@127.0.0.1:1/none", "migrate", timeout=60)
     assert result.returncode == 1
     assert result.stderr.startswith("error: database:")
     assert "Traceback" not in result.stderr
