@@ -92,11 +92,11 @@ def _lock_key(tenant: str, scheme: str) -> int:
 
 async def _lock(connection: AsyncConnection, tenant: str, scheme: str, *, wait: bool) -> bool:
     """Take the scheme's run lock for this transaction; without ``wait``, only if it is free."""
-    function = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
-    got = await connection.scalar(
-        text(f"SELECT {function}(:key)::text"), {"key": _lock_key(tenant, scheme)}
-    )
-    return bool(got != "false")
+    key = {"key": _lock_key(tenant, scheme)}
+    if wait:
+        await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), key)
+        return True
+    return bool(await connection.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), key))
 
 
 def _staging(statement: Select[Any]) -> Insert:

@@ -98,7 +98,7 @@ async def import_file(
                 raw.rows, result, present_fields=raw.fields or None, on_progress=on_progress
             )
             if bad and skip_bad_to is None:
-                raise IngestError(str(path), [e for row in bad for e in row.errors], len(bad))
+                raise IngestError.of_rows(str(path), bad)
             if bad and skip_bad_to is not None:
                 write_bad_rows(skip_bad_to, bad, raw.fields)
         await stage.upsert(result)
@@ -127,7 +127,7 @@ async def import_rows(
         stage = await _Stage.open(connection, kind, tenant)
         bad = await stage.load_rows(rows, result, present_fields=None)
         if bad and not skip_bad:
-            raise IngestError(source, [e for row in bad for e in row.errors], len(bad))
+            raise IngestError.of_rows(source, bad)
         await stage.upsert(result)
         if after_load is not None:
             await after_load(connection, tenant)

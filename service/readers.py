@@ -38,6 +38,10 @@ class IngestError(UserError):
             f"{listed}{tail}"
         )
 
+    @classmethod
+    def of_rows(cls, source: str, bad: Sequence[BadRow]) -> IngestError:
+        return cls(source, [error for row in bad for error in row.errors], len(bad))
+
 
 @dataclass
 class BadRow:
