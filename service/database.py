@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from service.config import Settings
 from service.errors import UserError
@@ -76,3 +77,39 @@ def database_url(settings: Settings) -> Iterator[URL]:
         return
     with embedded_postgres(settings.data_dir) as plain:
         yield async_url(plain)
+
+
+# The role every tenant's work runs as (created by migration 0003): it owns no table and cannot
+# bypass row-level security, whose policies admit only the rows of `TENANT_SETTING`.
+APP_ROLE = "tierwise_app"
+TENANT_SETTING = "tierwise.tenant"
+
+# One round trip: both settings are transaction-local (`SET LOCAL`), so they end at commit or
+# rollback and a pooled connection never carries one request's tenant into the next.
+_ENTER_TENANT = text(
+    f"SELECT set_config('role', '{APP_ROLE}', true), set_config('{TENANT_SETTING}', :tenant, true)"
+)
+
+
+async def enter_tenant(connection: AsyncConnection, tenant: str) -> None:
+    """Confine the rest of ``connection``'s current transaction to ``tenant``'s rows."""
+    await connection.execute(_ENTER_TENANT, {"tenant": tenant})
+
+
+@contextlib.asynccontextmanager
+async def tenant_transaction(engine: AsyncEngine, tenant: str) -> AsyncIterator[AsyncConnection]:
+    """A transaction that sees and writes only ``tenant``'s rows, enforced by Postgres.
+
+    Everything done for a tenant goes through here; the login role (system work: migrations,
+    the scheduler's list of tenants, webhook dispatch) is used directly only where a task spans
+    tenants by nature.
+    """
+    async with engine.begin() as connection:
+        await enter_tenant(connection, tenant)
+        yield connection
+
+
+async def analyze(connection: AsyncConnection, table_name: str) -> None:
+    """Fresh planner statistics for a tenant table, from inside a tenant transaction (the app
+    role does not own the tables; `tierwise_analyze` lends it the right)."""
+    await connection.execute(text("SELECT tierwise_analyze(:table)"), {"table": table_name})

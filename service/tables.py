@@ -254,3 +254,81 @@ strategies = Table(
     PrimaryKeyConstraint("tenant_id", "id"),
     UniqueConstraint("tenant_id", "scheme_key", "tier", "name"),
 )
+
+# Long-lived API keys for machine clients. Only a hash of the secret is kept: the key is shown
+# once, at creation. Revoking sets `revoked_at`; the row stays for the audit trail.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    _tenant_id(),
+    Column("id", KEY, nullable=False),
+    Column("name", Text, nullable=False, server_default=""),
+    Column("role", Text, nullable=False),
+    Column("secret_hash", Text, nullable=False),
+    _created_at(),
+    Column("created_by", Text, nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("tenant_id", "id"),
+)
+
+# Every change to rules, strategies, keys and webhooks: who, when, what (before and after), from
+# where. Append-only: a trigger refuses UPDATE and DELETE, and the service's role may only
+# INSERT and SELECT.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    _tenant_id(),
+    Column("id", BigInteger, Identity(), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("actor", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("before", JSONB),
+    Column("after", JSONB),
+    Column("source", Text, nullable=False),
+    Column("request_id", Text),
+    PrimaryKeyConstraint("tenant_id", "id"),
+    Index(None, "tenant_id", "at"),
+)
+
+# Endpoints a tenant registered for tier transitions, optionally filtered by scheme and tier.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    _tenant_id(),
+    Column("id", BigInteger, Identity(), nullable=False),
+    Column("url", Text, nullable=False),
+    # Kept in clear: the service needs it to sign every delivery (HMAC-SHA256).
+    Column("secret", Text, nullable=False),
+    Column("scheme_key", KEY),
+    Column("tier", Text),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    _created_at(),
+    Column("created_by", Text, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "id"),
+)
+
+# The outbox: one row per (webhook, transition), written in the transaction that writes the
+# transition, so a delivery cannot be lost to a crash between the two.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    _tenant_id(),
+    Column("id", BigInteger, Identity(), nullable=False),
+    Column("webhook_id", BigInteger, nullable=False),
+    # What receivers deduplicate on: the same for every attempt of one delivery.
+    Column("event_id", Text, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    # pending, delivered or dead.
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_error", Text),
+    Column("last_status", Integer),
+    _created_at(),
+    Column("delivered_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("tenant_id", "id"),
+    UniqueConstraint("tenant_id", "webhook_id", "event_id"),
+    Index(None, "status", "next_attempt_at"),
+)
