@@ -1,0 +1,616 @@
+"""API benchmark: Tierwise's GraphQL against a hand-written Starlette + asyncpg endpoint.
+
+    python benchmarks/bench_api.py \\
+        --database-url postgresql://postgres@127.0.0.1:5432/tw_api_bench --reuse
+
+1. Build (skipped with ``--reuse`` when the tenant is evaluated): create the database (only
+   names starting ``tw_api_bench``), migrate it, generate the demo data (``service.demo_data``
+   enlarged to ``--customers``, by ``bench_engine.load``: CSVs kept in ``--data``, imported in
+   chunks with ANALYZE), publish the four built-in templates with their strategies and
+   evaluate them.
+2. Throughput: two servers, each ``uvicorn`` with one worker and no access log, in
+   subprocesses on loopback: the real Tierwise app (``service.app.create_app``, as ``tierwise
+   serve`` builds it, scheduled evaluations off) and a minimal Starlette app that runs the
+   same three SQL statements Tierwise runs for ``customer(id){ tiers { scheme tier }
+   strategies { name } }`` with asyncpg on one pooled connection and returns the same JSON.
+   Pools: Tierwise's engine 10 + 10 overflow, asyncpg 10 to 20. A lean asyncio HTTP/1.1
+   keep-alive client in this process (``--clients`` concurrent connections) posts random
+   existing customer ids for ``--duration`` seconds after ``--warmup``, checks every
+   response (status 200 and exactly the expected tiers and strategies, read from the
+   database beforehand) and records rps, p50 and p99. The two targets run one after the other
+   for each concurrency level, ``--repeat`` times, alternating which goes first.
+3. Round trips: the documented segment-members operation (``graphql/operations/``) at first:
+   10, 50, 100 over one big tier, as it is and with ``strategies { name }`` added to the node,
+   and the customer query, posted to the app in process (httpx over ASGI): SQL statements
+   (SQLAlchemy ``before_cursor_execute``) and connection checkouts per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import uvicorn
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from service import evaluation, migrate, schemes, strategies
+from service.app import create_app
+from service.config import Settings
+from service.database import async_url, create_engine, plain_url
+from service.templates import TEMPLATES
+
+try:
+    from benchmarks import bench_engine
+except ImportError:  # run as a script: this folder itself is on sys.path
+    import bench_engine  # type: ignore[no-redef,import-not-found]
+
+TENANT = "bench"
+POOL = 10  # Tierwise: pool_size 10 + max_overflow 10; asyncpg: min 10, max 20
+OPERATIONS = Path(__file__).resolve().parent.parent / "graphql" / "operations"
+
+CUSTOMER_QUERY = (
+    "query Customer($id: ID!) { customer(id: $id) { tiers { scheme tier } strategies { name } } }"
+)
+
+# The statements Tierwise runs for CUSTOMER_QUERY, as SQLAlchemy renders them for asyncpg
+# (captured with before_cursor_execute from service/api/loaders.py and service/strategies.py):
+# the customer by external id, then its memberships and its recommended strategies.
+CUSTOMER_SQL = """SELECT customers.tenant_id, customers.id, customers.external_id, \
+customers.name, customers.email, customers.phone, customers.age, customers.gender, \
+customers.occupation, customers.region, customers.industry, customers.company_size, \
+customers.registered_at, customers.attributes, customers.created_at, customers.updated_at
+FROM customers
+WHERE customers.tenant_id = $1::VARCHAR COLLATE "C" \
+AND customers.external_id IN ($2::VARCHAR COLLATE "C")"""
+TIERS_SQL = """SELECT memberships.customer_id, memberships.scheme_key, memberships.tier, \
+memberships.since, memberships.version
+FROM memberships
+WHERE memberships.tenant_id = $1::VARCHAR COLLATE "C" AND memberships.customer_id IN \
+($2::BIGINT) ORDER BY memberships.customer_id, memberships.scheme_key"""
+STRATEGIES_SQL = """SELECT memberships.customer_id, strategies.tenant_id, strategies.id, \
+strategies.scheme_key, strategies.tier, strategies.name, strategies.description, \
+strategies.channel, strategies.priority, strategies.parameters, strategies.active, \
+strategies.created_at, strategies.updated_at
+FROM memberships JOIN strategies ON strategies.tenant_id = memberships.tenant_id \
+AND strategies.scheme_key = memberships.scheme_key AND strategies.tier = memberships.tier
+WHERE memberships.tenant_id = $1::VARCHAR COLLATE "C" AND memberships.customer_id IN \
+($2::BIGINT) AND strategies.active ORDER BY memberships.customer_id, strategies.priority, \
+strategies.id"""
+
+
+# --- 1. data ---------------------------------------------------------------------------------
+
+
+async def ensure_database(url: str) -> None:
+    """Create the database ``url`` names unless it exists (only tw_api_bench* names)."""
+    name = make_url(url).database
+    if not name or not name.startswith("tw_api_bench"):
+        raise SystemExit(f"refusing to build into {name!r}: use a database named tw_api_bench*")
+    server = create_engine(async_url(url).set(database="postgres"), pool_size=1)
+    try:
+        async with server.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            found = await connection.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            )
+            if not found:
+                await connection.execute(text(f'CREATE DATABASE "{name}"'))
+                print(f"created database {name}")
+    finally:
+        await server.dispose()
+
+
+async def evaluated(engine: AsyncEngine, tenant: str) -> bool:
+    async with engine.connect() as connection:
+        found = await connection.scalar(
+            text("SELECT count(*) FROM memberships WHERE tenant_id = :t"), {"t": tenant}
+        )
+    return bool(found)
+
+
+async def build(engine: AsyncEngine, tenant: str, customers: int, folder: Path) -> None:
+    """The demo data at ``customers`` customers, the templates published and evaluated."""
+    await migrate.upgrade(engine)
+    folder.mkdir(parents=True, exist_ok=True)
+    await bench_engine.load(engine, tenant, customers, folder, 1_000_000)
+    if await evaluated(engine, tenant):
+        print(f"tenant {tenant}: already evaluated")
+        return
+    for template in TEMPLATES.values():
+        async with engine.begin() as connection:
+            await schemes.publish(connection, tenant, template.source, file=template.file)
+            await strategies.install_template(connection, tenant, template)
+    start = time.perf_counter()
+    runs = await evaluation.evaluate_all(engine, tenant, trigger="bench")
+    print(
+        f"evaluated {', '.join(f'{run.scheme} {run.duration_ms} ms' for run in runs)} "
+        f"in {time.perf_counter() - start:.0f} s"
+    )
+    await bench_engine.analyze(engine, ("memberships", "strategies", "customers"))
+
+
+# --- 2. the two servers ----------------------------------------------------------------------
+
+
+def tierwise_app(url: str, tenant: str) -> Starlette:
+    """The service as ``tierwise serve`` builds it (scheduled evaluations off)."""
+    settings = Settings(
+        database_url=url, default_tenant=tenant, evaluation_interval=0, graphiql=False
+    )
+    return create_app(create_engine(async_url(url), pool_size=POOL), settings=settings)
+
+
+def ceiling_app(url: str, tenant: str) -> Starlette:
+    """The practical ceiling: the same SQL with asyncpg, JSON out, nothing else."""
+    pools: list[asyncpg.Pool] = []
+
+    async def customer(request: Request) -> JSONResponse:
+        if request.method == "GET":
+            external_id = request.query_params["id"]
+        else:
+            external_id = (await request.json())["id"]
+        async with pools[0].acquire() as connection:
+            row = await connection.fetchrow(CUSTOMER_SQL, tenant, external_id)
+            if row is None:
+                return JSONResponse({"data": {"customer": None}})
+            tiers = await connection.fetch(TIERS_SQL, tenant, row["id"])
+            recommended = await connection.fetch(STRATEGIES_SQL, tenant, row["id"])
+        found = {
+            "tiers": [{"scheme": t["scheme_key"], "tier": t["tier"]} for t in tiers],
+            "strategies": [{"name": s["name"]} for s in recommended],
+        }
+        return JSONResponse({"data": {"customer": found}})
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pools.append(await asyncpg.create_pool(url, min_size=POOL, max_size=2 * POOL))
+        try:
+            yield
+        finally:
+            await pools[0].close()
+
+    return Starlette(
+        routes=[Route("/customer", customer, methods=["GET", "POST"])], lifespan=lifespan
+    )
+
+
+def serve(kind: str, url: str, tenant: str, port: int) -> None:
+    app = tierwise_app(url, tenant) if kind == "tierwise" else ceiling_app(url, tenant)
+    uvicorn.run(app, host="127.0.0.1", port=port, workers=1, access_log=False, log_level="warning")
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    path: str
+    process: subprocess.Popen[bytes] | None = None
+
+    def body(self, external_id: str) -> bytes:
+        if self.path == "/graphql":
+            request = {"query": CUSTOMER_QUERY, "variables": {"id": external_id}}
+        else:
+            request = {"id": external_id}
+        return json.dumps(request, separators=(",", ":")).encode()
+
+    def request(self, external_id: str) -> bytes:
+        body = self.body(external_id)
+        head = (
+            f"POST {self.path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body
+
+
+def start(target: Target, url: str, tenant: str) -> None:
+    command = [sys.executable, __file__, "--database-url", url, "--tenant", tenant]
+    command += ["--serve", target.name, "--port", str(target.port)]
+    target.process = subprocess.Popen(command)
+
+
+async def wait_ready(target: Target, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        while True:
+            try:
+                response = await client.post(
+                    f"http://127.0.0.1:{target.port}{target.path}",
+                    content=target.body("nobody"),
+                    headers={"Content-Type": "application/json"},
+                )
+                if response.status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{target.name} did not start on port {target.port}")
+            await asyncio.sleep(0.3)
+
+
+def stop(target: Target) -> None:
+    if target.process is not None:
+        target.process.terminate()
+        try:
+            target.process.wait(10)
+        except subprocess.TimeoutExpired:
+            target.process.kill()
+
+
+# --- 2. the load generator -------------------------------------------------------------------
+
+
+async def expected_answers(url: str, tenant: str, sample: int, seed: int) -> dict[str, Any]:
+    """``sample`` random existing customers: external id -> the expected ``customer`` value,
+    read with plain SQL (tiers by scheme; active strategies of their tiers by priority, id)."""
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(f"SELECT setseed({(seed % 1000) / 1000})")
+        rows = await connection.fetch(
+            """
+            WITH picked AS (
+              SELECT id, external_id FROM customers WHERE tenant_id = $1
+              ORDER BY random() LIMIT $2
+            )
+            SELECT p.external_id,
+              (SELECT coalesce(json_agg(json_build_object('scheme', m.scheme_key, 'tier', m.tier)
+                                        ORDER BY m.scheme_key), '[]')
+               FROM memberships m WHERE m.tenant_id = $1 AND m.customer_id = p.id) AS tiers,
+              (SELECT coalesce(json_agg(json_build_object('name', s.name)
+                                        ORDER BY s.priority, s.id), '[]')
+               FROM memberships m JOIN strategies s ON s.tenant_id = m.tenant_id
+                 AND s.scheme_key = m.scheme_key AND s.tier = m.tier AND s.active
+               WHERE m.tenant_id = $1 AND m.customer_id = p.id) AS strategies
+            FROM picked p
+            """,
+            tenant,
+            sample,
+        )
+    finally:
+        await connection.close()
+    return {
+        row["external_id"]: {
+            "tiers": json.loads(row["tiers"]),
+            "strategies": json.loads(row["strategies"]),
+        }
+        for row in rows
+    }
+
+
+@dataclass
+class Result:
+    target: str
+    clients: int
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    first_error: str = ""
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies) / self.seconds
+
+    def percentile_ms(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        return bench_engine.percentile(self.latencies, q) * 1000
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = -1
+    for line in head.split(b"\r\n")[1:]:
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+            break
+    if length < 0:
+        raise ValueError("response without Content-Length")
+    return status, await reader.readexactly(length)
+
+
+async def client(
+    target: Target,
+    requests: Sequence[tuple[bytes, bytes, Any]],
+    measure_from: float,
+    until: float,
+    result: Result,
+    rng: random.Random,
+) -> None:
+    """One keep-alive connection sending requests back to back until ``until``; latencies of
+    requests started after ``measure_from`` are recorded, and every response is checked."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", target.port)
+    clock = time.perf_counter
+    try:
+        while True:
+            began = clock()
+            if began >= until:
+                return
+            request, expected_bytes, expected = requests[rng.randrange(len(requests))]
+            try:
+                writer.write(request)
+                status, body = await read_response(reader)
+            except (OSError, asyncio.IncompleteReadError, ValueError) as error:
+                result.errors += 1
+                result.first_error = result.first_error or f"{type(error).__name__}: {error}"
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", target.port)
+                continue
+            ended = clock()
+            if status != 200 or (
+                body != expected_bytes and json.loads(body) != {"data": {"customer": expected}}
+            ):
+                result.errors += 1
+                result.first_error = result.first_error or f"{status}: {body[:300]!r}"
+            elif began >= measure_from:
+                result.latencies.append(ended - began)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def load(
+    target: Target,
+    requests: Sequence[tuple[bytes, bytes, Any]],
+    clients: int,
+    warmup: float,
+    duration: float,
+    seed: int,
+) -> Result:
+    result = Result(target.name, clients, duration)
+    measure_from = time.perf_counter() + warmup
+    until = measure_from + duration
+    await asyncio.gather(
+        *(
+            client(target, requests, measure_from, until, result, random.Random(seed * 1000 + i))
+            for i in range(clients)
+        )
+    )
+    return result
+
+
+def prepared(target: Target, answers: dict[str, Any]) -> list[tuple[bytes, bytes, Any]]:
+    """Per customer: the request's bytes, the expected body (compact JSON, as both servers
+    write it; anything else is parsed and compared), the expected ``customer`` value."""
+    return [
+        (
+            target.request(external_id),
+            json.dumps(
+                {"data": {"customer": expected}}, separators=(",", ":"), ensure_ascii=False
+            ).encode(),
+            expected,
+        )
+        for external_id, expected in answers.items()
+    ]
+
+
+async def throughput(args: argparse.Namespace) -> list[Result]:
+    targets = [
+        Target("tierwise", args.port, "/graphql"),
+        Target("ceiling", args.port + 1, "/customer"),
+    ]
+    answers = await expected_answers(args.database_url, args.tenant, args.sample, args.seed)
+    print(f"{len(answers):,} random customers to request, answers read from the database")
+    requests = {target.name: prepared(target, answers) for target in targets}
+    results: list[Result] = []
+    try:
+        for target in targets:
+            start(target, args.database_url, args.tenant)
+        for target in targets:
+            await wait_ready(target)
+        for clients in args.clients:
+            for index in range(args.repeat):
+                order = targets if index % 2 == 0 else targets[::-1]
+                for target in order:
+                    result = await load(
+                        target,
+                        requests[target.name],
+                        clients,
+                        args.warmup,
+                        args.duration,
+                        args.seed + index,
+                    )
+                    results.append(result)
+                    print(
+                        f"  {target.name:8} {clients:3} clients: {result.rps:7.0f} rps, "
+                        f"p50 {result.percentile_ms(0.5):6.1f} ms, "
+                        f"p99 {result.percentile_ms(0.99):6.1f} ms, errors {result.errors}"
+                        + (f" (first: {result.first_error})" if result.errors else ""),
+                        flush=True,
+                    )
+    finally:
+        for target in targets:
+            stop(target)
+    return results
+
+
+def report(results: list[Result], clients: Sequence[int]) -> None:
+    def median(name: str, level: int, value: str) -> float:
+        found = [r for r in results if r.target == name and r.clients == level]
+        if value == "rps":
+            return statistics.median(r.rps for r in found)
+        return statistics.median(r.percentile_ms(0.5 if value == "p50" else 0.99) for r in found)
+
+    repeats = len([r for r in results if r.target == "tierwise" and r.clients == clients[0]])
+    print(f"\nmedians of {repeats} runs per cell")
+    print("| clients | Tierwise rps | p50 ms | p99 ms | ceiling rps | p50 ms | p99 ms | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for level in clients:
+        ours, ceiling = median("tierwise", level, "rps"), median("ceiling", level, "rps")
+        print(
+            f"| {level} | {ours:,.0f} | {median('tierwise', level, 'p50'):.1f} | "
+            f"{median('tierwise', level, 'p99'):.1f} | {ceiling:,.0f} | "
+            f"{median('ceiling', level, 'p50'):.1f} | {median('ceiling', level, 'p99'):.1f} | "
+            f"**{ours / ceiling:.2f}** |"
+        )
+    errors = sum(r.errors for r in results)
+    print(f"errors: {errors} in {sum(len(r.latencies) for r in results):,} measured requests")
+    if errors:
+        raise SystemExit("some responses were wrong")
+
+
+# --- 3. round trips --------------------------------------------------------------------------
+
+
+@dataclass
+class Trips:
+    statements: int
+    checkouts: int
+
+
+async def counted(
+    engine: AsyncEngine, client: httpx.AsyncClient, query: str, variables: dict[str, Any]
+) -> tuple[Trips, dict[str, Any]]:
+    """SQL statements and pool checkouts of one GraphQL request."""
+    trips = Trips(0, 0)
+
+    def statement(*_: object) -> None:
+        trips.statements += 1
+
+    def checkout(*_: object) -> None:
+        trips.checkouts += 1
+
+    event.listen(engine.sync_engine, "before_cursor_execute", statement)
+    event.listen(engine.sync_engine.pool, "checkout", checkout)
+    try:
+        response = await client.post("/graphql", json={"query": query, "variables": variables})
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", statement)
+        event.remove(engine.sync_engine.pool, "checkout", checkout)
+    body: dict[str, Any] = response.json()
+    assert response.status_code == 200 and "errors" not in body, body
+    return trips, body["data"]
+
+
+def with_strategies(operation: str) -> str:
+    """The segment-members operation with ``strategies { name }`` added to each node."""
+    marker = "        tiers {"
+    assert marker in operation
+    return operation.replace(marker, "        strategies {\n          name\n        }\n" + marker)
+
+
+async def round_trips(url: str, tenant: str, sizes: Sequence[int]) -> None:
+    engine = create_engine(async_url(url), pool_size=POOL)
+    settings = Settings(database_url=url, default_tenant=tenant, evaluation_interval=0)
+    app = create_app(engine, settings=settings)
+    members = (OPERATIONS / "segment_members.graphql").read_text()
+    try:
+        async with engine.connect() as connection:
+            tier = await connection.scalar(
+                text(
+                    "SELECT tier FROM memberships WHERE tenant_id = :t AND scheme_key = 'value' "
+                    "GROUP BY tier ORDER BY count(*) DESC LIMIT 1"
+                ),
+                {"t": tenant},
+            )
+            some = await connection.scalar(
+                text("SELECT external_id FROM customers WHERE tenant_id = :t LIMIT 1"),
+                {"t": tenant},
+            )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://tierwise") as client:
+            print(f"\nround trips per request (segment: value / {tier}; in process):")
+            print("| request | first: " + " | first: ".join(map(str, sizes)) + " |")
+            print("|---|" + "---|" * len(sizes))
+            for label, query in (
+                ("segment_members.graphql (tiers, metrics)", members),
+                ("same + strategies { name }", with_strategies(members)),
+            ):
+                cells = []
+                for size in sizes:
+                    variables = {"scheme": "value", "tier": tier, "first": size}
+                    await counted(engine, client, query, variables)  # warm
+                    trips, found = await counted(engine, client, query, variables)
+                    assert len(found["customers"]["edges"]) == size, found
+                    cells.append(f"{trips.statements} statements, {trips.checkouts} checkouts")
+                print(f"| {label} | " + " | ".join(cells) + " |")
+            trips, found = await counted(engine, client, CUSTOMER_QUERY, {"id": some})
+            assert found["customer"] is not None
+            print(
+                f"customer(id){{ tiers strategies }}: {trips.statements} statements, "
+                f"{trips.checkouts} checkouts (each checkout adds a pre-ping, BEGIN and "
+                "ROLLBACK round trip); the ceiling: 3 statements, 1 checkout"
+            )
+    finally:
+        await engine.dispose()
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    await ensure_database(args.database_url)
+    engine = create_engine(async_url(args.database_url))
+    try:
+        if not (args.reuse and await evaluated(engine, args.tenant)):
+            await build(engine, args.tenant, args.customers, args.data)
+        async with engine.connect() as connection:
+            count = await connection.scalar(
+                text("SELECT count(*) FROM customers WHERE tenant_id = :t"), {"t": args.tenant}
+            )
+        print(f"tenant {args.tenant}: {count:,} customers, evaluated")
+    finally:
+        await engine.dispose()
+    if args.build_only:
+        return
+    if "throughput" in args.only:
+        results = await throughput(args)
+        report(results, args.clients)
+    if "round-trips" in args.only:
+        await round_trips(args.database_url, args.tenant, args.sizes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--database-url", required=True, help="postgresql://.../tw_api_bench")
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--tenant", default=TENANT)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "tierwise-api-bench",
+        help="where the demo CSVs are generated, or found from an earlier run",
+    )
+    parser.add_argument("--reuse", action="store_true", help="skip the build if data is there")
+    parser.add_argument("--build-only", action="store_true")
+    parser.add_argument("--only", default="throughput,round-trips")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds measured")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds not measured")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per target and level")
+    parser.add_argument("--sample", type=int, default=20_000, help="customers to draw from")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 100])
+    parser.add_argument("--port", type=int, default=8711, help="Tierwise; the ceiling: +1")
+    parser.add_argument("--serve", choices=("tierwise", "ceiling"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.database_url = plain_url(async_url(args.database_url))
+    if args.serve:
+        serve(args.serve, args.database_url, args.tenant, args.port)
+        return
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
