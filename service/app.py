@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,13 +9,16 @@ from contextlib import asynccontextmanager
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
-from service import migrate, scheduler
+from service import metrics, migrate, scheduler
 from service.api.feed import TransitionFeed
 from service.api.http import TierwiseGraphQL
+from service.api.observe import RequestObserver, metrics_endpoint
+from service.background import Background
 from service.config import Settings
 
 _INDEX = """<!doctype html><meta charset="utf-8"><title>Tierwise</title>
@@ -32,8 +33,9 @@ def create_app(
 ) -> Starlette:
     """The service over ``engine``; with an interval, it also runs scheduled evaluations.
     ``settings`` configure the GraphQL API (default: read from the environment)."""
+    config = settings or Settings()
     feed = TransitionFeed(engine)
-    graphql = TierwiseGraphQL(engine, settings or Settings(), feed)
+    graphql = TierwiseGraphQL(engine, config, feed)
 
     async def index(request: Request) -> HTMLResponse:
         return HTMLResponse(_INDEX)
@@ -67,28 +69,34 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        schedule = None
+        background = Background(config.shutdown_timeout)
+        # The server asks background work to stop as soon as a signal arrives (cli.serve).
+        app.state.background = background
         if evaluation_interval > 0:
             interval = dt.timedelta(seconds=evaluation_interval)
-            schedule = asyncio.create_task(scheduler.run_forever(engine, interval))
+            background.start(
+                "scheduler", lambda stopping: scheduler.run_forever(engine, interval, stopping)
+            )
         try:
             yield
         finally:
-            if schedule is not None:
-                schedule.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await schedule
+            await background.stop()
             await feed.close()
             await engine.dispose()
 
+    routes: list[Route | WebSocketRoute] = [
+        Route("/", index),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+    ]
+    if config.metrics:
+        routes.append(Route("/metrics", metrics_endpoint))
+    metrics.track_pool(engine)
     app = Starlette(
-        routes=[
-            Route("/", index),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/graphql", graphql, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", graphql),
-        ],
+        routes=routes,
+        middleware=[Middleware(RequestObserver, paths={route.path for route in routes})],
         lifespan=lifespan,
     )
     app.state.feed = feed

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -20,9 +21,11 @@ import uvicorn
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
 
 from service import analytics, demo_data, evaluation, migrate, rollups, schemes, strategies
 from service.app import create_app
+from service.background import Background
 from service.cli_rules import rules_app
 from service.cli_support import (
     AsOfOption,
@@ -37,7 +40,7 @@ from service.cli_support import (
     settings,
 )
 from service.config import Settings
-from service.database import plain_url
+from service.database import plain_url, tenant_transaction
 from service.errors import UserError
 from service.ingest import ImportResult, import_file
 from service.readers import count_data_rows
@@ -140,25 +143,42 @@ def _progress(file: Path, label: str) -> Iterator[Callable[[int], None] | None]:
 @app.command()
 def serve(host: HostOption = None, port: PortOption = None) -> None:
     """Serve the HTTP API (the database must be migrated: see `tierwise migrate`)."""
-    config = settings(host=host, port=port)
+    config = settings(host=host, port=port, log_format="json")
     run_with_engine(config, lambda engine: _serve(engine, config))
 
 
 async def _serve(engine: AsyncEngine, config: Settings) -> None:
+    app = create_app(engine, evaluation_interval=config.evaluation_interval, settings=config)
     server_config = uvicorn.Config(
-        create_app(engine, evaluation_interval=config.evaluation_interval, settings=config),
+        app,
         host=config.host,
         port=config.port,
         log_level=config.log_level,
+        log_config=None,  # uvicorn's records go through our handler (service.logs)
         lifespan="on",
+        timeout_graceful_shutdown=config.shutdown_timeout,
     )
-    await _GracefulServer(server_config).serve()
+    await _GracefulServer(server_config, app).serve()
 
 
 class _GracefulServer(uvicorn.Server):
-    """A server that, once a signal has shut it down, returns: uvicorn re-raises the signal
+    """A server that shuts down gracefully on SIGTERM or SIGINT, then returns.
+
+    It stops accepting connections, lets in-flight requests finish (cancelled past the
+    shutdown timeout: their transactions roll back), and asks background work (a scheduled
+    evaluation) to stop at the same moment, on the same clock. uvicorn re-raises the signal
     after shutdown, which would tear through the caller's cleanup (closing the pool, stopping
-    the embedded Postgres) with tracebacks."""
+    the embedded Postgres) with tracebacks: this server returns instead."""
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self.app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        background: Background | None = getattr(self.app.state, "background", None)
+        if background is not None:
+            background.request_stop()
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -197,13 +217,13 @@ def demo(
                     )
                 out.print(f"demo {kind}: {result.summary()}")
         for template in TEMPLATES.values():
-            async with engine.begin() as connection:
+            async with tenant_transaction(engine, config.default_tenant) as connection:
                 await schemes.publish(
                     connection, config.default_tenant, template.source, file=template.file
                 )
                 await strategies.install_template(connection, config.default_tenant, template)
         runs = await evaluation.evaluate_all(engine, config.default_tenant, trigger="demo")
-        async with engine.connect() as connection:
+        async with tenant_transaction(engine, config.default_tenant) as connection:
             report = await analytics.segment_report(connection, config.default_tenant, None)
             installed = await strategies.listed(connection, config.default_tenant)
         durations = ", ".join(f"{run.scheme} {run.duration_ms} ms" for run in runs)
@@ -249,7 +269,7 @@ def evaluate(
         if scheme and not results:
             raise UserError(f"no published scheme {scheme!r} in tenant {tenant_id!r}")
         if when is None:
-            async with engine.connect() as connection:
+            async with tenant_transaction(engine, tenant_id) as connection:
                 keys = {result.scheme for result in results}
                 rows = await analytics.segment_report(connection, tenant_id, None)
                 return [row for row in rows if row.scheme in keys]
@@ -291,7 +311,7 @@ def segments(
     tenant_id = tenant or config.default_tenant
 
     async def work(engine: AsyncEngine) -> list[analytics.SegmentRow]:
-        async with engine.connect() as connection:
+        async with tenant_transaction(engine, tenant_id) as connection:
             return await analytics.segment_report(connection, tenant_id, scheme, metric or ())
 
     rows = run_with_engine(config, work)
@@ -314,7 +334,7 @@ def rollups_check(tenant: TenantOption = None) -> None:
     tenant_id = tenant or config.default_tenant
 
     async def work(engine: AsyncEngine) -> int:
-        async with engine.connect() as connection:
+        async with tenant_transaction(engine, tenant_id) as connection:
             return await rollups.drift(connection, tenant_id)
 
     drifted = run_with_engine(config, work)
@@ -330,7 +350,7 @@ def rollups_rebuild(tenant: TenantOption = None) -> None:
     tenant_id = tenant or config.default_tenant
 
     async def work(engine: AsyncEngine) -> None:
-        async with engine.begin() as connection:
+        async with tenant_transaction(engine, tenant_id) as connection:
             await rollups.rebuild(connection, tenant_id)
 
     run_with_engine(config, work)

@@ -23,6 +23,7 @@ from service.cli_support import (
     run_with_engine,
     settings,
 )
+from service.database import tenant_transaction
 from service.errors import UserError
 from service.templates import TEMPLATES
 
@@ -141,7 +142,7 @@ def publish(
     text = _read_one(file)
 
     async def work(engine: AsyncEngine) -> tuple[schemes.Published, list[evaluation.RunResult]]:
-        async with engine.begin() as connection:
+        async with tenant_transaction(engine, tenant_id) as connection:
             published = await schemes.publish(
                 connection, tenant_id, text, file=str(file), scheme_key=scheme
             )

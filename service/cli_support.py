@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -15,7 +14,8 @@ from rich.console import Console
 from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.config import Settings, load_settings
+from service import logs
+from service.config import LogFormat, Settings, load_settings
 from service.database import create_engine, database_url
 from service.errors import UserError
 
@@ -45,15 +45,10 @@ AsOfOption = Annotated[
 ]
 
 
-def settings(**overrides: object) -> Settings:
+def settings(log_format: LogFormat = "text", **overrides: object) -> Settings:
+    """The settings, with logging configured (``log_format`` unless TIERWISE_LOG_FORMAT)."""
     loaded = load_settings(**overrides)
-    logging.basicConfig(
-        level=loaded.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    if loaded.log_level != "debug":
-        # Their progress chatter (pg_ctl output, each migration step) is debugging detail here.
-        for chatty in ("pgserver", "alembic"):
-            logging.getLogger(chatty).setLevel(logging.WARNING)
+    logs.configure(loaded.log_level, loaded.log_format or log_format)
     return loaded
 
 

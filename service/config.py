@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["json", "text"]
 
 
 class Settings(BaseSettings):
@@ -22,6 +24,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: LogLevel = "info"
+    log_format: LogFormat | None = None
+    """`json` (one object per line, with the request id) or `text`; unset: json for `serve`,
+    text for the other commands."""
     default_tenant: str = "default"
     evaluation_interval: float = 86_400.0
     """Seconds between scheduled evaluations of each scheme; 0 turns them off."""
@@ -31,6 +36,19 @@ class Settings(BaseSettings):
     """Answer introspection queries (`__schema`); production may turn it off."""
     federation: bool = False
     """Serve the API as an Apollo Federation 2 subgraph (`Customer` an entity keyed by `id`)."""
+    webhook_max_attempts: int = 15
+    """Attempts of a webhook delivery before it is marked dead (replayable)."""
+    webhook_timeout: float = 10.0
+    """Seconds one webhook attempt may take, connect to answer."""
+    webhook_backoff_base: float = 5.0
+    """Seconds before a failed delivery's first retry; doubled for each retry after it."""
+    webhook_backoff_cap: float = 3_600.0
+    """The longest wait between two attempts of a delivery."""
+    webhook_poll_interval: float = 1.0
+    """Seconds between the dispatcher's looks for due deliveries (new ones wake it at once);
+    0 turns the dispatcher off in this process."""
+    webhook_allow_http: bool = False
+    """Accept plain http:// webhook URLs (tests and demos on loopback only)."""
     max_query_depth: int = 10
     max_query_tokens: int = 2_000
     max_aliases: int = 30
@@ -40,6 +58,34 @@ class Settings(BaseSettings):
     """The cap on `first` of paginated fields."""
     max_ingest_rows: int = 10_000
     """Rows one ingest mutation may carry (bigger loads: `tierwise import`)."""
+    auth_required: bool = True
+    """Refuse requests without a valid bearer token. Off (development only), every request
+    acts as admin of the default tenant or of the ``X-Tierwise-Tenant`` header."""
+    jwt_secret: SecretStr | None = None
+    """The HS256 secret JWTs are signed with (at least 32 bytes)."""
+    jwt_public_keys: str | None = None
+    """PEM public keys (RSA, or EC on P-256/384/521) for RS*/ES* JWTs, or a file holding them."""
+    jwt_issuer: str | None = None
+    """When set, a JWT's ``iss`` must be this."""
+    jwt_audience: str | None = None
+    """When set, a JWT's ``aud`` must include this."""
+    jwt_tenant_claim: str = "tenant"
+    """The JWT claim naming the caller's tenant."""
+    jwt_role_claim: str = "role"
+    """The JWT claim naming the caller's role (viewer, analyst, ingest, admin)."""
+    api_key_cache_seconds: float = 30.0
+    """How long a verified API key is trusted without asking the database: the most time a
+    revoked key keeps working."""
+    rate_limit_per_minute: float = 600.0
+    """Requests per minute each token (API key, or JWT subject) may make; 0 turns it off."""
+    rate_limit_burst: int = 60
+    """Requests a token may make at once above the steady rate."""
+    metrics: bool = True
+    """Serve Prometheus metrics at `/metrics` (unauthenticated: expose it to the internal
+    network only)."""
+    shutdown_timeout: float = 30.0
+    """Seconds `serve` waits on SIGTERM for in-flight requests and a running scheduled
+    evaluation to finish before cancelling them (their transactions roll back)."""
 
 
 def load_settings(**overrides: object) -> Settings:

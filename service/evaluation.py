@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from dsl import Sources, compile_scheme
 from dsl.compiler import time_parameters, window_days
 from service import schemes as published
+from service.database import analyze, tenant_transaction
 from service.ingest import ANALYZE_AFTER_ROWS
 from service.schemes import PublishedScheme
 from service.tables import customers, evaluation_runs, events, memberships, orders
@@ -243,7 +244,7 @@ async def _start_run(
 ) -> int:
     """Record the run as running, committed at once so that it is visible while it works;
     runs of this scheme still marked running were killed (the caller holds the lock)."""
-    async with engine.begin() as connection:
+    async with tenant_transaction(engine, tenant) as connection:
         await connection.execute(
             update(evaluation_runs)
             .where(
@@ -271,7 +272,7 @@ async def _start_run(
 
 
 async def _fail_run(engine: AsyncEngine, tenant: str, run_id: int, error: BaseException) -> None:
-    async with engine.begin() as connection:
+    async with tenant_transaction(engine, tenant) as connection:
         await connection.execute(
             update(evaluation_runs)
             .where(evaluation_runs.c.tenant_id == tenant, evaluation_runs.c.id == run_id)
@@ -299,7 +300,7 @@ async def evaluate(
     now = dt.datetime.now(dt.UTC)
     applied = as_of is None
     at = as_of or now
-    async with engine.begin() as connection:
+    async with tenant_transaction(engine, tenant) as connection:
         if not await _lock(connection, tenant, key, wait=wait):
             return None
         scheme = await published.find(connection, tenant, key)
@@ -324,7 +325,7 @@ async def evaluate(
                 if changed >= ANALYZE_AFTER_ROWS:
                     # Statistics now, for the incremental updates that look memberships up
                     # next (autovacuum may be off, or late).
-                    await connection.execute(text("ANALYZE memberships"))
+                    await analyze(connection, "memberships")
             tiers = await _count(connection, tenant, scheme, at, applied=applied)
             duration_ms = round((time.perf_counter() - started) * 1000)
             result = RunResult(
@@ -371,7 +372,7 @@ async def evaluate_all(
 ) -> list[RunResult]:
     """Run the named schemes (default: all), and those that read their tiers, in dependency
     order; skipped ones (lock held elsewhere, without ``wait``) are left out."""
-    async with engine.connect() as connection:
+    async with tenant_transaction(engine, tenant) as connection:
         ordered = await published.current(connection, tenant)
     chosen = set(keys) if keys is not None else {s.key for s in ordered}
     results: list[RunResult] = []
@@ -482,7 +483,7 @@ async def preview(
     where, computed in a transaction that is rolled back. Raises RuleError on bad rules."""
     at = as_of or dt.datetime.now(dt.UTC)
     previews: list[Preview] = []
-    async with engine.connect() as connection:
+    async with tenant_transaction(engine, tenant) as connection:
         texts = published.parse_for_publishing(source, file, scheme_key)
         result = await published.check_against_published(
             connection, tenant, [scheme for scheme, _ in texts]

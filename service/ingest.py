@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service import rollups
+from service.database import analyze, tenant_transaction
 from service.errors import UserError
 from service.readers import (
     BadRow,
@@ -90,7 +91,7 @@ async def import_file(
     """Import one CSV or JSON Lines file; with ``skip_bad_to``, bad rows go to that file."""
     raw = read_rows(path, kind)
     result = ImportResult(kind)
-    async with engine.begin() as connection:
+    async with tenant_transaction(engine, tenant) as connection:
         stage = await _Stage.open(connection, kind, tenant)
         fast = raw.fields and _bulk_castable(kind, raw.fields)
         if not (fast and await stage.load_csv(path, raw.fields, result, on_progress)):
@@ -123,7 +124,7 @@ async def import_rows(
     rows land and the bad ones are returned.
     """
     result = ImportResult(kind)
-    async with engine.begin() as connection:
+    async with tenant_transaction(engine, tenant) as connection:
         stage = await _Stage.open(connection, kind, tenant)
         bad = await stage.load_rows(rows, result, present_fields=None)
         if bad and not skip_bad:
@@ -312,8 +313,9 @@ class _Stage:
         if result.inserted + result.updated >= ANALYZE_AFTER_ROWS:
             # Fresh statistics now, not when autovacuum gets round to it: planned on the old
             # ones, the next evaluation joined 20,000 customers by nested loop (32 s, not 0.2).
-            for table in ("customers", "customer_metrics", str(self.kind), "affected_customers"):
-                await self._execute(f"ANALYZE {table}")
+            for table in ("customers", "customer_metrics", str(self.kind)):
+                await analyze(self.connection, table)
+            await self._execute("ANALYZE affected_customers")
 
     async def _create_missing_customers(self) -> int:
         created = await self._execute(

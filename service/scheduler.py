@@ -8,6 +8,7 @@ without waiting, so N replicas evaluate each due scheme once between them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 
@@ -32,8 +33,11 @@ ORDER BY s.tenant_id, s.key
 """
 
 
-async def run_due(engine: AsyncEngine, interval: dt.timedelta) -> list[evaluation.RunResult]:
-    """Evaluate every scheme (of every tenant) not evaluated within ``interval``."""
+async def run_due(
+    engine: AsyncEngine, interval: dt.timedelta, stopping: asyncio.Event | None = None
+) -> list[evaluation.RunResult]:
+    """Evaluate every scheme (of every tenant) not evaluated within ``interval``; once
+    ``stopping`` is set, no further tenant is started."""
     since = dt.datetime.now(dt.UTC) - interval
     async with engine.connect() as connection:
         due = (await connection.execute(text(_DUE), {"since": since})).all()
@@ -42,18 +46,24 @@ async def run_due(engine: AsyncEngine, interval: dt.timedelta) -> list[evaluatio
         by_tenant.setdefault(tenant, []).append(key)
     results: list[evaluation.RunResult] = []
     for tenant, keys in by_tenant.items():
+        if stopping is not None and stopping.is_set():
+            break
         results += await evaluation.evaluate_all(
             engine, tenant, keys=keys, trigger="schedule", wait=False
         )
     return results
 
 
-async def run_forever(engine: AsyncEngine, interval: dt.timedelta) -> None:
-    """Check for due schemes every tenth of the interval (at most hourly), until cancelled."""
+async def run_forever(
+    engine: AsyncEngine, interval: dt.timedelta, stopping: asyncio.Event | None = None
+) -> None:
+    """Check for due schemes every tenth of the interval (at most hourly), until cancelled or
+    ``stopping`` is set (a round in progress finishes its current tenant first)."""
+    stopping = stopping or asyncio.Event()
     pause = min(interval.total_seconds() / 10, 3600.0)
-    while True:
+    while not stopping.is_set():
         try:
-            for result in await run_due(engine, interval):
+            for result in await run_due(engine, interval, stopping):
                 log.info(
                     "scheduled evaluation of %s: %d customers, %d changed, %d ms",
                     result.scheme,
@@ -63,4 +73,5 @@ async def run_forever(engine: AsyncEngine, interval: dt.timedelta) -> None:
                 )
         except Exception:  # a failed round is logged and retried next round, never fatal
             log.exception("scheduled evaluation failed")
-        await asyncio.sleep(pause)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), pause)

@@ -8,9 +8,10 @@ tenant of the caller's token.
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.requests import HTTPConnection
 from strawberry.types import Info as StrawberryInfo
 
@@ -18,6 +19,7 @@ from service.api.errors import bad_input
 from service.api.feed import TransitionFeed
 from service.api.loaders import Loaders
 from service.config import Settings
+from service.database import tenant_transaction
 from service.records import FieldError, check_tenant_id
 
 TENANT_HEADER = "x-tierwise-tenant"
@@ -43,6 +45,10 @@ class Context:
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.engine, self.tenant)
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A transaction confined to the request's tenant by row-level security."""
+        return tenant_transaction(self.engine, self.tenant)
 
 
 Info = StrawberryInfo[Context, None]

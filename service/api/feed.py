@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.api.loaders import TransitionRow, transition_row, transitions_select
-from service.database import plain_url
+from service.database import plain_url, tenant_transaction
 from service.evaluation import TRANSITIONS_CHANNEL
 from service.tables import schemes, transitions
 
@@ -86,11 +86,11 @@ class TransitionFeed:
         query = select(schemes.c.key, newest).where(schemes.c.tenant_id == tenant)
         if scheme is not None:
             query = query.where(schemes.c.key == scheme)
-        async with self.engine.connect() as connection:
+        async with tenant_transaction(self.engine, tenant) as connection:
             return {key: last or 0 for key, last in await connection.execute(query)}
 
     async def _after(self, tenant: str, scheme: str, last: int) -> list[TransitionRow]:
-        async with self.engine.connect() as connection:
+        async with tenant_transaction(self.engine, tenant) as connection:
             rows = await connection.execute(
                 transitions_select()
                 .where(

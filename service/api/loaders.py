@@ -17,6 +17,7 @@ from dsl import CATALOG, MetricRef, Sources, Value, explain, metric_values_selec
 from dsl.explain import Explanation
 from service import evaluation, schemes, strategies
 from service.api.errors import not_found
+from service.database import tenant_transaction
 from service.strategies import Strategy
 from service.tables import customers, events, memberships, orders, transitions
 
@@ -158,7 +159,7 @@ class Loaders:
     ) -> DataLoader[K, V]:
         # A key's exception (e.g. NOT_FOUND) is raised by `load` for that key alone.
         async def batch(keys: list[K]) -> list[V | BaseException]:
-            async with self.engine.connect() as connection:
+            async with tenant_transaction(self.engine, self.tenant) as connection:
                 found = await fetch(connection, keys)
             return [found[key] for key in keys]
 

@@ -130,7 +130,7 @@ class Mutation:
     ) -> PublishResult:
         context = info.context
         try:
-            async with context.engine.begin() as connection:
+            async with context.transaction() as connection:
                 published = await schemes.publish(
                     connection, context.tenant, source, file=f"{key}.rules", scheme_key=key
                 )
@@ -163,7 +163,7 @@ class Mutation:
         if not isinstance(parameters, dict):
             raise bad_input("`parameters` must be a JSON object")
         try:
-            async with context.engine.begin() as connection:
+            async with context.transaction() as connection:
                 saved = await strategies.save(
                     connection,
                     context.tenant,
@@ -189,7 +189,7 @@ class Mutation:
             strategy_id = int(id)
         except ValueError:
             return False
-        async with context.engine.begin() as connection:
+        async with context.transaction() as connection:
             return await strategies.delete(connection, context.tenant, strategy_id)
 
     @resolver(

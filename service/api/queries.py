@@ -129,7 +129,7 @@ class Query:
             raise bad_input("`first` must not be negative")
         size = min(size, limit)
         start = decode_cursor(after) if after is not None else None
-        async with context.engine.connect() as connection:
+        async with context.transaction() as connection:
             ids = (await _filtered(connection, context, scheme, tier, where)).subquery("ids")
             page = select(customers).where(
                 customers.c.tenant_id == context.tenant, customers.c.id.in_(select(ids.c.id))
@@ -156,14 +156,14 @@ class Query:
         self, info: Info, scheme: Annotated[str | None, arg("Only this scheme's tiers.")] = None
     ) -> list[Segment]:
         context = info.context
-        async with context.engine.connect() as connection:
+        async with context.transaction() as connection:
             rows = await analytics.segment_report(connection, context.tenant, scheme)
         return [Segment.of(row) for row in rows]
 
     @resolver(description="The published schemes, dependencies first.")
     async def schemes(self, info: Info) -> list[Scheme]:
         context = info.context
-        async with context.engine.connect() as connection:
+        async with context.transaction() as connection:
             found = await schemes.current(connection, context.tenant)
         return [Scheme.of(scheme) for scheme in found]
 
@@ -175,7 +175,7 @@ class Query:
         tier: Annotated[str | None, arg("Only this tier's.")] = None,
     ) -> list[Strategy]:
         context = info.context
-        async with context.engine.connect() as connection:
+        async with context.transaction() as connection:
             found = await strategies.listed(connection, context.tenant, scheme=scheme, tier=tier)
         return [Strategy.of(s) for s in found]
 
@@ -193,7 +193,7 @@ class Query:
         context = info.context
         try:
             parsed = parse_rules(source)
-            async with context.engine.connect() as connection:
+            async with context.transaction() as connection:
                 result = await schemes.check_against_published(connection, context.tenant, parsed)
         except RuleError as error:
             return RuleCheck(ok=False, diagnostics=[Diagnostic.of(d) for d in error.diagnostics])

@@ -19,6 +19,7 @@ from strawberry.types.base import get_object_definition
 from service.api.errors import ErrorPolicy, log_errors
 from service.api.limits import limit_extensions
 from service.api.mutations import Mutation
+from service.api.observe import OperationMetrics
 from service.api.queries import Query
 from service.api.subscriptions import Subscription
 from service.api.types import Customer
@@ -55,6 +56,7 @@ def _entity_keys(enabled: bool) -> None:
 
 def build_schema(settings: Settings) -> strawberry.Schema:
     extensions: list[Callable[[], SchemaExtension]] = [
+        OperationMetrics,
         ErrorPolicy,
         *limit_extensions(settings),
     ]

@@ -298,7 +298,7 @@ class CustomerConnection:
 
     @resolver("Customers matching the filters, all pages.")
     async def total_count(self, info: Info) -> int:
-        async with info.context.engine.connect() as connection:
+        async with info.context.transaction() as connection:
             return int(await connection.scalar(self.counted) or 0)
 
 
