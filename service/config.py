@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     metrics: bool = True
     """Serve Prometheus metrics at `/metrics` (unauthenticated: expose it to the internal
     network only)."""
-    shutdown_timeout: float = 30.0
+    shutdown_timeout: int = 30
     """Seconds `serve` waits on SIGTERM for in-flight requests and a running scheduled
     evaluation to finish before cancelling them (their transactions roll back)."""
 

@@ -27,6 +27,7 @@ from dsl.compiler import time_parameters, window_days
 from service import schemes as published
 from service.database import analyze, tenant_transaction
 from service.ingest import ANALYZE_AFTER_ROWS
+from service.metrics import observe_run
 from service.schemes import PublishedScheme
 from service.tables import customers, evaluation_runs, events, memberships, orders
 
@@ -358,6 +359,7 @@ async def evaluate(
         except Exception as error:
             await _fail_run(engine, tenant, run_id, error)
             raise
+    observe_run(result, trigger)
     return result
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from service import rollups
 from service.database import analyze, tenant_transaction
 from service.errors import UserError
+from service.metrics import observe_import
 from service.readers import (
     BadRow,
     IngestError,
@@ -105,6 +106,7 @@ async def import_file(
         await stage.upsert(result)
         if after_load is not None:
             await after_load(connection, tenant)
+    observe_import(result, "file")
     return result
 
 
@@ -132,6 +134,7 @@ async def import_rows(
         await stage.upsert(result)
         if after_load is not None:
             await after_load(connection, tenant)
+    observe_import(result, "api")
     return result, bad
 
 
