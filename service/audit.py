@@ -5,6 +5,7 @@ trigger refuses UPDATE and DELETE), in the same transaction as the change they r
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,15 @@ class Actor:
     # The client's address for API requests, "cli" for the command line.
     source: str
     request_id: str | None = None
+
+
+def command_line_actor() -> Actor:
+    """Whoever runs the command line: it acts with the database's own rights, as an admin."""
+    return Actor(f"cli:{getpass.getuser()}", "admin", "cli")
+
+
+# Changes the service makes on no one's request (the demo's templates, tests' fixtures).
+SERVICE = Actor("tierwise", "admin", "service")
 
 
 @dataclass(frozen=True)

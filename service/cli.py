@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from service import analytics, demo_data, evaluation, migrate, rollups, schemes, strategies
+from service import analytics, audit, demo_data, evaluation, migrate, rollups, schemes, strategies
 from service.app import create_app
 from service.background import Background
 from service.cli_rules import rules_app
@@ -216,12 +216,19 @@ def demo(
                         engine, kind, config.default_tenant, path, on_progress=advance
                     )
                 out.print(f"demo {kind}: {result.summary()}")
+        actor = audit.command_line_actor()
         for template in TEMPLATES.values():
             async with tenant_transaction(engine, config.default_tenant) as connection:
                 await schemes.publish(
-                    connection, config.default_tenant, template.source, file=template.file
+                    connection,
+                    config.default_tenant,
+                    template.source,
+                    file=template.file,
+                    actor=actor,
                 )
-                await strategies.install_template(connection, config.default_tenant, template)
+                await strategies.install_template(
+                    connection, config.default_tenant, template, actor=actor
+                )
         runs = await evaluation.evaluate_all(engine, config.default_tenant, trigger="demo")
         async with tenant_transaction(engine, config.default_tenant) as connection:
             report = await analytics.segment_report(connection, config.default_tenant, None)

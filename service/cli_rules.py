@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dsl.checker import check_files
 from dsl.errors import Diagnostic, RuleError, render
 from dsl.formatter import format_text
-from service import evaluation, schemes
+from service import audit, evaluation, schemes
 from service.cli_support import (
     AsOfOption,
     FormatOption,
@@ -144,7 +144,12 @@ def publish(
     async def work(engine: AsyncEngine) -> tuple[schemes.Published, list[evaluation.RunResult]]:
         async with tenant_transaction(engine, tenant_id) as connection:
             published = await schemes.publish(
-                connection, tenant_id, text, file=str(file), scheme_key=scheme
+                connection,
+                tenant_id,
+                text,
+                file=str(file),
+                scheme_key=scheme,
+                actor=audit.command_line_actor(),
             )
         runs = await evaluation.evaluate_all(
             engine, tenant_id, keys=published.changed, trigger="publish"

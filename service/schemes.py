@@ -29,6 +29,7 @@ from dsl import (
 from dsl.checker import CheckResult
 from dsl.evaluator import is_population
 from dsl.tree import Scheme
+from service import audit
 from service.errors import UserError
 from service.tables import scheme_versions, schemes
 
@@ -152,8 +153,10 @@ async def publish(
     *,
     file: str = "<rules>",
     scheme_key: str | None = None,
+    actor: audit.Actor = audit.SERVICE,
 ) -> Published:
-    """Check and publish every scheme of ``source``; raises RuleError on any error."""
+    """Check and publish every scheme of ``source``; raises RuleError on any error. Each new
+    version is recorded in the audit log as ``actor``'s, with the version it replaced."""
     texts = parse_for_publishing(source, file, scheme_key)
     parsed = [scheme for scheme, _ in texts]
     result = await check_against_published(connection, tenant, parsed)
@@ -218,6 +221,15 @@ async def publish(
             )
         )
         changed.append(scheme.key)
+        await audit.record(
+            connection,
+            tenant,
+            actor,
+            "scheme.publish",
+            scheme.key,
+            before=None if latest is None else {"version": latest.version, "source": latest.source},
+            after={"version": version, "source": canonical},
+        )
     published = {s.key: s for s in await current(connection, tenant)}
     return Published(
         tuple(published[s.key] for s in parsed if s.key in published), tuple(changed), result

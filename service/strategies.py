@@ -12,7 +12,7 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service import schemes
+from service import audit, schemes
 from service.errors import UserError
 from service.tables import memberships, strategies
 from service.templates import Template
@@ -65,8 +65,10 @@ async def save(
     priority: int = 100,
     parameters: Mapping[str, Any] | None = None,
     active: bool = True,
+    actor: audit.Actor = audit.SERVICE,
 ) -> Strategy:
-    """Create the strategy, or update the one of that scheme, tier and name."""
+    """Create the strategy, or update the one of that scheme, tier and name; audited as
+    ``actor``'s change."""
     if not name.strip() or not channel.strip():
         raise UserError("a strategy needs a name and a channel")
     await _check_tier(connection, tenant, scheme, tier)
@@ -81,6 +83,18 @@ async def save(
         "parameters": dict(parameters or {}),
         "active": active,
     }
+    previous = (
+        await connection.execute(
+            select(strategies)
+            .where(
+                strategies.c.tenant_id == tenant,
+                strategies.c.scheme_key == scheme,
+                strategies.c.tier == tier,
+                strategies.c.name == values["name"],
+            )
+            .with_for_update()
+        )
+    ).one_or_none()
     upsert = insert(strategies).values(values)
     row = (
         await connection.execute(
@@ -95,14 +109,59 @@ async def save(
             ).returning(strategies)
         )
     ).one()
-    return _strategy(row)
-
-
-async def delete(connection: AsyncConnection, tenant: str, strategy_id: int) -> bool:
-    result = await connection.execute(
-        strategies.delete().where(strategies.c.tenant_id == tenant, strategies.c.id == strategy_id)
+    saved = _strategy(row)
+    await audit.record(
+        connection,
+        tenant,
+        actor,
+        "strategy.create" if previous is None else "strategy.update",
+        _target(saved),
+        before=None if previous is None else _audited(_strategy(previous)),
+        after=_audited(saved),
     )
-    return bool(result.rowcount)
+    return saved
+
+
+async def delete(
+    connection: AsyncConnection,
+    tenant: str,
+    strategy_id: int,
+    *,
+    actor: audit.Actor = audit.SERVICE,
+) -> bool:
+    """Delete the strategy (False: the tenant has none of that id); audited as ``actor``'s."""
+    row = (
+        await connection.execute(
+            strategies.delete()
+            .where(strategies.c.tenant_id == tenant, strategies.c.id == strategy_id)
+            .returning(strategies)
+        )
+    ).one_or_none()
+    if row is None:
+        return False
+    deleted = _strategy(row)
+    await audit.record(
+        connection, tenant, actor, "strategy.delete", _target(deleted), before=_audited(deleted)
+    )
+    return True
+
+
+def _target(strategy: Strategy) -> str:
+    return f"{strategy.scheme}/{strategy.tier}/{strategy.name}"
+
+
+def _audited(strategy: Strategy) -> dict[str, Any]:
+    return {
+        "id": strategy.id,
+        "scheme": strategy.scheme,
+        "tier": strategy.tier,
+        "name": strategy.name,
+        "description": strategy.description,
+        "channel": strategy.channel,
+        "priority": strategy.priority,
+        "parameters": dict(strategy.parameters),
+        "active": strategy.active,
+    }
 
 
 async def listed(
@@ -152,7 +211,13 @@ async def recommended(
     return found
 
 
-async def install_template(connection: AsyncConnection, tenant: str, template: Template) -> int:
+async def install_template(
+    connection: AsyncConnection,
+    tenant: str,
+    template: Template,
+    *,
+    actor: audit.Actor = audit.SERVICE,
+) -> int:
     """The template's default strategies (existing ones of the same names are updated)."""
     for spec in template.strategies:
         await save(
@@ -165,5 +230,6 @@ async def install_template(connection: AsyncConnection, tenant: str, template: T
             description=spec.description,
             priority=spec.priority,
             parameters=spec.parameters,
+            actor=actor,
         )
     return len(template.strategies)
