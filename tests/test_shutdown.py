@@ -1,0 +1,205 @@
+"""Graceful shutdown, proven on a real `tierwise serve` process: on SIGTERM an in-flight
+request finishes (or, past the shutdown timeout, is cancelled and its transaction rolls
+back), the process exits 0 in time, and the database holds no half-written run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from service import evaluation
+from tests.test_evaluation import VALUE, load, order, publish, tiers_of
+from tests.test_run_safety import _runs
+
+ROOT = Path(__file__).resolve().parent.parent
+EVALUATE = 'mutation Evaluate { evaluateScheme(scheme: "value") { changed customerCount } }'
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serving(
+    database: URL, tenant: str, log: Path, **settings: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`tierwise serve` on a free loopback port in ``tenant`` (no authentication, no
+    scheduler unless asked); yields the process and its base URL once it answers."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "TIERWISE_DATABASE_URL": database.set(drivername="postgresql").render_as_string(
+            hide_password=False
+        ),
+        "TIERWISE_PORT": str(port),
+        "TIERWISE_DEFAULT_TENANT": tenant,
+        "TIERWISE_AUTH_REQUIRED": "false",
+        "TIERWISE_EVALUATION_INTERVAL": "0",
+        "TIERWISE_WEBHOOK_POLL_INTERVAL": "0",
+        "TIERWISE_LOG_FORMAT": "json",
+        **{f"TIERWISE_{key.upper()}": value for key, value in settings.items()},
+    }
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from service.cli import main; main()", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, f"serve exited early:\n{log.read_text()}"
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "serve never answered /healthz"
+            time.sleep(0.1)
+        yield process, base
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@asynccontextmanager
+async def memberships_locked(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """Hold a lock that stops any run at its write to memberships (reads still pass)."""
+    async with engine.connect() as connection:
+        await connection.execute(text("LOCK TABLE memberships IN EXCLUSIVE MODE"))
+        yield connection
+        await connection.rollback()
+
+
+async def _wait_for_running(engine: AsyncEngine, tenant: str) -> None:
+    deadline = time.monotonic() + 60
+    while "running" not in await _runs(engine, tenant):
+        assert time.monotonic() < deadline, "the run never started"
+        await asyncio.sleep(0.05)
+
+
+async def _exit_code(process: subprocess.Popen[bytes], within: float) -> int | None:
+    deadline = time.monotonic() + within
+    while process.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return process.poll()
+
+
+async def _tenant_with_a_pending_move(engine: AsyncEngine, tenant: str) -> dict[str, str]:
+    """c is Normal; a new big order (not yet evaluated) makes the next run move c to VIP."""
+    await load(engine, tenant, [order("o1", "c", 200, "10")])
+    await publish(engine, tenant, VALUE)
+    await evaluation.evaluate(engine, tenant, "value")
+    await load(engine, tenant, [order("o2", "c", 1, "6000"), order("o3", "c", 2, "1")])
+    async with engine.connect() as connection:
+        return await tiers_of(connection, tenant, "value")
+
+
+def _post(base: str, query: str, request_id: str) -> Any:
+    return httpx.post(
+        f"{base}/graphql",
+        json={"query": query},
+        headers={"X-Request-ID": request_id},
+        timeout=120,
+    )
+
+
+async def test_sigterm_lets_an_in_flight_evaluation_finish_and_exits_0(
+    database: URL, engine: AsyncEngine, tenant: str, tmp_path: Path
+) -> None:
+    assert await _tenant_with_a_pending_move(engine, tenant) == {"c": "Normal"}
+    log = tmp_path / "serve.log"
+    with serving(database, tenant, log, shutdown_timeout="30") as (process, base):
+        async with memberships_locked(engine):
+            request = asyncio.create_task(asyncio.to_thread(_post, base, EVALUATE, "shutdown-1"))
+            await _wait_for_running(engine, tenant)
+            process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(1.0)
+            assert process.poll() is None, "serve exited with a request in flight"
+        response = await request
+        assert await _exit_code(process, within=30) == 0, log.read_text()
+
+    assert response.status_code == 200
+    assert response.json()["data"]["evaluateScheme"] == [{"changed": 1, "customerCount": 1}]
+    assert response.headers["x-request-id"] == "shutdown-1"
+    async with engine.connect() as connection:
+        assert await tiers_of(connection, tenant, "value") == {"c": "VIP"}
+    assert await _runs(engine, tenant) == ["succeeded", "succeeded"]
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    assert any(
+        line["logger"] == "uvicorn.access" and line["request_id"] == "shutdown-1" for line in lines
+    ), lines
+
+
+async def test_past_the_timeout_the_request_is_cancelled_and_rolls_back(
+    database: URL, engine: AsyncEngine, tenant: str, tmp_path: Path
+) -> None:
+    before = await _tenant_with_a_pending_move(engine, tenant)
+    log = tmp_path / "serve.log"
+    timeout = 2
+    with serving(database, tenant, log, shutdown_timeout=str(timeout)) as (process, base):
+        async with memberships_locked(engine):
+            request = asyncio.create_task(asyncio.to_thread(_post, base, EVALUATE, "shutdown-2"))
+            await _wait_for_running(engine, tenant)
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            # The lock is still held: the run cannot finish, so the server must give up on it.
+            assert await _exit_code(process, within=timeout + 20) == 0, log.read_text()
+            assert time.monotonic() - started < timeout + 15
+        # uvicorn answers 500 for a request cancelled before its response began (or the
+        # connection closes): either way the client knows it has no answer.
+        with contextlib.suppress(httpx.TransportError):
+            assert (await request).status_code == 500
+
+    async with engine.connect() as connection:
+        assert await tiers_of(connection, tenant, "value") == before  # nothing half-written
+    assert await _runs(engine, tenant) == ["succeeded", "running"]
+    result = await evaluation.evaluate(engine, tenant, "value")
+    assert result is not None and result.changed == 1
+    assert await _runs(engine, tenant) == ["succeeded", "abandoned", "succeeded"]
+
+
+async def test_sigterm_lets_a_scheduled_run_finish(
+    database: URL, engine: AsyncEngine, tenant: str, tmp_path: Path
+) -> None:
+    await load(engine, tenant, [order("o1", "c", 1, "6000"), order("o2", "c", 2, "1")])
+    await publish(engine, tenant, VALUE)  # published, never evaluated: due at once
+    log = tmp_path / "serve.log"
+    async with memberships_locked(engine) as lock:
+        with serving(database, tenant, log, evaluation_interval="3600", shutdown_timeout="30") as (
+            process,
+            _,
+        ):
+            await _wait_for_running(engine, tenant)
+            process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(1.0)
+            assert process.poll() is None, "serve exited with a scheduled run in flight"
+            await lock.rollback()  # the run goes on, and commits
+            assert await _exit_code(process, within=30) == 0, log.read_text()
+    assert await _runs(engine, tenant) == ["succeeded"]
+    async with engine.connect() as connection:
+        assert await tiers_of(connection, tenant, "value") == {"c": "VIP"}
