@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
-from service import metrics, migrate, scheduler
+from service import metrics, migrate, scheduler, webhooks
 from service.api.feed import TransitionFeed
 from service.api.http import TierwiseGraphQL
 from service.api.observe import RequestObserver, metrics_endpoint
@@ -77,6 +77,9 @@ def create_app(
             background.start(
                 "scheduler", lambda stopping: scheduler.run_forever(engine, interval, stopping)
             )
+        if config.webhook_poll_interval > 0:
+            dispatcher = webhooks.Dispatcher(engine, webhooks.DispatchSettings.of(config))
+            background.start("webhooks", dispatcher.run)
         try:
             yield
         finally:

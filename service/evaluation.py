@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from dsl import Sources, compile_scheme
 from dsl.compiler import time_parameters, window_days
 from service import schemes as published
+from service import webhooks
 from service.database import analyze, tenant_transaction
 from service.ingest import ANALYZE_AFTER_ROWS
 from service.metrics import observe_run
@@ -154,7 +155,7 @@ entered AS (
     ON CONFLICT (tenant_id, scheme_key, customer_id) DO UPDATE
     SET tier = EXCLUDED.tier, since = EXCLUDED.since, version = EXCLUDED.version
 )
-SELECT count(*), max(id) FROM moved
+SELECT count(*), min(id), max(id) FROM moved
 """
 
 # Listeners (the API's tierChanged subscriptions, on any replica) hear of new transitions
@@ -176,7 +177,7 @@ async def _apply(
     only = (
         "AND customer_id IN (SELECT customer_id FROM affected_customers)" if only_affected else ""
     )
-    changed, last_id = (
+    changed, first_id, last_id = (
         await connection.execute(
             text(_APPLY.format(only=only)),
             {
@@ -190,6 +191,8 @@ async def _apply(
         )
     ).one()
     if changed:
+        # The webhooks' outbox rows, committed (or not) with the transitions.
+        await webhooks.enqueue(connection, tenant, scheme.key, first_id, last_id)
         payload = json.dumps({"tenant": tenant, "scheme": scheme.key, "last_id": last_id})
         await connection.execute(
             text("SELECT pg_notify(:channel, :payload)"),
