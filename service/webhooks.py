@@ -103,6 +103,10 @@ def verify_signature(
     return False
 
 
+class NotFound(UserError):
+    """No such scheme, tier, webhook or delivery (the API's NOT_FOUND)."""
+
+
 # --- registration -----------------------------------------------------------------------------
 
 
@@ -188,9 +192,12 @@ async def create(
     elif len(secret) < MIN_SECRET_LENGTH:
         raise UserError(f"a webhook secret needs at least {MIN_SECRET_LENGTH} characters")
     if scheme is not None:
-        found = await published.find(connection, tenant, scheme)
+        try:
+            found = await published.find(connection, tenant, scheme)
+        except UserError as error:
+            raise NotFound(str(error)) from None
         if tier is not None and tier not in found.tiers:
-            raise UserError(
+            raise NotFound(
                 f"scheme {scheme!r} has no tier {tier!r}; its tiers are {', '.join(found.tiers)}"
             )
     row = (
@@ -424,7 +431,7 @@ async def replay(
             )
         ).scalar_one_or_none()
         if found is None:
-            raise UserError(f"no webhook delivery {delivery_id}")
+            raise NotFound(f"no webhook delivery {delivery_id}")
         if found != "dead":
             raise UserError(f"webhook delivery {delivery_id} is {found}: only dead ones replay")
         raise UserError(f"webhook delivery {delivery_id} belongs to a deleted webhook")
@@ -451,7 +458,7 @@ async def replay_dead(
         )
     )
     if exists is None:
-        raise UserError(f"no webhook {webhook_id}")
+        raise NotFound(f"no webhook {webhook_id}")
     rows = await connection.execute(
         update(webhook_deliveries)
         .where(*_replayable(tenant), webhook_deliveries.c.webhook_id == webhook_id)
