@@ -15,19 +15,27 @@ LogFormat = Literal["json", "text"]
 class Settings(BaseSettings):
     """Everything Tierwise reads from its environment; see the README's configuration table."""
 
-    model_config = SettingsConfigDict(env_prefix="TIERWISE_", extra="ignore")
+    # Each field's docstring is its description: docs/operations.md's table is made from them
+    # (`python -m service.config_doc`), and a test keeps the two equal.
+    model_config = SettingsConfigDict(
+        env_prefix="TIERWISE_", extra="ignore", use_attribute_docstrings=True
+    )
 
     database_url: str | None = None
     """A plain ``postgresql://user@host:port/db`` URL; unset means the embedded Postgres."""
     data_dir: Path = Path(".tierwise")
     """Where the embedded Postgres keeps its files."""
     host: str = "127.0.0.1"
+    """Interface `serve` listens on (`--host`)."""
     port: int = 8000
+    """Port `serve` listens on (`--port`)."""
     log_level: LogLevel = "info"
+    """`debug`, `info`, `warning` or `error`."""
     log_format: LogFormat | None = None
     """`json` (one object per line, with the request id) or `text`; unset: json for `serve`,
     text for the other commands."""
     default_tenant: str = "default"
+    """The tenant commands work in without `--tenant`."""
     evaluation_interval: float = 86_400.0
     """Seconds between scheduled evaluations of each scheme; 0 turns them off."""
     graphiql: bool = True
@@ -50,8 +58,11 @@ class Settings(BaseSettings):
     webhook_allow_http: bool = False
     """Accept plain http:// webhook URLs (tests and demos on loopback only)."""
     max_query_depth: int = 10
+    """Deepest selection nesting a GraphQL query may have."""
     max_query_tokens: int = 2_000
+    """Most tokens a GraphQL document may have."""
     max_aliases: int = 30
+    """Most aliases a GraphQL document may use."""
     max_operations: int = 5
     """Operation definitions one request's document may hold (batched requests are refused)."""
     max_page_size: int = 100
