@@ -1,50 +1,54 @@
-"""What every resolver gets: the engine, the request's tenant, the settings, and this request's
+"""What every resolver gets: the engine, the verified caller, the settings, and this request's
 DataLoaders (fresh per request, so nothing cached leaks between requests or tenants).
 
-The tenant is decided here and only here: the configured default tenant, or the
-``X-Tierwise-Tenant`` header. Authentication (issue 6) replaces `request_tenant` with the
-tenant of the caller's token.
+The tenant is the caller's, and only the caller's: the tenant of its verified token
+(`service.api.access` authenticates every request before a resolver runs).
 """
 
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.requests import HTTPConnection
 from strawberry.types import Info as StrawberryInfo
 
-from service.api.errors import bad_input
+from service.api.errors import UNAUTHENTICATED, ApiError
 from service.api.feed import TransitionFeed
 from service.api.loaders import Loaders
+from service.auth import Principal
 from service.config import Settings
 from service.database import tenant_transaction
-from service.records import FieldError, check_tenant_id
-
-TENANT_HEADER = "x-tierwise-tenant"
-
-
-def request_tenant(connection: HTTPConnection, settings: Settings) -> str:
-    requested = connection.headers.get(TENANT_HEADER)
-    if requested is None:
-        return settings.default_tenant
-    try:
-        return check_tenant_id(requested)
-    except FieldError as error:
-        raise bad_input(str(error)) from None
 
 
 @dataclass
 class Context:
     engine: AsyncEngine
-    tenant: str
+    # None only on a WebSocket whose connection_init has not been accepted yet (no operation
+    # runs before it is).
+    principal: Principal | None
     settings: Settings
     feed: TransitionFeed
-    loaders: Loaders = field(init=False)
+    request: HTTPConnection | None = None
+    # A WebSocket's connection_init payload (set by strawberry's protocol handler).
+    connection_params: dict[str, Any] | None = None
 
-    def __post_init__(self) -> None:
-        self.loaders = Loaders(self.engine, self.tenant)
+    @property
+    def caller(self) -> Principal:
+        if self.principal is None:
+            raise ApiError(UNAUTHENTICATED, "authentication required")
+        return self.principal
+
+    @property
+    def tenant(self) -> str:
+        return self.caller.tenant
+
+    @cached_property
+    def loaders(self) -> Loaders:
+        return Loaders(self.engine, self.tenant)
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A transaction confined to the request's tenant by row-level security."""

@@ -23,7 +23,9 @@ BAD_RULE = "BAD_RULE"
 BAD_INPUT = "BAD_INPUT"
 NOT_FOUND = "NOT_FOUND"
 LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
-FORBIDDEN = "FORBIDDEN"  # reserved for authentication and authorisation (issue 6)
+UNAUTHENTICATED = "UNAUTHENTICATED"  # no bearer token, or one that does not verify
+FORBIDDEN = "FORBIDDEN"  # the caller's role may not do this
+RATE_LIMITED = "RATE_LIMITED"  # the caller's token is over its rate limit: retry later
 UNAVAILABLE = "UNAVAILABLE"  # try again: e.g. a subscription lost its database connection
 INTERNAL = "INTERNAL"
 

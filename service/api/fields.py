@@ -12,15 +12,23 @@ from typing import Any, TypeVar, cast
 
 import strawberry
 
+from service.api import access
+from service.auth import Permission
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def resolver(description: str) -> Callable[[F], F]:
-    return cast(Callable[[F], F], strawberry.field(description=description))
+def resolver(description: str, *, needs: Permission | None = None) -> Callable[[F], F]:
+    """A field; a root field names the permission it ``needs`` (checked before it runs)."""
+    extensions = access.needs(needs) if needs is not None else None
+    return cast(Callable[[F], F], strawberry.field(description=description, extensions=extensions))
 
 
-def subscription(description: str) -> Callable[[F], F]:
-    return cast(Callable[[F], F], strawberry.subscription(description=description))
+def subscription(description: str, *, needs: Permission) -> Callable[[F], F]:
+    return cast(
+        Callable[[F], F],
+        strawberry.subscription(description=description, extensions=access.needs(needs)),
+    )
 
 
 def arg(description: str) -> Any:

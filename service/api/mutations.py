@@ -32,6 +32,7 @@ from service.api.types import (
     Scheme,
     Strategy,
 )
+from service.auth import Permission
 from service.errors import UserError
 from service.ingest import import_rows
 from service.records import Kind
@@ -90,7 +91,8 @@ async def _ingest(
 class Mutation:
     @resolver(
         "Create or replace customers by id (idempotent). Valid rows are written even when "
-        "others are not; each problem is reported with its row and field."
+        "others are not; each problem is reported with its row and field.",
+        needs=Permission.write_data,
     )
     async def upsert_customers(
         self,
@@ -101,7 +103,8 @@ class Mutation:
 
     @resolver(
         "Record orders by id (idempotent); the customers' tiers follow at once, and each "
-        "change is announced on tierChanged."
+        "change is announced on tierChanged.",
+        needs=Permission.write_data,
     )
     async def record_orders(
         self, info: Info, orders: Annotated[list[OrderInput], arg("Checked row by row.")]
@@ -109,7 +112,8 @@ class Mutation:
         return await _ingest(info, Kind.orders, orders, order_row)
 
     @resolver(
-        "Record behaviour events (idempotent by id, or by content without one); tiers follow."
+        "Record behaviour events (idempotent by id, or by content without one); tiers follow.",
+        needs=Permission.write_data,
     )
     async def record_events(
         self, info: Info, events: Annotated[list[EventInput], arg("Checked row by row.")]
@@ -119,7 +123,8 @@ class Mutation:
     @resolver(
         "Publish rules as scheme `key` (a bare list of tiers, or a `scheme key { ... }` "
         "block); a new version only when the text changed. With `evaluate`, the new rules "
-        "are made current at once. Bad rules give a BAD_RULE error and change nothing."
+        "are made current at once. Bad rules give a BAD_RULE error and change nothing.",
+        needs=Permission.publish_rules,
     )
     async def publish_scheme(
         self,
@@ -132,7 +137,12 @@ class Mutation:
         try:
             async with context.transaction() as connection:
                 published = await schemes.publish(
-                    connection, context.tenant, source, file=f"{key}.rules", scheme_key=key
+                    connection,
+                    context.tenant,
+                    source,
+                    file=f"{key}.rules",
+                    scheme_key=key,
+                    actor=context.caller.actor,
                 )
         except RuleError as error:
             raise bad_rule(error) from None
@@ -153,7 +163,8 @@ class Mutation:
 
     @resolver(
         "Create a strategy, or update the one of the same scheme, tier and name. NOT_FOUND "
-        "for a scheme or tier that is not published."
+        "for a scheme or tier that is not published.",
+        needs=Permission.manage_strategies,
     )
     async def save_strategy(
         self, info: Info, strategy: Annotated[StrategyInput, arg("The strategy.")]
@@ -175,12 +186,16 @@ class Mutation:
                     priority=strategy.priority,
                     parameters=parameters,
                     active=strategy.active,
+                    actor=context.caller.actor,
                 )
         except UserError as error:
             raise not_found(str(error)) from None
         return Strategy.of(saved)
 
-    @resolver("Delete a strategy; false when there was none of that id.")
+    @resolver(
+        "Delete a strategy; false when there was none of that id.",
+        needs=Permission.manage_strategies,
+    )
     async def delete_strategy(
         self, info: Info, id: Annotated[strawberry.ID, arg("The strategy's id.")]
     ) -> bool:
@@ -190,11 +205,14 @@ class Mutation:
         except ValueError:
             return False
         async with context.transaction() as connection:
-            return await strategies.delete(connection, context.tenant, strategy_id)
+            return await strategies.delete(
+                connection, context.tenant, strategy_id, actor=context.caller.actor
+            )
 
     @resolver(
         "Evaluate a scheme now (and the schemes that read its tiers): tiers become current "
-        "and every change is recorded and announced. NOT_FOUND for an unpublished scheme."
+        "and every change is recorded and announced. NOT_FOUND for an unpublished scheme.",
+        needs=Permission.publish_rules,
     )
     async def evaluate_scheme(
         self, info: Info, scheme: Annotated[str, arg("Key of a published scheme.")]

@@ -33,6 +33,7 @@ from service.api.types import (
     encode_cursor,
     explanation,
 )
+from service.auth import Permission
 from service.errors import UserError
 from service.tables import customers, memberships
 
@@ -81,7 +82,10 @@ async def _filtered(
 
 @strawberry.type(description="Reading customers, tiers, segments, strategies and rules.")
 class Query:
-    @resolver(description="The customer of this id (their id in your systems), or null.")
+    @resolver(
+        description="The customer of this id (their id in your systems), or null.",
+        needs=Permission.read_customers,
+    )
     async def customer(
         self, info: Info, id: Annotated[strawberry.ID, arg("The customer's id in your systems.")]
     ) -> Customer | None:
@@ -90,7 +94,8 @@ class Query:
 
     @resolver(
         "Why a customer is in their tier of `scheme` (the customer card's `explain`, for "
-        "tools that start from an id). NOT_FOUND for an unknown customer or scheme."
+        "tools that start from an id). NOT_FOUND for an unknown customer or scheme.",
+        needs=Permission.read_customers,
     )
     async def explain(
         self,
@@ -107,7 +112,8 @@ class Query:
         "Customers, in a stable order, a page at a time: optionally those in "
         "`tier` of `scheme`, and those for whom `where` (a rule-language condition, e.g. "
         '`monetary > 1000 and region = "east"`) is true now. `first` is capped by the '
-        "server's page size limit."
+        "server's page size limit.",
+        needs=Permission.read_customers,
     )
     async def customers(
         self,
@@ -151,7 +157,10 @@ class Query:
             counted=select(func.count()).select_from(ids),
         )
 
-    @resolver("One segment per tier of each scheme (or of `scheme`), from the current memberships.")
+    @resolver(
+        "One segment per tier of each scheme (or of `scheme`), from the current memberships.",
+        needs=Permission.read_reports,
+    )
     async def segments(
         self, info: Info, scheme: Annotated[str | None, arg("Only this scheme's tiers.")] = None
     ) -> list[Segment]:
@@ -160,14 +169,19 @@ class Query:
             rows = await analytics.segment_report(connection, context.tenant, scheme)
         return [Segment.of(row) for row in rows]
 
-    @resolver(description="The published schemes, dependencies first.")
+    @resolver(
+        description="The published schemes, dependencies first.", needs=Permission.read_reports
+    )
     async def schemes(self, info: Info) -> list[Scheme]:
         context = info.context
         async with context.transaction() as connection:
             found = await schemes.current(connection, context.tenant)
         return [Scheme.of(scheme) for scheme in found]
 
-    @resolver(description="Active strategies, optionally of one scheme and tier.")
+    @resolver(
+        description="Active strategies, optionally of one scheme and tier.",
+        needs=Permission.read_reports,
+    )
     async def strategies(
         self,
         info: Info,
@@ -179,13 +193,17 @@ class Query:
             found = await strategies.listed(connection, context.tenant, scheme=scheme, tier=tier)
         return [Strategy.of(s) for s in found]
 
-    @resolver(description="Every metric the rule language knows (its catalog).")
+    @resolver(
+        description="Every metric the rule language knows (its catalog).",
+        needs=Permission.read_reports,
+    )
     def metrics(self) -> list[Metric]:
         return catalog()
 
     @resolver(
         "Check rule text against the published schemes: errors and warnings "
-        "with line and column. Nothing is written."
+        "with line and column. Nothing is written.",
+        needs=Permission.check_rules,
     )
     async def check_rules(
         self, info: Info, source: Annotated[str, arg("Rule text, as in a .rules file.")]
@@ -202,7 +220,8 @@ class Query:
     @resolver(
         "What publishing rule text would do: customers and revenue per tier and "
         "who would move, evaluated now or at the start of `asOf` (a backtest). Nothing is "
-        "written. Bad rules give a BAD_RULE error."
+        "written. Bad rules give a BAD_RULE error.",
+        needs=Permission.check_rules,
     )
     async def preview_rules(
         self,

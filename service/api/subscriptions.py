@@ -13,13 +13,15 @@ from service.api.errors import UNAVAILABLE, ApiError
 from service.api.feed import FeedLost
 from service.api.fields import arg, subscription
 from service.api.types import Transition
+from service.auth import Permission
 
 
 @strawberry.type(description="Live updates, over the graphql-transport-ws protocol.")
 class Subscription:
     @subscription(
         "Every tier change from now on (of `scheme`, or of every scheme), as it commits: "
-        "from ingest, evaluations and publishing, on any replica."
+        "from ingest, evaluations and publishing, on any replica.",
+        needs=Permission.read_customers,
     )
     async def tier_changed(
         self, info: Info, scheme: Annotated[str | None, arg("Only this scheme's changes.")] = None

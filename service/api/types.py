@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -19,10 +20,12 @@ from dsl.explain import ClauseTrace
 from dsl.explain import Explanation as RuleExplanation
 from service import analytics, evaluation, schemes
 from service import strategies as strategy_service
+from service.api.access import require
 from service.api.context import Info
 from service.api.errors import bad_input
 from service.api.fields import arg, resolver
 from service.api.loaders import CARD_METRICS, MembershipRow, TransitionRow
+from service.auth import Permission, Role, allows
 
 
 @strawberry.type(description="A customer's place in one scheme: the tier they are in now.")
@@ -204,13 +207,40 @@ async def explanation(info: Info, customer_id: int, scheme: str) -> Explanation:
     return Explanation.of(scheme, traced)
 
 
+# Derived from the role table, like the check itself.
+_PERSONAL = (
+    " Personal data: null unless the caller's role is "
+    + " or ".join(role.value for role in Role if allows(role, Permission.read_personal))
+    + "."
+)
+
+
+def _personal(attribute: str) -> Callable[..., str | None]:
+    """The resolver of a personal field, kept in ``attribute`` of the Customer."""
+
+    def resolve(root: Customer, info: Info) -> str | None:
+        if not info.context.caller.may(Permission.read_personal):
+            return None
+        value: str | None = getattr(root, attribute)
+        return value
+
+    return resolve
+
+
 @strawberry.type(description="A customer: profile, tiers, recommended strategies and why.")
 class Customer:
     internal_id: strawberry.Private[int]
     id: strawberry.ID = strawberry.field(description="The customer's id in the caller's systems.")
-    name: str | None = strawberry.field(description="Full name.")
-    email: str | None = strawberry.field(description="Email address.")
-    phone: str | None = strawberry.field(description="Phone number.")
+    # Personal data: served only to roles that may read it (`read_personal`), null to others.
+    name: str | None = strawberry.field(
+        resolver=_personal("full_name"), description=f"Full name.{_PERSONAL}"
+    )
+    email: str | None = strawberry.field(
+        resolver=_personal("email_address"), description=f"Email address.{_PERSONAL}"
+    )
+    phone: str | None = strawberry.field(
+        resolver=_personal("phone_number"), description=f"Phone number.{_PERSONAL}"
+    )
     age: int | None = strawberry.field(description="Age in years.")
     gender: str | None = strawberry.field(description="Gender, as given.")
     occupation: str | None = strawberry.field(description="Occupation.")
@@ -219,15 +249,18 @@ class Customer:
     company_size: int | None = strawberry.field(description="Employees (business customers).")
     registered_at: dt.datetime | None = strawberry.field(description="Registration time.")
     attributes: JSON = strawberry.field(description="Free-form attributes, as a JSON object.")
+    full_name: strawberry.Private[str | None]
+    email_address: strawberry.Private[str | None]
+    phone_number: strawberry.Private[str | None]
 
     @classmethod
     def of(cls, row: Row[Any]) -> Customer:
         return cls(
             internal_id=row.id,
             id=strawberry.ID(row.external_id),
-            name=row.name,
-            email=row.email,
-            phone=row.phone,
+            full_name=row.name,
+            email_address=row.email,
+            phone_number=row.phone,
             age=row.age,
             gender=row.gender,
             occupation=row.occupation,
@@ -241,6 +274,7 @@ class Customer:
     @classmethod
     async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Customer | None:
         """A federation gateway's reference to a customer (when federation is on)."""
+        require(info.context.caller, Permission.read_customers)
         row = await info.context.loaders.customer_by_external_id.load(str(id))
         return cls.of(row) if row is not None else None
 

@@ -5,14 +5,54 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service import evaluation, schemes, strategies
 from service.app import create_app
+from service.auth import Principal, Role, issue_token, principal
 from service.config import Settings
 from service.ingest import import_rows
 from service.records import Kind
 from tests.test_evaluation import VALUE, order
+
+# Every test request carries an HS256 token for its tenant (admin unless a test says otherwise).
+TEST_SECRET = "tierwise-tests-hs256-secret-of-32-bytes-or-more"
+
+
+def with_secret(settings: Settings | None = None) -> Settings:
+    """``settings`` (default: from the environment) verifying the tests' tokens."""
+    settings = settings or Settings()
+    if settings.jwt_secret is None:
+        settings = settings.model_copy(update={"jwt_secret": SecretStr(TEST_SECRET)})
+    return settings
+
+
+def token(tenant: str, role: Role = Role.admin, subject: str = "test") -> str:
+    return issue_token(TEST_SECRET, tenant, role, subject)
+
+
+def bearer(tenant: str, role: Role = Role.admin) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(tenant, role)}"}
+
+
+def caller(tenant: str, role: Role = Role.admin) -> Principal:
+    """A verified caller, for a `Context` built by hand."""
+    return principal(tenant, role, "test", f"jwt:{tenant}:test", "test")
+
+
+async def request(
+    engine: AsyncEngine,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    *,
+    settings: Settings | None = None,
+) -> httpx.Response:
+    """One POST to /graphql, as it is answered."""
+    app = create_app(engine, settings=with_secret(settings))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://tierwise") as client:
+        return await client.post("/graphql", json=body, headers=headers)
 
 
 async def post(
@@ -23,15 +63,13 @@ async def post(
     *,
     settings: Settings | None = None,
     operation: str | None = None,
+    role: Role = Role.admin,
 ) -> dict[str, Any]:
-    """The response body of one GraphQL request in ``tenant``."""
-    app = create_app(engine, settings=settings)
-    transport = httpx.ASGITransport(app=app)
+    """The response body of one GraphQL request in ``tenant``, as ``role``."""
     body: dict[str, Any] = {"query": query, "variables": variables or {}}
     if operation is not None:
         body["operationName"] = operation
-    async with httpx.AsyncClient(transport=transport, base_url="http://tierwise") as client:
-        response = await client.post("/graphql", json=body, headers={"X-Tierwise-Tenant": tenant})
+    response = await request(engine, body, bearer(tenant, role), settings=settings)
     assert response.status_code == 200, response.text
     result: dict[str, Any] = response.json()
     return result

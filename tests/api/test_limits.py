@@ -60,8 +60,10 @@ async def test_graphiql_is_served_to_browsers_unless_turned_off(
         assert response.status_code == 404
 
 
-async def test_a_bad_tenant_header_is_a_bad_request(engine: AsyncEngine) -> None:
-    app = create_app(engine)
+async def test_with_authentication_off_a_bad_tenant_header_is_a_bad_request(
+    engine: AsyncEngine,
+) -> None:
+    app = create_app(engine, settings=Settings(auth_required=False))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://tierwise") as client:
         response = await client.post(

@@ -264,11 +264,11 @@ def ids_of(result: dict[str, object]) -> list[str]:
     return [edge["node"]["id"] for edge in data(result)["customers"]["edges"]]
 
 
-async def test_without_the_header_the_default_tenant_is_read(
+async def test_with_authentication_off_the_default_tenant_is_read(
     engine: AsyncEngine, tenant: str
 ) -> None:
     await shop(engine, tenant)
-    app = create_app(engine, settings=Settings(default_tenant=tenant))
+    app = create_app(engine, settings=Settings(default_tenant=tenant, auth_required=False))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://tierwise") as client:
         response = await client.post("/graphql", json={"query": '{ customer(id: "ann") { id } }'})

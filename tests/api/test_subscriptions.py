@@ -18,8 +18,9 @@ from service.api.feed import LISTENER_NAME, FeedLost, TransitionFeed
 from service.api.loaders import TransitionRow
 from service.api.schema import build_schema
 from service.app import create_app
+from service.auth import Role
 from service.config import Settings
-from tests.api.support import post, shop
+from tests.api.support import caller, post, shop, token, with_secret
 from tests.test_evaluation import day
 
 OPERATION = (Path(__file__).parents[2] / "graphql/operations/tier_changed.graphql").read_text()
@@ -44,7 +45,7 @@ async def test_tier_changed_hears_ingest_through_the_api(engine: AsyncEngine, te
     stream = await schema.subscribe(
         OPERATION,
         variable_values={"scheme": "value"},
-        context_value=Context(engine, tenant, Settings(), feed),
+        context_value=Context(engine, caller(tenant), Settings(), feed),
     )
     assert isinstance(stream, AsyncGenerator)
     first = asyncio.ensure_future(anext(stream))
@@ -74,16 +75,14 @@ async def test_tier_changes_reach_websocket_clients_over_graphql_transport_ws(
     await shop(engine, tenant)
     # The app runs in TestClient's own event loop: it gets an engine without a pool to share.
     own = create_async_engine(database, poolclass=NullPool)
-    app = create_app(own)
-    headers = {"X-Tierwise-Tenant": tenant}
+    app = create_app(own, settings=with_secret())
     # Entered, the client runs the app's lifespan: its shutdown closes the feed.
     with (
         TestClient(app) as client,
-        client.websocket_connect(
-            "/graphql", subprotocols=["graphql-transport-ws"], headers=headers
-        ) as ws,
+        client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws,
     ):
-        ws.send_json({"type": "connection_init"})
+        init = {"authorization": f"Bearer {token(tenant, Role.viewer)}"}
+        ws.send_json({"type": "connection_init", "payload": init})
         assert ws.receive_json() == {"type": "connection_ack"}
         ws.send_json(
             {"id": "1", "type": "subscribe", "payload": {"query": OPERATION, "variables": {}}}
@@ -173,7 +172,7 @@ class _Failing(TransitionFeed):
 async def test_subscription_errors_have_codes_and_hide_internals(
     engine: AsyncEngine, tenant: str, error: Exception, code: str, message: str
 ) -> None:
-    context = Context(engine, tenant, Settings(), _Failing(engine, error))
+    context = Context(engine, caller(tenant), Settings(), _Failing(engine, error))
     stream = await build_schema(Settings()).subscribe(OPERATION, context_value=context)
     assert isinstance(stream, AsyncGenerator)
     result: Any = await anext(stream)
