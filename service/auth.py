@@ -531,3 +531,20 @@ class Authenticator:
 def role_table() -> Sequence[tuple[Role, Sequence[Permission]]]:
     """Each role with its permissions in declaration order (for docs and listings)."""
     return [(role, [p for p in Permission if p in ROLE_PERMISSIONS[role]]) for role in Role]
+
+
+def role_table_markdown() -> str:
+    """The role table as docs/access.md shows it (a test keeps the two the same)."""
+    roles = list(Role)
+    lines = [
+        "| permission | what it covers | " + " | ".join(role.value for role in roles) + " |",
+        "|---|---|" + "---|" * len(roles),
+    ]
+    for permission in Permission:
+        marks = " | ".join("yes" if allows(role, permission) else "" for role in roles)
+        lines.append(f"| `{permission.value}` | {PERMISSION_DESCRIPTIONS[permission]} | {marks} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(role_table_markdown(), end="")

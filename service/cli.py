@@ -26,6 +26,7 @@ from starlette.applications import Starlette
 from service import analytics, audit, demo_data, evaluation, migrate, rollups, schemes, strategies
 from service.app import create_app
 from service.background import Background
+from service.cli_keys import demo_access, keys_app
 from service.cli_rules import rules_app
 from service.cli_support import (
     AsOfOption,
@@ -54,6 +55,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(rules_app, name="rules", help="Check and format tier rule files.")
+app.add_typer(keys_app, name="keys")
 rollups_app = typer.Typer(help="The per-customer order rollups ingest keeps.", no_args_is_help=True)
 app.add_typer(rollups_app, name="rollups")
 
@@ -197,7 +199,7 @@ def demo(
 ) -> None:
     """Start Postgres (embedded unless configured), migrate, load demo data, publish the
     built-in templates (value, lifecycle, RFM, ABC) with their strategies, evaluate, serve."""
-    config = settings(host=host, port=port)
+    config, access = demo_access(settings(host=host, port=port))
     generated = demo_data.DemoConfig(customers=customers, seed=seed)
 
     async def work(engine: AsyncEngine) -> None:
@@ -246,6 +248,8 @@ def demo(
                 f"Tierwise demo serving at http://{config.host}:{config.port}/ "
                 f"(tenant {config.default_tenant!r}); Ctrl-C stops it."
             )
+            for line in access:
+                out.print(line, highlight=False, markup=False)
             await _serve(engine, config)
 
     run_with_engine(config, work)

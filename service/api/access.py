@@ -114,6 +114,10 @@ class Gate:
         self.settings = settings
         self.authenticator = authenticator
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+        if settings.auth_required and not authenticator.jwts.configured:
+            log.info(
+                "no TIERWISE_JWT_SECRET or TIERWISE_JWT_PUBLIC_KEYS: only API keys are accepted"
+            )
         if not settings.auth_required:
             log.warning(
                 "TIERWISE_AUTH_REQUIRED is false: every request acts as admin of %r (or of "

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncGenerator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -105,6 +107,17 @@ ROOT_FIELDS = _root_fields()
 def test_every_root_field_declares_a_permission_and_has_an_operation_here() -> None:
     assert {name for name, permission in ROOT_FIELDS.items() if permission is None} == set()
     assert set(OPERATIONS) == set(ROOT_FIELDS)
+
+
+def test_the_docs_say_which_permission_each_field_needs() -> None:
+    text = (Path(__file__).parents[2] / "docs/access.md").read_text()
+    table = text[text.index("| GraphQL field | permission |") :].split("\n\n", 1)[0]
+    documented: dict[str, Permission | None] = {}
+    for line in table.splitlines()[2:]:
+        fields, permission = line.strip("|").split("|")
+        for name in re.findall(r"`(\w+)`", fields):
+            documented[name] = Permission(permission.strip().strip("`"))
+    assert documented == ROOT_FIELDS
 
 
 def test_the_role_table_is_the_issues() -> None:
