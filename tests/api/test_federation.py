@@ -3,8 +3,9 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.api.schema import sdl
+from service.auth import Role
 from service.config import Settings
-from tests.api.support import data, post, shop
+from tests.api.support import codes, data, post, shop
 
 FEDERATED = Settings(federation=True)
 
@@ -47,3 +48,17 @@ async def test_without_federation_there_is_no_subgraph_api(
 ) -> None:
     result = await post(engine, tenant, "{ _service { sdl } }")
     assert "Cannot query field '_service'" in result["errors"][0]["message"]
+
+
+async def test_entities_need_the_right_to_read_customers(engine: AsyncEngine, tenant: str) -> None:
+    await shop(engine, tenant)
+    query = """query ($representations: [_Any!]!) {
+      _entities(representations: $representations) { ... on Customer { id name } }
+    }"""
+    representations = [{"__typename": "Customer", "id": "ann"}]
+    variables = {"representations": representations}
+    refused = await post(engine, tenant, query, variables, settings=FEDERATED, role=Role.ingest)
+    assert codes(refused) == ["FORBIDDEN"]
+    # A viewer reads the customer, without personal data.
+    seen = await post(engine, tenant, query, variables, settings=FEDERATED, role=Role.viewer)
+    assert data(seen)["_entities"] == [{"id": "ann", "name": None}]
