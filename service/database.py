@@ -35,12 +35,24 @@ def async_url(plain: str) -> URL:
         raise UserError(
             f"TIERWISE_DATABASE_URL must start with postgresql://, not {url.drivername}://"
         )
-    return url.set(drivername="postgresql+asyncpg")
+    return _rename_query(url, "sslmode", "ssl").set(drivername="postgresql+asyncpg")
 
 
 def plain_url(url: URL) -> str:
-    """The ``postgresql://`` form of ``url`` (for people, psql and pgserver's equals)."""
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+    """The ``postgresql://`` form of ``url`` (for people, psql, pgserver's equals and the
+    dedicated asyncpg connections that LISTEN)."""
+    plain = _rename_query(url, "ssl", "sslmode").set(drivername="postgresql")
+    return plain.render_as_string(hide_password=False)
+
+
+def _rename_query(url: URL, old: str, new: str) -> URL:
+    # libpq and asyncpg's DSN parser spell TLS `sslmode`; SQLAlchemy hands query parameters to
+    # asyncpg.connect() as arguments, where it is `ssl` (same values: disable ... verify-full).
+    if old not in url.query:
+        return url
+    query = dict(url.query)
+    query[new] = query.pop(old)
+    return url.set(query=query)
 
 
 def create_engine(url: URL, *, pool_size: int = 10) -> AsyncEngine:

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import asyncpg
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import URL
 
-from service.database import async_url, plain_url
+from service.database import async_url, create_engine, plain_url
 from service.errors import UserError
 
 
@@ -21,6 +24,25 @@ def test_the_unix_socket_form_keeps_its_directory() -> None:
     url = async_url("postgresql://postgres@/tierwise?host=/var/run/postgresql")
     assert url.host is None and url.query == {"host": "/var/run/postgresql"}
     assert url.database == "tierwise"
+
+
+def test_tls_mode_is_spelled_for_each_driver_entry() -> None:
+    url = async_url("postgresql://app@db.internal/tierwise?sslmode=verify-full")
+    assert url.query == {"ssl": "verify-full"}  # what asyncpg.connect() takes
+    assert plain_url(url) == "postgresql://app@db.internal/tierwise?sslmode=verify-full"
+
+
+async def test_one_url_with_sslmode_serves_the_pool_and_a_listener(server_url: URL) -> None:
+    plain = plain_url(server_url.set(query={**server_url.query, "sslmode": "disable"}))
+    engine = create_engine(async_url(plain), pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("SELECT 1")) == 1
+        listener = await asyncpg.connect(plain_url(engine.url))
+        assert await listener.fetchval("SELECT 1") == 1
+        await listener.close()
+    finally:
+        await engine.dispose()
 
 
 def test_the_postgres_scheme_alias_is_accepted() -> None:
