@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import random
 import statistics
@@ -46,6 +47,7 @@ from typing import Any
 import asyncpg
 import httpx
 import uvicorn
+from pydantic import SecretStr
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -56,6 +58,7 @@ from starlette.routing import Route
 
 from service import evaluation, migrate, schemes, strategies
 from service.app import create_app
+from service.auth import Role, issue_token
 from service.config import Settings
 from service.database import async_url, create_engine, plain_url
 from service.templates import TEMPLATES
@@ -66,6 +69,9 @@ except ImportError:  # run as a script: this folder itself is on sys.path
     import bench_engine  # type: ignore[no-redef,import-not-found]
 
 TENANT = "bench"
+# Tierwise authenticates every request: the load generator sends an HS256 JWT of role viewer
+# (what a frontend sends). The rate limit per token is lifted for the benchmark.
+SECRET = "tierwise-api-benchmark-hs256-secret-32-bytes"
 POOL = 10  # Tierwise: pool_size 10 + max_overflow 10; asyncpg: min 10, max 20
 OPERATIONS = Path(__file__).resolve().parent.parent / "graphql" / "operations"
 
@@ -153,12 +159,28 @@ async def build(engine: AsyncEngine, tenant: str, customers: int, folder: Path) 
 # --- 2. the two servers ----------------------------------------------------------------------
 
 
-def tierwise_app(url: str, tenant: str) -> Starlette:
-    """The service as ``tierwise serve`` builds it (scheduled evaluations off)."""
-    settings = Settings(
-        database_url=url, default_tenant=tenant, evaluation_interval=0, graphiql=False
+def bench_settings(url: str) -> Settings:
+    """Tierwise's settings as deployed, but: scheduled evaluations off, no GraphiQL, the
+    benchmark's JWT secret, no practical rate limit."""
+    return Settings(
+        database_url=url,
+        evaluation_interval=0,
+        graphiql=False,
+        jwt_secret=SecretStr(SECRET),
+        rate_limit_per_minute=1e9,
+        rate_limit_burst=1_000_000,
     )
-    return create_app(create_engine(async_url(url), pool_size=POOL), settings=settings)
+
+
+def authorization(tenant: str) -> str:
+    token = issue_token(SECRET, tenant, Role.viewer, "bench", lifetime=dt.timedelta(days=1))
+    return f"Bearer {token}"
+
+
+def tierwise_app(url: str, tenant: str) -> Starlette:
+    """The service as ``tierwise serve`` builds it."""
+    engine = create_engine(async_url(url), pool_size=POOL)
+    return create_app(engine, settings=bench_settings(url))
 
 
 def ceiling_app(url: str, tenant: str) -> Starlette:
@@ -205,7 +227,15 @@ class Target:
     name: str
     port: int
     path: str
+    authorization: str | None = None
     process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.authorization is not None:
+            headers["Authorization"] = self.authorization
+        return headers
 
     def body(self, external_id: str) -> bytes:
         if self.path == "/graphql":
@@ -216,11 +246,10 @@ class Target:
 
     def request(self, external_id: str) -> bytes:
         body = self.body(external_id)
-        head = (
-            f"POST {self.path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
-        return head.encode() + body
+        head = f"POST {self.path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+        for name, value in self.headers.items():
+            head += f"{name}: {value}\r\n"
+        return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
 def start(target: Target, url: str, tenant: str) -> None:
@@ -237,7 +266,7 @@ async def wait_ready(target: Target, timeout: float = 60.0) -> None:
                 response = await client.post(
                     f"http://127.0.0.1:{target.port}{target.path}",
                     content=target.body("nobody"),
-                    headers={"Content-Type": "application/json"},
+                    headers=target.headers,
                 )
                 if response.status_code == 200:
                     return
@@ -407,7 +436,7 @@ def prepared(target: Target, answers: dict[str, Any]) -> list[tuple[bytes, bytes
 
 async def throughput(args: argparse.Namespace) -> list[Result]:
     targets = [
-        Target("tierwise", args.port, "/graphql"),
+        Target("tierwise", args.port, "/graphql", authorization(args.tenant)),
         Target("ceiling", args.port + 1, "/customer"),
     ]
     answers = await expected_answers(args.database_url, args.tenant, args.sample, args.seed)
@@ -475,29 +504,60 @@ def report(results: list[Result], clients: Sequence[int]) -> None:
 
 @dataclass
 class Trips:
-    statements: int
-    checkouts: int
+    statements: int = 0  # SQL statements (SQLAlchemy before_cursor_execute)
+    checkouts: int = 0  # connections taken from the pool
+    other: int = 0  # what else went to the server: pre-ping, BEGIN, ROLLBACK (asyncpg's log)
+    seconds: float = 0.0
+
+    @property
+    def round_trips(self) -> int:
+        return self.statements + self.other
+
+    def __str__(self) -> str:
+        return (
+            f"{self.statements} statements, {self.checkouts} checkouts, "
+            f"{self.round_trips} round trips"
+        )
+
+
+class Counter:
+    """Counts what one engine sends to the server while ``trips`` is set."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.trips: Trips | None = None
+        event.listen(engine.sync_engine, "before_cursor_execute", self._statement)
+        event.listen(engine.sync_engine.pool, "checkout", self._checkout)
+        event.listen(engine.sync_engine.pool, "connect", self._connect)
+
+    def _statement(self, *_: object) -> None:
+        if self.trips is not None:
+            self.trips.statements += 1
+
+    def _checkout(self, *_: object) -> None:
+        if self.trips is not None:
+            self.trips.checkouts += 1
+
+    def _connect(self, dbapi_connection: Any, _: object) -> None:
+        # asyncpg logs the queries it runs itself (ping, BEGIN, ROLLBACK), not the prepared
+        # statements SQLAlchemy executes: those are the statements counted above.
+        dbapi_connection._connection.add_query_logger(self._logged)
+
+    def _logged(self, _: object) -> None:
+        if self.trips is not None:
+            self.trips.other += 1
 
 
 async def counted(
-    engine: AsyncEngine, client: httpx.AsyncClient, query: str, variables: dict[str, Any]
+    counter: Counter, client: httpx.AsyncClient, query: str, variables: dict[str, Any]
 ) -> tuple[Trips, dict[str, Any]]:
-    """SQL statements and pool checkouts of one GraphQL request."""
-    trips = Trips(0, 0)
-
-    def statement(*_: object) -> None:
-        trips.statements += 1
-
-    def checkout(*_: object) -> None:
-        trips.checkouts += 1
-
-    event.listen(engine.sync_engine, "before_cursor_execute", statement)
-    event.listen(engine.sync_engine.pool, "checkout", checkout)
+    """What one GraphQL request sent to the database, and its data."""
+    counter.trips = trips = Trips()
+    start = time.perf_counter()
     try:
         response = await client.post("/graphql", json={"query": query, "variables": variables})
     finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", statement)
-        event.remove(engine.sync_engine.pool, "checkout", checkout)
+        trips.seconds = time.perf_counter() - start
+        counter.trips = None
     body: dict[str, Any] = response.json()
     assert response.status_code == 200 and "errors" not in body, body
     return trips, body["data"]
@@ -510,10 +570,10 @@ def with_strategies(operation: str) -> str:
     return operation.replace(marker, "        strategies {\n          name\n        }\n" + marker)
 
 
-async def round_trips(url: str, tenant: str, sizes: Sequence[int]) -> None:
+async def round_trips(url: str, tenant: str, sizes: Sequence[int], repeat: int = 10) -> None:
     engine = create_engine(async_url(url), pool_size=POOL)
-    settings = Settings(database_url=url, default_tenant=tenant, evaluation_interval=0)
-    app = create_app(engine, settings=settings)
+    counter = Counter(engine)
+    app = create_app(engine, settings=bench_settings(url))
     members = (OPERATIONS / "segment_members.graphql").read_text()
     try:
         async with engine.connect() as connection:
@@ -529,28 +589,36 @@ async def round_trips(url: str, tenant: str, sizes: Sequence[int]) -> None:
                 {"t": tenant},
             )
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://tierwise") as client:
-            print(f"\nround trips per request (segment: value / {tier}; in process):")
-            print("| request | first: " + " | first: ".join(map(str, sizes)) + " |")
+        headers = {"Authorization": authorization(tenant)}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://tierwise", headers=headers
+        ) as client:
+            print(f"\nper request, in process (segment: value / {tier}; median of {repeat}):")
+            print("| request | " + " | ".join(f"first: {size}" for size in sizes) + " |")
             print("|---|" + "---|" * len(sizes))
             for label, query in (
                 ("segment_members.graphql (tiers, metrics)", members),
-                ("same + strategies { name }", with_strategies(members)),
+                ("the same + strategies { name }", with_strategies(members)),
             ):
                 cells = []
                 for size in sizes:
                     variables = {"scheme": "value", "tier": tier, "first": size}
-                    await counted(engine, client, query, variables)  # warm
-                    trips, found = await counted(engine, client, query, variables)
-                    assert len(found["customers"]["edges"]) == size, found
-                    cells.append(f"{trips.statements} statements, {trips.checkouts} checkouts")
+                    await counted(counter, client, query, variables)  # warm
+                    measured = []
+                    for _ in range(repeat):
+                        trips, found = await counted(counter, client, query, variables)
+                        assert len(found["customers"]["edges"]) == size, found
+                        measured.append(trips)
+                    seconds = statistics.median(t.seconds for t in measured)
+                    cells.append(f"{measured[-1]}, {seconds * 1000:.0f} ms")
                 print(f"| {label} | " + " | ".join(cells) + " |")
-            trips, found = await counted(engine, client, CUSTOMER_QUERY, {"id": some})
+            trips, found = await counted(counter, client, CUSTOMER_QUERY, {"id": some})
             assert found["customer"] is not None
             print(
-                f"customer(id){{ tiers strategies }}: {trips.statements} statements, "
-                f"{trips.checkouts} checkouts (each checkout adds a pre-ping, BEGIN and "
-                "ROLLBACK round trip); the ceiling: 3 statements, 1 checkout"
+                f"customer(id){{ tiers strategies }}: {trips} (each checkout: the pre-ping as "
+                "BEGIN, ';', ROLLBACK; then BEGIN, the statements, among them the tenant's "
+                "set_config, and ROLLBACK or COMMIT); the ceiling: 3 statements, 1 pool "
+                "acquire, 4 round trips (asyncpg resets a connection on release)"
             )
     finally:
         await engine.dispose()
@@ -563,7 +631,9 @@ async def main_async(args: argparse.Namespace) -> None:
     await ensure_database(args.database_url)
     engine = create_engine(async_url(args.database_url))
     try:
-        if not (args.reuse and await evaluated(engine, args.tenant)):
+        if args.reuse and await evaluated(engine, args.tenant):
+            await migrate.upgrade(engine)  # to the revision of the code measured
+        else:
             await build(engine, args.tenant, args.customers, args.data)
         async with engine.connect() as connection:
             count = await connection.scalar(
