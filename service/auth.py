@@ -69,6 +69,7 @@ class Permission(enum.StrEnum):
     manage_strategies = "manage_strategies"
     write_data = "write_data"
     manage_keys = "manage_keys"
+    manage_webhooks = "manage_webhooks"
 
 
 PERMISSION_DESCRIPTIONS: Mapping[Permission, str] = {
@@ -81,6 +82,7 @@ PERMISSION_DESCRIPTIONS: Mapping[Permission, str] = {
     Permission.manage_strategies: "save and delete strategies",
     Permission.write_data: "write customers, orders and events",
     Permission.manage_keys: "create, list and revoke API keys",
+    Permission.manage_webhooks: "register, list and delete webhooks; read and replay deliveries",
 }
 
 _VIEWER = frozenset({Permission.read_reports, Permission.read_customers})
@@ -101,7 +103,7 @@ ROLE_DESCRIPTIONS: Mapping[Role, str] = {
     Role.viewer: "dashboards and frontends: read segments, customers and strategies",
     Role.analyst: "rule authors: also check, preview and publish rules, manage strategies",
     Role.ingest: "data feeds (ERP, shop, CRM): write customers, orders and events only",
-    Role.admin: "everything, with personal data, plus API keys",
+    Role.admin: "everything, with personal data, plus API keys and webhooks",
 }
 
 

@@ -32,6 +32,7 @@ from service.api.types import (
     Scheme,
     Strategy,
 )
+from service.api.webhooks import WebhookMutation
 from service.auth import Permission
 from service.errors import UserError
 from service.ingest import import_rows
@@ -88,7 +89,7 @@ async def _ingest(
 
 
 @strawberry.type(description="Writing data, rules and strategies.")
-class Mutation:
+class Mutation(WebhookMutation):
     @resolver(
         "Create or replace customers by id (idempotent). Valid rows are written even when "
         "others are not; each problem is reported with its row and field.",

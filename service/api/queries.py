@@ -33,6 +33,7 @@ from service.api.types import (
     encode_cursor,
     explanation,
 )
+from service.api.webhooks import WebhookQuery
 from service.auth import Permission
 from service.errors import UserError
 from service.tables import customers, memberships
@@ -81,7 +82,7 @@ async def _filtered(
 
 
 @strawberry.type(description="Reading customers, tiers, segments, strategies and rules.")
-class Query:
+class Query(WebhookQuery):
     @resolver(
         description="The customer of this id (their id in your systems), or null.",
         needs=Permission.read_customers,

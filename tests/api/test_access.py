@@ -86,6 +86,12 @@ OPERATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "deleteStrategy": ('mutation { deleteStrategy(id: "1") }', {}),
     "evaluateScheme": ('mutation { evaluateScheme(scheme: "value") { id } }', {}),
     "tierChanged": ("subscription { tierChanged { id } }", {}),
+    "webhooks": ("{ webhooks { id } }", {}),
+    "webhookDeliveries": ("{ webhookDeliveries { id } }", {}),
+    "createWebhook": ('mutation { createWebhook(url: "https://h.example.com") { secret } }', {}),
+    "deleteWebhook": ('mutation { deleteWebhook(id: "1") }', {}),
+    "replayWebhookDelivery": ('mutation { replayWebhookDelivery(id: "1") { id } }', {}),
+    "replayDeadDeliveries": ('mutation { replayDeadDeliveries(webhookId: "1") }', {}),
 }
 
 
@@ -135,6 +141,7 @@ def test_the_role_table_is_the_issues() -> None:
     assert may(Role.analyst, "saveStrategy") and not may(Role.viewer, "deleteStrategy")
     assert all(may(Role.admin, field) for field in ROOT_FIELDS)
     assert [r for r in Role if Permission.read_personal in ROLE_PERMISSIONS[r]] == [Role.admin]
+    assert [r for r in Role if may(r, "createWebhook")] == [Role.admin]
 
 
 async def _subscribe(engine: AsyncEngine, tenant: str, role: Role) -> list[str]:
