@@ -636,8 +636,13 @@ class Dispatcher:
                 _CLAIM, {"batch": self.settings.batch_size, "lease": self.settings.lease_seconds}
             )
             claimed = [_Claimed(*row) for row in rows]
-        if claimed:
-            await asyncio.gather(*(self._attempt(client, delivery) for delivery in claimed))
+        outcomes = await asyncio.gather(
+            *(self._attempt(client, delivery) for delivery in claimed), return_exceptions=True
+        )
+        for delivery, outcome in zip(claimed, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                # Its outcome is unrecorded: it is tried again when its lease ends.
+                log.error("webhook delivery %s failed", delivery.id, exc_info=outcome)
         return len(claimed)
 
     async def _attempt(self, client: httpx.AsyncClient, delivery: _Claimed) -> None:
