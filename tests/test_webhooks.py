@@ -427,8 +427,10 @@ async def test_retries_back_off_until_dead_and_a_replay_delivers(
         assert (dead.attempts, dead.last_status) == (4, 500)
         assert dead.last_error == "HTTP 500: receiver down"
         gaps = [b - a for a, b in zip(receiver.times, receiver.times[1:], strict=False)]
-        assert len(gaps) == 3 and gaps[0] < gaps[1] < gaps[2], gaps
-        assert gaps[0] >= 0.15 and gaps[2] >= 0.6, gaps
+        # At least base * 2^(n-1), less the 20 % jitter (a busy machine only adds to them).
+        assert len(gaps) == 3, gaps
+        assert gaps[0] >= 0.15 and gaps[1] >= 0.31 and gaps[2] >= 0.63, gaps
+        assert gaps[2] > gaps[0], gaps
         assert receiver.events == {}
 
         async with tenant_transaction(engine, tenant) as connection:
