@@ -156,6 +156,29 @@ async def build(engine: AsyncEngine, tenant: str, customers: int, folder: Path) 
     await bench_engine.analyze(engine, ("memberships", "strategies", "customers"))
 
 
+MEMBERSHIPS_INDEX = "bench_memberships_tenant_id_customer_id"
+
+
+async def memberships_index(engine: AsyncEngine, wanted: bool) -> None:
+    """The schema has no index of memberships by customer (only by scheme first), so every
+    lookup of one customer's tiers or strategies scans all memberships of the tenant; with
+    ``--memberships-index`` the benchmark adds one to its own database (and drops it again
+    without), to measure the API layer apart from that."""
+    async with engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        if wanted:
+            await connection.execute(
+                text(
+                    f"CREATE INDEX IF NOT EXISTS {MEMBERSHIPS_INDEX} "
+                    "ON memberships (tenant_id, customer_id)"
+                )
+            )
+            await connection.execute(text("ANALYZE memberships"))
+        else:
+            await connection.execute(text(f"DROP INDEX IF EXISTS {MEMBERSHIPS_INDEX}"))
+    print(f"memberships index by customer: {'added by the benchmark' if wanted else 'none'}")
+
+
 # --- 2. the two servers ----------------------------------------------------------------------
 
 
@@ -291,7 +314,8 @@ def stop(target: Target) -> None:
 
 async def expected_answers(url: str, tenant: str, sample: int, seed: int) -> dict[str, Any]:
     """``sample`` random existing customers: external id -> the expected ``customer`` value,
-    read with plain SQL (tiers by scheme; active strategies of their tiers by priority, id)."""
+    read with plain SQL, set-based (tiers by scheme; active strategies of their tiers by
+    priority, id)."""
     connection = await asyncpg.connect(url)
     try:
         await connection.execute(f"SELECT setseed({(seed % 1000) / 1000})")
@@ -300,17 +324,25 @@ async def expected_answers(url: str, tenant: str, sample: int, seed: int) -> dic
             WITH picked AS (
               SELECT id, external_id FROM customers WHERE tenant_id = $1
               ORDER BY random() LIMIT $2
+            ), tiers AS (
+              SELECT m.customer_id,
+                     json_agg(json_build_object('scheme', m.scheme_key, 'tier', m.tier)
+                              ORDER BY m.scheme_key) AS tiers
+              FROM memberships m JOIN picked p ON p.id = m.customer_id
+              WHERE m.tenant_id = $1 GROUP BY m.customer_id
+            ), recommended AS (
+              SELECT m.customer_id,
+                     json_agg(json_build_object('name', s.name) ORDER BY s.priority, s.id)
+                       AS strategies
+              FROM memberships m JOIN picked p ON p.id = m.customer_id
+              JOIN strategies s ON s.tenant_id = m.tenant_id AND s.scheme_key = m.scheme_key
+                AND s.tier = m.tier AND s.active
+              WHERE m.tenant_id = $1 GROUP BY m.customer_id
             )
-            SELECT p.external_id,
-              (SELECT coalesce(json_agg(json_build_object('scheme', m.scheme_key, 'tier', m.tier)
-                                        ORDER BY m.scheme_key), '[]')
-               FROM memberships m WHERE m.tenant_id = $1 AND m.customer_id = p.id) AS tiers,
-              (SELECT coalesce(json_agg(json_build_object('name', s.name)
-                                        ORDER BY s.priority, s.id), '[]')
-               FROM memberships m JOIN strategies s ON s.tenant_id = m.tenant_id
-                 AND s.scheme_key = m.scheme_key AND s.tier = m.tier AND s.active
-               WHERE m.tenant_id = $1 AND m.customer_id = p.id) AS strategies
-            FROM picked p
+            SELECT p.external_id, coalesce(t.tiers, '[]') AS tiers,
+                   coalesce(r.strategies, '[]') AS strategies
+            FROM picked p LEFT JOIN tiers t ON t.customer_id = p.id
+            LEFT JOIN recommended r ON r.customer_id = p.id
             """,
             tenant,
             sample,
@@ -640,6 +672,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 text("SELECT count(*) FROM customers WHERE tenant_id = :t"), {"t": args.tenant}
             )
         print(f"tenant {args.tenant}: {count:,} customers, evaluated")
+        await memberships_index(engine, args.memberships_index)
     finally:
         await engine.dispose()
     if args.build_only:
@@ -664,6 +697,11 @@ def main() -> None:
     )
     parser.add_argument("--reuse", action="store_true", help="skip the build if data is there")
     parser.add_argument("--build-only", action="store_true")
+    parser.add_argument(
+        "--memberships-index",
+        action="store_true",
+        help="add an index of memberships by (tenant_id, customer_id), which the schema lacks",
+    )
     parser.add_argument("--only", default="throughput,round-trips")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--duration", type=float, default=15.0, help="seconds measured")
