@@ -70,6 +70,7 @@ class Permission(enum.StrEnum):
     write_data = "write_data"
     manage_keys = "manage_keys"
     manage_webhooks = "manage_webhooks"
+    read_audit = "read_audit"
 
 
 PERMISSION_DESCRIPTIONS: Mapping[Permission, str] = {
@@ -83,6 +84,7 @@ PERMISSION_DESCRIPTIONS: Mapping[Permission, str] = {
     Permission.write_data: "write customers, orders and events",
     Permission.manage_keys: "create, list and revoke API keys",
     Permission.manage_webhooks: "register, list and delete webhooks; read and replay deliveries",
+    Permission.read_audit: "the audit log: who changed rules, strategies, keys and webhooks",
 }
 
 _VIEWER = frozenset({Permission.read_reports, Permission.read_customers})
@@ -103,7 +105,7 @@ ROLE_DESCRIPTIONS: Mapping[Role, str] = {
     Role.viewer: "dashboards and frontends: read segments, customers and strategies",
     Role.analyst: "rule authors: also check, preview and publish rules, manage strategies",
     Role.ingest: "data feeds (ERP, shop, CRM): write customers, orders and events only",
-    Role.admin: "everything, with personal data, plus API keys and webhooks",
+    Role.admin: "everything, with personal data, plus API keys, webhooks and the audit log",
 }
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dsl import RuleError, check_condition, compile_condition, parse_condition, parse_rules
 from service import analytics, evaluation, schemes, strategies
+from service.api.audit import AuditQuery
 from service.api.context import Context, Info
 from service.api.errors import bad_input, bad_rule, not_found
 from service.api.fields import arg, resolver
@@ -82,7 +83,7 @@ async def _filtered(
 
 
 @strawberry.type(description="Reading customers, tiers, segments, strategies and rules.")
-class Query(WebhookQuery):
+class Query(WebhookQuery, AuditQuery):
     @resolver(
         description="The customer of this id (their id in your systems), or null.",
         needs=Permission.read_customers,

@@ -92,6 +92,7 @@ OPERATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "deleteWebhook": ('mutation { deleteWebhook(id: "1") }', {}),
     "replayWebhookDelivery": ('mutation { replayWebhookDelivery(id: "1") { id } }', {}),
     "replayDeadDeliveries": ('mutation { replayDeadDeliveries(webhookId: "1") }', {}),
+    "auditLog": ("{ auditLog { action actor } }", {}),
 }
 
 
