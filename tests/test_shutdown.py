@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -19,11 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service import evaluation
+from service.database import create_engine
+from tests.conftest import _admin, _create_and_migrate
 from tests.test_evaluation import VALUE, load, order, publish, tiers_of
 from tests.test_run_safety import _runs
 
@@ -183,7 +187,26 @@ async def test_past_the_timeout_the_request_is_cancelled_and_rolls_back(
     assert await _runs(engine, tenant) == ["succeeded", "abandoned", "succeeded"]
 
 
-async def test_sigterm_lets_a_scheduled_run_finish(
+@pytest.fixture
+async def lone_database(server_url: URL) -> AsyncIterator[URL]:
+    """A database of its own: the scheduler serves every tenant of its database, one after
+    another, and other tests' never-evaluated schemes would queue before this test's."""
+    url = server_url.set(database=f"tierwise_shutdown_{secrets.token_hex(4)}")
+    await _create_and_migrate(url)
+    yield url
+    await _admin(url, f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+
+
+async def test_sigterm_lets_a_scheduled_run_finish(lone_database: URL, tmp_path: Path) -> None:
+    database, tenant = lone_database, "shutdown"
+    engine = create_engine(database, pool_size=2)
+    try:
+        await _scheduled_run_finishes(database, engine, tenant, tmp_path)
+    finally:
+        await engine.dispose()
+
+
+async def _scheduled_run_finishes(
     database: URL, engine: AsyncEngine, tenant: str, tmp_path: Path
 ) -> None:
     await load(engine, tenant, [order("o1", "c", 1, "6000"), order("o2", "c", 2, "1")])
