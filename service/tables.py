@@ -330,5 +330,11 @@ webhook_deliveries = Table(
     Column("delivered_at", DateTime(timezone=True)),
     PrimaryKeyConstraint("tenant_id", "id"),
     UniqueConstraint("tenant_id", "webhook_id", "event_id"),
-    Index(None, "status", "next_attempt_at"),
+    # The dispatcher's queue: only pending rows, however many delivered ones pile up.
+    Index(
+        "ix_webhook_deliveries_pending",
+        "next_attempt_at",
+        "id",
+        postgresql_where=text("status = 'pending'"),
+    ),
 )

@@ -117,9 +117,10 @@ def _create_tables() -> None:
         ),
     )
     op.create_index(
-        "ix_webhook_deliveries_status_next_attempt_at",
+        "ix_webhook_deliveries_pending",
         "webhook_deliveries",
-        ["status", "next_attempt_at"],
+        ["next_attempt_at", "id"],
+        postgresql_where=sa.text("status = 'pending'"),
     )
 
 
@@ -223,7 +224,7 @@ def downgrade() -> None:
     op.execute(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {APP_ROLE}")
     op.execute(f"REVOKE USAGE ON SCHEMA public FROM {APP_ROLE}")
     op.execute("DROP FUNCTION tierwise_analyze(text)")
-    op.drop_index("ix_webhook_deliveries_status_next_attempt_at", table_name="webhook_deliveries")
+    op.drop_index("ix_webhook_deliveries_pending", table_name="webhook_deliveries")
     op.drop_table("webhook_deliveries")
     op.drop_table("webhooks")
     op.execute("DROP TRIGGER audit_log_is_append_only ON audit_log")
