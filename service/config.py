@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     0 turns the dispatcher off in this process."""
     webhook_allow_http: bool = False
     """Accept plain http:// webhook URLs (tests and demos on loopback only)."""
+    webhook_allow_private: bool = False
+    """Let webhooks reach loopback, private and link-local addresses: for receivers inside your
+    own network (on-premises) and tests; off, a tenant cannot make the service call into it."""
     max_query_depth: int = 10
     """Deepest selection nesting a GraphQL query may have."""
     max_query_tokens: int = 2_000

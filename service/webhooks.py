@@ -18,9 +18,11 @@ import contextlib
 import datetime as dt
 import hashlib
 import hmac
+import ipaddress
 import logging
 import random
 import secrets
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -136,9 +138,11 @@ def _webhook(row: Row[Any]) -> Webhook:
     )
 
 
-def check_url(url: str, *, allow_http: bool = False) -> str:
+def check_url(url: str, *, allow_http: bool = False, allow_private: bool = False) -> str:
     """``url`` if a webhook may be sent to it: absolute HTTPS (plain HTTP only when allowed,
-    for tests and demos on loopback), no credentials in it."""
+    for tests and demos on loopback), no credentials in it, and, unless private addresses
+    are allowed, not naming a loopback, private or link-local host (a tenant must not make
+    the service call into its own network)."""
     url = url.strip()
     try:
         parts = urlsplit(url)
@@ -151,11 +155,39 @@ def check_url(url: str, *, allow_http: bool = False) -> str:
         raise UserError(f"webhook URL {url!r} must start with https://{hint}")
     if not parts.hostname:
         raise UserError(f"webhook URL {url!r} has no host")
+    if not allow_private and _names_a_private_host(parts.hostname):
+        raise UserError(
+            f"webhook URL {url!r} points to a loopback, private or link-local address "
+            "(allowed only with TIERWISE_WEBHOOK_ALLOW_PRIVATE=true)"
+        )
     if parts.username is not None or parts.password is not None:
         raise UserError(f"webhook URL {url!r} must not carry credentials: verify the signature")
     if parts.fragment:
         raise UserError(f"webhook URL {url!r} must not have a #fragment")
     return url
+
+
+def _is_public(address: str) -> bool:
+    return ipaddress.ip_address(address.split("%", 1)[0]).is_global
+
+
+def _names_a_private_host(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return not _is_public(host)
+    except ValueError:  # a name, not an address: checked when it is resolved, at delivery
+        return False
+
+
+async def _private_address_of(host: str, port: int) -> str | None:
+    """A non-public address ``host`` resolves to, if any (checked before every attempt, so a
+    name re-pointed into the private network after registration is refused too)."""
+    found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    for *_, sockaddr in found:
+        if not _is_public(str(sockaddr[0])):
+            return str(sockaddr[0])
+    return None
 
 
 def new_secret() -> str:
@@ -182,11 +214,12 @@ async def create(
     tier: str | None = None,
     secret: str | None = None,
     allow_http: bool = False,
+    allow_private: bool = False,
 ) -> CreatedWebhook:
     """Register an endpoint for ``tenant``'s transitions (of ``scheme``, entering or leaving
     ``tier``, when given); a signing secret is generated unless one is given. Raises
     UserError for a bad URL, secret, or an unpublished scheme or tier."""
-    url = check_url(url, allow_http=allow_http)
+    url = check_url(url, allow_http=allow_http, allow_private=allow_private)
     if secret is None:
         secret = new_secret()
     elif len(secret) < MIN_SECRET_LENGTH:
@@ -493,6 +526,8 @@ class DispatchSettings:
     poll_interval: float = 1.0
     batch_size: int = 20
     """Deliveries claimed, and attempted concurrently, per round."""
+    allow_private: bool = False
+    """Attempt deliveries to hosts that resolve to loopback, private or link-local addresses."""
     lease: float | None = None
     """Seconds a claimed delivery is kept from other dispatchers while its attempt runs;
     default: the timeout and 30 s. A dispatcher that dies mid-attempt leaves it due when the
@@ -506,6 +541,7 @@ class DispatchSettings:
             backoff_base=settings.webhook_backoff_base,
             backoff_cap=settings.webhook_backoff_cap,
             poll_interval=settings.webhook_poll_interval,
+            allow_private=settings.webhook_allow_private,
         )
 
     @property
@@ -698,6 +734,10 @@ class Dispatcher:
         try:
             # httpx's timeout bounds each phase; this bounds the whole attempt (the lease).
             async with asyncio.timeout(self.settings.timeout):
+                if not self.settings.allow_private:
+                    refused = await self._refused_host(delivery.url)
+                    if refused is not None:
+                        return _Outcome(False, None, refused)
                 response = await client.post(delivery.url, content=body, headers=headers)
         except (TimeoutError, httpx.TimeoutException):
             return _Outcome(False, None, f"timed out after {self.settings.timeout:g} s")
@@ -707,6 +747,17 @@ class Dispatcher:
             return _Outcome(True, response.status_code, None)
         text_ = response.text[:_ERROR_BODY_CHARS]
         return _Outcome(False, response.status_code, f"HTTP {response.status_code}: {text_}")
+
+    async def _refused_host(self, url: str) -> str | None:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        try:
+            address = await _private_address_of(host, parts.port or (80 if parts.scheme == "http" else 443))
+        except OSError as error:
+            return f"cannot resolve {host}: {error}"
+        if address is None:
+            return None
+        return f"refused: {host} resolves to the non-public address {address}"
 
     async def _listen(self) -> None:
         """LISTEN for committed enqueues on a dedicated connection; without one (it failed or

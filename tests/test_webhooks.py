@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import socket
 import time
@@ -35,6 +36,7 @@ ADMIN = Actor("ops@example.com", "admin", "test")
 
 # Small numbers keep the file fast: half-second attempts, retries after tenths of a second.
 FAST = DispatchSettings(
+    allow_private=True,  # the receiver is on loopback
     max_attempts=10,
     timeout=0.5,
     backoff_base=0.05,
@@ -135,7 +137,13 @@ async def register(
 ) -> webhooks.CreatedWebhook:
     async with tenant_transaction(engine, tenant) as connection:
         created = await webhooks.create(
-            connection, tenant, ADMIN, url=receiver.url, allow_http=True, **filters
+            connection,
+            tenant,
+            ADMIN,
+            url=receiver.url,
+            allow_http=True,
+            allow_private=True,
+            **filters,
         )
     receiver.secrets.append(created.secret)
     return created
@@ -238,7 +246,8 @@ def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
 
 def test_urls_must_be_https_unless_http_is_allowed() -> None:
     assert webhooks.check_url(" https://hooks.example.com/t ") == "https://hooks.example.com/t"
-    assert webhooks.check_url("http://127.0.0.1:9/x", allow_http=True) == "http://127.0.0.1:9/x"
+    local = "http://127.0.0.1:9/x"
+    assert webhooks.check_url(local, allow_http=True, allow_private=True) == local
     for bad, message in (
         ("http://hooks.example.com", "must start with https://"),
         ("ftp://hooks.example.com", "must start with https://"),
@@ -249,6 +258,42 @@ def test_urls_must_be_https_unless_http_is_allowed() -> None:
     ):
         with pytest.raises(UserError, match=message):
             webhooks.check_url(bad)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/hook",
+        "https://localhost:8443/hook",
+        "https://10.1.2.3/hook",
+        "https://192.168.0.10/hook",
+        "https://169.254.169.254/latest/meta-data",  # a cloud's instance metadata
+        "https://[::1]/hook",
+        "https://[fd00::1]/hook",
+    ],
+)
+def test_urls_into_the_private_network_are_refused_unless_allowed(url: str) -> None:
+    with pytest.raises(UserError, match="loopback, private or link-local"):
+        webhooks.check_url(url)
+    assert webhooks.check_url(url, allow_private=True) == url
+
+
+async def test_a_host_resolving_into_the_private_network_is_not_called(
+    engine: AsyncEngine, tenant: str, receiver: Receiver
+) -> None:
+    """Registered while allowed (or by a name re-pointed since): each attempt resolves the
+    host first, and an address that is not public fails the attempt without calling it."""
+    await shop(engine, tenant)
+    await register(engine, tenant, receiver)
+    guarded = dataclasses.replace(FAST, allow_private=False, max_attempts=1)
+    async with dispatching(engine, guarded):
+        await load(
+            engine, tenant, [order("o5", "mid", 3, "6000")], after_load=evaluation.refresh_affected
+        )
+        await until(all_in(engine, tenant, "dead"))
+    (dead,) = await outbox(engine, tenant)
+    assert dead.last_error == "refused: 127.0.0.1 resolves to the non-public address 127.0.0.1"
+    assert receiver.arrivals == []
 
 
 async def test_registering_and_deleting_are_audited_without_the_secret(
@@ -417,7 +462,12 @@ async def test_retries_back_off_until_dead_and_a_replay_delivers(
     created = await register(engine, tenant, receiver)
     receiver.plan = ["fail"] * 4
     backoff = DispatchSettings(
-        max_attempts=4, timeout=0.5, backoff_base=0.2, backoff_cap=5.0, poll_interval=0.02
+        max_attempts=4,
+        timeout=0.5,
+        backoff_base=0.2,
+        backoff_cap=5.0,
+        poll_interval=0.02,
+        allow_private=True,
     )
     async with dispatching(engine, backoff):
         await load(
@@ -491,7 +541,9 @@ async def test_a_restart_mid_delivery_loses_nothing(
     await shop(engine, tenant)
     await register(engine, tenant, receiver)
     receiver.plan = ["hang"]
-    slow = DispatchSettings(timeout=5.0, poll_interval=0.05, lease=1.0, backoff_base=0.05)
+    slow = DispatchSettings(
+        timeout=5.0, poll_interval=0.05, lease=1.0, backoff_base=0.05, allow_private=True
+    )
     first = Dispatcher(engine, slow)
     task = asyncio.create_task(first.run())
     await evaluation.evaluate(engine, tenant, "value")
@@ -544,7 +596,7 @@ async def test_two_dispatchers_never_send_one_delivery_twice(
     await register(engine, tenant, receiver)
     await evaluation.evaluate(engine, tenant, "value")
     receiver.delay = 0.02
-    settings = DispatchSettings(timeout=5.0, poll_interval=0.02, batch_size=4)
+    settings = DispatchSettings(timeout=5.0, poll_interval=0.02, batch_size=4, allow_private=True)
     async with dispatching(engine, settings) as one, dispatching(engine, settings) as two:
         await until(all_in(engine, tenant, "delivered"))
     assert len(receiver.arrivals) == len(set(receiver.arrivals)) == 40
@@ -557,7 +609,12 @@ async def test_the_service_runs_a_dispatcher_and_stops_it_on_shutdown(
 ) -> None:
     await shop(engine, tenant)
     await register(engine, tenant, receiver)
-    settings = Settings(webhook_poll_interval=0.05, webhook_timeout=1.0, shutdown_timeout=5.0)
+    settings = Settings(
+        webhook_poll_interval=0.05,
+        webhook_timeout=1.0,
+        shutdown_timeout=5.0,
+        webhook_allow_private=True,
+    )
     own = create_engine(database, pool_size=2)  # the app disposes of its engine on shutdown
     app = create_app(own, settings=settings)
     async with app.router.lifespan_context(app):

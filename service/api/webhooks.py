@@ -191,6 +191,7 @@ class WebhookMutation:
                     tier=tier,
                     secret=secret,
                     allow_http=context.settings.webhook_allow_http,
+                    allow_private=context.settings.webhook_allow_private,
                 )
         except UserError as error:
             raise _api_error(error) from None

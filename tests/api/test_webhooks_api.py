@@ -78,7 +78,7 @@ async def test_bad_urls_unknown_schemes_and_plain_http(engine: AsyncEngine, tena
         result = await post(engine, tenant, CREATE, variables)
         assert codes(result) == [code]
         assert message in result["errors"][0]["message"]
-    allowed = Settings(webhook_allow_http=True)
+    allowed = Settings(webhook_allow_http=True, webhook_allow_private=True)
     result = await post(engine, tenant, CREATE, {"url": "http://127.0.0.1:9/x"}, settings=allowed)
     assert data(result)["createWebhook"]["webhook"]["url"] == "http://127.0.0.1:9/x"
 
