@@ -10,7 +10,10 @@ loading the same rows twice changes nothing.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -54,6 +57,18 @@ ProgressCallback = Callable[[int], None]
 # customers the load touched) exists: how the layers above keep tiers current.
 AfterLoad = Callable[[AsyncConnection, str], Awaitable[object]]
 
+# Loads of one tenant queue here, in the process, before they take a pooled connection: the
+# database lock (see `_Stage.open`) serialises them anyway, and twenty API writers waiting on
+# it inside their transactions held the whole pool, so reads waited for a connection.
+_TENANT_LOADS: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+@contextlib.asynccontextmanager
+async def _load_transaction(engine: AsyncEngine, tenant: str) -> AsyncIterator[AsyncConnection]:
+    lock = _TENANT_LOADS.setdefault(tenant, asyncio.Lock())
+    async with lock, tenant_transaction(engine, tenant) as connection:
+        yield connection
+
 
 @dataclass
 class ImportResult:
@@ -92,7 +107,7 @@ async def import_file(
     """Import one CSV or JSON Lines file; with ``skip_bad_to``, bad rows go to that file."""
     raw = read_rows(path, kind)
     result = ImportResult(kind)
-    async with tenant_transaction(engine, tenant) as connection:
+    async with _load_transaction(engine, tenant) as connection:
         stage = await _Stage.open(connection, kind, tenant)
         fast = raw.fields and _bulk_castable(kind, raw.fields)
         if not (fast and await stage.load_csv(path, raw.fields, result, on_progress)):
@@ -126,7 +141,7 @@ async def import_rows(
     rows land and the bad ones are returned.
     """
     result = ImportResult(kind)
-    async with tenant_transaction(engine, tenant) as connection:
+    async with _load_transaction(engine, tenant) as connection:
         stage = await _Stage.open(connection, kind, tenant)
         bad = await stage.load_rows(rows, result, present_fields=None)
         if bad and not skip_bad:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 from datetime import UTC, datetime, timedelta, timezone
@@ -8,14 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service import rollups
-from service.ingest import import_file
+from service.ingest import import_file, import_rows
 from service.readers import IngestError
 from service.records import Kind
 from service.tables import customer_metrics, customers, events, orders
+from tests.test_evaluation import order
 
 ORDER_HEADER = ["order_id", "customer_id", "ordered_at", "amount", "category"]
 
@@ -360,3 +362,33 @@ async def test_values_are_trimmed_of_whitespace_only(
             )
         ).scalars()
         assert list(categories) == ["v", "tv\tf", None]
+
+
+async def test_loads_of_one_tenant_queue_without_holding_the_pool(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    """Ten concurrent loads of one tenant take turns in the process, one connection at a time,
+    so the rest of the pool stays free for reads; every row lands."""
+    busiest = 0
+    loads = [
+        asyncio.create_task(
+            import_rows(
+                engine,
+                Kind.orders,
+                tenant,
+                enumerate([order(f"q{n}", f"c{n % 3}", 1, "10")]),
+                source="test",
+            )
+        )
+        for n in range(10)
+    ]
+    while not all(load.done() for load in loads):
+        busiest = max(busiest, engine.pool.checkedout())  # type: ignore[attr-defined]
+        await asyncio.sleep(0)
+    await asyncio.gather(*loads)
+    assert busiest == 1
+    async with engine.connect() as connection:
+        stored = await connection.scalar(
+            select(func.count()).select_from(orders).where(orders.c.tenant_id == tenant)
+        )
+    assert stored == 10
