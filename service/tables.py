@@ -214,6 +214,9 @@ memberships = Table(
     Column("version", Integer, nullable=False),
     PrimaryKeyConstraint("tenant_id", "scheme_key", "customer_id"),
     Index(None, "tenant_id", "scheme_key", "tier", "customer_id"),
+    # A customer's tiers in every scheme (the API's customer card and its strategies): without
+    # it one customer's lookup scanned every membership of the tenant (237 ms at 1M customers).
+    Index(None, "tenant_id", "customer_id"),
 )
 
 # Every change of a customer's tier; entering a scheme is a change from NULL, leaving it (no
