@@ -62,7 +62,7 @@ def run_with_engine(config: Settings, work: Callable[[AsyncEngine], Awaitable[T]
             await engine.dispose()
 
     with database_url(config) as url:
-        return asyncio.run(run(create_engine(url)))
+        return asyncio.run(run(create_engine(url, pre_ping=config.database_pre_ping)))
 
 
 def parse_as_of(value: str | None) -> dt.datetime | None:

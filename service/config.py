@@ -23,6 +23,10 @@ class Settings(BaseSettings):
 
     database_url: str | None = None
     """A plain ``postgresql://user@host:port/db`` URL; unset means the embedded Postgres."""
+    database_pre_ping: bool = False
+    """Test each pooled connection before use (three extra round trips per checkout, a third
+    of a small API request's): for networks that drop idle connections silently. Off, a
+    connection found dead fails its request once and the pool replaces it."""
     data_dir: Path = Path(".tierwise")
     """Where the embedded Postgres keeps its files."""
     host: str = "127.0.0.1"

@@ -55,8 +55,10 @@ def _rename_query(url: URL, old: str, new: str) -> URL:
     return url.set(query=query)
 
 
-def create_engine(url: URL, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+def create_engine(url: URL, *, pool_size: int = 10, pre_ping: bool = False) -> AsyncEngine:
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping
+    )
 
 
 @contextlib.contextmanager

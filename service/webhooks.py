@@ -751,8 +751,9 @@ class Dispatcher:
     async def _refused_host(self, url: str) -> str | None:
         parts = urlsplit(url)
         host = parts.hostname or ""
+        port = parts.port or (80 if parts.scheme == "http" else 443)
         try:
-            address = await _private_address_of(host, parts.port or (80 if parts.scheme == "http" else 443))
+            address = await _private_address_of(host, port)
         except OSError as error:
             return f"cannot resolve {host}: {error}"
         if address is None:

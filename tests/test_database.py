@@ -4,6 +4,7 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
 from service.database import async_url, create_engine, plain_url
 from service.errors import UserError
@@ -59,3 +60,24 @@ def test_the_postgres_scheme_alias_is_accepted() -> None:
 def test_other_urls_are_refused_with_a_reason(value: str, message: str) -> None:
     with pytest.raises(UserError, match=message):
         async_url(value)
+
+
+async def test_without_pre_ping_a_dead_connection_fails_once_then_is_replaced(
+    database: URL,
+) -> None:
+    engine = create_engine(database, pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            pid = await connection.scalar(text("SELECT pg_backend_pid()"))
+        admin = create_engine(database, pool_size=1)
+        async with admin.connect() as connection:
+            await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        await admin.dispose()
+        with pytest.raises(DBAPIError) as failed:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        assert failed.value.connection_invalidated
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("SELECT 1")) == 1
+    finally:
+        await engine.dispose()

@@ -1,19 +1,32 @@
 """Limits against abusive queries, from the settings: depth, tokens, aliases, operations per
-document (batched HTTP requests are refused by strawberry's default), introspection."""
+document (batched HTTP requests are refused by strawberry's default), introspection; and the
+caches of parsed and validated documents (frontends send the same few documents over and
+over: parsing and validating each anew was a fifth of a small query's time)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from functools import lru_cache
 
-from graphql import GraphQLError, OperationDefinitionNode, ValidationContext, ValidationRule
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    ValidationContext,
+    ValidationRule,
+    parse,
+)
 from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
-    QueryDepthLimiter,
     SchemaExtension,
+    ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 
 from service.api.errors import LIMIT_EXCEEDED
 from service.config import Settings
@@ -38,14 +51,40 @@ def _max_operations_rule(limit: int) -> type[ValidationRule]:
     return MaxOperations
 
 
+@lru_cache(maxsize=256)
+def _parsed(query: str, max_tokens: int | None) -> DocumentNode:
+    return parse(query, max_tokens=max_tokens)
+
+
+class ParseCache(SchemaExtension):
+    """Each distinct document parsed once. Unlike strawberry's ParserCache, a document that
+    does not parse is left to strawberry's own parse, which reports the error the usual way
+    (through `ErrorPolicy`, with its code)."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.query:
+            with contextlib.suppress(GraphQLError):
+                context.graphql_document = _parsed(
+                    context.query, context.parse_options.get("max_tokens")
+                )
+        yield
+
+
 def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
     """Factories of the limiting extensions (strawberry builds fresh ones per request)."""
-    operations = _max_operations_rule(settings.max_operations)
+    # The rules are made once, not per request (as strawberry's limiter extensions make them):
+    # the validation cache is keyed by the rules, so fresh ones would never hit it.
+    rules: list[type[ASTValidationRule]] = [
+        max_depth_rule(settings.max_query_depth, None, None),
+        max_aliases_rule(settings.max_aliases),
+        _max_operations_rule(settings.max_operations),
+    ]
     extensions: list[Callable[[], SchemaExtension]] = [
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
-        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
-        lambda: AddValidationRules([operations]),
+        lambda: AddValidationRules(rules),
+        ParseCache,
+        ValidationCache,
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
