@@ -156,29 +156,6 @@ async def build(engine: AsyncEngine, tenant: str, customers: int, folder: Path) 
     await bench_engine.analyze(engine, ("memberships", "strategies", "customers"))
 
 
-MEMBERSHIPS_INDEX = "bench_memberships_tenant_id_customer_id"
-
-
-async def memberships_index(engine: AsyncEngine, wanted: bool) -> None:
-    """The schema has no index of memberships by customer (only by scheme first), so every
-    lookup of one customer's tiers or strategies scans all memberships of the tenant; with
-    ``--memberships-index`` the benchmark adds one to its own database (and drops it again
-    without), to measure the API layer apart from that."""
-    async with engine.connect() as connection:
-        await connection.execution_options(isolation_level="AUTOCOMMIT")
-        if wanted:
-            await connection.execute(
-                text(
-                    f"CREATE INDEX IF NOT EXISTS {MEMBERSHIPS_INDEX} "
-                    "ON memberships (tenant_id, customer_id)"
-                )
-            )
-            await connection.execute(text("ANALYZE memberships"))
-        else:
-            await connection.execute(text(f"DROP INDEX IF EXISTS {MEMBERSHIPS_INDEX}"))
-    print(f"memberships index by customer: {'added by the benchmark' if wanted else 'none'}")
-
-
 # --- 2. the two servers ----------------------------------------------------------------------
 
 
@@ -672,7 +649,6 @@ async def main_async(args: argparse.Namespace) -> None:
                 text("SELECT count(*) FROM customers WHERE tenant_id = :t"), {"t": args.tenant}
             )
         print(f"tenant {args.tenant}: {count:,} customers, evaluated")
-        await memberships_index(engine, args.memberships_index)
     finally:
         await engine.dispose()
     if args.build_only:
@@ -697,11 +673,6 @@ def main() -> None:
     )
     parser.add_argument("--reuse", action="store_true", help="skip the build if data is there")
     parser.add_argument("--build-only", action="store_true")
-    parser.add_argument(
-        "--memberships-index",
-        action="store_true",
-        help="add an index of memberships by (tenant_id, customer_id), which the schema lacks",
-    )
     parser.add_argument("--only", default="throughput,round-trips")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--duration", type=float, default=15.0, help="seconds measured")
