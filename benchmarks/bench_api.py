@@ -515,7 +515,7 @@ def report(results: list[Result], clients: Sequence[int]) -> None:
 class Trips:
     statements: int = 0  # SQL statements (SQLAlchemy before_cursor_execute)
     checkouts: int = 0  # connections taken from the pool
-    other: int = 0  # what else went to the server: pre-ping, BEGIN, ROLLBACK (asyncpg's log)
+    other: int = 0  # what else went to the server: BEGIN, COMMIT, ROLLBACK (asyncpg's log)
     seconds: float = 0.0
 
     @property
@@ -624,10 +624,11 @@ async def round_trips(url: str, tenant: str, sizes: Sequence[int], repeat: int =
             trips, found = await counted(counter, client, CUSTOMER_QUERY, {"id": some})
             assert found["customer"] is not None
             print(
-                f"customer(id){{ tiers strategies }}: {trips} (each checkout: the pre-ping as "
-                "BEGIN, ';', ROLLBACK; then BEGIN, the statements, among them the tenant's "
-                "set_config, and ROLLBACK or COMMIT); the ceiling: 3 statements, 1 pool "
-                "acquire, 4 round trips (asyncpg resets a connection on release)"
+                f"customer(id){{ tiers strategies }}: {trips} (each checkout: BEGIN, the "
+                "statements, among them the tenant's set_config, and ROLLBACK or COMMIT; with "
+                "TIERWISE_DATABASE_PRE_PING also BEGIN, ';', ROLLBACK); the ceiling: 3 "
+                "statements, 1 pool acquire, 4 round trips (asyncpg resets a connection on "
+                "release)"
             )
     finally:
         await engine.dispose()
