@@ -511,6 +511,11 @@ async def soak(arguments: argparse.Namespace) -> int:
                 "end": round(rss[-1] / 1024, 1),
                 "max": round(max(rss) / 1024, 1),
                 "samples": len(rss),
+                # Whether it levels off: the largest sample of each minute.
+                "per_minute_max": [
+                    round(max(kib for at, kib in tally.rss if int(at // 60) == minute) / 1024, 1)
+                    for minute in sorted({int(at // 60) for at, _ in tally.rss})
+                ],
             },
             "server_metrics": _metric_lines(
                 exposition,
