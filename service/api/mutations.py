@@ -23,6 +23,7 @@ from service.api.inputs import (
     event_row,
     order_row,
 )
+from service.api.keys import KeyMutation
 from service.api.types import (
     Diagnostic,
     EvaluationRun,
@@ -89,7 +90,7 @@ async def _ingest(
 
 
 @strawberry.type(description="Writing data, rules and strategies.")
-class Mutation(WebhookMutation):
+class Mutation(WebhookMutation, KeyMutation):
     @resolver(
         "Create or replace customers by id (idempotent). Valid rows are written even when "
         "others are not; each problem is reported with its row and field.",

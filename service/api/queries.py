@@ -15,6 +15,7 @@ from service.api.audit import AuditQuery
 from service.api.context import Context, Info
 from service.api.errors import bad_input, bad_rule, not_found
 from service.api.fields import arg, resolver
+from service.api.keys import KeyQuery
 from service.api.types import (
     Customer,
     CustomerConnection,
@@ -83,7 +84,7 @@ async def _filtered(
 
 
 @strawberry.type(description="Reading customers, tiers, segments, strategies and rules.")
-class Query(WebhookQuery, AuditQuery):
+class Query(WebhookQuery, AuditQuery, KeyQuery):
     @resolver(
         description="The customer of this id (their id in your systems), or null.",
         needs=Permission.read_customers,

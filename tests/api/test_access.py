@@ -93,6 +93,9 @@ OPERATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "replayWebhookDelivery": ('mutation { replayWebhookDelivery(id: "1") { id } }', {}),
     "replayDeadDeliveries": ('mutation { replayDeadDeliveries(webhookId: "1") }', {}),
     "auditLog": ("{ auditLog { action actor } }", {}),
+    "apiKeys": ("{ apiKeys { id } }", {}),
+    "createApiKey": ('mutation { createApiKey(role: "viewer") { key } }', {}),
+    "revokeApiKey": ('mutation { revokeApiKey(id: "0000000000000000") { id } }', {}),
 }
 
 
