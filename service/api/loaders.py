@@ -9,7 +9,19 @@ from collections.abc import Callable, Coroutine, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, Select, select
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Row,
+    Select,
+    Text,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from strawberry.dataloader import DataLoader
 
@@ -235,23 +247,36 @@ class Loaders:
         return {key: values.get(key, {}) for key in keys}
 
     async def _history(
-        self, connection: AsyncConnection, keys: list[tuple[int, str | None]]
-    ) -> dict[tuple[int, str | None], list[TransitionRow]]:
-        ids = sorted({customer for customer, _ in keys})
-        rows = await connection.execute(
+        self, connection: AsyncConnection, keys: list[tuple[int, str | None, int]]
+    ) -> dict[tuple[int, str | None, int], list[TransitionRow]]:
+        """The newest ``last`` changes of each (customer, scheme or every scheme, last), oldest
+        first: one statement, each key's rows read by index and cut off in the database."""
+        asked = (
+            select(
+                func.unnest(literal([k[0] for k in keys], ARRAY(BigInteger))).label("customer_id"),
+                func.unnest(literal([k[1] for k in keys], ARRAY(Text))).label("scheme"),
+                func.unnest(literal([k[2] for k in keys], ARRAY(Integer))).label("last"),
+            )
+        ).subquery("asked")
+        newest = (
             transitions_select()
-            .where(transitions.c.tenant_id == self.tenant, transitions.c.customer_id.in_(ids))
-            .order_by(transitions.c.customer_id, transitions.c.id)
+            .add_columns(asked.c.scheme.label("asked_scheme"), asked.c.last.label("asked_last"))
+            .where(
+                transitions.c.tenant_id == self.tenant,
+                transitions.c.customer_id == asked.c.customer_id,
+                or_(asked.c.scheme.is_(None), transitions.c.scheme_key == asked.c.scheme),
+            )
+            .order_by(transitions.c.id.desc())
+            .limit(asked.c.last)
+            .lateral("newest")
         )
-        every = [transition_row(row) for row in rows]
-        return {
-            (customer, scheme): [
-                t
-                for t in every
-                if t.customer_id == customer and (scheme is None or t.scheme == scheme)
-            ]
-            for customer, scheme in keys
-        }
+        rows = await connection.execute(
+            select(newest).select_from(asked).join(newest, true()).order_by(newest.c.id)
+        )
+        found: dict[tuple[int, str | None, int], list[TransitionRow]] = {key: [] for key in keys}
+        for row in rows:
+            found[(row.customer_id, row.asked_scheme, row.asked_last)].append(transition_row(row))
+        return found
 
     async def _explanations(
         self, connection: AsyncConnection, keys: list[tuple[int, str]]

@@ -301,11 +301,20 @@ class Customer:
     ) -> Explanation:
         return await explanation(info, self.internal_id, scheme)
 
-    @resolver(description="Every tier change of the customer, oldest first.")
+    @resolver(
+        description="The customer's newest tier changes (`last` of them, at most "
+        "TIERWISE_MAX_PAGE_SIZE), oldest first."
+    )
     async def history(
-        self, info: Info, scheme: Annotated[str | None, arg("Only this scheme's changes.")] = None
+        self,
+        info: Info,
+        scheme: Annotated[str | None, arg("Only this scheme's changes.")] = None,
+        last: Annotated[int, arg("How many of the newest changes.")] = 50,
     ) -> list[Transition]:
-        rows = await info.context.loaders.history.load((self.internal_id, scheme))
+        limit = info.context.settings.max_page_size
+        if not 0 <= last <= limit:
+            raise bad_input(f"`last` must be between 0 and {limit}")
+        rows = await info.context.loaders.history.load((self.internal_id, scheme, last))
         return [Transition.of(row) for row in rows]
 
 
