@@ -13,6 +13,7 @@ from service import audit
 from service.api.context import Info
 from service.api.errors import bad_input
 from service.api.fields import arg, resolver
+from service.api.limits import page_size
 from service.auth import Permission
 
 
@@ -71,8 +72,7 @@ class AuditQuery:
         ] = None,
     ) -> list[AuditEntry]:
         context = info.context
-        if first < 0 or first > context.settings.max_page_size:
-            raise bad_input(f"`first` must be between 0 and {context.settings.max_page_size}")
+        page_size(context.settings, "first", first)
         try:
             before_id = None if before is None else int(before)
         except ValueError:

@@ -28,7 +28,7 @@ from strawberry.extensions import (
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 
-from service.api.errors import LIMIT_EXCEEDED
+from service.api.errors import LIMIT_EXCEEDED, bad_input
 from service.config import Settings
 
 
@@ -69,6 +69,13 @@ class ParseCache(SchemaExtension):
                     context.query, context.parse_options.get("max_tokens")
                 )
         yield
+
+
+def page_size(settings: Settings, argument: str, value: int) -> int:
+    """``value`` of a page-size argument such as `first`; BAD_INPUT outside 0 to the cap."""
+    if not 0 <= value <= settings.max_page_size:
+        raise bad_input(f"`{argument}` must be between 0 and {settings.max_page_size}")
+    return value
 
 
 def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:

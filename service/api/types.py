@@ -24,6 +24,7 @@ from service.api.access import require
 from service.api.context import Info
 from service.api.errors import bad_input
 from service.api.fields import arg, resolver
+from service.api.limits import page_size
 from service.api.loaders import CARD_METRICS, MembershipRow, TransitionRow
 from service.auth import Permission, Role, allows
 
@@ -311,9 +312,7 @@ class Customer:
         scheme: Annotated[str | None, arg("Only this scheme's changes.")] = None,
         last: Annotated[int, arg("How many of the newest changes.")] = 50,
     ) -> list[Transition]:
-        limit = info.context.settings.max_page_size
-        if not 0 <= last <= limit:
-            raise bad_input(f"`last` must be between 0 and {limit}")
+        page_size(info.context.settings, "last", last)
         rows = await info.context.loaders.history.load((self.internal_id, scheme, last))
         return [Transition.of(row) for row in rows]
 

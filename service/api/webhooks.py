@@ -14,6 +14,7 @@ from service import webhooks as hooks
 from service.api.context import Info
 from service.api.errors import ApiError, bad_input, not_found
 from service.api.fields import arg, resolver
+from service.api.limits import page_size
 from service.auth import Permission
 from service.errors import UserError
 
@@ -147,8 +148,7 @@ class WebhookQuery:
         ] = None,
     ) -> list[WebhookDelivery]:
         context = info.context
-        if first < 0 or first > context.settings.max_page_size:
-            raise bad_input(f"`first` must be between 0 and {context.settings.max_page_size}")
+        page_size(context.settings, "first", first)
         async with context.transaction() as connection:
             found = await hooks.deliveries(
                 connection,
