@@ -4,7 +4,7 @@
         --database-url postgresql://postgres@127.0.0.1:5432/tw_api_bench --reuse
 
 1. Build (skipped with ``--reuse`` when the tenant is evaluated): create the database (only
-   names starting ``tw_api_bench``), migrate it, generate the demo data (``service.demo_data``
+   names starting ``tw_api_bench``), migrate it, generate the demo data (``service.data.demo_data``
    enlarged to ``--customers``, by ``bench_engine.load``: CSVs kept in ``--data``, imported in
    chunks with ANALYZE), publish the four built-in templates with their strategies and
    evaluate them.
@@ -56,12 +56,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from service import evaluation, migrate, schemes, strategies
+from service.access.auth import Role, issue_token
 from service.app import create_app
-from service.auth import Role, issue_token
 from service.config import Settings
-from service.database import async_url, create_engine, plain_url
-from service.templates import TEMPLATES
+from service.db import migrate
+from service.db.database import async_url, create_engine, plain_url
+from service.engine import evaluation, schemes, strategies
+from service.engine.templates import TEMPLATES
 
 try:
     from benchmarks import bench_engine
@@ -80,7 +81,8 @@ CUSTOMER_QUERY = (
 )
 
 # The statements Tierwise runs for CUSTOMER_QUERY, as SQLAlchemy renders them for asyncpg
-# (captured with before_cursor_execute from service/api/loaders.py and service/strategies.py):
+# (captured with before_cursor_execute from service/api/loaders.py and
+# service/engine/strategies.py):
 # the customer by external id, then its memberships and its recommended strategies.
 CUSTOMER_SQL = """SELECT customers.tenant_id, customers.id, customers.external_id, \
 customers.name, customers.email, customers.phone, customers.age, customers.gender, \

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql
 from dsl.checker import check
 from dsl.compiler import Sources, compile_scheme
 from dsl.parser import parse_rules
-from service.tables import customers, events, orders
+from service.db.tables import customers, events, orders
 
 memberships = Table(
     "memberships",

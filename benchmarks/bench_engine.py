@@ -46,13 +46,15 @@ from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dsl import compile_scheme
-from service import demo_data, evaluation, rollups
 from service.config import load_settings
-from service.database import create_engine, database_url, plain_url
-from service.evaluation import evaluate, refresh_affected, tenant_sources
-from service.ingest import import_file, import_rows
-from service.records import Kind
-from service.schemes import find, publish
+from service.data import demo_data, rollups
+from service.data.ingest import import_file, import_rows
+from service.data.records import Kind
+from service.db.database import create_engine, database_url, plain_url
+from service.engine import evaluation
+from service.engine.evaluation import evaluate, refresh_affected
+from service.engine.schemes import find, publish
+from service.engine.sources import tenant_sources
 
 SCHEME = "bench"
 RULES = """\
@@ -463,7 +465,8 @@ def time_phases() -> dict[str, list[float]]:
     (by name, seconds); nested ones are included in their callers'."""
     import functools
 
-    from service import evaluation, ingest, schemes
+    from service.data import ingest
+    from service.engine import evaluation, schemes
 
     spent: dict[str, list[float]] = {}
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from service import demo_data
 from service.config import load_settings
-from service.database import create_engine, database_url
-from service.ingest import import_file
-from service.records import Kind
+from service.data import demo_data
+from service.data.ingest import import_file
+from service.data.records import Kind
+from service.db.database import create_engine, database_url
 
 
 def make_orders(rows: int, folder: Path) -> Path:

@@ -55,12 +55,14 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from service import evaluation, migrate, rollups, schemes, strategies
-from service.database import async_url, create_engine, plain_url, tenant_transaction
-from service.ingest import import_rows
-from service.records import Kind
-from service.tables import tenants
-from service.templates import TEMPLATES
+from service.data import rollups
+from service.data.ingest import import_rows
+from service.data.records import Kind
+from service.db import migrate
+from service.db.database import async_url, create_engine, plain_url, tenant_transaction
+from service.db.tables import tenants
+from service.engine import evaluation, schemes, strategies
+from service.engine.templates import TEMPLATES
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "soak"
@@ -124,7 +126,7 @@ def _rss_kib(pid: int) -> int:
 
 
 def _token() -> str:
-    from service.auth import Role, issue_token
+    from service.access.auth import Role, issue_token
 
     return issue_token(SECRET, TENANT, Role.admin, "soak")
 

@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection `service.migrate` hands over, or, when alembic is
+"""Alembic environment: runs on the connection `service.db.migrate` hands over, or, when alembic is
 run directly, on the database the service itself would use."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from service.tables import metadata
+from service.db.tables import metadata
 
 
 def _run(connection: Connection) -> None:
@@ -19,7 +19,7 @@ def _run(connection: Connection) -> None:
 
 async def _run_standalone() -> None:
     from service.config import load_settings
-    from service.database import create_engine, database_url
+    from service.db.database import create_engine, database_url
 
     with database_url(load_settings()) as url:
         engine = create_engine(url, pool_size=1)

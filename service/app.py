@@ -14,12 +14,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
-from service import metrics, migrate, scheduler, webhooks
+from service import metrics
 from service.api.feed import TransitionFeed
 from service.api.http import TierwiseGraphQL
 from service.api.observe import RequestObserver, metrics_endpoint
 from service.background import Background
 from service.config import Settings
+from service.db import migrate
+from service.engine import scheduler, webhooks
 
 _INDEX = """<!doctype html><meta charset="utf-8"><title>Tierwise</title>
 <h1>Tierwise</h1>
@@ -28,11 +30,10 @@ Health: <a href="/healthz">/healthz</a>, readiness: <a href="/readyz">/readyz</a
 """
 
 
-def create_app(
-    engine: AsyncEngine, *, evaluation_interval: float = 0.0, settings: Settings | None = None
-) -> Starlette:
-    """The service over ``engine``; with an interval, it also runs scheduled evaluations.
-    ``settings`` configure the GraphQL API (default: read from the environment)."""
+def create_app(engine: AsyncEngine, *, settings: Settings | None = None) -> Starlette:
+    """The service over ``engine``, configured by ``settings`` (default: read from the
+    environment); with a positive `Settings.evaluation_interval` it also runs scheduled
+    evaluations, and with a positive `Settings.webhook_poll_interval` the webhook dispatcher."""
     config = settings or Settings()
     feed = TransitionFeed(engine)
     graphql = TierwiseGraphQL(engine, config, feed)
@@ -72,8 +73,8 @@ def create_app(
         background = Background(config.shutdown_timeout)
         # The server asks background work to stop as soon as a signal arrives (cli.serve).
         app.state.background = background
-        if evaluation_interval > 0:
-            interval = dt.timedelta(seconds=evaluation_interval)
+        if config.evaluation_interval > 0:
+            interval = dt.timedelta(seconds=config.evaluation_interval)
             background.start(
                 "scheduler", lambda stopping: scheduler.run_forever(engine, interval, stopping)
             )

@@ -16,7 +16,7 @@ class Settings(BaseSettings):
     """Everything Tierwise reads from its environment; see the README's configuration table."""
 
     # Each field's docstring is its description: docs/operations.md's table is made from them
-    # (`python -m service.config_doc`), and a test keeps the two equal.
+    # (`python -m service.cli.config_doc`), and a test keeps the two equal.
     model_config = SettingsConfigDict(
         env_prefix="TIERWISE_", extra="ignore", use_attribute_docstrings=True
     )

@@ -85,7 +85,7 @@ INGEST_LOADS = Counter(
     "Committed loads, by kind and source (file: `tierwise import`; api: an ingest mutation).",
     ["kind", "source"],
 )
-# Incremented by the webhook dispatcher (service.webhooks): one per delivery attempt.
+# Incremented by the webhook dispatcher (service.engine.webhooks): one per delivery attempt.
 WEBHOOK_DELIVERIES = Counter(
     "tierwise_webhook_deliveries",
     "Webhook delivery attempts, by outcome: delivered (2xx), failed (will be retried), "
@@ -124,7 +124,7 @@ class _Import(Protocol):
 
 
 def observe_run(result: _Run, trigger: str) -> None:
-    """Count one finished full run (service.evaluation calls this as it commits)."""
+    """Count one finished full run (service.engine.evaluation calls this as it commits)."""
     kind = "applied" if result.applied else "backtest"
     EVALUATION_RUNS.labels(trigger, kind).inc()
     EVALUATION_RUN_SECONDS.labels(kind).observe(result.duration_ms / 1000)
@@ -134,7 +134,7 @@ def observe_run(result: _Run, trigger: str) -> None:
 
 
 def observe_import(result: _Import, source: str) -> None:
-    """Count one committed load's rows (service.ingest calls this after its commit)."""
+    """Count one committed load's rows (service.data.ingest calls this after its commit)."""
     kind = str(result.kind)
     INGEST_LOADS.labels(kind, source).inc()
     for outcome in ("inserted", "updated", "unchanged", "rejected"):

@@ -12,28 +12,17 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from sqlalchemy import text
+
+# Apps the tests make run no scheduled evaluations (they would evaluate other tests' schemes)
+# unless a test asks for them; the default of a real deployment is a day.
+os.environ.setdefault("TIERWISE_EVALUATION_INTERVAL", "0")
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import migrate
 from service.config import load_settings
-from service.database import create_engine, database_url
-from service.tables import tenants
-
-
-async def _admin(server: URL, statement: str) -> None:
-    engine = create_async_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    async with engine.connect() as connection:
-        await connection.execute(text(statement))
-    await engine.dispose()
-
-
-async def _create_and_migrate(url: URL) -> None:
-    await _admin(url, f'CREATE DATABASE "{url.database}"')
-    engine = create_engine(url, pool_size=1)
-    await migrate.upgrade(engine)
-    await engine.dispose()
+from service.db.database import create_engine, database_url
+from service.db.tables import tenants
+from tests.support import admin, create_and_migrate
 
 
 @pytest.fixture(scope="session")
@@ -47,9 +36,9 @@ def server_url() -> Iterator[URL]:
 def database(server_url: URL) -> Iterator[URL]:
     """A fresh, migrated database for this test run."""
     url = server_url.set(database=f"tierwise_test_{os.getpid()}_{secrets.token_hex(3)}")
-    asyncio.run(_create_and_migrate(url))
+    asyncio.run(create_and_migrate(url))
     yield url
-    asyncio.run(_admin(url, f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+    asyncio.run(admin(url, f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
 
 
 @pytest.fixture

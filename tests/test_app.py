@@ -4,9 +4,9 @@ import httpx
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import migrate
 from service.app import create_app
-from service.database import create_engine
+from service.db import migrate
+from service.db.database import create_engine
 
 
 async def _get(engine: AsyncEngine, path: str) -> httpx.Response:

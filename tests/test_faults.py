@@ -2,7 +2,7 @@
 half-written. Real `tierwise import` and `tierwise evaluate` processes are SIGKILLed while
 their transaction is open (held there by a table lock the test owns), then the work is
 run again: counts reconcile with the file, rollups with the orders, and memberships with a
-full recomputation. (tests/test_run_safety.py kills a run at a chosen point in process.)"""
+full recomputation. (tests/engine/test_run_safety.py kills a run at a chosen point in process.)"""
 
 from __future__ import annotations
 
@@ -20,11 +20,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import evaluation, rollups
-from service.tables import customer_metrics, customers, memberships, orders
-from tests.test_evaluation import VALUE, day, publish
-from tests.test_run_safety import _runs
-from tests.test_shutdown import memberships_locked
+from service.data import rollups
+from service.db.tables import customer_metrics, customers, memberships, orders
+from service.engine import evaluation
+from tests.support import VALUE, day, memberships_locked, publish, run_statuses
 
 ROOT = Path(__file__).resolve().parent.parent
 ORDERS = 50_000
@@ -186,7 +185,7 @@ async def test_an_evaluate_killed_mid_run_leaves_the_old_tiers_and_the_rerun_com
     async with memberships_locked(engine) as lock:
         process = _tierwise(database, "evaluate", "--scheme", "value", "--tenant", tenant)
         await _wait_until_blocked(engine, database.database)
-        assert await _runs(engine, tenant) == ["succeeded", "running"]
+        assert await run_statuses(engine, tenant) == ["succeeded", "running"]
         _kill(process)
         await lock.rollback()
     async with engine.connect() as connection:
@@ -202,5 +201,5 @@ async def test_an_evaluate_killed_mid_run_leaves_the_old_tiers_and_the_rerun_com
     assert sum(move.customers for move in pending.moves) > 100  # which it was about to do
 
     _finish(_tierwise(database, "evaluate", "--scheme", "value", "--tenant", tenant))
-    assert await _runs(engine, tenant) == ["succeeded", "abandoned", "succeeded"]
+    assert await run_statuses(engine, tenant) == ["succeeded", "abandoned", "succeeded"]
     await _equals_full_recomputation(engine, tenant)

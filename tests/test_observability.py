@@ -15,11 +15,12 @@ from prometheus_client import REGISTRY
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import evaluation, logs
+from service import logs
 from service.app import create_app
 from service.config import Settings
-from service.database import create_engine
-from tests.test_evaluation import VALUE, load, order, publish
+from service.db.database import create_engine
+from service.engine import evaluation
+from tests.support import VALUE, load, order, publish
 
 SETTINGS = Settings(auth_required=False)
 

@@ -10,36 +10,36 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import evaluation
-from service.database import create_engine
-from tests.conftest import _admin, _create_and_migrate
-from tests.test_evaluation import VALUE, load, order, publish, tiers_of
-from tests.test_run_safety import _runs
+from service.db.database import create_engine
+from service.engine import evaluation
+from tests.support import (
+    VALUE,
+    admin,
+    create_and_migrate,
+    free_port,
+    load,
+    memberships_locked,
+    order,
+    publish,
+    run_statuses,
+    tiers_of,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EVALUATE = 'mutation Evaluate { evaluateScheme(scheme: "value") { changed customerCount } }'
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextmanager
@@ -90,18 +90,9 @@ def serving(
             process.wait()
 
 
-@asynccontextmanager
-async def memberships_locked(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """Hold a lock that stops any run at its write to memberships (reads still pass)."""
-    async with engine.connect() as connection:
-        await connection.execute(text("LOCK TABLE memberships IN EXCLUSIVE MODE"))
-        yield connection
-        await connection.rollback()
-
-
 async def _wait_for_running(engine: AsyncEngine, tenant: str) -> None:
     deadline = time.monotonic() + 60
-    while "running" not in await _runs(engine, tenant):
+    while "running" not in await run_statuses(engine, tenant):
         assert time.monotonic() < deadline, "the run never started"
         await asyncio.sleep(0.05)
 
@@ -152,7 +143,7 @@ async def test_sigterm_lets_an_in_flight_evaluation_finish_and_exits_0(
     assert response.headers["x-request-id"] == "shutdown-1"
     async with engine.connect() as connection:
         assert await tiers_of(connection, tenant, "value") == {"c": "VIP"}
-    assert await _runs(engine, tenant) == ["succeeded", "succeeded"]
+    assert await run_statuses(engine, tenant) == ["succeeded", "succeeded"]
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     assert any(
         line["logger"] == "uvicorn.access" and line["request_id"] == "shutdown-1" for line in lines
@@ -181,10 +172,10 @@ async def test_past_the_timeout_the_request_is_cancelled_and_rolls_back(
 
     async with engine.connect() as connection:
         assert await tiers_of(connection, tenant, "value") == before  # nothing half-written
-    assert await _runs(engine, tenant) == ["succeeded", "running"]
+    assert await run_statuses(engine, tenant) == ["succeeded", "running"]
     result = await evaluation.evaluate(engine, tenant, "value")
     assert result is not None and result.changed == 1
-    assert await _runs(engine, tenant) == ["succeeded", "abandoned", "succeeded"]
+    assert await run_statuses(engine, tenant) == ["succeeded", "abandoned", "succeeded"]
 
 
 @pytest.fixture
@@ -192,9 +183,9 @@ async def lone_database(server_url: URL) -> AsyncIterator[URL]:
     """A database of its own: the scheduler serves every tenant of its database, one after
     another, and other tests' never-evaluated schemes would queue before this test's."""
     url = server_url.set(database=f"tierwise_shutdown_{secrets.token_hex(4)}")
-    await _create_and_migrate(url)
+    await create_and_migrate(url)
     yield url
-    await _admin(url, f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+    await admin(url, f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
 
 
 async def test_sigterm_lets_a_scheduled_run_finish(lone_database: URL, tmp_path: Path) -> None:
@@ -223,6 +214,6 @@ async def _scheduled_run_finishes(
             assert process.poll() is None, "serve exited with a scheduled run in flight"
             await lock.rollback()  # the run goes on, and commits
             assert await _exit_code(process, within=30) == 0, log.read_text()
-    assert await _runs(engine, tenant) == ["succeeded"]
+    assert await run_statuses(engine, tenant) == ["succeeded"]
     async with engine.connect() as connection:
         assert await tiers_of(connection, tenant, "value") == {"c": "VIP"}

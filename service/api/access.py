@@ -7,7 +7,7 @@ Every request is authenticated before GraphQL sees it: plain HTTP requests by th
 the socket is closed with 4403). The token alone decides the tenant.
 
 Every root field declares the permission it needs (`needs`, read from
-`service.auth.ROLE_PERMISSIONS`); a caller whose role lacks it gets ``FORBIDDEN``.
+`service.access.auth.ROLE_PERMISSIONS`); a caller whose role lacks it gets ``FORBIDDEN``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from starlette.responses import JSONResponse
 from strawberry.extensions import FieldExtension
 from strawberry.types import Info as StrawberryInfo
 
-from service.api.errors import FORBIDDEN, RATE_LIMITED, UNAUTHENTICATED, ApiError, bad_input
-from service.auth import (
+from service.access.auth import (
     PERMISSION_DESCRIPTIONS,
     Authenticator,
     AuthError,
@@ -32,9 +31,10 @@ from service.auth import (
     Role,
     principal,
 )
+from service.access.ratelimit import RateLimited, RateLimiter
+from service.api.errors import FORBIDDEN, RATE_LIMITED, UNAUTHENTICATED, ApiError, bad_input
 from service.config import Settings
-from service.ratelimit import RateLimited, RateLimiter
-from service.records import FieldError, check_tenant_id
+from service.data.records import FieldError, check_tenant_id
 
 log = logging.getLogger(__name__)
 

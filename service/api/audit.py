@@ -9,12 +9,12 @@ from typing import Annotated
 import strawberry
 from strawberry.scalars import JSON
 
-from service import audit
+from service.access import audit
+from service.access.auth import Permission
 from service.api.context import Info
 from service.api.errors import bad_input
 from service.api.fields import arg, resolver
 from service.api.limits import page_size
-from service.auth import Permission
 
 
 @strawberry.type(description="One change to rules, strategies, keys or webhooks.")

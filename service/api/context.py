@@ -16,12 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.requests import HTTPConnection
 from strawberry.types import Info as StrawberryInfo
 
+from service.access.auth import Principal
 from service.api.errors import UNAUTHENTICATED, ApiError
 from service.api.feed import TransitionFeed
 from service.api.loaders import Loaders
-from service.auth import Principal
 from service.config import Settings
-from service.database import tenant_transaction
+from service.db.database import tenant_transaction
 
 
 @dataclass

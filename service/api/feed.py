@@ -21,9 +21,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.api.loaders import TransitionRow, transition_row, transitions_select
-from service.database import plain_url, tenant_transaction
-from service.evaluation import TRANSITIONS_CHANNEL
-from service.tables import schemes, transitions
+from service.db.database import plain_url, tenant_transaction
+from service.db.tables import schemes, transitions
+from service.engine.evaluation import TRANSITIONS_CHANNEL
 
 # How the listening connection shows in pg_stat_activity.
 LISTENER_NAME = "tierwise-tier-changed"

@@ -12,8 +12,8 @@ from typing import Any, TypeVar, cast
 
 import strawberry
 
+from service.access.auth import Permission
 from service.api import access
-from service.auth import Permission
 
 F = TypeVar("F", bound=Callable[..., Any])
 

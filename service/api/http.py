@@ -19,12 +19,12 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
+from service.access.auth import Authenticator
 from service.api.access import Gate
 from service.api.context import Context
 from service.api.errors import ApiError
 from service.api.feed import TransitionFeed
 from service.api.schema import build_schema
-from service.auth import Authenticator
 from service.config import Settings
 
 _PRINCIPAL = "tierwise.principal"

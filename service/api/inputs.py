@@ -14,7 +14,7 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
-from service.records import Kind
+from service.data.records import Kind
 
 
 @strawberry.input(description="A customer's profile; replaces the stored one of the same id.")

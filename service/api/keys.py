@@ -8,11 +8,11 @@ from typing import Annotated
 
 import strawberry
 
-from service import auth
+from service.access import auth
+from service.access.auth import Permission, Role
 from service.api.context import Info
 from service.api.errors import bad_input, not_found
 from service.api.fields import arg, resolver
-from service.auth import Permission, Role
 
 MANAGE = Permission.manage_keys
 

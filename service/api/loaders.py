@@ -25,13 +25,14 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from strawberry.dataloader import DataLoader
 
-from dsl import CATALOG, MetricRef, Sources, Value, explain, metric_values_select
+from dsl import CATALOG, MetricRef, Value, explain, metric_values_select
 from dsl.explain import Explanation
-from service import evaluation, schemes, strategies
 from service.api.errors import not_found
-from service.database import tenant_transaction
-from service.strategies import Strategy
-from service.tables import customers, events, memberships, orders, transitions
+from service.db.database import tenant_transaction
+from service.db.tables import customers, memberships, transitions
+from service.engine import schemes, strategies
+from service.engine.sources import tenant_sources
+from service.engine.strategies import Strategy
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -73,26 +74,6 @@ class TransitionRow:
     version: int
     run_id: int | None
     trigger: str
-
-
-def customer_sources(tenant: str, ids: Sequence[int]) -> Sources:
-    """The rule compiler's sources restricted to some customers: Postgres reads only their
-    rows (right for every metric but the population ones, which rank the whole tenant)."""
-    member_rows = select(
-        memberships.c.customer_id, memberships.c.scheme_key.label("scheme"), memberships.c.tier
-    ).where(memberships.c.tenant_id == tenant, memberships.c.customer_id.in_(ids))
-    return Sources(
-        select(customers)
-        .where(customers.c.tenant_id == tenant, customers.c.id.in_(ids))
-        .subquery("customers"),
-        select(orders)
-        .where(orders.c.tenant_id == tenant, orders.c.customer_id.in_(ids))
-        .subquery("orders"),
-        select(events)
-        .where(events.c.tenant_id == tenant, events.c.customer_id.in_(ids))
-        .subquery("events"),
-        member_rows.subquery("memberships"),
-    )
 
 
 def transitions_select() -> Select[Any]:
@@ -140,7 +121,7 @@ async def metric_values(
 ) -> dict[int, dict[MetricRef, Value]]:
     """Metric values of the customers ``ids``; with ``population``, computed over the whole
     tenant (scores and percentiles rank everyone) and then picked."""
-    sources = evaluation.tenant_sources(tenant) if population else customer_sources(tenant, ids)
+    sources = tenant_sources(tenant) if population else tenant_sources(tenant, customer_ids=ids)
     statement = metric_values_select(refs, sources, as_of)
     statement = statement.where(statement.selected_columns.customer_id.in_(ids))
     return {

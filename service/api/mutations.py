@@ -9,7 +9,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dsl import RuleError
-from service import evaluation, schemes, strategies
+from service.access.auth import Permission
 from service.api.context import Info
 from service.api.errors import LIMIT_EXCEEDED, ApiError, bad_input, bad_rule, not_found
 from service.api.fields import arg, resolver
@@ -34,10 +34,10 @@ from service.api.types import (
     Strategy,
 )
 from service.api.webhooks import WebhookMutation
-from service.auth import Permission
+from service.data.ingest import import_rows
+from service.data.records import Kind
+from service.engine import evaluation, schemes, strategies
 from service.errors import UserError
-from service.ingest import import_rows
-from service.records import Kind
 
 T = TypeVar("T")
 

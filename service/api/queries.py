@@ -10,7 +10,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dsl import RuleError, check_condition, compile_condition, parse_condition, parse_rules
-from service import analytics, evaluation, schemes, strategies
+from service.access.auth import Permission
 from service.api.audit import AuditQuery
 from service.api.context import Context, Info
 from service.api.errors import bad_input, bad_rule, not_found
@@ -36,9 +36,10 @@ from service.api.types import (
     explanation,
 )
 from service.api.webhooks import WebhookQuery
-from service.auth import Permission
+from service.db.tables import customers, memberships
+from service.engine import analytics, evaluation, schemes, strategies
+from service.engine.sources import tenant_sources
 from service.errors import UserError
-from service.tables import customers, memberships
 
 
 def _midnight(day: dt.date | None) -> dt.datetime | None:
@@ -77,7 +78,7 @@ async def _filtered(
         except RuleError as error:
             raise bad_rule(error) from None
         matching = compile_condition(
-            condition, evaluation.tenant_sources(context.tenant), dt.datetime.now(dt.UTC)
+            condition, tenant_sources(context.tenant), dt.datetime.now(dt.UTC)
         ).subquery("matching")
         statement = statement.where(customers.c.id.in_(select(matching.c.customer_id)))
     return statement

@@ -8,12 +8,12 @@ from typing import Annotated
 
 import strawberry
 
+from service.access.auth import Permission
 from service.api.context import Info
 from service.api.errors import UNAVAILABLE, ApiError
 from service.api.feed import FeedLost
 from service.api.fields import arg, subscription
 from service.api.types import Transition
-from service.auth import Permission
 
 
 @strawberry.type(description="Live updates, over the graphql-transport-ws protocol.")

@@ -18,15 +18,15 @@ from dsl import Diagnostic as RuleDiagnostic
 from dsl import Metric as CatalogMetric
 from dsl.explain import ClauseTrace
 from dsl.explain import Explanation as RuleExplanation
-from service import analytics, evaluation, schemes
-from service import strategies as strategy_service
+from service.access.auth import Permission, Role, allows
 from service.api.access import require
 from service.api.context import Info
 from service.api.errors import bad_input
 from service.api.fields import arg, resolver
 from service.api.limits import page_size
 from service.api.loaders import CARD_METRICS, MembershipRow, TransitionRow
-from service.auth import Permission, Role, allows
+from service.engine import analytics, evaluation, schemes
+from service.engine import strategies as strategy_service
 
 
 @strawberry.type(description="A customer's place in one scheme: the tier they are in now.")

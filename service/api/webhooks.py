@@ -10,12 +10,12 @@ from typing import Annotated
 import strawberry
 from strawberry.scalars import JSON
 
-from service import webhooks as hooks
+from service.access.auth import Permission
 from service.api.context import Info
 from service.api.errors import ApiError, bad_input, not_found
 from service.api.fields import arg, resolver
 from service.api.limits import page_size
-from service.auth import Permission
+from service.engine import webhooks as hooks
 from service.errors import UserError
 
 MANAGE = Permission.manage_webhooks

@@ -8,13 +8,13 @@ import httpx
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import evaluation, schemes, strategies
+from service.access.auth import Principal, Role, issue_token, principal
 from service.app import create_app
-from service.auth import Principal, Role, issue_token, principal
 from service.config import Settings
-from service.ingest import import_rows
-from service.records import Kind
-from tests.test_evaluation import VALUE, order
+from service.data.ingest import import_rows
+from service.data.records import Kind
+from service.engine import evaluation, schemes, strategies
+from tests.support import VALUE, order
 
 # Every test request carries an HS256 token for its tenant (admin unless a test says otherwise).
 TEST_SECRET = "tierwise-tests-hs256-secret-of-32-bytes-or-more"

@@ -20,7 +20,8 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from strawberry.types.base import get_object_definition
 
-from service import audit
+from service.access import audit
+from service.access.auth import ROLE_PERMISSIONS, Permission, Role, create_key, revoke_key
 from service.api.access import Needs
 from service.api.context import Context
 from service.api.feed import TransitionFeed
@@ -29,9 +30,8 @@ from service.api.queries import Query
 from service.api.schema import build_schema
 from service.api.subscriptions import Subscription
 from service.app import create_app
-from service.auth import ROLE_PERMISSIONS, Permission, Role, create_key, revoke_key
 from service.config import Settings
-from service.database import tenant_transaction
+from service.db.database import tenant_transaction
 from tests.api.support import (
     TEST_SECRET,
     bearer,
@@ -44,7 +44,7 @@ from tests.api.support import (
     token,
     with_secret,
 )
-from tests.test_evaluation import VALUE, day
+from tests.support import VALUE, day
 
 QUERY = "{ schemes { key } }"
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.auth import Role, issue_token
+from service.access.auth import Role, issue_token
 from tests.api.support import TEST_SECRET, codes, data, request, shop
-from tests.test_evaluation import VALUE
+from tests.support import VALUE
 
 PUBLISH = 'mutation ($s: String!) { publishScheme(key: "value", source: $s) { changed } }'
 SAVE = """mutation ($s: StrategyInput!) { saveStrategy(strategy: $s) { id } }"""

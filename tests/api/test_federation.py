@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.access.auth import Role
 from service.api.schema import sdl
-from service.auth import Role
 from service.config import Settings
 from tests.api.support import codes, data, post, shop
 

@@ -11,18 +11,18 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import schemes, strategies
 from service.api.context import Context
 from service.api.feed import TransitionFeed
 from service.api.schema import build_schema
 from service.api.types import encode_cursor
 from service.config import Settings
-from service.database import tenant_transaction
-from service.ingest import import_rows
-from service.records import Kind
-from service.tables import tenants
+from service.data.ingest import import_rows
+from service.data.records import Kind
+from service.db.database import tenant_transaction
+from service.db.tables import tenants
+from service.engine import schemes, strategies
 from tests.api.support import caller, codes, data, post, shop
-from tests.test_evaluation import VALUE, day, order
+from tests.support import VALUE, day, order
 
 # B's own names, so that anything of B's showing up in A's answers is recognisable.
 B_SCHEME = VALUE.replace("scheme value", "scheme b_secret").replace("VIP", "Bgold")

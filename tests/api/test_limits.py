@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.app import create_app
 from service.config import Settings
-from service.database import create_engine
+from service.db.database import create_engine
 from tests.api.support import codes, data, post
 
 DEEP = """{ customer(id: "a") { history { customer { history { customer { history {

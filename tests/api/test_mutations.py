@@ -4,7 +4,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
 from tests.api.support import codes, data, post
-from tests.test_evaluation import VALUE, day
+from tests.support import VALUE, day
 
 UPSERT = """mutation ($customers: [CustomerInput!]!) {
   upsertCustomers(customers: $customers) {

@@ -8,8 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.app import create_app
 from service.config import Settings
-from service.ingest import import_rows
-from service.records import Kind
+from service.data.ingest import import_rows
+from service.data.records import Kind
 from tests.api.support import codes, data, post, shop
 
 CARD = """

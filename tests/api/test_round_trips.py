@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.ingest import import_rows
-from service.records import Kind
+from service.data.ingest import import_rows
+from service.data.records import Kind
 from tests.api.support import data, post, shop
-from tests.test_evaluation import order
+from tests.support import order
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "graphql" / "operations"
 MEMBERS = (OPERATIONS / "segment_members.graphql").read_text(encoding="utf-8")

@@ -13,15 +13,15 @@ from sqlalchemy.pool import NullPool
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from service.access.auth import Role
 from service.api.context import Context
 from service.api.feed import LISTENER_NAME, FeedLost, TransitionFeed
 from service.api.loaders import TransitionRow
 from service.api.schema import build_schema
 from service.app import create_app
-from service.auth import Role
 from service.config import Settings
 from tests.api.support import caller, post, shop, token, with_secret
-from tests.test_evaluation import day
+from tests.support import day
 
 OPERATION = (Path(__file__).parents[2] / "graphql/operations/tier_changed.graphql").read_text()
 # This test database's listening connections.

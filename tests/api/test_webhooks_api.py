@@ -6,12 +6,13 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import audit, evaluation
-from service.auth import Role
+from service.access import audit
+from service.access.auth import Role
 from service.config import Settings
-from service.database import tenant_transaction
+from service.db.database import tenant_transaction
+from service.engine import evaluation
 from tests.api.support import codes, data, post, shop
-from tests.test_evaluation import load, order
+from tests.support import load, order
 
 CREATE = """
 mutation ($url: String!, $scheme: String, $tier: String) {

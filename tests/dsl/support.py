@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dsl.compiler import Sources
 from dsl.evaluator import CustomerFacts
-from service.tables import customers, events, orders
+from service.db.tables import customers, events, orders
 
 AS_OF = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 

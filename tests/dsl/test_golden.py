@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 from dsl.checker import check_files, check_text
 from dsl.compiler import Sources, compile_scheme
 from dsl.errors import RuleError, render_all
-from service.tables import customers, events, orders
+from service.db.tables import customers, events, orders
 from tests.dsl.support import AS_OF, memberships
 
 GOLDEN = Path(__file__).with_name("golden")

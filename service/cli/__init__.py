@@ -1,0 +1,6 @@
+"""The `tierwise` command: `main` assembles the command groups, one module each (`serve`,
+`data`, `rules`, `keys`, `reports`); `support` holds what they share."""
+
+from service.cli.main import main
+
+__all__ = ["main"]

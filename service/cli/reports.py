@@ -1,0 +1,109 @@
+"""`tierwise evaluate` and `tierwise segments`: runs and the per-tier report."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Annotated
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.cli.support import (
+    AsOfOption,
+    FormatOption,
+    OutputFormat,
+    TenantOption,
+    out,
+    parse_as_of,
+    run_with_engine,
+    settings,
+)
+from service.db.database import tenant_transaction
+from service.engine import analytics, evaluation
+from service.errors import UserError
+
+app = typer.Typer()
+
+
+@app.command()
+def evaluate(
+    scheme: Annotated[
+        str | None, typer.Option("--scheme", help="Only this scheme (and those that use it).")
+    ] = None,
+    as_of: AsOfOption = None,
+    tenant: TenantOption = None,
+    output: FormatOption = OutputFormat.text,
+) -> None:
+    """Evaluate published schemes now (for cron), or backtest them --as-of a past date.
+
+    A run of now makes its result current and records every tier change; a backtest only
+    reports what the tiers were then. Runs of one scheme never overlap, across processes.
+    """
+    config = settings()
+    tenant_id = tenant or config.default_tenant
+    when = parse_as_of(as_of)
+
+    async def work(engine: AsyncEngine) -> list[analytics.SegmentRow]:
+        results = await evaluation.evaluate_all(
+            engine, tenant_id, keys=[scheme] if scheme else None, as_of=when, trigger="cli"
+        )
+        if scheme and not results:
+            raise UserError(f"no published scheme {scheme!r} in tenant {tenant_id!r}")
+        if when is None:
+            async with tenant_transaction(engine, tenant_id) as connection:
+                keys = {result.scheme for result in results}
+                rows = await analytics.segment_report(connection, tenant_id, None)
+                return [row for row in rows if row.scheme in keys]
+        return [row for result in results for row in run_rows(result)]
+
+    _print_segments(run_with_engine(config, work), output)
+
+
+def run_rows(result: evaluation.RunResult) -> list[analytics.SegmentRow]:
+    """A backtest's tiers as report rows; shares are of the customers the run placed."""
+    customers = sum(t.customers for t in result.tiers)
+    revenue = sum((t.revenue for t in result.tiers), start=Decimal(0))
+    return [
+        analytics.SegmentRow(
+            scheme=result.scheme,
+            tier=t.tier,
+            customers=t.customers,
+            customer_share=t.customers / customers if customers else 0.0,
+            revenue=t.revenue,
+            average_revenue=t.revenue / t.customers if t.customers else None,
+            revenue_share=float(t.revenue / revenue) if revenue else 0.0,
+        )
+        for t in result.tiers
+    ]
+
+
+@app.command()
+def segments(
+    scheme: Annotated[str | None, typer.Option("--scheme", help="Only this scheme.")] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option("--metric", help="Also average this metric per tier (repeatable)."),
+    ] = None,
+    tenant: TenantOption = None,
+    output: FormatOption = OutputFormat.text,
+) -> None:
+    """Customers, shares and revenue per tier of the current memberships."""
+    config = settings()
+    tenant_id = tenant or config.default_tenant
+
+    async def work(engine: AsyncEngine) -> list[analytics.SegmentRow]:
+        async with tenant_transaction(engine, tenant_id) as connection:
+            return await analytics.segment_report(connection, tenant_id, scheme, metric or ())
+
+    rows = run_with_engine(config, work)
+    if scheme and not rows:
+        raise UserError(f"no published scheme {scheme!r} in tenant {tenant_id!r}")
+    _print_segments(rows, output)
+
+
+def _print_segments(rows: list[analytics.SegmentRow], output: OutputFormat) -> None:
+    if output is OutputFormat.json:
+        out.print_json(json.dumps(analytics.segment_dicts(rows), ensure_ascii=False))
+    else:
+        out.print(analytics.segment_table(rows), highlight=False, markup=False)

@@ -1,0 +1,257 @@
+"""`tierwise rules check` and `tierwise rules fmt`: the rule language on the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dsl.checker import check_files
+from dsl.errors import Diagnostic, RuleError, render
+from dsl.formatter import format_text
+from service.access import audit
+from service.cli.support import (
+    AsOfOption,
+    FormatOption,
+    OutputFormat,
+    TenantOption,
+    out,
+    parse_as_of,
+    run_with_engine,
+    settings,
+)
+from service.db.database import tenant_transaction
+from service.engine import evaluation, schemes
+from service.engine.templates import TEMPLATES
+from service.errors import UserError
+
+rules_app = typer.Typer(
+    help="Check, format, preview and publish tier rule files; print the built-in templates.",
+    no_args_is_help=True,
+)
+
+Files = Annotated[list[Path], typer.Argument(help="Rule files.", show_default=False)]
+
+
+def _read(files: list[Path]) -> tuple[dict[str, str], list[Diagnostic]]:
+    sources: dict[str, str] = {}
+    problems: list[Diagnostic] = []
+    for path in files:
+        try:
+            sources[str(path)] = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "it is not UTF-8 text"
+            problems.append(Diagnostic(str(path), 1, 1, 1, 1, "error", f"cannot read: {reason}"))
+    return sources, problems
+
+
+def _report(diagnostics: list[Diagnostic], sources: dict[str, str], fmt: OutputFormat) -> None:
+    if fmt is OutputFormat.json:
+        typer.echo(json.dumps([d.to_json() for d in diagnostics], ensure_ascii=False, indent=2))
+        return
+    for diagnostic in diagnostics:
+        typer.echo(render(diagnostic, sources.get(diagnostic.file)))
+    errors = sum(d.severity == "error" for d in diagnostics)
+    warnings = len(diagnostics) - errors
+    typer.echo(f"{len(sources)} file(s) checked: {errors} error(s), {warnings} warning(s)")
+
+
+@rules_app.command("check")
+def check(
+    files: Files,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="text, or json for tools.")
+    ] = OutputFormat.text,
+) -> None:
+    """Report errors and warnings as FILE:LINE:COL; exit 1 on any error."""
+    sources, diagnostics = _read(files)
+    try:
+        diagnostics.extend(check_files(sources).warnings)
+    except RuleError as error:
+        diagnostics.extend(error.diagnostics)
+    _report(diagnostics, sources, output)
+    if any(d.severity == "error" for d in diagnostics):
+        raise typer.Exit(1)
+
+
+@rules_app.command("fmt")
+def fmt(
+    files: Files,
+    check_only: Annotated[
+        bool, typer.Option("--check", help="Change nothing; exit 1 if a file would change.")
+    ] = False,
+) -> None:
+    """Rewrite files in the canonical layout."""
+    sources, problems = _read(files)
+    failed = bool(problems)
+    for problem in problems:
+        typer.echo(render(problem, None))
+    for file, text in sources.items():
+        try:
+            formatted = format_text(text, file)
+        except RuleError as error:
+            for diagnostic in error.diagnostics:
+                typer.echo(render(diagnostic, text))
+            failed = True
+            continue
+        if formatted == text:
+            continue
+        if check_only:
+            typer.echo(f"{file}: would be reformatted")
+            failed = True
+        else:
+            Path(file).write_text(formatted, encoding="utf-8")
+            typer.echo(f"{file}: reformatted")
+    if failed:
+        raise typer.Exit(1)
+
+
+SchemeOption = Annotated[
+    str | None,
+    typer.Option("--scheme", metavar="KEY", help="The key of a file that is a bare list of tiers."),
+]
+
+
+def _read_one(file: Path) -> str:
+    sources, problems = _read([file])
+    if problems:
+        raise UserError(problems[0].message + f": {file}")
+    return sources[str(file)]
+
+
+def _rule_errors(error: RuleError, file: Path, text: str) -> typer.Exit:
+    """Print the checker's errors (nothing was changed) and say how to exit."""
+    for diagnostic in error.diagnostics:
+        typer.echo(render(diagnostic, text if diagnostic.file == str(file) else None), err=True)
+    typer.echo(f"{file}: not published: the rules have errors", err=True)
+    return typer.Exit(1)
+
+
+@rules_app.command("publish")
+def publish(
+    file: Annotated[Path, typer.Argument(help="A rule file.", show_default=False)],
+    scheme: SchemeOption = None,
+    tenant: TenantOption = None,
+) -> None:
+    """Check, then publish every scheme of FILE as its new current version and evaluate it.
+
+    Refuses, changing nothing, when the checker finds an error. Publishing unchanged rules
+    creates no version.
+    """
+    config = settings()
+    tenant_id = tenant or config.default_tenant
+    text = _read_one(file)
+
+    async def work(engine: AsyncEngine) -> tuple[schemes.Published, list[evaluation.RunResult]]:
+        async with tenant_transaction(engine, tenant_id) as connection:
+            published = await schemes.publish(
+                connection,
+                tenant_id,
+                text,
+                file=str(file),
+                scheme_key=scheme,
+                actor=audit.command_line_actor(),
+            )
+        runs = await evaluation.evaluate_all(
+            engine, tenant_id, keys=published.changed, trigger="publish"
+        )
+        return published, runs
+
+    try:
+        published, runs = run_with_engine(config, work)
+    except RuleError as error:
+        raise _rule_errors(error, file, text) from None
+    for warning in published.warnings.warnings:
+        typer.echo(render(warning, text), err=True)
+    for item in published.schemes:
+        state = "published" if item.key in published.changed else "unchanged"
+        out.print(f"scheme {item.key}: version {item.version} {state}", highlight=False)
+    for run in runs:
+        tiers = ", ".join(f"{t.tier} {t.customers:,}" for t in run.tiers)
+        out.print(
+            f"evaluated {run.scheme} v{run.version}: {tiers}; "
+            f"{run.changed:,} customers changed tier",
+            highlight=False,
+        )
+
+
+@rules_app.command("preview")
+def preview(
+    file: Annotated[Path, typer.Argument(help="A rule file.", show_default=False)],
+    scheme: SchemeOption = None,
+    as_of: AsOfOption = None,
+    tenant: TenantOption = None,
+    output: FormatOption = OutputFormat.text,
+) -> None:
+    """What publishing FILE would do: customers and revenue per tier, and how many customers
+    would move from which current tier to which. Writes nothing."""
+    config = settings()
+    tenant_id = tenant or config.default_tenant
+    text = _read_one(file)
+    when = parse_as_of(as_of)
+
+    async def work(engine: AsyncEngine) -> list[evaluation.Preview]:
+        return await evaluation.preview(
+            engine, tenant_id, text, file=str(file), scheme_key=scheme, as_of=when
+        )
+
+    try:
+        previews = run_with_engine(config, work)
+    except RuleError as error:
+        raise _rule_errors(error, file, text) from None
+    if output is OutputFormat.json:
+        out.print_json(json.dumps([_preview_json(p) for p in previews], ensure_ascii=False))
+        return
+    for item in previews:
+        total = sum(t.customers for t in item.tiers) or 1
+        out.print(f"scheme {item.scheme} as of {item.as_of:%Y-%m-%d %H:%M} UTC", highlight=False)
+        for tier in item.tiers:
+            out.print(
+                f"  {tier.tier:<24} {tier.customers:>10,} {tier.customers / total:>7.1%}"
+                f" {tier.revenue:>16,.2f}",
+                highlight=False,
+                markup=False,
+            )
+        if item.moves:
+            out.print("  would move:", highlight=False)
+            for move in item.moves:
+                out.print(
+                    f"    {move.from_tier or '(none)'} -> {move.to_tier or '(none)'}:"
+                    f" {move.customers:,}",
+                    highlight=False,
+                    markup=False,
+                )
+
+
+def _preview_json(item: evaluation.Preview) -> dict[str, object]:
+    return {
+        "scheme": item.scheme,
+        "as_of": item.as_of.isoformat(),
+        "tiers": [
+            {"tier": t.tier, "customers": t.customers, "revenue": float(t.revenue)}
+            for t in item.tiers
+        ],
+        "moves": [
+            {"from": m.from_tier, "to": m.to_tier, "customers": m.customers} for m in item.moves
+        ],
+    }
+
+
+@rules_app.command("templates")
+def templates(
+    key: Annotated[
+        str | None, typer.Argument(help="Print this template's rules (to copy and adapt).")
+    ] = None,
+) -> None:
+    """List the built-in scheme templates, or print one's rule file."""
+    if key is None:
+        for template in TEMPLATES.values():
+            tiers = ", ".join(template.check().tier_names)
+            out.print(f"{template.key:<10} {template.title}: {tiers}", highlight=False)
+        return
+    if key not in TEMPLATES:
+        raise UserError(f"no template {key!r}; the templates are {', '.join(TEMPLATES)}")
+    typer.echo(TEMPLATES[key].source, nl=False)

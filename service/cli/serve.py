@@ -1,0 +1,165 @@
+"""`tierwise serve`, `demo` and `migrate`: bring the database up to date and serve the API."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from service.access import audit
+from service.app import create_app
+from service.background import Background
+from service.cli.keys import demo_access
+from service.cli.support import out, progress, run_with_engine, settings
+from service.config import Settings
+from service.data import demo_data
+from service.data.ingest import import_file
+from service.data.records import Kind
+from service.db import migrate
+from service.db.database import plain_url, tenant_transaction
+from service.engine import analytics, evaluation, schemes, strategies
+from service.engine.templates import TEMPLATES
+
+app = typer.Typer()
+
+HostOption = Annotated[
+    str | None, typer.Option("--host", help="Interface to listen on [env TIERWISE_HOST].")
+]
+PortOption = Annotated[
+    int | None, typer.Option("--port", help="Port to listen on [env TIERWISE_PORT].")
+]
+
+
+@app.command("migrate")
+def migrate_command(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Bring the database schema up to date (safe to run from several replicas at once)."""
+    config = settings()
+
+    async def work(engine: AsyncEngine) -> str | None:
+        await migrate.upgrade(engine, revision)
+        return await migrate.current_revision(engine)
+
+    out.print(f"database schema at revision {run_with_engine(config, work)}")
+
+
+@app.command()
+def serve(host: HostOption = None, port: PortOption = None) -> None:
+    """Serve the HTTP API (the database must be migrated: see `tierwise migrate`)."""
+    config = settings(host=host, port=port, log_format="json")
+    run_with_engine(config, lambda engine: _serve(engine, config))
+
+
+async def _serve(engine: AsyncEngine, config: Settings) -> None:
+    app = create_app(engine, settings=config)
+    server_config = uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        log_level=config.log_level,
+        log_config=None,  # uvicorn's records go through our handler (service.logs)
+        lifespan="on",
+        timeout_graceful_shutdown=config.shutdown_timeout,
+    )
+    await _GracefulServer(server_config, app).serve()
+
+
+class _GracefulServer(uvicorn.Server):
+    """A server that shuts down gracefully on SIGTERM or SIGINT, then returns.
+
+    It stops accepting connections, lets in-flight requests finish (cancelled past the
+    shutdown timeout: their transactions roll back), and asks background work (a scheduled
+    evaluation) to stop at the same moment, on the same clock. uvicorn re-raises the signal
+    after shutdown, which would tear through the caller's cleanup (closing the pool, stopping
+    the embedded Postgres) with tracebacks: this server returns instead."""
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self.app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        background: Background | None = getattr(self.app.state, "background", None)
+        if background is not None:
+            background.request_stop()
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(min=1, help="How many customers to generate.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Seed of the generator (same seed, same data).")] = 42,
+    host: HostOption = None,
+    port: PortOption = None,
+    serve_: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve after loading.")] = True,
+) -> None:
+    """Start Postgres (embedded unless configured), migrate, load demo data, publish the
+    built-in templates (value, lifecycle, RFM, ABC) with their strategies, evaluate, serve."""
+    config, access = demo_access(settings(host=host, port=port))
+    generated = demo_data.DemoConfig(customers=customers, seed=seed)
+
+    async def work(engine: AsyncEngine) -> None:
+        out.print(f"database: {plain_url(engine.url)}")
+        await migrate.upgrade(engine)
+        with tempfile.TemporaryDirectory(prefix="tierwise-demo-") as folder:
+            for kind, rows, fields in (
+                (Kind.customers, demo_data.customer_rows, demo_data.CUSTOMER_FIELDS),
+                (Kind.orders, demo_data.order_rows, demo_data.ORDER_FIELDS),
+                (Kind.events, demo_data.event_rows, demo_data.EVENT_FIELDS),
+            ):
+                path = Path(folder) / f"{kind}.csv"
+                demo_data.write_csv(rows(generated), path, fields)
+                with progress(path, f"loading demo {kind}") as advance:
+                    result = await import_file(
+                        engine, kind, config.default_tenant, path, on_progress=advance
+                    )
+                out.print(f"demo {kind}: {result.summary()}")
+        actor = audit.command_line_actor()
+        for template in TEMPLATES.values():
+            async with tenant_transaction(engine, config.default_tenant) as connection:
+                await schemes.publish(
+                    connection,
+                    config.default_tenant,
+                    template.source,
+                    file=template.file,
+                    actor=actor,
+                )
+                await strategies.install_template(
+                    connection, config.default_tenant, template, actor=actor
+                )
+        runs = await evaluation.evaluate_all(engine, config.default_tenant, trigger="demo")
+        async with tenant_transaction(engine, config.default_tenant) as connection:
+            report = await analytics.segment_report(connection, config.default_tenant, None)
+            installed = await strategies.listed(connection, config.default_tenant)
+        durations = ", ".join(f"{run.scheme} {run.duration_ms} ms" for run in runs)
+        out.print(f"evaluated the four built-in schemes ({durations}):", highlight=False)
+        out.print(analytics.segment_table(report), highlight=False, markup=False)
+        out.print(
+            f"{len(installed)} strategies attached to their tiers "
+            "(`tierwise rules templates` shows the rules)",
+            highlight=False,
+        )
+        if serve_:
+            out.print(
+                f"Tierwise demo serving at http://{config.host}:{config.port}/ "
+                f"(tenant {config.default_tenant!r}); Ctrl-C stops it."
+            )
+            for line in access:
+                out.print(line, highlight=False, markup=False)
+            await _serve(engine, config)
+
+    run_with_engine(config, work)

@@ -1,0 +1,103 @@
+"""What every `tierwise` command shares: settings and logging, consoles, and running async
+work against the configured (or embedded) database."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import enum
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.text import Text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service import logs
+from service.config import LogFormat, Settings, load_settings
+from service.data.readers import count_data_rows
+from service.db.database import create_engine, database_url
+from service.errors import UserError
+
+T = TypeVar("T")
+
+# Below this many rows an import is over before a progress bar would be worth drawing.
+PROGRESS_MIN_ROWS = 5_000
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+class OutputFormat(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+TenantOption = Annotated[
+    str | None, typer.Option("--tenant", help="Tenant to work in [default: default].")
+]
+FormatOption = Annotated[OutputFormat, typer.Option("--format", help="text, or json for tools.")]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        metavar="DATE",
+        help="Evaluate as if it were DATE (ISO 8601; a date alone is midnight UTC), using "
+        "only data before it.",
+    ),
+]
+
+
+def settings(log_format: LogFormat = "text", **overrides: object) -> Settings:
+    """The settings, with logging configured (``log_format`` unless TIERWISE_LOG_FORMAT)."""
+    loaded = load_settings(**overrides)
+    logs.configure(loaded.log_level, loaded.log_format or log_format)
+    return loaded
+
+
+def run_with_engine(config: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Run ``work`` against the configured (or embedded) database, then release everything."""
+
+    async def run(engine: AsyncEngine) -> T:
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    with database_url(config) as url:
+        return asyncio.run(run(create_engine(url, pre_ping=config.database_pre_ping)))
+
+
+def parse_as_of(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    from service.data.records import FieldError, parse_timestamp
+
+    try:
+        return parse_timestamp(value)
+    except FieldError as error:
+        raise UserError(f"--as-of: {error}") from None
+
+
+def print_error(message: str) -> None:
+    err.print(Text.assemble(("error: ", "bold red"), message), highlight=False)
+
+
+@contextmanager
+def progress(file: Path, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on a terminal for big files; nothing otherwise."""
+    if not err.is_terminal:
+        yield None
+        return
+    total = count_data_rows(file)
+    if total < PROGRESS_MIN_ROWS:
+        yield None
+        return
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda rows: progress.advance(task, rows)

@@ -1,0 +1,393 @@
+"""Segment analytics: customers and revenue per tier, migration between runs or dates, churn.
+
+Every query is set-based and filtered by tenant. Definitions users rely on:
+
+- Shares are of the whole tenant: `customer_share` = the tier's customers / all the tenant's
+  customers; `revenue_share` = the tier's revenue / all the tenant's revenue. So the shares of
+  a scheme with `otherwise` sum to 1, and those of a scheme without it to what it covers.
+- Revenue is all-time spend from the `customer_metrics` rollup (current data).
+- Tiers come in the order of the scheme's current version, tiers without customers included
+  (and after them, tiers a newer version dropped that still have customers).
+- The state of a scheme after a run is rebuilt from `transitions`: each customer's latest
+  transition with an id up to the run's last one. Incremental updates (no run) count by id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from sqlalchemy import Select, func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dsl import CheckedScheme, MetricRef, Type, compile_scheme, metric_values_select
+from dsl.catalog import AVERAGE_SCALE
+from dsl.checked import IsNull
+from dsl.checker import check_condition
+from dsl.compiler import with_own_time
+from dsl.parser import parse_condition
+from service.db.tables import memberships
+from service.engine.evaluation import MigrationCell
+from service.engine.sources import tenant_sources
+from service.errors import UserError
+
+__all__ = [
+    "ChurnRow",
+    "MigrationCell",
+    "SegmentRow",
+    "churn_rate",
+    "migration_matrix",
+    "migration_matrix_between_dates",
+    "segment_dicts",
+    "segment_report",
+    "segment_table",
+]
+
+# Average revenue to the 4 decimals of order amounts, as the catalog's averages.
+_AVERAGE_STEP = Decimal(1).scaleb(-AVERAGE_SCALE)
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    scheme: str
+    tier: str
+    customers: int
+    customer_share: float  # of all the tenant's customers
+    revenue: Decimal
+    average_revenue: Decimal | None  # None for a tier without customers
+    revenue_share: float  # of all the tenant's revenue
+    metrics: tuple[tuple[str, Decimal | None], ...] = ()  # (metric text, average) as asked
+
+
+@dataclass(frozen=True)
+class ChurnRow:
+    scheme: str
+    tier: str
+    customers: int  # in the tier at the start of the period
+    churned: int  # of those, customers with no order in the period
+    rate: float | None  # churned / customers; None for a tier that was empty
+
+
+def _share(part: int | Decimal, whole: int | Decimal) -> float:
+    return float(Decimal(part) / Decimal(whole)) if whole else 0.0
+
+
+# --- Segment report -----------------------------------------------------------------------
+
+# Tiers of each scheme's current version, in order: the report's rows.
+_TIERS = """
+SELECT s.key AS scheme, t.tier, t.position
+FROM schemes s
+JOIN scheme_versions v
+  ON v.tenant_id = s.tenant_id AND v.scheme_key = s.key AND v.version = s.current_version
+CROSS JOIN LATERAL unnest(v.tiers) WITH ORDINALITY AS t(tier, position)
+WHERE s.tenant_id = :t AND (CAST(:k AS text) IS NULL OR s.key = :k)
+ORDER BY s.key, t.position
+"""
+
+_COUNTS = """
+SELECT m.scheme_key AS scheme, m.tier, count(*) AS customers,
+       coalesce(sum(cm.order_total), 0) AS revenue
+FROM memberships m
+LEFT JOIN customer_metrics cm ON cm.tenant_id = m.tenant_id AND cm.customer_id = m.customer_id
+WHERE m.tenant_id = :t AND (CAST(:k AS text) IS NULL OR m.scheme_key = :k)
+GROUP BY m.scheme_key, m.tier
+"""
+
+_TOTALS = """
+SELECT (SELECT count(*) FROM customers WHERE tenant_id = :t) AS customers,
+       (SELECT coalesce(sum(order_total), 0) FROM customer_metrics WHERE tenant_id = :t)
+         AS revenue
+"""
+
+
+def _metric_refs(texts: Sequence[str]) -> list[MetricRef]:
+    """Catalog metrics written as in rules (`recency`, `monetary(90 days)`); numeric only."""
+    refs = []
+    for metric in texts:
+        checked = check_condition(parse_condition(f"{metric} is null"), file="<metric>")
+        if not isinstance(checked, IsNull) or checked.operand.type not in (Type.NUMBER, Type.DAYS):
+            raise UserError(f"`{metric}` is not a numeric metric, so it has no average")
+        refs.append(checked.operand.ref)
+    return refs
+
+
+async def _metric_averages(
+    connection: AsyncConnection,
+    tenant: str,
+    scheme_key: str | None,
+    refs: Sequence[MetricRef],
+    as_of: dt.datetime,
+) -> dict[tuple[str, str], tuple[Decimal | None, ...]]:
+    values = metric_values_select(refs, tenant_sources(tenant), as_of).subquery("metric_values")
+    averages = [func.round(func.avg(values.c[f"m{i}"]), AVERAGE_SCALE) for i in range(len(refs))]
+    statement: Select[Any] = (
+        select(memberships.c.scheme_key, memberships.c.tier, *averages)
+        .join(values, values.c.customer_id == memberships.c.customer_id)
+        .where(memberships.c.tenant_id == tenant)
+        .group_by(memberships.c.scheme_key, memberships.c.tier)
+    )
+    if scheme_key is not None:
+        statement = statement.where(memberships.c.scheme_key == scheme_key)
+    return {(row[0], row[1]): tuple(row[2:]) for row in await connection.execute(statement)}
+
+
+async def segment_report(
+    connection: AsyncConnection,
+    tenant: str,
+    scheme_key: str | None,
+    metrics: Sequence[str] = (),
+    *,
+    as_of: dt.datetime | None = None,
+) -> list[SegmentRow]:
+    """Per scheme (all, or `scheme_key`) and tier, over current memberships.
+
+    `metrics` are averaged per tier, computed at `as_of` (default: now); a customer for whom
+    a metric is null (recency without orders) does not count towards its average.
+    """
+    refs = _metric_refs(metrics)
+    params = {"t": tenant, "k": scheme_key}
+    tiers = (await connection.execute(text(_TIERS), params)).all()
+    counts = {
+        (row.scheme, row.tier): (int(row.customers), Decimal(row.revenue))
+        for row in await connection.execute(text(_COUNTS), params)
+    }
+    totals = (await connection.execute(text(_TOTALS), params)).one()
+    averages = (
+        await _metric_averages(
+            connection, tenant, scheme_key, refs, as_of or dt.datetime.now(dt.UTC)
+        )
+        if refs
+        else {}
+    )
+    order: dict[str, list[str]] = {}
+    for row in tiers:
+        order.setdefault(row.scheme, []).append(row.tier)
+    for scheme, names in order.items():
+        # Tiers a newer version dropped keep their customers until the next run: shown last.
+        names += sorted(tier for s, tier in counts if s == scheme and tier not in names)
+    report = []
+    for scheme, tier in ((s, tier) for s, names in order.items() for tier in names):
+        count, revenue = counts.get((scheme, tier), (0, Decimal(0)))
+        means = averages.get((scheme, tier), (None,) * len(refs))
+        report.append(
+            SegmentRow(
+                scheme=scheme,
+                tier=tier,
+                customers=count,
+                customer_share=_share(count, int(totals.customers)),
+                revenue=revenue,
+                average_revenue=(revenue / count).quantize(_AVERAGE_STEP, ROUND_HALF_UP)
+                if count
+                else None,
+                revenue_share=_share(revenue, Decimal(totals.revenue)),
+                metrics=tuple(zip(metrics, means, strict=True)),
+            )
+        )
+    return report
+
+
+def segment_dicts(rows: Sequence[SegmentRow]) -> list[dict[str, str | int | float]]:
+    """The JSON form `tierwise segments --format json` prints (shares to 4 decimals)."""
+    return [
+        {
+            "scheme": row.scheme,
+            "tier": row.tier,
+            "customers": row.customers,
+            "customer_share": round(row.customer_share, 4),
+            "revenue": float(row.revenue),
+            "revenue_share": round(row.revenue_share, 4),
+        }
+        for row in rows
+    ]
+
+
+def segment_table(rows: Sequence[SegmentRow]) -> str:
+    """The report as an aligned text table: one line per tier, metric averages at the end."""
+    metric_names = [name for name, _ in rows[0].metrics] if rows else []
+    header = ["scheme", "tier", "customers", "share", "revenue", "revenue share", "avg revenue"]
+    lines = [header + [f"avg {name}" for name in metric_names]]
+    for row in rows:
+        lines.append(
+            [
+                row.scheme,
+                row.tier,
+                f"{row.customers:,}",
+                f"{row.customer_share:.1%}",
+                f"{row.revenue:,.2f}",
+                f"{row.revenue_share:.1%}",
+                "-" if row.average_revenue is None else f"{row.average_revenue:,.2f}",
+            ]
+            + ["-" if value is None else f"{value:,.2f}" for _, value in row.metrics]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) + len(metric_names))]
+    # Names left-aligned, numbers right-aligned, as a reader scans them.
+    return "\n".join(
+        "  ".join(
+            cell.ljust(width) if i < 2 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ).rstrip()
+        for line in lines
+    )
+
+
+# --- Migration ----------------------------------------------------------------------------
+
+# The last transition that belongs to a run's state: the run's own last one, or for a run that
+# changed nothing, the last one recorded by the time it finished.
+_BOUNDARY = """
+SELECT r.applied, r.status, coalesce(
+    (SELECT max(id) FROM transitions
+     WHERE tenant_id = :t AND scheme_key = :k AND run_id = r.id),
+    (SELECT max(id) FROM transitions
+     WHERE tenant_id = :t AND scheme_key = :k AND at <= r.finished_at),
+    0) AS boundary
+FROM evaluation_runs r
+WHERE r.tenant_id = :t AND r.id = :run AND r.scheme_key = :k
+"""
+
+_STATE = """
+SELECT DISTINCT ON (customer_id) customer_id, to_tier AS tier
+FROM transitions
+WHERE tenant_id = :t AND scheme_key = :k AND id <= :{bound}
+ORDER BY customer_id, id DESC
+"""
+
+_MIGRATION = f"""
+WITH before AS ({_STATE.format(bound="before")}), after AS ({_STATE.format(bound="after")})
+SELECT b.tier AS from_tier, a.tier AS to_tier, count(*) AS customers
+FROM before b FULL JOIN after a ON a.customer_id = b.customer_id
+WHERE b.tier IS NOT NULL OR a.tier IS NOT NULL
+GROUP BY b.tier, a.tier
+"""
+
+
+async def _current_tiers(connection: AsyncConnection, tenant: str, scheme_key: str) -> list[str]:
+    tiers = await connection.scalar(
+        text(
+            "SELECT v.tiers FROM schemes s JOIN scheme_versions v ON v.tenant_id = s.tenant_id"
+            " AND v.scheme_key = s.key AND v.version = s.current_version"
+            " WHERE s.tenant_id = :t AND s.key = :k"
+        ),
+        {"t": tenant, "k": scheme_key},
+    )
+    return list(tiers or [])
+
+
+def _ordered(cells: Sequence[MigrationCell], tiers: Sequence[str]) -> list[MigrationCell]:
+    """Cells in the scheme's tier order (unknown tiers after, by name; no tier last)."""
+
+    def rank(tier: str | None) -> tuple[int, int, str]:
+        if tier is None:
+            return (2, 0, "")
+        return (0, tiers.index(tier), "") if tier in tiers else (1, 0, tier)
+
+    return sorted(cells, key=lambda c: (rank(c.from_tier), rank(c.to_tier)))
+
+
+async def _boundary(connection: AsyncConnection, tenant: str, scheme_key: str, run: int) -> int:
+    row = (
+        await connection.execute(text(_BOUNDARY), {"t": tenant, "k": scheme_key, "run": run})
+    ).one_or_none()
+    if row is None:
+        raise UserError(f"no evaluation run {run} of scheme `{scheme_key}`")
+    if not row.applied or row.status != "succeeded":
+        raise UserError(
+            f"run {run} of `{scheme_key}` did not change the tiers (a backtest or a failed run);"
+            " compare dates with migration_matrix_between_dates instead"
+        )
+    return int(row.boundary)
+
+
+async def migration_matrix(
+    connection: AsyncConnection, tenant: str, scheme_key: str, from_run_id: int, to_run_id: int
+) -> list[MigrationCell]:
+    """How many customers went from each tier after `from_run_id` to each tier after
+    `to_run_id` (staying put included); only non-empty cells."""
+    params = {
+        "t": tenant,
+        "k": scheme_key,
+        "before": await _boundary(connection, tenant, scheme_key, from_run_id),
+        "after": await _boundary(connection, tenant, scheme_key, to_run_id),
+    }
+    cells = [
+        MigrationCell(row.from_tier, row.to_tier, int(row.customers))
+        for row in await connection.execute(text(_MIGRATION), params)
+    ]
+    return _ordered(cells, await _current_tiers(connection, tenant, scheme_key))
+
+
+async def migration_matrix_between_dates(
+    connection: AsyncConnection,
+    tenant: str,
+    scheme: CheckedScheme,
+    from_as_of: dt.datetime,
+    to_as_of: dt.datetime,
+) -> list[MigrationCell]:
+    """The backtesting view: evaluate `scheme` as of both dates (nothing is written) and count
+    customers from each tier at `from_as_of` to each tier at `to_as_of`."""
+    sources = tenant_sources(tenant)
+    before = with_own_time(compile_scheme(scheme, sources, from_as_of), "from").subquery("before")
+    after = with_own_time(compile_scheme(scheme, sources, to_as_of), "to").subquery("after")
+    # Both select every customer of the tenant, so an inner join loses no one.
+    statement = (
+        select(before.c.tier.label("from_tier"), after.c.tier.label("to_tier"), func.count())
+        .select_from(before.join(after, after.c.customer_id == before.c.customer_id))
+        .where(before.c.tier.is_not(None) | after.c.tier.is_not(None))
+        .group_by(before.c.tier, after.c.tier)
+    )
+    cells = [
+        MigrationCell(row[0], row[1], int(row[2])) for row in await connection.execute(statement)
+    ]
+    return _ordered(cells, scheme.tier_names)
+
+
+# --- Churn --------------------------------------------------------------------------------
+
+_CHURN = """
+WITH state AS (
+    SELECT DISTINCT ON (customer_id) customer_id, to_tier AS tier
+    FROM transitions
+    WHERE tenant_id = :t AND scheme_key = :k AND at <= :since
+    ORDER BY customer_id, id DESC
+)
+SELECT s.tier, count(*) AS customers,
+       count(*) FILTER (WHERE NOT EXISTS (
+           SELECT FROM orders o
+           WHERE o.tenant_id = :t AND o.customer_id = s.customer_id
+             AND o.ordered_at >= :since AND o.ordered_at < :until
+       )) AS churned
+FROM state s
+WHERE s.tier IS NOT NULL
+GROUP BY s.tier
+"""
+
+
+async def churn_rate(
+    connection: AsyncConnection,
+    tenant: str,
+    scheme_key: str,
+    since: dt.datetime,
+    until: dt.datetime,
+) -> list[ChurnRow]:
+    """Per tier of the scheme at `since` (rebuilt from transitions): the share of its customers
+    who made no purchase in [since, until). Tiers in the current version's order."""
+    if until <= since:
+        raise UserError("the churn period must end after it starts")
+    params = {"t": tenant, "k": scheme_key, "since": since, "until": until}
+    counts = {
+        row.tier: (int(row.customers), int(row.churned))
+        for row in await connection.execute(text(_CHURN), params)
+    }
+    tiers = await _current_tiers(connection, tenant, scheme_key)
+    # Tiers the scheme had at `since` but its current version dropped still get a row.
+    names = tiers + sorted(set(counts) - set(tiers))
+    rows = []
+    for tier in names:
+        members, churned = counts.get(tier, (0, 0))
+        rate = churned / members if members else None
+        rows.append(ChurnRow(scheme_key, tier, members, churned, rate))
+    return rows

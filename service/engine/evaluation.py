@@ -1,0 +1,478 @@
+"""Evaluation: a scheme's compiled statement run over the tenant's customers, its result
+compared with the current memberships, and the differences applied as transitions.
+
+A full run is one transaction of set-based statements (never a loop over customers), so
+readers see the previous memberships until it commits and a run killed halfway changes
+nothing. An advisory lock per tenant and scheme makes concurrent runs (N replicas, cron,
+incremental updates) take turns. Incremental updates apply the same statements to just the
+customers an ingest touched, inside the ingest's transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Insert, Select, column, select, table, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dsl import compile_scheme
+from dsl.compiler import time_parameters, window_days
+from service.data.ingest import ANALYZE_AFTER_ROWS
+from service.db import locks
+from service.db.database import analyze, tenant_transaction
+from service.db.tables import evaluation_runs
+from service.engine import schemes as published
+from service.engine import webhooks
+from service.engine.schemes import PublishedScheme
+from service.engine.sources import AFFECTED, tenant_sources
+from service.metrics import observe_run
+
+_NEW_TIERS = table("new_tiers", column("customer_id"), column("tier"))
+
+
+@dataclass(frozen=True)
+class TierCount:
+    tier: str
+    customers: int
+    revenue: Decimal
+
+
+@dataclass(frozen=True)
+class RunResult:
+    tenant: str
+    run_id: int
+    scheme: str
+    version: int
+    as_of: dt.datetime
+    applied: bool
+    customers: int
+    """Customers in some tier of the scheme."""
+    changed: int
+    """Transitions the run recorded (0 for a backtest, which changes nothing)."""
+    tiers: tuple[TierCount, ...]
+    duration_ms: int
+
+
+async def _lock(connection: AsyncConnection, tenant: str, scheme: str, *, wait: bool) -> bool:
+    """Take the scheme's run lock for this transaction; without ``wait``, only if it is free."""
+    if wait:
+        await locks.acquire(connection, locks.Purpose.run, tenant, scheme)
+        return True
+    return await locks.try_acquire(connection, locks.Purpose.run, tenant, scheme)
+
+
+def _staging(statement: Select[Any]) -> Insert:
+    result = statement.subquery("result")
+    return _NEW_TIERS.insert().from_select(
+        ["customer_id", "tier"], select(result.c.customer_id, result.c.tier)
+    )
+
+
+async def _stage(
+    connection: AsyncConnection, staging: Insert, parameters: Mapping[str, Any] | None = None
+) -> None:
+    """The new tier of every customer the statement covers, into ``new_tiers``, analyzed when
+    they are many, so the statements after it are planned on real counts."""
+    await connection.execute(
+        text(
+            "CREATE TEMP TABLE IF NOT EXISTS new_tiers (customer_id bigint, tier text)"
+            " ON COMMIT DROP"
+        )
+    )
+    await connection.execute(text("TRUNCATE new_tiers"))
+    staged = await connection.execute(staging, parameters)
+    if staged.rowcount >= ANALYZE_AFTER_ROWS:
+        await connection.execute(text("ANALYZE new_tiers"))
+
+
+_APPLY = """
+WITH current_tiers AS (
+    SELECT customer_id, tier FROM memberships
+    WHERE tenant_id = :t AND scheme_key = :k {only}
+),
+diff AS MATERIALIZED (
+    SELECT coalesce(n.customer_id, c.customer_id) AS customer_id,
+           c.tier AS from_tier, n.tier AS to_tier
+    FROM new_tiers n FULL JOIN current_tiers c ON c.customer_id = n.customer_id
+    WHERE n.tier IS DISTINCT FROM c.tier
+),
+moved AS (
+    INSERT INTO transitions
+        (tenant_id, scheme_key, customer_id, from_tier, to_tier, at, version, run_id, trigger)
+    SELECT :t, :k, customer_id, from_tier, to_tier, :now, :version, :run, :trigger
+    FROM diff ORDER BY customer_id
+    RETURNING id
+),
+left_scheme AS (
+    DELETE FROM memberships m USING diff d
+    WHERE m.tenant_id = :t AND m.scheme_key = :k AND m.customer_id = d.customer_id
+      AND d.to_tier IS NULL
+),
+entered AS (
+    INSERT INTO memberships (tenant_id, scheme_key, customer_id, tier, since, version)
+    SELECT :t, :k, customer_id, to_tier, :now, :version FROM diff WHERE to_tier IS NOT NULL
+    ON CONFLICT (tenant_id, scheme_key, customer_id) DO UPDATE
+    SET tier = EXCLUDED.tier, since = EXCLUDED.since, version = EXCLUDED.version
+)
+SELECT count(*), min(id), max(id) FROM moved
+"""
+
+# Listeners (the API's tierChanged subscriptions, on any replica) hear of new transitions
+# when the transaction that recorded them commits, and read them by id from the table.
+TRANSITIONS_CHANNEL = "tierwise_transitions"
+
+
+async def _apply(
+    connection: AsyncConnection,
+    tenant: str,
+    scheme: PublishedScheme,
+    *,
+    now: dt.datetime,
+    run_id: int | None,
+    trigger: str,
+    only_affected: bool,
+) -> int:
+    """Make ``new_tiers`` current for the scheme, recording each change; returns the count."""
+    only = (
+        "AND customer_id IN (SELECT customer_id FROM affected_customers)" if only_affected else ""
+    )
+    changed, first_id, last_id = (
+        await connection.execute(
+            text(_APPLY.format(only=only)),
+            {
+                "t": tenant,
+                "k": scheme.key,
+                "now": now,
+                "version": scheme.version,
+                "run": run_id,
+                "trigger": trigger,
+            },
+        )
+    ).one()
+    if changed:
+        # The webhooks' outbox rows, committed (or not) with the transitions.
+        await webhooks.enqueue(connection, tenant, scheme.key, first_id, last_id)
+        payload = json.dumps({"tenant": tenant, "scheme": scheme.key, "last_id": last_id})
+        await connection.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": TRANSITIONS_CHANNEL, "payload": payload},
+        )
+    return int(changed)
+
+
+# Revenue per customer: the rollup for a run of now, the orders before `as_of` for a backtest.
+_CURRENT_REVENUE = """
+    SELECT customer_id, order_total AS revenue FROM customer_metrics WHERE tenant_id = :t
+"""
+_REVENUE_BEFORE = """
+    SELECT customer_id, sum(amount) AS revenue FROM orders
+    WHERE tenant_id = :t AND ordered_at < :as_of GROUP BY customer_id
+"""
+
+
+async def _count(
+    connection: AsyncConnection,
+    tenant: str,
+    scheme: PublishedScheme,
+    as_of: dt.datetime,
+    *,
+    applied: bool,
+) -> tuple[TierCount, ...]:
+    """Customers and revenue per tier of ``new_tiers``, in the scheme's tier order."""
+    rows = await connection.execute(
+        text(
+            f"""
+            SELECT n.tier, count(*) AS customers, coalesce(sum(r.revenue), 0) AS revenue
+            FROM new_tiers n
+            LEFT JOIN ({_CURRENT_REVENUE if applied else _REVENUE_BEFORE}) r
+              ON r.customer_id = n.customer_id
+            WHERE n.tier IS NOT NULL
+            GROUP BY n.tier
+            """
+        ),
+        {"t": tenant, "as_of": as_of},
+    )
+    found = {row.tier: TierCount(row.tier, int(row.customers), row.revenue) for row in rows}
+    return tuple(found.get(tier, TierCount(tier, 0, Decimal(0))) for tier in scheme.tiers)
+
+
+async def _start_run(
+    engine: AsyncEngine,
+    tenant: str,
+    scheme: PublishedScheme,
+    *,
+    as_of: dt.datetime,
+    applied: bool,
+    trigger: str,
+) -> int:
+    """Record the run as running, committed at once so that it is visible while it works;
+    runs of this scheme still marked running were killed (the caller holds the lock)."""
+    async with tenant_transaction(engine, tenant) as connection:
+        await connection.execute(
+            update(evaluation_runs)
+            .where(
+                evaluation_runs.c.tenant_id == tenant,
+                evaluation_runs.c.scheme_key == scheme.key,
+                evaluation_runs.c.status == "running",
+            )
+            .values(status="abandoned", error="the process running it stopped before it finished")
+        )
+        run_id = await connection.scalar(
+            evaluation_runs.insert()
+            .values(
+                tenant_id=tenant,
+                scheme_key=scheme.key,
+                version=scheme.version,
+                as_of=as_of,
+                applied=applied,
+                trigger=trigger,
+                status="running",
+            )
+            .returning(evaluation_runs.c.id)
+        )
+    assert run_id is not None
+    return int(run_id)
+
+
+async def _fail_run(engine: AsyncEngine, tenant: str, run_id: int, error: BaseException) -> None:
+    async with tenant_transaction(engine, tenant) as connection:
+        await connection.execute(
+            update(evaluation_runs)
+            .where(evaluation_runs.c.tenant_id == tenant, evaluation_runs.c.id == run_id)
+            .values(status="failed", finished_at=dt.datetime.now(dt.UTC), error=str(error))
+        )
+
+
+async def evaluate(
+    engine: AsyncEngine,
+    tenant: str,
+    key: str,
+    *,
+    as_of: dt.datetime | None = None,
+    trigger: str = "manual",
+    wait: bool = True,
+) -> RunResult | None:
+    """Run scheme ``key`` over every customer of ``tenant``.
+
+    Without ``as_of`` the result becomes current (memberships and transitions); with it, the
+    run is a backtest on the data before ``as_of``: counted and recorded, nothing else
+    changes. Without ``wait``, returns None at once if another run of the scheme holds the
+    lock (the scheduler's case: some replica is already doing it).
+    """
+    started = time.perf_counter()
+    now = dt.datetime.now(dt.UTC)
+    applied = as_of is None
+    at = as_of or now
+    async with tenant_transaction(engine, tenant) as connection:
+        if not await _lock(connection, tenant, key, wait=wait):
+            return None
+        scheme = await published.find(connection, tenant, key)
+        run_id = await _start_run(
+            engine, tenant, scheme, as_of=at, applied=applied, trigger=trigger
+        )
+        try:
+            await connection.execute(text("SET LOCAL work_mem = '256MB'"))
+            sources = tenant_sources(tenant, registered_before=as_of)
+            await _stage(connection, _staging(compile_scheme(scheme.checked, sources, at)))
+            changed = 0
+            if applied:
+                changed = await _apply(
+                    connection,
+                    tenant,
+                    scheme,
+                    now=now,
+                    run_id=run_id,
+                    trigger=trigger,
+                    only_affected=False,
+                )
+                if changed >= ANALYZE_AFTER_ROWS:
+                    # Statistics now, for the incremental updates that look memberships up
+                    # next (autovacuum may be off, or late).
+                    await analyze(connection, "memberships")
+            tiers = await _count(connection, tenant, scheme, at, applied=applied)
+            duration_ms = round((time.perf_counter() - started) * 1000)
+            result = RunResult(
+                tenant,
+                run_id,
+                key,
+                scheme.version,
+                at,
+                applied,
+                sum(t.customers for t in tiers),
+                changed,
+                tiers,
+                duration_ms,
+            )
+            await connection.execute(
+                update(evaluation_runs)
+                .where(evaluation_runs.c.tenant_id == tenant, evaluation_runs.c.id == run_id)
+                .values(
+                    status="succeeded",
+                    finished_at=dt.datetime.now(dt.UTC),
+                    duration_ms=duration_ms,
+                    customers=result.customers,
+                    changed=changed,
+                    tiers=[
+                        {"tier": t.tier, "customers": t.customers, "revenue": str(t.revenue)}
+                        for t in tiers
+                    ],
+                )
+            )
+        except Exception as error:
+            await _fail_run(engine, tenant, run_id, error)
+            raise
+    observe_run(result, trigger)
+    return result
+
+
+async def evaluate_all(
+    engine: AsyncEngine,
+    tenant: str,
+    *,
+    keys: Sequence[str] | None = None,
+    as_of: dt.datetime | None = None,
+    trigger: str = "manual",
+    wait: bool = True,
+) -> list[RunResult]:
+    """Run the named schemes (default: all), and those that read their tiers, in dependency
+    order; skipped ones (lock held elsewhere, without ``wait``) are left out."""
+    async with tenant_transaction(engine, tenant) as connection:
+        ordered = await published.current(connection, tenant)
+    chosen = set(keys) if keys is not None else {s.key for s in ordered}
+    results: list[RunResult] = []
+    for scheme in ordered:
+        if scheme.key in chosen or scheme.checked.depends_on & chosen:
+            chosen.add(scheme.key)
+            result = await evaluate(
+                engine, tenant, scheme.key, as_of=as_of, trigger=trigger, wait=wait
+            )
+            if result is not None:
+                results.append(result)
+    return results
+
+
+_INCREMENTAL_STAGINGS: dict[tuple[str, str, int], tuple[Insert, tuple[int, ...]]] = {}
+_INCREMENTAL_STAGINGS_KEPT = 512
+
+
+def _incremental_staging(tenant: str, scheme: PublishedScheme) -> tuple[Insert, tuple[int, ...]]:
+    """The staging statement of a scheme version for the affected customers, built once and
+    run at each update's time through its time parameters (building and compiling it anew
+    was most of an incremental update's time); with the lengths of its windows."""
+    key = (tenant, scheme.key, scheme.version)
+    if key not in _INCREMENTAL_STAGINGS:
+        if len(_INCREMENTAL_STAGINGS) >= _INCREMENTAL_STAGINGS_KEPT:
+            _INCREMENTAL_STAGINGS.clear()
+        statement = compile_scheme(
+            scheme.checked, tenant_sources(tenant, customer_ids=AFFECTED), dt.datetime.now(dt.UTC)
+        )
+        _INCREMENTAL_STAGINGS[key] = (_staging(statement), window_days(statement))
+    return _INCREMENTAL_STAGINGS[key]
+
+
+async def refresh_affected(
+    connection: AsyncConnection,
+    tenant: str,
+    *,
+    trigger: str = "ingest",
+    now: dt.datetime | None = None,
+) -> int:
+    """Bring the tiers of the customers in ``affected_customers`` up to date, in the caller's
+    transaction (ingest's); returns the number of transitions recorded.
+
+    Schemes with population-relative metrics (scores, percentiles) are left to full runs: one
+    customer's new order can move every other customer's rank, so no per-customer update can
+    be exact for them.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    changed = 0
+    for scheme in await published.current(connection, tenant):
+        if scheme.uses_population:
+            continue
+        await _lock(connection, tenant, scheme.key, wait=True)
+        staging, window_days = _incremental_staging(tenant, scheme)
+        await _stage(connection, staging, time_parameters(window_days, now))
+        changed += await _apply(
+            connection,
+            tenant,
+            scheme,
+            now=now,
+            run_id=None,
+            trigger=trigger,
+            only_affected=True,
+        )
+    return changed
+
+
+@dataclass(frozen=True)
+class MigrationCell:
+    """``customers`` moved (or would move) from ``from_tier`` to ``to_tier``; None is "in no
+    tier of the scheme"."""
+
+    from_tier: str | None
+    to_tier: str | None
+    customers: int
+
+
+@dataclass(frozen=True)
+class Preview:
+    scheme: str
+    as_of: dt.datetime
+    tiers: tuple[TierCount, ...]
+    moves: tuple[MigrationCell, ...]
+    """Against the current memberships of the scheme's key; empty for a new scheme."""
+
+
+_MOVES = """
+SELECT m.tier AS from_tier, n.tier AS to_tier, count(*) AS customers
+FROM new_tiers n
+FULL JOIN (SELECT customer_id, tier FROM memberships WHERE tenant_id = :t AND scheme_key = :k) m
+  ON m.customer_id = n.customer_id
+WHERE n.tier IS DISTINCT FROM m.tier
+GROUP BY m.tier, n.tier
+ORDER BY count(*) DESC, m.tier, n.tier
+"""
+
+
+async def preview(
+    engine: AsyncEngine,
+    tenant: str,
+    source: str,
+    *,
+    file: str = "<rules>",
+    scheme_key: str | None = None,
+    as_of: dt.datetime | None = None,
+) -> list[Preview]:
+    """What publishing ``source`` would do: customers and revenue per tier and who would move
+    where, computed in a transaction that is rolled back. Raises RuleError on bad rules."""
+    at = as_of or dt.datetime.now(dt.UTC)
+    previews: list[Preview] = []
+    async with tenant_transaction(engine, tenant) as connection:
+        texts = published.parse_for_publishing(source, file, scheme_key)
+        result = await published.check_against_published(
+            connection, tenant, [scheme for scheme, _ in texts]
+        )
+        await connection.execute(text("SET LOCAL work_mem = '256MB'"))
+        for checked in result.schemes:
+            assert checked.key is not None
+            draft = PublishedScheme(checked.key, checked.title, 0, "", checked)
+            sources = tenant_sources(tenant, registered_before=as_of)
+            await _stage(connection, _staging(compile_scheme(checked, sources, at)))
+            tiers = await _count(connection, tenant, draft, at, applied=as_of is None)
+            moves = await connection.execute(text(_MOVES), {"t": tenant, "k": checked.key})
+            previews.append(
+                Preview(
+                    checked.key,
+                    at,
+                    tiers,
+                    tuple(MigrationCell(m.from_tier, m.to_tier, int(m.customers)) for m in moves),
+                )
+            )
+        await connection.rollback()
+    return previews

@@ -1,0 +1,240 @@
+"""Published schemes: immutable versions of rule text, the current one checked and ready.
+
+Publishing checks the text against every scheme already published for the tenant (so `in tier`
+can reach them and cycles are found), stores a new version of each scheme whose text changed,
+and makes it current. Text is stored in the formatter's canonical layout, so publishing the
+same rules again (even re-indented) creates no version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dsl import (
+    CheckedScheme,
+    RuleError,
+    check,
+    evaluation_order,
+    format_text,
+    parse_file,
+    parse_rules,
+)
+from dsl.checker import CheckResult
+from dsl.evaluator import is_population
+from dsl.tree import Scheme
+from service.access import audit
+from service.db import locks
+from service.db.tables import scheme_versions, schemes
+from service.errors import UserError
+
+
+@dataclass(frozen=True)
+class PublishedScheme:
+    key: str
+    title: str | None
+    version: int
+    source: str
+    checked: CheckedScheme
+
+    @property
+    def tiers(self) -> tuple[str, ...]:
+        return self.checked.tier_names
+
+    @property
+    def uses_population(self) -> bool:
+        """Whether a tier depends on how other customers compare (scores, percentiles)."""
+        return any(is_population(ref) for ref in self.checked.refs)
+
+
+@dataclass(frozen=True)
+class Published:
+    schemes: tuple[PublishedScheme, ...]
+    changed: tuple[str, ...]
+    """Keys of the schemes that got a new version (the others were already current)."""
+    warnings: CheckResult
+
+
+async def current(connection: AsyncConnection, tenant: str) -> list[PublishedScheme]:
+    """Every scheme's current version, checked, in evaluation order (dependencies first)."""
+    rows = (
+        await connection.execute(
+            select(
+                schemes.c.key, schemes.c.title, scheme_versions.c.version, scheme_versions.c.source
+            )
+            .join(
+                scheme_versions,
+                (scheme_versions.c.tenant_id == schemes.c.tenant_id)
+                & (scheme_versions.c.scheme_key == schemes.c.key)
+                & (scheme_versions.c.version == schemes.c.current_version),
+            )
+            .where(schemes.c.tenant_id == tenant)
+            .order_by(schemes.c.key)
+        )
+    ).all()
+    return list(_checked(tuple((row.key, row.title, row.version, row.source) for row in rows)))
+
+
+@functools.lru_cache(maxsize=256)
+def _checked(
+    versions: tuple[tuple[str, str | None, int, str], ...],
+) -> tuple[PublishedScheme, ...]:
+    """Parse and check a tenant's current versions together, once per set of versions:
+    versions are immutable, and checking on every ingest would cost more than the update."""
+    if not versions:
+        return ()
+    parsed = [s for key, _, _, source in versions for s in parse_rules(source, f"{key}.rules")]
+    checked = {scheme.key: scheme for scheme in check(parsed).schemes}
+    by_key = {key: (title, version, source) for key, title, version, source in versions}
+    return tuple(
+        PublishedScheme(key, *by_key[key], checked[key])
+        for key in (scheme.key for scheme in evaluation_order(list(checked.values())))
+        if key is not None
+    )
+
+
+async def find(connection: AsyncConnection, tenant: str, key: str) -> PublishedScheme:
+    """The current version of the tenant's scheme ``key``.
+
+    Raises `UserError` ("no published scheme ...") when the tenant has no such scheme."""
+    for scheme in await current(connection, tenant):
+        if scheme.key == key:
+            return scheme
+    raise UserError(f"no published scheme {key!r} in tenant {tenant!r}")
+
+
+def parse_for_publishing(
+    source: str, file: str, scheme_key: str | None
+) -> list[tuple[Scheme, str]]:
+    """Each scheme of a rule file with its own text in canonical layout, as a self-contained
+    `scheme` block; a bare list of tiers takes ``scheme_key`` as its key."""
+    rule_file = parse_file(source, file)
+    if rule_file.bare:
+        if scheme_key is None:
+            raise UserError(
+                f"{file} is a bare list of tiers: say which scheme it is with --scheme KEY"
+            )
+        scheme = dataclasses.replace(rule_file.schemes[0], key=scheme_key)
+        return [(scheme, format_text(f"scheme {scheme_key} {{\n{source}\n}}\n", file))]
+    keys = [scheme.key for scheme in rule_file.schemes]
+    if scheme_key is not None and keys != [scheme_key]:
+        raise UserError(
+            f"{file} defines schemes {', '.join(map(str, keys))}; --scheme only names the "
+            "scheme of a bare list of tiers"
+        )
+    lines = source.splitlines()
+    return [
+        (
+            scheme,
+            format_text("\n".join(lines[scheme.span.line - 1 : scheme.span.end_line]) + "\n", file),
+        )
+        for scheme in rule_file.schemes
+    ]
+
+
+async def check_against_published(
+    connection: AsyncConnection, tenant: str, parsed: Sequence[Scheme]
+) -> CheckResult:
+    """Check new schemes together with the tenant's other published schemes."""
+    others = [s for s in await current(connection, tenant) if s.key not in {p.key for p in parsed}]
+    return check(
+        parsed,
+        known_tiers={s.key: s.tiers for s in others},
+        known_dependencies={s.key: sorted(s.checked.depends_on) for s in others},
+    )
+
+
+async def publish(
+    connection: AsyncConnection,
+    tenant: str,
+    source: str,
+    *,
+    file: str = "<rules>",
+    scheme_key: str | None = None,
+    actor: audit.Actor = audit.SERVICE,
+) -> Published:
+    """Check and publish every scheme of ``source``; raises RuleError on any error. Each new
+    version is recorded in the audit log as ``actor``'s, with the version it replaced."""
+    texts = parse_for_publishing(source, file, scheme_key)
+    parsed = [scheme for scheme, _ in texts]
+    result = await check_against_published(connection, tenant, parsed)
+    await connection.execute(
+        text("INSERT INTO tenants (id, name) VALUES (:t, :t) ON CONFLICT (id) DO NOTHING"),
+        {"t": tenant},
+    )
+    changed: list[str] = []
+    for scheme, canonical in texts:
+        assert scheme.key is not None
+        # Serialise publishers of one scheme: versions are numbered without gaps.
+        await locks.acquire(connection, locks.Purpose.publish, tenant, scheme.key)
+        latest = (
+            await connection.execute(
+                select(scheme_versions.c.version, scheme_versions.c.source)
+                .join(
+                    schemes,
+                    (schemes.c.tenant_id == scheme_versions.c.tenant_id)
+                    & (schemes.c.key == scheme_versions.c.scheme_key)
+                    & (schemes.c.current_version == scheme_versions.c.version),
+                )
+                .where(
+                    scheme_versions.c.tenant_id == tenant,
+                    scheme_versions.c.scheme_key == scheme.key,
+                )
+            )
+        ).one_or_none()
+        if latest is not None and latest.source == canonical:
+            continue
+        highest = await connection.scalar(
+            select(func.coalesce(func.max(scheme_versions.c.version), 0)).where(
+                scheme_versions.c.tenant_id == tenant, scheme_versions.c.scheme_key == scheme.key
+            )
+        )
+        version = int(highest or 0) + 1
+        checked = next(s for s in result.schemes if s.key == scheme.key)
+        await connection.execute(
+            scheme_versions.insert().values(
+                tenant_id=tenant,
+                scheme_key=scheme.key,
+                version=version,
+                source=canonical,
+                tiers=list(checked.tier_names),
+                depends_on=sorted(checked.depends_on),
+                uses_population=any(is_population(ref) for ref in checked.refs),
+            )
+        )
+        upsert = insert(schemes).values(
+            tenant_id=tenant, key=scheme.key, title=scheme.title, current_version=version
+        )
+        await connection.execute(
+            upsert.on_conflict_do_update(
+                index_elements=[schemes.c.tenant_id, schemes.c.key],
+                set_={
+                    "title": upsert.excluded.title,
+                    "current_version": upsert.excluded.current_version,
+                    "updated_at": func.now(),
+                },
+            )
+        )
+        changed.append(scheme.key)
+        await audit.record(
+            connection,
+            tenant,
+            actor,
+            "scheme.publish",
+            scheme.key,
+            before=None if latest is None else {"version": latest.version, "source": latest.source},
+            after={"version": version, "source": canonical},
+        )
+    published = {s.key: s for s in await current(connection, tenant)}
+    return Published(
+        tuple(published[s.key] for s in parsed if s.key in published), tuple(changed), result
+    )
+
+
+__all__ = ["Published", "PublishedScheme", "RuleError", "current", "find", "publish"]

@@ -1,0 +1,148 @@
+"""The `tierwise` command as a user runs it: a real process, a real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.db.database import plain_url
+from service.db.tables import customers, events, orders
+from tests.support import tierwise
+
+
+def test_help_lists_every_command(database: URL) -> None:
+    result = tierwise(database, "--help")
+    assert result.returncode == 0
+    listed = {line.split()[1] for line in result.stdout.splitlines() if line.startswith("│ ")}
+    assert {"serve", "demo", "migrate", "import", "rules", "rollups"} <= listed
+
+
+def test_migrate_reports_the_revision(database: URL) -> None:
+    result = tierwise(database, "migrate")
+    assert result.returncode == 0, result.stderr
+    assert "database schema at revision" in result.stdout
+
+
+def test_import_then_reimport(database: URL, tenant: str, tmp_path: Path) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text("order_id,customer_id,ordered_at,amount\no1,c1,2026-01-01,10\n")
+    first = tierwise(database, "import", "orders", str(path), "--tenant", tenant)
+    assert first.returncode == 0, first.stderr
+    assert "1 orders inserted" in first.stdout and "1 new customers created" in first.stdout
+    again = tierwise(database, "import", "orders", str(path), "--tenant", tenant)
+    assert "0 orders inserted, 0 updated, 1 unchanged" in again.stdout
+
+
+def test_a_bad_file_gives_one_clear_message(database: URL, tenant: str, tmp_path: Path) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text("order_id,customer_id,ordered_at,amount\no1,c1,2026-01-01,ten\n")
+    result = tierwise(database, "import", "orders", str(path), "--tenant", tenant)
+    assert result.returncode == 1
+    assert f"{path}:2: amount: 'ten' is not a number" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_skip_bad_writes_the_rejects(database: URL, tenant: str, tmp_path: Path) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text(
+        "order_id,customer_id,ordered_at,amount\no1,c1,2026-01-01,ten\no2,c1,2026-01-02,3\n"
+    )
+    rejects = tmp_path / "rejects.csv"
+    result = tierwise(
+        database, "import", "orders", str(path), "--tenant", tenant, "--skip-bad", str(rejects)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1 bad rows skipped" in result.stdout
+    assert "o1" in rejects.read_text() and "o2" not in rejects.read_text()
+
+
+def test_a_wrong_database_url_is_explained() -> None:
+    result = tierwise("mysql://root@localhost/x", "migrate", timeout=60)
+    assert result.returncode == 1
+    assert "TIERWISE_DATABASE_URL must start with postgresql://" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_database_is_explained() -> None:
+    result = tierwise("postgresql://nobody@127.0.0.1:1/none", "migrate", timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: database:")
+    assert "Traceback" not in result.stderr
+
+
+async def test_demo_loads_data(database: URL, engine: AsyncEngine) -> None:
+    result = tierwise(database, "demo", "--customers", "300", "--seed", "5", "--no-serve")
+    assert result.returncode == 0, result.stderr
+    assert "demo orders:" in result.stdout
+    async with engine.connect() as connection:
+        counts = {
+            table.name: await connection.scalar(
+                select(func.count()).select_from(table).where(table.c.tenant_id == "default")
+            )
+            for table in (customers, orders, events)
+        }
+    assert counts["customers"] >= 300 and counts["orders"] > 300 and counts["events"] > 0
+    report = json.loads(tierwise(database, "segments", "--format", "json").stdout)
+    assert {row["scheme"] for row in report} == {"value", "lifecycle", "rfm", "abc"}
+    for scheme in ("value", "lifecycle", "abc"):  # every customer has a tier in these
+        assert (
+            sum(row["customers"] for row in report if row["scheme"] == scheme)
+            == counts["customers"]
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_answers_health_and_stops_on_sigterm(database: URL) -> None:
+    port = _free_port()
+    env = {**os.environ, "TIERWISE_DATABASE_URL": plain_url(database)}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from service.cli import main; main()",
+            "serve",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        body = _get_when_up(f"http://127.0.0.1:{port}/readyz")
+        assert '"status":"ok"' in body.replace(" ", "")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=30)
+    assert server.returncode == 0, output
+    assert "Application shutdown complete." in output
+
+
+def _get_when_up(url: str) -> str:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return str(response.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{url} did not answer within 60 s")
+            time.sleep(0.2)

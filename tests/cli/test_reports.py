@@ -1,0 +1,135 @@
+"""The engine's commands as a user runs them: publish, preview, evaluate, segments."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy.engine import URL
+
+from tests.support import tierwise
+
+RULES = """scheme spend "Spend" {
+  tier Big   when monetary > 100
+  tier Small otherwise
+}
+"""
+
+
+def orders_file(folder: Path) -> Path:
+    path = folder / "orders.csv"
+    path.write_text(
+        "order_id,customer_id,ordered_at,amount\n"
+        "o1,a,2026-01-05,500\n"
+        "o2,b,2026-01-06,20\n"
+        "o3,c,2026-03-01,30\n"
+    )
+    return path
+
+
+def test_publish_evaluates_and_segments_report(database: URL, tenant: str, tmp_path: Path) -> None:
+    assert (
+        tierwise(
+            database, "import", "orders", str(orders_file(tmp_path)), "--tenant", tenant
+        ).returncode
+        == 0
+    )
+    rules = tmp_path / "spend.rules"
+    rules.write_text(RULES)
+    published = tierwise(database, "rules", "publish", str(rules), "--tenant", tenant)
+    assert published.returncode == 0, published.stderr
+    assert "scheme spend: version 1 published" in published.stdout
+    assert "evaluated spend v1: Big 1, Small 2; 3 customers changed tier" in published.stdout
+
+    segments = tierwise(database, "segments", "--tenant", tenant, "--format", "json")
+    assert json.loads(segments.stdout) == [
+        {
+            "scheme": "spend",
+            "tier": "Big",
+            "customers": 1,
+            "customer_share": 0.3333,
+            "revenue": 500.0,
+            "revenue_share": 0.9091,
+        },
+        {
+            "scheme": "spend",
+            "tier": "Small",
+            "customers": 2,
+            "customer_share": 0.6667,
+            "revenue": 50.0,
+            "revenue_share": 0.0909,
+        },
+    ]
+    evaluated = tierwise(database, "evaluate", "--tenant", tenant, "--format", "json")
+    assert json.loads(evaluated.stdout) == json.loads(segments.stdout)
+
+    again = tierwise(database, "rules", "publish", str(rules), "--tenant", tenant)
+    assert "scheme spend: version 1 unchanged" in again.stdout
+
+
+def test_backtest_uses_only_data_before_the_date(
+    database: URL, tenant: str, tmp_path: Path
+) -> None:
+    tierwise(database, "import", "orders", str(orders_file(tmp_path)), "--tenant", tenant)
+    rules = tmp_path / "spend.rules"
+    rules.write_text(RULES)
+    tierwise(database, "rules", "publish", str(rules), "--tenant", tenant)
+    backtest = tierwise(
+        database, "evaluate", "--tenant", tenant, "--as-of", "2026-01-06", "--format", "json"
+    )
+    assert backtest.returncode == 0, backtest.stderr
+    # On 6 January only a's order existed; b's is that day and c's later: not counted.
+    assert [
+        (row["tier"], row["customers"], row["revenue"]) for row in json.loads(backtest.stdout)
+    ] == [
+        ("Big", 1, 500.0),
+        ("Small", 2, 0.0),
+    ]
+
+
+def test_preview_writes_nothing_and_shows_moves(database: URL, tenant: str, tmp_path: Path) -> None:
+    tierwise(database, "import", "orders", str(orders_file(tmp_path)), "--tenant", tenant)
+    rules = tmp_path / "spend.rules"
+    rules.write_text(RULES)
+    tierwise(database, "rules", "publish", str(rules), "--tenant", tenant)
+    draft = tmp_path / "draft.rules"
+    draft.write_text(RULES.replace("100", "25"))
+    preview = tierwise(
+        database, "rules", "preview", str(draft), "--tenant", tenant, "--format", "json"
+    )
+    assert preview.returncode == 0, preview.stderr
+    (result,) = json.loads(preview.stdout)
+    assert [(t["tier"], t["customers"]) for t in result["tiers"]] == [("Big", 2), ("Small", 1)]
+    assert result["moves"] == [{"from": "Small", "to": "Big", "customers": 1}]
+    segments = tierwise(database, "segments", "--tenant", tenant, "--format", "json")
+    assert [row["customers"] for row in json.loads(segments.stdout)] == [1, 2]
+
+
+def test_bad_rules_are_refused_with_positions(database: URL, tenant: str, tmp_path: Path) -> None:
+    rules = tmp_path / "bad.rules"
+    rules.write_text("scheme s {\n  tier A when monetory > 5\n}\n")
+    result = tierwise(database, "rules", "publish", str(rules), "--tenant", tenant)
+    assert result.returncode == 1
+    assert f"{rules}:2:15: error: unknown metric `monetory`" in result.stderr
+    assert "not published" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (
+        json.loads(tierwise(database, "segments", "--tenant", tenant, "--format", "json").stdout)
+        == []
+    )
+
+
+def test_templates_can_be_listed_copied_and_published(
+    database: URL, tenant: str, tmp_path: Path
+) -> None:
+    listing = tierwise(database, "rules", "templates")
+    assert [line.split()[0] for line in listing.stdout.splitlines()] == [
+        "value",
+        "lifecycle",
+        "rfm",
+        "abc",
+    ]
+    copy = tmp_path / "lifecycle.rules"
+    copy.write_text(tierwise(database, "rules", "templates", "lifecycle").stdout)
+    published = tierwise(database, "rules", "publish", str(copy), "--tenant", tenant)
+    assert "scheme lifecycle: version 1 published" in published.stdout

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dsl import RuleError
+from service.db.tables import scheme_versions
+from service.engine import schemes
+from service.errors import UserError
+
+VALUE = """
+scheme value "Customer value" {
+  tier VIP when monetary > 5000 and frequency >= 2
+  tier Normal otherwise
+}
+"""
+
+
+async def test_publish_stores_a_version_and_makes_it_current(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    async with engine.begin() as connection:
+        published = await schemes.publish(connection, tenant, VALUE, file="value.rules")
+    assert published.changed == ("value",)
+    (scheme,) = published.schemes
+    assert (scheme.key, scheme.title, scheme.version, scheme.tiers) == (
+        "value",
+        "Customer value",
+        1,
+        ("VIP", "Normal"),
+    )
+
+
+async def test_publishing_the_same_rules_again_creates_no_version(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    async with engine.begin() as connection:
+        await schemes.publish(connection, tenant, VALUE)
+        again = await schemes.publish(connection, tenant, "  " + VALUE.replace("  tier", "tier"))
+        changed = await schemes.publish(connection, tenant, VALUE.replace("5000", "6000"))
+        versions = (
+            await connection.execute(
+                select(scheme_versions.c.version).where(scheme_versions.c.tenant_id == tenant)
+            )
+        ).scalars()
+        assert again.changed == ()
+        assert changed.changed == ("value",) and changed.schemes[0].version == 2
+        assert sorted(versions) == [1, 2]
+        current = await schemes.find(connection, tenant, "value")
+        assert "6000" in current.source
+
+
+async def test_a_bare_list_needs_a_scheme_key(engine: AsyncEngine, tenant: str) -> None:
+    bare = "tier Big when monetary > 100\ntier Small otherwise\n"
+    async with engine.begin() as connection:
+        with pytest.raises(UserError, match="--scheme KEY"):
+            await schemes.publish(connection, tenant, bare, file="size.rules")
+        published = await schemes.publish(connection, tenant, bare, scheme_key="size")
+    assert published.schemes[0].key == "size"
+    assert published.schemes[0].source.startswith("scheme size {")
+
+
+async def test_rules_may_use_tiers_of_published_schemes_but_not_in_a_cycle(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    async with engine.begin() as connection:
+        await schemes.publish(connection, tenant, VALUE)
+        await schemes.publish(
+            connection,
+            tenant,
+            "scheme care { tier Key when in tier value.VIP\n tier Rest otherwise }",
+        )
+        with pytest.raises(RuleError, match="cycle"):
+            await schemes.publish(
+                connection,
+                tenant,
+                "scheme value { tier VIP when in tier care.Key\n tier Normal otherwise }",
+            )
+        keys = [s.key for s in await schemes.current(connection, tenant)]
+    assert keys == ["value", "care"]  # dependencies first
+
+
+async def test_bad_rules_publish_nothing(engine: AsyncEngine, tenant: str) -> None:
+    with pytest.raises(RuleError, match="monetory"):
+        async with engine.begin() as connection:
+            await schemes.publish(connection, tenant, "scheme x { tier A when monetory > 1 }")
+    async with engine.connect() as connection:
+        assert await schemes.current(connection, tenant) == []

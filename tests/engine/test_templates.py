@@ -1,0 +1,171 @@
+"""Built-in templates: they check cleanly, their strategies fit, the docs show them verbatim,
+and on demo data each gives a plausible, exactly explainable distribution."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dsl import check_text, compile_scheme, docs
+from service.data.demo_data import DemoConfig, customer_rows, event_rows, order_rows
+from service.data.ingest import import_rows
+from service.data.records import Kind
+from service.db.tables import customers, orders
+from service.engine.evaluation import tenant_sources
+from service.engine.templates import KEYS, TEMPLATES
+
+END = datetime(2026, 1, 1, tzinfo=UTC)
+DEMO = DemoConfig(customers=2_000, seed=11, end=END)
+
+
+def test_every_template_checks_without_errors_or_warnings() -> None:
+    assert tuple(TEMPLATES) == KEYS == ("value", "lifecycle", "rfm", "abc")
+    for template in TEMPLATES.values():
+        result = check_text(template.source, file=template.file)
+        assert not result.warnings, (template.key, result.warnings)
+        [scheme] = result.schemes
+        assert scheme.key == template.key and scheme.title == template.title
+
+
+def test_tiers_are_the_brief_s() -> None:
+    names = {key: t.check().tier_names for key, t in TEMPLATES.items()}
+    assert names["value"] == ("VIP", "Potential", "Normal")
+    assert names["lifecycle"] == ("Prospect", "New", "Growing", "Mature", "Declining", "Churned")
+    assert set(names["rfm"]) == {
+        "Champions",
+        "Loyal",
+        "Potential Loyalist",
+        "New",
+        "Promising",
+        "Need Attention",
+        "About to Sleep",
+        "At Risk",
+        "Can't Lose Them",
+        "Hibernating",
+    }
+    assert names["abc"] == ("A", "B", "C")
+
+
+def test_strategies_belong_to_tiers_and_are_well_formed() -> None:
+    for template in TEMPLATES.values():
+        tiers = set(template.check().tier_names)
+        assert {s.tier for s in template.strategies} == tiers, template.key  # none left bare
+        assert len({(s.tier, s.name) for s in template.strategies}) == len(template.strategies)
+        for s in template.strategies:
+            assert s.name and s.description and s.channel and s.priority > 0
+            assert all(isinstance(v, int | str) for v in s.parameters.values())
+    vip = sorted(
+        (s for s in TEMPLATES["value"].strategies if s.tier == "VIP"), key=lambda s: s.priority
+    )
+    # The brief: personal service, exclusive offers, regular follow-up calls.
+    assert [s.channel for s in vip] == ["account_manager", "coupon", "phone"]
+    declining = [s for s in TEMPLATES["lifecycle"].strategies if s.tier == "Declining"]
+    assert min(declining, key=lambda s: s.priority).name == "Win-back offer"
+
+
+def test_docs_cookbook_shows_the_template_files_verbatim() -> None:
+    blocks = re.findall(r"```rules\n(.*?)```", docs.DOC.read_text(encoding="utf-8"), flags=re.S)
+    for template in TEMPLATES.values():
+        assert template.source in blocks, f"docs/rules.md cookbook differs from {template.file}"
+
+
+async def _load_demo(engine: AsyncEngine, tenant: str) -> None:
+    for kind, rows in (
+        (Kind.customers, customer_rows(DEMO)),
+        (Kind.orders, order_rows(DEMO)),
+        (Kind.events, event_rows(DemoConfig(customers=2_000, seed=11, end=END))),
+    ):
+        await import_rows(engine, kind, tenant, enumerate(rows, 2), source="demo")
+
+
+async def _tiers(engine: AsyncEngine, tenant: str, key: str) -> dict[int, str | None]:
+    statement = compile_scheme(TEMPLATES[key].check(), tenant_sources(tenant), END)
+    async with engine.connect() as connection:
+        return {row.customer_id: row.tier for row in await connection.execute(statement)}
+
+
+async def _order_facts(engine: AsyncEngine, tenant: str) -> dict[int, Any]:
+    """Per customer: orders, last order time, spend in the last 365 days, registration."""
+    year_ago = END - timedelta(days=365)
+    statement = (
+        select(
+            customers.c.id,
+            customers.c.registered_at,
+            func.count(orders.c.external_id).label("n"),
+            func.max(orders.c.ordered_at).label("last"),
+            func.coalesce(
+                func.sum(orders.c.amount).filter(orders.c.ordered_at >= year_ago), 0
+            ).label("year_spend"),
+        )
+        .select_from(
+            customers.outerjoin(
+                orders,
+                (orders.c.tenant_id == customers.c.tenant_id)
+                & (orders.c.customer_id == customers.c.id),
+            )
+        )
+        .where(customers.c.tenant_id == tenant)
+        .group_by(customers.c.id, customers.c.registered_at)
+    )
+    async with engine.connect() as connection:
+        return {row.id: row for row in await connection.execute(statement)}
+
+
+async def test_templates_on_demo_data(engine: AsyncEngine, tenant: str) -> None:
+    await _load_demo(engine, tenant)
+    facts = await _order_facts(engine, tenant)
+    assert len(facts) == 2_000
+    assert all(f.last is None or f.last < END for f in facts.values())  # as_of is after all data
+    tiers = {key: await _tiers(engine, tenant, key) for key in KEYS}
+
+    # Value: every tier holds customers; VIPs are few, normal customers the bulk.
+    value = Counter(tiers["value"].values())
+    assert set(value) == {"VIP", "Potential", "Normal"}
+    assert 0 < value["VIP"] < 0.05 * 2_000 < value["Potential"] < value["Normal"]
+
+    # Lifecycle: every stage holds customers, each defined exactly by its facts.
+    lifecycle = tiers["lifecycle"]
+    stages = Counter(lifecycle.values())
+    assert set(stages) == set(TEMPLATES["lifecycle"].check().tier_names)
+    for customer_id, f in facts.items():
+        stage = lifecycle[customer_id]
+        assert (stage == "Prospect") == (f.n == 0), (customer_id, stage)
+        if f.n == 0:
+            continue
+        idle = END - f.last
+        assert (stage == "Churned") == (idle >= timedelta(days=180)), (customer_id, stage)
+        if stage == "Declining":
+            assert timedelta(days=90) <= idle < timedelta(days=180)
+        if stage == "New":
+            assert f.n == 1 and END - (f.registered_at or f.last) < timedelta(days=30)
+        if stage in ("Growing", "Mature"):
+            assert idle < timedelta(days=90)
+
+    # RFM: customers with orders all get a segment, those without none; every segment occurs.
+    rfm = tiers["rfm"]
+    assert {c for c, tier in rfm.items() if tier is None} == {
+        c for c, f in facts.items() if f.n == 0
+    }
+    assert set(rfm.values()) - {None} == set(TEMPLATES["rfm"].check().tier_names)
+    assert all(facts[c].n == 1 for c, tier in rfm.items() if tier in ("New", "Promising"))
+
+    # ABC: A is the smallest group yet brings at least 80 % of last year's revenue minus one
+    # customer's spend (the one that crosses the line is B); A and B bring at most 95 %.
+    abc = tiers["abc"]
+    classes = Counter(abc.values())
+    assert set(classes) == {"A", "B", "C"} and classes["A"] < classes["B"] < classes["C"]
+    spend = {
+        k: sum((f.year_spend for c, f in facts.items() if abc[c] == k), Decimal(0)) for k in "ABC"
+    }
+    total = sum(spend.values(), Decimal(0))
+    assert spend["A"] <= Decimal("0.80") * total < spend["A"] + spend["B"]
+    assert spend["A"] + spend["B"] <= Decimal("0.95") * total
+    top_a = max(f.year_spend for c, f in facts.items() if abc[c] != "A")
+    assert all(f.year_spend >= top_a for c, f in facts.items() if abc[c] == "A")
+    assert all(f.year_spend == 0 for c, f in facts.items() if abc[c] == "C" and f.n == 0)

@@ -1,0 +1,142 @@
+"""What many tests share: orders and loads, publishing, reading tiers back, running the CLI,
+databases of their own. Test modules import from here, never from each other."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from service.data.ingest import import_rows
+from service.data.records import Kind
+from service.db import migrate
+from service.db.database import create_engine, plain_url
+from service.db.tables import customers, evaluation_runs, memberships, transitions
+from service.engine import schemes
+
+NOW = dt.datetime.now(dt.UTC)
+VALUE = """
+scheme value "Customer value" {
+  tier VIP    when monetary(365 days) > 5000 and frequency(365 days) >= 2
+  tier Active when recency <= 90 days
+  tier Normal otherwise
+}
+"""
+
+
+def day(days_ago: int) -> str:
+    return (NOW - dt.timedelta(days=days_ago)).isoformat()
+
+
+def order(order_id: str, customer: str, days_ago: int, amount: str) -> dict[str, str]:
+    return {
+        "order_id": order_id,
+        "customer_id": customer,
+        "ordered_at": day(days_ago),
+        "amount": amount,
+    }
+
+
+async def load(engine: AsyncEngine, tenant: str, rows: list[dict[str, str]], **kw: Any) -> None:
+    await import_rows(engine, Kind.orders, tenant, enumerate(rows, 2), source="test", **kw)
+
+
+async def tiers_of(connection: AsyncConnection, tenant: str, scheme: str) -> dict[str, str]:
+    rows = await connection.execute(
+        select(customers.c.external_id, memberships.c.tier)
+        .join(
+            customers,
+            (customers.c.tenant_id == memberships.c.tenant_id)
+            & (customers.c.id == memberships.c.customer_id),
+        )
+        .where(memberships.c.tenant_id == tenant, memberships.c.scheme_key == scheme)
+    )
+    return {customer: tier for customer, tier in rows}
+
+
+async def moves(connection: AsyncConnection, tenant: str) -> list[tuple[Any, ...]]:
+    rows = await connection.execute(
+        select(
+            customers.c.external_id,
+            transitions.c.from_tier,
+            transitions.c.to_tier,
+            transitions.c.trigger,
+            transitions.c.run_id.is_not(None),
+        )
+        .join(
+            customers,
+            (customers.c.tenant_id == transitions.c.tenant_id)
+            & (customers.c.id == transitions.c.customer_id),
+        )
+        .where(transitions.c.tenant_id == tenant)
+        .order_by(transitions.c.id)
+    )
+    return [tuple(row) for row in rows]
+
+
+async def publish(engine: AsyncEngine, tenant: str, source: str) -> None:
+    async with engine.begin() as connection:
+        await schemes.publish(connection, tenant, source)
+
+
+def tierwise(
+    database: URL | str, *args: str, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would, against ``database`` (a URL, or any text to try)."""
+    url = database if isinstance(database, str) else plain_url(database)
+    return subprocess.run(
+        [sys.executable, "-c", "from service.cli import main; main()", *args],
+        env={**os.environ, "TIERWISE_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+async def run_statuses(engine: AsyncEngine, tenant: str) -> list[str]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            select(evaluation_runs.c.status)
+            .where(evaluation_runs.c.tenant_id == tenant)
+            .order_by(evaluation_runs.c.id)
+        )
+        return list(rows.scalars())
+
+
+async def admin(server: URL, statement: str) -> None:
+    engine = create_async_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    async with engine.connect() as connection:
+        await connection.execute(text(statement))
+    await engine.dispose()
+
+
+async def create_and_migrate(url: URL) -> None:
+    await admin(url, f'CREATE DATABASE "{url.database}"')
+    engine = create_engine(url, pool_size=1)
+    await migrate.upgrade(engine)
+    await engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def memberships_locked(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """Hold a lock that stops any run at its write to memberships (reads still pass)."""
+    async with engine.connect() as connection:
+        await connection.execute(text("LOCK TABLE memberships IN EXCLUSIVE MODE"))
+        yield connection
+        await connection.rollback()
