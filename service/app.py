@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from service import metrics
+from service import console, metrics
 from service.api.feed import TransitionFeed
 from service.api.http import TierwiseGraphQL
 from service.api.observe import RequestObserver, metrics_endpoint
@@ -25,9 +25,17 @@ from service.engine import scheduler, webhooks
 
 _INDEX = """<!doctype html><meta charset="utf-8"><title>Tierwise</title>
 <h1>Tierwise</h1>
-<p>The service is running. GraphQL API: <a href="/graphql">/graphql</a>.
+<p>The service is running. Analyst console: <a href="/console">/console</a>.
+GraphQL API: <a href="/graphql">/graphql</a>.
 Health: <a href="/healthz">/healthz</a>, readiness: <a href="/readyz">/readyz</a>.</p>
 """
+
+
+class _GraphQL(TierwiseGraphQL):
+    """The API with its GraphiQL page served from this package's own assets (works offline)."""
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return console.html_response(console.graphiql_html())
 
 
 def create_app(engine: AsyncEngine, *, settings: Settings | None = None) -> Starlette:
@@ -36,7 +44,7 @@ def create_app(engine: AsyncEngine, *, settings: Settings | None = None) -> Star
     evaluations, and with a positive `Settings.webhook_poll_interval` the webhook dispatcher."""
     config = settings or Settings()
     feed = TransitionFeed(engine)
-    graphql = TierwiseGraphQL(engine, config, feed)
+    graphql = _GraphQL(engine, config, feed)
 
     async def index(request: Request) -> HTMLResponse:
         return HTMLResponse(_INDEX)
@@ -88,20 +96,26 @@ def create_app(engine: AsyncEngine, *, settings: Settings | None = None) -> Star
             await feed.close()
             await engine.dispose()
 
-    routes: list[Route | WebSocketRoute] = [
+    routes: list[BaseRoute] = [
         Route("/", index),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
+        *console.routes(),
     ]
     if config.metrics:
         routes.append(Route("/metrics", metrics_endpoint))
     metrics.track_pool(engine)
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestObserver, paths={route.path for route in routes})],
+        middleware=[Middleware(RequestObserver, paths=_observed(routes))],
         lifespan=lifespan,
     )
     app.state.feed = feed
     return app
+
+
+def _observed(routes: list[BaseRoute]) -> set[str]:
+    """The paths whose requests are counted by path (the rest as one `other`)."""
+    return {route.path for route in routes if isinstance(route, Route | WebSocketRoute)}

@@ -91,7 +91,86 @@ def _preview_rules(result: dict[str, Any]) -> None:
     ]
 
 
+def _console_session(result: dict[str, Any]) -> None:
+    (scheme,) = data(result)["schemes"]
+    assert (scheme["key"], scheme["version"], scheme["tiers"]) == (
+        "value",
+        1,
+        ["VIP", "Active", "Normal"],
+    )
+    assert "tier VIP" in scheme["source"]
+    metrics = {m["name"]: m for m in data(result)["metrics"]}
+    assert metrics["monetary"]["type"] == "number"
+
+
+def _publish_scheme(result: dict[str, Any]) -> None:
+    published = data(result)["publishScheme"]
+    assert published["changed"] is True
+    assert (published["scheme"]["key"], published["scheme"]["version"]) == ("value", 2)
+    assert published["scheme"]["tiers"] == ["Big", "Normal"]
+    assert [run["customerCount"] for run in published["runs"]] == [3]
+
+
+def _strategy_list(result: dict[str, Any]) -> None:
+    listed = data(result)["strategies"]
+    assert {(s["tier"], s["name"], s["channel"], s["priority"]) for s in listed} == {
+        ("VIP", "Personal manager", "phone", 10),
+        ("VIP", "Exclusive offers", "email", 20),
+        ("Active", "Promotions", "email", 50),
+        ("Normal", "Win-back", "email", 50),
+    }
+    assert all(s["active"] for s in listed)
+
+
+def _save_strategy(result: dict[str, Any]) -> None:
+    saved = data(result)["saveStrategy"]
+    assert (saved["tier"], saved["name"], saved["channel"], saved["priority"]) == (
+        "Active",
+        "Welcome call",
+        "phone",
+        5,
+    )
+    assert saved["parameters"] == {"script": "short"}
+
+
+def _delete_strategy(result: dict[str, Any]) -> None:
+    assert data(result)["deleteStrategy"] is False  # no strategy of that id
+
+
+def _explain(result: dict[str, Any]) -> None:
+    explanation = data(result)["explain"]
+    assert (explanation["scheme"], explanation["tier"]) == ("value", "Active")
+    vip, active, _ = explanation["tiers"]
+    assert vip["matched"] is False and active["matched"] is True
+    assert [c["metric"] for c in vip["clause"]["children"]] == [
+        "monetary(365 days)",
+        "frequency(365 days)",
+    ]
+    assert active["clause"]["line"] == 3  # of the published (canonical) text
+
+
 RUNS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], None]]] = {
+    "console_session": ({}, _console_session),
+    "publish_scheme": (
+        {"key": "value", "source": "tier Big when monetary > 1000\ntier Normal otherwise"},
+        _publish_scheme,
+    ),
+    "strategy_list": ({"scheme": "value"}, _strategy_list),
+    "save_strategy": (
+        {
+            "strategy": {
+                "scheme": "value",
+                "tier": "Active",
+                "name": "Welcome call",
+                "channel": "phone",
+                "priority": 5,
+                "parameters": {"script": "short"},
+            }
+        },
+        _save_strategy,
+    ),
+    "delete_strategy": ({"id": "999999"}, _delete_strategy),
+    "explain": ({"customer": "bob", "scheme": "value"}, _explain),
     "customer_card": ({"id": "ann", "scheme": "value"}, _customer_card),
     "segment_list": ({"scheme": "value"}, _segment_list),
     "segment_members": (

@@ -1,0 +1,48 @@
+// Charts with Apache ECharts, only the parts used (bars, heatmap, SVG renderer), so the
+// console stays small. Every chart carries an ECharts-generated description for screen
+// readers (aria), and the same numbers are in a table beside it.
+
+import { BarChart, HeatmapChart } from "echarts/charts";
+import { AriaComponent, GridComponent, LegendPlainComponent, TooltipComponent, VisualMapContinuousComponent } from "echarts/components";
+import * as echarts from "echarts/core";
+import { SVGRenderer } from "echarts/renderers";
+
+echarts.use([BarChart, HeatmapChart, AriaComponent, GridComponent, LegendPlainComponent, TooltipComponent, VisualMapContinuousComponent, SVGRenderer]);
+
+function mount(element, option) {
+  const chart = echarts.init(element, null, { renderer: "svg" });
+  chart.setOption({ aria: { enabled: true }, animation: false, ...option });
+  new ResizeObserver(() => chart.resize()).observe(element);
+  return chart;
+}
+
+/** Share of customers next to share of revenue, per tier ("15 % of customers bring 40 %"). */
+export function sharesChart(element, segments) {
+  const tiers = segments.map((s) => s.tier);
+  const pct = (share) => Math.round(share * 1000) / 10;
+  return mount(element, {
+    color: ["#2563eb", "#f59e0b"],
+    tooltip: { trigger: "axis", valueFormatter: (v) => `${v}%` },
+    legend: { top: 0 },
+    grid: { left: 8, right: 24, top: 32, bottom: 8, containLabel: true },
+    xAxis: { type: "value", max: 100, axisLabel: { formatter: "{value}%" } },
+    yAxis: { type: "category", data: tiers, inverse: true },
+    series: [
+      { name: "Share of customers", type: "bar", data: segments.map((s) => pct(s.customerShare)), label: { show: true, position: "right", formatter: "{c}%" } },
+      { name: "Share of revenue", type: "bar", data: segments.map((s) => pct(s.revenueShare)), label: { show: true, position: "right", formatter: "{c}%" } },
+    ],
+  });
+}
+
+/** Customers moving from tier to tier as a heatmap (rows: now, columns: after). */
+export function moveHeatmap(element, fromTiers, toTiers, cells) {
+  const max = Math.max(1, ...cells.map(([, , n]) => n));
+  return mount(element, {
+    tooltip: { formatter: (p) => `${fromTiers[p.value[1]]} → ${toTiers[p.value[0]]}: ${p.value[2]}` },
+    grid: { left: 8, right: 8, top: 24, bottom: 48, containLabel: true },
+    xAxis: { type: "category", data: toTiers, name: "after", nameLocation: "middle", nameGap: 28, splitArea: { show: true } },
+    yAxis: { type: "category", data: fromTiers, name: "now", inverse: true, splitArea: { show: true } },
+    visualMap: { min: 0, max, show: false, inRange: { color: ["#eff6ff", "#1d4ed8"] } },
+    series: [{ type: "heatmap", data: cells, label: { show: true } }],
+  });
+}
