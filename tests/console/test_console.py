@@ -1,0 +1,293 @@
+"""The analyst console in a real browser (Debian's Chromium), with the network cut off: every
+test fails if the page tried to reach anything but this machine (see conftest.py).
+
+What the page shows is compared with what the command line says about the same data."""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+from playwright.sync_api import Page, expect
+
+from service.access.auth import Role
+from tests.api.support import token
+from tests.console.support import Served
+from tests.support import tierwise
+
+
+def sign_in(page: Page, served: Served, secret: str, view: str = "") -> None:
+    page.goto(f"{served.base}/console{view}")
+    page.get_by_label("Token").fill(secret)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+def api(served: Served, query: str, variables: dict[str, Any] | None = None) -> Any:
+    response = httpx.post(
+        f"{served.base}/graphql",
+        json={"query": query, "variables": variables or {}},
+        headers={"Authorization": f"Bearer {token(served.tenant, Role.analyst)}"},
+        timeout=120,
+    )
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+def cli(served: Served, *args: str) -> str:
+    result = tierwise(served.database, *args, "--tenant", served.tenant)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def editor_text(page: Page, text: str) -> None:
+    """Replace the rule editor's text, as a paste would."""
+    page.get_by_role("textbox", name="Rules").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(text)
+
+
+def test_a_wrong_token_is_refused_and_nothing_is_shown(page: Page, served: Served) -> None:
+    page.goto(f"{served.base}/console")
+    page.get_by_label("Token").fill("tw_nobody_0000000000000000_" + "0" * 64)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("API key")
+    expect(page.get_by_role("navigation", name="Console")).to_have_count(0)
+
+
+def test_a_viewer_reads_and_an_analyst_may_also_write(page: Page, served: Served) -> None:
+    sign_in(page, served, served.keys[Role.viewer], "#/rules/value")
+    expect(page.get_by_label("Role")).to_have_text("viewer")
+    rules = page.get_by_role("textbox", name="Rules")
+    expect(rules).to_contain_text("scheme value")
+    expect(rules).to_have_attribute("contenteditable", "false")
+    for name in ("Check", "Preview", "Publish"):
+        expect(page.get_by_role("button", name=name)).to_have_count(0)
+    page.get_by_role("link", name="Strategies").click()
+    expect(page.get_by_role("table")).to_contain_text("Key account service")
+    expect(page.get_by_role("button", name="Save strategy")).to_have_count(0)
+
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, served, served.keys[Role.analyst], "#/rules/value")
+    expect(page.get_by_label("Role")).to_have_text("analyst")
+    expect(page.get_by_role("textbox", name="Rules")).to_have_attribute("contenteditable", "true")
+    for name in ("Check", "Preview", "Publish"):
+        expect(page.get_by_role("button", name=name)).to_be_visible()
+
+
+def test_the_demos_link_signs_in_and_leaves_no_token_in_the_address(
+    page: Page, served: Served
+) -> None:
+    page.goto(f"{served.base}/console#token={token(served.tenant, Role.analyst)}")
+    expect(page.get_by_label("Role")).to_have_text("analyst")
+    assert page.url == f"{served.base}/console#/dashboard"
+
+
+def test_the_token_stays_in_the_tab_only(page: Page, served: Served) -> None:
+    sign_in(page, served, served.keys[Role.analyst])
+    assert page.evaluate("sessionStorage.getItem('tierwise.token')") == served.keys[Role.analyst]
+    assert page.evaluate("localStorage.length") == 0
+    other = page.context.new_page()  # a new tab: a new session, signed out
+    other.goto(f"{served.base}/console")
+    expect(other.get_by_label("Token")).to_be_visible()
+
+
+def test_the_dashboard_shows_what_tierwise_segments_prints(page: Page, served: Served) -> None:
+    printed: dict[tuple[str, str], list[str]] = {}
+    for line in cli(served, "segments").splitlines()[1:]:
+        scheme, tier, *numbers = re.split(r"\s{2,}", line.strip())
+        printed[scheme, tier] = numbers
+    sign_in(page, served, served.keys[Role.viewer])
+    schemes = {scheme for scheme, _ in printed}
+    assert schemes == {"value", "lifecycle", "rfm", "abc"}
+    for scheme in sorted(schemes):
+        page.get_by_role("navigation", name="Schemes").get_by_role("link", name=scheme).click()
+        table = page.get_by_role("table", name=f"Tiers of {scheme}")
+        expect(table).to_be_visible()
+        shown = {
+            cells[0]: cells[1:6]
+            for cells in (
+                [cell.strip() for cell in row.locator("th, td").all_inner_texts()]
+                for row in table.locator("tbody tr").all()
+            )
+        }
+        assert shown == {tier: numbers for (s, tier), numbers in printed.items() if s == scheme}
+        expect(page.locator("#shares-chart svg")).to_be_visible()
+
+
+def test_a_mistake_is_underlined_where_it_is_with_its_message(page: Page, served: Served) -> None:
+    sign_in(page, served, served.keys[Role.analyst], "#/rules/value")
+    editor_text(page, "scheme s {\n  tier A when ")
+    page.keyboard.type("frequncy > 2")
+    page.keyboard.insert_text("\n  tier B otherwise\n}\n")
+    underlined = page.locator(".cm-lintRange-error")
+    expect(underlined).to_have_text("frequncy")
+    problem = page.get_by_role("list", name="Problems").get_by_role("listitem")
+    expect(problem).to_contain_text("line 2, column 15: error:")
+    expect(problem).to_contain_text("did you mean `frequency`")
+    underlined.hover()
+    expect(page.locator(".cm-tooltip-lint")).to_contain_text("2:15: unknown metric")
+
+    page.keyboard.press("Control+End")
+    editor_text(page, "scheme s {\n  tier A when frequency > 2\n  tier B otherwise\n}\n")
+    expect(underlined).to_have_count(0)
+    page.get_by_role("button", name="Check").click()
+    expect(page.get_by_role("status")).to_have_text("No problems found.")
+
+
+def test_completion_offers_the_catalogs_metrics(page: Page, served: Served) -> None:
+    sign_in(page, served, served.keys[Role.analyst], "#/rules/value")
+    editor_text(page, "scheme s {\n  tier A when ")
+    page.keyboard.type("moneta")
+    option = page.get_by_role("option", name=re.compile("^monetary"))
+    option.click()
+    expect(page.get_by_role("textbox", name="Rules")).to_contain_text("tier A when monetary")
+
+
+RULES = """scheme value "Customer value" {
+  tier VIP       when monetary(365 days) > 3000 and frequency(365 days) >= 2
+  tier Potential when frequency(365 days) <= 1
+  tier Normal    otherwise
+}
+"""
+
+
+def test_preview_shows_what_tierwise_rules_preview_prints(
+    page: Page, served: Served, tmp_path: Path
+) -> None:
+    path = tmp_path / "value.rules"
+    path.write_text(RULES)
+    (printed,) = json.loads(cli(served, "rules", "preview", str(path), "--format", "json"))
+    sign_in(page, served, served.keys[Role.analyst], "#/rules/value")
+    editor_text(page, RULES)
+    page.get_by_role("button", name="Preview").click()
+    table = page.get_by_role("table", name="What publishing value would do")
+    expect(table).to_be_visible()
+    rows = {
+        cells[0]: cells
+        for cells in (
+            row.locator("th, td").all_inner_texts() for row in table.locator("tbody tr").all()
+        )
+    }
+    assert {
+        tier: (int(cells[2].replace(",", "")), Decimal(cells[5].replace(",", "")))
+        for tier, cells in rows.items()
+    } == {
+        t["tier"]: (t["customers"], Decimal(f"{Decimal(str(t['revenue'])):.2f}"))
+        for t in printed["tiers"]
+    }
+    moves = page.get_by_role("table", name="Moves")
+    shown = [
+        tuple(row.locator("th, td").all_inner_texts()) for row in moves.locator("tbody tr").all()
+    ]
+    assert shown == [
+        (m["from"] or "(none)", m["to"] or "(none)", f"{m['customers']:,}")
+        for m in printed["moves"]
+        if m["from"] != m["to"]
+    ]
+    assert shown, "the preview's rules move someone"
+    expect(page.locator(".chart.heatmap svg")).to_be_visible()
+
+
+def test_publish_makes_a_new_version(page: Page, served: Served) -> None:
+    sign_in(page, served, served.keys[Role.analyst], "#/rules/")
+    page.get_by_label("Scheme").select_option(label="(new scheme)")
+    trial = 'scheme trial "Trial" {\n  tier Big when monetary > 2000\n  tier Small otherwise\n}\n'
+    editor_text(page, trial)
+    page.get_by_role("button", name="Publish").click()
+    expect(page.get_by_role("status")).to_contain_text("Published trial version 1")
+    editor_text(page, trial.replace("2000", "2500"))
+    page.get_by_role("button", name="Publish").click()
+    expect(page.get_by_role("status")).to_contain_text("Published trial version 2")
+    schemes = {s["key"]: s for s in api(served, "{ schemes { key version source } }")["schemes"]}
+    assert schemes["trial"]["version"] == 2
+    assert "monetary > 2500" in schemes["trial"]["source"]
+    expect(page.get_by_label("Scheme")).to_contain_text("trial (version 2)")
+
+
+def _leaves(clause: dict[str, Any]) -> list[dict[str, Any]]:
+    children = clause.get("children") or []
+    found = [clause] if clause.get("metric") else []
+    return found + [leaf for child in children for leaf in _leaves(child)]
+
+
+def test_the_customer_card_explains_as_explain_does(page: Page, served: Served) -> None:
+    members = api(
+        served, '{ customers(scheme: "value", tier: "VIP", first: 1) { edges { node { id } } } }'
+    )
+    customer = members["customers"]["edges"][0]["node"]["id"]
+    sign_in(page, served, served.keys[Role.viewer], f"#/customers/{customer}?scheme=value")
+    explanation = api(
+        served,
+        """query ($c: ID!) { explain(customer: $c, scheme: "value") {
+          tier tiers { name result matched
+            clause { metric actual children { metric actual children { metric actual } } } } } }""",
+        {"c": customer},
+    )["explain"]
+    section = page.get_by_role("region", name="Explanation")
+    expect(section).to_contain_text(f"the rules place this customer in {explanation['tier']}")
+    for trace in explanation["tiers"]:
+        item = section.locator(f'li[data-tier="{trace["name"]}"]')
+        expect(item.locator(".result").first).to_contain_text(trace["result"])
+        actual = item.locator(".actual").all_inner_texts()
+        leaves = _leaves(trace["clause"]) if trace["clause"] else []
+        assert actual == [
+            leaf["actual"] if isinstance(leaf["actual"], str) else json.dumps(leaf["actual"])
+            for leaf in leaves
+        ]
+    expect(page.get_by_role("table", name="Current tiers")).to_contain_text("VIP")
+    expect(page.get_by_role("list", name="Tier history")).to_contain_text("value")
+
+
+def test_segment_members_page_with_a_where(page: Page, served: Served) -> None:
+    where = 'region = "east"'
+    expected = api(
+        served,
+        "query ($w: String) "
+        '{ customers(scheme: "value", tier: "Normal", where: $w) { totalCount } }',
+        {"w": where},
+    )["customers"]["totalCount"]
+    sign_in(page, served, served.keys[Role.viewer], "#/segments/value/Normal")
+    page.get_by_label("Where").fill(where)
+    page.get_by_role("button", name="Show").click()
+    expect(page.get_by_role("status")).to_contain_text(f"{expected:,} customers; 1 to ")
+    assert expected > 50, "enough for a second page"
+    page.get_by_role("button", name="Next page").click()
+    expect(page.get_by_role("status")).to_contain_text("51 to ")
+
+
+def test_an_analyst_saves_a_strategy(page: Page, served: Served) -> None:
+    sign_in(page, served, served.keys[Role.analyst], "#/strategies/value")
+    page.get_by_label("Tier").select_option("Potential")
+    page.get_by_label("Name").fill("Welcome call")
+    page.get_by_label("Channel").fill("phone")
+    page.get_by_label("Priority").fill("5")
+    page.get_by_role("button", name="Save strategy").click()
+    expect(page.get_by_role("status")).to_have_text("Saved Welcome call for Potential.")
+    expect(page.get_by_role("table", name="Strategies of value")).to_contain_text("Welcome call")
+    saved = api(
+        served, '{ strategies(scheme: "value", tier: "Potential") { name channel priority } }'
+    )
+    assert {"name": "Welcome call", "channel": "phone", "priority": 5} in saved["strategies"]
+
+
+def test_graphiql_loads_and_runs_a_query_with_no_network(page: Page, served: Served) -> None:
+    sign_in(page, served, token(served.tenant, Role.analyst))
+    page.goto(f"{served.base}/graphql")
+    expect(page.locator(".graphiql-container")).to_be_visible()
+    page.get_by_role("button", name=re.compile("Execute query")).click()
+    expect(page.locator(".result-window")).to_contain_text("customerCount")
+
+
+def test_the_readme_example_query_answers_with_data_on_the_demo_data(served: Served) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    (query,) = re.findall(r"```graphql\n(.*?)```", readme, re.DOTALL)
+    answer = api(served, query)
+    assert answer["customer"]["tiers"], "the example customer is in the demo data, placed"
+    assert answer["customer"]["explain"]["tier"] is not None
+    assert answer["customers"]["edges"], "the example's filter matches demo customers"
