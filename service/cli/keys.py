@@ -142,12 +142,14 @@ def demo_access(config: Settings) -> tuple[Settings, list[str]]:
         lifetime=DEMO_TOKEN_LIFETIME,
     )
     header = json.dumps({"Authorization": f"Bearer {token}"})
+    base = f"http://{config.host}:{config.port}"
     return config, [
         f"development token (admin of tenant {config.default_tenant!r}, valid 12 hours, only "
         "for this server):",
-        token,
-        f"GraphiQL: open http://{config.host}:{config.port}/graphql and paste into its "
-        f"Headers tab: {header}",
+        f"export TOKEN={token}",
+        # The token rides in the fragment, which browsers never send to the server.
+        f"console: {base}/console#token={token}",
+        f"GraphiQL: open {base}/graphql and paste into its Headers tab: {header}",
         f'curl: curl -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" '
-        f'-d \'{{"query": "{{ schemes {{ key }} }}"}}\' http://{config.host}:{config.port}/graphql',
+        f'-d \'{{"query": "{{ schemes {{ key }} }}"}}\' {base}/graphql',
     ]

@@ -70,13 +70,17 @@ def test_an_unknown_role_is_refused(database: URL, tenant: str) -> None:
 
 def test_the_demo_prints_a_token_its_server_accepts() -> None:
     config, lines = demo_access(Settings(default_tenant="default"))
-    token = lines[1]
+    assert lines[1].startswith("export TOKEN=")
+    token = lines[1].removeprefix("export TOKEN=")
     found = JwtVerifier(config).verify(token)
     assert (found.tenant, found.role) == ("default", Role.admin)
-    assert "Authorization" in lines[2] and token in lines[2]
+    # The console link signs in with the token; the curl line uses the exported variable.
+    assert lines[2] == f"console: http://127.0.0.1:8000/console#token={token}"
+    assert "Authorization" in lines[3] and token in lines[3]
+    assert '"Authorization: Bearer $TOKEN"' in lines[4]
     # A configured secret is used as it is.
     secret = "a-configured-secret-of-at-least-32-bytes"
     configured, lines = demo_access(Settings(jwt_secret=secret))
     assert configured.jwt_secret is not None
     assert configured.jwt_secret.get_secret_value() == secret
-    assert JwtVerifier(configured).verify(lines[1]).role == Role.admin
+    assert JwtVerifier(configured).verify(lines[1].removeprefix("export TOKEN=")).role == Role.admin
