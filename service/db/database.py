@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 from sqlalchemy import text
@@ -127,3 +127,39 @@ async def analyze(connection: AsyncConnection, table_name: str) -> None:
     """Fresh planner statistics for a tenant table, from inside a tenant transaction (the app
     role does not own the tables; `tierwise_analyze` lends it the right)."""
     await connection.execute(text("SELECT tierwise_analyze(:table)"), {"table": table_name})
+
+
+# Postgres' own defaults for when autovacuum analyzes a table (autovacuum_analyze_threshold,
+# autovacuum_analyze_scale_factor).
+ANALYZE_BASE_ROWS = 50
+ANALYZE_SCALE = 0.1
+
+_STATISTICS = text(
+    """
+    SELECT c.relname, c.reltuples, coalesce(s.n_mod_since_analyze, 0)
+    FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+    WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY(:tables)
+    """
+)
+
+
+async def analyze_stale(
+    connection: AsyncConnection, tables: Sequence[str], *, changed: int = 0
+) -> list[str]:
+    """ANALYZE those of ``tables`` (tenant tables) whose planner statistics are stale, by
+    autovacuum's own rule: never gathered, or more rows changed since the last ANALYZE than
+    ``ANALYZE_BASE_ROWS + ANALYZE_SCALE * rows``. ``changed`` counts the rows this transaction
+    wrote, which the statistics views do not show before commit. Returns the tables analyzed.
+
+    Runs, loads and the API cannot wait for autovacuum, which may be late or off: planned on
+    no statistics, Postgres takes a tenant's rows to be a handful and nests loops (a `where`
+    over 400 customers took 45 s instead of 0.2)."""
+    rows = await connection.execute(_STATISTICS, {"tables": list(tables)})
+    stale = [
+        name
+        for name, estimated, modified in rows
+        if estimated < 0 or modified + changed > ANALYZE_BASE_ROWS + ANALYZE_SCALE * estimated
+    ]
+    for name in stale:
+        await analyze(connection, name)
+    return stale

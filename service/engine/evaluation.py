@@ -25,7 +25,7 @@ from dsl import compile_scheme
 from dsl.compiler import time_parameters, window_days
 from service.data.ingest import ANALYZE_AFTER_ROWS
 from service.db import locks
-from service.db.database import analyze, tenant_transaction
+from service.db.database import analyze_stale, tenant_transaction
 from service.db.tables import evaluation_runs
 from service.engine import schemes as published
 from service.engine import webhooks
@@ -57,6 +57,10 @@ class RunResult:
     """Transitions the run recorded (0 for a backtest, which changes nothing)."""
     tiers: tuple[TierCount, ...]
     duration_ms: int
+
+
+# The tables a compiled scheme reads (`service.engine.sources`).
+_SOURCE_TABLES = ("customers", "orders", "events", "memberships")
 
 
 async def _lock(connection: AsyncConnection, tenant: str, scheme: str, *, wait: bool) -> bool:
@@ -278,6 +282,8 @@ async def evaluate(
         )
         try:
             await connection.execute(text("SET LOCAL work_mem = '256MB'"))
+            # Small loads leave statistics alone; their sum may have made them stale since.
+            await analyze_stale(connection, _SOURCE_TABLES)
             sources = tenant_sources(tenant, registered_before=as_of)
             await _stage(connection, _staging(compile_scheme(scheme.checked, sources, at)))
             changed = 0
@@ -291,10 +297,9 @@ async def evaluate(
                     trigger=trigger,
                     only_affected=False,
                 )
-                if changed >= ANALYZE_AFTER_ROWS:
-                    # Statistics now, for the incremental updates that look memberships up
-                    # next (autovacuum may be off, or late).
-                    await analyze(connection, "memberships")
+                # Statistics now, for the incremental updates that look memberships up next
+                # (autovacuum may be off, or late).
+                await analyze_stale(connection, ("memberships",), changed=changed)
             tiers = await _count(connection, tenant, scheme, at, applied=applied)
             duration_ms = round((time.perf_counter() - started) * 1000)
             result = RunResult(
