@@ -22,17 +22,23 @@ from starlette.responses import JSONResponse
 from strawberry.extensions import FieldExtension
 from strawberry.types import Info as StrawberryInfo
 
+from service.access import auth
 from service.access.auth import (
     PERMISSION_DESCRIPTIONS,
     Authenticator,
     AuthError,
     Permission,
     Principal,
-    Role,
     principal,
 )
 from service.access.ratelimit import RateLimited, RateLimiter
-from service.api.errors import FORBIDDEN, RATE_LIMITED, UNAUTHENTICATED, ApiError, bad_input
+from service.api.errors import (
+    BAD_INPUT,
+    FORBIDDEN,
+    RATE_LIMITED,
+    UNAUTHENTICATED,
+    ApiError,
+)
 from service.config import Settings
 from service.data.records import FieldError, check_tenant_id
 
@@ -73,7 +79,7 @@ def needs(permission: Permission) -> list[FieldExtension]:
     return [Needs(permission)]
 
 
-def forbidden(role: Role, permission: Permission) -> ApiError:
+def forbidden(role: auth.Role, permission: Permission) -> ApiError:
     return ApiError(
         FORBIDDEN,
         f"role {role.value!r} may not do this: it needs {permission.value} "
@@ -143,8 +149,8 @@ class Gate:
         try:
             check_tenant_id(tenant)
         except FieldError as error:
-            raise bad_input(str(error)) from None
-        return principal(tenant, Role.admin, "anonymous", f"anonymous:{source}", source)
+            raise ApiError(BAD_INPUT, str(error)) from None
+        return principal(tenant, auth.Role.admin, "anonymous", f"anonymous:{source}", source)
 
     async def http(self, connection: HTTPConnection) -> Principal | JSONResponse:
         """The caller of a plain HTTP request, or the response refusing it."""

@@ -12,8 +12,7 @@ from strawberry.scalars import JSON
 from service.access import audit
 from service.access.auth import Permission
 from service.api.context import Info
-from service.api.errors import bad_input
-from service.api.fields import arg, resolver
+from service.api.fields import arg, known_id, resolver
 from service.api.limits import page_size
 
 
@@ -73,10 +72,7 @@ class AuditQuery:
     ) -> list[AuditEntry]:
         context = info.context
         page_size(context.settings, "first", first)
-        try:
-            before_id = None if before is None else int(before)
-        except ValueError:
-            raise bad_input(f"`before` is not an audit entry id: {before!r}") from None
+        before_id = None if before is None else known_id(before, "audit entry")
         async with context.transaction() as connection:
             found = await audit.entries(
                 connection, context.tenant, action=action, limit=first, before_id=before_id

@@ -1,8 +1,12 @@
 """The errors clients see: stable ``extensions.code`` values, everything else masked.
 
-Resolvers raise `ApiError`; graphql-core copies its ``extensions`` onto the GraphQL error.
-Any other exception is a bug or an outage: the client gets "Unexpected error." and the
-server log has the full traceback (`log_errors`, called by the schema before masking).
+Service errors are mapped to codes by their type, here and nowhere else (`api_error`):
+`RuleError` is BAD_RULE with its diagnostics, `NotFound` NOT_FOUND, any other `UserError`
+BAD_INPUT; resolvers raise them or let them through, and never catch them to choose a code.
+`ApiError` carries the codes only the API has (limits, access, availability); graphql-core
+copies its ``extensions`` onto the GraphQL error. Any other exception is a bug or an outage:
+the client gets "Unexpected error." and the server log has the full traceback (`log_errors`,
+called by the schema before `ErrorPolicy` rewrites the errors).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from dsl import Diagnostic, RuleError
+from service.errors import NotFound, UserError
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +58,16 @@ def diagnostic_dict(diagnostic: Diagnostic) -> dict[str, Any]:
     }
 
 
-def bad_rule(error: RuleError) -> ApiError:
-    first = error.diagnostics[0]
-    return ApiError(
-        BAD_RULE,
-        f"{first.line}:{first.column}: {first.message}",
-        diagnostics=[diagnostic_dict(d) for d in error.diagnostics],
-    )
-
-
-def not_found(what: str) -> ApiError:
-    return ApiError(NOT_FOUND, what)
-
-
-def bad_input(message: str) -> ApiError:
-    return ApiError(BAD_INPUT, message)
+def api_error(error: UserError | RuleError) -> ApiError:
+    """The client's view of a service error, chosen by its type."""
+    if isinstance(error, RuleError):
+        first = error.diagnostics[0]
+        return ApiError(
+            BAD_RULE,
+            f"{first.line}:{first.column}: {first.message}",
+            diagnostics=[diagnostic_dict(d) for d in error.diagnostics],
+        )
+    return ApiError(NOT_FOUND if isinstance(error, NotFound) else BAD_INPUT, str(error))
 
 
 # What strawberry's limiting rules and graphql-core's token limit say: their errors carry no
@@ -84,39 +84,33 @@ def _is_limit(error: GraphQLError) -> bool:
 
 
 def _is_expected(error: GraphQLError) -> bool:
-    """Errors a client may see as they are: ours, and GraphQL's own (syntax, validation,
-    variables), which have no underlying exception."""
+    """Errors a client may see: ours, the service's errors for users, and GraphQL's own
+    (syntax, validation, variables), which have no underlying exception."""
     original = error.original_error
-    return original is None or isinstance(original, ApiError | GraphQLError)
+    return original is None or isinstance(original, ApiError | GraphQLError | UserError | RuleError)
 
 
-def _with_code(error: GraphQLError, code: str) -> GraphQLError:
+def _replaced(error: GraphQLError, message: str, extensions: dict[str, Any]) -> GraphQLError:
+    """``error`` at the same place with another message and extensions."""
     return GraphQLError(
-        error.message,
+        message,
         nodes=error.nodes,
         source=error.source,
         positions=error.positions,
         path=error.path,
-        extensions={**(error.extensions or {}), "code": code},
-    )
-
-
-def _masked(error: GraphQLError) -> GraphQLError:
-    return GraphQLError(
-        MASKED_MESSAGE,
-        nodes=error.nodes,
-        source=error.source,
-        positions=error.positions,
-        path=error.path,
-        extensions={"code": INTERNAL},
+        extensions=extensions,
     )
 
 
 def public_error(error: GraphQLError) -> GraphQLError:
+    original = error.original_error
     if not _is_expected(error):
-        return _masked(error)
+        return _replaced(error, MASKED_MESSAGE, {"code": INTERNAL})
+    if isinstance(original, UserError | RuleError):
+        mapped = api_error(original)
+        return _replaced(error, mapped.message, mapped.extensions)
     if _is_limit(error):
-        return _with_code(error, LIMIT_EXCEEDED)
+        return _replaced(error, error.message, {**(error.extensions or {}), "code": LIMIT_EXCEEDED})
     return error
 
 
@@ -136,8 +130,8 @@ def _publish(result: object) -> None:
 
 
 class ErrorPolicy(SchemaExtension):
-    """Codes on limit errors, unexpected errors masked (after the schema has logged them),
-    in query and mutation results and in every result of a subscription."""
+    """Codes on service errors and limit errors, unexpected errors masked (after the schema
+    has logged them), in query and mutation results and in every result of a subscription."""
 
     def on_operation(self) -> Iterator[None]:
         yield

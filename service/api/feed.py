@@ -24,6 +24,7 @@ from service.api.loaders import TransitionRow, transition_row, transitions_selec
 from service.db.database import plain_url, tenant_transaction
 from service.db.tables import schemes, transitions
 from service.engine.evaluation import TRANSITIONS_CHANNEL
+from service.engine.schemes import unpublished
 
 # How the listening connection shows in pg_stat_activity.
 LISTENER_NAME = "tierwise-tier-changed"
@@ -77,7 +78,8 @@ class TransitionFeed:
             subscriber.heard.put_nowait(None)
 
     async def _start(self, tenant: str, scheme: str | None) -> dict[str, int]:
-        """The newest transition of each scheme: where a subscription starts."""
+        """The newest transition of each scheme: where a subscription starts. Raises
+        `NotFound` for a ``scheme`` the tenant has not published."""
         newest = (
             select(func.max(transitions.c.id))
             .where(transitions.c.tenant_id == tenant, transitions.c.scheme_key == schemes.c.key)
@@ -87,7 +89,10 @@ class TransitionFeed:
         if scheme is not None:
             query = query.where(schemes.c.key == scheme)
         async with tenant_transaction(self.engine, tenant) as connection:
-            return {key: last or 0 for key, last in await connection.execute(query)}
+            start = {key: last or 0 for key, last in await connection.execute(query)}
+        if scheme is not None and not start:
+            raise unpublished(scheme, tenant)
+        return start
 
     async def _after(self, tenant: str, scheme: str, last: int) -> list[TransitionRow]:
         async with tenant_transaction(self.engine, tenant) as connection:
@@ -104,7 +109,8 @@ class TransitionFeed:
 
     async def watch(self, tenant: str, scheme: str | None) -> AsyncGenerator[TransitionRow, None]:
         """Transitions of ``tenant`` (of ``scheme``, or all) committed from now on, in order;
-        raises FeedLost if the listening connection goes."""
+        raises `NotFound` for an unpublished ``scheme``, FeedLost if the listening connection
+        goes."""
         subscriber = _Subscriber(tenant, scheme)
         await self._listen()
         self._subscribers.add(subscriber)

@@ -9,10 +9,10 @@ from typing import Annotated
 import strawberry
 
 from service.access import auth
-from service.access.auth import Permission, Role
+from service.access.auth import Permission
 from service.api.context import Info
-from service.api.errors import bad_input, not_found
 from service.api.fields import arg, resolver
+from service.errors import NotFound, UserError
 
 MANAGE = Permission.manage_keys
 
@@ -73,10 +73,10 @@ class KeyMutation:
     ) -> CreatedApiKey:
         context = info.context
         try:
-            chosen = Role(role)
+            chosen = auth.Role(role)
         except ValueError:
-            roles = ", ".join(r.value for r in Role)
-            raise bad_input(f"unknown role {role!r}: one of {roles}") from None
+            roles = ", ".join(r.value for r in auth.Role)
+            raise UserError(f"unknown role {role!r}: one of {roles}") from None
         async with context.transaction() as connection:
             key, plain = await auth.create_key(
                 connection, context.tenant, chosen, context.caller.actor, name=name
@@ -93,5 +93,5 @@ class KeyMutation:
         async with context.transaction() as connection:
             revoked = await auth.revoke_key(connection, context.tenant, id, context.caller.actor)
         if revoked is None:
-            raise not_found(f"no API key {id!r}")
+            raise NotFound(f"no API key {id!r}")
         return ApiKey.of(revoked)

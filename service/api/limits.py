@@ -28,8 +28,9 @@ from strawberry.extensions import (
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 
-from service.api.errors import LIMIT_EXCEEDED, bad_input
+from service.api.errors import LIMIT_EXCEEDED
 from service.config import Settings
+from service.errors import UserError
 
 
 def _max_operations_rule(limit: int) -> type[ValidationRule]:
@@ -72,9 +73,9 @@ class ParseCache(SchemaExtension):
 
 
 def page_size(settings: Settings, argument: str, value: int) -> int:
-    """``value`` of a page-size argument such as `first`; BAD_INPUT outside 0 to the cap."""
+    """``value`` of a page-size argument such as `first`; `UserError` outside 0 to the cap."""
     if not 0 <= value <= settings.max_page_size:
-        raise bad_input(f"`{argument}` must be between 0 and {settings.max_page_size}")
+        raise UserError(f"`{argument}` must be between 0 and {settings.max_page_size}")
     return value
 
 

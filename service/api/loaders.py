@@ -27,7 +27,6 @@ from strawberry.dataloader import DataLoader
 
 from dsl import CATALOG, MetricRef, Value, explain, metric_values_select
 from dsl.explain import Explanation
-from service.api.errors import not_found
 from service.db.database import tenant_transaction
 from service.db.tables import customers, memberships, transitions
 from service.engine import schemes, strategies
@@ -229,9 +228,10 @@ class Loaders:
 
     async def _history(
         self, connection: AsyncConnection, keys: list[tuple[int, str | None, int]]
-    ) -> dict[tuple[int, str | None, int], list[TransitionRow]]:
+    ) -> dict[tuple[int, str | None, int], list[TransitionRow] | BaseException]:
         """The newest ``last`` changes of each (customer, scheme or every scheme, last), oldest
-        first: one statement, each key's rows read by index and cut off in the database."""
+        first: one statement, each key's rows read by index and cut off in the database (and
+        one more when schemes are named: an unpublished one is NOT_FOUND, not no changes)."""
         asked = (
             select(
                 func.unnest(literal([k[0] for k in keys], ARRAY(BigInteger))).label("customer_id"),
@@ -254,10 +254,17 @@ class Loaders:
         rows = await connection.execute(
             select(newest).select_from(asked).join(newest, true()).order_by(newest.c.id)
         )
-        found: dict[tuple[int, str | None, int], list[TransitionRow]] = {key: [] for key in keys}
+        changes: dict[tuple[int, str | None, int], list[TransitionRow]] = {key: [] for key in keys}
         for row in rows:
-            found[(row.customer_id, row.asked_scheme, row.asked_last)].append(transition_row(row))
-        return found
+            changes[(row.customer_id, row.asked_scheme, row.asked_last)].append(transition_row(row))
+        named = {scheme for _, scheme, _ in keys if scheme is not None}
+        known = await schemes.published_keys(connection, self.tenant, named) if named else set()
+        return {
+            key: schemes.unpublished(key[1], self.tenant)
+            if key[1] is not None and key[1] not in known
+            else found
+            for key, found in changes.items()
+        }
 
     async def _explanations(
         self, connection: AsyncConnection, keys: list[tuple[int, str]]
@@ -271,7 +278,7 @@ class Loaders:
             ids = sorted({customer for customer, scheme in keys if scheme == key})
             scheme = published.get(key)
             if scheme is None:
-                found.update(((c, key), not_found(f"no published scheme {key!r}")) for c in ids)
+                found.update(((c, key), schemes.unpublished(key, self.tenant)) for c in ids)
                 continue
             values = await metric_values(
                 connection,

@@ -1,4 +1,5 @@
-"""The schema, built from the settings (limits, introspection, federation).
+"""The schema: the roots assembled from each feature's fields, built from the settings
+(limits, introspection, federation).
 
 `python -m service.api.schema > graphql/schema.graphql` exports the published contract (the
 plain schema); tests/api/test_contract.py fails when the file and the code drift apart.
@@ -16,14 +17,48 @@ from strawberry.federation.types import FieldSet
 from strawberry.types import ExecutionContext
 from strawberry.types.base import get_object_definition
 
+from service.api.audit import AuditQuery
+from service.api.catalog import CatalogQuery
+from service.api.customers import Customer, CustomerQuery
 from service.api.errors import ErrorPolicy, log_errors
+from service.api.ingest import IngestMutation
+from service.api.keys import KeyMutation, KeyQuery
 from service.api.limits import limit_extensions
-from service.api.mutations import Mutation
 from service.api.observe import OperationMetrics
-from service.api.queries import Query
-from service.api.subscriptions import Subscription
-from service.api.types import Customer
+from service.api.schemes import SchemeMutation, SchemeQuery
+from service.api.segments import SegmentQuery
+from service.api.strategies import StrategyMutation, StrategyQuery
+from service.api.tier_changes import TierChangeSubscription
+from service.api.webhooks import WebhookMutation, WebhookQuery
 from service.config import Settings
+
+# Each root is the union of the features' fields, as `strawberry.tools.merge_types` makes it
+# (a subclass of them all, fields in this order), but with the root's own description, which
+# merge_types cannot give.
+
+
+@strawberry.type(description="Reading customers, tiers, segments, strategies and rules.")
+class Query(
+    WebhookQuery,
+    AuditQuery,
+    KeyQuery,
+    CustomerQuery,
+    SegmentQuery,
+    SchemeQuery,
+    StrategyQuery,
+    CatalogQuery,
+):
+    pass
+
+
+@strawberry.type(description="Writing data, rules and strategies.")
+class Mutation(WebhookMutation, KeyMutation, IngestMutation, SchemeMutation, StrategyMutation):
+    pass
+
+
+@strawberry.type(description="Live updates, over the graphql-transport-ws protocol.")
+class Subscription(TierChangeSubscription):
+    pass
 
 
 class TierwiseSchema(strawberry.Schema):

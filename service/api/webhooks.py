@@ -12,26 +12,11 @@ from strawberry.scalars import JSON
 
 from service.access.auth import Permission
 from service.api.context import Info
-from service.api.errors import ApiError, bad_input, not_found
-from service.api.fields import arg, resolver
+from service.api.fields import arg, known_id, parse_id, resolver
 from service.api.limits import page_size
 from service.engine import webhooks as hooks
-from service.errors import UserError
 
 MANAGE = Permission.manage_webhooks
-
-
-def _api_error(error: UserError) -> ApiError:
-    if isinstance(error, hooks.NotFound):
-        return not_found(str(error))
-    return bad_input(str(error))
-
-
-def _id(value: strawberry.ID, what: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise not_found(f"no {what} {value!r}") from None
 
 
 @strawberry.type(description="An endpoint that receives the tenant's tier changes.")
@@ -154,9 +139,9 @@ class WebhookQuery:
                 connection,
                 context.tenant,
                 status=None if status is None else status.name.lower(),
-                webhook_id=None if webhook_id is None else _id(webhook_id, "webhook"),
+                webhook_id=None if webhook_id is None else known_id(webhook_id, "webhook"),
                 limit=first,
-                before_id=None if before is None else _id(before, "delivery"),
+                before_id=None if before is None else known_id(before, "delivery"),
             )
         return [WebhookDelivery.of(delivery) for delivery in found]
 
@@ -180,21 +165,18 @@ class WebhookMutation:
         ] = None,
     ) -> CreatedWebhook:
         context = info.context
-        try:
-            async with context.transaction() as connection:
-                created = await hooks.create(
-                    connection,
-                    context.tenant,
-                    context.caller.actor,
-                    url=url,
-                    scheme=scheme,
-                    tier=tier,
-                    secret=secret,
-                    allow_http=context.settings.webhook_allow_http,
-                    allow_private=context.settings.webhook_allow_private,
-                )
-        except UserError as error:
-            raise _api_error(error) from None
+        async with context.transaction() as connection:
+            created = await hooks.create(
+                connection,
+                context.tenant,
+                context.caller.actor,
+                url=url,
+                scheme=scheme,
+                tier=tier,
+                secret=secret,
+                allow_http=context.settings.webhook_allow_http,
+                allow_private=context.settings.webhook_allow_private,
+            )
         return CreatedWebhook(webhook=Webhook.of(created.webhook), secret=created.secret)
 
     @resolver(
@@ -206,9 +188,8 @@ class WebhookMutation:
         self, info: Info, id: Annotated[strawberry.ID, arg("The webhook's id.")]
     ) -> bool:
         context = info.context
-        try:
-            webhook_id = int(id)
-        except ValueError:
+        webhook_id = parse_id(id)
+        if webhook_id is None:
             return False
         async with context.transaction() as connection:
             return await hooks.delete(connection, context.tenant, context.caller.actor, webhook_id)
@@ -222,13 +203,10 @@ class WebhookMutation:
         self, info: Info, id: Annotated[strawberry.ID, arg("The delivery's id.")]
     ) -> WebhookDelivery:
         context = info.context
-        try:
-            async with context.transaction() as connection:
-                replayed = await hooks.replay(
-                    connection, context.tenant, context.caller.actor, _id(id, "webhook delivery")
-                )
-        except UserError as error:
-            raise _api_error(error) from None
+        async with context.transaction() as connection:
+            replayed = await hooks.replay(
+                connection, context.tenant, context.caller.actor, known_id(id, "webhook delivery")
+            )
         return WebhookDelivery.of(replayed)
 
     @resolver(
@@ -240,10 +218,7 @@ class WebhookMutation:
         self, info: Info, webhook_id: Annotated[strawberry.ID, arg("The webhook's id.")]
     ) -> int:
         context = info.context
-        try:
-            async with context.transaction() as connection:
-                return await hooks.replay_dead(
-                    connection, context.tenant, context.caller.actor, _id(webhook_id, "webhook")
-                )
-        except UserError as error:
-            raise _api_error(error) from None
+        async with context.transaction() as connection:
+            return await hooks.replay_dead(
+                connection, context.tenant, context.caller.actor, known_id(webhook_id, "webhook")
+            )

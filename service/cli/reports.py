@@ -20,8 +20,7 @@ from service.cli.support import (
     settings,
 )
 from service.db.database import tenant_transaction
-from service.engine import analytics, evaluation
-from service.errors import UserError
+from service.engine import analytics, evaluation, schemes
 
 app = typer.Typer()
 
@@ -49,7 +48,7 @@ def evaluate(
             engine, tenant_id, keys=[scheme] if scheme else None, as_of=when, trigger="cli"
         )
         if scheme and not results:
-            raise UserError(f"no published scheme {scheme!r} in tenant {tenant_id!r}")
+            raise schemes.unpublished(scheme, tenant_id)
         if when is None:
             async with tenant_transaction(engine, tenant_id) as connection:
                 keys = {result.scheme for result in results}
@@ -96,10 +95,7 @@ def segments(
         async with tenant_transaction(engine, tenant_id) as connection:
             return await analytics.segment_report(connection, tenant_id, scheme, metric or ())
 
-    rows = run_with_engine(config, work)
-    if scheme and not rows:
-        raise UserError(f"no published scheme {scheme!r} in tenant {tenant_id!r}")
-    _print_segments(rows, output)
+    _print_segments(run_with_engine(config, work), output)
 
 
 def _print_segments(rows: list[analytics.SegmentRow], output: OutputFormat) -> None:

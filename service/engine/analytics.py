@@ -30,9 +30,10 @@ from dsl.checker import check_condition
 from dsl.compiler import with_own_time
 from dsl.parser import parse_condition
 from service.db.tables import memberships
+from service.engine import schemes
 from service.engine.evaluation import MigrationCell
 from service.engine.sources import tenant_sources
-from service.errors import UserError
+from service.errors import NotFound, UserError
 
 __all__ = [
     "ChurnRow",
@@ -146,11 +147,20 @@ async def segment_report(
     """Per scheme (all, or `scheme_key`) and tier, over current memberships.
 
     `metrics` are averaged per tier, computed at `as_of` (default: now); a customer for whom
-    a metric is null (recency without orders) does not count towards its average.
+    a metric is null (recency without orders) does not count towards its average. Raises
+    `NotFound` for a `scheme_key` the tenant has not published, `UserError` for a metric
+    that has no average.
     """
     refs = _metric_refs(metrics)
     params = {"t": tenant, "k": scheme_key}
     tiers = (await connection.execute(text(_TIERS), params)).all()
+    # No tiers: an unknown scheme, or (rarely) a published one without tiers.
+    if (
+        scheme_key is not None
+        and not tiers
+        and not await schemes.published_keys(connection, tenant, [scheme_key])
+    ):
+        raise schemes.unpublished(scheme_key, tenant)
     counts = {
         (row.scheme, row.tier): (int(row.customers), Decimal(row.revenue))
         for row in await connection.execute(text(_COUNTS), params)
@@ -293,7 +303,7 @@ async def _boundary(connection: AsyncConnection, tenant: str, scheme_key: str, r
         await connection.execute(text(_BOUNDARY), {"t": tenant, "k": scheme_key, "run": run})
     ).one_or_none()
     if row is None:
-        raise UserError(f"no evaluation run {run} of scheme `{scheme_key}`")
+        raise NotFound(f"no evaluation run {run} of scheme `{scheme_key}`")
     if not row.applied or row.status != "succeeded":
         raise UserError(
             f"run {run} of `{scheme_key}` did not change the tiers (a backtest or a failed run);"

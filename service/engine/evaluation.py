@@ -267,7 +267,8 @@ async def evaluate(
     Without ``as_of`` the result becomes current (memberships and transitions); with it, the
     run is a backtest on the data before ``as_of``: counted and recorded, nothing else
     changes. Without ``wait``, returns None at once if another run of the scheme holds the
-    lock (the scheduler's case: some replica is already doing it).
+    lock (the scheduler's case: some replica is already doing it). Raises `NotFound` for a
+    scheme the tenant has not published.
     """
     started = time.perf_counter()
     now = dt.datetime.now(dt.UTC)
@@ -346,7 +347,8 @@ async def evaluate_all(
     wait: bool = True,
 ) -> list[RunResult]:
     """Run the named schemes (default: all), and those that read their tiers, in dependency
-    order; skipped ones (lock held elsewhere, without ``wait``) are left out."""
+    order; skipped ones (lock held elsewhere, without ``wait``) are left out, and so are keys
+    of no published scheme (with ``wait``, an empty result for named keys means that)."""
     async with tenant_transaction(engine, tenant) as connection:
         ordered = await published.current(connection, tenant)
     chosen = set(keys) if keys is not None else {s.key for s in ordered}

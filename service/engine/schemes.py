@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, text
@@ -32,7 +32,7 @@ from dsl.tree import Scheme
 from service.access import audit
 from service.db import locks
 from service.db.tables import scheme_versions, schemes
-from service.errors import UserError
+from service.errors import NotFound, UserError
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,13 @@ class PublishedScheme:
     def uses_population(self) -> bool:
         """Whether a tier depends on how other customers compare (scores, percentiles)."""
         return any(is_population(ref) for ref in self.checked.refs)
+
+    def check_tier(self, tier: str) -> None:
+        """Raises `NotFound` unless the current version has a tier named ``tier``."""
+        if tier not in self.tiers:
+            raise NotFound(
+                f"scheme {self.key!r} has no tier {tier!r}; its tiers are {', '.join(self.tiers)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -99,14 +106,35 @@ def _checked(
     )
 
 
+def unpublished(key: str, tenant: str) -> NotFound:
+    """The error for a scheme key the tenant has not published."""
+    return NotFound(f"no published scheme {key!r} in tenant {tenant!r}")
+
+
+def named(published: Sequence[PublishedScheme], key: str, tenant: str) -> PublishedScheme:
+    """The scheme ``key`` among the tenant's ``published`` ones; raises `NotFound` if absent."""
+    for scheme in published:
+        if scheme.key == key:
+            return scheme
+    raise unpublished(key, tenant)
+
+
 async def find(connection: AsyncConnection, tenant: str, key: str) -> PublishedScheme:
     """The current version of the tenant's scheme ``key``.
 
-    Raises `UserError` ("no published scheme ...") when the tenant has no such scheme."""
-    for scheme in await current(connection, tenant):
-        if scheme.key == key:
-            return scheme
-    raise UserError(f"no published scheme {key!r} in tenant {tenant!r}")
+    Raises `NotFound` ("no published scheme ...") when the tenant has no such scheme."""
+    return named(await current(connection, tenant), key, tenant)
+
+
+async def published_keys(
+    connection: AsyncConnection, tenant: str, keys: Collection[str]
+) -> set[str]:
+    """Those of ``keys`` that name a scheme the tenant has published (one indexed read; the
+    rules are not loaded)."""
+    found = await connection.scalars(
+        select(schemes.c.key).where(schemes.c.tenant_id == tenant, schemes.c.key.in_(keys))
+    )
+    return set(found)
 
 
 def parse_for_publishing(

@@ -46,14 +46,6 @@ def _strategy(row: Row[Any]) -> Strategy:
     )
 
 
-async def _check_tier(connection: AsyncConnection, tenant: str, scheme: str, tier: str) -> None:
-    published = await schemes.find(connection, tenant, scheme)
-    if tier not in published.tiers:
-        raise UserError(
-            f"scheme {scheme!r} has no tier {tier!r}; its tiers are {', '.join(published.tiers)}"
-        )
-
-
 async def save(
     connection: AsyncConnection,
     tenant: str,
@@ -69,10 +61,11 @@ async def save(
     actor: audit.Actor = audit.SERVICE,
 ) -> Strategy:
     """Create the strategy, or update the one of that scheme, tier and name; audited as
-    ``actor``'s change."""
+    ``actor``'s change. Raises `UserError` without a name or channel, `NotFound` for a scheme
+    or tier that is not published."""
     if not name.strip() or not channel.strip():
         raise UserError("a strategy needs a name and a channel")
-    await _check_tier(connection, tenant, scheme, tier)
+    (await schemes.find(connection, tenant, scheme)).check_tier(tier)
     values = {
         "tenant_id": tenant,
         "scheme_key": scheme,

@@ -40,7 +40,7 @@ from service.config import Settings
 from service.db.database import plain_url
 from service.db.tables import webhook_deliveries, webhooks
 from service.engine import schemes as published
-from service.errors import UserError
+from service.errors import NotFound, UserError
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +104,6 @@ def verify_signature(
         if version == "v1" and hmac.compare_digest(value, expected):
             return True
     return False
-
-
-class NotFound(UserError):
-    """No such scheme, tier, webhook or delivery (the API's NOT_FOUND)."""
 
 
 # --- registration -----------------------------------------------------------------------------
@@ -219,21 +215,16 @@ async def create(
 ) -> CreatedWebhook:
     """Register an endpoint for ``tenant``'s transitions (of ``scheme``, entering or leaving
     ``tier``, when given); a signing secret is generated unless one is given. Raises
-    UserError for a bad URL, secret, or an unpublished scheme or tier."""
+    UserError for a bad URL or secret, NotFound for an unpublished scheme or tier."""
     url = check_url(url, allow_http=allow_http, allow_private=allow_private)
     if secret is None:
         secret = new_secret()
     elif len(secret) < MIN_SECRET_LENGTH:
         raise UserError(f"a webhook secret needs at least {MIN_SECRET_LENGTH} characters")
     if scheme is not None:
-        try:
-            found = await published.find(connection, tenant, scheme)
-        except UserError as error:
-            raise NotFound(str(error)) from None
-        if tier is not None and tier not in found.tiers:
-            raise NotFound(
-                f"scheme {scheme!r} has no tier {tier!r}; its tiers are {', '.join(found.tiers)}"
-            )
+        found = await published.find(connection, tenant, scheme)
+        if tier is not None:
+            found.check_tier(tier)
     row = (
         await connection.execute(
             webhooks.insert()
@@ -446,7 +437,7 @@ async def replay(
     connection: AsyncConnection, tenant: str, actor: Actor, delivery_id: int
 ) -> Delivery:
     """Make a dead delivery pending again, with a fresh set of attempts, due now. Raises
-    UserError unless it is dead and its webhook still active."""
+    NotFound for no such delivery, UserError unless it is dead and its webhook still active."""
     row = (
         await connection.execute(
             update(webhook_deliveries)
@@ -485,7 +476,7 @@ async def replay_dead(
     connection: AsyncConnection, tenant: str, actor: Actor, webhook_id: int
 ) -> int:
     """Make every dead delivery of an active webhook pending again; returns how many. Raises
-    UserError for no active webhook of that id."""
+    NotFound for no active webhook of that id."""
     exists = await connection.scalar(
         select(webhooks.c.id).where(
             webhooks.c.tenant_id == tenant, webhooks.c.id == webhook_id, webhooks.c.active

@@ -25,10 +25,7 @@ from service.access.auth import ROLE_PERMISSIONS, Permission, Role, create_key, 
 from service.api.access import Needs
 from service.api.context import Context
 from service.api.feed import TransitionFeed
-from service.api.mutations import Mutation
-from service.api.queries import Query
-from service.api.schema import build_schema
-from service.api.subscriptions import Subscription
+from service.api.schema import Mutation, Query, Subscription, build_schema
 from service.app import create_app
 from service.config import Settings
 from service.db.database import tenant_transaction

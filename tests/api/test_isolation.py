@@ -12,9 +12,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.api.context import Context
+from service.api.customers import encode_cursor
 from service.api.feed import TransitionFeed
 from service.api.schema import build_schema
-from service.api.types import encode_cursor
 from service.config import Settings
 from service.data.ingest import import_rows
 from service.data.records import Kind

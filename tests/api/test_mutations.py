@@ -109,6 +109,9 @@ async def test_strategies_are_saved_updated_and_deleted(engine: AsyncEngine, ten
     assert listed["strategies"] == [{"id": created["id"]}]
     unknown = await post(engine, tenant, save, {"s": {**strategy, "tier": "Gold"}})
     assert codes(unknown) == ["NOT_FOUND"]
+    nameless = await post(engine, tenant, save, {"s": {**strategy, "name": " "}})
+    assert codes(nameless) == ["BAD_INPUT"]
+    assert nameless["errors"][0]["message"] == "a strategy needs a name and a channel"
     delete = "mutation ($id: ID!) { deleteStrategy(id: $id) }"
     assert data(await post(engine, tenant, delete, {"id": created["id"]})) == {
         "deleteStrategy": True

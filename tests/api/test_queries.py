@@ -3,6 +3,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import httpx
+import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -10,6 +11,7 @@ from service.app import create_app
 from service.config import Settings
 from service.data.ingest import import_rows
 from service.data.records import Kind
+from service.engine import schemes
 from tests.api.support import codes, data, post, shop
 
 CARD = """
@@ -273,3 +275,58 @@ async def test_with_authentication_off_the_default_tenant_is_read(
     async with httpx.AsyncClient(transport=transport, base_url="http://tierwise") as client:
         response = await client.post("/graphql", json={"query": '{ customer(id: "ann") { id } }'})
     assert response.json() == {"data": {"customer": {"id": "ann"}}}
+
+
+UNKNOWN_SCHEME = {
+    "segments": '{ segments(scheme: "nope") { tier } }',
+    "strategies": '{ strategies(scheme: "nope") { name } }',
+    "customers": '{ customers(scheme: "nope") { totalCount } }',
+    "explain": '{ explain(customer: "ann", scheme: "nope") { tier } }',
+    "customer.explain": '{ customer(id: "ann") { explain(scheme: "nope") { tier } } }',
+    "customer.history": '{ customer(id: "ann") { history(scheme: "nope") { toTier } } }',
+    "evaluateScheme": 'mutation { evaluateScheme(scheme: "nope") { changed } }',
+}
+
+
+@pytest.mark.parametrize("field", sorted(UNKNOWN_SCHEME))
+async def test_an_unknown_scheme_is_not_found_wherever_a_scheme_is_named(
+    engine: AsyncEngine, tenant: str, field: str
+) -> None:
+    await shop(engine, tenant)
+    result = await post(engine, tenant, UNKNOWN_SCHEME[field])
+    assert codes(result) == ["NOT_FOUND"]
+    assert "no published scheme 'nope'" in result["errors"][0]["message"]
+
+
+async def test_a_known_scheme_without_changes_or_strategies_is_an_empty_list(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    await shop(engine, tenant)
+    async with engine.begin() as connection:
+        await schemes.publish(connection, tenant, "scheme quiet {\n  tier All otherwise\n}\n")
+        await schemes.publish(connection, tenant, "scheme empty {\n}\n")
+    query = """{ strategies(scheme: "quiet") { name }
+      customer(id: "ann") { history(scheme: "quiet") { toTier } }
+      segments(scheme: "empty") { tier } }"""
+    assert data(await post(engine, tenant, query)) == {
+        "strategies": [],
+        "customer": {"history": []},
+        "segments": [],
+    }
+
+
+async def test_a_page_of_none_counts_but_offers_no_next_page(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    await shop(engine, tenant)
+    query = """query ($after: String) { customers(first: 0, after: $after) {
+      totalCount edges { cursor } pageInfo { hasNextPage startCursor endCursor } } }"""
+    page = data(await post(engine, tenant, query))["customers"]
+    assert page == {
+        "totalCount": 3,
+        "edges": [],
+        "pageInfo": {"hasNextPage": False, "startCursor": None, "endCursor": None},
+    }
+    after = data(await post(engine, tenant, PAGE, {"first": 1}))["customers"]["pageInfo"]
+    rest = data(await post(engine, tenant, query, {"after": after["endCursor"]}))["customers"]
+    assert rest["pageInfo"]["hasNextPage"] is False and rest["edges"] == []

@@ -178,3 +178,21 @@ async def test_subscription_errors_have_codes_and_hide_internals(
     result: Any = await anext(stream)
     (reported,) = result.errors
     assert (reported.message, reported.extensions) == (message, {"code": code})
+
+
+async def test_an_unknown_scheme_ends_the_subscription_with_not_found(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    await shop(engine, tenant)
+    feed = TransitionFeed(engine)
+    context = Context(engine, caller(tenant), Settings(), feed)
+    stream = await build_schema(Settings()).subscribe(
+        OPERATION, variable_values={"scheme": "nope"}, context_value=context
+    )
+    assert isinstance(stream, AsyncGenerator)
+    result: Any = await asyncio.wait_for(anext(stream), timeout=10)
+    (reported,) = result.errors
+    assert reported.extensions == {"code": "NOT_FOUND"}
+    assert reported.message == f"no published scheme 'nope' in tenant {tenant!r}"
+    assert feed.active == 0
+    await feed.close()

@@ -133,3 +133,11 @@ def test_templates_can_be_listed_copied_and_published(
     copy.write_text(tierwise(database, "rules", "templates", "lifecycle").stdout)
     published = tierwise(database, "rules", "publish", str(copy), "--tenant", tenant)
     assert "scheme lifecycle: version 1 published" in published.stdout
+
+
+def test_an_unknown_scheme_is_an_error_saying_so(database: URL, tenant: str) -> None:
+    for command in ("segments", "evaluate"):
+        result = tierwise(database, command, "--scheme", "nope", "--tenant", tenant)
+        assert result.returncode == 1
+        assert f"no published scheme 'nope' in tenant {tenant!r}" in result.stderr
+        assert "Traceback" not in result.stderr

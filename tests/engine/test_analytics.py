@@ -26,6 +26,7 @@ from service.db.tables import (
     tenants,
     transitions,
 )
+from service.engine import schemes as published
 from service.engine.analytics import (
     ChurnRow,
     MigrationCell,
@@ -37,7 +38,7 @@ from service.engine.analytics import (
     segment_report,
     segment_table,
 )
-from service.errors import UserError
+from service.errors import NotFound, UserError
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 
@@ -289,6 +290,17 @@ async def test_segment_report_rejects_metrics_without_average(
     async with engine.connect() as connection:
         with pytest.raises(UserError, match="`region` is not a numeric metric"):
             await segment_report(connection, tenant, None, ["region"])
+
+
+async def test_an_unknown_scheme_is_not_found_and_a_tierless_one_empty(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    async with engine.begin() as connection:
+        await published.publish(connection, tenant, "scheme empty {\n}\n")
+    async with engine.connect() as connection:
+        with pytest.raises(NotFound, match="no published scheme 'nope'"):
+            await segment_report(connection, tenant, "nope")
+        assert await segment_report(connection, tenant, "empty") == []
 
 
 def test_segment_dicts_and_table() -> None:

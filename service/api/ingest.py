@@ -1,4 +1,5 @@
-"""Input types of the mutations, and their translation into ingest rows.
+"""Ingest: writing customers, orders and events (`service.data.ingest`), idempotent on ids,
+with each bad row reported and the tiers moved at once.
 
 Types are checked by GraphQL; values (an implausible age, too many decimals) by ingest's own
 field checks, which report per row so that one bad row never costs the others their write.
@@ -7,14 +8,23 @@ field checks, which report per row so that one bad row never costs the others th
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.scalars import JSON
 
+from service.access.auth import Permission
+from service.api.context import Info
+from service.api.errors import LIMIT_EXCEEDED, ApiError
+from service.api.fields import arg, resolver
+from service.data.ingest import import_rows
 from service.data.records import Kind
+from service.engine import evaluation
+
+T = TypeVar("T")
 
 
 @strawberry.input(description="A customer's profile; replaces the stored one of the same id.")
@@ -65,20 +75,6 @@ class EventInput:
     properties: JSON | None = strawberry.field(
         default=None, description="Free-form properties: a JSON object."
     )
-
-
-@strawberry.input(
-    description="A strategy; saving one of the same scheme, tier and name updates it."
-)
-class StrategyInput:
-    scheme: str = strawberry.field(description="Key of a published scheme.")
-    tier: str = strawberry.field(description="One of its tiers.")
-    name: str = strawberry.field(description="Name, unique within the tier.")
-    channel: str = strawberry.field(description="How it reaches the customer.")
-    description: str = strawberry.field(default="", description="What it does, for people.")
-    priority: int = strawberry.field(default=100, description="Lower comes first.")
-    parameters: JSON | None = strawberry.field(default=None, description="Settings: JSON object.")
-    active: bool = strawberry.field(default=True, description="Inactive ones are not recommended.")
 
 
 # Ingest's field names -> the inputs' GraphQL names, for per-row errors.
@@ -139,3 +135,105 @@ def event_row(item: EventInput) -> dict[str, Any]:
         "value": item.value,
         "properties": item.properties,
     }
+
+
+@strawberry.type(description="A row a mutation could not take, and why.")
+class RowError:
+    row: int = strawberry.field(description="Index of the row in the input list, from 0.")
+    field: str | None = strawberry.field(description="The input field at fault, if one is.")
+    message: str = strawberry.field(description="What is wrong with it.")
+
+
+@strawberry.type(
+    description="What an ingest mutation did: the valid rows are written (tiers updated "
+    "incrementally), the invalid ones reported and not written at all."
+)
+class IngestResult:
+    received: int = strawberry.field(description="Rows given.")
+    inserted: int = strawberry.field(description="New rows written.")
+    updated: int = strawberry.field(description="Existing rows (same id) changed.")
+    unchanged: int = strawberry.field(description="Existing rows given again as they were.")
+    rejected: int = strawberry.field(description="Rows not written: see `errors`.")
+    customers_created: int = strawberry.field(
+        description="Customers created because an order or event named an unknown id."
+    )
+    tier_changes: int = strawberry.field(description="Tier changes the new data caused.")
+    errors: list[RowError] = strawberry.field(description="Every problem, by row and field.")
+
+
+async def _ingest(
+    info: Info, kind: Kind, items: Sequence[T], to_row: Callable[[T], Mapping[str, Any]]
+) -> IngestResult:
+    context = info.context
+    limit = context.settings.max_ingest_rows
+    if len(items) > limit:
+        raise ApiError(LIMIT_EXCEEDED, f"{len(items)} rows in one request, at most {limit} allowed")
+    changes: list[int] = []
+
+    async def refresh(connection: AsyncConnection, tenant: str) -> None:
+        # Tiers follow the new data in the same transaction; each change is also announced
+        # to tierChanged subscribers when it commits.
+        changes.append(await evaluation.refresh_affected(connection, tenant, trigger="api"))
+
+    result, bad = await import_rows(
+        context.engine,
+        kind,
+        context.tenant,
+        ((index, to_row(item)) for index, item in enumerate(items)),
+        source=f"{kind} input",
+        skip_bad=True,
+        after_load=refresh,
+    )
+    names = FIELD_NAMES[kind]
+    return IngestResult(
+        received=len(items),
+        inserted=result.inserted,
+        updated=result.updated,
+        unchanged=result.unchanged,
+        rejected=len(bad),
+        customers_created=result.customers_created,
+        tier_changes=sum(changes),
+        errors=[
+            RowError(
+                row=error.line,
+                field=None if error.field is None else names.get(error.field, error.field),
+                message=error.message,
+            )
+            for row in bad
+            for error in row.errors
+        ],
+    )
+
+
+@strawberry.type
+class IngestMutation:
+    @resolver(
+        "Create or replace customers by id (idempotent). Valid rows are written even when "
+        "others are not; each problem is reported with its row and field.",
+        needs=Permission.write_data,
+    )
+    async def upsert_customers(
+        self,
+        info: Info,
+        customers: Annotated[list[CustomerInput], arg("Checked row by row.")],
+    ) -> IngestResult:
+        return await _ingest(info, Kind.customers, customers, customer_row)
+
+    @resolver(
+        "Record orders by id (idempotent); the customers' tiers follow at once, and each "
+        "change is announced on tierChanged.",
+        needs=Permission.write_data,
+    )
+    async def record_orders(
+        self, info: Info, orders: Annotated[list[OrderInput], arg("Checked row by row.")]
+    ) -> IngestResult:
+        return await _ingest(info, Kind.orders, orders, order_row)
+
+    @resolver(
+        "Record behaviour events (idempotent by id, or by content without one); tiers follow.",
+        needs=Permission.write_data,
+    )
+    async def record_events(
+        self, info: Info, events: Annotated[list[EventInput], arg("Checked row by row.")]
+    ) -> IngestResult:
+        return await _ingest(info, Kind.events, events, event_row)

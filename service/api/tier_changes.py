@@ -1,4 +1,5 @@
-"""The Subscription root: live tier changes (see `feed` for how they are heard)."""
+"""Tier changes as they commit, live: the `tierChanged` subscription (see `feed` for how they
+are heard). A customer's past changes are its `history` (`service.api.customers`)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ import strawberry
 
 from service.access.auth import Permission
 from service.api.context import Info
+from service.api.customers import Transition
 from service.api.errors import UNAVAILABLE, ApiError
 from service.api.feed import FeedLost
 from service.api.fields import arg, subscription
-from service.api.types import Transition
 
 
-@strawberry.type(description="Live updates, over the graphql-transport-ws protocol.")
-class Subscription:
+@strawberry.type
+class TierChangeSubscription:
     @subscription(
         "Every tier change from now on (of `scheme`, or of every scheme), as it commits: "
         "from ingest, evaluations and publishing, on any replica.",

@@ -1,0 +1,384 @@
+"""Customers: the customer card (profile, tiers, recommended strategies, metric values,
+history, explanations), the customers connection (keyset-paged, filtered by tier and by a
+rule-language condition), and the `Transition` type of tier changes. Per-node fields resolve
+through the request's DataLoaders, so a page costs the same statements whatever its size."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Annotated, Any
+
+import strawberry
+from sqlalchemy import Row, Select, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+from strawberry.scalars import JSON
+
+from dsl import Value, check_condition, compile_condition, parse_condition
+from service.access.auth import Permission, Role, allows
+from service.api.access import require
+from service.api.context import Context, Info
+from service.api.explain import Explanation, explanation
+from service.api.fields import arg, parse_id, resolver
+from service.api.limits import page_size
+from service.api.loaders import CARD_METRICS, MembershipRow, TransitionRow
+from service.api.strategies import Strategy
+from service.db.tables import customers, memberships
+from service.engine import schemes
+from service.engine.sources import tenant_sources
+from service.errors import NotFound, UserError
+
+
+@strawberry.type(description="A customer's place in one scheme: the tier they are in now.")
+class Membership:
+    scheme: str = strawberry.field(description="Key of the scheme.")
+    tier: str = strawberry.field(description="The tier the customer is in.")
+    since: dt.datetime = strawberry.field(description="When the customer entered the tier.")
+    version: int = strawberry.field(description="Version of the rules that put them there.")
+
+    @classmethod
+    def of(cls, row: MembershipRow) -> Membership:
+        return cls(scheme=row.scheme, tier=row.tier, since=row.since, version=row.version)
+
+
+def _int(value: Value) -> int | None:
+    return None if value is None else int(value)  # type: ignore[arg-type]
+
+
+def _decimal(value: Value) -> Decimal | None:
+    return None if value is None else Decimal(value)  # type: ignore[arg-type]
+
+
+def _time(value: Value) -> dt.datetime | None:
+    return value if isinstance(value, dt.datetime) else None
+
+
+@strawberry.type(description="A customer's current metric values (all-time, as of now).")
+class CustomerMetrics:
+    recency: int | None = strawberry.field(description="Days since the last order.")
+    frequency: int = strawberry.field(description="Number of orders.")
+    monetary: Decimal = strawberry.field(description="Total amount of the orders.")
+    average_order_value: Decimal | None = strawberry.field(description="Average order amount.")
+    first_purchase: dt.datetime | None = strawberry.field(description="Time of the first order.")
+    last_purchase: dt.datetime | None = strawberry.field(description="Time of the last order.")
+    tenure: int | None = strawberry.field(description="Days since registration.")
+    nps: int | None = strawberry.field(description="Latest NPS answer, 0-10.")
+
+    @classmethod
+    def of(cls, values: dict[Any, Value]) -> CustomerMetrics:
+        recency, frequency, monetary, aov, first, last, tenure, nps = (
+            values.get(ref) for ref in CARD_METRICS
+        )
+        return cls(
+            recency=_int(recency),
+            frequency=_int(frequency) or 0,
+            monetary=_decimal(monetary) or Decimal(0),
+            average_order_value=_decimal(aov),
+            first_purchase=_time(first),
+            last_purchase=_time(last),
+            tenure=_int(tenure),
+            nps=_int(nps),
+        )
+
+
+@strawberry.type(description="A change of a customer's tier in one scheme.")
+class Transition:
+    id: strawberry.ID = strawberry.field(description="Identifier, increasing with time.")
+    scheme: str = strawberry.field(description="Key of the scheme.")
+    customer_id: strawberry.ID = strawberry.field(description="The customer's id.")
+    from_tier: str | None = strawberry.field(description="Previous tier; null when entering.")
+    to_tier: str | None = strawberry.field(description="New tier; null when no tier matches.")
+    at: dt.datetime = strawberry.field(description="When the change was recorded.")
+    version: int = strawberry.field(description="Version of the scheme's rules.")
+    trigger: str = strawberry.field(description="What caused it: `ingest`, `scheduled`, ...")
+    internal_customer_id: strawberry.Private[int]
+
+    @resolver(description="The customer who moved.")
+    async def customer(self, info: Info) -> Customer | None:
+        row = await info.context.loaders.customer_by_id.load(self.internal_customer_id)
+        return Customer.of(row) if row is not None else None
+
+    @classmethod
+    def of(cls, row: TransitionRow) -> Transition:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            scheme=row.scheme,
+            customer_id=strawberry.ID(row.customer_external_id),
+            from_tier=row.from_tier,
+            to_tier=row.to_tier,
+            at=row.at,
+            version=row.version,
+            trigger=row.trigger,
+            internal_customer_id=row.customer_id,
+        )
+
+
+# Derived from the role table, like the check itself.
+_PERSONAL = (
+    " Personal data: null unless the caller's role is "
+    + " or ".join(role.value for role in Role if allows(role, Permission.read_personal))
+    + "."
+)
+
+
+def _personal(attribute: str) -> Callable[..., str | None]:
+    """The resolver of a personal field, kept in ``attribute`` of the Customer."""
+
+    def resolve(root: Customer, info: Info) -> str | None:
+        if not info.context.caller.may(Permission.read_personal):
+            return None
+        value: str | None = getattr(root, attribute)
+        return value
+
+    return resolve
+
+
+@strawberry.type(description="A customer: profile, tiers, recommended strategies and why.")
+class Customer:
+    internal_id: strawberry.Private[int]
+    id: strawberry.ID = strawberry.field(description="The customer's id in the caller's systems.")
+    # Personal data: served only to roles that may read it (`read_personal`), null to others.
+    name: str | None = strawberry.field(
+        resolver=_personal("full_name"), description=f"Full name.{_PERSONAL}"
+    )
+    email: str | None = strawberry.field(
+        resolver=_personal("email_address"), description=f"Email address.{_PERSONAL}"
+    )
+    phone: str | None = strawberry.field(
+        resolver=_personal("phone_number"), description=f"Phone number.{_PERSONAL}"
+    )
+    age: int | None = strawberry.field(description="Age in years.")
+    gender: str | None = strawberry.field(description="Gender, as given.")
+    occupation: str | None = strawberry.field(description="Occupation.")
+    region: str | None = strawberry.field(description="Region.")
+    industry: str | None = strawberry.field(description="Industry (business customers).")
+    company_size: int | None = strawberry.field(description="Employees (business customers).")
+    registered_at: dt.datetime | None = strawberry.field(description="Registration time.")
+    attributes: JSON = strawberry.field(description="Free-form attributes, as a JSON object.")
+    full_name: strawberry.Private[str | None]
+    email_address: strawberry.Private[str | None]
+    phone_number: strawberry.Private[str | None]
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> Customer:
+        return cls(
+            internal_id=row.id,
+            id=strawberry.ID(row.external_id),
+            full_name=row.name,
+            email_address=row.email,
+            phone_number=row.phone,
+            age=row.age,
+            gender=row.gender,
+            occupation=row.occupation,
+            region=row.region,
+            industry=row.industry,
+            company_size=row.company_size,
+            registered_at=row.registered_at,
+            attributes=JSON(row.attributes),
+        )
+
+    @classmethod
+    async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Customer | None:
+        """A federation gateway's reference to a customer (when federation is on)."""
+        require(info.context.caller, Permission.read_customers)
+        row = await info.context.loaders.customer_by_external_id.load(str(id))
+        return cls.of(row) if row is not None else None
+
+    @resolver(description="The customer's tier in each scheme they are placed in.")
+    async def tiers(self, info: Info) -> list[Membership]:
+        rows = await info.context.loaders.tiers.load(self.internal_id)
+        return [Membership.of(row) for row in rows]
+
+    @resolver(description="Active strategies of the customer's current tiers, by priority.")
+    async def strategies(self, info: Info) -> list[Strategy]:
+        found = await info.context.loaders.strategies.load(self.internal_id)
+        return [Strategy.of(s) for s in found]
+
+    @resolver(description="Current metric values.")
+    async def metrics(self, info: Info) -> CustomerMetrics:
+        return CustomerMetrics.of(await info.context.loaders.metrics.load(self.internal_id))
+
+    @resolver(
+        "Why the customer is in their tier of `scheme`: every tier's condition "
+        "with the customer's values. NOT_FOUND for a scheme that is not published."
+    )
+    async def explain(
+        self, info: Info, scheme: Annotated[str, arg("Key of a published scheme.")]
+    ) -> Explanation:
+        return await explanation(info, self.internal_id, scheme)
+
+    @resolver(
+        description="The customer's newest tier changes (`last` of them, at most "
+        "TIERWISE_MAX_PAGE_SIZE), oldest first."
+    )
+    async def history(
+        self,
+        info: Info,
+        scheme: Annotated[str | None, arg("Only this scheme's changes.")] = None,
+        last: Annotated[int, arg("How many of the newest changes.")] = 50,
+    ) -> list[Transition]:
+        page_size(info.context.settings, "last", last)
+        rows = await info.context.loaders.history.load((self.internal_id, scheme, last))
+        return [Transition.of(row) for row in rows]
+
+
+@strawberry.type(description="Relay page information.")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="Whether more customers follow.")
+    has_previous_page: bool = strawberry.field(description="Whether this page started `after`.")
+    start_cursor: str | None = strawberry.field(description="Cursor of the first edge.")
+    end_cursor: str | None = strawberry.field(description="Pass as `after` for the next page.")
+
+
+@strawberry.type(description="A customer in a page, with its cursor.")
+class CustomerEdge:
+    cursor: str = strawberry.field(description="Opaque position of this customer.")
+    node: Customer = strawberry.field(description="The customer.")
+
+
+@strawberry.type(description="A page of customers (Relay connection, keyset-paginated).")
+class CustomerConnection:
+    edges: list[CustomerEdge] = strawberry.field(description="The customers of this page.")
+    page_info: PageInfo = strawberry.field(description="Where this page is.")
+    # Counting a big filtered set costs a scan of its own: done only when the field is asked for.
+    counted: strawberry.Private[Select[Any]]
+
+    @resolver("Customers matching the filters, all pages.")
+    async def total_count(self, info: Info) -> int:
+        async with info.context.transaction() as connection:
+            return int(await connection.scalar(self.counted) or 0)
+
+
+_CURSOR_PREFIX = "customer:"
+
+
+def encode_cursor(internal_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{internal_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> int:
+    """The customer's internal id in a cursor `encode_cursor` made; `UserError` for anything
+    else."""
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+    except ValueError:  # not base64, or not UTF-8 inside
+        text = ""
+    found = parse_id(text.removeprefix(_CURSOR_PREFIX)) if text.startswith(_CURSOR_PREFIX) else None
+    if found is None:
+        raise UserError(f"`after` is not a cursor this API gave out: {cursor!r}")
+    return found
+
+
+async def _filtered(
+    connection: AsyncConnection,
+    context: Context,
+    scheme: str | None,
+    tier: str | None,
+    where: str | None,
+) -> Select[Any]:
+    """The tenant's customers' ids matching the filters (unordered, unpaged). Raises
+    `NotFound` for an unpublished scheme or tier, `RuleError` for a bad ``where``."""
+    statement = select(customers.c.id).where(customers.c.tenant_id == context.tenant)
+    if tier is not None and scheme is None:
+        raise UserError("`tier` needs `scheme`: tier names belong to a scheme")
+    published = await schemes.current(connection, context.tenant) if scheme or where else []
+    if scheme is not None:
+        found = schemes.named(published, scheme, context.tenant)
+        if tier is not None:
+            found.check_tier(tier)
+        members = select(memberships.c.customer_id).where(
+            memberships.c.tenant_id == context.tenant, memberships.c.scheme_key == scheme
+        )
+        if tier is not None:
+            members = members.where(memberships.c.tier == tier)
+        statement = statement.where(customers.c.id.in_(members))
+    if where is not None:
+        condition = check_condition(
+            parse_condition(where, "<where>"), "<where>", {s.key: s.tiers for s in published}
+        )
+        matching = compile_condition(
+            condition, tenant_sources(context.tenant), dt.datetime.now(dt.UTC)
+        ).subquery("matching")
+        statement = statement.where(customers.c.id.in_(select(matching.c.customer_id)))
+    return statement
+
+
+@strawberry.type
+class CustomerQuery:
+    @resolver(
+        description="The customer of this id (their id in your systems), or null.",
+        needs=Permission.read_customers,
+    )
+    async def customer(
+        self, info: Info, id: Annotated[strawberry.ID, arg("The customer's id in your systems.")]
+    ) -> Customer | None:
+        row = await info.context.loaders.customer_by_external_id.load(str(id))
+        return Customer.of(row) if row is not None else None
+
+    @resolver(
+        "Why a customer is in their tier of `scheme` (the customer card's `explain`, for "
+        "tools that start from an id). NOT_FOUND for an unknown customer or scheme.",
+        needs=Permission.read_customers,
+    )
+    async def explain(
+        self,
+        info: Info,
+        customer: Annotated[strawberry.ID, arg("The customer's id in your systems.")],
+        scheme: Annotated[str, arg("Key of a published scheme.")],
+    ) -> Explanation:
+        row = await info.context.loaders.customer_by_external_id.load(str(customer))
+        if row is None:
+            raise NotFound(f"no customer {str(customer)!r}")
+        return await explanation(info, row.id, scheme)
+
+    @resolver(
+        "Customers, in a stable order, a page at a time: optionally those in "
+        "`tier` of `scheme`, and those for whom `where` (a rule-language condition, e.g. "
+        '`monetary > 1000 and region = "east"`) is true now. `first` is capped by the '
+        "server's page size limit.",
+        needs=Permission.read_customers,
+    )
+    async def customers(
+        self,
+        info: Info,
+        scheme: Annotated[str | None, arg("Only customers placed in this scheme.")] = None,
+        tier: Annotated[str | None, arg("Only those in this tier of `scheme`.")] = None,
+        where: Annotated[
+            str | None, arg("A rule-language condition, e.g. `recency > 90 days`.")
+        ] = None,
+        first: Annotated[
+            int | None, arg("Page size (default and cap: the server's limit).")
+        ] = None,
+        after: Annotated[str | None, arg("`endCursor` of the previous page.")] = None,
+    ) -> CustomerConnection:
+        context = info.context
+        limit = context.settings.max_page_size
+        size = limit if first is None else first
+        if size < 0:
+            raise UserError("`first` must not be negative")
+        size = min(size, limit)
+        start = decode_cursor(after) if after is not None else None
+        async with context.transaction() as connection:
+            ids = (await _filtered(connection, context, scheme, tier, where)).subquery("ids")
+            page = select(customers).where(
+                customers.c.tenant_id == context.tenant, customers.c.id.in_(select(ids.c.id))
+            )
+            if start is not None:
+                page = page.where(customers.c.id > start)
+            rows = (await connection.execute(page.order_by(customers.c.id).limit(size + 1))).all()
+        edges = [
+            CustomerEdge(cursor=encode_cursor(row.id), node=Customer.of(row)) for row in rows[:size]
+        ]
+        return CustomerConnection(
+            edges=edges,
+            page_info=PageInfo(
+                # A page of none (`first: 0`, for `totalCount`) has no cursor to go on from.
+                has_next_page=bool(edges) and len(rows) > size,
+                has_previous_page=start is not None,
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+            counted=select(func.count()).select_from(ids),
+        )

@@ -1,0 +1,83 @@
+"""Explanations: why a customer is in their tier of a scheme, every tier in rule order with
+each clause of its condition and the customer's values (`dsl.explain`, run in process through
+the request's `explanations` loader). The `explain` fields that serve them are the customers'
+(`service.api.customers`)."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.scalars import JSON
+
+from dsl.explain import ClauseTrace
+from dsl.explain import Explanation as RuleExplanation
+from service.api.context import Info
+
+
+@strawberry.type(description="One clause of a tier's condition, evaluated for one customer.")
+class Clause:
+    text: str = strawberry.field(description="The clause in canonical rule text.")
+    result: str = strawberry.field(description="`true`, `false` or `unknown` (a null value).")
+    metric: str | None = strawberry.field(description="For a comparison: the metric compared.")
+    actual: JSON | None = strawberry.field(description="The metric's value for this customer.")
+    operator: str | None = strawberry.field(description="`>`, `between`, `in`, `is null`, ...")
+    expected: JSON | None = strawberry.field(description="What it was compared with.")
+    line: int = strawberry.field(description="Line of the clause in the scheme's source.")
+    column: int = strawberry.field(description="Column of the clause in the scheme's source.")
+    children: list[Clause] = strawberry.field(description="The parts of `and`, `or`, `not`.")
+
+    @classmethod
+    def of(cls, trace: ClauseTrace) -> Clause:
+        return cls(
+            text=trace.text,
+            result=trace.result,
+            metric=trace.metric,
+            actual=JSON(trace.actual),
+            operator=trace.operator,
+            expected=JSON(trace.expected),
+            line=trace.line,
+            column=trace.column,
+            children=[cls.of(child) for child in trace.children],
+        )
+
+
+@strawberry.type(description="One tier of a scheme, evaluated for one customer.")
+class TierTrace:
+    name: str = strawberry.field(description="The tier's name.")
+    index: int = strawberry.field(description="Position in the scheme, from 0.")
+    result: str = strawberry.field(description="`true`, `false`, `unknown` or `otherwise`.")
+    matched: bool = strawberry.field(description="Whether this tier took the customer.")
+    clause: Clause | None = strawberry.field(description="The condition; null for `otherwise`.")
+
+
+@strawberry.type(description="Why a customer is in their tier of a scheme: every tier in order.")
+class Explanation:
+    scheme: str = strawberry.field(description="Key of the scheme.")
+    tier: str | None = strawberry.field(
+        description="The tier the rules give the customer now (null when none matches); "
+        "it differs from the membership only when data changed since the last evaluation."
+    )
+    tiers: list[TierTrace] = strawberry.field(description="Every tier, in rule order.")
+
+    @classmethod
+    def of(cls, scheme: str, explanation: RuleExplanation) -> Explanation:
+        return cls(
+            scheme=scheme,
+            tier=explanation.tier,
+            tiers=[
+                TierTrace(
+                    name=t.name,
+                    index=t.index,
+                    result=t.result,
+                    matched=t.matched,
+                    clause=Clause.of(t.clause) if t.clause else None,
+                )
+                for t in explanation.tiers
+            ],
+        )
+
+
+async def explanation(info: Info, customer_id: int, scheme: str) -> Explanation:
+    """Why customer ``customer_id`` (internal id) is in their tier of ``scheme``; raises
+    `NotFound` for a scheme the tenant has not published."""
+    traced = await info.context.loaders.explanations.load((customer_id, scheme))
+    return Explanation.of(scheme, traced)
