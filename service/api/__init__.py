@@ -18,7 +18,7 @@ Plumbing:
 
 - `schema`: assembles the roots from the features and builds the schema from the settings;
 - `http`: the ASGI adapter serving it at /graphql (HTTP and WebSocket);
-- `access`: authentication, rate limits, each field's permission;
+- `access`: authentication, rate limits, each field's permission, the `Role` enum;
 - `context`: what every resolver gets (engine, caller, settings, loaders);
 - `loaders`: batched per-node reads, one statement per batch;
 - `feed`: hearing committed tier changes for the subscriptions;

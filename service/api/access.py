@@ -12,11 +12,13 @@ Every root field declares the permission it needs (`needs`, read from
 
 from __future__ import annotations
 
+import enum
 import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
 
+import strawberry
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from strawberry.extensions import FieldExtension
@@ -25,6 +27,7 @@ from strawberry.types import Info as StrawberryInfo
 from service.access import auth
 from service.access.auth import (
     PERMISSION_DESCRIPTIONS,
+    ROLE_DESCRIPTIONS,
     Authenticator,
     AuthError,
     Permission,
@@ -47,6 +50,20 @@ log = logging.getLogger(__name__)
 # Only with TIERWISE_AUTH_REQUIRED=false (development): the tenant to act in.
 TENANT_HEADER = "x-tierwise-tenant"
 REQUEST_ID_HEADER = "x-request-id"
+
+
+def _role(role: auth.Role) -> Any:
+    return strawberry.enum_value(role, description=ROLE_DESCRIPTIONS[role])
+
+
+@strawberry.enum(description="What a caller may do: the role its token or key carries.")
+class Role(enum.Enum):
+    """The API's spelling of `service.access.auth.Role`: each value is the service's role."""
+
+    VIEWER = _role(auth.Role.viewer)
+    ANALYST = _role(auth.Role.analyst)
+    INGEST = _role(auth.Role.ingest)
+    ADMIN = _role(auth.Role.admin)
 
 
 class Needs(FieldExtension):

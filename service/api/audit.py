@@ -11,6 +11,7 @@ from strawberry.scalars import JSON
 
 from service.access import audit
 from service.access.auth import Permission
+from service.api.access import Role
 from service.api.context import Info
 from service.api.fields import arg, known_id, resolver
 from service.api.limits import page_size
@@ -23,7 +24,7 @@ class AuditEntry:
     actor: str = strawberry.field(
         description="Who: the token's subject, `key:<key id>`, or `cli:<os user>`."
     )
-    role: str = strawberry.field(description="The role the actor acted in.")
+    role: Role = strawberry.field(description="The role the actor acted in.")
     action: str = strawberry.field(
         description="What, e.g. `scheme.publish`, `strategy.update`, `key.revoke`, "
         "`webhook.create`."
@@ -45,7 +46,7 @@ class AuditEntry:
             id=strawberry.ID(str(entry.id)),
             at=entry.at,
             actor=entry.actor,
-            role=entry.role,
+            role=Role(entry.role),
             action=entry.action,
             target=entry.target,
             before=entry.before,

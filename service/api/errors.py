@@ -11,11 +11,13 @@ called by the schema before `ErrorPolicy` rewrites the errors).
 
 from __future__ import annotations
 
+import enum
 import logging
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
@@ -46,13 +48,22 @@ class ApiError(Exception):
         self.extensions: dict[str, Any] = {"code": code, **extensions}
 
 
+@strawberry.enum(description="How serious a problem found in rule text is.")
+class Severity(enum.Enum):
+    ERROR = strawberry.enum_value("error", description="The rules cannot be used as they are.")
+    WARNING = strawberry.enum_value(
+        "warning", description="The rules work, but probably not as meant."
+    )
+
+
 def diagnostic_dict(diagnostic: Diagnostic) -> dict[str, Any]:
+    """A diagnostic as the `Diagnostic` type spells it, for BAD_RULE's ``diagnostics``."""
     return {
         "line": diagnostic.line,
         "column": diagnostic.column,
         "endLine": diagnostic.end_line,
         "endColumn": diagnostic.end_column,
-        "severity": diagnostic.severity,
+        "severity": Severity(diagnostic.severity).name,
         "message": diagnostic.message,
         "hint": diagnostic.hint,
     }

@@ -5,6 +5,8 @@ the request's `explanations` loader). The `explain` fields that serve them are t
 
 from __future__ import annotations
 
+import enum
+
 import strawberry
 from strawberry.scalars import JSON
 
@@ -13,10 +15,33 @@ from dsl.explain import Explanation as RuleExplanation
 from service.api.context import Info
 
 
+@strawberry.enum(description="What a condition came to for one customer.")
+class ClauseResult(enum.Enum):
+    TRUE = strawberry.enum_value("true", description="It holds.")
+    FALSE = strawberry.enum_value("false", description="It does not hold.")
+    UNKNOWN = strawberry.enum_value(
+        "unknown", description="A value it compares is null (e.g. recency without orders)."
+    )
+
+
+@strawberry.enum(description="What a tier's rule came to for one customer.")
+class TierResult(enum.Enum):
+    TRUE = strawberry.enum_value("true", description="Its condition holds.")
+    FALSE = strawberry.enum_value("false", description="Its condition does not hold.")
+    UNKNOWN = strawberry.enum_value(
+        "unknown", description="Its condition compares a null value: the tier does not take them."
+    )
+    OTHERWISE = strawberry.enum_value(
+        "otherwise", description="An `otherwise` tier: it takes whoever no tier before took."
+    )
+
+
 @strawberry.type(description="One clause of a tier's condition, evaluated for one customer.")
 class Clause:
     text: str = strawberry.field(description="The clause in canonical rule text.")
-    result: str = strawberry.field(description="`true`, `false` or `unknown` (a null value).")
+    result: ClauseResult = strawberry.field(
+        description="`TRUE`, `FALSE` or `UNKNOWN` (a null value)."
+    )
     metric: str | None = strawberry.field(description="For a comparison: the metric compared.")
     actual: JSON | None = strawberry.field(description="The metric's value for this customer.")
     operator: str | None = strawberry.field(description="`>`, `between`, `in`, `is null`, ...")
@@ -29,7 +54,7 @@ class Clause:
     def of(cls, trace: ClauseTrace) -> Clause:
         return cls(
             text=trace.text,
-            result=trace.result,
+            result=ClauseResult(trace.result),
             metric=trace.metric,
             actual=JSON(trace.actual),
             operator=trace.operator,
@@ -44,7 +69,7 @@ class Clause:
 class TierTrace:
     name: str = strawberry.field(description="The tier's name.")
     index: int = strawberry.field(description="Position in the scheme, from 0.")
-    result: str = strawberry.field(description="`true`, `false`, `unknown` or `otherwise`.")
+    result: TierResult = strawberry.field(description="`TRUE`, `FALSE`, `UNKNOWN` or `OTHERWISE`.")
     matched: bool = strawberry.field(description="Whether this tier took the customer.")
     clause: Clause | None = strawberry.field(description="The condition; null for `otherwise`.")
 
@@ -67,7 +92,7 @@ class Explanation:
                 TierTrace(
                     name=t.name,
                     index=t.index,
-                    result=t.result,
+                    result=TierResult(t.result),
                     matched=t.matched,
                     clause=Clause.of(t.clause) if t.clause else None,
                 )

@@ -10,9 +10,10 @@ import strawberry
 
 from service.access import auth
 from service.access.auth import Permission
+from service.api.access import Role
 from service.api.context import Info
 from service.api.fields import arg, resolver
-from service.errors import NotFound, UserError
+from service.errors import NotFound
 
 MANAGE = Permission.manage_keys
 
@@ -21,7 +22,7 @@ MANAGE = Permission.manage_keys
 class ApiKey:
     id: str = strawberry.field(description="The key's id: the part after the tenant in the key.")
     name: str = strawberry.field(description="What it is for.")
-    role: str = strawberry.field(description="The role it acts in.")
+    role: Role = strawberry.field(description="The role it acts in.")
     created_at: dt.datetime = strawberry.field(description="When it was created.")
     created_by: str = strawberry.field(description="Who created it.")
     revoked_at: dt.datetime | None = strawberry.field(
@@ -33,7 +34,7 @@ class ApiKey:
         return cls(
             id=key.id,
             name=key.name,
-            role=key.role.value,
+            role=Role(key.role),
             created_at=key.created_at,
             created_by=key.created_by,
             revoked_at=key.revoked_at,
@@ -61,25 +62,19 @@ class KeyQuery:
 @strawberry.type
 class KeyMutation:
     @resolver(
-        "Create an API key for the tenant; the answer holds the key, shown this once. "
-        "BAD_INPUT for an unknown role.",
+        "Create an API key for the tenant; the answer holds the key, shown this once.",
         needs=MANAGE,
     )
     async def create_api_key(
         self,
         info: Info,
-        role: Annotated[str, arg("viewer, analyst, ingest or admin.")],
+        role: Annotated[Role, arg("The role it acts in.")],
         name: Annotated[str, arg("What it is for (shown in listings).")] = "",
     ) -> CreatedApiKey:
         context = info.context
-        try:
-            chosen = auth.Role(role)
-        except ValueError:
-            roles = ", ".join(r.value for r in auth.Role)
-            raise UserError(f"unknown role {role!r}: one of {roles}") from None
         async with context.transaction() as connection:
             key, plain = await auth.create_key(
-                connection, context.tenant, chosen, context.caller.actor, name=name
+                connection, context.tenant, auth.Role(role.value), context.caller.actor, name=name
             )
         return CreatedApiKey(api_key=ApiKey.of(key), key=plain)
 

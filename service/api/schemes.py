@@ -13,6 +13,7 @@ from dsl import Diagnostic as RuleDiagnostic
 from dsl import RuleError, parse_rules
 from service.access.auth import Permission
 from service.api.context import Info
+from service.api.errors import Severity
 from service.api.fields import arg, resolver
 from service.engine import evaluation, schemes
 
@@ -49,7 +50,7 @@ class Diagnostic:
     column: int = strawberry.field(description="Column, from 1.")
     end_line: int = strawberry.field(description="Line where the problem's span ends.")
     end_column: int = strawberry.field(description="Column where the problem's span ends.")
-    severity: str = strawberry.field(description="`error` or `warning`.")
+    severity: Severity = strawberry.field(description="`ERROR` or `WARNING`.")
     message: str = strawberry.field(description="What is wrong.")
     hint: str | None = strawberry.field(description="How to fix it, when known.")
 
@@ -60,7 +61,7 @@ class Diagnostic:
             column=d.column,
             end_line=d.end_line,
             end_column=d.end_column,
-            severity=d.severity,
+            severity=Severity(d.severity),
             message=d.message,
             hint=d.hint,
         )

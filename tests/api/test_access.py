@@ -91,7 +91,7 @@ OPERATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "replayDeadDeliveries": ('mutation { replayDeadDeliveries(webhookId: "1") }', {}),
     "auditLog": ("{ auditLog { action actor } }", {}),
     "apiKeys": ("{ apiKeys { id } }", {}),
-    "createApiKey": ('mutation { createApiKey(role: "viewer") { key } }', {}),
+    "createApiKey": ("mutation { createApiKey(role: VIEWER) { key } }", {}),
     "revokeApiKey": ('mutation { revokeApiKey(id: "0000000000000000") { id } }', {}),
 }
 

@@ -54,7 +54,7 @@ async def test_api_changes_are_audited_with_who_and_where(engine: AsyncEngine, t
     assert published["action"] == "scheme.publish" and published["target"] == "value"
     assert "5000" in published["before"]["source"] and "7000" in published["after"]["source"]
     for entry in entries:
-        assert (entry["actor"], entry["role"], entry["requestId"]) == ("ana", "analyst", "req-ana")
+        assert (entry["actor"], entry["role"], entry["requestId"]) == ("ana", "ANALYST", "req-ana")
         assert entry["source"]  # the client's address
     older = data(await _as(engine, tenant, Role.admin, "root", LOG, {"before": published["id"]}))[
         "auditLog"

@@ -3,15 +3,25 @@ operation in graphql/operations/ runs against a real database with the results a
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 import pytest
 from graphql import parse, validate
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dsl import errors as rule_errors
+from dsl.catalog import Param, Type
+from dsl.explain import ClauseTrace
+from dsl.explain import TierTrace as RuleTierTrace
+from service.access import auth
+from service.api.access import Role
+from service.api.catalog import MetricParameter, MetricType
+from service.api.errors import Severity
+from service.api.explain import ClauseResult, TierResult
 from service.api.schema import build_schema, sdl
 from service.config import Settings
 from tests.api.support import codes, data, post, shop
@@ -31,6 +41,32 @@ def test_the_schema_file_is_the_codes_schema() -> None:
 def test_every_operation_is_valid_against_the_schema(path: Path) -> None:
     schema = build_schema(Settings())._schema
     assert validate(schema, parse(path.read_text())) == []
+
+
+def _literals(annotation: Any) -> set[object]:
+    """The values a `Literal` (or a union of them) allows."""
+    args = get_args(annotation)
+    if all(isinstance(arg, str) for arg in args):
+        return set(args)
+    return {value for arg in args for value in _literals(arg)}
+
+
+# Each closed set of the API and the service's own definition of it.
+ENUMS: list[tuple[type[enum.Enum], set[object]]] = [
+    (Role, set(auth.Role)),
+    (MetricType, set(Type)),
+    (MetricParameter, set(Param)),
+    (Severity, _literals(rule_errors.Severity)),
+    (ClauseResult, _literals(get_type_hints(ClauseTrace)["result"])),
+    (TierResult, _literals(get_type_hints(RuleTierTrace)["result"])),
+]
+
+
+@pytest.mark.parametrize(("api", "service"), ENUMS, ids=[api.__name__ for api, _ in ENUMS])
+def test_each_enum_is_exactly_the_services_closed_set(
+    api: type[enum.Enum], service: set[object]
+) -> None:
+    assert {member.value for member in api} == service
 
 
 def test_every_operation_is_run_below() -> None:
@@ -76,7 +112,7 @@ def _check_rules(result: dict[str, Any]) -> None:
     check = data(result)["checkRules"]
     assert check["ok"] is False
     (diagnostic,) = check["diagnostics"]
-    assert (diagnostic["line"], diagnostic["column"], diagnostic["severity"]) == (2, 15, "error")
+    assert (diagnostic["line"], diagnostic["column"], diagnostic["severity"]) == (2, 15, "ERROR")
     assert "did you mean `frequency`" in diagnostic["message"]
 
 

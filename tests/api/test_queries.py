@@ -75,9 +75,9 @@ async def test_explain_traces_every_tier_with_the_customers_values(
     explanation = explained["customer"]["explain"]
     assert explanation["tier"] == "Active"
     assert [(t["name"], t["result"], t["matched"]) for t in explanation["tiers"]] == [
-        ("VIP", "false", False),
-        ("Active", "true", True),
-        ("Normal", "otherwise", False),
+        ("VIP", "FALSE", False),
+        ("Active", "TRUE", True),
+        ("Normal", "OTHERWISE", False),
     ]
     vip = explanation["tiers"][0]["clause"]
     assert vip["children"][0] == {
@@ -160,6 +160,7 @@ async def test_a_bad_where_is_a_bad_rule_error_with_its_position(
     assert codes(result) == ["BAD_RULE"]
     (diagnostic,) = result["errors"][0]["extensions"]["diagnostics"]
     assert (diagnostic["line"], diagnostic["column"]) == (1, 19)
+    assert diagnostic["severity"] == "ERROR"  # spelled as the `Severity` enum, as in checkRules
     assert "monetory" in diagnostic["message"]
     assert "did you mean `monetary`" in diagnostic["message"]
     syntax = await post(engine, tenant, PAGE, {"where": "monetary >"})
@@ -195,7 +196,7 @@ async def test_segments_schemes_strategies_and_metrics(engine: AsyncEngine, tena
         }
     ]
     assert [s["name"] for s in found["strategies"]] == ["Personal manager", "Exclusive offers"]
-    assert {"name": "monetary", "type": "number"} in found["metrics"]
+    assert {"name": "monetary", "type": "NUMBER"} in found["metrics"]
 
 
 async def test_check_rules_reports_errors_and_warnings_without_writing(
@@ -209,7 +210,7 @@ async def test_check_rules_reports_errors_and_warnings_without_writing(
     bad = data(await post(engine, tenant, query, {"source": "scheme s {\n tier A when x > 1\n}"}))
     assert bad["checkRules"]["ok"] is False
     assert bad["checkRules"]["diagnostics"][0]["line"] == 2
-    assert bad["checkRules"]["diagnostics"][0]["severity"] == "error"
+    assert bad["checkRules"]["diagnostics"][0]["severity"] == "ERROR"
     schemes = data(await post(engine, tenant, "{ schemes { key } }"))
     assert schemes == {"schemes": []}
 
