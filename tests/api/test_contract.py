@@ -136,7 +136,7 @@ def _console_session(result: dict[str, Any]) -> None:
     )
     assert "tier VIP" in scheme["source"]
     metrics = {m["name"]: m for m in data(result)["metrics"]}
-    assert metrics["monetary"]["type"] == "number"
+    assert metrics["monetary"]["type"] == "NUMBER"
 
 
 def _publish_scheme(result: dict[str, Any]) -> None:

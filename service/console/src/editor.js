@@ -66,8 +66,8 @@ function completeFrom(metrics) {
       ...metrics().map((metric) => ({
         label: metric.name,
         type: "variable",
-        detail: [metric.type, metric.unit].filter(Boolean).join(", "),
-        info: `${metric.description}${metric.parameters.length ? `\nParameters: ${metric.parameters.join(", ")}` : ""}\nExample: ${metric.example}`,
+        detail: [metric.type.toLowerCase(), metric.unit].filter(Boolean).join(", "),
+        info: `${metric.description}${metric.parameters.length ? `\nParameters: ${metric.parameters.map((p) => p.toLowerCase()).join(", ")}` : ""}\nExample: ${metric.example}`,
         boost: 1,
       })),
       ...grammar.keywords.map((label) => ({ label, type: "keyword" })),
@@ -93,7 +93,7 @@ export function toDiagnostic(doc, d) {
   return {
     from,
     to,
-    severity: d.severity === "warning" ? "warning" : "error",
+    severity: d.severity === "WARNING" ? "warning" : "error",
     message: d.hint ? `${d.message} (${d.hint})` : d.message,
     renderMessage: () => {
       const box = document.createElement("div");

@@ -79,7 +79,7 @@ function value(v) {
 }
 
 function clauseItem(clause) {
-  const parts = [h("code", {}, clause.text), " ", h("span", { class: `result ${clause.result}` }, clause.result)];
+  const parts = [h("code", {}, clause.text), " ", h("span", { class: `result ${clause.result.toLowerCase()}` }, clause.result.toLowerCase())];
   if (clause.metric) {
     parts.push(h("span", { class: "values" }, ` ${clause.metric} is `, h("strong", { class: "actual" }, value(clause.actual)), clause.operator ? ` (rule: ${clause.operator} ${value(clause.expected)})` : ""));
   }
@@ -92,7 +92,7 @@ function showExplanation(element, explain) {
     h("p", {}, `In ${explain.scheme}, the rules place this customer in `, h("strong", {}, explain.tier ?? "no tier"), "."),
     h("ol", { class: "traces" }, explain.tiers.map((trace) =>
       h("li", { class: trace.matched ? "matched" : undefined, dataset: { tier: trace.name } },
-        h("strong", {}, trace.name), " ", h("span", { class: `result ${trace.result}` }, trace.matched ? `${trace.result}: takes the customer` : trace.result),
+        h("strong", {}, trace.name), " ", h("span", { class: `result ${trace.result.toLowerCase()}` }, trace.matched ? `${trace.result.toLowerCase()}: takes the customer` : trace.result.toLowerCase()),
         trace.clause ? h("ul", {}, clauseItem(trace.clause)) : null),
     )),
   );

@@ -52,7 +52,7 @@ export async function rules(main, ctx, [schemeKey]) {
     replace(
       problems,
       diagnostics.map((d) =>
-        h("li", { class: d.severity }, h("strong", {}, `line ${d.line}, column ${d.column}: ${d.severity}: `), d.message, d.hint ? h("span", { class: "hint" }, ` ${d.hint}`) : null),
+        h("li", { class: d.severity.toLowerCase() }, h("strong", {}, `line ${d.line}, column ${d.column}: ${d.severity.toLowerCase()}: `), d.message, d.hint ? h("span", { class: "hint" }, ` ${d.hint}`) : null),
       ),
     );
   }
@@ -95,7 +95,7 @@ export async function rules(main, ctx, [schemeKey]) {
 
   const checkButton = h("button", { type: "button", onclick: () => busy(checkButton, async () => {
     const diagnostics = await check(text());
-    const errors = diagnostics.filter((d) => d.severity === "error").length;
+    const errors = diagnostics.filter((d) => d.severity === "ERROR").length;
     replace(result, status(errors ? `${errors} error${errors > 1 ? "s" : ""}: see Problems.` : diagnostics.length ? "No errors; see the warnings." : "No problems found.", errors ? "error" : "info"));
   }) }, "Check");
 
