@@ -1,12 +1,14 @@
 """The checked form of a scheme: names resolved against the catalog, every operand typed.
 
-This is what the compiler, the evaluator, explain and the lints consume.
+This is what the compiler, the evaluator, explain and the lints consume. As in `dsl.tree`, each
+kind of node is a member of a union alias (`Operand`, `Condition`, `Expression`) that walks
+`match` on exhaustively; `children` is the one generic traversal.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, assert_never
 
 from dsl.catalog import MetricRef, Type, Value
 from dsl.tree import CompareOp, Span
@@ -122,24 +124,43 @@ class CheckedScheme:
         return tuple(t.name for t in self.tiers)
 
 
+# What `children` walks: conditions and the operands in them.
+Expression = Condition | Operand
+
+
+def children(node: Expression) -> tuple[Expression, ...]:
+    """The conditions and operands directly inside `node`, in the order they are written.
+
+    The items of an `in [...]` list are constants and are not walked. References, constants and
+    `in tier` have none.
+    """
+    match node:
+        case Compare():
+            return (node.left, node.right)
+        case And() | Or():
+            return node.items
+        case Not():
+            return (node.operand,)
+        case Between():
+            return (node.operand, node.low, node.high)
+        case InList() | IsNull():
+            return (node.operand,)
+        case TextMatch():
+            return (node.operand, node.value)
+        case Ref() | Const() | Member():
+            return ()
+        case _:
+            assert_never(node)
+
+
 def condition_refs(condition: Condition) -> list[MetricRef]:
     """Metric references of a condition, in order of appearance, without repeats."""
     seen: dict[MetricRef, None] = {}
-    stack: list[object] = [condition]
+    stack: list[Expression] = [condition]
     while stack:
         node = stack.pop()
         if isinstance(node, Ref | Member):
             seen.setdefault(node.ref)
-        elif isinstance(node, And | Or):
-            stack.extend(reversed(node.items))
-        elif isinstance(node, Not):
-            stack.append(node.operand)
-        elif isinstance(node, Compare):
-            stack.extend([node.right, node.left])
-        elif isinstance(node, Between):
-            stack.extend([node.high, node.low, node.operand])
-        elif isinstance(node, InList | IsNull):
-            stack.append(node.operand)
-        elif isinstance(node, TextMatch):
-            stack.extend([node.value, node.operand])
+        else:
+            stack.extend(reversed(children(node)))
     return list(seen)

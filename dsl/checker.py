@@ -10,6 +10,7 @@ import datetime as dt
 import difflib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import assert_never
 
 from dsl import checked as c
 from dsl import tree as t
@@ -39,22 +40,37 @@ class _Fail(Exception):
 
 @dataclass(frozen=True)
 class CheckResult:
+    """The checked schemes, in the order given, and the lint warnings, by position."""
+
     schemes: tuple[c.CheckedScheme, ...]
     warnings: tuple[Diagnostic, ...]
 
 
 def _noun(node: c.Operand, source: t.Operand) -> str:
-    if isinstance(node, c.Ref):
-        return f"`{node.ref.text}` ({_TYPE_WORDS[node.type]})"
-    if isinstance(source, t.Duration):
-        return f"the duration {source.amount} {source.unit}s"
-    if isinstance(source, t.String):
-        return f"the text {_short(source.value)}"
-    if isinstance(source, t.Date):
-        return f"the date {source.value.isoformat()}"
-    if isinstance(source, t.Number):
-        return f"the number {source.value}"
-    return f"`{str(node.value).lower()}`"
+    """How an operand is named in an error: a metric with its type, a constant as written."""
+    match node:
+        case c.Ref():
+            return f"`{node.ref.text}` ({_TYPE_WORDS[node.type]})"
+        case c.Const():
+            return _written(node, source)
+        case _:
+            assert_never(node)
+
+
+def _written(node: c.Const, source: t.Operand) -> str:
+    match source:
+        case t.Duration():
+            return f"the duration {source.amount} {source.unit}s"
+        case t.String():
+            return f"the text {_short(source.value)}"
+        case t.Date():
+            return f"the date {source.value.isoformat()}"
+        case t.Number():
+            return f"the number {source.value}"
+        case t.Boolean() | t.Metric() | t.Attribute():
+            return f"`{str(node.value).lower()}`"
+        case _:
+            assert_never(source)
 
 
 def _mismatch(a: c.Operand, a_src: t.Operand, b: c.Operand, b_src: t.Operand) -> str:
@@ -87,26 +103,35 @@ class _Checker:
 
     def _found(self, *operands: c.Operand) -> None:
         for operand in operands:
-            if isinstance(operand, c.Ref):
-                self.found.append(operand.ref)
+            match operand:
+                case c.Ref():
+                    self.found.append(operand.ref)
+                case c.Const():
+                    pass
+                case _:
+                    assert_never(operand)
 
     # Operands.
 
     def operand(self, node: t.Operand) -> c.Operand:
-        if isinstance(node, t.Metric):
-            return self.metric(node)
-        if isinstance(node, t.Attribute):
-            return c.Ref(MetricRef("attributes", key=node.key), Type.ATTRIBUTE, node.span)
-        if isinstance(node, t.Number):
-            return c.Const(node.value, Type.NUMBER, node.span)
-        if isinstance(node, t.String):
-            return c.Const(node.value, Type.TEXT, node.span)
-        if isinstance(node, t.Boolean):
-            return c.Const(node.value, Type.BOOLEAN, node.span)
-        if isinstance(node, t.Date):
-            moment = dt.datetime.combine(node.value, dt.time(), tzinfo=dt.UTC)
-            return c.Const(moment, Type.TIMESTAMP, node.span)
-        return c.Const(window_days(node.amount, node.unit), Type.DAYS, node.span)
+        match node:
+            case t.Metric():
+                return self.metric(node)
+            case t.Number():
+                return c.Const(node.value, Type.NUMBER, node.span)
+            case t.String():
+                return c.Const(node.value, Type.TEXT, node.span)
+            case t.Attribute():
+                return c.Ref(MetricRef("attributes", key=node.key), Type.ATTRIBUTE, node.span)
+            case t.Duration():
+                return c.Const(window_days(node.amount, node.unit), Type.DAYS, node.span)
+            case t.Boolean():
+                return c.Const(node.value, Type.BOOLEAN, node.span)
+            case t.Date():
+                moment = dt.datetime.combine(node.value, dt.time(), tzinfo=dt.UTC)
+                return c.Const(moment, Type.TIMESTAMP, node.span)
+            case _:
+                assert_never(node)
 
     def metric(self, node: t.Metric) -> c.Ref:
         entry = CATALOG.get(node.name) if node.name in _CALLABLE_SET else None
@@ -158,27 +183,33 @@ class _Checker:
         return c.Ref(ref, entry.type, node.span)
 
     def argument(self, arg: t.Arg, outer: str) -> tuple[Param, object]:
-        if isinstance(arg, t.WindowArg):
-            days = window_days(arg.duration.amount, arg.duration.unit)
-            if days != days.to_integral_value() or not 1 <= days <= MAX_WINDOW_DAYS:
-                raise _Fail(
-                    arg.span,
-                    "a window is a whole number of days from 1 day to 100 years",
-                    "for example: frequency(30 days), monetary(12 months)",
-                )
-            return Param.WINDOW, int(days)
-        if isinstance(arg, t.KeywordArg):
-            return Param(arg.keyword), arg.value.value
-        inner = self.metric(arg.metric)
-        entry = CATALOG[inner.ref.name]
-        if entry.source is Source.POPULATION or inner.type not in (Type.NUMBER, Type.DAYS):
-            kind = (
-                "a population score"
-                if entry.source is Source.POPULATION
-                else _TYPE_WORDS[inner.type]
-            )
-            raise _Fail(arg.span, f"`{outer}` needs a numeric metric; `{inner.ref.text}` is {kind}")
-        return Param.METRIC, inner.ref
+        match arg:
+            case t.WindowArg():
+                days = window_days(arg.duration.amount, arg.duration.unit)
+                if days != days.to_integral_value() or not 1 <= days <= MAX_WINDOW_DAYS:
+                    raise _Fail(
+                        arg.span,
+                        "a window is a whole number of days from 1 day to 100 years",
+                        "for example: frequency(30 days), monetary(12 months)",
+                    )
+                return Param.WINDOW, int(days)
+            case t.KeywordArg():
+                return Param(arg.keyword), arg.value.value
+            case t.MetricArg():
+                inner = self.metric(arg.metric)
+                entry = CATALOG[inner.ref.name]
+                if entry.source is Source.POPULATION or inner.type not in (Type.NUMBER, Type.DAYS):
+                    kind = (
+                        "a population score"
+                        if entry.source is Source.POPULATION
+                        else _TYPE_WORDS[inner.type]
+                    )
+                    raise _Fail(
+                        arg.span, f"`{outer}` needs a numeric metric; `{inner.ref.text}` is {kind}"
+                    )
+                return Param.METRIC, inner.ref
+            case _:
+                assert_never(arg)
 
     # Typing.
 
@@ -217,66 +248,71 @@ class _Checker:
         raise _Fail(span, _mismatch(a, a_src, b, b_src), hint)
 
     def condition(self, node: t.Condition) -> c.Condition:
-        # The node types are disjoint; the most common comes first.
-        if isinstance(node, t.Compare):
-            left, right = self.operand(node.left), self.operand(node.right)
-            if not (isinstance(left, c.Ref) or isinstance(right, c.Ref)):
-                raise _Fail(
-                    node.span,
-                    "this comparison has no metric in it",
-                    "compare a metric with a value, e.g. frequency >= 2",
-                )
-            left, right, type_ = self.unify(left, node.left, right, node.right, node.span)
-            if node.op not in ("=", "!=") and type_ not in _ORDERED:
-                raise _Fail(
-                    node.op_span,
-                    f"{_TYPE_WORDS[type_]} can only be compared with = or !=",
-                    "for text there are also in [...], contains, starts with",
-                )
-            self._found(left, right)
-            return c.Compare(left, node.op, right, node.span)
-        if isinstance(node, t.Group):
-            return self.condition(node.inner)
-        if isinstance(node, t.And):
-            return c.And(tuple(self.condition(x) for x in node.items), node.span)
-        if isinstance(node, t.Or):
-            return c.Or(tuple(self.condition(x) for x in node.items), node.span)
-        if isinstance(node, t.Not):
-            return c.Not(self.condition(node.operand), node.span)
-        if isinstance(node, t.Between):
-            operand: c.Operand = self.ref(node.operand, "between")
-            low, high = self.operand(node.low), self.operand(node.high)
-            operand, low, type_ = self.unify(operand, node.operand, low, node.low, node.span)
-            operand, high, type_ = self.unify(operand, node.operand, high, node.high, node.span)
-            if type_ not in _ORDERED:
-                raise _Fail(
-                    node.span, f"`between` needs numbers, days or dates, not {_TYPE_WORDS[type_]}"
-                )
-            self._found(operand, low, high)
-            return c.Between(operand, low, high, node.negated, node.span)
-        if isinstance(node, t.InList):
-            operand = self.ref(node.operand, "in")
-            items: list[c.Const] = []
-            for item in node.items:
-                const = self.operand(item)
-                operand, const, _ = self.unify(operand, node.operand, const, item, item.span)
-                assert isinstance(const, c.Const)
-                items.append(const)
-            self._found(operand)
-            return c.InList(operand, tuple(items), node.negated, node.span)
-        if isinstance(node, t.TextMatch):
-            operand = self.ref(node.operand, node.op)
-            value = self.operand(node.value)
-            if value.type is not Type.TEXT:
-                raise _Fail(node.value.span, f"`{node.op}` needs text in double quotes")
-            operand, value, _ = self.unify(operand, node.operand, value, node.value, node.span)
-            self._found(operand, value)
-            return c.TextMatch(operand, node.op, value, node.negated, node.span)
-        if isinstance(node, t.IsNull):
-            is_null = c.IsNull(self.ref(node.operand, "is null"), node.negated, node.span)
-            self._found(is_null.operand)
-            return is_null
-        return self.member(node)
+        # The most common kinds first.
+        match node:
+            case t.Compare():
+                left, right = self.operand(node.left), self.operand(node.right)
+                if not (isinstance(left, c.Ref) or isinstance(right, c.Ref)):
+                    raise _Fail(
+                        node.span,
+                        "this comparison has no metric in it",
+                        "compare a metric with a value, e.g. frequency >= 2",
+                    )
+                left, right, type_ = self.unify(left, node.left, right, node.right, node.span)
+                if node.op not in ("=", "!=") and type_ not in _ORDERED:
+                    raise _Fail(
+                        node.op_span,
+                        f"{_TYPE_WORDS[type_]} can only be compared with = or !=",
+                        "for text there are also in [...], contains, starts with",
+                    )
+                self._found(left, right)
+                return c.Compare(left, node.op, right, node.span)
+            case t.Group():
+                return self.condition(node.inner)
+            case t.And():
+                return c.And(tuple(self.condition(x) for x in node.items), node.span)
+            case t.Or():
+                return c.Or(tuple(self.condition(x) for x in node.items), node.span)
+            case t.Not():
+                return c.Not(self.condition(node.operand), node.span)
+            case t.Between():
+                operand: c.Operand = self.ref(node.operand, "between")
+                low, high = self.operand(node.low), self.operand(node.high)
+                operand, low, type_ = self.unify(operand, node.operand, low, node.low, node.span)
+                operand, high, type_ = self.unify(operand, node.operand, high, node.high, node.span)
+                if type_ not in _ORDERED:
+                    raise _Fail(
+                        node.span,
+                        f"`between` needs numbers, days or dates, not {_TYPE_WORDS[type_]}",
+                    )
+                self._found(operand, low, high)
+                return c.Between(operand, low, high, node.negated, node.span)
+            case t.InList():
+                operand = self.ref(node.operand, "in")
+                items: list[c.Const] = []
+                for item in node.items:
+                    const = self.operand(item)
+                    operand, const, _ = self.unify(operand, node.operand, const, item, item.span)
+                    assert isinstance(const, c.Const)
+                    items.append(const)
+                self._found(operand)
+                return c.InList(operand, tuple(items), node.negated, node.span)
+            case t.TextMatch():
+                operand = self.ref(node.operand, node.op)
+                value = self.operand(node.value)
+                if value.type is not Type.TEXT:
+                    raise _Fail(node.value.span, f"`{node.op}` needs text in double quotes")
+                operand, value, _ = self.unify(operand, node.operand, value, node.value, node.span)
+                self._found(operand, value)
+                return c.TextMatch(operand, node.op, value, node.negated, node.span)
+            case t.IsNull():
+                is_null = c.IsNull(self.ref(node.operand, "is null"), node.negated, node.span)
+                self._found(is_null.operand)
+                return is_null
+            case t.InTier():
+                return self.member(node)
+            case _:
+                assert_never(node)
 
     def ref(self, node: t.Operand, what: str) -> c.Ref:
         result = self.operand(node)

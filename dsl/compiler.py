@@ -14,7 +14,7 @@ import datetime as dt
 import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 from typing import cast as cast_type
 
 from sqlalchemy import (
@@ -282,9 +282,13 @@ def metric_values_select(
 
 
 def _operand(node: c.Operand, columns: Mapping[MetricRef, ColumnElement[Any]]) -> Any:
-    if isinstance(node, c.Ref):
-        return columns[node.ref]
-    return bind(node.value, node.type)
+    match node:
+        case c.Ref():
+            return columns[node.ref]
+        case c.Const():
+            return bind(node.value, node.type)
+        case _:
+            assert_never(node)
 
 
 _OPERATORS = {
@@ -371,37 +375,41 @@ def condition_sql(
     node: c.Condition, columns: Mapping[MetricRef, ColumnElement[Any]]
 ) -> ColumnElement[bool]:
     """A checked condition as a boolean SQL expression over the metric columns."""
-    # The node types are disjoint; the most common comes first.
-    if isinstance(node, c.Compare):
-        left, right = _operand(node.left, columns), _operand(node.right, columns)
-        return _compare(left, _OPERATORS[node.op], right)
-    if isinstance(node, c.And):
-        return and_(*(condition_sql(x, columns) for x in node.items))
-    if isinstance(node, c.Or):
-        return or_(*(condition_sql(x, columns) for x in node.items))
-    if isinstance(node, c.Not):
-        return not_(condition_sql(node.operand, columns))
-    if isinstance(node, c.Member):
-        return columns[node.ref]
-    if isinstance(node, c.IsNull):
-        column = columns[node.operand.ref]
-        return column.is_not(None) if node.negated else column.is_(None)
-    if isinstance(node, c.Between):
-        x = _operand(node.operand, columns)
-        low, high = _operand(node.low, columns), _operand(node.high, columns)
-        between: ColumnElement[bool] = x.between(low, high)
-        return not_(between) if node.negated else between
-    if isinstance(node, c.InList):
-        x = _operand(node.operand, columns)
-        member: ColumnElement[bool] = x.in_([_operand(item, columns) for item in node.items])
-        return not_(member) if node.negated else member
-    x = _operand(node.operand, columns)
-    value = _operand(node.value, columns)
-    # strpos/starts_with rather than LIKE: no wildcard escaping, same as Python's `in`.
-    found: ColumnElement[bool] = (
-        func.strpos(x, value) > 0 if node.op == "contains" else func.starts_with(x, value)
-    )
-    return not_(found) if node.negated else found
+    # The most common kinds first.
+    match node:
+        case c.Compare():
+            left, right = _operand(node.left, columns), _operand(node.right, columns)
+            return _compare(left, _OPERATORS[node.op], right)
+        case c.And():
+            return and_(*(condition_sql(x, columns) for x in node.items))
+        case c.Or():
+            return or_(*(condition_sql(x, columns) for x in node.items))
+        case c.Not():
+            return not_(condition_sql(node.operand, columns))
+        case c.Member():
+            return columns[node.ref]
+        case c.IsNull():
+            column = columns[node.operand.ref]
+            return column.is_not(None) if node.negated else column.is_(None)
+        case c.Between():
+            x = _operand(node.operand, columns)
+            low, high = _operand(node.low, columns), _operand(node.high, columns)
+            between: ColumnElement[bool] = x.between(low, high)
+            return not_(between) if node.negated else between
+        case c.InList():
+            x = _operand(node.operand, columns)
+            member: ColumnElement[bool] = x.in_([_operand(item, columns) for item in node.items])
+            return not_(member) if node.negated else member
+        case c.TextMatch():
+            x = _operand(node.operand, columns)
+            value = _operand(node.value, columns)
+            # strpos/starts_with rather than LIKE: no wildcard escaping, same as Python's `in`.
+            found: ColumnElement[bool] = (
+                func.strpos(x, value) > 0 if node.op == "contains" else func.starts_with(x, value)
+            )
+            return not_(found) if node.negated else found
+        case _:
+            assert_never(node)
 
 
 def _columns(metrics: Subquery, refs: Sequence[MetricRef]) -> dict[MetricRef, Any]:

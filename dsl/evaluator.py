@@ -10,6 +10,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import assert_never
 
 from dsl import checked as c
 from dsl.catalog import CATALOG, MetricRef, Source, Value
@@ -114,11 +115,19 @@ def compute_metric_values(
 
 
 def is_population(ref: MetricRef) -> bool:
+    """Whether the metric ranks the whole population (R/F/M scores, percentiles), so that its
+    value must be given to `compute_metric_values` in population_values."""
     return CATALOG[ref.name].source is Source.POPULATION
 
 
 def _operand(node: c.Operand, values: Values) -> Value:
-    return values[node.ref] if isinstance(node, c.Ref) else node.value
+    match node:
+        case c.Ref():
+            return values[node.ref]
+        case c.Const():
+            return node.value
+        case _:
+            assert_never(node)
 
 
 _COMPARE: dict[str, Callable[[Value, Value], bool]] = {
@@ -132,59 +141,75 @@ _COMPARE: dict[str, Callable[[Value, Value], bool]] = {
 
 
 def compare(op: str, left: Value, right: Value) -> Truth:
+    """`left op right` (op: =, !=, <, <=, >, >=); None (unknown) when either side is None."""
     if left is None or right is None:
         return None
     return _COMPARE[op](left, right)
 
 
 def both(items: Sequence[Truth]) -> Truth:
+    """SQL's AND: False if any item is False, else None if any is None, else True."""
     if any(x is False for x in items):
         return False
     return None if any(x is None for x in items) else True
 
 
 def either(items: Sequence[Truth]) -> Truth:
+    """SQL's OR: True if any item is True, else None if any is None, else False."""
     if any(x is True for x in items):
         return True
     return None if any(x is None for x in items) else False
 
 
 def negate(value: Truth) -> Truth:
+    """SQL's NOT: unknown (None) stays unknown."""
     return None if value is None else not value
 
 
 def evaluate_condition(node: c.Condition, values: Values) -> Truth:
-    if isinstance(node, c.And):
-        return both([evaluate_condition(x, values) for x in node.items])
-    if isinstance(node, c.Or):
-        return either([evaluate_condition(x, values) for x in node.items])
-    if isinstance(node, c.Not):
-        return negate(evaluate_condition(node.operand, values))
-    if isinstance(node, c.Member):
-        return bool(values[node.ref])
-    if isinstance(node, c.IsNull):
-        return (values[node.operand.ref] is None) != node.negated
-    if isinstance(node, c.Compare):
-        return compare(node.op, _operand(node.left, values), _operand(node.right, values))
-    if isinstance(node, c.Between):
-        x = _operand(node.operand, values)
-        result = both(
-            [
-                compare(">=", x, _operand(node.low, values)),
-                compare("<=", x, _operand(node.high, values)),
-            ]
-        )
-        return negate(result) if node.negated else result
-    if isinstance(node, c.InList):
-        x = _operand(node.operand, values)
-        result = either([compare("=", x, item.value) for item in node.items])
-        return negate(result) if node.negated else result
-    x, value = _operand(node.operand, values), _operand(node.value, values)
-    if x is None or value is None:
-        return None
-    assert isinstance(x, str) and isinstance(value, str)
-    result = value in x if node.op == "contains" else x.startswith(value)
-    return not result if node.negated else result
+    """A checked condition for one customer's metric values (`compute_metric_values`).
+
+    True, False, or None for unknown, in SQL's three-valued logic: a comparison with a missing
+    value is unknown, `not` keeps unknown, `and` is False if any part is False and else unknown
+    if any is, `or` is True if any part is True and else unknown if any is. The same answer as
+    the compiled SQL (`compiler.condition_sql`). Raises KeyError when a reference of the
+    condition is missing from `values`.
+    """
+    match node:
+        case c.And():
+            return both([evaluate_condition(x, values) for x in node.items])
+        case c.Or():
+            return either([evaluate_condition(x, values) for x in node.items])
+        case c.Not():
+            return negate(evaluate_condition(node.operand, values))
+        case c.Member():
+            return bool(values[node.ref])
+        case c.IsNull():
+            return (values[node.operand.ref] is None) != node.negated
+        case c.Compare():
+            return compare(node.op, _operand(node.left, values), _operand(node.right, values))
+        case c.Between():
+            x = _operand(node.operand, values)
+            result = both(
+                [
+                    compare(">=", x, _operand(node.low, values)),
+                    compare("<=", x, _operand(node.high, values)),
+                ]
+            )
+            return negate(result) if node.negated else result
+        case c.InList():
+            x = _operand(node.operand, values)
+            result = either([compare("=", x, item.value) for item in node.items])
+            return negate(result) if node.negated else result
+        case c.TextMatch():
+            x, value = _operand(node.operand, values), _operand(node.value, values)
+            if x is None or value is None:
+                return None
+            assert isinstance(x, str) and isinstance(value, str)
+            matched = value in x if node.op == "contains" else x.startswith(value)
+            return not matched if node.negated else matched
+        case _:
+            assert_never(node)
 
 
 def evaluate(scheme: c.CheckedScheme, values: Values) -> str | None:

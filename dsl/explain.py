@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from functools import partial
-from typing import Literal
+from typing import Literal, assert_never
 
 from dsl import checked as c
 from dsl.catalog import Type, Value, quote
@@ -79,65 +79,84 @@ def _const_text(node: c.Const) -> str:
 
 
 def _text(node: c.Operand) -> str:
-    return node.ref.text if isinstance(node, c.Ref) else _const_text(node)
+    match node:
+        case c.Ref():
+            return node.ref.text
+        case c.Const():
+            return _const_text(node)
+        case _:
+            assert_never(node)
 
 
 def _side(node: c.Operand, values: Values) -> tuple[str | None, JsonValue]:
-    if isinstance(node, c.Ref):
-        return node.ref.text, json_value(values[node.ref])
-    return None, json_value(node.value)
+    """The metric's rule text (None for a constant) and the operand's value."""
+    match node:
+        case c.Ref():
+            return node.ref.text, json_value(values[node.ref])
+        case c.Const():
+            return None, json_value(node.value)
+        case _:
+            assert_never(node)
 
 
 def _trace(node: c.Condition, values: Values) -> ClauseTrace:
     result = _outcome(evaluate_condition(node, values))
     clause = partial(ClauseTrace, line=node.span.line, column=node.span.column)
-    if isinstance(node, c.And | c.Or):
-        children = tuple(_trace(x, values) for x in node.items)
-        word = " and " if isinstance(node, c.And) else " or "
-        text = word.join(
-            f"({x.text})" if isinstance(y, c.And | c.Or) else x.text
-            for x, y in zip(children, node.items, strict=True)
-        )
-        return clause(text, result, children=children)
-    if isinstance(node, c.Not):
-        child = _trace(node.operand, values)
-        return clause(f"not ({child.text})", result, children=(child,))
-    if isinstance(node, c.Member):
-        return clause(
-            node.ref.text,
-            result,
-            node.ref.text,
-            json_value(values[node.ref]),
-            "in tier",
-            f"{node.ref.scheme}.{node.ref.tier}",
-        )
-    if isinstance(node, c.IsNull):
-        op = "is not null" if node.negated else "is null"
-        ref = node.operand.ref
-        return clause(f"{ref.text} {op}", result, ref.text, json_value(values[ref]), op)
-    neg = "not " if getattr(node, "negated", False) else ""
-    if isinstance(node, c.Compare):
-        left_metric, left = _side(node.left, values)
-        right_metric, right = _side(node.right, values)
-        text = f"{_text(node.left)} {node.op} {_text(node.right)}"
-        if left_metric is None and right_metric is not None:
-            # Shown metric-first: `5 < x` reads as x > 5.
-            flipped = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(node.op, node.op)
-            return clause(text, result, right_metric, right, flipped, left)
-        return clause(text, result, left_metric, left, node.op, right)
-    if isinstance(node, c.Between):
-        metric, actual = _side(node.operand, values)
-        text = f"{_text(node.operand)} {neg}between {_text(node.low)} and {_text(node.high)}"
-        expected = [_side(node.low, values)[1], _side(node.high, values)[1]]
-        return clause(text, result, metric, actual, f"{neg}between", expected)
-    if isinstance(node, c.InList):
-        metric, actual = _side(node.operand, values)
-        items = [json_value(x.value) for x in node.items]
-        text = f"{_text(node.operand)} {neg}in [{', '.join(_const_text(x) for x in node.items)}]"
-        return clause(text, result, metric, actual, f"{neg}in", items)
-    metric, actual = _side(node.operand, values)
-    text = f"{_text(node.operand)} {neg}{node.op} {_text(node.value)}"
-    return clause(text, result, metric, actual, f"{neg}{node.op}", _side(node.value, values)[1])
+    match node:
+        case c.And() | c.Or():
+            children = tuple(_trace(x, values) for x in node.items)
+            word = " and " if isinstance(node, c.And) else " or "
+            text = word.join(
+                f"({x.text})" if isinstance(y, c.And | c.Or) else x.text
+                for x, y in zip(children, node.items, strict=True)
+            )
+            return clause(text, result, children=children)
+        case c.Not():
+            child = _trace(node.operand, values)
+            return clause(f"not ({child.text})", result, children=(child,))
+        case c.Member():
+            return clause(
+                node.ref.text,
+                result,
+                node.ref.text,
+                json_value(values[node.ref]),
+                "in tier",
+                f"{node.ref.scheme}.{node.ref.tier}",
+            )
+        case c.IsNull():
+            op = "is not null" if node.negated else "is null"
+            ref = node.operand.ref
+            return clause(f"{ref.text} {op}", result, ref.text, json_value(values[ref]), op)
+        case c.Compare():
+            left_metric, left = _side(node.left, values)
+            right_metric, right = _side(node.right, values)
+            text = f"{_text(node.left)} {node.op} {_text(node.right)}"
+            if left_metric is None and right_metric is not None:
+                # Shown metric-first: `5 < x` reads as x > 5.
+                flipped = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(node.op, node.op)
+                return clause(text, result, right_metric, right, flipped, left)
+            return clause(text, result, left_metric, left, node.op, right)
+        case c.Between():
+            neg = "not " if node.negated else ""
+            metric, actual = _side(node.operand, values)
+            text = f"{_text(node.operand)} {neg}between {_text(node.low)} and {_text(node.high)}"
+            expected = [_side(node.low, values)[1], _side(node.high, values)[1]]
+            return clause(text, result, metric, actual, f"{neg}between", expected)
+        case c.InList():
+            neg = "not " if node.negated else ""
+            metric, actual = _side(node.operand, values)
+            items = [json_value(x.value) for x in node.items]
+            listed = ", ".join(_const_text(x) for x in node.items)
+            text = f"{_text(node.operand)} {neg}in [{listed}]"
+            return clause(text, result, metric, actual, f"{neg}in", items)
+        case c.TextMatch():
+            neg = "not " if node.negated else ""
+            metric, actual = _side(node.operand, values)
+            text = f"{_text(node.operand)} {neg}{node.op} {_text(node.value)}"
+            expected_text = _side(node.value, values)[1]
+            return clause(text, result, metric, actual, f"{neg}{node.op}", expected_text)
+        case _:
+            assert_never(node)
 
 
 def explain(scheme: c.CheckedScheme, values: Values) -> Explanation:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from dsl import tree as t
 from dsl.catalog import quote, quote_name
@@ -19,13 +20,25 @@ _OR, _AND, _NOT, _ATOM = 1, 2, 3, 4
 
 
 def _precedence(node: t.Condition) -> int:
-    if isinstance(node, t.Or):
-        return _OR
-    if isinstance(node, t.And):
-        return _AND
-    if isinstance(node, t.Not):
-        return _NOT
-    return _ATOM
+    match node:
+        case t.Or():
+            return _OR
+        case t.And():
+            return _AND
+        case t.Not():
+            return _NOT
+        case (
+            t.Compare()
+            | t.Between()
+            | t.InList()
+            | t.TextMatch()
+            | t.IsNull()
+            | t.InTier()
+            | t.Group()
+        ):
+            return _ATOM
+        case _:
+            assert_never(node)
 
 
 def _unwrap(node: t.Condition) -> t.Condition:
@@ -35,66 +48,85 @@ def _unwrap(node: t.Condition) -> t.Condition:
 
 
 def condition_text(node: t.Condition, context: int = _OR) -> str:
+    """A condition in canonical rule text, parenthesized when it binds looser than `context`
+    (the precedence of where it stands)."""
     node = _unwrap(node)
     text = _condition(node)
     return f"({text})" if _precedence(node) < context else text
 
 
 def _condition(node: t.Condition) -> str:
-    if isinstance(node, t.Or):
-        # `or` and `and` are associative: nested ones need no parentheses of their own.
-        return " or ".join(condition_text(x, _OR) for x in node.items)
-    if isinstance(node, t.And):
-        return " and ".join(condition_text(x, _AND) for x in node.items)
-    if isinstance(node, t.Not):
-        inner = _unwrap(node.operand)
-        if isinstance(inner, t.InTier | t.Not):
-            return "not " + condition_text(inner, _NOT)
-        return f"not ({condition_text(inner)})"
-    if isinstance(node, t.Compare):
-        return f"{operand_text(node.left)} {node.op} {operand_text(node.right)}"
-    neg = "not " if getattr(node, "negated", False) else ""
-    if isinstance(node, t.Between):
-        return (
-            f"{operand_text(node.operand)} {neg}between {operand_text(node.low)} "
-            f"and {operand_text(node.high)}"
-        )
-    if isinstance(node, t.InList):
-        items = ", ".join(operand_text(x) for x in node.items)
-        return f"{operand_text(node.operand)} {neg}in [{items}]"
-    if isinstance(node, t.TextMatch):
-        return f"{operand_text(node.operand)} {neg}{node.op} {operand_text(node.value)}"
-    if isinstance(node, t.IsNull):
-        return f"{operand_text(node.operand)} is {neg}null"
-    assert isinstance(node, t.InTier)
-    return f"in tier {node.scheme}.{quote_name(node.tier)}"
+    match node:
+        case t.Or():
+            # `or` and `and` are associative: nested ones need no parentheses of their own.
+            return " or ".join(condition_text(x, _OR) for x in node.items)
+        case t.And():
+            return " and ".join(condition_text(x, _AND) for x in node.items)
+        case t.Not():
+            inner = _unwrap(node.operand)
+            if isinstance(inner, t.InTier | t.Not):
+                return "not " + condition_text(inner, _NOT)
+            return f"not ({condition_text(inner)})"
+        case t.Group():
+            return condition_text(node.inner)
+        case t.Compare():
+            return f"{operand_text(node.left)} {node.op} {operand_text(node.right)}"
+        case t.Between():
+            neg = "not " if node.negated else ""
+            return (
+                f"{operand_text(node.operand)} {neg}between {operand_text(node.low)} "
+                f"and {operand_text(node.high)}"
+            )
+        case t.InList():
+            neg = "not " if node.negated else ""
+            items = ", ".join(operand_text(x) for x in node.items)
+            return f"{operand_text(node.operand)} {neg}in [{items}]"
+        case t.TextMatch():
+            neg = "not " if node.negated else ""
+            return f"{operand_text(node.operand)} {neg}{node.op} {operand_text(node.value)}"
+        case t.IsNull():
+            neg = "not " if node.negated else ""
+            return f"{operand_text(node.operand)} is {neg}null"
+        case t.InTier():
+            return f"in tier {node.scheme}.{quote_name(node.tier)}"
+        case _:
+            assert_never(node)
 
 
 def operand_text(node: t.Operand) -> str:
-    if isinstance(node, t.Metric):
-        if not node.args:
-            return node.name
-        return f"{node.name}({', '.join(_arg(a) for a in node.args)})"
-    if isinstance(node, t.Attribute):
-        return f"attributes.{node.key}"
-    if isinstance(node, t.Number):
-        return str(node.value)
-    if isinstance(node, t.String):
-        return quote(node.value)
-    if isinstance(node, t.Date):
-        return node.value.isoformat()
-    if isinstance(node, t.Boolean):
-        return "true" if node.value else "false"
-    plural = "" if node.amount == 1 else "s"
-    return f"{node.amount} {node.unit}{plural}"
+    """An operand in canonical rule text."""
+    match node:
+        case t.Metric():
+            if not node.args:
+                return node.name
+            return f"{node.name}({', '.join(_arg(a) for a in node.args)})"
+        case t.Attribute():
+            return f"attributes.{node.key}"
+        case t.Number():
+            return str(node.value)
+        case t.String():
+            return quote(node.value)
+        case t.Date():
+            return node.value.isoformat()
+        case t.Boolean():
+            return "true" if node.value else "false"
+        case t.Duration():
+            plural = "" if node.amount == 1 else "s"
+            return f"{node.amount} {node.unit}{plural}"
+        case _:
+            assert_never(node)
 
 
 def _arg(arg: t.Arg) -> str:
-    if isinstance(arg, t.WindowArg):
-        return operand_text(arg.duration)
-    if isinstance(arg, t.KeywordArg):
-        return f"{arg.keyword} {quote(arg.value.value)}"
-    return operand_text(arg.metric)
+    match arg:
+        case t.WindowArg():
+            return operand_text(arg.duration)
+        case t.KeywordArg():
+            return f"{arg.keyword} {quote(arg.value.value)}"
+        case t.MetricArg():
+            return operand_text(arg.metric)
+        case _:
+            assert_never(arg)
 
 
 def _width(text: str) -> int:

@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import NamedTuple
+from typing import NamedTuple, assert_never
 
 from dsl import checked as c
 from dsl import tree as t
@@ -112,74 +112,98 @@ def _point(const: c.Const) -> Point | None:
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "=", "!=": "!="}
 
 
-def _atom(node: c.Condition) -> tuple[MetricRef, _Range] | None:
-    """The metric a simple condition constrains, and how."""
-    if isinstance(node, c.Compare):
-        ref, const = node.left, node.right
-        op: str = node.op
-        if isinstance(ref, c.Const):
-            ref, const, op = const, ref, _FLIP[op]
-        if not (isinstance(ref, c.Ref) and isinstance(const, c.Const)) or op == "!=":
+# Conditions other than `and` / `or`: each is one atom of the disjunctive normal form.
+_Atom = c.Compare | c.Between | c.InList | c.TextMatch | c.IsNull | c.Member | c.Not
+
+
+def _atom(node: _Atom) -> tuple[MetricRef, _Range] | None:
+    """The metric a simple condition constrains, and how; None when it does not fit a range."""
+    match node:
+        case c.Compare():
+            ref, const = node.left, node.right
+            op: str = node.op
+            if isinstance(ref, c.Const):
+                ref, const, op = const, ref, _FLIP[op]
+            if not (isinstance(ref, c.Ref) and isinstance(const, c.Const)) or op == "!=":
+                return None
+            v = _point(const)
+            if v is None:
+                return None
+            # Only the one range needed is built.
+            if op == "=":
+                return ref.ref, _Range(values=frozenset([v]))
+            if op == "<":
+                return ref.ref, _Range(high=v, high_open=True)
+            if op == "<=":
+                return ref.ref, _Range(high=v)
+            if op == ">":
+                return ref.ref, _Range(low=v, low_open=True)
+            if op == ">=":
+                return ref.ref, _Range(low=v)
+            raise KeyError(op)
+        case c.Between():
+            if (
+                not node.negated
+                and isinstance(node.operand, c.Ref)
+                and isinstance(node.low, c.Const)
+                and isinstance(node.high, c.Const)
+            ):
+                low, high = _point(node.low), _point(node.high)
+                if low is not None and high is not None:
+                    return node.operand.ref, _Range(low=low, high=high)
             return None
-        v = _point(const)
-        if v is None:
+        case c.InList():
+            if not node.negated and isinstance(node.operand, c.Ref):
+                points = [_point(item) for item in node.items]
+                if all(p is not None for p in points):
+                    values = frozenset(p for p in points if p is not None)
+                    return node.operand.ref, _Range(values=values)
             return None
-        # Only the one range needed is built.
-        if op == "=":
-            return ref.ref, _Range(values=frozenset([v]))
-        if op == "<":
-            return ref.ref, _Range(high=v, high_open=True)
-        if op == "<=":
-            return ref.ref, _Range(high=v)
-        if op == ">":
-            return ref.ref, _Range(low=v, low_open=True)
-        if op == ">=":
-            return ref.ref, _Range(low=v)
-        raise KeyError(op)
-    if (
-        isinstance(node, c.Between)
-        and not node.negated
-        and isinstance(node.operand, c.Ref)
-        and isinstance(node.low, c.Const)
-        and isinstance(node.high, c.Const)
-    ):
-        low, high = _point(node.low), _point(node.high)
-        if low is not None and high is not None:
-            return node.operand.ref, _Range(low=low, high=high)
-    if isinstance(node, c.InList) and not node.negated and isinstance(node.operand, c.Ref):
-        points = [_point(item) for item in node.items]
-        if all(p is not None for p in points):
-            return node.operand.ref, _Range(values=frozenset(p for p in points if p is not None))
-    return None
+        case c.TextMatch() | c.IsNull() | c.Member() | c.Not():
+            return None
+        case _:
+            assert_never(node)
 
 
 def _dnf(node: c.Condition, ids: dict[MetricRef, int]) -> _Dnf | None:
     """None when the expansion would be too large to be worth it."""
-    if isinstance(node, c.Or):
-        terms: list[Conjunction] = []
-        exact = True
-        for item in node.items:
-            sub = _dnf(item, ids)
-            if sub is None:
-                return None
-            terms.extend(sub.terms)
-            exact = exact and sub.exact
-        return _Dnf(terms, exact) if len(terms) <= _MAX_CONJUNCTIONS else None
-    if isinstance(node, c.And):
-        result = _Dnf([{}], True)
-        for item in node.items:
-            sub = _dnf(item, ids)
-            if sub is None:
-                return None
-            combined = [_meet(a, b) for a in result.terms for b in sub.terms]
-            if len(combined) > _MAX_CONJUNCTIONS:
-                return None
-            result = _Dnf(combined, result.exact and sub.exact)
-        return result
-    atom = _atom(node)
-    if atom is None:
-        return _Dnf([{}], False)
-    return _Dnf([{ids.setdefault(atom[0], len(ids)): atom[1]}], True)
+    match node:
+        case c.Or():
+            terms: list[Conjunction] = []
+            exact = True
+            for item in node.items:
+                sub = _dnf(item, ids)
+                if sub is None:
+                    return None
+                terms.extend(sub.terms)
+                exact = exact and sub.exact
+            return _Dnf(terms, exact) if len(terms) <= _MAX_CONJUNCTIONS else None
+        case c.And():
+            result = _Dnf([{}], True)
+            for item in node.items:
+                sub = _dnf(item, ids)
+                if sub is None:
+                    return None
+                combined = [_meet(a, b) for a in result.terms for b in sub.terms]
+                if len(combined) > _MAX_CONJUNCTIONS:
+                    return None
+                result = _Dnf(combined, result.exact and sub.exact)
+            return result
+        case (
+            c.Compare()
+            | c.Between()
+            | c.InList()
+            | c.TextMatch()
+            | c.IsNull()
+            | c.Member()
+            | c.Not()
+        ):
+            atom = _atom(node)
+            if atom is None:
+                return _Dnf([{}], False)
+            return _Dnf([{ids.setdefault(atom[0], len(ids)): atom[1]}], True)
+        case _:
+            assert_never(node)
 
 
 def _meet(a: Conjunction, b: Conjunction) -> Conjunction:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import operator
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -663,65 +662,23 @@ def _comments(text: str) -> Iterator[t.Comment]:
                 )
 
 
-def _children(node: object) -> tuple[object, ...]:
-    if isinstance(node, t.And | t.Or):
-        return node.items
-    if isinstance(node, t.Not):
-        return (node.operand,)
-    if isinstance(node, t.Group):
-        return (node.inner,)
-    if isinstance(node, t.Compare):
-        return (node.left, node.right)
-    if isinstance(node, t.Between):
-        return (node.operand, node.low, node.high)
-    if isinstance(node, t.InList | t.IsNull):
-        return (node.operand,)
-    if isinstance(node, t.TextMatch):
-        return (node.operand, node.value)
-    if isinstance(node, t.Metric):
-        return tuple(a.metric for a in node.args if isinstance(a, t.MetricArg))
-    return ()
-
-
-_NO_CHILDREN: tuple[object, ...] = ()
-
-# `_children` by exact type, for the hot loop of `_check_depth`; other types go to `_children`.
-_CHILDREN_OF: dict[type, Callable[[Any], tuple[object, ...]]] = {
-    t.And: operator.attrgetter("items"),
-    t.Or: operator.attrgetter("items"),
-    t.Not: lambda node: (node.operand,),
-    t.Group: lambda node: (node.inner,),
-    t.Compare: lambda node: (node.left, node.right),
-    t.Between: lambda node: (node.operand, node.low, node.high),
-    t.InList: lambda node: (node.operand,),
-    t.IsNull: lambda node: (node.operand,),
-    t.TextMatch: lambda node: (node.operand, node.value),
-    t.Metric: lambda node: (
-        tuple(a.metric for a in node.args if isinstance(a, t.MetricArg))
-        if node.args
-        else _NO_CHILDREN
-    ),
-    **dict.fromkeys(
-        (t.Number, t.String, t.Date, t.Boolean, t.Duration, t.Attribute, t.InTier),
-        lambda node: _NO_CHILDREN,
-    ),
-}
-
-
-def _check_depth(roots: tuple[object, ...], file: str) -> None:
+def _check_depth(roots: Sequence[t.Scheme | t.Tier | t.Condition], file: str) -> None:
     """Reject deep nesting before anything walks the tree recursively."""
-    stack: list[tuple[object, int]] = []
+    stack: list[tuple[t.Expression, int]] = []
     for root in roots:
-        if isinstance(root, t.Scheme):
-            stack.extend((tier.condition, 1) for tier in root.tiers)
-        elif isinstance(root, t.Tier):
-            stack.append((root.condition, 1))
-        else:
-            stack.append((root, 1))
+        match root:
+            case t.Scheme():
+                stack.extend((tier.condition, 1) for tier in root.tiers if tier.condition)
+            case t.Tier():
+                if root.condition is not None:
+                    stack.append((root.condition, 1))
+            case _:
+                stack.append((root, 1))
+    children = t.children
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
-            start = cast(t.Span, node.span)  # type: ignore[attr-defined]
+            start = node.span
             span = t.Span(start.line, start.column, start.line, start.column + 1)
             raise RuleError(
                 [
@@ -733,11 +690,10 @@ def _check_depth(roots: tuple[object, ...], file: str) -> None:
                     )
                 ]
             )
-        children_of = _CHILDREN_OF.get(type(node))
-        children = children_of(node) if children_of is not None else _children(node)
-        if children:
+        below = children(node)
+        if below:
             depth += 1
-            stack.extend([(child, depth) for child in children])
+            stack.extend([(child, depth) for child in below])
 
 
 def parse_file(text: str, file: str = "<rules>") -> t.RuleFile:

@@ -2,6 +2,11 @@
 
 Nodes are frozen dataclasses; every node carries a `Span`. Meaning (metric lookup, types) is
 added by `dsl.checker`, which produces the checked form in `dsl.checked`.
+
+Each kind of node is one member of a union alias (`LiteralNode`, `Arg`, `Operand`, `Condition`,
+`Expression`); walks over the tree `match` on the node and end in `assert_never`, so adding a
+class to an alias makes mypy list every walk that must handle it. `children` is the one generic
+traversal.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal as TypingLiteral
-from typing import NamedTuple
+from typing import NamedTuple, assert_never
 
 
 class Span(NamedTuple):
@@ -193,6 +198,51 @@ class Group:
 
 
 Condition = Compare | Between | InList | TextMatch | IsNull | InTier | Not | And | Or | Group
+
+# What `children` walks: conditions and the operands in them.
+Expression = Condition | Operand
+
+
+def children(node: Expression) -> tuple[Expression, ...]:
+    """The conditions and operands directly inside `node`, in the order they are written.
+
+    A metric's children are the metrics given as its arguments (`percentile(monetary)`); the
+    other arguments (windows, `event "..."`) and the items of an `in [...]` list hold only
+    literals and are not walked. Leaves (literals, attributes, `in tier`) have none.
+    """
+    # The most common kinds first: `parser` calls this for every node of every file.
+    match node:
+        case Metric():
+            if not node.args:
+                return ()
+            found: tuple[Expression, ...] = ()
+            for arg in node.args:
+                match arg:
+                    case WindowArg() | KeywordArg():
+                        pass
+                    case MetricArg():
+                        found += (arg.metric,)
+                    case _:
+                        assert_never(arg)
+            return found
+        case Compare():
+            return (node.left, node.right)
+        case Number() | String() | Date() | Boolean() | Duration() | Attribute() | InTier():
+            return ()
+        case And() | Or():
+            return node.items
+        case Not():
+            return (node.operand,)
+        case Group():
+            return (node.inner,)
+        case Between():
+            return (node.operand, node.low, node.high)
+        case InList() | IsNull():
+            return (node.operand,)
+        case TextMatch():
+            return (node.operand, node.value)
+        case _:
+            assert_never(node)
 
 
 @dataclass(frozen=True)
