@@ -2,7 +2,14 @@
 
 Pipeline: `parser` (lark grammar -> `tree`) -> `checker` (catalog names and types -> `checked`)
 -> `compiler` (SQLAlchemy Core) / `evaluator` (one customer, in process) / `explain` /
-`formatter`. `catalog` defines every metric once; `errors` has the one error type.
+`formatter`; `lints` warns about valid rules that cannot do what was meant. `catalog` defines
+every metric once; `errors` has the one error type. The parser's parts: `grammar` (grammar.lark
+and the one list of keywords), `transformer` (lark's reductions to tree nodes), `parser_fast`
+(a fast loop over lark's tables), `syntax_errors` (lark's errors in plain words).
+
+Each kind of node is a member of a union type (`tree.Condition`, `checked.Operand`, ...);
+every walk `match`es on it and ends in `assert_never`, so mypy lists each walk to update when a
+kind is added. `tree.children` and `checked.children` are the generic traversals.
 This package does not depend on `service`.
 """
 

@@ -23,6 +23,8 @@ from sqlalchemy import BigInteger, Boolean, Numeric, case, cast, extract, func, 
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
+from dsl.grammar import KEYWORDS
+
 Value = int | Decimal | str | bool | dt.datetime | None
 
 DAYS_PER_UNIT = {"day": 1, "week": 7, "month": 30, "year": 365}
@@ -91,8 +93,6 @@ def quote(text: str) -> str:
 
 def quote_name(name: str) -> str:
     """A tier name as written: bare when it can be, quoted otherwise."""
-    from dsl.parser import KEYWORDS
-
     bare = name and all(ch.isalnum() or ch == "_" for ch in name) and name not in KEYWORDS
     return name if bare else quote(name)
 

@@ -1,4 +1,4 @@
-"""The parser's fast loop (`dsl.parser._FastLoop`) against lark's own parser.
+"""The parser's fast loop (`dsl.parser_fast.FastLoop`) against lark's own parser.
 
 Text that parses must give the same tree (spans included) through both; text that does not must
 make the fast loop hand over (so lark explains the error) or raise the same `RuleError`.
@@ -15,7 +15,8 @@ from lark import UnexpectedInput
 
 from benchmarks.bench_dsl import scheme_text
 from dsl.errors import RuleError
-from dsl.parser import _Failed, _fast_loop, _lark
+from dsl.parser import _fast_loop, _lark
+from dsl.parser_fast import Failed
 from tests.dsl.golden_inputs import SEEDS
 from tests.dsl.strategies import conditions, schemes
 
@@ -97,7 +98,7 @@ _HANDWRITTEN = [
 def _run(parse: Any) -> tuple[str, object]:
     try:
         return "tree", parse()
-    except _Failed:
+    except Failed:
         return "handed over", None
     except RuleError as error:
         return "rule error", error.diagnostics

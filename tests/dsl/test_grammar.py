@@ -1,0 +1,38 @@
+"""The reserved words: `dsl.grammar.KEYWORDS`, the one list of them, is exactly the words the
+grammar is written with, and they, and only they, cannot be names."""
+
+from __future__ import annotations
+
+import re
+from typing import get_args
+
+from lark.lexer import PatternStr
+
+from dsl import tree as t
+from dsl.grammar import KEYWORDS
+from dsl.parser import _lark
+
+
+def _terminal(name: str) -> re.Pattern[str]:
+    [terminal] = [x for x in _lark().terminals if x.name == name]
+    return re.compile(terminal.pattern.to_regexp())
+
+
+def test_keywords_are_the_words_of_the_grammar() -> None:
+    literals = {
+        x.pattern.value
+        for x in _lark().terminals
+        if isinstance(x.pattern, PatternStr) and x.pattern.value.isalpha()
+    }
+    units = {word + plural for word in get_args(t.Unit) for plural in ("", "s")}
+    assert all(_terminal("UNIT").fullmatch(unit) for unit in units)
+    assert literals | units == KEYWORDS
+
+
+def test_names_exclude_exactly_the_keywords() -> None:
+    for terminal in ("NAME", "TIER_NAME"):
+        pattern = _terminal(terminal)
+        for word in KEYWORDS:
+            assert not pattern.fullmatch(word), (terminal, word)
+            for longer in (word + "s2", word + "_x", "x" + word):
+                assert pattern.fullmatch(longer), (terminal, longer)
