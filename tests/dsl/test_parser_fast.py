@@ -6,7 +6,6 @@ make the fast loop hand over (so lark explains the error) or raise the same `Rul
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from hypothesis import given, settings
@@ -17,56 +16,8 @@ from benchmarks.bench_dsl import scheme_text
 from dsl.errors import RuleError
 from dsl.parser import _fast_loop, _lark
 from dsl.parser_fast import Failed
-from tests.dsl.golden_inputs import SEEDS
+from tests.dsl.golden_inputs import SEEDS, mutated_texts
 from tests.dsl.strategies import conditions, schemes
-
-_PIECES = [
-    "tier",
-    "when",
-    "otherwise",
-    "scheme s",
-    "and",
-    "or",
-    "not",
-    "(",
-    ")",
-    "[",
-    "]",
-    "{",
-    "}",
-    ",",
-    ".",
-    "=",
-    "<=",
-    "between",
-    "in",
-    "contains",
-    "starts with",
-    "is null",
-    "monetary",
-    "percentile(monetary(12 months))",
-    'count(event "x", 9 days)',
-    "attributes.a",
-    "5000",
-    "-1.5",
-    "2026-01-01",
-    "2026-13-01",
-    '"text"',
-    '"a\\"b"',
-    '"\\q"',
-    "30 days",
-    "true",
-    "# c\n",
-    "\n",
-    "\r\n",
-    "\t",
-    "\f",
-    "  ",
-    "#",
-    "高价值",
-    "123",
-    "T1",
-]
 
 _HANDWRITTEN = [
     "",
@@ -126,25 +77,7 @@ def test_golden_inputs_and_the_benchmark_scheme() -> None:
 
 
 def test_mutated_and_random_texts() -> None:
-    rng = random.Random(20261126)
-    seeds = [*SEEDS, *_HANDWRITTEN]
-    for n in range(6_000):
-        if n % 2:
-            text = rng.choice(["", " "]).join(
-                rng.choice(_PIECES) for _ in range(rng.randint(0, 25))
-            )
-        else:
-            chars = list(rng.choice(seeds))
-            for _ in range(rng.randint(1, 4)):
-                where = rng.randrange(len(chars) + 1)
-                action = rng.randrange(3)
-                if action == 0 and chars:
-                    del chars[min(where, len(chars) - 1)]
-                elif action == 1:
-                    chars[where:where] = rng.choice(_PIECES)
-                else:
-                    chars[where:where] = chr(rng.randrange(0x09, 0x3000))
-            text = "".join(chars)
+    for text in mutated_texts(6_000, [*SEEDS, *_HANDWRITTEN]):
         _same(text)
         _same(text, "condition")
 
