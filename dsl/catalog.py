@@ -33,6 +33,8 @@ AVERAGE_SCALE = 4  # fractional digits of averages, as of order amounts (numeric
 
 
 class Type(enum.Enum):
+    """The type of a metric and of a checked operand."""
+
     NUMBER = "number"
     DAYS = "days"
     TEXT = "text"
@@ -42,6 +44,8 @@ class Type(enum.Enum):
 
 
 class Param(enum.Enum):
+    """The kinds of argument a metric can take."""
+
     WINDOW = "window"
     CATEGORY = "category"
     CHANNEL = "channel"
@@ -87,6 +91,8 @@ class MetricRef:
 
 
 def quote(text: str) -> str:
+    """`text` as a rule-language string: in double quotes, with the backslash, the double quote,
+    new lines and tabs escaped as the parser reads them back."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     return '"' + escaped.replace("\n", "\\n").replace("\t", "\\t") + '"'
 
@@ -163,6 +169,8 @@ PyFn = Callable[[MetricRef, PyContext], Value]
 
 
 class Source(enum.Enum):
+    """Where a metric's value comes from (docs/rules.md groups the metrics by it)."""
+
     PROFILE = "profile"
     ORDERS = "orders"
     EVENTS = "events"
@@ -172,6 +180,11 @@ class Source(enum.Enum):
 
 @dataclass(frozen=True)
 class Metric:
+    """One catalog entry: the name rules use, type, unit, description and example (for the
+    docs), source, and how the value is computed: `sql` as an expression for the compiler,
+    `python` in process for the evaluator (the two must agree); the arguments it takes
+    (`params`) and those it must be given (`required`)."""
+
     name: str
     type: Type
     unit: str
@@ -190,12 +203,14 @@ _DAY = dt.timedelta(days=1)
 
 
 def days_between_py(start: dt.datetime | None, end: dt.datetime) -> int | None:
+    """Whole days from start to end, rounded down; None when start is None or after end."""
     if start is None or start > end:
         return None
     return (end - start) // _DAY
 
 
 def days_between_sql(start: ColumnElement[Any], end: ColumnElement[Any]) -> ColumnElement[Any]:
+    """`days_between_py` in SQL: whole days rounded down, NULL when start is NULL or after end."""
     # extract(epoch) is exact numeric (microseconds) and div() truncates exactly; the guard
     # makes truncation equal to rounding down, as in Python.
     days = cast(func.div(extract("epoch", end - start), 86400), BigInteger)
@@ -212,6 +227,8 @@ def rounded_average_py(total: Decimal, count: int) -> Decimal | None:
 
 
 def rounded_average_sql(total: ColumnElement[Any], count: ColumnElement[Any]) -> ColumnElement[Any]:
+    """`rounded_average_py` in SQL: total / count rounded half away from zero to AVERAGE_SCALE
+    digits, exactly."""
     # Integer arithmetic with div(), so no intermediate rounding: the same digits as Python.
     scaled = total * literal(10**AVERAGE_SCALE, Numeric)
     quotient = func.div(literal(2, Numeric) * func.abs(scaled) + count, literal(2, Numeric) * count)
@@ -332,6 +349,10 @@ def _of(ref: MetricRef) -> MetricRef:
 
 
 def population_sql(value: ColumnElement[Any], buckets: int, descending: bool) -> ColumnElement[Any]:
+    """A score from 1 to `buckets` of each row's value among all rows: ceil(buckets * k / n),
+    k the number of non-null values ranked at or before it in the given order (ties share a
+    score), n the number of non-null values; NULL for NULL. Quintile scores have 5 buckets,
+    percentiles 100."""
     order = value.desc() if descending else value.asc()
     # count over the ordered partition (RANGE frame: peers included) = customers ranked at
     # or below this one; integer ceil(buckets * k / n) avoids cume_dist's float rounding.
@@ -359,6 +380,9 @@ def population_py(
 
 
 def cumulative_share_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
+    """For each row, the percentage of the total of all values held by the rows ranked at or
+    above it, rounded up to a whole number (ABC / Pareto classes); NULL for NULL, and for all
+    rows when the total is not positive."""
     # sum over the ordered partition (RANGE frame: peers included) = the total of customers
     # ranked at or above this one. ceil(100 * part / total) from div() and mod() is exact, so
     # it equals the Python definition digit for digit (a numeric division would round first).
@@ -651,8 +675,11 @@ CATALOG: Mapping[str, Metric] = _build()
 
 
 def metric(ref: MetricRef) -> Metric:
+    """The catalog entry of a reference; raises KeyError for a name not in the catalog."""
     return CATALOG[ref.name]
 
 
 def window_days(amount: Decimal, unit: str) -> Decimal:
+    """A duration in days (DAYS_PER_UNIT: a month is 30 days, a year 365); raises KeyError
+    for an unknown unit."""
     return amount * DAYS_PER_UNIT[unit]

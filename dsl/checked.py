@@ -103,6 +103,8 @@ Condition = Compare | Between | InList | TextMatch | IsNull | Member | Not | And
 
 @dataclass(frozen=True)
 class CheckedTier:
+    """One tier of a checked scheme."""
+
     name: str
     index: int  # position in the scheme, 0-based
     condition: Condition | None  # None: otherwise
@@ -111,6 +113,8 @@ class CheckedTier:
 
 @dataclass(frozen=True)
 class CheckedScheme:
+    """A checked scheme: what the compiler, the evaluator and explain run."""
+
     key: str | None
     title: str | None
     tiers: tuple[CheckedTier, ...]

@@ -76,6 +76,7 @@ _TIMESTAMP = DateTime(timezone=True)
 
 
 def bind(value: object, type_: Type) -> ColumnElement[Any]:
+    """A value from rule text as a bound parameter of the SQL type of `type_`."""
     # Typed, so the asyncpg dialect renders `$n::TYPE` and Postgres never has to guess.
     # BindParameter itself, which `bindparam()` only forwards to: hundreds per statement.
     return BindParameter(None, value, type_=_SQL_TYPES[type_], unique=True)

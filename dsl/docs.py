@@ -31,6 +31,7 @@ _PARAMS = {
 
 
 def metric_reference() -> str:
+    """The metric section of docs/rules.md (Markdown): a table per source, from the catalog."""
     out: list[str] = []
     for source, title in _SOURCES.items():
         out += [
@@ -65,6 +66,7 @@ def render(document: str) -> str:
 
 
 def main() -> None:
+    """Rewrite the metric section of docs/rules.md in place."""
     DOC.write_text(render(DOC.read_text(encoding="utf-8")), encoding="utf-8")
     sys.stdout.write(f"updated {DOC}\n")
 

@@ -14,6 +14,9 @@ Severity = Literal["error", "warning"]
 
 @dataclass(frozen=True)
 class Diagnostic:
+    """One problem with rule text: the file, where in it (1-based line and column of the first
+    character, the end just past the last), error or warning, a message and maybe a hint."""
+
     file: str
     line: int
     column: int
@@ -32,11 +35,13 @@ class Diagnostic:
         hint: str | None = None,
         severity: Severity = "error",
     ) -> Diagnostic:
+        """A diagnostic at `span` of `file`."""
         return cls(
             file, span.line, span.column, span.end_line, span.end_column, severity, message, hint
         )
 
     def to_json(self) -> dict[str, object]:
+        """The fields as a JSON object."""
         return asdict(self)
 
 
@@ -75,4 +80,5 @@ def render(diagnostic: Diagnostic, source: str | None) -> str:
 
 
 def render_all(diagnostics: Iterable[Diagnostic], sources: Mapping[str, str]) -> str:
+    """`render` of each diagnostic, one after another; `sources` maps file names to their text."""
     return "\n".join(render(d, sources.get(d.file)) for d in diagnostics)

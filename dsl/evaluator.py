@@ -21,6 +21,8 @@ Values = Mapping[MetricRef, Value]
 
 @dataclass(frozen=True)
 class Order:
+    """One of a customer's orders: the fields of a row of the orders table."""
+
     amount: Decimal
     ordered_at: dt.datetime
     category: str | None = None
@@ -30,6 +32,9 @@ class Order:
 
 @dataclass(frozen=True)
 class Event:
+    """One of a customer's behaviour events (`value`: an NPS answer, say): the fields of a row
+    of the events table."""
+
     type: str
     occurred_at: dt.datetime
     value: Decimal | None = None

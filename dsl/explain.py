@@ -22,6 +22,8 @@ Outcome = Literal["true", "false", "unknown"]
 
 @dataclass(frozen=True)
 class ClauseTrace:
+    """One clause of a tier's condition for one customer, and whether it held."""
+
     text: str  # the clause in canonical rule text
     result: Outcome
     metric: str | None = None  # for a comparison: the metric's rule text
@@ -35,6 +37,8 @@ class ClauseTrace:
 
 @dataclass(frozen=True)
 class TierTrace:
+    """One tier of a scheme for one customer."""
+
     name: str
     index: int
     result: Outcome | Literal["otherwise"]
@@ -44,12 +48,15 @@ class TierTrace:
 
 @dataclass(frozen=True)
 class Explanation:
+    """Every tier of a scheme for one customer, in order, and the tier that took them."""
+
     scheme: str | None
     tier: str | None  # the tier the customer is in; None when no tier matches
     tier_index: int | None
     tiers: tuple[TierTrace, ...]
 
     def to_json(self) -> dict[str, object]:
+        """As nested JSON objects (`dataclasses.asdict`)."""
         return asdict(self)
 
 
@@ -58,6 +65,7 @@ def _outcome(value: Truth) -> Outcome:
 
 
 def json_value(value: Value) -> JsonValue:
+    """A metric value as JSON: decimals as strings and times in ISO 8601, nothing rounded."""
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, dt.datetime):

@@ -164,6 +164,7 @@ def _line(indent: str, text: str, anchor: _Anchor) -> list[str]:
 
 
 def format_file(rule_file: t.RuleFile) -> str:
+    """A parsed file in the canonical layout, comments kept; "" when there is nothing in it."""
     anchors: list[_Anchor] = []
     plan: list[tuple[str, object, _Anchor]] = []
     for scheme in rule_file.schemes:

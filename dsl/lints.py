@@ -231,6 +231,13 @@ def _within(term: Conjunction, cover: Conjunction) -> bool:
 
 
 def lint_scheme(scheme: c.CheckedScheme, source: t.Scheme) -> Iterator[Diagnostic]:
+    """Warnings for one scheme, tier by tier: a tier name used twice, a tier after `otherwise`,
+    a condition that can never be true, and a tier whose every customer earlier tiers (one, or
+    several together) already take.
+
+    `scheme` is `source` checked (their tiers are paired in order; ValueError if their numbers
+    differ). Yields warning diagnostics; claims only what is certain (see the module docstring).
+    """
     file = scheme.file
     names: dict[str, t.Tier] = {}
     otherwise: t.Tier | None = None

@@ -30,6 +30,7 @@ class Span(NamedTuple):
     end_column: int
 
     def cover(self, other: Span) -> Span:
+        """From the start of this span to the end of `other`."""
         return Span(self.line, self.column, other.end_line, other.end_column)
 
 
