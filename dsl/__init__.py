@@ -8,8 +8,9 @@ and the one list of keywords), `transformer` (lark's reductions to tree nodes), 
 (a fast loop over lark's tables), `syntax_errors` (lark's errors in plain words).
 
 Each kind of node is a member of a union type (`tree.Condition`, `checked.Operand`, ...);
-every walk `match`es on it and ends in `assert_never`, so mypy lists each walk to update when a
-kind is added. `tree.children` and `checked.children` are the generic traversals.
+every walk dispatches on it (`match`, or `isinstance` in the hot walks: see `dsl.tree`) and
+ends in `assert_never`, so mypy lists each walk to update when a kind is added.
+`tree.children` and `checked.children` are the generic traversals.
 This package does not depend on `service`.
 """
 

@@ -2,7 +2,7 @@
 
 This is what the compiler, the evaluator, explain and the lints consume. As in `dsl.tree`, each
 kind of node is a member of a union alias (`Operand`, `Condition`, `Expression`) that walks
-`match` on exhaustively; `children` is the one generic traversal.
+dispatch on exhaustively, ending in `assert_never`; `children` is the one generic traversal.
 """
 
 from __future__ import annotations

@@ -103,35 +103,31 @@ class _Checker:
 
     def _found(self, *operands: c.Operand) -> None:
         for operand in operands:
-            match operand:
-                case c.Ref():
-                    self.found.append(operand.ref)
-                case c.Const():
-                    pass
-                case _:
-                    assert_never(operand)
+            if isinstance(operand, c.Ref):
+                self.found.append(operand.ref)
+            elif not isinstance(operand, c.Const):
+                assert_never(operand)
 
     # Operands.
 
     def operand(self, node: t.Operand) -> c.Operand:
-        match node:
-            case t.Metric():
-                return self.metric(node)
-            case t.Number():
-                return c.Const(node.value, Type.NUMBER, node.span)
-            case t.String():
-                return c.Const(node.value, Type.TEXT, node.span)
-            case t.Attribute():
-                return c.Ref(MetricRef("attributes", key=node.key), Type.ATTRIBUTE, node.span)
-            case t.Duration():
-                return c.Const(window_days(node.amount, node.unit), Type.DAYS, node.span)
-            case t.Boolean():
-                return c.Const(node.value, Type.BOOLEAN, node.span)
-            case t.Date():
-                moment = dt.datetime.combine(node.value, dt.time(), tzinfo=dt.UTC)
-                return c.Const(moment, Type.TIMESTAMP, node.span)
-            case _:
-                assert_never(node)
+        if isinstance(node, t.Metric):
+            return self.metric(node)
+        elif isinstance(node, t.Number):
+            return c.Const(node.value, Type.NUMBER, node.span)
+        elif isinstance(node, t.String):
+            return c.Const(node.value, Type.TEXT, node.span)
+        elif isinstance(node, t.Attribute):
+            return c.Ref(MetricRef("attributes", key=node.key), Type.ATTRIBUTE, node.span)
+        elif isinstance(node, t.Duration):
+            return c.Const(window_days(node.amount, node.unit), Type.DAYS, node.span)
+        elif isinstance(node, t.Boolean):
+            return c.Const(node.value, Type.BOOLEAN, node.span)
+        elif isinstance(node, t.Date):
+            moment = dt.datetime.combine(node.value, dt.time(), tzinfo=dt.UTC)
+            return c.Const(moment, Type.TIMESTAMP, node.span)
+        else:
+            assert_never(node)
 
     def metric(self, node: t.Metric) -> c.Ref:
         entry = CATALOG.get(node.name) if node.name in _CALLABLE_SET else None
@@ -183,33 +179,32 @@ class _Checker:
         return c.Ref(ref, entry.type, node.span)
 
     def argument(self, arg: t.Arg, outer: str) -> tuple[Param, object]:
-        match arg:
-            case t.WindowArg():
-                days = window_days(arg.duration.amount, arg.duration.unit)
-                if days != days.to_integral_value() or not 1 <= days <= MAX_WINDOW_DAYS:
-                    raise _Fail(
-                        arg.span,
-                        "a window is a whole number of days from 1 day to 100 years",
-                        "for example: frequency(30 days), monetary(12 months)",
-                    )
-                return Param.WINDOW, int(days)
-            case t.KeywordArg():
-                return Param(arg.keyword), arg.value.value
-            case t.MetricArg():
-                inner = self.metric(arg.metric)
-                entry = CATALOG[inner.ref.name]
-                if entry.source is Source.POPULATION or inner.type not in (Type.NUMBER, Type.DAYS):
-                    kind = (
-                        "a population score"
-                        if entry.source is Source.POPULATION
-                        else _TYPE_WORDS[inner.type]
-                    )
-                    raise _Fail(
-                        arg.span, f"`{outer}` needs a numeric metric; `{inner.ref.text}` is {kind}"
-                    )
-                return Param.METRIC, inner.ref
-            case _:
-                assert_never(arg)
+        if isinstance(arg, t.WindowArg):
+            days = window_days(arg.duration.amount, arg.duration.unit)
+            if days != days.to_integral_value() or not 1 <= days <= MAX_WINDOW_DAYS:
+                raise _Fail(
+                    arg.span,
+                    "a window is a whole number of days from 1 day to 100 years",
+                    "for example: frequency(30 days), monetary(12 months)",
+                )
+            return Param.WINDOW, int(days)
+        elif isinstance(arg, t.KeywordArg):
+            return Param(arg.keyword), arg.value.value
+        elif isinstance(arg, t.MetricArg):
+            inner = self.metric(arg.metric)
+            entry = CATALOG[inner.ref.name]
+            if entry.source is Source.POPULATION or inner.type not in (Type.NUMBER, Type.DAYS):
+                kind = (
+                    "a population score"
+                    if entry.source is Source.POPULATION
+                    else _TYPE_WORDS[inner.type]
+                )
+                raise _Fail(
+                    arg.span, f"`{outer}` needs a numeric metric; `{inner.ref.text}` is {kind}"
+                )
+            return Param.METRIC, inner.ref
+        else:
+            assert_never(arg)
 
     # Typing.
 
@@ -248,71 +243,71 @@ class _Checker:
         raise _Fail(span, _mismatch(a, a_src, b, b_src), hint)
 
     def condition(self, node: t.Condition) -> c.Condition:
-        # The most common kinds first.
-        match node:
-            case t.Compare():
-                left, right = self.operand(node.left), self.operand(node.right)
-                if not (isinstance(left, c.Ref) or isinstance(right, c.Ref)):
-                    raise _Fail(
-                        node.span,
-                        "this comparison has no metric in it",
-                        "compare a metric with a value, e.g. frequency >= 2",
-                    )
-                left, right, type_ = self.unify(left, node.left, right, node.right, node.span)
-                if node.op not in ("=", "!=") and type_ not in _ORDERED:
-                    raise _Fail(
-                        node.op_span,
-                        f"{_TYPE_WORDS[type_]} can only be compared with = or !=",
-                        "for text there are also in [...], contains, starts with",
-                    )
-                self._found(left, right)
-                return c.Compare(left, node.op, right, node.span)
-            case t.Group():
-                return self.condition(node.inner)
-            case t.And():
-                return c.And(tuple(self.condition(x) for x in node.items), node.span)
-            case t.Or():
-                return c.Or(tuple(self.condition(x) for x in node.items), node.span)
-            case t.Not():
-                return c.Not(self.condition(node.operand), node.span)
-            case t.Between():
-                operand: c.Operand = self.ref(node.operand, "between")
-                low, high = self.operand(node.low), self.operand(node.high)
-                operand, low, type_ = self.unify(operand, node.operand, low, node.low, node.span)
-                operand, high, type_ = self.unify(operand, node.operand, high, node.high, node.span)
-                if type_ not in _ORDERED:
-                    raise _Fail(
-                        node.span,
-                        f"`between` needs numbers, days or dates, not {_TYPE_WORDS[type_]}",
-                    )
-                self._found(operand, low, high)
-                return c.Between(operand, low, high, node.negated, node.span)
-            case t.InList():
-                operand = self.ref(node.operand, "in")
-                items: list[c.Const] = []
-                for item in node.items:
-                    const = self.operand(item)
-                    operand, const, _ = self.unify(operand, node.operand, const, item, item.span)
-                    assert isinstance(const, c.Const)
-                    items.append(const)
-                self._found(operand)
-                return c.InList(operand, tuple(items), node.negated, node.span)
-            case t.TextMatch():
-                operand = self.ref(node.operand, node.op)
-                value = self.operand(node.value)
-                if value.type is not Type.TEXT:
-                    raise _Fail(node.value.span, f"`{node.op}` needs text in double quotes")
-                operand, value, _ = self.unify(operand, node.operand, value, node.value, node.span)
-                self._found(operand, value)
-                return c.TextMatch(operand, node.op, value, node.negated, node.span)
-            case t.IsNull():
-                is_null = c.IsNull(self.ref(node.operand, "is null"), node.negated, node.span)
-                self._found(is_null.operand)
-                return is_null
-            case t.InTier():
-                return self.member(node)
-            case _:
-                assert_never(node)
+        # isinstance rather than match: a hot walk (HOT_PATH_DISPATCH in dsl.tree); the most common
+        # kinds first.
+        if isinstance(node, t.Compare):
+            left, right = self.operand(node.left), self.operand(node.right)
+            if not (isinstance(left, c.Ref) or isinstance(right, c.Ref)):
+                raise _Fail(
+                    node.span,
+                    "this comparison has no metric in it",
+                    "compare a metric with a value, e.g. frequency >= 2",
+                )
+            left, right, type_ = self.unify(left, node.left, right, node.right, node.span)
+            if node.op not in ("=", "!=") and type_ not in _ORDERED:
+                raise _Fail(
+                    node.op_span,
+                    f"{_TYPE_WORDS[type_]} can only be compared with = or !=",
+                    "for text there are also in [...], contains, starts with",
+                )
+            self._found(left, right)
+            return c.Compare(left, node.op, right, node.span)
+        elif isinstance(node, t.Group):
+            return self.condition(node.inner)
+        elif isinstance(node, t.And):
+            return c.And(tuple(self.condition(x) for x in node.items), node.span)
+        elif isinstance(node, t.Or):
+            return c.Or(tuple(self.condition(x) for x in node.items), node.span)
+        elif isinstance(node, t.Not):
+            return c.Not(self.condition(node.operand), node.span)
+        elif isinstance(node, t.Between):
+            operand: c.Operand = self.ref(node.operand, "between")
+            low, high = self.operand(node.low), self.operand(node.high)
+            operand, low, type_ = self.unify(operand, node.operand, low, node.low, node.span)
+            operand, high, type_ = self.unify(operand, node.operand, high, node.high, node.span)
+            if type_ not in _ORDERED:
+                raise _Fail(
+                    node.span,
+                    f"`between` needs numbers, days or dates, not {_TYPE_WORDS[type_]}",
+                )
+            self._found(operand, low, high)
+            return c.Between(operand, low, high, node.negated, node.span)
+        elif isinstance(node, t.InList):
+            operand = self.ref(node.operand, "in")
+            items: list[c.Const] = []
+            for item in node.items:
+                const = self.operand(item)
+                operand, const, _ = self.unify(operand, node.operand, const, item, item.span)
+                assert isinstance(const, c.Const)
+                items.append(const)
+            self._found(operand)
+            return c.InList(operand, tuple(items), node.negated, node.span)
+        elif isinstance(node, t.TextMatch):
+            operand = self.ref(node.operand, node.op)
+            value = self.operand(node.value)
+            if value.type is not Type.TEXT:
+                raise _Fail(node.value.span, f"`{node.op}` needs text in double quotes")
+            operand, value, _ = self.unify(operand, node.operand, value, node.value, node.span)
+            self._found(operand, value)
+            return c.TextMatch(operand, node.op, value, node.negated, node.span)
+        elif isinstance(node, t.IsNull):
+            is_null = c.IsNull(self.ref(node.operand, "is null"), node.negated, node.span)
+            self._found(is_null.operand)
+            return is_null
+        elif isinstance(node, t.InTier):
+            return self.member(node)
+        else:
+            assert_never(node)
 
     def ref(self, node: t.Operand, what: str) -> c.Ref:
         result = self.operand(node)

@@ -283,13 +283,12 @@ def metric_values_select(
 
 
 def _operand(node: c.Operand, columns: Mapping[MetricRef, ColumnElement[Any]]) -> Any:
-    match node:
-        case c.Ref():
-            return columns[node.ref]
-        case c.Const():
-            return bind(node.value, node.type)
-        case _:
-            assert_never(node)
+    if isinstance(node, c.Ref):
+        return columns[node.ref]
+    elif isinstance(node, c.Const):
+        return bind(node.value, node.type)
+    else:
+        assert_never(node)
 
 
 _OPERATORS = {
@@ -376,41 +375,41 @@ def condition_sql(
     node: c.Condition, columns: Mapping[MetricRef, ColumnElement[Any]]
 ) -> ColumnElement[bool]:
     """A checked condition as a boolean SQL expression over the metric columns."""
-    # The most common kinds first.
-    match node:
-        case c.Compare():
-            left, right = _operand(node.left, columns), _operand(node.right, columns)
-            return _compare(left, _OPERATORS[node.op], right)
-        case c.And():
-            return and_(*(condition_sql(x, columns) for x in node.items))
-        case c.Or():
-            return or_(*(condition_sql(x, columns) for x in node.items))
-        case c.Not():
-            return not_(condition_sql(node.operand, columns))
-        case c.Member():
-            return columns[node.ref]
-        case c.IsNull():
-            column = columns[node.operand.ref]
-            return column.is_not(None) if node.negated else column.is_(None)
-        case c.Between():
-            x = _operand(node.operand, columns)
-            low, high = _operand(node.low, columns), _operand(node.high, columns)
-            between: ColumnElement[bool] = x.between(low, high)
-            return not_(between) if node.negated else between
-        case c.InList():
-            x = _operand(node.operand, columns)
-            member: ColumnElement[bool] = x.in_([_operand(item, columns) for item in node.items])
-            return not_(member) if node.negated else member
-        case c.TextMatch():
-            x = _operand(node.operand, columns)
-            value = _operand(node.value, columns)
-            # strpos/starts_with rather than LIKE: no wildcard escaping, same as Python's `in`.
-            found: ColumnElement[bool] = (
-                func.strpos(x, value) > 0 if node.op == "contains" else func.starts_with(x, value)
-            )
-            return not_(found) if node.negated else found
-        case _:
-            assert_never(node)
+    # isinstance rather than match: a hot walk (HOT_PATH_DISPATCH in dsl.tree); the most common
+    # kinds first.
+    if isinstance(node, c.Compare):
+        left, right = _operand(node.left, columns), _operand(node.right, columns)
+        return _compare(left, _OPERATORS[node.op], right)
+    elif isinstance(node, c.And):
+        return and_(*(condition_sql(x, columns) for x in node.items))
+    elif isinstance(node, c.Or):
+        return or_(*(condition_sql(x, columns) for x in node.items))
+    elif isinstance(node, c.Not):
+        return not_(condition_sql(node.operand, columns))
+    elif isinstance(node, c.Member):
+        return columns[node.ref]
+    elif isinstance(node, c.IsNull):
+        column = columns[node.operand.ref]
+        return column.is_not(None) if node.negated else column.is_(None)
+    elif isinstance(node, c.Between):
+        x = _operand(node.operand, columns)
+        low, high = _operand(node.low, columns), _operand(node.high, columns)
+        between: ColumnElement[bool] = x.between(low, high)
+        return not_(between) if node.negated else between
+    elif isinstance(node, c.InList):
+        x = _operand(node.operand, columns)
+        member: ColumnElement[bool] = x.in_([_operand(item, columns) for item in node.items])
+        return not_(member) if node.negated else member
+    elif isinstance(node, c.TextMatch):
+        x = _operand(node.operand, columns)
+        value = _operand(node.value, columns)
+        # strpos/starts_with rather than LIKE: no wildcard escaping, same as Python's `in`.
+        found: ColumnElement[bool] = (
+            func.strpos(x, value) > 0 if node.op == "contains" else func.starts_with(x, value)
+        )
+        return not_(found) if node.negated else found
+    else:
+        assert_never(node)
 
 
 def _columns(metrics: Subquery, refs: Sequence[MetricRef]) -> dict[MetricRef, Any]:

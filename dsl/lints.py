@@ -118,92 +118,83 @@ _Atom = c.Compare | c.Between | c.InList | c.TextMatch | c.IsNull | c.Member | c
 
 def _atom(node: _Atom) -> tuple[MetricRef, _Range] | None:
     """The metric a simple condition constrains, and how; None when it does not fit a range."""
-    match node:
-        case c.Compare():
-            ref, const = node.left, node.right
-            op: str = node.op
-            if isinstance(ref, c.Const):
-                ref, const, op = const, ref, _FLIP[op]
-            if not (isinstance(ref, c.Ref) and isinstance(const, c.Const)) or op == "!=":
-                return None
-            v = _point(const)
-            if v is None:
-                return None
-            # Only the one range needed is built.
-            if op == "=":
-                return ref.ref, _Range(values=frozenset([v]))
-            if op == "<":
-                return ref.ref, _Range(high=v, high_open=True)
-            if op == "<=":
-                return ref.ref, _Range(high=v)
-            if op == ">":
-                return ref.ref, _Range(low=v, low_open=True)
-            if op == ">=":
-                return ref.ref, _Range(low=v)
-            raise KeyError(op)
-        case c.Between():
-            if (
-                not node.negated
-                and isinstance(node.operand, c.Ref)
-                and isinstance(node.low, c.Const)
-                and isinstance(node.high, c.Const)
-            ):
-                low, high = _point(node.low), _point(node.high)
-                if low is not None and high is not None:
-                    return node.operand.ref, _Range(low=low, high=high)
+    if isinstance(node, c.Compare):
+        ref, const = node.left, node.right
+        op: str = node.op
+        if isinstance(ref, c.Const):
+            ref, const, op = const, ref, _FLIP[op]
+        if not (isinstance(ref, c.Ref) and isinstance(const, c.Const)) or op == "!=":
             return None
-        case c.InList():
-            if not node.negated and isinstance(node.operand, c.Ref):
-                points = [_point(item) for item in node.items]
-                if all(p is not None for p in points):
-                    values = frozenset(p for p in points if p is not None)
-                    return node.operand.ref, _Range(values=values)
+        v = _point(const)
+        if v is None:
             return None
-        case c.TextMatch() | c.IsNull() | c.Member() | c.Not():
-            return None
-        case _:
-            assert_never(node)
+        # Only the one range needed is built.
+        if op == "=":
+            return ref.ref, _Range(values=frozenset([v]))
+        if op == "<":
+            return ref.ref, _Range(high=v, high_open=True)
+        if op == "<=":
+            return ref.ref, _Range(high=v)
+        if op == ">":
+            return ref.ref, _Range(low=v, low_open=True)
+        if op == ">=":
+            return ref.ref, _Range(low=v)
+        raise KeyError(op)
+    elif isinstance(node, c.Between):
+        if (
+            not node.negated
+            and isinstance(node.operand, c.Ref)
+            and isinstance(node.low, c.Const)
+            and isinstance(node.high, c.Const)
+        ):
+            low, high = _point(node.low), _point(node.high)
+            if low is not None and high is not None:
+                return node.operand.ref, _Range(low=low, high=high)
+        return None
+    elif isinstance(node, c.InList):
+        if not node.negated and isinstance(node.operand, c.Ref):
+            points = [_point(item) for item in node.items]
+            if all(p is not None for p in points):
+                values = frozenset(p for p in points if p is not None)
+                return node.operand.ref, _Range(values=values)
+        return None
+    elif isinstance(node, (c.TextMatch, c.IsNull, c.Member, c.Not)):
+        return None
+    else:
+        assert_never(node)
 
 
 def _dnf(node: c.Condition, ids: dict[MetricRef, int]) -> _Dnf | None:
     """None when the expansion would be too large to be worth it."""
-    match node:
-        case c.Or():
-            terms: list[Conjunction] = []
-            exact = True
-            for item in node.items:
-                sub = _dnf(item, ids)
-                if sub is None:
-                    return None
-                terms.extend(sub.terms)
-                exact = exact and sub.exact
-            return _Dnf(terms, exact) if len(terms) <= _MAX_CONJUNCTIONS else None
-        case c.And():
-            result = _Dnf([{}], True)
-            for item in node.items:
-                sub = _dnf(item, ids)
-                if sub is None:
-                    return None
-                combined = [_meet(a, b) for a in result.terms for b in sub.terms]
-                if len(combined) > _MAX_CONJUNCTIONS:
-                    return None
-                result = _Dnf(combined, result.exact and sub.exact)
-            return result
-        case (
-            c.Compare()
-            | c.Between()
-            | c.InList()
-            | c.TextMatch()
-            | c.IsNull()
-            | c.Member()
-            | c.Not()
-        ):
-            atom = _atom(node)
-            if atom is None:
-                return _Dnf([{}], False)
-            return _Dnf([{ids.setdefault(atom[0], len(ids)): atom[1]}], True)
-        case _:
-            assert_never(node)
+    # isinstance rather than match: a hot walk (HOT_PATH_DISPATCH in dsl.tree).
+    if isinstance(node, c.Or):
+        terms: list[Conjunction] = []
+        exact = True
+        for item in node.items:
+            sub = _dnf(item, ids)
+            if sub is None:
+                return None
+            terms.extend(sub.terms)
+            exact = exact and sub.exact
+        return _Dnf(terms, exact) if len(terms) <= _MAX_CONJUNCTIONS else None
+    elif isinstance(node, c.And):
+        result = _Dnf([{}], True)
+        for item in node.items:
+            sub = _dnf(item, ids)
+            if sub is None:
+                return None
+            combined = [_meet(a, b) for a in result.terms for b in sub.terms]
+            if len(combined) > _MAX_CONJUNCTIONS:
+                return None
+            result = _Dnf(combined, result.exact and sub.exact)
+        return result
+    elif isinstance(node, (c.Compare, c.Between, c.InList, c.TextMatch, c.IsNull, c.Member, c.Not)):
+        atom = _atom(node)
+        if atom is None:
+            return _Dnf([{}], False)
+        return _Dnf([{ids.setdefault(atom[0], len(ids)): atom[1]}], True)
+    else:
+        assert_never(node)
 
 
 def _meet(a: Conjunction, b: Conjunction) -> Conjunction:
