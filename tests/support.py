@@ -3,6 +3,7 @@ databases of their own. Test modules import from here, never from each other."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import os
 import socket
@@ -10,13 +11,14 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from service.data.ingest import import_rows
+from service.data.ingest import import_file, import_rows
 from service.data.records import Kind
 from service.db import migrate
 from service.db.database import create_engine, plain_url
@@ -31,6 +33,30 @@ scheme value "Customer value" {
   tier Normal otherwise
 }
 """
+
+
+CDNOW = Path(__file__).parent / "engine" / "predictions" / "cdnow"
+"""The CDNOW sample and the summaries the BG/NBD and Gamma-Gamma papers fitted (README there)."""
+
+
+def cdnow_orders_csv(path: Path) -> Path:
+    """``CDNOW_sample.txt`` written to ``path`` as the orders CSV `tierwise import` takes: one
+    order per line of the sample (its line number for an id), the customer's id, the day and
+    the amount in USD; the second id and the number of CDs are left out."""
+    with (CDNOW / "CDNOW_sample.txt").open() as sample, path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["order_id", "customer_id", "ordered_at", "amount"])
+        for number, line in enumerate(sample, 1):
+            customer, _, day, _, amount = line.split()
+            writer.writerow(
+                [f"cdnow-{number}", customer, f"{day[:4]}-{day[4:6]}-{day[6:]}", amount]
+            )
+    return path
+
+
+async def load_cdnow(engine: AsyncEngine, tenant: str, directory: Path) -> None:
+    """Import the CDNOW sample into ``tenant`` as its orders (6,919 of 2,357 customers)."""
+    await import_file(engine, Kind.orders, tenant, cdnow_orders_csv(directory / "cdnow.csv"))
 
 
 def day(days_ago: int) -> str:
