@@ -1,5 +1,5 @@
 """The `tierwise` command: `main` assembles the command groups, one module each (`serve`,
-`data`, `rules`, `keys`, `reports`); `support` holds what they share."""
+`data`, `rules`, `keys`, `reports`, `predict`); `support` holds what they share."""
 
 from service.cli.main import main
 

@@ -26,6 +26,7 @@ class Purpose(enum.StrEnum):
     run = "run"  # runs and incremental updates of one scheme (tenant, scheme)
     publish = "publish"  # publishers of one scheme: versions numbered without gaps (tenant, scheme)
     ingest = "ingest"  # loads of one tenant: inserts of new ids cannot race (tenant)
+    predict = "predict"  # fits of one tenant's models: versions without gaps (tenant)
 
 
 def key(purpose: Purpose, *parts: str) -> int:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Double,
     ForeignKeyConstraint,
     Identity,
     Index,
@@ -144,6 +145,64 @@ customer_metrics = Table(
     _timestamp("first_order_at"),
     _timestamp("last_order_at"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "customer_id"),
+)
+
+# --- Predictions (service.engine.predictions) -----------------------------------------------
+
+# Every fit of a tenant's BG/NBD and Gamma-Gamma models, numbered 1, 2, ...; the highest version
+# is the tenant's current model. Times are in days (alpha), values in the tenant's currency (v).
+prediction_models = Table(
+    "prediction_models",
+    metadata,
+    _tenant_id(),
+    Column("version", Integer, nullable=False),
+    # The evaluation time the models were fitted at: purchases strictly before it count.
+    _timestamp("as_of", nullable=False),
+    Column("r", Double, nullable=False),
+    Column("alpha", Double, nullable=False),
+    Column("a", Double, nullable=False),
+    Column("b", Double, nullable=False),
+    Column("p", Double, nullable=False),
+    Column("q", Double, nullable=False),
+    Column("v", Double, nullable=False),
+    # Customers with a purchase before as_of, those with a repeat occasion, and the BG/NBD
+    # log-likelihood of all of them; Gamma-Gamma's own customers (repeat, positive mean value).
+    Column("customers", BigInteger, nullable=False),
+    Column("repeat_customers", BigInteger, nullable=False),
+    Column("log_likelihood", Double, nullable=False),
+    Column("gamma_gamma_customers", BigInteger, nullable=False),
+    Column("gamma_gamma_log_likelihood", Double, nullable=False),
+    # The horizons (days) customer_predictions holds expected orders and CLV for, in order,
+    # and the yearly rate CLV is discounted at.
+    Column("horizon_days", ARRAY(Integer), nullable=False),
+    Column("yearly_discount_rate", Numeric, nullable=False),
+    Column("fitted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "version"),
+)
+
+# Each customer's predictions from the tenant's current model, replaced whole by each fit.
+# Model outputs are binary floats, rounded when written to 6 decimals (probabilities, counts) or
+# 4 (currency), so that every reader sees the same short digits.
+customer_predictions = Table(
+    "customer_predictions",
+    metadata,
+    _tenant_id(),
+    Column("customer_id", BigInteger, nullable=False),
+    Column("model_version", Integer, nullable=False),
+    # The customer's summary at this time: x, t_x and T of the models, and the mean net amount
+    # of the repeat occasions (null without one).
+    _timestamp("as_of", nullable=False),
+    Column("repeat_purchases", BigInteger, nullable=False),
+    Column("purchase_span_days", Integer, nullable=False),
+    Column("observed_days", BigInteger, nullable=False),
+    Column("mean_repeat_value", Double),
+    Column("p_alive", Double, nullable=False),
+    # Null when the Gamma-Gamma fit has no finite population mean (q <= 1).
+    Column("expected_order_value", Double),
+    # One element per prediction_models.horizon_days of the model version.
+    Column("expected_orders", ARRAY(Double), nullable=False),
+    Column("clv", ARRAY(Double)),
     PrimaryKeyConstraint("tenant_id", "customer_id"),
 )
 

@@ -47,6 +47,26 @@ async def _two_shops(engine: AsyncEngine, tenant: str) -> str:
                 ),
                 {"t": each},
             )
+            # The shop is too small to fit models on: a stored model and prediction by hand.
+            await connection.execute(
+                text(
+                    "INSERT INTO prediction_models (tenant_id, version, as_of, r, alpha, a, b, "
+                    "p, q, v, customers, repeat_customers, log_likelihood, "
+                    "gamma_gamma_customers, gamma_gamma_log_likelihood, horizon_days, "
+                    "yearly_discount_rate) VALUES (:t, 1, now(), 0.2, 30, 0.8, 2.5, 6, 3.7, 15, "
+                    "3, 1, -10, 1, -5, '{365}', 0)"
+                ),
+                {"t": each},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO customer_predictions (tenant_id, customer_id, model_version, "
+                    "as_of, repeat_purchases, purchase_span_days, observed_days, p_alive, "
+                    "expected_orders) SELECT :t, id, 1, now(), 0, 0, 10, 1, '{0.5}' "
+                    "FROM customers WHERE external_id = 'ann'"
+                ),
+                {"t": each},
+            )
     return other
 
 

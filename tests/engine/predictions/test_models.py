@@ -14,6 +14,7 @@ from service.engine.predictions import bgnbd, gamma_gamma
 from service.engine.predictions.bgnbd import BgNbd
 from service.engine.predictions.clv import clv
 from service.engine.predictions.gamma_gamma import GammaGamma
+from service.engine.predictions.mle import compress
 from tests.support import CDNOW
 
 PUBLISHED_BGNBD = {"r": 0.2426, "alpha": 4.4135, "a": 0.7929, "b": 2.4258}
@@ -65,6 +66,13 @@ def test_a_fit_counts_customers_not_distinct_summaries() -> None:
     twice = bgnbd.fit(np.tile(x, 2), np.tile(t_x, 2), np.tile(T, 2))
     assert twice.log_likelihood == pytest.approx(2 * once.log_likelihood, rel=1e-9)
     assert vars(twice.model) == pytest.approx(vars(once.model), rel=1e-5)
+
+
+def test_compression_keeps_every_customer() -> None:
+    x, t_x, T = _weekly("cdnow_customers_summary.csv", "frequency", "recency", "T")
+    groups = compress(x, t_x, T)
+    assert len(groups.rows) < len(x) and groups.weights.sum() == len(x)
+    assert (groups.rows[groups.inverse] == np.column_stack([x, t_x, T])).all()
 
 
 def test_where_nobody_drops_out_the_fit_says_everybody_is_alive() -> None:

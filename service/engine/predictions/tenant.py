@@ -1,0 +1,351 @@
+"""Fitting a tenant's models and keeping every customer's predictions from the current one.
+
+A fit reads the per-customer summary from Postgres (`purchases.summary`, set-based), fits
+BG/NBD and Gamma-Gamma in process on the compressed summaries, stores the parameters as the
+tenant's next model version and replaces the tenant's `customer_predictions` with the new
+model's, all in one transaction: readers see the previous model and predictions until it
+commits, and a failed fit changes nothing.
+
+Predictions are computed in numpy, once per distinct (x, t_x, T) for the BG/NBD quantities,
+and written back with COPY: the conditional expectation needs the Gauss hypergeometric function,
+which Postgres does not have, and a PL/pgSQL series for it measured far slower than numpy plus
+COPY (docs/predictions.md). They are stored as double precision rounded to a few decimals:
+converting a million rows of floats to numeric inside Postgres took longer than everything else
+together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Row, func, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.db import locks
+from service.db.tables import customer_predictions, prediction_models
+from service.engine.predictions import bgnbd, gamma_gamma, purchases
+from service.engine.predictions.bgnbd import BgNbd
+from service.engine.predictions.clv import purchases_by_horizon
+from service.engine.predictions.gamma_gamma import GammaGamma
+from service.engine.predictions.mle import Vector, compress
+from service.errors import UserError
+
+MIN_REPEAT_CUSTOMERS = 100
+"""Fewer customers with a repeat purchase than this, and a fit is refused."""
+
+DEFAULT_HORIZON_DAYS = (30, 90, 180, 365)
+"""The horizons `customer_predictions` holds expected orders and CLV for, unless told others."""
+
+PROBABILITY_SCALE = 6
+"""Decimal places p_alive and expected orders are rounded to when stored."""
+
+CURRENCY_SCALE = 4
+"""Decimal places values in currency are rounded to when stored, as order amounts are."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Per-customer summaries, each array of shape (n,): customer_id, x (repeat occasions),
+    t_x and T (days), m (mean net repeat value in currency, NaN for x = 0)."""
+
+    customer_id: Vector
+    x: Vector
+    t_x: Vector
+    T: Vector
+    m: Vector
+
+    @property
+    def repeat_customers(self) -> int:
+        return int(np.count_nonzero(self.x > 0))
+
+
+async def read_summary(
+    connection: AsyncConnection,
+    tenant: str,
+    as_of: dt.datetime,
+    *,
+    customer_ids: purchases.CustomerIds = None,
+) -> Summary:
+    """`purchases.summary` of ``tenant`` at ``as_of``, as arrays."""
+    rows = (
+        await connection.execute(
+            purchases.summary(tenant, as_of, customer_ids=customer_ids).order_by("customer_id")
+        )
+    ).all()
+    columns = np.array(
+        [tuple(np.nan if value is None else value for value in row) for row in rows],
+        dtype=np.float64,
+    ).reshape(len(rows), 5)
+    return Summary(*(columns[:, i].copy() for i in range(5)))
+
+
+@dataclass(frozen=True)
+class Model:
+    """One stored fit of a tenant: BG/NBD in days, Gamma-Gamma in the tenant's currency."""
+
+    version: int
+    as_of: dt.datetime
+    bgnbd: BgNbd
+    gamma_gamma: GammaGamma
+    customers: int
+    repeat_customers: int
+    log_likelihood: float
+    gamma_gamma_customers: int
+    gamma_gamma_log_likelihood: float
+    horizon_days: tuple[int, ...]
+    yearly_discount_rate: Decimal
+    fitted_at: dt.datetime
+
+    def as_json(self) -> dict[str, Any]:
+        """The parameters in the shape `tierwise predict fit --format json` prints."""
+        return {
+            "bgnbd": {
+                "r": self.bgnbd.r,
+                "alpha": self.bgnbd.alpha,
+                "a": self.bgnbd.a,
+                "b": self.bgnbd.b,
+            },
+            "gamma_gamma": {
+                "p": self.gamma_gamma.p,
+                "q": self.gamma_gamma.q,
+                "v": self.gamma_gamma.v,
+            },
+            "customers": self.customers,
+            "repeat_customers": self.repeat_customers,
+            "log_likelihood": self.log_likelihood,
+            "time_unit": "days",
+            "version": self.version,
+            "as_of": self.as_of.isoformat(),
+        }
+
+
+def _model(row: Row[Any]) -> Model:
+    return Model(
+        version=row.version,
+        as_of=row.as_of,
+        bgnbd=BgNbd(row.r, row.alpha, row.a, row.b),
+        gamma_gamma=GammaGamma(row.p, row.q, row.v),
+        customers=row.customers,
+        repeat_customers=row.repeat_customers,
+        log_likelihood=row.log_likelihood,
+        gamma_gamma_customers=row.gamma_gamma_customers,
+        gamma_gamma_log_likelihood=row.gamma_gamma_log_likelihood,
+        horizon_days=tuple(row.horizon_days),
+        yearly_discount_rate=row.yearly_discount_rate,
+        fitted_at=row.fitted_at,
+    )
+
+
+async def current_model(
+    connection: AsyncConnection, tenant: str, *, fitted_as_of: dt.datetime | None = None
+) -> Model | None:
+    """The tenant's current model (its highest version), or with ``fitted_as_of`` the newest
+    one fitted as of that time or earlier (what a backtest may use); None without one."""
+    query = select(prediction_models).where(prediction_models.c.tenant_id == tenant)
+    if fitted_as_of is not None:
+        query = query.where(prediction_models.c.as_of <= fitted_as_of)
+    row = (
+        await connection.execute(query.order_by(prediction_models.c.version.desc()).limit(1))
+    ).first()
+    return None if row is None else _model(row)
+
+
+class NotEnoughData(UserError):
+    """Too few repeat buyers to fit the models."""
+
+
+def check_enough(tenant: str, as_of: dt.datetime, count: int, what: str) -> None:
+    if count < MIN_REPEAT_CUSTOMERS:
+        raise NotEnoughData(
+            f"tenant {tenant!r} has {count} {what} before {as_of.isoformat()}; the models need "
+            f"at least {MIN_REPEAT_CUSTOMERS} to be fitted, so no model was fitted"
+        )
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    bgnbd: bgnbd.Fit
+    gamma_gamma: gamma_gamma.Fit
+
+
+def _fit(summary: Summary) -> _Fitted:
+    return _Fitted(
+        bgnbd.fit(summary.x, summary.t_x, summary.T),
+        gamma_gamma.fit(summary.x, np.nan_to_num(summary.m, nan=0.0)),
+    )
+
+
+async def fit_tenant(
+    connection: AsyncConnection,
+    tenant: str,
+    as_of: dt.datetime,
+    *,
+    horizon_days: Sequence[int] | None = None,
+    yearly_discount_rate: Decimal = Decimal(0),
+) -> tuple[Model, int]:
+    """Fit ``tenant``'s models on the purchases before ``as_of``, store them as its next
+    version and replace every customer's predictions; return the model and how many customers
+    got predictions. ``horizon_days`` (default `DEFAULT_HORIZON_DAYS`) are the horizons to keep
+    expected orders and CLV for; CLV is discounted at ``yearly_discount_rate``.
+
+    Fits of one tenant take turns (an advisory lock). Raises NotEnoughData (nothing written)
+    with fewer than `MIN_REPEAT_CUSTOMERS` customers with a repeat purchase, or fewer than that
+    with a positive mean repeat value (Gamma-Gamma's customers), and FitError when an optimiser
+    does not converge.
+    """
+    await locks.acquire(connection, locks.Purpose.predict, tenant)
+    summary = await read_summary(connection, tenant, as_of)
+    check_enough(tenant, as_of, summary.repeat_customers, "customers with a repeat purchase")
+    valued = int(np.count_nonzero((summary.x > 0) & (summary.m > 0)))
+    check_enough(tenant, as_of, valued, "customers with a positive mean repeat value")
+    fitted = await asyncio.to_thread(_fit, summary)
+    version = await connection.scalar(
+        select(func.coalesce(func.max(prediction_models.c.version), 0) + 1).where(
+            prediction_models.c.tenant_id == tenant
+        )
+    )
+    stored = (
+        await connection.execute(
+            insert(prediction_models)
+            .values(
+                tenant_id=tenant,
+                version=version,
+                as_of=as_of,
+                r=fitted.bgnbd.model.r,
+                alpha=fitted.bgnbd.model.alpha,
+                a=fitted.bgnbd.model.a,
+                b=fitted.bgnbd.model.b,
+                p=fitted.gamma_gamma.model.p,
+                q=fitted.gamma_gamma.model.q,
+                v=fitted.gamma_gamma.model.v,
+                customers=len(summary.x),
+                repeat_customers=summary.repeat_customers,
+                log_likelihood=fitted.bgnbd.log_likelihood,
+                gamma_gamma_customers=fitted.gamma_gamma.customers,
+                gamma_gamma_log_likelihood=fitted.gamma_gamma.log_likelihood,
+                horizon_days=sorted(set(horizon_days or DEFAULT_HORIZON_DAYS)),
+                yearly_discount_rate=yearly_discount_rate,
+            )
+            .returning(prediction_models)
+        )
+    ).one()
+    model = _model(stored)
+    await connection.execute(
+        customer_predictions.delete().where(customer_predictions.c.tenant_id == tenant)
+    )
+    written = await write_predictions(connection, tenant, model, summary, as_of)
+    return model, written
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Predictions for the customers of a `Summary`, each of shape (n,) or (h, n) over the
+    model's horizons: p_alive, expected_order_value (currency; NaN when q <= 1),
+    expected_orders (h, n) and clv (h, n, currency)."""
+
+    p_alive: Vector
+    expected_order_value: Vector
+    expected_orders: Vector
+    clv: Vector
+
+
+def predict(model: Model, summary: Summary) -> Predictions:
+    """``model``'s predictions for ``summary``'s customers; the BG/NBD quantities are computed
+    once per distinct (x, t_x, T) and spread to the customers that share it."""
+    groups = compress(summary.x, summary.t_x, summary.T)
+    gx, gt_x, gT = groups.column(0), groups.column(1), groups.column(2)
+    rate = float(model.yearly_discount_rate)
+    p_alive = model.bgnbd.p_alive(gx, gt_x, gT)[groups.inverse]
+    value = model.gamma_gamma.expected_value(summary.x, np.nan_to_num(summary.m, nan=0.0))
+    expected, discounted = purchases_by_horizon(
+        model.bgnbd, model.horizon_days, gx, gt_x, gT, yearly_discount_rate=rate
+    )
+    expected, discounted = expected[:, groups.inverse], discounted[:, groups.inverse]
+    return Predictions(p_alive, value, expected, discounted * value)
+
+
+_STAGE = "prediction_stage"
+_COLUMNS = (
+    "customer_id",
+    "repeat_purchases",
+    "purchase_span_days",
+    "observed_days",
+    "mean_repeat_value",
+    "p_alive",
+    "expected_order_value",
+    "expected_orders",
+    "clv",
+)
+
+
+def _rows(summary: Summary, predicted: Predictions) -> list[tuple[object, ...]]:
+    """The `_COLUMNS` of `customer_predictions`, one tuple per customer, rounded
+    (`PROBABILITY_SCALE`, `CURRENCY_SCALE`; half to even), ready for COPY. A missing value is
+    NaN here (no Python loop over customers), NULL once written."""
+    return list(
+        zip(
+            summary.customer_id.astype(np.int64).tolist(),
+            summary.x.astype(np.int64).tolist(),
+            summary.t_x.astype(np.int64).tolist(),
+            summary.T.astype(np.int64).tolist(),
+            np.round(summary.m, CURRENCY_SCALE).tolist(),
+            np.round(predicted.p_alive, PROBABILITY_SCALE).tolist(),
+            np.round(predicted.expected_order_value, CURRENCY_SCALE).tolist(),
+            np.round(predicted.expected_orders, PROBABILITY_SCALE).T.tolist(),
+            np.round(predicted.clv, CURRENCY_SCALE).T.tolist(),
+            strict=True,
+        )
+    )
+
+
+async def write_predictions(
+    connection: AsyncConnection,
+    tenant: str,
+    model: Model,
+    summary: Summary,
+    as_of: dt.datetime,
+) -> int:
+    """Upsert ``model``'s predictions for ``summary``'s customers (summarised at ``as_of``)
+    into `customer_predictions`: computed in numpy, rounded (`PROBABILITY_SCALE`,
+    `CURRENCY_SCALE`), COPYed into a temporary table (COPY cannot write a table under
+    row-level security) and upserted from it in one statement. Returns the number of customers
+    written."""
+    if len(summary.x) == 0:
+        return 0
+    rows = await asyncio.to_thread(lambda: _rows(summary, predict(model, summary)))
+    await connection.execute(
+        text(
+            f"CREATE TEMP TABLE {_STAGE} ON COMMIT DROP AS "
+            f"SELECT {', '.join(_COLUMNS)} FROM customer_predictions WITH NO DATA"
+        )
+    )
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    await driver.copy_records_to_table(_STAGE, records=rows, columns=_COLUMNS)
+    columns = ", ".join(_COLUMNS)
+    updates = ", ".join(
+        f"{name} = EXCLUDED.{name}" for name in ("model_version", "as_of", *_COLUMNS[1:])
+    )
+    # NaN, the arrays' way of saying "no value", becomes NULL (Postgres: NaN = NaN).
+    result = await connection.execute(
+        text(
+            f"""
+            INSERT INTO customer_predictions (tenant_id, model_version, as_of, {columns})
+            SELECT :tenant, :version, :as_of, customer_id, repeat_purchases,
+                   purchase_span_days, observed_days, nullif(mean_repeat_value, 'NaN'),
+                   p_alive, nullif(expected_order_value, 'NaN'), expected_orders,
+                   CASE WHEN expected_order_value <> 'NaN' THEN clv END
+            FROM {_STAGE}
+            ON CONFLICT (tenant_id, customer_id) DO UPDATE SET {updates}
+            """
+        ),
+        {"tenant": tenant, "version": model.version, "as_of": as_of},
+    )
+    await connection.execute(text(f"DROP TABLE {_STAGE}"))
+    return int(result.rowcount)
