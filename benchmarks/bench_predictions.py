@@ -63,7 +63,7 @@ def simulate(customers: int, seed: int = 7) -> Summary:
     mean = np.where(
         x > 0, rng.gamma(np.maximum(g.p * x, 1e-9), 1 / (np.maximum(x, 1) * nu)), np.nan
     )
-    return Summary(np.arange(1, customers + 1, dtype=np.float64), x, np.floor(last), T, mean)
+    return Summary(np.arange(1, customers + 1, dtype=np.int64), x, np.floor(last), T, mean)
 
 
 class _Clock:

@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.access import audit
 from service.cli.support import (
     AsOfOption,
     FormatOption,
@@ -47,8 +48,8 @@ def fit(
         typer.Option(
             "--horizon",
             metavar="DAYS",
-            help="Horizon in days to keep expected orders and CLV for (repeatable) "
-            "[default: 30, 90, 180 and 365].",
+            help="Horizon in days to keep expected orders and CLV for (repeatable; "
+            "default 30, 90, 180 and 365).",
         ),
     ] = None,
     discount_rate: Annotated[
@@ -79,7 +80,12 @@ def fit(
     async def work(engine: AsyncEngine) -> tuple[Model, int]:
         async with tenant_transaction(engine, tenant_id) as connection:
             return await fit_tenant(
-                connection, tenant_id, when, horizon_days=horizon, yearly_discount_rate=rate
+                connection,
+                tenant_id,
+                when,
+                actor=audit.command_line_actor(),
+                horizon_days=horizon,
+                yearly_discount_rate=rate,
             )
 
     model, written = run_with_engine(config, work)

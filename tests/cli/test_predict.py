@@ -46,19 +46,9 @@ def test_fit_prints_the_parameters_and_validate_the_holdout_comparison(
     assert "model 2 of tenant" in text.stdout
     assert "predictions of 2,357 customers replaced" in text.stdout
 
-    validated = tierwise(
-        database,
-        "predict",
-        "validate",
-        "--calibration-end",
-        "1997-10-01",
-        "--holdout-end",
-        "1998-07-01",
-        "--tenant",
-        tenant,
-        "--format",
-        "json",
-    )
+    validate = ("predict", "validate", "--calibration-end", "1997-10-01")
+    holdout = ("--holdout-end", "1998-07-01", "--tenant", tenant)
+    validated = tierwise(database, *validate, *holdout, "--format", "json")
     assert validated.returncode == 0, validated.stderr
     report = json.loads(validated.stdout)
     assert [b["repeat_purchases"] for b in report["buckets"]] == [*"0123456", "7+"]
@@ -66,17 +56,7 @@ def test_fit_prints_the_parameters_and_validate_the_holdout_comparison(
     assert report["actual"] == 1882 and report["holdout_days"] == 273
     assert report["error"] == (report["predicted"] - 1882) / 1882
 
-    table = tierwise(
-        database,
-        "predict",
-        "validate",
-        "--calibration-end",
-        "1997-10-01",
-        "--holdout-end",
-        "1998-07-01",
-        "--tenant",
-        tenant,
-    )
+    table = tierwise(database, *validate, *holdout)
     assert table.returncode == 0, table.stderr
     assert "7+" in table.stdout and "1,882" in table.stdout and "total" in table.stdout
 

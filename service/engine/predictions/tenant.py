@@ -24,9 +24,11 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Row, func, insert, select, text
+import numpy.typing as npt
+from sqlalchemy import Row, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.access import audit
 from service.db import locks
 from service.db.tables import customer_predictions, prediction_models
 from service.engine.predictions import bgnbd, gamma_gamma, purchases
@@ -54,7 +56,7 @@ class Summary:
     """Per-customer summaries, each array of shape (n,): customer_id, x (repeat occasions),
     t_x and T (days), m (mean net repeat value in currency, NaN for x = 0)."""
 
-    customer_id: Vector
+    customer_id: npt.NDArray[np.int64]
     x: Vector
     t_x: Vector
     T: Vector
@@ -73,16 +75,16 @@ async def read_summary(
     customer_ids: purchases.CustomerIds = None,
 ) -> Summary:
     """`purchases.summary` of ``tenant`` at ``as_of``, as arrays."""
-    rows = (
-        await connection.execute(
-            purchases.summary(tenant, as_of, customer_ids=customer_ids).order_by("customer_id")
-        )
-    ).all()
-    columns = np.array(
-        [tuple(np.nan if value is None else value for value in row) for row in rows],
-        dtype=np.float64,
-    ).reshape(len(rows), 5)
-    return Summary(*(columns[:, i].copy() for i in range(5)))
+    query = purchases.summary(tenant, as_of, customer_ids=customer_ids).order_by("customer_id")
+    rows = (await connection.execute(query)).all()
+    ids, x, t_x, T, m = zip(*rows, strict=True) if rows else ((),) * 5
+    return Summary(
+        np.array(ids, dtype=np.int64),
+        np.array(x, dtype=np.float64),
+        np.array(t_x, dtype=np.float64),
+        np.array(T, dtype=np.float64),
+        np.array(m, dtype=np.float64),  # None (no repeat occasion) becomes NaN
+    )
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,8 @@ class NotEnoughData(UserError):
 
 
 def check_enough(tenant: str, as_of: dt.datetime, count: int, what: str) -> None:
+    """Raise NotEnoughData, saying so in a sentence, when ``count`` customers (``what``,
+    e.g. "customers with a repeat purchase") are fewer than `MIN_REPEAT_CUSTOMERS`."""
     if count < MIN_REPEAT_CUSTOMERS:
         raise NotEnoughData(
             f"tenant {tenant!r} has {count} {what} before {as_of.isoformat()}; the models need "
@@ -186,6 +190,7 @@ async def fit_tenant(
     tenant: str,
     as_of: dt.datetime,
     *,
+    actor: audit.Actor = audit.SERVICE,
     horizon_days: Sequence[int] | None = None,
     yearly_discount_rate: Decimal = Decimal(0),
 ) -> tuple[Model, int]:
@@ -194,7 +199,8 @@ async def fit_tenant(
     got predictions. ``horizon_days`` (default `DEFAULT_HORIZON_DAYS`) are the horizons to keep
     expected orders and CLV for; CLV is discounted at ``yearly_discount_rate``.
 
-    Fits of one tenant take turns (an advisory lock). Raises NotEnoughData (nothing written)
+    Fits of one tenant take turns (an advisory lock); each is audited (``model.fit``, by
+    ``actor``, with the previous and the new parameters). Raises NotEnoughData (nothing written)
     with fewer than `MIN_REPEAT_CUSTOMERS` customers with a repeat purchase, or fewer than that
     with a positive mean repeat value (Gamma-Gamma's customers), and FitError when an optimiser
     does not converge.
@@ -205,11 +211,8 @@ async def fit_tenant(
     valued = int(np.count_nonzero((summary.x > 0) & (summary.m > 0)))
     check_enough(tenant, as_of, valued, "customers with a positive mean repeat value")
     fitted = await asyncio.to_thread(_fit, summary)
-    version = await connection.scalar(
-        select(func.coalesce(func.max(prediction_models.c.version), 0) + 1).where(
-            prediction_models.c.tenant_id == tenant
-        )
-    )
+    previous = await current_model(connection, tenant)
+    version = 1 if previous is None else previous.version + 1
     stored = (
         await connection.execute(
             insert(prediction_models)
@@ -236,6 +239,15 @@ async def fit_tenant(
         )
     ).one()
     model = _model(stored)
+    await audit.record(
+        connection,
+        tenant,
+        actor,
+        "model.fit",
+        f"model:{model.version}",
+        before=None if previous is None else previous.as_json(),
+        after=model.as_json(),
+    )
     await connection.execute(
         customer_predictions.delete().where(customer_predictions.c.tenant_id == tenant)
     )
@@ -290,7 +302,7 @@ def _rows(summary: Summary, predicted: Predictions) -> list[tuple[object, ...]]:
     NaN here (no Python loop over customers), NULL once written."""
     return list(
         zip(
-            summary.customer_id.astype(np.int64).tolist(),
+            summary.customer_id.tolist(),
             summary.x.astype(np.int64).tolist(),
             summary.t_x.astype(np.int64).tolist(),
             summary.T.astype(np.int64).tolist(),

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.access import audit
 from service.db.database import tenant_transaction
 from service.db.tables import customer_predictions, customers, prediction_models
 from service.engine.predictions import purchases
@@ -237,6 +238,10 @@ async def test_each_fit_is_a_new_version_and_the_newest_is_current(
     assert versions == {2}
     assert second.bgnbd != first.bgnbd and isinstance(second.bgnbd, BgNbd)
     assert isinstance(second.gamma_gamma, GammaGamma)
+    async with tenant_transaction(engine, tenant) as connection:
+        [entry, _] = await audit.entries(connection, tenant, action="model.fit")
+    assert (entry.target, entry.actor) == ("model:2", "tierwise")
+    assert (entry.before, entry.after) == (first.as_json(), second.as_json())
 
 
 async def test_validation_compares_predicted_and_actual_holdout_purchases(
@@ -272,3 +277,25 @@ async def test_validation_compares_predicted_and_actual_holdout_purchases(
     assert result.predicted == pytest.approx(1653.4, rel=0.02)
     # CDNOW's customers bought more after the calibration period than its pattern implies.
     assert -0.15 < result.error < -0.10
+
+
+async def test_one_customers_predictions_can_be_brought_up_to_date(
+    engine: AsyncEngine, tenant: str, tmp_path: Path
+) -> None:
+    """What incremental updates will do after an order: the current model, the customer's
+    summary now, their row replaced and nobody else's."""
+    await load_cdnow(engine, tenant, tmp_path)
+    async with tenant_transaction(engine, tenant) as connection:
+        model, _ = await models.fit_tenant(connection, tenant, AS_OF)
+    await load(engine, tenant, [order_row("late", "00050", "1997-11-01", "30")])
+    now = dt.datetime(1997, 12, 1, tzinfo=dt.UTC)
+    async with tenant_transaction(engine, tenant) as connection:
+        [customer] = [i for i, name in (await _ids(engine, tenant)).items() if name == "00050"]
+        summary = await models.read_summary(connection, tenant, now, customer_ids=[customer])
+        written = await models.write_predictions(connection, tenant, model, summary, now)
+        rows = (await connection.execute(select(customer_predictions))).all()
+    [updated] = [row for row in rows if row.customer_id == customer]
+    assert written == 1
+    assert (updated.as_of, updated.repeat_purchases, updated.mean_repeat_value) == (now, 1, 30.0)
+    assert updated.p_alive == _rounded(model.bgnbd.p_alive(1, 304, 334), 6)
+    assert sum(row.as_of == AS_OF for row in rows) == len(rows) - 1 == 2356
