@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import digamma, gammaln, hyp2f1
+from scipy.special import digamma, expit, gammaln, hyp2f1
 
 from service.engine.predictions.mle import Estimate, Vector, compress, maximise
 
@@ -39,14 +39,15 @@ class BgNbd:
 
         P = 1 / (1 + δ(x>0) · a/(b+x-1) · ((α+T)/(α+t_x))^(r+x)): Fader, Hardie and Lee (2008),
         "Computing P(alive) using the BG/NBD model" (research note 021), their closed form.
-        Evaluated as a logistic of the log-odds, so that it cannot overflow.
+        Evaluated as the logistic function of the log-odds, which cannot overflow.
         """
         x, t_x, T = _arrays(x, t_x, T)
         repeat = x > 0
         log_odds = (self.r + x) * np.log((self.alpha + T) / (self.alpha + t_x)) + np.log(
             self.a / (self.b + np.maximum(x, 1) - 1)
         )
-        return np.where(repeat, 1 / (1 + np.exp(np.minimum(log_odds, 700))), 1.0)
+        alive: Vector = np.where(repeat, expit(-log_odds), 1.0)
+        return alive
 
     def expected_purchases(
         self, t: ArrayLike, x: ArrayLike, t_x: ArrayLike, T: ArrayLike
