@@ -380,7 +380,21 @@ def _check_scheme(
 ) -> tuple[c.CheckedScheme, dict[str, t.Span]]:
     checker = _Checker(scheme.file, tiers_of)
     tiers: list[c.CheckedTier] = []
+    named: dict[str, t.Tier] = {}
     for index, tier in enumerate(scheme.tiers):
+        first = named.setdefault(tier.name, tier)
+        if first is not tier:
+            # Memberships, reports and strategies know a tier by its name: two of one name
+            # would be counted as one tier listed twice.
+            errors.append(
+                Diagnostic.at(
+                    scheme.file,
+                    tier.name_span,
+                    f"another tier is already named `{tier.name}` (line {first.span.line})",
+                    "tier names must differ within a scheme; rename one, or join their "
+                    "conditions with `or`",
+                )
+            )
         found = len(checker.found)
         try:
             condition = checker.condition(tier.condition) if tier.condition else None

@@ -230,19 +230,10 @@ def lint_scheme(scheme: c.CheckedScheme, source: t.Scheme) -> Iterator[Diagnosti
     differ). Yields warning diagnostics; claims only what is certain (see the module docstring).
     """
     file = scheme.file
-    names: dict[str, t.Tier] = {}
     otherwise: t.Tier | None = None
     earlier: _Covers = {}
     ids: dict[MetricRef, int] = {}
     for checked_tier, tier in zip(scheme.tiers, source.tiers, strict=True):
-        if tier.name in names:
-            first = names[tier.name]
-            yield _warn(
-                file,
-                tier.name_span,
-                f"another tier is already named `{tier.name}` (line {first.span.line})",
-            )
-        names.setdefault(tier.name, tier)
         if otherwise is not None:
             yield _warn(
                 file,

@@ -119,6 +119,26 @@ def test_bad_rules_are_refused_with_positions(database: URL, tenant: str, tmp_pa
     )
 
 
+def test_two_tiers_of_one_name_are_an_error(database: URL, tenant: str, tmp_path: Path) -> None:
+    """Published with a warning, such a scheme was listed twice by `segments`, its shares
+    adding up to more than 100 %: now check and publish refuse it at the second name."""
+    tierwise(database, "import", "orders", str(orders_file(tmp_path)), "--tenant", tenant)
+    rules = tmp_path / "twice.rules"
+    rules.write_text(
+        "scheme spend {\n  tier Big when monetary > 100\n  tier Big when frequency >= 1\n"
+        "  tier Small otherwise\n}\n"
+    )
+    message = f"{rules}:3:8: error: another tier is already named `Big` (line 2)"
+    checked = tierwise(database, "rules", "check", str(rules))
+    assert checked.returncode == 1
+    assert message in checked.stdout
+    published = tierwise(database, "rules", "publish", str(rules), "--tenant", tenant)
+    assert published.returncode == 1
+    assert message in published.stderr
+    segments = tierwise(database, "segments", "--tenant", tenant, "--format", "json")
+    assert json.loads(segments.stdout) == []
+
+
 def test_templates_can_be_listed_copied_and_published(
     database: URL, tenant: str, tmp_path: Path
 ) -> None:
