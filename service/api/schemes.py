@@ -193,8 +193,9 @@ class SchemeQuery:
 
     @resolver(
         "What publishing rule text would do: customers and revenue per tier and "
-        "who would move, evaluated now or at the start of `asOf` (a backtest). Nothing is "
-        "written. Bad rules give a BAD_RULE error.",
+        "who would move, evaluated now or at the start of `asOf` (a backtest: only customers "
+        "who existed then, `in tier` as of then; a day in the future is BAD_INPUT). Nothing "
+        "is written. Bad rules give a BAD_RULE error.",
         needs=Permission.check_rules,
     )
     async def preview_rules(

@@ -14,6 +14,7 @@ from service.cli.support import (
     FormatOption,
     OutputFormat,
     TenantOption,
+    backtest_note,
     out,
     parse_as_of,
     run_with_engine,
@@ -37,7 +38,9 @@ def evaluate(
     """Evaluate published schemes now (for cron), or backtest them --as-of a past date.
 
     A run of now makes its result current and records every tier change; a backtest only
-    reports what the tiers were then. Runs of one scheme never overlap, across processes.
+    reports what the tiers were then: of the customers who existed by then, with `in tier`
+    read from the referenced schemes as of then. Runs of one scheme never overlap, across
+    processes.
     """
     config = settings()
     tenant_id = tenant or config.default_tenant
@@ -56,7 +59,10 @@ def evaluate(
                 return [row for row in rows if row.scheme in keys]
         return [row for result in results for row in run_rows(result)]
 
-    _print_segments(run_with_engine(config, work), output)
+    rows = run_with_engine(config, work)
+    if when is not None and output is OutputFormat.text:
+        out.print(backtest_note(when), highlight=False)
+    _print_segments(rows, output)
 
 
 def run_rows(result: evaluation.RunResult) -> list[analytics.SegmentRow]:

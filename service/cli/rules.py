@@ -18,6 +18,7 @@ from service.cli.support import (
     FormatOption,
     OutputFormat,
     TenantOption,
+    backtest_note,
     out,
     parse_as_of,
     run_with_engine,
@@ -205,6 +206,8 @@ def preview(
     if output is OutputFormat.json:
         out.print_json(json.dumps([_preview_json(p) for p in previews], ensure_ascii=False))
         return
+    if when is not None:
+        out.print(backtest_note(when), highlight=False)
     for item in previews:
         total = sum(t.customers for t in item.tiers) or 1
         out.print(f"scheme {item.scheme} as of {item.as_of:%Y-%m-%d %H:%M} UTC", highlight=False)

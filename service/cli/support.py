@@ -73,14 +73,23 @@ def run_with_engine(config: Settings, work: Callable[[AsyncEngine], Awaitable[T]
 
 
 def parse_as_of(value: str | None) -> dt.datetime | None:
+    """The time of ``--as-of``; UserError for one that does not parse or is in the future."""
     if value is None:
         return None
     from service.data.records import FieldError, parse_timestamp
+    from service.engine.evaluation import check_past
 
     try:
-        return parse_timestamp(value)
-    except FieldError as error:
+        when = parse_timestamp(value)
+        check_past(when, dt.datetime.now(dt.UTC))
+    except (FieldError, UserError) as error:
         raise UserError(f"--as-of: {error}") from None
+    return when
+
+
+def backtest_note(when: dt.datetime) -> str:
+    """The line that tells a backtest's output from a live run's."""
+    return f"backtest as of {when:%Y-%m-%d %H:%M} UTC, nothing changed"
 
 
 def print_error(message: str) -> None:

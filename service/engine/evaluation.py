@@ -13,15 +13,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Insert, Select, column, select, table, text, update
+from sqlalchemy import Insert, Select, column, literal, select, table, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from dsl import compile_scheme
+from dsl import CheckedScheme, compile_scheme, evaluation_order
 from dsl.compiler import time_parameters, window_days
 from service.data.ingest import ANALYZE_AFTER_ROWS
 from service.db import locks
@@ -30,7 +30,8 @@ from service.db.tables import evaluation_runs
 from service.engine import schemes as published
 from service.engine import webhooks
 from service.engine.schemes import PublishedScheme
-from service.engine.sources import AFFECTED, tenant_sources
+from service.engine.sources import AFFECTED, CREATE_TIERS_THEN, TIERS_THEN, tenant_sources
+from service.errors import UserError
 from service.metrics import observe_run
 
 _NEW_TIERS = table("new_tiers", column("customer_id"), column("tier"))
@@ -254,6 +255,55 @@ async def _fail_run(engine: AsyncEngine, tenant: str, run_id: int, error: BaseEx
         )
 
 
+def check_past(as_of: dt.datetime, now: dt.datetime) -> None:
+    """Refuse a backtest time after ``now``: a backtest looks at the data before a past time."""
+    if as_of > now:
+        raise UserError(
+            f"as of {as_of:%Y-%m-%d %H:%M} UTC is in the future: a backtest evaluates the data "
+            "before a past time (leave the time out to evaluate now)"
+        )
+
+
+def _reached(order: Sequence[CheckedScheme], keys: Collection[str]) -> set[str]:
+    """``keys`` and every scheme whose tiers they read, directly or through others (``order``
+    has dependencies first)."""
+    reached = set(keys)
+    for scheme in reversed(order):
+        if scheme.key in reached:
+            reached |= scheme.depends_on
+    return reached
+
+
+async def _keep_then(connection: AsyncConnection, key: str, statement: Select[Any]) -> None:
+    """A scheme's tiers from its compiled ``statement`` into `TIERS_THEN`, for the `in tier`
+    of the schemes evaluated after it in this transaction."""
+    result = statement.subquery("result")
+    await connection.execute(
+        TIERS_THEN.insert().from_select(
+            ["scheme_key", "customer_id", "tier"],
+            select(literal(key), result.c.customer_id, result.c.tier).where(
+                result.c.tier.is_not(None)
+            ),
+        )
+    )
+
+
+async def _referenced_then(
+    connection: AsyncConnection, tenant: str, scheme: CheckedScheme, as_of: dt.datetime
+) -> None:
+    """The tiers as of ``as_of`` of every published scheme ``scheme`` reads (directly or
+    through others), evaluated in dependency order into `TIERS_THEN`: a backtest's `in tier`
+    sees the tiers of then, never today's memberships."""
+    await connection.execute(text(CREATE_TIERS_THEN))
+    order = [found.checked for found in await published.current(connection, tenant)]
+    needed = _reached(order, scheme.depends_on)
+    sources = tenant_sources(tenant, backtest=as_of)
+    for other in order:
+        if other.key in needed:
+            assert other.key is not None
+            await _keep_then(connection, other.key, compile_scheme(other, sources, as_of))
+
+
 async def evaluate(
     engine: AsyncEngine,
     tenant: str,
@@ -266,15 +316,18 @@ async def evaluate(
     """Run scheme ``key`` over every customer of ``tenant``.
 
     Without ``as_of`` the result becomes current (memberships and transitions); with it, the
-    run is a backtest on the data before ``as_of``: counted and recorded, nothing else
-    changes. Without ``wait``, returns None at once if another run of the scheme holds the
-    lock (the scheduler's case: some replica is already doing it). Raises `NotFound` for a
-    scheme the tenant has not published.
+    run is a backtest on the data before ``as_of``: of the customers who existed by then,
+    with `in tier` read from the referenced schemes evaluated as of then; counted and
+    recorded, nothing else changes. Raises UserError for an ``as_of`` in the future. Without
+    ``wait``, returns None at once if another run of the scheme holds the lock (the
+    scheduler's case: some replica is already doing it). Raises `NotFound` for a scheme the
+    tenant has not published.
     """
     started = time.perf_counter()
     now = dt.datetime.now(dt.UTC)
     applied = as_of is None
     at = as_of or now
+    check_past(at, now)
     async with tenant_transaction(engine, tenant) as connection:
         if not await _lock(connection, tenant, key, wait=wait):
             return None
@@ -286,7 +339,11 @@ async def evaluate(
             await connection.execute(text("SET LOCAL work_mem = '256MB'"))
             # Small loads leave statistics alone; their sum may have made them stale since.
             await analyze_stale(connection, _SOURCE_TABLES)
-            sources = tenant_sources(tenant, registered_before=as_of)
+            if applied:
+                sources = tenant_sources(tenant)
+            else:
+                await _referenced_then(connection, tenant, scheme.checked, at)
+                sources = tenant_sources(tenant, backtest=at)
             await _stage(connection, _staging(compile_scheme(scheme.checked, sources, at)))
             changed = 0
             if applied:
@@ -349,7 +406,10 @@ async def evaluate_all(
 ) -> list[RunResult]:
     """Run the named schemes (default: all), and those that read their tiers, in dependency
     order; skipped ones (lock held elsewhere, without ``wait``) are left out, and so are keys
-    of no published scheme (with ``wait``, an empty result for named keys means that)."""
+    of no published scheme (with ``wait``, an empty result for named keys means that).
+    Raises UserError for an ``as_of`` in the future."""
+    if as_of is not None:
+        check_past(as_of, dt.datetime.now(dt.UTC))
     async with tenant_transaction(engine, tenant) as connection:
         ordered = await published.current(connection, tenant)
     chosen = set(keys) if keys is not None else {s.key for s in ordered}
@@ -458,29 +518,61 @@ async def preview(
     as_of: dt.datetime | None = None,
 ) -> list[Preview]:
     """What publishing ``source`` would do: customers and revenue per tier and who would move
-    where, computed in a transaction that is rolled back. Raises RuleError on bad rules."""
-    at = as_of or dt.datetime.now(dt.UTC)
-    previews: list[Preview] = []
+    where, computed in a transaction that is rolled back. Raises RuleError on bad rules,
+    UserError for an ``as_of`` in the future.
+
+    A draft's `in tier` reads the drafts of ``source`` it references (publishing makes them
+    current) and, for other schemes, the current memberships; with ``as_of`` (a backtest),
+    every scheme it reads is evaluated as of then, and only customers who existed by then
+    count."""
+    now = dt.datetime.now(dt.UTC)
+    at = as_of or now
+    check_past(at, now)
+    previews: dict[str, Preview] = {}
     async with tenant_transaction(engine, tenant) as connection:
         texts = published.parse_for_publishing(source, file, scheme_key)
         result = await published.check_against_published(
             connection, tenant, [scheme for scheme, _ in texts]
         )
         await connection.execute(text("SET LOCAL work_mem = '256MB'"))
-        for checked in result.schemes:
+        await connection.execute(text(CREATE_TIERS_THEN))
+        drafts = {checked.key: checked for checked in result.schemes}
+        if as_of is None:
+            order = evaluation_order(list(result.schemes))
+            sources = tenant_sources(tenant, staged=[key for key in drafts if key is not None])
+        else:
+            others = [
+                found.checked
+                for found in await published.current(connection, tenant)
+                if found.key not in drafts
+            ]
+            order = evaluation_order([*others, *drafts.values()])
+            sources = tenant_sources(tenant, backtest=as_of)
+        needed = _reached(order, [key for key in drafts if key is not None])
+        for checked in order:
+            if checked.key not in needed:
+                continue
             assert checked.key is not None
+            statement = compile_scheme(checked, sources, at)
+            if checked.key not in drafts:
+                await _keep_then(connection, checked.key, statement)
+                continue
             draft = PublishedScheme(checked.key, checked.title, 0, "", checked)
-            sources = tenant_sources(tenant, registered_before=as_of)
-            await _stage(connection, _staging(compile_scheme(checked, sources, at)))
+            await _stage(connection, _staging(statement))
+            await connection.execute(
+                text(
+                    "INSERT INTO tiers_then SELECT :k, customer_id, tier FROM new_tiers"
+                    " WHERE tier IS NOT NULL"
+                ),
+                {"k": checked.key},
+            )
             tiers = await _count(connection, tenant, draft, at, applied=as_of is None)
             moves = await connection.execute(text(_MOVES), {"t": tenant, "k": checked.key})
-            previews.append(
-                Preview(
-                    checked.key,
-                    at,
-                    tiers,
-                    tuple(MigrationCell(m.from_tier, m.to_tier, int(m.customers)) for m in moves),
-                )
+            previews[checked.key] = Preview(
+                checked.key,
+                at,
+                tiers,
+                tuple(MigrationCell(m.from_tier, m.to_tier, int(m.customers)) for m in moves),
             )
         await connection.rollback()
-    return previews
+    return [previews[key] for key in drafts if key is not None]

@@ -1,14 +1,14 @@
 """What a compiled scheme reads from: the tenant's customers, orders, events and current
 memberships as the compiler's `dsl.Sources`, built in one place for every caller (full runs,
-incremental updates, backtests, analytics, the API's loaders and `where` filters)."""
+incremental updates, backtests, previews, analytics, the API's loaders and `where` filters)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Select, column, select, table
+from sqlalchemy import Select, column, exists, or_, select, table
 
 from dsl import Sources
 from service.db.tables import customers, events, memberships, orders
@@ -16,36 +16,77 @@ from service.db.tables import customers, events, memberships, orders
 AFFECTED: Select[Any] = select(column("customer_id")).select_from(table("affected_customers"))
 """The customers of the ``affected_customers`` temporary table that ingest fills."""
 
+TIERS_THEN = table("tiers_then", column("scheme_key"), column("customer_id"), column("tier"))
+"""Tiers computed in this transaction (a backtest's referenced schemes as of its time, a
+preview's drafts), where the `in tier` of the schemes evaluated after them read them."""
+
+CREATE_TIERS_THEN = (
+    "CREATE TEMP TABLE IF NOT EXISTS tiers_then"
+    " (scheme_key text, customer_id bigint, tier text) ON COMMIT DROP"
+)
+
+
+def existed_by(tenant: str, as_of: dt.datetime) -> Any:
+    """Customers Tierwise knows existed before ``as_of``: registered, recorded, or with an
+    order or event before it (a backtest counts no one who came later)."""
+    return or_(
+        customers.c.registered_at < as_of,
+        customers.c.created_at < as_of,
+        exists()
+        .where(
+            orders.c.tenant_id == tenant,
+            orders.c.customer_id == customers.c.id,
+            orders.c.ordered_at < as_of,
+        )
+        .correlate(customers),
+        exists()
+        .where(
+            events.c.tenant_id == tenant,
+            events.c.customer_id == customers.c.id,
+            events.c.occurred_at < as_of,
+        )
+        .correlate(customers),
+    )
+
 
 def tenant_sources(
     tenant: str,
     *,
     customer_ids: Sequence[int] | Select[Any] | None = None,
-    registered_before: dt.datetime | None = None,
+    backtest: dt.datetime | None = None,
+    staged: Collection[str] = (),
 ) -> Sources:
     """The tenant's rows as the compiler's sources.
 
     ``customer_ids`` (a list of ids, or a select of one ``customer_id`` column such as
     `AFFECTED`) keeps only those customers, filtered in every source so that Postgres reads
     just their rows: right for every metric but the population ones (ranks, percentiles),
-    which compare a customer with the whole tenant. ``registered_before`` (a backtest's date)
-    leaves out the customers who registered later.
+    which compare a customer with the whole tenant. ``backtest`` (a past time) keeps only the
+    customers who existed by then (`existed_by`) and reads `in tier` from `TIERS_THEN` alone,
+    never from today's memberships: the caller fills it with the referenced schemes as of that
+    time. ``staged`` names schemes whose tiers `in tier` reads from `TIERS_THEN` instead of the
+    current memberships (a preview's drafts).
     """
     customer_rows = select(customers).where(customers.c.tenant_id == tenant)
     order_rows = select(orders).where(orders.c.tenant_id == tenant)
     event_rows = select(events).where(events.c.tenant_id == tenant)
-    member_rows = select(
+    member_rows: Select[Any] = select(
         memberships.c.customer_id, memberships.c.scheme_key.label("scheme"), memberships.c.tier
     ).where(memberships.c.tenant_id == tenant)
-    if registered_before is not None:
-        customer_rows = customer_rows.where(
-            (customers.c.registered_at < registered_before) | customers.c.registered_at.is_(None)
-        )
+    then_rows: Select[Any] = select(
+        TIERS_THEN.c.customer_id, TIERS_THEN.c.scheme_key.label("scheme"), TIERS_THEN.c.tier
+    )
+    if backtest is not None:
+        customer_rows = customer_rows.where(existed_by(tenant, backtest))
+        member_rows = then_rows
+    elif staged:
+        member_rows = member_rows.where(memberships.c.scheme_key.not_in(list(staged)))
+        member_rows = select(member_rows.union_all(then_rows).subquery("tiers_now"))
     if customer_ids is not None:
         customer_rows = customer_rows.where(customers.c.id.in_(customer_ids))
         order_rows = order_rows.where(orders.c.customer_id.in_(customer_ids))
         event_rows = event_rows.where(events.c.customer_id.in_(customer_ids))
-        member_rows = member_rows.where(memberships.c.customer_id.in_(customer_ids))
+        member_rows = member_rows.where(member_rows.selected_columns.customer_id.in_(customer_ids))
     return Sources(
         customer_rows.subquery("customers"),
         order_rows.subquery("orders"),

@@ -234,6 +234,9 @@ async def test_preview_rules_counts_tiers_and_moves(engine: AsyncEngine, tenant:
     bad = await post(engine, tenant, query, {"source": "scheme value {\n tier A when x > 1\n}"})
     assert codes(bad) == ["BAD_RULE"]
     assert bad["errors"][0]["extensions"]["diagnostics"][0]["line"] == 2
+    future = await post(engine, tenant, query, {"source": source, "asOf": "2999-01-01"})
+    assert codes(future) == ["BAD_INPUT"]
+    assert "is in the future" in future["errors"][0]["message"]
 
 
 async def test_a_page_costs_the_same_round_trips_whatever_its_size(

@@ -78,13 +78,72 @@ def test_backtest_uses_only_data_before_the_date(
         database, "evaluate", "--tenant", tenant, "--as-of", "2026-01-06", "--format", "json"
     )
     assert backtest.returncode == 0, backtest.stderr
-    # On 6 January only a's order existed; b's is that day and c's later: not counted.
+    # On 6 January only a's order existed; b's is that day and c's later: b and c were not
+    # customers yet, so they are in no tier.
     assert [
         (row["tier"], row["customers"], row["revenue"]) for row in json.loads(backtest.stdout)
     ] == [
         ("Big", 1, 500.0),
-        ("Small", 2, 0.0),
+        ("Small", 0, 0.0),
     ]
+    text = tierwise(database, "evaluate", "--tenant", tenant, "--as-of", "2026-01-06")
+    assert text.stdout.splitlines()[0] == "backtest as of 2026-01-06 00:00 UTC, nothing changed"
+    future = tierwise(database, "evaluate", "--tenant", tenant, "--as-of", "2999-01-01")
+    assert future.returncode == 1
+    assert "error: --as-of: as of 2999-01-01 00:00 UTC is in the future" in future.stderr
+
+
+def test_backtest_in_tier_reads_the_referenced_scheme_as_of_then(
+    database: URL, tenant: str, tmp_path: Path
+) -> None:
+    """The case `backtest-in-tier`: one table said `base Small` and `dep Yes` for the same
+    customer, because `in tier` read today's tiers."""
+    orders = tmp_path / "orders.csv"
+    orders.write_text(
+        "order_id,customer_id,ordered_at,amount\nO1,EVE,2026-01-01,50\nO2,EVE,2026-01-02,60\n"
+    )
+    rules = tmp_path / "rules.rules"
+    rules.write_text(
+        "scheme base {\n  tier Big   when monetary >= 100\n  tier Small otherwise\n}\n"
+        "scheme dep {\n  tier Yes when in tier base.Big\n  tier No  otherwise\n}\n"
+    )
+    tierwise(database, "import", "orders", str(orders), "--tenant", tenant)
+    published = tierwise(database, "rules", "publish", str(rules), "--tenant", tenant)
+    assert "evaluated dep v1: Yes 1, No 0" in published.stdout
+    backtest = tierwise(
+        database, "evaluate", "--tenant", tenant, "--as-of", "2026-01-02", "--format", "json"
+    )
+    assert backtest.returncode == 0, backtest.stderr
+    placed = {(r["scheme"], r["tier"]) for r in json.loads(backtest.stdout) if r["customers"]}
+    assert placed == {("base", "Small"), ("dep", "No")}
+    only_dep = tierwise(
+        database,
+        "evaluate",
+        *("--scheme", "dep", "--tenant", tenant, "--as-of", "2026-01-02", "--format", "json"),
+    )
+    assert only_dep.returncode == 0, only_dep.stderr
+    assert [(r["tier"], r["customers"]) for r in json.loads(only_dep.stdout)] == [
+        ("Yes", 0),
+        ("No", 1),
+    ]
+    preview = tierwise(
+        database,
+        "rules",
+        "preview",
+        str(rules),
+        "--tenant",
+        tenant,
+        "--as-of",
+        "2026-01-02",
+        "--format",
+        "json",
+    )
+    assert {
+        (p["scheme"], t["tier"])
+        for p in json.loads(preview.stdout)
+        for t in p["tiers"]
+        if t["customers"]
+    } == {("base", "Small"), ("dep", "No")}
 
 
 def test_preview_writes_nothing_and_shows_moves(database: URL, tenant: str, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import json
 import secrets
 from decimal import Decimal
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -18,6 +19,7 @@ from service.data.records import Kind
 from service.db.database import create_engine
 from service.db.tables import customers, evaluation_runs, transitions
 from service.engine import evaluation, schemes
+from service.errors import UserError
 from tests.dsl.strategies import conditions
 from tests.support import NOW, VALUE, day, load, moves, order, publish, tiers_of
 
@@ -94,6 +96,112 @@ async def test_a_backtest_sees_only_data_before_its_date_and_changes_nothing(
     ]
     async with engine.connect() as connection:
         assert await tiers_of(connection, tenant, "value") == before
+
+
+BASE_AND_DEP = """
+scheme base {
+  tier Big   when monetary >= 100
+  tier Small otherwise
+}
+scheme dep {
+  tier Yes when in tier base.Big
+  tier No  otherwise
+}
+scheme top {
+  tier Both when in tier dep.Yes and in tier base.Big
+  tier Not  otherwise
+}
+"""
+
+
+async def test_a_backtest_reads_the_tiers_of_referenced_schemes_as_of_then(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    """Today eve is Big, so dep says Yes; 45 days ago she had spent 50: Small, and a backtest
+    of dep (alone, or of all schemes) must say No, not read today's Big."""
+    await load(engine, tenant, [order("o1", "eve", 60, "50"), order("o2", "eve", 30, "60")])
+    await publish(engine, tenant, BASE_AND_DEP)
+    await evaluation.evaluate_all(engine, tenant)
+    async with engine.connect() as connection:
+        assert await tiers_of(connection, tenant, "dep") == {"eve": "Yes"}
+    then = NOW - dt.timedelta(days=45)
+    alone = await evaluation.evaluate(engine, tenant, "top", as_of=then)
+    assert alone is not None
+    assert [(t.tier, t.customers) for t in alone.tiers] == [("Both", 0), ("Not", 1)]
+    runs = await evaluation.evaluate_all(engine, tenant, as_of=then)
+    assert {run.scheme: [(t.tier, t.customers) for t in run.tiers] for run in runs} == {
+        "base": [("Big", 0), ("Small", 1)],
+        "dep": [("Yes", 0), ("No", 1)],
+        "top": [("Both", 0), ("Not", 1)],
+    }
+    async with engine.connect() as connection:
+        assert await tiers_of(connection, tenant, "dep") == {"eve": "Yes"}
+
+
+async def test_a_backtest_counts_only_customers_who_existed_by_then(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    people = [
+        {"customer_id": "registered", "registered_at": day(90)},
+        {"customer_id": "registers_later", "registered_at": day(10)},
+        {"customer_id": "no_dates"},
+    ]
+    await import_rows(engine, Kind.customers, tenant, enumerate(people, 2), source="test")
+    await load(engine, tenant, [order("o1", "bought", 70, "10"), order("o2", "new", 5, "10")])
+    await import_rows(
+        engine,
+        Kind.events,
+        tenant,
+        enumerate([{"customer_id": "visited", "type": "login", "occurred_at": day(80)}], 2),
+        source="test",
+    )
+    await publish(engine, tenant, "scheme all_ { tier Everyone otherwise }")
+    run = await evaluation.evaluate(engine, tenant, "all_")
+    assert run is not None and run.customers == 6
+    # 30 days ago: registered, bought and visited existed; the others came later (no_dates
+    # was first recorded today).
+    backtest = await evaluation.evaluate(engine, tenant, "all_", as_of=NOW - dt.timedelta(30))
+    assert backtest is not None and backtest.customers == 3
+
+
+async def test_a_backtest_preview_evaluates_the_schemes_it_reads_as_of_then(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    await load(engine, tenant, [order("o1", "eve", 60, "50"), order("o2", "eve", 30, "60")])
+    await publish(engine, tenant, BASE_AND_DEP)
+    await evaluation.evaluate_all(engine, tenant)
+    then = NOW - dt.timedelta(days=45)
+    draft_dep = "scheme dep {\n  tier Yes when in tier base.Big\n  tier No otherwise\n}\n"
+    # A draft reading a published scheme: that scheme as of then.
+    (dep,) = await evaluation.preview(engine, tenant, draft_dep, as_of=then)
+    assert [(t.tier, t.customers) for t in dep.tiers] == [("Yes", 0), ("No", 1)]
+    # Drafts reading each other: the drafts, in dependency order, now and as of then.
+    lowered = BASE_AND_DEP.replace(">= 100", ">= 40")
+    now = {p.scheme: p for p in await evaluation.preview(engine, tenant, lowered)}
+    assert [(t.tier, t.customers) for t in now["top"].tiers] == [("Both", 1), ("Not", 0)]
+    past = {p.scheme: p for p in await evaluation.preview(engine, tenant, lowered, as_of=then)}
+    assert [(t.tier, t.customers) for t in past["dep"].tiers] == [("Yes", 1), ("No", 0)]
+    drafts = BASE_AND_DEP.replace(">= 100", ">= 1000")
+    past = {p.scheme: p for p in await evaluation.preview(engine, tenant, drafts, as_of=then)}
+    assert [(t.tier, t.customers) for t in past["top"].tiers] == [("Both", 0), ("Not", 1)]
+    assert list(past) == ["base", "dep", "top"]
+
+
+async def test_a_backtest_in_the_future_is_refused(engine: AsyncEngine, tenant: str) -> None:
+    await load(engine, tenant, [order("o1", "c", 1, "10")])
+    await publish(engine, tenant, VALUE)
+    future = NOW + dt.timedelta(days=1)
+    with pytest.raises(UserError, match="is in the future"):
+        await evaluation.evaluate(engine, tenant, "value", as_of=future)
+    with pytest.raises(UserError, match="is in the future"):
+        await evaluation.evaluate_all(engine, tenant, as_of=future)
+    with pytest.raises(UserError, match="is in the future"):
+        await evaluation.preview(engine, tenant, VALUE, as_of=future)
+    async with engine.connect() as connection:
+        runs = await connection.scalar(
+            select(func.count()).where(evaluation_runs.c.tenant_id == tenant)
+        )
+    assert runs == 0
 
 
 async def test_ingest_updates_tiers_incrementally(engine: AsyncEngine, tenant: str) -> None:
