@@ -115,17 +115,25 @@ async def publish(engine: AsyncEngine, tenant: str, source: str) -> None:
 
 
 def tierwise(
-    database: URL | str, *args: str, timeout: float = 180
+    database: URL | str | None, *args: str, timeout: float = 180, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the CLI as a user would, against ``database`` (a URL, or any text to try)."""
-    url = database if isinstance(database, str) else plain_url(database)
+    """Run the CLI as a user would, against ``database`` (a URL, or any text to try; None:
+    none configured, so the embedded Postgres of ``cwd``)."""
+    env = {k: v for k, v in os.environ.items() if k not in _DATABASE_SETTINGS}
+    if database is not None:
+        url = database if isinstance(database, str) else plain_url(database)
+        env["TIERWISE_DATABASE_URL"] = url
     return subprocess.run(
         [sys.executable, "-c", "from service.cli import main; main()", *args],
-        env={**os.environ, "TIERWISE_DATABASE_URL": url},
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
+        cwd=cwd,
     )
+
+
+_DATABASE_SETTINGS = {"TIERWISE_DATABASE_URL", "TIERWISE_DATA_DIR"}
 
 
 async def run_statuses(engine: AsyncEngine, tenant: str) -> list[str]:

@@ -49,14 +49,16 @@ def migrate_command(
         await migrate.upgrade(engine, revision)
         return await migrate.current_revision(engine)
 
-    out.print(f"database schema at revision {run_with_engine(config, work)}")
+    reached = run_with_engine(config, work, create=True, needs_schema=False)
+    out.print(f"database schema at revision {reached}")
 
 
 @app.command()
 def serve(host: HostOption = None, port: PortOption = None) -> None:
-    """Serve the HTTP API (the database must be migrated: see `tierwise migrate`)."""
+    """Serve the HTTP API (the database must exist and be migrated: see `tierwise migrate`)."""
     config = settings(host=host, port=port, log_format="json")
-    run_with_engine(config, lambda engine: _serve(engine, config))
+    # An existing database at any revision: /readyz says when it needs `tierwise migrate`.
+    run_with_engine(config, lambda engine: _serve(engine, config), needs_schema=False)
 
 
 async def _serve(engine: AsyncEngine, config: Settings) -> None:
@@ -162,4 +164,4 @@ def demo(
                 out.print(line, highlight=False, markup=False)
             await _serve(engine, config)
 
-    run_with_engine(config, work)
+    run_with_engine(config, work, create=True, needs_schema=False)

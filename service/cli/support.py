@@ -15,12 +15,14 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service import logs
 from service.config import LogFormat, Settings, load_settings
 from service.data.readers import count_data_rows
-from service.db.database import create_engine, database_url
+from service.db import migrate
+from service.db.database import create_engine, database_url, how_to_point, location
 from service.errors import UserError
 
 T = TypeVar("T")
@@ -59,17 +61,49 @@ def settings(log_format: LogFormat = "text", **overrides: object) -> Settings:
     return loaded
 
 
-def run_with_engine(config: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
-    """Run ``work`` against the configured (or embedded) database, then release everything."""
+def run_with_engine(
+    config: Settings,
+    work: Callable[[AsyncEngine], Awaitable[T]],
+    *,
+    create: bool = False,
+    needs_schema: bool = True,
+) -> T:
+    """Run ``work`` against the configured (or embedded) database, then release everything.
+
+    Only with ``create`` (`demo`, `migrate`) may a new embedded Postgres be made; every other
+    command needs an existing database, and with ``needs_schema`` one migrated to this code's
+    revision. Otherwise UserError says where Tierwise looked and what to do, before any work.
+    """
 
     async def run(engine: AsyncEngine) -> T:
         try:
+            await _check_database(engine, config, needs_schema=needs_schema)
             return await work(engine)
         finally:
             await engine.dispose()
 
-    with database_url(config) as url:
+    with database_url(config, create=create) as url:
         return asyncio.run(run(create_engine(url, pre_ping=config.database_pre_ping)))
+
+
+async def _check_database(engine: AsyncEngine, config: Settings, *, needs_schema: bool) -> None:
+    try:
+        revision = await migrate.current_revision(engine)
+    except (OSError, DBAPIError) as error:
+        reason = getattr(error, "orig", None) or error
+        raise UserError(f"database: cannot connect to {location(config)}: {reason}") from None
+    head = migrate.head_revision()
+    if not needs_schema or revision == head:
+        return
+    if revision is None:
+        raise UserError(
+            f"{location(config)} holds no Tierwise tables: `tierwise migrate` sets them up "
+            f"there; to use another database, {how_to_point(config)}"
+        )
+    raise UserError(
+        f"{location(config)} has schema revision {revision}, this Tierwise needs {head}: "
+        "run `tierwise migrate` (or use the Tierwise version that migrated it)"
+    )
 
 
 def parse_as_of(value: str | None) -> dt.datetime | None:

@@ -83,12 +83,50 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
         server.cleanup()
 
 
+def embedded_exists(data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds an embedded Postgres cluster (made by an earlier start)."""
+    return (data_dir / "pg" / "PG_VERSION").is_file()
+
+
+def location(settings: Settings) -> str:
+    """Where Tierwise looks for its database, in words for an error message."""
+    if settings.database_url:
+        url = async_url(settings.database_url).set(drivername="postgresql")
+        return f"TIERWISE_DATABASE_URL ({url.render_as_string(hide_password=True)})"
+    return f"the embedded Postgres in {settings.data_dir.resolve()} (TIERWISE_DATA_DIR)"
+
+
+def how_to_point(settings: Settings) -> str:
+    """How to point Tierwise at the database a user meant, in words for an error message."""
+    if settings.database_url:
+        return (
+            "point TIERWISE_DATABASE_URL at the database `tierwise migrate` set up, or unset it "
+            "to use the embedded Postgres of the folder where `tierwise demo` ran"
+        )
+    return (
+        "run the command in the folder where `tierwise demo` or `tierwise migrate` ran, set "
+        "TIERWISE_DATA_DIR to that folder's .tierwise, or set TIERWISE_DATABASE_URL to a "
+        "Postgres server"
+    )
+
+
 @contextlib.contextmanager
-def database_url(settings: Settings) -> Iterator[URL]:
-    """The configured server's URL, or the embedded one's for as long as the block runs."""
+def database_url(settings: Settings, *, create: bool = True) -> Iterator[URL]:
+    """The configured server's URL, or the embedded one's for as long as the block runs.
+
+    Without ``create``, an embedded Postgres that does not exist yet is not made: UserError
+    says where Tierwise looked and how to point it at a database (a command that needs data
+    must not start a new, empty one in whatever folder it runs in)."""
     if settings.database_url:
         yield async_url(settings.database_url)
         return
+    if not create and not embedded_exists(settings.data_dir):
+        raise UserError(
+            f"no Tierwise database here: looked for {location(settings)}, which does not "
+            f"exist, and TIERWISE_DATABASE_URL is not set. To use an existing database, "
+            f"{how_to_point(settings)}; `tierwise migrate` or `tierwise demo` sets up a new one "
+            "here."
+        )
     with embedded_postgres(settings.data_dir) as plain:
         yield async_url(plain)
 

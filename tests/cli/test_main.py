@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.db.database import plain_url
 from service.db.tables import customers, events, orders
-from tests.support import tierwise
+from tests.support import admin, tierwise
 
 
 def test_help_lists_every_command(database: URL) -> None:
@@ -78,8 +78,42 @@ def test_a_wrong_database_url_is_explained() -> None:
 def test_an_unreachable_database_is_explained() -> None:
     result = tierwise("postgresql://nobody@127.0.0.1:1/none", "migrate", timeout=60)
     assert result.returncode == 1
-    assert result.stderr.startswith("error: database:")
+    assert result.stderr.startswith(
+        "error: database: cannot connect to TIERWISE_DATABASE_URL "
+        "(postgresql://nobody@127.0.0.1:1/none): "
+    )
     assert "Traceback" not in result.stderr
+
+
+def test_outside_its_folder_a_command_says_where_it_looked(tmp_path: Path) -> None:
+    """No database configured and none in this folder: say so, and make no new one (it
+    used to start an empty embedded Postgres and fail on `role "tierwise_app"`)."""
+    (tmp_path / "x.rules").write_text("tier A otherwise\n")
+    for args in (("segments",), ("rules", "preview", "x.rules", "--scheme", "s"), ("serve",)):
+        result = tierwise(None, *args, cwd=tmp_path, timeout=60)
+        assert result.returncode == 1, args
+        assert result.stderr.startswith(
+            f"error: no Tierwise database here: looked for the embedded Postgres in "
+            f"{tmp_path.resolve() / '.tierwise'} (TIERWISE_DATA_DIR)"
+        ), result.stderr
+        assert "set TIERWISE_DATABASE_URL to a Postgres server" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / ".tierwise").exists()
+
+
+async def test_a_database_without_the_schema_is_explained(database: URL, tenant: str) -> None:
+    empty = database.set(database=f"{database.database}_empty")
+    await admin(empty, f'CREATE DATABASE "{empty.database}"')
+    try:
+        result = tierwise(empty, "segments", "--tenant", tenant, timeout=60)
+    finally:
+        await admin(empty, f'DROP DATABASE "{empty.database}" WITH (FORCE)')
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: TIERWISE_DATABASE_URL (postgresql://")
+    assert (
+        f"/{empty.database}" in result.stderr
+        and ") holds no Tierwise tables: `tierwise migrate` sets them up there" in result.stderr
+    ), result.stderr
 
 
 async def test_demo_loads_data(database: URL, engine: AsyncEngine) -> None:
