@@ -76,6 +76,29 @@ async def record(
     )
 
 
+async def record_each(
+    connection: AsyncConnection, tenant: str, actor: Actor, action: str, targets: Sequence[str]
+) -> None:
+    """One entry of ``action`` per target, in one statement (an erasure of many customers)."""
+    if not targets:
+        return
+    await connection.execute(
+        audit_log.insert(),
+        [
+            {
+                "tenant_id": tenant,
+                "actor": actor.subject,
+                "role": actor.role,
+                "action": action,
+                "target": target,
+                "source": actor.source,
+                "request_id": actor.request_id,
+            }
+            for target in targets
+        ],
+    )
+
+
 async def entries(
     connection: AsyncConnection,
     tenant: str,

@@ -1,4 +1,5 @@
-"""`tierwise import` and `tierwise rollups`: customer data in, and the rollups kept from it."""
+"""`tierwise import`, `delete` and `rollups`: customer data in and out, and the rollups kept
+from it."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from typing import Annotated
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.access import audit
 from service.cli.support import TenantOption, out, progress, run_with_engine, settings
 from service.data import rollups
 from service.data.ingest import ImportResult, import_file
+from service.data.readers import read_ids
 from service.data.records import Kind
 from service.db.database import tenant_transaction
-from service.engine import evaluation
+from service.engine import deletion, evaluation
 
 app = typer.Typer()
 rollups_app = typer.Typer(help="The per-customer order rollups ingest keeps.", no_args_is_help=True)
@@ -60,6 +63,36 @@ def import_(
     out.print(f"{file}: {result.summary()}")
     if result.rejected and skip_bad:
         out.print(f"bad rows written to {skip_bad}")
+
+
+@app.command("delete")
+def delete(
+    kind: Annotated[Kind, typer.Argument(help="What the file's ids name.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, help="A .csv or .jsonl file of ids, as for import."
+        ),
+    ],
+    tenant: TenantOption = None,
+) -> None:
+    """Delete orders or events, or erase customers, by the ids in FILE.
+
+    The file names them as an import does (customer_id, order_id or event_id; other fields an
+    import knows are ignored, so an import's file undoes it). Deleting orders or events
+    updates the rollups and tiers at once, recording each change. Erasing a customer removes
+    their profile, orders, events, tiers, history and webhook payloads; the audit log keeps
+    that it happened, by whom and when, without the customer's id in clear. A bad row
+    rejects the whole file; ids that name nothing are counted, not refused.
+    """
+    config = settings()
+    tenant_id = tenant or config.default_tenant
+    ids = read_ids(file, kind)
+
+    async def work(engine: AsyncEngine) -> deletion.Deletion:
+        return await deletion.delete(engine, tenant_id, kind, ids, actor=audit.command_line_actor())
+
+    out.print(f"{file}: {run_with_engine(config, work).summary()}", highlight=False)
 
 
 @rollups_app.command("check")

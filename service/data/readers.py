@@ -9,13 +9,23 @@ from __future__ import annotations
 import csv
 import difflib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from service.data.records import ATTRIBUTE_PREFIX, FIELDS, Kind, RowError, known_fields
+from service.data.records import (
+    ATTRIBUTE_PREFIX,
+    FIELDS,
+    TEXT,
+    FieldError,
+    Kind,
+    RowError,
+    id_field,
+    is_missing,
+    known_fields,
+)
 from service.errors import UserError
 
 MAX_LISTED_ERRORS = 20
@@ -25,7 +35,13 @@ JSON_LINES = {".jsonl", ".ndjson", ".json"}
 class IngestError(UserError):
     """A file with bad rows; nothing of it was written."""
 
-    def __init__(self, source: str, errors: Sequence[RowError], bad_rows: int) -> None:
+    def __init__(
+        self,
+        source: str,
+        errors: Sequence[RowError],
+        bad_rows: int,
+        outcome: str = "nothing imported (use --skip-bad FILE to import the good rows)",
+    ) -> None:
         self.source = source
         self.errors = list(errors)
         self.bad_rows = bad_rows
@@ -33,10 +49,7 @@ class IngestError(UserError):
         more = len(errors) - MAX_LISTED_ERRORS
         tail = f"\n  ... and {more} more" if more > 0 else ""
         rows = "1 bad row" if bad_rows == 1 else f"{bad_rows} bad rows"
-        super().__init__(
-            f"{source}: {rows}, nothing imported (use --skip-bad FILE to import the good rows):\n"
-            f"{listed}{tail}"
-        )
+        super().__init__(f"{source}: {rows}, {outcome}:\n{listed}{tail}")
 
     @classmethod
     def of_rows(cls, source: str, bad: Sequence[BadRow]) -> IngestError:
@@ -58,17 +71,53 @@ class RawRows:
     fields: list[str] = field(default_factory=list)
 
 
-def read_rows(path: Path, kind: Kind) -> RawRows:
-    """Open a CSV or JSON Lines file (by extension) as rows; header problems raise IngestError."""
+def read_rows(path: Path, kind: Kind, *, required: Collection[str] | None = None) -> RawRows:
+    """Open a CSV or JSON Lines file (by extension) as rows; header problems raise IngestError.
+
+    ``required``: the fields a CSV header must name (default: those an import of ``kind``
+    requires)."""
     suffix = path.suffix.lower()
     if suffix in JSON_LINES:
         return RawRows(_jsonl_rows(path, str(path)))
     if suffix in {".csv", ".txt"}:
-        return _csv_rows(path, kind)
+        if required is None:
+            required = [spec.name for spec in FIELDS[kind] if spec.required]
+        return _csv_rows(path, kind, required)
     raise UserError(f"{path}: unknown file type {suffix!r}; use .csv or .jsonl")
 
 
-def _csv_rows(path: Path, kind: Kind) -> RawRows:
+def read_ids(path: Path, kind: Kind) -> list[str]:
+    """The ids of a file naming ``kind`` rows to delete, in file order: CSV with a header
+    naming the kind's id field (`customer_id`, `order_id`, `event_id`), or JSON Lines objects
+    with it. Other fields an import of ``kind`` knows are ignored, so the file of an import
+    names what it loaded. Raises IngestError naming the file, line and field of every bad
+    row (then nothing may be deleted)."""
+    name = id_field(kind)
+    try:
+        raw = read_rows(path, kind, required=[name])
+    except IngestError as error:
+        raise IngestError(error.source, error.errors, error.bad_rows, "nothing deleted") from None
+    ids: list[str] = []
+    errors: list[RowError] = []
+    bad = 0
+    for line, row in raw.rows:
+        problems = row_problems(line, row, kind, check_names=not raw.fields)
+        if not problems:
+            value = row.get(name)
+            try:
+                if is_missing(value):
+                    raise FieldError("is required to name what to delete, but missing")
+                ids.append(TEXT.parse(value))
+            except FieldError as error:
+                problems.append(RowError(line, name, str(error)))
+        bad += bool(problems)
+        errors.extend(problems)
+    if errors:
+        raise IngestError(str(path), errors, bad, "nothing deleted")
+    return ids
+
+
+def _csv_rows(path: Path, kind: Kind, required: Collection[str]) -> RawRows:
     handle = path.open(newline="", encoding="utf-8-sig")
     reader = csv.reader(handle)
     try:
@@ -81,7 +130,7 @@ def _csv_rows(path: Path, kind: Kind) -> RawRows:
         raise IngestError(
             str(path), [RowError(1, None, f"unreadable header: {error}")], 1
         ) from None
-    problems = _header_problems(kind, header)
+    problems = _header_problems(kind, header, required)
     if problems:
         handle.close()
         raise IngestError(str(path), problems, 0)
@@ -134,7 +183,7 @@ class _Unreadable:
     reason: str
 
 
-def _header_problems(kind: Kind, header: list[str]) -> list[RowError]:
+def _header_problems(kind: Kind, header: list[str], required: Collection[str]) -> list[RowError]:
     known = known_fields(kind)
     problems: list[RowError] = []
     for name in {name for name in header if header.count(name) > 1}:
@@ -145,9 +194,9 @@ def _header_problems(kind: Kind, header: list[str]) -> list[RowError]:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {', '.join(known)}"
         problems.append(RowError(1, name, f"unknown column{hint}"))
-    for spec in FIELDS[kind]:
-        if spec.required and spec.name not in header:
-            problems.append(RowError(1, spec.name, "required column is missing from the header"))
+    for name in required:
+        if name not in header:
+            problems.append(RowError(1, name, "required column is missing from the header"))
     return problems
 
 

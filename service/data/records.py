@@ -291,6 +291,11 @@ def known_fields(kind: Kind) -> list[str]:
     return [field.name for field in FIELDS[kind]]
 
 
+def id_field(kind: Kind) -> str:
+    """The field holding a ``kind`` row's id in the caller's systems (its external id)."""
+    return next(field.name for field in FIELDS[kind] if field.stage_column == "external_id")
+
+
 def check_tenant_id(tenant: str) -> str:
     if not TENANT_ID.fullmatch(tenant):
         raise FieldError(

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     PrimaryKeyConstraint,
@@ -74,6 +75,9 @@ tenants = Table(
     Column("id", KEY, primary_key=True),
     Column("name", Text, nullable=False),
     _created_at(),
+    # The key of the digests that stand for erased customers' ids in the audit log; made at
+    # the tenant's first erasure, returned by no API (service/engine/deletion.py).
+    Column("erasure_key", LargeBinary),
 )
 
 customers = Table(
