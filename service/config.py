@@ -75,7 +75,8 @@ class Settings(BaseSettings):
     max_page_size: int = 100
     """The cap on `first` of paginated fields."""
     max_ingest_rows: int = 10_000
-    """Rows one ingest mutation may carry (bigger loads: `tierwise import`)."""
+    """Rows one ingest mutation may carry, or ids one deletion (bigger loads: `tierwise import`
+    and `tierwise delete`)."""
     auth_required: bool = True
     """Refuse requests without a valid bearer token. Off (development only), every request
     acts as admin of the default tenant or of the ``X-Tierwise-Tenant`` header."""

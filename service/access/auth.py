@@ -68,6 +68,7 @@ class Permission(enum.StrEnum):
     publish_rules = "publish_rules"
     manage_strategies = "manage_strategies"
     write_data = "write_data"
+    erase_customers = "erase_customers"
     manage_keys = "manage_keys"
     manage_webhooks = "manage_webhooks"
     read_audit = "read_audit"
@@ -81,7 +82,9 @@ PERMISSION_DESCRIPTIONS: Mapping[Permission, str] = {
     Permission.check_rules: "check and preview rule text (nothing is written)",
     Permission.publish_rules: "publish schemes and run evaluations",
     Permission.manage_strategies: "save and delete strategies",
-    Permission.write_data: "write customers, orders and events",
+    Permission.write_data: "write customers, orders and events; delete orders and events",
+    Permission.erase_customers: "erase customers: everything of them goes for good, the audit "
+    "log keeps that it happened",
     Permission.manage_keys: "create, list and revoke API keys",
     Permission.manage_webhooks: "register, list and delete webhooks; read and replay deliveries",
     Permission.read_audit: "the audit log: who changed rules, strategies, keys and webhooks",
@@ -92,7 +95,9 @@ _VIEWER = frozenset({Permission.read_reports, Permission.read_customers})
 # The one role table. Personal data (name, email, phone) is for admins only: tiers, metrics
 # and strategies are keyed by the customer's id in the caller's own systems, which hold the
 # contact details; dashboards, frontends and analysts never need them from Tierwise, and data
-# minimisation says a role that does not need personal data should not see it.
+# minimisation says a role that does not need personal data should not see it. Erasing is for
+# admins only too: it cannot be undone and takes a customer's whole history, where a data
+# feed (ingest) needs at most to take back a mistaken order or event (write_data).
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
     Role.viewer: _VIEWER,
     Role.analyst: _VIEWER

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.scalars import JSON
 
 from service.access.auth import Permission
+from service.api import limits
 from service.api.context import Info
-from service.api.errors import LIMIT_EXCEEDED, ApiError
 from service.api.fields import arg, resolver
 from service.data.ingest import import_rows
 from service.data.records import Kind
@@ -165,9 +165,7 @@ async def _ingest(
     info: Info, kind: Kind, items: Sequence[T], to_row: Callable[[T], Mapping[str, Any]]
 ) -> IngestResult:
     context = info.context
-    limit = context.settings.max_ingest_rows
-    if len(items) > limit:
-        raise ApiError(LIMIT_EXCEEDED, f"{len(items)} rows in one request, at most {limit} allowed")
+    limits.ingest_rows(context.settings, len(items))
     changes: list[int] = []
 
     async def refresh(connection: AsyncConnection, tenant: str) -> None:

@@ -28,7 +28,7 @@ from strawberry.extensions import (
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 
-from service.api.errors import LIMIT_EXCEEDED
+from service.api.errors import LIMIT_EXCEEDED, ApiError
 from service.config import Settings
 from service.errors import UserError
 
@@ -77,6 +77,16 @@ def page_size(settings: Settings, argument: str, value: int) -> int:
     if not 0 <= value <= settings.max_page_size:
         raise UserError(f"`{argument}` must be between 0 and {settings.max_page_size}")
     return value
+
+
+def ingest_rows(settings: Settings, count: int) -> None:
+    """LIMIT_EXCEEDED when one request carries more rows (or ids) than
+    `Settings.max_ingest_rows`; bigger loads go through the command line."""
+    if count > settings.max_ingest_rows:
+        raise ApiError(
+            LIMIT_EXCEEDED,
+            f"{count} rows in one request, at most {settings.max_ingest_rows} allowed",
+        )
 
 
 def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:

@@ -20,6 +20,7 @@ from strawberry.types.base import get_object_definition
 from service.api.audit import AuditQuery
 from service.api.catalog import CatalogQuery
 from service.api.customers import Customer, CustomerQuery
+from service.api.deletion import DeletionMutation
 from service.api.errors import ErrorPolicy, log_errors
 from service.api.ingest import IngestMutation
 from service.api.keys import KeyMutation, KeyQuery
@@ -52,7 +53,14 @@ class Query(
 
 
 @strawberry.type(description="Writing data, rules and strategies.")
-class Mutation(WebhookMutation, KeyMutation, IngestMutation, SchemeMutation, StrategyMutation):
+class Mutation(
+    WebhookMutation,
+    KeyMutation,
+    IngestMutation,
+    DeletionMutation,
+    SchemeMutation,
+    StrategyMutation,
+):
     pass
 
 

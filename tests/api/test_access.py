@@ -71,6 +71,9 @@ OPERATIONS: dict[str, tuple[str, dict[str, Any]]] = {
         "mutation ($e: [EventInput!]!) { recordEvents(events: $e) { inserted } }",
         {"e": [{"customerId": "dan", "type": "login", "occurredAt": day(1)}]},
     ),
+    "deleteOrders": ('mutation { deleteOrders(ids: ["o9"]) { deleted } }', {}),
+    "deleteEvents": ('mutation { deleteEvents(ids: ["e9"]) { deleted } }', {}),
+    "eraseCustomers": ('mutation { eraseCustomers(ids: ["dan"]) { deleted } }', {}),
     "publishScheme": (
         'mutation ($s: String!) { publishScheme(key: "value", source: $s) { changed } }',
         {"s": VALUE},
@@ -143,6 +146,8 @@ def test_the_role_table_is_the_issues() -> None:
     assert all(may(Role.admin, field) for field in ROOT_FIELDS)
     assert [r for r in Role if Permission.read_personal in ROLE_PERMISSIONS[r]] == [Role.admin]
     assert [r for r in Role if may(r, "createWebhook")] == [Role.admin]
+    assert may(Role.ingest, "deleteOrders") and may(Role.ingest, "deleteEvents")
+    assert [r for r in Role if may(r, "eraseCustomers")] == [Role.admin]
 
 
 async def _subscribe(engine: AsyncEngine, tenant: str, role: Role) -> list[str]:

@@ -3,6 +3,7 @@ operation in graphql/operations/ runs against a real database with the results a
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from collections.abc import Callable
 from decimal import Decimal
@@ -25,6 +26,7 @@ from service.api.explain import ClauseResult, TierResult
 from service.api.schema import build_schema, sdl
 from service.config import Settings
 from tests.api.support import codes, data, post, shop
+from tests.support import NOW
 
 CONTRACT = Path(__file__).parents[2] / "graphql"
 OPERATIONS = CONTRACT / "operations"
@@ -119,11 +121,12 @@ def _check_rules(result: dict[str, Any]) -> None:
 def _preview_rules(result: dict[str, Any]) -> None:
     (preview,) = data(result)["previewRules"]["schemes"]
     assert preview["scheme"] == "value"
-    assert preview["asOf"].startswith("2020-01-01T00:00:00")
-    # Before any order: nobody has spent anything yet, everybody is Normal.
+    assert preview["asOf"].startswith(f"{BACKTEST_DAY}T00:00:00")
+    # Fifteen days ago ann had one order of 2,500 and cyd one of 100; bob, whose only order is
+    # 5 days old, was not a customer yet.
     assert [(t["tier"], t["customerCount"]) for t in preview["tiers"]] == [
-        ("Big", 0),
-        ("Normal", 3),
+        ("Big", 1),
+        ("Normal", 1),
     ]
 
 
@@ -185,7 +188,15 @@ def _explain(result: dict[str, Any]) -> None:
     assert active["clause"]["line"] == 3  # of the published (canonical) text
 
 
+BACKTEST_DAY = (NOW - dt.timedelta(days=15)).date().isoformat()
+
+
+def _erase_customer(result: dict[str, Any]) -> None:
+    assert data(result) == {"eraseCustomers": {"deleted": 1, "notFound": 0}}
+
+
 RUNS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], None]]] = {
+    "erase_customer": ({"id": "ann"}, _erase_customer),
     "console_session": ({}, _console_session),
     "publish_scheme": (
         {"key": "value", "source": "tier Big when monetary > 1000\ntier Normal otherwise"},
@@ -217,7 +228,7 @@ RUNS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], None]]] = {
     "preview_rules": (
         {
             "source": "scheme value {\n  tier Big when monetary > 1000\n  tier Normal otherwise\n}",
-            "asOf": "2020-01-01",
+            "asOf": BACKTEST_DAY,
         },
         _preview_rules,
     ),

@@ -179,6 +179,11 @@ async def test_no_mutation_changes_another_tenants_data(engine: AsyncEngine, ten
         "mutation ($s: StrategyInput!) { saveStrategy(strategy: $s) { id } }",
         {"s": {"scheme": "value", "tier": "VIP", "name": "B plan", "channel": "email"}},
     )
+    # Deleting and erasing by B's ids takes A's rows of those ids, never B's.
+    deleted = await post(engine, tenant, 'mutation { deleteOrders(ids: ["z1", "z2"]) { deleted } }')
+    assert data(deleted) == {"deleteOrders": {"deleted": 1}}
+    erased = await post(engine, tenant, 'mutation { eraseCustomers(ids: ["zed"]) { deleted } }')
+    assert data(erased) == {"eraseCustomers": {"deleted": 1}}
     assert await _b_state(engine, b) == before
 
 
