@@ -1,6 +1,7 @@
-"""The audit trail: every change to rules, strategies, keys and webhooks, with who made it,
-when, what it was before and after, and from where. Rows are only ever added (the table's
-trigger refuses UPDATE and DELETE), in the same transaction as the change they record."""
+"""The audit trail: every change to rules, strategies, keys and webhooks, and every deletion
+and erasure, with who made it, when, what it was before and after, and from where. Rows are
+only ever added (the table's trigger refuses UPDATE and DELETE), in the same transaction as
+the change they record."""
 
 from __future__ import annotations
 

@@ -87,7 +87,8 @@ PERMISSION_DESCRIPTIONS: Mapping[Permission, str] = {
     "log keeps that it happened",
     Permission.manage_keys: "create, list and revoke API keys",
     Permission.manage_webhooks: "register, list and delete webhooks; read and replay deliveries",
-    Permission.read_audit: "the audit log: who changed rules, strategies, keys and webhooks",
+    Permission.read_audit: "the audit log: who changed rules, strategies, keys and webhooks, "
+    "deleted data or erased customers",
 }
 
 _VIEWER = frozenset({Permission.read_reports, Permission.read_customers})

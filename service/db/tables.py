@@ -337,9 +337,9 @@ api_keys = Table(
     PrimaryKeyConstraint("tenant_id", "id"),
 )
 
-# Every change to rules, strategies, keys and webhooks: who, when, what (before and after), from
-# where. Append-only: a trigger refuses UPDATE and DELETE, and the service's role may only
-# INSERT and SELECT.
+# Every change to rules, strategies, keys and webhooks, every deletion and erasure: who, when,
+# what (before and after), from where. Append-only: a trigger refuses UPDATE and DELETE, and the
+# service's role may only INSERT and SELECT.
 audit_log = Table(
     "audit_log",
     metadata,
