@@ -153,34 +153,25 @@ async def delete_facts(
     return result
 
 
+# The tables whose rows name a customer by internal id (rollups are not reported: they are
+# one row per customer with orders, gone with the orders).
+_BY_CUSTOMER = ("orders", "events", "customer_metrics", "memberships", "transitions")
+
+_GONE_BY_CUSTOMER = "\n".join(
+    f"{table}_gone AS (DELETE FROM {table} x USING erased e"
+    " WHERE x.tenant_id = :t AND x.customer_id = e.id RETURNING 1),"
+    for table in _BY_CUSTOMER
+)
+
 # Every row that names an erased customer: by internal id, and in the webhook outbox by the
-# external id its payloads carry.
-_ERASE = """
+# external id its payloads carry; then the customer.
+_ERASE = f"""
 WITH erased AS MATERIALIZED (
     SELECT c.id, c.external_id FROM customers c JOIN deletion_ids d ON d.id = c.external_id
     WHERE c.tenant_id = :t
 ),
-orders_gone AS (
-    DELETE FROM orders x USING erased e WHERE x.tenant_id = :t AND x.customer_id = e.id
-    RETURNING 1
-),
-events_gone AS (
-    DELETE FROM events x USING erased e WHERE x.tenant_id = :t AND x.customer_id = e.id
-    RETURNING 1
-),
-rollups_gone AS (
-    DELETE FROM customer_metrics x USING erased e
-    WHERE x.tenant_id = :t AND x.customer_id = e.id
-),
-memberships_gone AS (
-    DELETE FROM memberships x USING erased e WHERE x.tenant_id = :t AND x.customer_id = e.id
-    RETURNING 1
-),
-transitions_gone AS (
-    DELETE FROM transitions x USING erased e WHERE x.tenant_id = :t AND x.customer_id = e.id
-    RETURNING 1
-),
-deliveries_gone AS (
+{_GONE_BY_CUSTOMER}
+webhook_deliveries_gone AS (
     DELETE FROM webhook_deliveries x USING erased e
     WHERE x.tenant_id = :t AND x.payload ->> 'customer' = e.external_id
     RETURNING 1
@@ -189,12 +180,8 @@ customers_gone AS (
     DELETE FROM customers x USING erased e WHERE x.tenant_id = :t AND x.id = e.id
     RETURNING x.external_id
 )
-SELECT (SELECT coalesce(array_agg(external_id), '{}') FROM customers_gone) AS erased,
-       (SELECT count(*) FROM orders_gone) AS orders,
-       (SELECT count(*) FROM events_gone) AS events,
-       (SELECT count(*) FROM memberships_gone) AS memberships,
-       (SELECT count(*) FROM transitions_gone) AS transitions,
-       (SELECT count(*) FROM deliveries_gone) AS webhook_deliveries
+SELECT (SELECT coalesce(array_agg(external_id), '{{}}') FROM customers_gone) AS erased,
+       {", ".join(f"(SELECT count(*) FROM {name}_gone) AS {name}" for name in ERASED_ROWS)}
 """
 
 

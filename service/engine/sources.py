@@ -8,7 +8,7 @@ import datetime as dt
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Select, column, exists, or_, select, table
+from sqlalchemy import Column, ColumnElement, Select, Table, column, exists, or_, select, table
 
 from dsl import Sources
 from service.db.tables import customers, events, memberships, orders
@@ -26,26 +26,22 @@ CREATE_TIERS_THEN = (
 )
 
 
-def existed_by(tenant: str, as_of: dt.datetime) -> Any:
+def existed_by(tenant: str, as_of: dt.datetime) -> ColumnElement[bool]:
     """Customers Tierwise knows existed before ``as_of``: registered, recorded, or with an
     order or event before it (a backtest counts no one who came later)."""
+
+    def any_before(facts: Table, at: Column[Any]) -> ColumnElement[bool]:
+        return (
+            exists()
+            .where(facts.c.tenant_id == tenant, facts.c.customer_id == customers.c.id, at < as_of)
+            .correlate(customers)
+        )
+
     return or_(
         customers.c.registered_at < as_of,
         customers.c.created_at < as_of,
-        exists()
-        .where(
-            orders.c.tenant_id == tenant,
-            orders.c.customer_id == customers.c.id,
-            orders.c.ordered_at < as_of,
-        )
-        .correlate(customers),
-        exists()
-        .where(
-            events.c.tenant_id == tenant,
-            events.c.customer_id == customers.c.id,
-            events.c.occurred_at < as_of,
-        )
-        .correlate(customers),
+        any_before(orders, orders.c.ordered_at),
+        any_before(events, events.c.occurred_at),
     )
 
 
