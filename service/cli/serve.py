@@ -49,7 +49,7 @@ def migrate_command(
         await migrate.upgrade(engine, revision)
         return await migrate.current_revision(engine)
 
-    reached = run_with_engine(config, work, create=True, needs_schema=False)
+    reached = run_with_engine(config, work, create=True, needs="connection")
     out.print(f"database schema at revision {reached}")
 
 
@@ -57,8 +57,9 @@ def migrate_command(
 def serve(host: HostOption = None, port: PortOption = None) -> None:
     """Serve the HTTP API (the database must exist and be migrated: see `tierwise migrate`)."""
     config = settings(host=host, port=port, log_format="json")
-    # An existing database at any revision: /readyz says when it needs `tierwise migrate`.
-    run_with_engine(config, lambda engine: _serve(engine, config), needs_schema=False)
+    # An existing database, not checked here: /readyz says while it cannot be reached or needs
+    # `tierwise migrate`, so replicas may start before the database does.
+    run_with_engine(config, lambda engine: _serve(engine, config), needs="nothing")
 
 
 async def _serve(engine: AsyncEngine, config: Settings) -> None:
@@ -164,4 +165,4 @@ def demo(
                 out.print(line, highlight=False, markup=False)
             await _serve(engine, config)
 
-    run_with_engine(config, work, create=True, needs_schema=False)
+    run_with_engine(config, work, create=True, needs="connection")

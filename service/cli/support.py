@@ -9,7 +9,7 @@ import enum
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -66,18 +66,21 @@ def run_with_engine(
     work: Callable[[AsyncEngine], Awaitable[T]],
     *,
     create: bool = False,
-    needs_schema: bool = True,
+    needs: Literal["schema", "connection", "nothing"] = "schema",
 ) -> T:
     """Run ``work`` against the configured (or embedded) database, then release everything.
 
-    Only with ``create`` (`demo`, `migrate`) may a new embedded Postgres be made; every other
-    command needs an existing database, and with ``needs_schema`` one migrated to this code's
-    revision. Otherwise UserError says where Tierwise looked and what to do, before any work.
+    Only with ``create`` (`demo`, `migrate`) may a new embedded Postgres be made: every other
+    command needs an existing database. Before any work, ``needs`` ``schema`` checks that the
+    database answers and is migrated to this code's revision, ``connection`` only that it
+    answers; ``nothing`` (`serve`: /readyz reports both while it waits) checks neither.
+    Otherwise UserError says where Tierwise looked and what to do.
     """
 
     async def run(engine: AsyncEngine) -> T:
         try:
-            await _check_database(engine, config, needs_schema=needs_schema)
+            if needs != "nothing":
+                await _check_database(engine, config, needs_schema=needs == "schema")
             return await work(engine)
         finally:
             await engine.dispose()
