@@ -376,7 +376,10 @@ def _as_type(node: c.Operand, target: Type) -> c.Operand:
 
 
 def _check_scheme(
-    scheme: t.Scheme, tiers_of: Mapping[str, Collection[str]], errors: list[Diagnostic]
+    scheme: t.Scheme,
+    tiers_of: Mapping[str, Collection[str]],
+    errors: list[Diagnostic],
+    late_errors: list[Diagnostic],
 ) -> tuple[c.CheckedScheme, dict[str, t.Span]]:
     checker = _Checker(scheme.file, tiers_of)
     tiers: list[c.CheckedTier] = []
@@ -386,7 +389,7 @@ def _check_scheme(
         if first is not tier:
             # Memberships, reports and strategies know a tier by its name: two of one name
             # would be counted as one tier listed twice.
-            errors.append(
+            late_errors.append(
                 Diagnostic.at(
                     scheme.file,
                     tier.name_span,
@@ -466,11 +469,15 @@ def check(
     *,
     known_tiers: Mapping[str, Collection[str]] | None = None,
     known_dependencies: Mapping[str, Collection[str]] | None = None,
+    stored: bool = False,
 ) -> CheckResult:
     """Check schemes (of one or several files) together.
 
     known_tiers: tiers of schemes defined elsewhere (published schemes), by scheme key, for
     `in tier` references; known_dependencies: which schemes those read, for cycle detection.
+    stored: the schemes are versions published earlier, checked again to be used; what became
+    an error since they were published (two tiers of one name) is a warning for them, so they
+    stay usable until a corrected version replaces them.
     Raises `RuleError` with every error (and the warnings) when there is any error.
     """
     errors: list[Diagnostic] = []
@@ -494,7 +501,12 @@ def check(
     spans: dict[str, dict[str, t.Span]] = {}
     files: dict[str, str] = {}
     for scheme in schemes:
-        result, depends = _check_scheme(scheme, tiers_of, errors)
+        late: list[Diagnostic] = []
+        result, depends = _check_scheme(scheme, tiers_of, errors, late)
+        if stored:
+            warnings.extend(replace(d, severity="warning") for d in late)
+        else:
+            errors.extend(late)
         results.append(result)
         warnings.extend(lint_scheme(result, scheme))
         if scheme.key is not None:

@@ -97,7 +97,7 @@ def _checked(
     if not versions:
         return ()
     parsed = [s for key, _, _, source in versions for s in parse_rules(source, f"{key}.rules")]
-    checked = {scheme.key: scheme for scheme in check(parsed).schemes}
+    checked = {scheme.key: scheme for scheme in check(parsed, stored=True).schemes}
     by_key = {key: (title, version, source) for key, title, version, source in versions}
     return tuple(
         PublishedScheme(key, *by_key[key], checked[key])

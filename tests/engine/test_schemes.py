@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dsl import RuleError
 from service.db.tables import scheme_versions
+from service.db.tables import schemes as schemes_table
 from service.engine import schemes
 from service.errors import UserError
 
@@ -87,3 +88,27 @@ async def test_bad_rules_publish_nothing(engine: AsyncEngine, tenant: str) -> No
             await schemes.publish(connection, tenant, "scheme x { tier A when monetory > 1 }")
     async with engine.connect() as connection:
         assert await schemes.current(connection, tenant) == []
+
+
+async def test_a_version_stored_with_two_tiers_of_one_name_stays_loadable_and_replaceable(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    """Such versions were published with a warning before it became an error; refusing to
+    load them would block every import and the publishing of the fix."""
+    twice = "scheme value {\n  tier VIP when monetary > 5000\n  tier VIP when frequency >= 9\n}\n"
+    with pytest.raises(RuleError, match="another tier is already named `VIP`"):
+        async with engine.begin() as connection:
+            await schemes.publish(connection, tenant, twice)
+    async with engine.begin() as connection:
+        await connection.execute(
+            scheme_versions.insert().values(
+                tenant_id=tenant, scheme_key="value", version=1, source=twice, tiers=["VIP", "VIP"]
+            )
+        )
+        await connection.execute(
+            schemes_table.insert().values(tenant_id=tenant, key="value", current_version=1)
+        )
+        (loaded,) = await schemes.current(connection, tenant)
+        assert loaded.tiers == ("VIP", "VIP")
+        fixed = await schemes.publish(connection, tenant, VALUE)
+    assert fixed.changed == ("value",) and fixed.schemes[0].tiers == ("VIP", "Normal")
