@@ -67,8 +67,8 @@ class DeletionMutation:
         return await _delete(info, Kind.events, ids)
 
     @resolver(
-        "Erase customers by id: their profile, orders, events, tiers, history and webhook "
-        "deliveries go, in one transaction, for good. The audit log keeps one "
+        "Erase customers by id: their profile, orders, events, predictions, tiers, history and "
+        "webhook deliveries go, in one transaction, for good. The audit log keeps one "
         "`customer.erase` entry each (who, when), naming the customer only by a keyed digest.",
         needs=Permission.erase_customers,
     )

@@ -81,9 +81,9 @@ def delete(
     The file names them as an import does (customer_id, order_id or event_id; other fields an
     import knows are ignored, so an import's file undoes it). Deleting orders or events
     updates the rollups and tiers at once, recording each change. Erasing a customer removes
-    their profile, orders, events, tiers, history and webhook payloads; the audit log keeps
-    that it happened, by whom and when, without the customer's id in clear. A bad row
-    rejects the whole file; ids that name nothing are counted, not refused.
+    their profile, orders, events, predictions, tiers, history and webhook payloads; the
+    audit log keeps that it happened, by whom and when, without the customer's id in clear.
+    A bad row rejects the whole file; ids that name nothing are counted, not refused.
     """
     config = settings()
     tenant_id = tenant or config.default_tenant

@@ -5,9 +5,9 @@
   a transition (trigger ``delete``), as an import's incremental update does. Schemes that rank
   customers against each other follow at their next full run.
 - Erasing a customer removes everything Tierwise holds of them, in one transaction: profile,
-  orders, events, rollup, memberships, transitions and the webhook outbox rows naming them
-  (pending, delivered or dead). The audit log keeps that an erasure happened, by whom and
-  when, with the customer only as `erasure_digest` of their id, never in clear.
+  orders, events, rollup, predictions, memberships, transitions and the webhook outbox rows
+  naming them (pending, delivered or dead). The audit log keeps that an erasure happened, by
+  whom and when, with the customer only as `erasure_digest` of their id, never in clear.
 
 Both take the tenant's load lock, so no import runs in between. An erasure also takes the run
 lock of every scheme: a run that read the customer before the erasure committed could
@@ -153,9 +153,16 @@ async def delete_facts(
     return result
 
 
-# The tables whose rows name a customer by internal id (rollups are not reported: they are
-# one row per customer with orders, gone with the orders).
-_BY_CUSTOMER = ("orders", "events", "customer_metrics", "memberships", "transitions")
+# The tables whose rows name a customer by internal id (rollups and predictions are not
+# reported: one row per customer each, gone with the customer).
+_BY_CUSTOMER = (
+    "orders",
+    "events",
+    "customer_metrics",
+    "customer_predictions",
+    "memberships",
+    "transitions",
+)
 
 _GONE_BY_CUSTOMER = "\n".join(
     f"{table}_gone AS (DELETE FROM {table} x USING erased e"

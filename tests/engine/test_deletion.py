@@ -11,9 +11,9 @@ from service.access.audit import Actor
 from service.data import rollups
 from service.data.ingest import import_rows
 from service.data.records import Kind
-from service.db.tables import customers, metadata, tenants
+from service.db.tables import customer_predictions, customers, metadata, tenants
 from service.engine import deletion, evaluation, webhooks
-from tests.support import VALUE, day, load, moves, order, publish, tiers_of
+from tests.support import NOW, VALUE, day, load, moves, order, publish, tiers_of
 
 ADMIN = Actor("dpo@example.com", "admin", "test")
 
@@ -103,6 +103,20 @@ async def test_erasing_leaves_nothing_of_the_customer_and_keeps_the_audit_entry(
         )
         before = len(await webhooks.deliveries(connection, tenant))
     assert before == 4  # two customers entering two schemes
+    async with engine.begin() as connection:  # as `tierwise predict fit` writes them
+        await connection.execute(
+            customer_predictions.insert().values(
+                tenant_id=tenant,
+                customer_id=zed,
+                model_version=1,
+                as_of=NOW,
+                repeat_purchases=0,
+                purchase_span_days=0,
+                observed_days=3,
+                p_alive=1.0,
+                expected_orders=[0.5],
+            )
+        )
 
     result = await deletion.delete(
         engine, tenant, Kind.customers, ["zed-8841", "ghost"], actor=ADMIN

@@ -4,8 +4,8 @@ The audit log keeps that a customer was erased without their id in clear: the ta
 HMAC-SHA256 of the id under this key (service/engine/deletion.py), made on a tenant's first
 erasure. No API returns it, so readers of the audit log cannot test guessed ids against it.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-30
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
