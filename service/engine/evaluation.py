@@ -256,11 +256,12 @@ async def _fail_run(engine: AsyncEngine, tenant: str, run_id: int, error: BaseEx
 
 
 def check_past(as_of: dt.datetime, now: dt.datetime) -> None:
-    """Refuse a backtest time after ``now``: a backtest looks at the data before a past time."""
+    """Refuse an as-of time after ``now`` (UserError): a backtest, like any as-of, looks at
+    the data before a past time; the CLI's ``--as-of`` checks it for every command."""
     if as_of > now:
         raise UserError(
-            f"as of {as_of:%Y-%m-%d %H:%M} UTC is in the future: a backtest evaluates the data "
-            "before a past time (leave the time out to evaluate now)"
+            f"as of {as_of:%Y-%m-%d %H:%M} UTC is in the future: an as-of time looks at the data "
+            "before a past time (leave it out to use now)"
         )
 
 
