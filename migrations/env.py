@@ -24,6 +24,9 @@ async def _run_standalone() -> None:
     with database_url(load_settings()) as url:
         engine = create_engine(url, pool_size=1)
         async with engine.connect() as connection:
+            # Migrations rewrite whole tables: no time bound (the engine's default is an API
+            # request's).
+            await connection.exec_driver_sql("SET statement_timeout = 0")
             await connection.run_sync(_run)
             await connection.commit()
         await engine.dispose()

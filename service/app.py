@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from service import console, metrics
+from service.api.bounds import RequestBounds
 from service.api.feed import TransitionFeed
 from service.api.http import TierwiseGraphQL
 from service.api.observe import RequestObserver, metrics_endpoint
@@ -109,7 +110,14 @@ def create_app(engine: AsyncEngine, *, settings: Settings | None = None) -> Star
     metrics.track_pool(engine)
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestObserver, paths=_observed(routes))],
+        middleware=[
+            Middleware(RequestObserver, paths=_observed(routes)),
+            Middleware(
+                RequestBounds,
+                max_body_bytes=config.max_request_bytes,
+                connections=config.request_connections,
+            ),
+        ],
         lifespan=lifespan,
     )
     app.state.feed = feed

@@ -77,6 +77,26 @@ class Settings(BaseSettings):
     max_ingest_rows: int = 10_000
     """Rows one ingest mutation may carry, or ids one deletion (bigger loads: `tierwise import`
     and `tierwise delete`)."""
+    max_request_bytes: int = 10_000_000
+    """Largest HTTP request body accepted, in bytes (413 beyond it, before anything is parsed):
+    room for an ingest mutation of `max_ingest_rows` rows."""
+    statement_timeout: float = 30.0
+    """Seconds one database statement of an API request may run before Postgres stops it (the
+    request gets TIMEOUT); also the longest a request waits for a database connection. 0: no
+    bound."""
+    batch_statement_timeout: float = 600.0
+    """The same bound for evaluation runs (publishing, the schedule, `evaluateScheme`,
+    previews), imports (`tierwise import` and the ingest mutations) and rollup rebuilds."""
+    idle_in_transaction_timeout: float = 60.0
+    """Seconds a connection may sit idle inside an open transaction before Postgres ends the
+    session, so nothing stuck holds locks and a connection for good. 0: no bound."""
+    tenant_connections: int = 8
+    """Most pooled database connections one tenant's work may hold at once in a process (the
+    pool has 20): a tenant's heavy requests queue behind each other, not in front of other
+    tenants'."""
+    request_connections: int = 4
+    """Most database connections one API request (or one WebSocket connection) may hold at
+    once; the rest of its work queues for them."""
     auth_required: bool = True
     """Refuse requests without a valid bearer token. Off (development only), every request
     acts as admin of the default tenant or of the ``X-Tierwise-Tenant`` header."""

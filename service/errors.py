@@ -11,3 +11,9 @@ class UserError(Exception):
 class NotFound(UserError):
     """No such thing: scheme, tier, customer, strategy, key, webhook, delivery, run, ...; the
     API answers NOT_FOUND."""
+
+
+class TimedOut(UserError):
+    """Work stopped by a time bound: a statement past its timeout, or a wait for a database
+    connection past it; the API answers TIMEOUT. The message names the bound and its
+    setting."""

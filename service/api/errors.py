@@ -1,10 +1,10 @@
 """The errors clients see: stable ``extensions.code`` values, everything else masked.
 
 Service errors are mapped to codes by their type, here and nowhere else (`api_error`):
-`RuleError` is BAD_RULE with its diagnostics, `NotFound` NOT_FOUND, any other `UserError`
-BAD_INPUT; resolvers raise them or let them through, and never catch them to choose a code.
-`ApiError` carries the codes only the API has (limits, access, availability); graphql-core
-copies its ``extensions`` onto the GraphQL error. Any other exception is a bug or an outage:
+`RuleError` is BAD_RULE with its diagnostics, `NotFound` NOT_FOUND, `TimedOut` TIMEOUT, any
+other `UserError` BAD_INPUT; resolvers raise them or let them through, and never catch them
+to choose a code. `ApiError` carries the codes only the API has (limits, access,
+availability); graphql-core copies its ``extensions`` onto the GraphQL error. Any other exception is a bug or an outage:
 the client gets "Unexpected error." and the server log has the full traceback (`log_errors`,
 called by the schema before `ErrorPolicy` rewrites the errors).
 """
@@ -22,7 +22,7 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from dsl import Diagnostic, RuleError
-from service.errors import NotFound, UserError
+from service.errors import NotFound, TimedOut, UserError
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ UNAUTHENTICATED = "UNAUTHENTICATED"  # no bearer token, or one that does not ver
 FORBIDDEN = "FORBIDDEN"  # the caller's role may not do this
 RATE_LIMITED = "RATE_LIMITED"  # the caller's token is over its rate limit: retry later
 UNAVAILABLE = "UNAVAILABLE"  # try again: e.g. a subscription lost its database connection
+TIMEOUT = "TIMEOUT"  # a time bound stopped the work (statement timeout, wait for a connection)
 INTERNAL = "INTERNAL"
 
 MASKED_MESSAGE = "Unexpected error."
@@ -78,6 +79,8 @@ def api_error(error: UserError | RuleError) -> ApiError:
             f"{first.line}:{first.column}: {first.message}",
             diagnostics=[diagnostic_dict(d) for d in error.diagnostics],
         )
+    if isinstance(error, TimedOut):
+        return ApiError(TIMEOUT, str(error))
     return ApiError(NOT_FOUND if isinstance(error, NotFound) else BAD_INPUT, str(error))
 
 
@@ -128,7 +131,9 @@ def public_error(error: GraphQLError) -> GraphQLError:
 def log_errors(errors: Sequence[GraphQLError]) -> None:
     """Unexpected errors in full (with traceback); the client's own mistakes only for debugging."""
     for error in errors:
-        if _is_expected(error):
+        if isinstance(error.original_error, TimedOut):
+            log.warning("request cut off at %s: %s", error.path, error.message)
+        elif _is_expected(error):
             log.debug("client error: %s", error.message)
         else:
             log.error("unexpected error in %s", error.path, exc_info=error.original_error)

@@ -102,7 +102,7 @@ def rollups_check(tenant: TenantOption = None) -> None:
     tenant_id = tenant or config.default_tenant
 
     async def work(engine: AsyncEngine) -> int:
-        async with tenant_transaction(engine, tenant_id) as connection:
+        async with tenant_transaction(engine, tenant_id, batch=True) as connection:
             return await rollups.drift(connection, tenant_id)
 
     drifted = run_with_engine(config, work)
@@ -118,7 +118,7 @@ def rollups_rebuild(tenant: TenantOption = None) -> None:
     tenant_id = tenant or config.default_tenant
 
     async def work(engine: AsyncEngine) -> None:
-        async with tenant_transaction(engine, tenant_id) as connection:
+        async with tenant_transaction(engine, tenant_id, batch=True) as connection:
             await rollups.rebuild(connection, tenant_id)
 
     run_with_engine(config, work)

@@ -22,7 +22,13 @@ from service import logs
 from service.config import LogFormat, Settings, load_settings
 from service.data.readers import count_data_rows
 from service.db import migrate
-from service.db.database import create_engine, database_url, how_to_point, location
+from service.db.database import (
+    DatabaseLimits,
+    create_engine,
+    database_url,
+    how_to_point,
+    location,
+)
 from service.errors import UserError
 
 T = TypeVar("T")
@@ -86,7 +92,10 @@ def run_with_engine(
             await engine.dispose()
 
     with database_url(config, create=create) as url:
-        return asyncio.run(run(create_engine(url, pre_ping=config.database_pre_ping)))
+        engine = create_engine(
+            url, pre_ping=config.database_pre_ping, limits=DatabaseLimits.of(config)
+        )
+        return asyncio.run(run(engine))
 
 
 async def _check_database(engine: AsyncEngine, config: Settings, *, needs_schema: bool) -> None:

@@ -67,7 +67,7 @@ _TENANT_LOADS: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValu
 @contextlib.asynccontextmanager
 async def _load_transaction(engine: AsyncEngine, tenant: str) -> AsyncIterator[AsyncConnection]:
     lock = _TENANT_LOADS.setdefault(tenant, asyncio.Lock())
-    async with lock, tenant_transaction(engine, tenant) as connection:
+    async with lock, tenant_transaction(engine, tenant, batch=True) as connection:
         yield connection
 
 

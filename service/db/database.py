@@ -1,24 +1,35 @@
-"""Where the database is and how to reach it: a configured server or the embedded Postgres.
+"""Where the database is and how to reach it: a configured server or the embedded Postgres;
+and the bounds on what one tenant's work may take of it.
 
 Users give the plain URL form (``postgresql://user@host:port/db``, or
 ``postgresql://user@/db?host=/socket/dir``); the driver (asyncpg) is chosen here.
+
+Every tenant transaction (`tenant_transaction`) is bounded in time and in connections: its
+statements run under ``statement_timeout`` (an API request's, or the longer one of batch work:
+runs, imports, rebuilds), an idle transaction is ended by Postgres, and it takes a connection
+only within its tenant's share of the pool and its request's share (`DatabaseLimits`), waiting
+for one no longer than its statement timeout. Past a bound it raises `TimedOut`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import logging
 import warnings
+import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import text
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from service.config import Settings
-from service.errors import UserError
+from service.errors import TimedOut, UserError
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +66,60 @@ def _rename_query(url: URL, old: str, new: str) -> URL:
     return url.set(query=query)
 
 
-def create_engine(url: URL, *, pool_size: int = 10, pre_ping: bool = False) -> AsyncEngine:
-    return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping
+@dataclass(frozen=True)
+class DatabaseLimits:
+    """The bounds of `tenant_transaction` on one engine (see the settings of the same names;
+    seconds, 0 meaning no bound)."""
+
+    statement_timeout: float = 30.0
+    batch_statement_timeout: float = 600.0
+    idle_in_transaction_timeout: float = 60.0
+    tenant_connections: int = 8
+    request_connections: int = 4
+
+    @classmethod
+    def of(cls, settings: Settings) -> DatabaseLimits:
+        return cls(
+            statement_timeout=settings.statement_timeout,
+            batch_statement_timeout=settings.batch_statement_timeout,
+            idle_in_transaction_timeout=settings.idle_in_transaction_timeout,
+            tenant_connections=settings.tenant_connections,
+            request_connections=settings.request_connections,
+        )
+
+
+def _milliseconds(seconds: float) -> str:
+    """A Postgres time setting's value (an integer of milliseconds; 0 is no bound)."""
+    return str(max(0, round(seconds * 1000)))
+
+
+def create_engine(
+    url: URL,
+    *,
+    pool_size: int = 10,
+    pre_ping: bool = False,
+    limits: DatabaseLimits | None = None,
+) -> AsyncEngine:
+    """The pool (``pool_size``, as many again in overflow) and its bounds, ``limits``."""
+    limits = limits or DatabaseLimits()
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=pre_ping,
+        # The session defaults bound the system work that runs outside tenant transactions
+        # (the dispatcher's claims, the scheduler's listing, probes); migrations lift them.
+        connect_args={
+            "server_settings": {
+                "statement_timeout": _milliseconds(limits.statement_timeout),
+                "idle_in_transaction_session_timeout": _milliseconds(
+                    limits.idle_in_transaction_timeout
+                ),
+            }
+        },
     )
+    _ADMISSIONS[engine.sync_engine] = _Admission(limits)
+    return engine
 
 
 @contextlib.contextmanager
@@ -136,29 +197,166 @@ def database_url(settings: Settings, *, create: bool = True) -> Iterator[URL]:
 APP_ROLE = "tierwise_app"
 TENANT_SETTING = "tierwise.tenant"
 
-# One round trip: both settings are transaction-local (`SET LOCAL`), so they end at commit or
-# rollback and a pooled connection never carries one request's tenant into the next.
+# One round trip: every setting is transaction-local (`SET LOCAL`), so they end at commit or
+# rollback and a pooled connection never carries one request's tenant or bounds into the next.
 _ENTER_TENANT = text(
-    f"SELECT set_config('role', '{APP_ROLE}', true), set_config('{TENANT_SETTING}', :tenant, true)"
+    f"SELECT set_config('role', '{APP_ROLE}', true), set_config('{TENANT_SETTING}', :tenant, true),"
+    " set_config('statement_timeout', :statement_timeout, true),"
+    " set_config('idle_in_transaction_session_timeout', :idle_timeout, true)"
+)
+
+# Postgres' SQLSTATE for a statement it cancelled (here: by statement_timeout).
+QUERY_CANCELED = "57014"
+
+# The connections the current API request may hold at once (`request_connections`); None
+# outside a request.
+_REQUEST_SLOTS: contextvars.ContextVar[asyncio.Semaphore | None] = contextvars.ContextVar(
+    "tierwise_request_slots", default=None
+)
+# The task holding a slot in this context: a transaction opened inside another in the same
+# task (a run records its start on a second connection) takes no second slot, which could
+# otherwise wait for itself.
+_SLOT_HOLDER: contextvars.ContextVar[asyncio.Task[object] | None] = contextvars.ContextVar(
+    "tierwise_slot_holder", default=None
 )
 
 
-async def enter_tenant(connection: AsyncConnection, tenant: str) -> None:
-    """Confine the rest of ``connection``'s current transaction to ``tenant``'s rows."""
-    await connection.execute(_ENTER_TENANT, {"tenant": tenant})
+@contextlib.contextmanager
+def request_scope(connections: int) -> Iterator[None]:
+    """Bound the tenant transactions of the request running in this context (and the tasks
+    it starts) to ``connections`` at once."""
+    token = _REQUEST_SLOTS.set(asyncio.Semaphore(max(1, connections)))
+    try:
+        yield
+    finally:
+        _REQUEST_SLOTS.reset(token)
+
+
+class _Admission:
+    """Per engine: one semaphore per tenant with work under way, dropped when none is."""
+
+    def __init__(self, limits: DatabaseLimits) -> None:
+        self.limits = limits
+        self._tenants: weakref.WeakValueDictionary[str, asyncio.Semaphore] = (
+            weakref.WeakValueDictionary()
+        )
+
+    @contextlib.asynccontextmanager
+    async def slot(self, tenant: str, wait: float) -> AsyncIterator[None]:
+        """A place among the tenant's (and the request's) connections, waited for at most
+        ``wait`` seconds (0: as long as it takes)."""
+        task = asyncio.current_task()
+        if task is not None and _SLOT_HOLDER.get() is task:
+            yield
+            return
+        semaphores = [self._tenant(tenant)]
+        request = _REQUEST_SLOTS.get()
+        if request is not None:
+            semaphores.insert(0, request)  # always in this order: no two waits cross
+        taken: list[asyncio.Semaphore] = []
+        try:
+            async with asyncio.timeout(wait or None):
+                for semaphore in semaphores:
+                    await semaphore.acquire()
+                    taken.append(semaphore)
+        except TimeoutError:
+            for semaphore in taken:
+                semaphore.release()
+            raise TimedOut(
+                f"waited {wait:g} s for a database connection: tenant {tenant!r} already "
+                f"uses its {self.limits.tenant_connections} (TIERWISE_TENANT_CONNECTIONS), or "
+                f"this request its {self.limits.request_connections} "
+                "(TIERWISE_REQUEST_CONNECTIONS); try again later"
+            ) from None
+        holder = _SLOT_HOLDER.set(task)
+        try:
+            yield
+        finally:
+            _SLOT_HOLDER.reset(holder)
+            for semaphore in taken:
+                semaphore.release()
+
+    def _tenant(self, tenant: str) -> asyncio.Semaphore:
+        found = self._tenants.get(tenant)
+        if found is None:
+            found = asyncio.Semaphore(max(1, self.limits.tenant_connections))
+            self._tenants[tenant] = found
+        return found
+
+
+_ADMISSIONS: weakref.WeakKeyDictionary[Engine, _Admission] = weakref.WeakKeyDictionary()
+
+
+def _admission(engine: AsyncEngine) -> _Admission:
+    found = _ADMISSIONS.get(engine.sync_engine)
+    if found is None:  # an engine not made by `create_engine` (a test's own): the defaults
+        found = _ADMISSIONS[engine.sync_engine] = _Admission(DatabaseLimits())
+    return found
+
+
+def limits_of(engine: AsyncEngine) -> DatabaseLimits:
+    return _admission(engine).limits
+
+
+def is_timeout(error: BaseException) -> bool:
+    """Whether ``error`` is Postgres cancelling a statement (statement_timeout)."""
+    original = getattr(error, "orig", None)
+    return isinstance(error, DBAPIError) and getattr(original, "sqlstate", None) == QUERY_CANCELED
+
+
+async def enter_tenant(
+    connection: AsyncConnection,
+    tenant: str,
+    *,
+    statement_timeout: float = 0,
+    idle_timeout: float = 0,
+) -> None:
+    """Confine the rest of ``connection``'s current transaction to ``tenant``'s rows, with
+    these bounds (seconds; 0: none)."""
+    await connection.execute(
+        _ENTER_TENANT,
+        {
+            "tenant": tenant,
+            "statement_timeout": _milliseconds(statement_timeout),
+            "idle_timeout": _milliseconds(idle_timeout),
+        },
+    )
 
 
 @contextlib.asynccontextmanager
-async def tenant_transaction(engine: AsyncEngine, tenant: str) -> AsyncIterator[AsyncConnection]:
-    """A transaction that sees and writes only ``tenant``'s rows, enforced by Postgres.
+async def tenant_transaction(
+    engine: AsyncEngine, tenant: str, *, batch: bool = False
+) -> AsyncIterator[AsyncConnection]:
+    """A transaction that sees and writes only ``tenant``'s rows, enforced by Postgres, within
+    the engine's `DatabaseLimits`: ``batch`` work (evaluation runs, previews, imports, rollup
+    rebuilds) has the longer statement timeout. Raises `TimedOut` when a statement or the wait
+    for a connection outlasts it.
 
     Everything done for a tenant goes through here; the login role (system work: migrations,
     the scheduler's list of tenants, webhook dispatch) is used directly only where a task spans
     tenants by nature.
     """
-    async with engine.begin() as connection:
-        await enter_tenant(connection, tenant)
-        yield connection
+    admission = _admission(engine)
+    limits = admission.limits
+    timeout = limits.batch_statement_timeout if batch else limits.statement_timeout
+    async with admission.slot(tenant, timeout):
+        try:
+            async with engine.begin() as connection:
+                await enter_tenant(
+                    connection,
+                    tenant,
+                    statement_timeout=timeout,
+                    idle_timeout=limits.idle_in_transaction_timeout,
+                )
+                yield connection
+        except DBAPIError as error:
+            if not is_timeout(error):
+                raise
+            setting = "BATCH_STATEMENT_TIMEOUT" if batch else "STATEMENT_TIMEOUT"
+            raise TimedOut(
+                f"a database statement ran longer than {timeout:g} s (TIERWISE_{setting}) "
+                "and was stopped (its transaction rolled back)"
+            ) from error
 
 
 async def analyze(connection: AsyncConnection, table_name: str) -> None:

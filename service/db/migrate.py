@@ -45,6 +45,9 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 async def _run(engine: AsyncEngine, action: Callable[[Config], None]) -> None:
     def run(connection: Connection) -> None:
+        # A migration rewrites whole tables and may wait for another replica's: no time
+        # bound (the engine's session default is an API request's).
+        connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
         locks.acquire_sync(connection, locks.Purpose.migrate)
         config = _config()
         config.attributes["connection"] = connection

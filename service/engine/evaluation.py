@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Insert, Select, column, literal, select, table, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from dsl import CheckedScheme, compile_scheme, evaluation_order
+from dsl import CheckedScheme, Sources, compile_scheme, evaluation_order
 from dsl.compiler import time_parameters, window_days
 from service.data.ingest import ANALYZE_AFTER_ROWS
 from service.db import locks
@@ -78,6 +78,10 @@ def _staging(statement: Select[Any]) -> Insert:
     return _NEW_TIERS.insert().from_select(
         ["customer_id", "tier"], select(result.c.customer_id, result.c.tier)
     )
+
+
+def _compiled_staging(checked: CheckedScheme, sources: Sources, at: dt.datetime) -> Insert:
+    return _staging(compile_scheme(checked, sources, at))
 
 
 async def _stage(
@@ -219,7 +223,7 @@ async def _start_run(
 ) -> int:
     """Record the run as running, committed at once so that it is visible while it works;
     runs of this scheme still marked running were killed (the caller holds the lock)."""
-    async with tenant_transaction(engine, tenant) as connection:
+    async with tenant_transaction(engine, tenant, batch=True) as connection:
         await connection.execute(
             update(evaluation_runs)
             .where(
@@ -247,7 +251,7 @@ async def _start_run(
 
 
 async def _fail_run(engine: AsyncEngine, tenant: str, run_id: int, error: BaseException) -> None:
-    async with tenant_transaction(engine, tenant) as connection:
+    async with tenant_transaction(engine, tenant, batch=True) as connection:
         await connection.execute(
             update(evaluation_runs)
             .where(evaluation_runs.c.tenant_id == tenant, evaluation_runs.c.id == run_id)
@@ -329,7 +333,7 @@ async def evaluate(
     applied = as_of is None
     at = as_of or now
     check_past(at, now)
-    async with tenant_transaction(engine, tenant) as connection:
+    async with tenant_transaction(engine, tenant, batch=True) as connection:
         if not await _lock(connection, tenant, key, wait=wait):
             return None
         scheme = await published.find(connection, tenant, key)
@@ -345,7 +349,10 @@ async def evaluate(
             else:
                 await _referenced_then(connection, tenant, scheme.checked, at)
                 sources = tenant_sources(tenant, backtest=at)
-            await _stage(connection, _staging(compile_scheme(scheme.checked, sources, at)))
+            staging = await published.rule_work(
+                len(scheme.source), _compiled_staging, scheme.checked, sources, at
+            )
+            await _stage(connection, staging)
             changed = 0
             if applied:
                 changed = await _apply(
@@ -430,18 +437,27 @@ _INCREMENTAL_STAGINGS: dict[tuple[str, str, int], tuple[Insert, tuple[int, ...]]
 _INCREMENTAL_STAGINGS_KEPT = 512
 
 
-def _incremental_staging(tenant: str, scheme: PublishedScheme) -> tuple[Insert, tuple[int, ...]]:
+async def _incremental_staging(
+    tenant: str, scheme: PublishedScheme
+) -> tuple[Insert, tuple[int, ...]]:
     """The staging statement of a scheme version for the affected customers, built once and
     run at each update's time through its time parameters (building and compiling it anew
     was most of an incremental update's time); with the lengths of its windows."""
     key = (tenant, scheme.key, scheme.version)
     if key not in _INCREMENTAL_STAGINGS:
+
+        def build() -> tuple[Insert, tuple[int, ...]]:
+            statement = compile_scheme(
+                scheme.checked,
+                tenant_sources(tenant, customer_ids=AFFECTED),
+                dt.datetime.now(dt.UTC),
+            )
+            return _staging(statement), window_days(statement)
+
+        built = await published.rule_work(len(scheme.source), build)
         if len(_INCREMENTAL_STAGINGS) >= _INCREMENTAL_STAGINGS_KEPT:
             _INCREMENTAL_STAGINGS.clear()
-        statement = compile_scheme(
-            scheme.checked, tenant_sources(tenant, customer_ids=AFFECTED), dt.datetime.now(dt.UTC)
-        )
-        _INCREMENTAL_STAGINGS[key] = (_staging(statement), window_days(statement))
+        _INCREMENTAL_STAGINGS[key] = built
     return _INCREMENTAL_STAGINGS[key]
 
 
@@ -465,7 +481,7 @@ async def refresh_affected(
         if scheme.uses_population:
             continue
         await _lock(connection, tenant, scheme.key, wait=True)
-        staging, window_days = _incremental_staging(tenant, scheme)
+        staging, window_days = await _incremental_staging(tenant, scheme)
         await _stage(connection, staging, time_parameters(window_days, now))
         changed += await _apply(
             connection,
@@ -530,10 +546,12 @@ async def preview(
     at = as_of or now
     check_past(at, now)
     previews: dict[str, Preview] = {}
-    async with tenant_transaction(engine, tenant) as connection:
-        texts = published.parse_for_publishing(source, file, scheme_key)
+    async with tenant_transaction(engine, tenant, batch=True) as connection:
+        texts = await published.rule_work(
+            len(source), published.parse_for_publishing, source, file, scheme_key
+        )
         result = await published.check_against_published(
-            connection, tenant, [scheme for scheme, _ in texts]
+            connection, tenant, [scheme for scheme, _ in texts], chars=len(source)
         )
         await connection.execute(text("SET LOCAL work_mem = '256MB'"))
         await connection.execute(text(CREATE_TIERS_THEN))
@@ -554,7 +572,7 @@ async def preview(
             if checked.key not in needed:
                 continue
             assert checked.key is not None
-            statement = compile_scheme(checked, sources, at)
+            statement = await published.rule_work(len(source), compile_scheme, checked, sources, at)
             if checked.key not in drafts:
                 await _keep_then(connection, checked.key, statement)
                 continue

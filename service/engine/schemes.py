@@ -8,10 +8,12 @@ same rules again (even re-indented) creates no version.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -33,6 +35,23 @@ from service.access import audit
 from service.db import locks
 from service.db.tables import scheme_versions, schemes
 from service.errors import NotFound, UserError
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+# Rule text longer than this is parsed, checked and compiled in a worker thread: a big file
+# (the parser takes up to 500,000 characters) costs seconds of CPU, which on the event loop
+# would stall every other request of the process. Shorter text is not worth the thread hop.
+OFF_LOOP_CHARS = 10_000
+
+
+async def rule_work(chars: int, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``work(*args, **kwargs)``, the parsing, checking or compiling of rule text ``chars``
+    long: in a worker thread when the text is long (the event loop keeps serving meanwhile),
+    else at once."""
+    if chars > OFF_LOOP_CHARS:
+        return await asyncio.to_thread(work, *args, **kwargs)
+    return work(*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -85,7 +104,8 @@ async def current(connection: AsyncConnection, tenant: str) -> list[PublishedSch
             .order_by(schemes.c.key)
         )
     ).all()
-    return list(_checked(tuple((row.key, row.title, row.version, row.source) for row in rows)))
+    versions = tuple((row.key, row.title, row.version, row.source) for row in rows)
+    return list(await rule_work(sum(len(v[3]) for v in versions), _checked, versions))
 
 
 @functools.lru_cache(maxsize=256)
@@ -167,11 +187,14 @@ def parse_for_publishing(
 
 
 async def check_against_published(
-    connection: AsyncConnection, tenant: str, parsed: Sequence[Scheme]
+    connection: AsyncConnection, tenant: str, parsed: Sequence[Scheme], *, chars: int = 0
 ) -> CheckResult:
-    """Check new schemes together with the tenant's other published schemes."""
+    """Check new schemes (parsed from ``chars`` characters of text) together with the
+    tenant's other published schemes."""
     others = [s for s in await current(connection, tenant) if s.key not in {p.key for p in parsed}]
-    return check(
+    return await rule_work(
+        chars,
+        check,
         parsed,
         known_tiers={s.key: s.tiers for s in others},
         known_dependencies={s.key: sorted(s.checked.depends_on) for s in others},
@@ -189,9 +212,9 @@ async def publish(
 ) -> Published:
     """Check and publish every scheme of ``source``; raises RuleError on any error. Each new
     version is recorded in the audit log as ``actor``'s, with the version it replaced."""
-    texts = parse_for_publishing(source, file, scheme_key)
+    texts = await rule_work(len(source), parse_for_publishing, source, file, scheme_key)
     parsed = [scheme for scheme, _ in texts]
-    result = await check_against_published(connection, tenant, parsed)
+    result = await check_against_published(connection, tenant, parsed, chars=len(source))
     await connection.execute(
         text("INSERT INTO tenants (id, name) VALUES (:t, :t) ON CONFLICT (id) DO NOTHING"),
         {"t": tenant},

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -112,3 +114,48 @@ async def test_a_version_stored_with_two_tiers_of_one_name_stays_loadable_and_re
         assert loaded.tiers == ("VIP", "VIP")
         fixed = await schemes.publish(connection, tenant, VALUE)
     assert fixed.changed == ("value",) and fixed.schemes[0].tiers == ("VIP", "Normal")
+
+
+def _big_rules(tiers: int) -> str:
+    lines = [f"  tier T{n} when frequency > {n} and monetary > {n}" for n in range(tiers)]
+    return "scheme big {\n" + "\n".join(lines) + "\n  tier Rest otherwise\n}\n"
+
+
+async def test_long_rule_text_is_parsed_while_the_event_loop_serves(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    """The probe's 493 kB `where` blocked the event loop (every request of the process) for
+    4.2 s while it was parsed and compiled. Text past `OFF_LOOP_CHARS` is worked on in a
+    thread: other coroutines keep running meanwhile (here, a ticker turns many times while a
+    long file is parsed); short text is parsed at once, with no thread hop."""
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    running = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    try:
+        big = _big_rules(2000)
+        assert len(big) > schemes.OFF_LOOP_CHARS
+        before = ticks
+        parsed = await schemes.rule_work(len(big), schemes.parse_for_publishing, big, "big", None)
+        assert ticks - before >= 10
+        assert len(parsed[0][0].tiers) == 2001
+        small = _big_rules(3)
+        before = ticks
+        await schemes.rule_work(len(small), schemes.parse_for_publishing, small, "small", None)
+        assert ticks == before
+    finally:
+        stop.set()
+        await running
+    # Publishing a file that long takes the same path, to the same result.
+    long = _big_rules(300)
+    assert len(long) > schemes.OFF_LOOP_CHARS
+    async with engine.begin() as connection:
+        published = await schemes.publish(connection, tenant, long)
+    assert published.changed == ("big",) and len(published.schemes[0].tiers) == 301

@@ -1,0 +1,196 @@
+"""What one request may take: the probe's findings, each reproduced and now bounded.
+
+Work is made to wait by locks the test holds (a table lock, a scheme's run lock), so each
+test sees where a request stands (waiting in Postgres, waiting in the process, cancelled)
+without depending on how fast the machine is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import uvicorn
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from service.app import create_app
+from service.config import Settings
+from service.db import locks
+from service.db.database import DatabaseLimits, create_engine
+from service.db.tables import tenants
+from tests.api.support import bearer, codes, data, post, request, shop, with_secret
+
+CARD = '{ customer(id: "ann") { id tiers { scheme tier } strategies { name } } }'
+EVALUATE = 'mutation { evaluateScheme(scheme: "value") { changed } }'
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"still not: {what}"
+        await asyncio.sleep(0.05)
+
+
+async def _count(engine: AsyncEngine, sql: str) -> int:
+    async with engine.connect() as connection:
+        return int(await connection.scalar(text(sql)) or 0)
+
+
+async def waiting_on_customers(engine: AsyncEngine) -> int:
+    """Statements of this database waiting for a lock on `customers`."""
+    return await _count(
+        engine,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' AND query LIKE '%FROM customers%'",
+    )
+
+
+@contextlib.asynccontextmanager
+async def customers_locked(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """Hold a lock that makes every read of `customers` wait."""
+    async with engine.connect() as connection:
+        await connection.execute(text("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE"))
+        yield connection
+        await connection.rollback()
+
+
+async def another_tenant(engine: AsyncEngine, tenant: str) -> str:
+    other = f"{tenant}_b"
+    async with engine.begin() as connection:
+        await connection.execute(tenants.insert().values(id=other, name=other))
+    await shop(engine, other)
+    return other
+
+
+async def test_a_statement_cut_off_by_its_timeout_answers_timeout(
+    engine: AsyncEngine, database: URL, tenant: str
+) -> None:
+    await shop(engine, tenant)
+    quick = create_engine(database, pool_size=2, limits=DatabaseLimits(statement_timeout=0.5))
+    try:
+        async with customers_locked(engine):
+            result = await post(quick, tenant, CARD)
+    finally:
+        await quick.dispose()
+    assert codes(result) == ["TIMEOUT"]
+    assert "longer than 0.5 s (TIERWISE_STATEMENT_TIMEOUT)" in result["errors"][0]["message"]
+
+
+async def test_one_tenants_stalled_work_leaves_connections_for_the_others(
+    engine: AsyncEngine, database: URL, tenant: str
+) -> None:
+    """The probe: 30 heavy aliases of one tenant held all 20 pooled connections and another
+    tenant's `customer(id:)` waited 17.5 s. Here five evaluations of tenant A stall on their
+    scheme's run lock (held by the test) in a pool of four connections: A holds its two, the
+    other three wait in the process, and tenant B's customer card is answered meanwhile."""
+    await shop(engine, tenant)
+    other = await another_tenant(engine, tenant)
+    small = create_engine(database, pool_size=2, limits=DatabaseLimits(tenant_connections=2))
+
+    async def two_stalled() -> bool:
+        waiting = await _count(
+            engine,
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+            "WHERE d.datname = current_database() AND l.locktype = 'advisory' "
+            "AND NOT l.granted",
+        )
+        return waiting == 2
+
+    try:
+        async with engine.begin() as holder:
+            await locks.acquire(holder, locks.Purpose.run, tenant, "value")
+            runs = [asyncio.create_task(post(small, tenant, EVALUATE)) for _ in range(5)]
+            await until(two_stalled, "two of A's runs waiting in Postgres")
+            assert small.sync_engine.pool.checkedout() == 2  # type: ignore[attr-defined]
+            card = data(await post(small, other, CARD))["customer"]
+            assert card["tiers"] == [{"scheme": "value", "tier": "VIP"}]
+            assert not any(run.done() for run in runs)
+        for run in runs:
+            assert "errors" not in await run
+    finally:
+        await small.dispose()
+
+
+async def test_a_body_over_the_limit_is_refused_before_it_is_parsed(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    settings = with_secret(Settings(max_request_bytes=1_000))
+    where = "frequency > 1 or " * 100 + "frequency > 1"
+    query = f'{{ customers(where: "{where}") {{ totalCount }} }}'
+    response = await request(engine, {"query": query}, bearer(tenant), settings=settings)
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["extensions"]["code"] == "LIMIT_EXCEEDED"
+    assert "larger than 1,000 bytes" in response.json()["errors"][0]["message"]
+
+    # Sent in chunks with no Content-Length: refused once the bytes read pass the bound.
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"query": "{ customers { totalCount } }", "variables": {"pad": "'
+        for _ in range(100):
+            yield b"x" * 100
+        yield b'"}}'
+
+    app = create_app(engine, settings=settings)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://tierwise") as client:
+        streamed = await client.post(
+            "/graphql",
+            content=chunks(),
+            headers={**bearer(tenant), "Content-Type": "application/json"},
+        )
+    assert streamed.status_code == 413
+    # A body within the bound is served as ever.
+    small = await post(engine, tenant, "{ metrics { name } }", settings=settings)
+    assert data(small)["metrics"]
+
+
+@contextlib.asynccontextmanager
+async def serving(engine: AsyncEngine) -> AsyncIterator[str]:
+    """The app under uvicorn on a loopback port (a client can go away from a real socket)."""
+    app = create_app(engine, settings=with_secret(Settings(webhook_poll_interval=0)))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2)
+    )
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+async def test_a_request_whose_client_went_away_stops_in_postgres(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    """The probe's heavy `where` ran on in Postgres 20 s after its client disconnected: now
+    the request is cancelled, and its statement with it, while the lock it waits for is still
+    held (without the cancellation it would wait for it, or for its 30 s timeout)."""
+    await shop(engine, tenant)
+    async with serving(engine) as base, customers_locked(engine):
+        body: dict[str, Any] = {"query": CARD}
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            sent = asyncio.create_task(client.post("/graphql", json=body, headers=bearer(tenant)))
+
+            async def is_waiting() -> bool:
+                return await waiting_on_customers(engine) > 0
+
+            await until(is_waiting, "the card's statement waiting for the lock")
+            sent.cancel()  # the client gives up: httpx closes its connection
+            with contextlib.suppress(asyncio.CancelledError):
+                await sent
+
+        async def stopped() -> bool:
+            return await waiting_on_customers(engine) == 0
+
+        await until(stopped, "the abandoned statement cancelled", timeout=10)
