@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     """Requests per minute each token (API key, or JWT subject) may make; 0 turns it off."""
     rate_limit_burst: int = 60
     """Requests a token may make at once above the steady rate."""
+    auth_failures_per_minute: float = 30.0
+    """Failed authentications per minute one client address may make before its failures are
+    answered 429 without a database lookup (keys it has already proven stay served); 0 turns
+    it off."""
+    auth_failure_burst: int = 20
+    """Failed authentications one client address may make at once above that rate."""
     metrics: bool = True
     """Serve Prometheus metrics at `/metrics` (unauthenticated: expose it to the internal
     network only)."""

@@ -31,6 +31,7 @@ import hmac
 import re
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.access import audit
 from service.access.audit import Actor
+from service.access.ratelimit import RateLimiter
 from service.config import Settings
 from service.data.records import FieldError, check_tenant_id
 from service.db.database import tenant_transaction
@@ -466,29 +468,42 @@ _UNKNOWN_KEY = "unknown or revoked API key"
 
 class KeyVerifier:
     """Verifies API keys against the database, caching each answer (yes or no) for
-    ``cache_seconds``: a revoked key keeps working for at most that long."""
+    ``cache_seconds``: a revoked key keeps working for at most that long. Past `MAX_CACHED`
+    answers the least recently used one is dropped (not all of them: a flood of new keys must
+    not send every known client back to the database)."""
 
     MAX_CACHED = 10_000
 
     def __init__(self, engine: AsyncEngine, cache_seconds: float) -> None:
         self.engine = engine
         self.cache_seconds = cache_seconds
-        # sha256 of the whole key -> (valid until, the principal or the refusal)
-        self._cache: dict[str, tuple[float, Principal | str]] = {}
+        # sha256 of the whole key -> (valid until, the principal or the refusal); least
+        # recently used first.
+        self._cache: OrderedDict[str, tuple[float, Principal | str]] = OrderedDict()
+
+    def _cached(self, digest: str) -> Principal | str | None:
+        cached = self._cache.get(digest)
+        if cached is None or cached[0] <= time.monotonic():
+            return None
+        self._cache.move_to_end(digest)
+        return cached[1]
+
+    def known(self, token: str) -> bool:
+        """Whether ``token``'s answer is cached (verifying it costs no database work)."""
+        return self._cached(_hash(token)) is not None
 
     async def verify(self, token: str, *, source: str = "") -> Principal:
         match = _KEY.fullmatch(token)
         if match is None:
             raise AuthError("malformed API key: expected tw_<tenant>_<key id>_<secret>")
         digest = _hash(token)
-        now = time.monotonic()
-        cached = self._cache.get(digest)
-        if cached is None or cached[0] <= now:
-            cached = (now + self.cache_seconds, await self._lookup(match))
-            if len(self._cache) >= self.MAX_CACHED:
-                self._cache.clear()
-            self._cache[digest] = cached
-        found = cached[1]
+        found = self._cached(digest)
+        if found is None:
+            found = await self._lookup(match)
+            self._cache[digest] = (time.monotonic() + self.cache_seconds, found)
+            self._cache.move_to_end(digest)
+            while len(self._cache) > self.MAX_CACHED:
+                self._cache.popitem(last=False)
         if isinstance(found, str):
             raise AuthError(found)
         return found.at(source)
@@ -521,20 +536,41 @@ class KeyVerifier:
 
 
 class Authenticator:
-    """Turns an Authorization header into a `Principal`, or refuses with `AuthError`."""
+    """Turns an Authorization header into a `Principal`, or refuses with `AuthError`.
+
+    Failed authentications are counted per client address (``source``) in a token bucket
+    (`Settings.auth_failures_per_minute`, `Settings.auth_failure_burst`). An address with
+    none left gets `RateLimited` for each further failure, and its API keys the cache does
+    not know are refused before any database lookup: guessing keys costs the guesser time and
+    the database nothing. Callers that do authenticate are served as ever, also from that
+    address (a gateway's, say): JWTs verify without the database, known keys from the cache.
+    """
 
     def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
         self.jwts = JwtVerifier(settings)
         self.keys = KeyVerifier(engine, settings.api_key_cache_seconds)
+        self.failures = RateLimiter(
+            settings.auth_failures_per_minute,
+            settings.auth_failure_burst,
+            what="too many failed authentications from this address",
+        )
 
     async def authenticate(
         self, authorization: str | None, *, source: str, request_id: str | None = None
     ) -> Principal:
-        token = bearer_token(authorization)
-        if token.startswith(KEY_PREFIX):
-            found = await self.keys.verify(token, source=source)
-        else:
-            found = self.jwts.verify(token, source=source)
+        """The caller; `AuthError` if the token does not verify, `RateLimited` instead when
+        ``source`` has used up its failures."""
+        try:
+            token = bearer_token(authorization)
+            if token.startswith(KEY_PREFIX):
+                if not self.keys.known(token):
+                    self.failures.check(source)
+                found = await self.keys.verify(token, source=source)
+            else:
+                found = self.jwts.verify(token, source=source)
+        except AuthError:
+            self.failures.take(source)
+            raise
         return found.at(source, request_id)
 
 

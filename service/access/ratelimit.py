@@ -1,4 +1,5 @@
-"""Rate limits per caller: a token bucket each, in process.
+"""Rate limits per caller: a token bucket each, in process. The same buckets count failed
+authentications per client address (`service.access.auth.Authenticator`).
 
 Each caller (an API key, or a JWT's tenant and subject) has a bucket of ``burst`` requests that
 refills at ``per_minute``/60 a second; a request takes one, and with none left it is refused
@@ -22,8 +23,8 @@ class _Bucket:
 
 
 class RateLimited(Exception):
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"rate limit exceeded: retry in {math.ceil(retry_after)} s")
+    def __init__(self, retry_after: float, what: str = "rate limit exceeded") -> None:
+        super().__init__(f"{what}: retry in {math.ceil(retry_after)} s")
         self.retry_after = retry_after
 
     @property
@@ -41,10 +42,14 @@ class RateLimiter:
         per_minute: float,
         burst: int,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        what: str = "rate limit exceeded",
     ) -> None:
         self.rate = per_minute / 60.0
         self.burst = max(1, burst)
         self.clock = clock
+        self.what = what
+        """How a refusal starts (its message ends with the wait)."""
         self._buckets: dict[str, _Bucket] = {}
 
     @property
@@ -55,6 +60,21 @@ class RateLimiter:
         """Count one request of ``caller``; `RateLimited` when it has none left."""
         if not self.enabled:
             return
+        bucket = self._bucket(caller)
+        if bucket.tokens < 1.0:
+            raise self._refusal(bucket)
+        bucket.tokens -= 1.0
+
+    def check(self, caller: str) -> None:
+        """`RateLimited` when ``caller`` has none left, counting nothing."""
+        if not self.enabled:
+            return
+        bucket = self._bucket(caller)
+        if bucket.tokens < 1.0:
+            raise self._refusal(bucket)
+
+    def _bucket(self, caller: str) -> _Bucket:
+        """``caller``'s bucket, refilled to now."""
         now = self.clock()
         bucket = self._buckets.get(caller)
         if bucket is None:
@@ -64,9 +84,10 @@ class RateLimiter:
         else:
             bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
             bucket.updated = now
-        if bucket.tokens < 1.0:
-            raise RateLimited((1.0 - bucket.tokens) / self.rate)
-        bucket.tokens -= 1.0
+        return bucket
+
+    def _refusal(self, bucket: _Bucket) -> RateLimited:
+        return RateLimited((1.0 - bucket.tokens) / self.rate, self.what)
 
     def _forget_full(self, now: float) -> None:
         refill = self.burst / self.rate

@@ -44,12 +44,12 @@ from service.api.errors import (
 )
 from service.config import Settings
 from service.data.records import FieldError, check_tenant_id
+from service.logs import REQUEST_ID
 
 log = logging.getLogger(__name__)
 
 # Only with TIERWISE_AUTH_REQUIRED=false (development): the tenant to act in.
 TENANT_HEADER = "x-tierwise-tenant"
-REQUEST_ID_HEADER = "x-request-id"
 
 
 def _role(role: auth.Role) -> Any:
@@ -121,11 +121,6 @@ def _source(connection: HTTPConnection) -> str:
     return connection.client.host if connection.client else "unknown"
 
 
-def _request_id(connection: HTTPConnection) -> str | None:
-    value = connection.headers.get(REQUEST_ID_HEADER)
-    return value[:200] if value else None
-
-
 def _error_body(code: str, message: str) -> dict[str, Any]:
     return {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
 
@@ -151,7 +146,8 @@ class Gate:
     async def admit(self, connection: HTTPConnection, authorization: str | None) -> Principal:
         """The caller of ``connection``, counted against its rate limit; `AuthError`,
         `ApiError` (a bad development tenant header) or `RateLimited` if refused."""
-        source, request_id = _source(connection), _request_id(connection)
+        # The request id of the logs (the gateway's when it is a sane one), for audit entries.
+        source, request_id = _source(connection), REQUEST_ID.get()
         if not self.settings.auth_required:
             caller = self._anonymous(connection, source)
         else:

@@ -334,6 +334,55 @@ async def test_authenticator_takes_both_kinds(engine: AsyncEngine, tenant: str) 
         await authenticator.authenticate("Bearer garbage", source="c")
 
 
+async def test_the_key_cache_drops_the_least_recently_used_answer(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    """It was cleared wholesale at 10,000 entries: a flood of made-up keys sent every known
+    client back to the database. Now only the least recently used answer goes."""
+    async with tenant_transaction(engine, tenant) as connection:
+        plains = [(await create_key(connection, tenant, Role.viewer, ADMIN))[1] for _ in range(4)]
+    verifier = KeyVerifier(engine, cache_seconds=60)
+    verifier.MAX_CACHED = 3
+    first, second, third, fourth = plains
+    for plain in (first, second, third):
+        await verifier.verify(plain)
+    await verifier.verify(first)  # used again: now the most recent
+    await verifier.verify(fourth)
+    assert [verifier.known(p) for p in plains] == [True, False, True, True]
+
+
+async def test_failed_authentications_are_limited_per_address(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    settings = Settings(jwt_secret=SECRET, auth_failure_burst=2, auth_failures_per_minute=60)
+    authenticator = Authenticator(settings, engine)
+    now = [0.0]
+    authenticator.failures.clock = lambda: now[0]
+    async with tenant_transaction(engine, tenant) as connection:
+        _, known = await create_key(connection, tenant, Role.viewer, ADMIN)
+        _, unseen = await create_key(connection, tenant, Role.viewer, ADMIN)
+    await authenticator.authenticate(f"Bearer {known}", source="10.0.0.1")
+    guess = f"tw_{tenant}_{'0' * 16}_{'0' * 64}"
+    for _ in range(2):
+        with pytest.raises(AuthError):
+            await authenticator.authenticate(f"Bearer {guess}", source="10.0.0.1")
+    with pytest.raises(RateLimited, match="too many failed authentications"):
+        await authenticator.authenticate(f"Bearer {guess}", source="10.0.0.1")
+    with pytest.raises(RateLimited):
+        await authenticator.authenticate("Bearer garbage", source="10.0.0.1")
+    # A key this process has not verified is not looked up from that address meanwhile ...
+    with pytest.raises(RateLimited):
+        await authenticator.authenticate(f"Bearer {unseen}", source="10.0.0.1")
+    # ... while known keys and JWTs are served, and other addresses are not affected.
+    await authenticator.authenticate(f"Bearer {known}", source="10.0.0.1")
+    token = issue_token(SECRET, tenant, Role.viewer, "alice")
+    await authenticator.authenticate(f"Bearer {token}", source="10.0.0.1")
+    await authenticator.authenticate(f"Bearer {unseen}", source="10.0.0.2")
+    now[0] = 1.0  # a failure's worth refilled
+    with pytest.raises(AuthError):
+        await authenticator.authenticate(f"Bearer {guess}", source="10.0.0.1")
+
+
 # --- rate limits -----------------------------------------------------------------------------
 
 

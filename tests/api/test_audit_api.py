@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.access.auth import Role, issue_token
-from tests.api.support import TEST_SECRET, codes, data, request, shop
+from tests.api.support import TEST_SECRET, bearer, codes, data, request, shop
 from tests.support import VALUE
 
 PUBLISH = 'mutation ($s: String!) { publishScheme(key: "value", source: $s) { changed } }'
@@ -64,6 +64,22 @@ async def test_api_changes_are_audited_with_who_and_where(engine: AsyncEngine, t
         "auditLog"
     ]
     assert {e["action"] for e in only} == {"scheme.publish"}
+
+
+async def test_the_audit_log_and_the_logs_carry_the_same_request_id(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    """A gateway's X-Request-ID that the logs refuse (spaces, too long) was still written raw
+    into the audit log, while the log lines and the response carried a fresh one."""
+    await shop(engine, tenant)
+    headers = {**bearer(tenant, Role.analyst), "X-Request-ID": "not a usable id"}
+    body = {"query": PUBLISH, "variables": {"s": VALUE.replace("5000", "7000")}}
+    response = await request(engine, body, headers)
+    assert "errors" not in response.json()
+    given = response.headers["x-request-id"]
+    assert given != "not a usable id"
+    (entry,) = data(await _as(engine, tenant, Role.admin, "root", LOG, {"first": 1}))["auditLog"]
+    assert entry["requestId"] == given
 
 
 async def test_only_admins_read_the_audit_log(engine: AsyncEngine, tenant: str) -> None:

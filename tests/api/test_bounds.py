@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,10 +17,11 @@ from typing import Any
 
 import httpx
 import uvicorn
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from service.access.auth import Role
 from service.app import create_app
 from service.config import Settings
 from service.db import locks
@@ -194,3 +196,44 @@ async def test_a_request_whose_client_went_away_stops_in_postgres(
             return await waiting_on_customers(engine) == 0
 
         await until(stopped, "the abandoned statement cancelled", timeout=10)
+
+
+async def test_failed_authentication_is_limited_per_address(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    """The probe: 1,000 random well-formed API keys got 1,000 × 401, each a database lookup.
+    Past the failure burst an address gets 429 with Retry-After instead, and no lookup; a
+    caller that authenticates from the same address is still served."""
+    settings = with_secret(Settings(auth_failure_burst=3, auth_failures_per_minute=1))
+    app = create_app(engine, settings=settings)
+    transport = httpx.ASGITransport(app=app)
+    lookups = 0
+
+    def counted(*_: object) -> None:
+        nonlocal lookups
+        lookups += 1
+
+    event.listen(engine.sync_engine, "begin", counted)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://tierwise") as client:
+            statuses = []
+            for _ in range(8):
+                guess = f"tw_{tenant}_{secrets.token_hex(8)}_{secrets.token_hex(32)}"
+                response = await client.post(
+                    "/graphql",
+                    json={"query": "{ metrics { name } }"},
+                    headers={"Authorization": f"Bearer {guess}"},
+                )
+                statuses.append(response.status_code)
+            assert statuses == [401] * 3 + [429] * 5
+            assert lookups == 3
+            assert int(response.headers["Retry-After"]) >= 1
+            assert response.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+            served = await client.post(
+                "/graphql",
+                json={"query": "{ metrics { name } }"},
+                headers=bearer(tenant, Role.viewer),
+            )
+            assert served.status_code == 200
+    finally:
+        event.remove(engine.sync_engine, "begin", counted)
