@@ -14,7 +14,10 @@ import datetime as dt
 import json
 import logging
 import sys
+import traceback
 from typing import Any, TextIO
+
+from sqlalchemy.exc import DBAPIError
 
 from service.config import LogFormat
 
@@ -36,6 +39,104 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "request_id", None) is None:
             record.request_id = REQUEST_ID.get()
+        return True
+
+
+# What a database error may say in a log: names Postgres gives, never values.
+_DATABASE_NAMES = ("constraint_name", "table_name", "column_name", "data_type_name")
+
+
+def _is_database_error(error: BaseException) -> bool:
+    module = type(error).__module__
+    return (
+        isinstance(error, DBAPIError)
+        or module.split(".")[0] == "asyncpg"
+        or module.startswith("sqlalchemy.dialects.")
+    )
+
+
+def _database_summary(error: BaseException) -> str:
+    """A database error by its SQLSTATE, the names involved and the statement: its message is
+    left out, as Postgres and asyncpg quote values in theirs (``invalid input for query
+    argument $1: 'whsec_...'``, ``Key (url)=(...) already exists``)."""
+    found: dict[str, str] = {}
+    layers: list[BaseException] = []
+    layer: BaseException | None = error
+    while layer is not None and layer not in layers:
+        layers.append(layer)
+        for name in ("sqlstate", *_DATABASE_NAMES):
+            value = getattr(layer, name, None)
+            if isinstance(value, str) and value and name not in found:
+                found[name] = value
+        layer = getattr(layer, "orig", None) or layer.__cause__
+    parts = [f"{name.removesuffix('_name')} {value}" for name, value in found.items()]
+    summary = f"message withheld ({', '.join(parts) or 'no SQLSTATE'})"
+    if isinstance(error, DBAPIError) and error.statement:
+        summary += f"\n[SQL: {error.statement}]"
+    return summary
+
+
+def _chain(error: BaseException) -> list[tuple[BaseException, str | None]]:
+    """``error`` and what it came from, as Python's traceback shows them: each with how it
+    leads to the one before it ("cause", "context"; None for ``error`` itself)."""
+    chain: list[tuple[BaseException, str | None]] = []
+    seen: set[int] = set()
+    current: BaseException | None = error
+    link: str | None = None
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append((current, link))
+        if current.__cause__ is not None:
+            current, link = current.__cause__, "cause"
+        elif current.__context__ is not None and not current.__suppress_context__:
+            current, link = current.__context__, "context"
+        else:
+            current = None
+    return chain
+
+
+_LINKS = {
+    "cause": "\nThe above exception was the direct cause of the following exception:\n\n",
+    "context": "\nDuring handling of the above exception, another exception occurred:\n\n",
+}
+
+
+def _safe_traceback(chain: list[tuple[BaseException, str | None]]) -> str:
+    """The traceback of a `_chain` as Python prints it, with every database error's message
+    replaced by `_database_summary`."""
+    text: list[str] = []
+    for exception, link in reversed(chain):
+        message = _database_summary(exception) if _is_database_error(exception) else str(exception)
+        kind, module = type(exception).__qualname__, type(exception).__module__
+        name = kind if module in ("builtins", "__main__") else f"{module}.{kind}"
+        text.append("Traceback (most recent call last):\n")
+        text.extend(traceback.format_tb(exception.__traceback__))
+        text.append(f"{name}: {message}\n" if message else f"{name}\n")
+        if link is not None:
+            text.append(_LINKS[link])
+    return "".join(text).rstrip("\n")
+
+
+def _safe_argument(argument: object) -> object:
+    if isinstance(argument, BaseException) and _is_database_error(argument):
+        return _database_summary(argument)
+    return argument
+
+
+class RedactDatabaseErrors(logging.Filter):
+    """Statement parameters never reach a log line: a record's traceback or argument that is
+    (or was caused by) a database error is written without that error's message, which can
+    quote a parameter (a customer's data, a webhook's secret)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None:
+            chain = _chain(error)
+            if any(_is_database_error(exception) for exception, _ in chain):
+                record.exc_text = _safe_traceback(chain)
+                record.exc_info = None
+        if isinstance(record.args, tuple):
+            record.args = tuple(_safe_argument(argument) for argument in record.args)
         return True
 
 
@@ -105,6 +206,7 @@ def configure(level: str, log_format: LogFormat, stream: TextIO | None = None) -
     handler = _Handler(stream)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(RedactDatabaseErrors())
     root = logging.getLogger()
     for old in list(root.handlers):
         if isinstance(old, _Handler):

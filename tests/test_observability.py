@@ -12,7 +12,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service import logs
@@ -184,6 +186,40 @@ async def test_masked_errors_are_logged_as_json_with_the_request_id(
     assert {r["request_id"] for r in errors} == {"req-masked-1"}
     assert all("Traceback" in str(r["exception"]) for r in errors)
     assert all(r["logger"] == "service.api.errors" for r in errors)
+
+
+async def test_database_errors_are_logged_without_their_parameters(
+    engine: AsyncEngine, log_lines: io.StringIO
+) -> None:
+    """A failed statement put a webhook's secret into the server log: asyncpg and Postgres
+    quote values in their messages. The log keeps the traceback, the SQLSTATE and the
+    statement, never the message."""
+    secret = "whsec_never-in-a-log-line"
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT CAST(:secret AS integer)"), {"secret": secret})
+    except DBAPIError as error:
+        failed = error
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(
+                text("SELECT CAST(CAST(:secret AS text) AS integer)"), {"secret": secret}
+            )
+    except DBAPIError as error:
+        cast = error
+    log = logging.getLogger("tierwise.test")
+    for error in (failed, cast):
+        try:
+            raise RuntimeError("while doing something") from error
+        except RuntimeError:
+            log.exception("it failed")
+        log.error("it failed: %s", error)
+    assert secret not in log_lines.getvalue()
+    records = _records(log_lines)
+    assert "Traceback" in records[0]["exception"]
+    assert "SELECT CAST($1 AS integer)" in records[0]["exception"]
+    assert "while doing something" in records[0]["exception"]
+    assert "sqlstate 22P02" in records[3]["message"]  # invalid_text_representation
 
 
 def test_records_outside_a_request_have_no_request_id(log_lines: io.StringIO) -> None:

@@ -107,6 +107,9 @@ def create_engine(
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=pre_ping,
+        # A failed statement's parameters can be a customer's data or a webhook's secret:
+        # never in a log line or an exception's text.
+        hide_parameters=True,
         # The session defaults bound the system work that runs outside tenant transactions
         # (the dispatcher's claims, the scheduler's listing, probes); migrations lift them.
         connect_args={

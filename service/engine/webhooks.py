@@ -59,6 +59,9 @@ STATUSES = ("pending", "delivered", "dead")
 DELIVERIES_CHANNEL = "tierwise_webhook_deliveries"
 LISTENER_NAME = "tierwise-webhooks"
 
+# `last_error` of an attempt refused before sending: whether the host resolved, and to what,
+# stays in the server's log.
+DESTINATION_NOT_ALLOWED = "destination not allowed"
 # Kept of a failed response's body in `last_error`.
 _ERROR_BODY_CHARS = 200
 
@@ -729,7 +732,15 @@ class Dispatcher:
                 if not self.settings.allow_private:
                     refused = await self._refused_host(delivery.url)
                     if refused is not None:
-                        return _Outcome(False, None, refused)
+                        # How the service's resolver sees a name is not the tenant's to learn
+                        # (an oracle into the internal DNS): the reason is for operators.
+                        log.warning(
+                            "webhook delivery %s of tenant %r: %s",
+                            delivery.id,
+                            delivery.tenant,
+                            refused,
+                        )
+                        return _Outcome(False, None, DESTINATION_NOT_ALLOWED)
                 response = await client.post(delivery.url, content=body, headers=headers)
         except (TimeoutError, httpx.TimeoutException):
             return _Outcome(False, None, f"timed out after {self.settings.timeout:g} s")

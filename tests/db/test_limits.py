@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.db.database import (
@@ -135,3 +136,17 @@ async def test_a_request_holds_at_most_its_share_of_connections(bounded: AsyncEn
     release.set()
     await asyncio.gather(*tasks)
     assert order == ["first in", "first out", "second in"]
+
+
+async def test_statement_parameters_are_not_written_into_errors(engine: AsyncEngine) -> None:
+    """SQLAlchemy formats a failed statement's parameters into its error's text unless told
+    not to (what asyncpg and Postgres quote themselves is kept out of the logs by
+    `service.logs`: tests/test_observability.py)."""
+    secret = "whsec_do-not-log-this-secret"
+    with pytest.raises(DBAPIError) as raised:
+        async with engine.connect() as connection:
+            await connection.execute(
+                text("SELECT CAST(:secret AS text), 1 / 0"), {"secret": secret}
+            )
+    assert secret not in str(raised.value)
+    assert "parameters hidden" in str(raised.value)

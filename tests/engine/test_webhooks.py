@@ -280,20 +280,27 @@ def test_urls_into_the_private_network_are_refused_unless_allowed(url: str) -> N
 
 
 async def test_a_host_resolving_into_the_private_network_is_not_called(
-    engine: AsyncEngine, tenant: str, receiver: Receiver
+    engine: AsyncEngine, tenant: str, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Registered while allowed (or by a name re-pointed since): each attempt resolves the
-    host first, and an address that is not public fails the attempt without calling it."""
+    host first, and an address that is not public fails the attempt without calling it. The
+    tenant learns only that the destination is not allowed: what the name resolves to (an
+    oracle into the internal DNS) is in the server's log alone."""
     await shop(engine, tenant)
     await register(engine, tenant, receiver)
     guarded = dataclasses.replace(FAST, allow_private=False, max_attempts=1)
-    async with dispatching(engine, guarded):
-        await load(
-            engine, tenant, [order("o5", "mid", 3, "6000")], after_load=evaluation.refresh_affected
-        )
-        await until(all_in(engine, tenant, "dead"))
+    with caplog.at_level("WARNING", logger="service.engine.webhooks"):
+        async with dispatching(engine, guarded):
+            await load(
+                engine,
+                tenant,
+                [order("o5", "mid", 3, "6000")],
+                after_load=evaluation.refresh_affected,
+            )
+            await until(all_in(engine, tenant, "dead"))
     (dead,) = await outbox(engine, tenant)
-    assert dead.last_error == "refused: 127.0.0.1 resolves to the non-public address 127.0.0.1"
+    assert dead.last_error == "destination not allowed"
+    assert "127.0.0.1 resolves to the non-public address 127.0.0.1" in caplog.text
     assert receiver.arrivals == []
 
 
