@@ -21,7 +21,7 @@ from service.access.auth import Permission, Role, allows
 from service.api.access import require
 from service.api.context import Context, Info
 from service.api.explain import Explanation, explanation
-from service.api.fields import arg, parse_id, resolver
+from service.api.fields import arg, resolver
 from service.api.limits import page_size
 from service.api.loaders import CARD_METRICS, MembershipRow, TransitionRow
 from service.api.strategies import Strategy
@@ -85,7 +85,10 @@ class CustomerMetrics:
 
 @strawberry.type(description="A change of a customer's tier in one scheme.")
 class Transition:
-    id: strawberry.ID = strawberry.field(description="Identifier, increasing with time.")
+    id: strawberry.ID = strawberry.field(
+        description="Identifier: the scheme's key and the change's number in that scheme, "
+        "counted from 1 with time (`value:17`)."
+    )
     scheme: str = strawberry.field(description="Key of the scheme.")
     customer_id: strawberry.ID = strawberry.field(description="The customer's id.")
     from_tier: str | None = strawberry.field(description="Previous tier; null when entering.")
@@ -103,7 +106,7 @@ class Transition:
     @classmethod
     def of(cls, row: TransitionRow) -> Transition:
         return cls(
-            id=strawberry.ID(str(row.id)),
+            id=strawberry.ID(f"{row.scheme}:{row.number}"),
             scheme=row.scheme,
             customer_id=strawberry.ID(row.customer_external_id),
             from_tier=row.from_tier,
@@ -251,24 +254,26 @@ class CustomerConnection:
             return int(await connection.scalar(self.counted) or 0)
 
 
-_CURSOR_PREFIX = "customer:"
+# Pages are in the order of the customers' own ids, and a cursor holds the last one's: the
+# client knows it already, and nothing of the tenant's internal numbering (a sequence shared
+# by all tenants) shows. The prefix changed with the order, so an older cursor is refused.
+_CURSOR_PREFIX = "customer-id:"
 
 
-def encode_cursor(internal_id: int) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{internal_id}".encode()).decode()
+def encode_cursor(external_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{external_id}".encode()).decode()
 
 
-def decode_cursor(cursor: str) -> int:
-    """The customer's internal id in a cursor `encode_cursor` made; `UserError` for anything
-    else."""
+def decode_cursor(cursor: str) -> str:
+    """The customer id in a cursor `encode_cursor` made; `UserError` for anything else."""
     try:
-        text = base64.urlsafe_b64decode(cursor.encode()).decode()
-    except ValueError:  # not base64, or not UTF-8 inside
+        text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode()
+    except ValueError:  # not ASCII, not base64, or not UTF-8 inside
         text = ""
-    found = parse_id(text.removeprefix(_CURSOR_PREFIX)) if text.startswith(_CURSOR_PREFIX) else None
-    if found is None:
-        raise UserError(f"`after` is not a cursor this API gave out: {cursor!r}")
-    return found
+    external_id = text.removeprefix(_CURSOR_PREFIX)
+    if text == external_id or not external_id or "\0" in external_id:
+        raise UserError(f"`after` is not a cursor this API gave out: {cursor[:100]!r}")
+    return external_id
 
 
 async def _filtered(
@@ -334,7 +339,7 @@ class CustomerQuery:
         return await explanation(info, row.id, scheme)
 
     @resolver(
-        "Customers, in a stable order, a page at a time: optionally those in "
+        "Customers in the order of their ids, a page at a time: optionally those in "
         "`tier` of `scheme`, and those for whom `where` (a rule-language condition, e.g. "
         '`monetary > 1000 and region = "east"`) is true now. `first` is capped by the '
         "server's page size limit.",
@@ -366,10 +371,13 @@ class CustomerQuery:
                 customers.c.tenant_id == context.tenant, customers.c.id.in_(select(ids.c.id))
             )
             if start is not None:
-                page = page.where(customers.c.id > start)
-            rows = (await connection.execute(page.order_by(customers.c.id).limit(size + 1))).all()
+                page = page.where(customers.c.external_id > start)
+            rows = (
+                await connection.execute(page.order_by(customers.c.external_id).limit(size + 1))
+            ).all()
         edges = [
-            CustomerEdge(cursor=encode_cursor(row.id), node=Customer.of(row)) for row in rows[:size]
+            CustomerEdge(cursor=encode_cursor(row.external_id), node=Customer.of(row))
+            for row in rows[:size]
         ]
         return CustomerConnection(
             edges=edges,

@@ -65,6 +65,8 @@ class MembershipRow:
 class TransitionRow:
     id: int
     scheme: str
+    number: int
+    """Counted per tenant and scheme: what clients see (``id`` is global)."""
     customer_id: int
     customer_external_id: str
     from_tier: str | None
@@ -79,6 +81,7 @@ def transitions_select() -> Select[Any]:
     return select(
         transitions.c.id,
         transitions.c.scheme_key,
+        transitions.c.number,
         transitions.c.customer_id,
         customers.c.external_id,
         transitions.c.from_tier,
@@ -98,6 +101,7 @@ def transition_row(row: Row[Any]) -> TransitionRow:
     return TransitionRow(
         id=row.id,
         scheme=row.scheme_key,
+        number=row.number,
         customer_id=row.customer_id,
         customer_external_id=row.external_id,
         from_tier=row.from_tier,

@@ -283,13 +283,16 @@ memberships = Table(
 )
 
 # Every change of a customer's tier; entering a scheme is a change from NULL, leaving it (no
-# tier matches any more) a change to NULL. `run_id` is NULL for incremental updates.
+# tier matches any more) a change to NULL. `run_id` is NULL for incremental updates. `id`
+# comes from one sequence for all tenants and stays inside; clients see `number`, counted per
+# tenant and scheme (`transition_counters`), so no tenant can read another's volume off it.
 transitions = Table(
     "transitions",
     metadata,
     _tenant_id(),
     Column("id", BigInteger, Identity(), nullable=False),
     Column("scheme_key", KEY, nullable=False),
+    Column("number", BigInteger, nullable=False),
     Column("customer_id", BigInteger, nullable=False),
     Column("from_tier", Text),
     Column("to_tier", Text),
@@ -300,6 +303,18 @@ transitions = Table(
     PrimaryKeyConstraint("tenant_id", "id"),
     Index(None, "tenant_id", "customer_id", "scheme_key", "id"),
     Index(None, "tenant_id", "scheme_key", "id"),
+)
+
+# The last `transitions.number` given out per tenant and scheme: written only under the
+# scheme's run lock (runs and incremental updates), so numbers are never given twice, and
+# never reused after transitions are deleted.
+transition_counters = Table(
+    "transition_counters",
+    metadata,
+    _tenant_id(),
+    Column("scheme_key", KEY, nullable=False),
+    Column("last_number", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "scheme_key"),
 )
 
 strategies = Table(

@@ -101,6 +101,8 @@ async def _stage(
         await connection.execute(text("ANALYZE new_tiers"))
 
 
+# Transition numbers count per tenant and scheme (`transition_counters`); the caller holds the
+# scheme's run lock, so no other transaction numbers this scheme's transitions meanwhile.
 _APPLY = """
 WITH current_tiers AS (
     SELECT customer_id, tier FROM memberships
@@ -112,10 +114,19 @@ diff AS MATERIALIZED (
     FROM new_tiers n FULL JOIN current_tiers c ON c.customer_id = n.customer_id
     WHERE n.tier IS DISTINCT FROM c.tier
 ),
+counted AS (SELECT count(*) AS n FROM diff),
+numbered AS (
+    INSERT INTO transition_counters AS c (tenant_id, scheme_key, last_number)
+    SELECT :t, :k, n FROM counted WHERE n > 0
+    ON CONFLICT (tenant_id, scheme_key)
+    DO UPDATE SET last_number = c.last_number + EXCLUDED.last_number
+    RETURNING c.last_number - (SELECT n FROM counted) AS before
+),
 moved AS (
-    INSERT INTO transitions
-        (tenant_id, scheme_key, customer_id, from_tier, to_tier, at, version, run_id, trigger)
-    SELECT :t, :k, customer_id, from_tier, to_tier, :now, :version, :run, :trigger
+    INSERT INTO transitions (tenant_id, scheme_key, number, customer_id, from_tier, to_tier,
+                             at, version, run_id, trigger)
+    SELECT :t, :k, (SELECT before FROM numbered) + row_number() OVER (ORDER BY customer_id),
+           customer_id, from_tier, to_tier, :now, :version, :run, :trigger
     FROM diff ORDER BY customer_id
     RETURNING id
 ),

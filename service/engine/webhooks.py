@@ -304,9 +304,9 @@ _ENQUEUE = text(
     """
 WITH enqueued AS (
     INSERT INTO webhook_deliveries (tenant_id, webhook_id, event_id, payload)
-    SELECT w.tenant_id, w.id, t.tenant_id || ':' || t.id,
+    SELECT w.tenant_id, w.id, t.tenant_id || ':' || t.scheme_key || ':' || t.number,
            jsonb_build_object(
-               'id', t.tenant_id || ':' || t.id,
+               'id', t.tenant_id || ':' || t.scheme_key || ':' || t.number,
                'type', CAST(:type AS text),
                'tenant', t.tenant_id,
                'scheme', t.scheme_key,

@@ -23,11 +23,17 @@ async def _changes(engine: AsyncEngine, tenant: str, customer: str, tiers: list[
         for day, tier in enumerate(tiers):
             await connection.execute(
                 text(
-                    "INSERT INTO transitions (tenant_id, scheme_key, customer_id, to_tier, at, "
-                    "version, trigger) SELECT :t, 'other', id, :tier, :at, 1, 'test' "
-                    "FROM customers WHERE tenant_id = :t AND external_id = :c"
+                    "INSERT INTO transitions (tenant_id, scheme_key, number, customer_id, "
+                    "to_tier, at, version, trigger) SELECT :t, 'other', :n, id, :tier, :at, 1, "
+                    "'test' FROM customers WHERE tenant_id = :t AND external_id = :c"
                 ),
-                {"t": tenant, "c": customer, "tier": tier, "at": start + dt.timedelta(days=day)},
+                {
+                    "t": tenant,
+                    "n": day + 1,
+                    "c": customer,
+                    "tier": tier,
+                    "at": start + dt.timedelta(days=day),
+                },
             )
 
 

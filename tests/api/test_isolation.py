@@ -5,6 +5,7 @@ comes back and nothing of B's changes."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -25,6 +26,7 @@ from tests.api.support import caller, codes, data, post, shop
 from tests.support import VALUE, day, order
 
 # B's own names, so that anything of B's showing up in A's answers is recognisable.
+PUBLISH = 'mutation ($s: String!) { publishScheme(key: "value", source: $s) { changed } }'
 B_SCHEME = VALUE.replace("scheme value", "scheme b_secret").replace("VIP", "Bgold")
 
 
@@ -128,8 +130,9 @@ async def test_a_cursor_forged_from_another_tenants_ids_pages_only_ones_own(
     engine: AsyncEngine, tenant: str
 ) -> None:
     await shop(engine, tenant)
-    _, zed, _ = await _tenant_b(engine, tenant)
-    for forged in (encode_cursor(zed - 1), encode_cursor(0)):
+    await _tenant_b(engine, tenant)
+    # Just before B's `zed` in the order of ids, and before everyone.
+    for forged in (encode_cursor("zec"), encode_cursor("\x01")):
         result = await post(
             engine,
             tenant,
@@ -140,6 +143,27 @@ async def test_a_cursor_forged_from_another_tenants_ids_pages_only_ones_own(
         assert not _mentions_b(result), result
         ids = {edge["node"]["id"] for edge in data(result)["customers"]["edges"]}
         assert ids <= {"ann", "bob", "cyd"}
+
+
+async def test_ids_and_cursors_tell_nothing_of_other_tenants_volume(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    """Cursors and transition ids came from sequences shared by all tenants, so the gaps one
+    tenant saw measured the others' customers and tier changes. Now a cursor holds the
+    customer's own id and a transition is numbered within its tenant and scheme: B's first
+    changes are `value:1`.. however much A did before."""
+    await shop(engine, tenant)
+    for _ in range(3):  # A's busy history: bob moves to VIP and back each time
+        looser = VALUE.replace("> 5000", "> 0").replace(">= 2", ">= 1")
+        assert data(await post(engine, tenant, PUBLISH, {"s": looser}))
+        assert data(await post(engine, tenant, PUBLISH, {"s": VALUE}))
+    b, _, _ = await _tenant_b(engine, tenant)
+    query = """{ customers(first: 2) { pageInfo { endCursor }
+      edges { node { id history { id } } } } }"""
+    page = data(await post(engine, b, query))["customers"]
+    assert base64.urlsafe_b64decode(page["pageInfo"]["endCursor"]).decode() == "customer-id:bob"
+    ids = sorted(h["id"] for edge in page["edges"] for h in edge["node"]["history"])
+    assert ids == ["value:1", "value:2"]
 
 
 async def test_no_mutation_changes_another_tenants_data(engine: AsyncEngine, tenant: str) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+import json
 from decimal import Decimal
 
 import httpx
@@ -12,7 +14,7 @@ from service.config import Settings
 from service.data.ingest import import_rows
 from service.data.records import Kind
 from service.engine import schemes
-from tests.api.support import codes, data, post, shop
+from tests.api.support import bearer, codes, data, post, shop, with_secret
 
 CARD = """
 query ($id: ID!) {
@@ -126,8 +128,26 @@ async def test_customers_page_with_keyset_cursors(engine: AsyncEngine, tenant: s
     assert [e["node"]["id"] for e in second["edges"]] == ["cyd"]
     assert second["pageInfo"]["hasNextPage"] is False
     assert second["pageInfo"]["hasPreviousPage"] is True
-    bad = await post(engine, tenant, PAGE, {"after": "not-a-cursor"})
-    assert codes(bad) == ["BAD_INPUT"]
+    # Anything this API did not give out is BAD_INPUT, never INTERNAL: the probe's NUL and
+    # lone surrogate, a number past bigint, a cursor of the old (internal id) form.
+    for forged in (
+        "not-a-cursor",
+        base64.urlsafe_b64encode(b"customer-id:a\x00b").decode(),
+        base64.urlsafe_b64encode(b"customer:99999999999999999999999").decode(),
+        base64.urlsafe_b64encode(b"customer-id:").decode(),
+    ):
+        bad = await post(engine, tenant, PAGE, {"after": forged})
+        assert codes(bad) == ["BAD_INPUT"], forged
+    # A lone surrogate can only travel as a JSON escape (`json.dumps` writes one).
+    app = create_app(engine, settings=with_secret())
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://tierwise") as client:
+        surrogate = await client.post(
+            "/graphql",
+            content=json.dumps({"query": PAGE, "variables": {"after": "\ud800"}}),
+            headers={**bearer(tenant), "Content-Type": "application/json"},
+        )
+    assert codes(surrogate.json()) == ["BAD_INPUT"]
 
 
 async def test_first_is_capped_by_the_page_size_limit(engine: AsyncEngine, tenant: str) -> None:

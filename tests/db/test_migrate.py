@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import importlib
 import secrets
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -45,6 +46,60 @@ async def test_upgrade_and_downgrade_round_trip(server_url: URL) -> None:
         assert await migrate.current_revision(engine) is None
         await migrate.upgrade(engine)
         assert await migrate.current_revision(engine) == migrate.head_revision()
+    finally:
+        await engine.dispose()
+        await admin(url, f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+
+
+async def test_existing_transitions_are_numbered_per_tenant_and_scheme(server_url: URL) -> None:
+    """Migration 0007 numbers the transitions recorded before it in id order, per tenant and
+    scheme, and the counters continue from there."""
+    numbering = importlib.import_module("migrations.versions.0007_transition_numbers")
+    url = server_url.set(database=f"tierwise_migrate_{secrets.token_hex(4)}")
+    await admin(url, f'CREATE DATABASE "{url.database}"')
+    engine = create_engine(url, pool_size=1)
+    try:
+        await migrate.upgrade(engine, numbering.down_revision)
+        async with engine.begin() as connection:
+            await connection.execute(text("INSERT INTO tenants VALUES ('a', 'a'), ('b', 'b')"))
+            await connection.execute(
+                text(
+                    "INSERT INTO customers (tenant_id, external_id) VALUES ('a', 'c1'), ('b', 'c1')"
+                )
+            )
+            for tenant, scheme in [("a", "v"), ("b", "v"), ("a", "v"), ("a", "w"), ("b", "v")]:
+                await connection.execute(
+                    text(
+                        "INSERT INTO transitions (tenant_id, scheme_key, customer_id, to_tier, at, "
+                        "version, trigger) SELECT tenant_id, :k, id, 'T', now(), 1, 'test' "
+                        "FROM customers WHERE tenant_id = :t"
+                    ),
+                    {"t": tenant, "k": scheme},
+                )
+        await migrate.upgrade(engine)
+        async with engine.connect() as connection:
+            numbered = (
+                await connection.execute(
+                    text("SELECT tenant_id, scheme_key, number FROM transitions ORDER BY id")
+                )
+            ).all()
+            counters = (
+                await connection.execute(
+                    text("SELECT tenant_id, scheme_key, last_number FROM transition_counters")
+                )
+            ).all()
+        assert [tuple(row) for row in numbered] == [
+            ("a", "v", 1),
+            ("b", "v", 1),
+            ("a", "v", 2),
+            ("a", "w", 1),
+            ("b", "v", 2),
+        ]
+        assert sorted(tuple(row) for row in counters) == [
+            ("a", "v", 2),
+            ("a", "w", 1),
+            ("b", "v", 2),
+        ]
     finally:
         await engine.dispose()
         await admin(url, f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')

@@ -7,6 +7,7 @@ so each test controls exactly what the engine would have recorded.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from decimal import Decimal
 
@@ -134,6 +135,10 @@ async def _run(
     )
 
 
+# Transition numbers for the rows written by hand (the analytics never read them).
+_NUMBERS = itertools.count(1)
+
+
 async def _move(
     connection: AsyncConnection,
     tenant: str,
@@ -147,6 +152,7 @@ async def _move(
         transitions.insert().values(
             tenant_id=tenant,
             scheme_key=key,
+            number=next(_NUMBERS),
             customer_id=customer,
             from_tier=change[0],
             to_tier=change[1],

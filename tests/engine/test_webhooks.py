@@ -160,7 +160,8 @@ async def expected_events(engine: AsyncEngine, tenant: str) -> dict[str, tuple[A
     async with tenant_transaction(engine, tenant) as connection:
         rows = await connection.execute(
             select(
-                transitions.c.id,
+                transitions.c.scheme_key,
+                transitions.c.number,
                 customers.c.external_id,
                 transitions.c.from_tier,
                 transitions.c.to_tier,
@@ -172,7 +173,7 @@ async def expected_events(engine: AsyncEngine, tenant: str) -> dict[str, tuple[A
             )
             .where(transitions.c.tenant_id == tenant)
         )
-        return {f"{tenant}:{row.id}": tuple(row)[1:] for row in rows}
+        return {f"{tenant}:{row.scheme_key}:{row.number}": tuple(row)[2:] for row in rows}
 
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
@@ -374,11 +375,11 @@ async def test_deliveries_follow_the_scheme_and_tier_filters(
     events = await expected_events(engine, tenant)
     async with tenant_transaction(engine, tenant) as connection:
         rows = await connection.execute(
-            select(transitions.c.id, transitions.c.scheme_key).where(
+            select(transitions.c.number, transitions.c.scheme_key).where(
                 transitions.c.tenant_id == tenant
             )
         )
-        schemes_of = {f"{tenant}:{id_}": scheme for id_, scheme in rows}
+        schemes_of = {f"{tenant}:{scheme}:{number}": scheme for number, scheme in rows}
     found: dict[int, set[str]] = {}
     for delivery in await outbox(engine, tenant):
         found.setdefault(delivery.webhook_id, set()).add(delivery.event_id)
