@@ -141,6 +141,9 @@ class Principal:
     actor: Actor
     # "jwt:<subject>" or "key:<key id>": what rate limits are counted per.
     identity: str
+    expires_at: float | None = None
+    """Unix time from which the token no longer verifies (a JWT's ``exp`` and the allowed
+    clock skew); None for an API key, which lasts until it is revoked."""
 
     def may(self, permission: Permission) -> bool:
         return allows(self.role, permission)
@@ -151,8 +154,18 @@ class Principal:
         return dataclasses.replace(self, actor=actor)
 
 
-def principal(tenant: str, role: Role, subject: str, identity: str, source: str) -> Principal:
-    return Principal(tenant, role, subject, Actor(subject, role.value, source), identity)
+def principal(
+    tenant: str,
+    role: Role,
+    subject: str,
+    identity: str,
+    source: str,
+    *,
+    expires_at: float | None = None,
+) -> Principal:
+    return Principal(
+        tenant, role, subject, Actor(subject, role.value, source), identity, expires_at
+    )
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -314,7 +327,14 @@ class JwtVerifier:
         except FieldError as error:
             raise AuthError(f"the token's {self.tenant_claim!r} claim: {error}") from None
         role = _role(claims.get(self.role_claim), f"the token's {self.role_claim!r} claim")
-        return principal(tenant, role, subject, f"jwt:{tenant}:{subject}", source)
+        return principal(
+            tenant,
+            role,
+            subject,
+            f"jwt:{tenant}:{subject}",
+            source,
+            expires_at=float(claims["exp"]) + LEEWAY.total_seconds(),
+        )
 
 
 def _role(value: object, where: str) -> Role:

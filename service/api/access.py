@@ -189,15 +189,33 @@ class Gate:
     ) -> Principal:
         """The caller of a WebSocket connection, from its connection_init payload (or the
         handshake's header); raises `ApiError` (UNAUTHENTICATED, RATE_LIMITED) if refused."""
-        authorization = None
-        for name, value in (params or {}).items():
-            if name.lower() == "authorization" and isinstance(value, str):
-                authorization = value
-        if authorization is None:
-            authorization = connection.headers.get("authorization")
         try:
-            return await self.admit(connection, authorization)
+            return await self.admit(connection, _ws_authorization(connection, params))
         except AuthError as error:
             raise unauthenticated(error.message) from None
         except RateLimited as limited:
             raise ApiError(RATE_LIMITED, str(limited)) from None
+
+    async def still_valid(
+        self, connection: HTTPConnection, params: dict[str, Any] | None
+    ) -> str | None:
+        """Why a WebSocket's credential no longer holds (expired, revoked), or None if it
+        does: verified again as at connection, the key from the cache while it is fresh, not
+        counted against the caller's rate limit."""
+        if not self.settings.auth_required:
+            return None
+        try:
+            await self.authenticator.authenticate(
+                _ws_authorization(connection, params), source=_source(connection)
+            )
+        except (AuthError, RateLimited) as error:
+            return getattr(error, "message", None) or str(error)
+        return None
+
+
+def _ws_authorization(connection: HTTPConnection, params: dict[str, Any] | None) -> str | None:
+    """A WebSocket's token: the connection_init payload's, else the handshake's header."""
+    for name, value in (params or {}).items():
+        if name.lower() == "authorization" and isinstance(value, str):
+            return value
+    return connection.headers.get("authorization")

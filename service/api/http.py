@@ -2,7 +2,8 @@
 
 Every HTTP request but a browser's visit to the GraphiQL page is authenticated (and counted
 against its caller's rate limit) before strawberry sees it; a WebSocket connection is when its
-``connection_init`` arrives (see `service.api.access`).
+``connection_init`` arrives (see `service.api.access`), and again at every ``subscribe`` and
+whenever its credential may have ended (`CredentialBoundSubscriptions`).
 
 Responses follow the GraphQL-over-HTTP specification: a client that accepts
 ``application/graphql-response+json`` gets that media type, and a request error (a document
@@ -12,7 +13,10 @@ status 400 with no ``data`` entry; other clients get ``application/json`` and 20
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+import time
+from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
@@ -23,6 +27,13 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    SubscribeMessage,
+)
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -68,7 +79,65 @@ def _is_request_error(result: ExecutionResult) -> bool:
     return result.data is None and bool(errors) and all(error.path is None for error in errors)
 
 
+# graphql-transport-ws' close code for a connection that may no longer go on ("Forbidden", as
+# for a refused connection_init); the reason says why (a close reason holds 123 bytes at most).
+CREDENTIAL_ENDED = 4403
+# How often an API key's connection looks at its key again (from the cache while it is fresh,
+# so a revocation shows within TIERWISE_API_KEY_CACHE_SECONDS and this).
+KEY_CHECK_SECONDS = 1.0
+
+
+class CredentialBoundSubscriptions(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws with the connection's credential held to account: every
+    ``subscribe`` verifies it again, and the connection is closed with `CREDENTIAL_ENDED` as
+    soon as it stops verifying: when the JWT expires, or within the key cache period after the
+    API key is revoked. (Before, subscriptions outlived both.)"""
+
+    watcher: asyncio.Task[None] | None = None
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged and self.watcher is None:
+            self.watcher = asyncio.create_task(self._watch())
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        if self.connection_acknowledged and not await self._holds():
+            return
+        await super().handle_subscribe(message)
+
+    async def shutdown(self) -> None:
+        if self.watcher is not None and self.watcher is not asyncio.current_task():
+            self.watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.watcher
+        await super().shutdown()
+
+    async def _holds(self) -> bool:
+        """Whether the credential still verifies; if not, the connection is closed."""
+        view = cast("TierwiseGraphQL", self.view)
+        assert self.context.request is not None
+        ended = await view.gate.still_valid(self.context.request, self.context.connection_params)
+        if ended is None:
+            return True
+        reason = ended.encode()[:123].decode(errors="ignore")
+        await self.websocket.close(code=CREDENTIAL_ENDED, reason=reason)
+        return False
+
+    async def _watch(self) -> None:
+        caller = self.context.principal
+        while True:
+            if caller is not None and caller.expires_at is not None:
+                # A JWT verifies until it expires: look again only then.
+                await asyncio.sleep(max(KEY_CHECK_SECONDS, caller.expires_at - time.time()))
+            else:
+                await asyncio.sleep(KEY_CHECK_SECONDS)
+            if not await self._holds():
+                return
+
+
 class TierwiseGraphQL(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = CredentialBoundSubscriptions
+
     def __init__(self, engine: AsyncEngine, settings: Settings, feed: TransitionFeed) -> None:
         super().__init__(
             build_schema(settings),

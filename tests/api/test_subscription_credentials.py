@@ -1,0 +1,125 @@
+"""Subscriptions end with their credentials: the probe found `tierChanged` subscriptions
+receiving events after their JWT's `exp` and 35-45 s after their API key was revoked, and a
+new `subscribe` accepted on the revoked key's socket. Now the connection is closed with 4403
+when the JWT expires or (within the key cache period) the key is revoked, and every
+`subscribe` verifies the credential again. Real sockets: the app under uvicorn, the client
+the `websockets` package."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+import websockets
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.access.audit import SERVICE
+from service.access.auth import LEEWAY, Role, create_key, issue_token, revoke_key
+from service.api import http
+from service.app import create_app
+from service.config import Settings
+from service.db.database import tenant_transaction
+from tests.api.support import TEST_SECRET, shop, with_secret
+
+OPERATION = (Path(__file__).parents[2] / "graphql/operations/tier_changed.graphql").read_text()
+
+
+@contextlib.asynccontextmanager
+async def serving(engine: AsyncEngine, **settings: Any) -> AsyncIterator[str]:
+    config = with_secret(Settings(webhook_poll_interval=0, **settings))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(engine, settings=config),
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+        )
+    )
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield f"ws://127.0.0.1:{sock.getsockname()[1]}/graphql"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@contextlib.asynccontextmanager
+async def connected(url: str, bearer: str) -> AsyncIterator[Any]:
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": bearer}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        yield ws
+
+
+async def subscribe(ws: Any, operation_id: str) -> None:
+    message = {"id": operation_id, "type": "subscribe", "payload": {"query": OPERATION}}
+    await ws.send(json.dumps(message))
+
+
+async def closed(ws: Any, timeout: float = 20) -> tuple[int, str]:
+    """The close code and reason, once the server closes the connection."""
+    with pytest.raises(websockets.ConnectionClosed) as ended:
+        async with asyncio.timeout(timeout):
+            while True:
+                await ws.recv()
+    assert ended.value.rcvd is not None, "the client, not the server, closed the connection"
+    return ended.value.rcvd.code, ended.value.rcvd.reason
+
+
+async def test_a_subscription_ends_when_its_jwt_expires(engine: AsyncEngine, tenant: str) -> None:
+    await shop(engine, tenant)
+    # Verifies for two more seconds: expired 28 s ago, within the 30 s allowed for skew.
+    lifetime = dt.timedelta(seconds=2) - LEEWAY
+    jwt = issue_token(TEST_SECRET, tenant, Role.viewer, "viewer", lifetime=lifetime)
+    async with serving(engine) as url, connected(url, f"Bearer {jwt}") as ws:
+        await subscribe(ws, "1")
+        assert await closed(ws) == (4403, "the token has expired")
+
+
+async def test_a_subscription_ends_within_the_cache_period_after_its_key_is_revoked(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    await shop(engine, tenant)
+    async with tenant_transaction(engine, tenant) as connection:
+        key, plain = await create_key(connection, tenant, Role.viewer, SERVICE)
+    async with (
+        serving(engine, api_key_cache_seconds=1) as url,
+        connected(url, f"Bearer {plain}") as ws,
+    ):
+        await subscribe(ws, "1")
+        async with tenant_transaction(engine, tenant) as connection:
+            await revoke_key(connection, tenant, key.id, SERVICE)
+        assert await closed(ws) == (4403, "unknown or revoked API key")
+
+
+async def test_every_subscribe_verifies_the_credential_again(
+    engine: AsyncEngine, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the connection's own look at its key put off, a `subscribe` after the
+    revocation is what closes it."""
+    monkeypatch.setattr(http, "KEY_CHECK_SECONDS", 3600.0)
+    await shop(engine, tenant)
+    async with tenant_transaction(engine, tenant) as connection:
+        key, plain = await create_key(connection, tenant, Role.viewer, SERVICE)
+    async with (
+        serving(engine, api_key_cache_seconds=0) as url,
+        connected(url, f"Bearer {plain}") as ws,
+    ):
+        await subscribe(ws, "1")
+        async with tenant_transaction(engine, tenant) as connection:
+            await revoke_key(connection, tenant, key.id, SERVICE)
+        await subscribe(ws, "2")
+        assert await closed(ws, timeout=5) == (4403, "unknown or revoked API key")
