@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     """Operation definitions one request's document may hold (batched requests are refused)."""
     max_page_size: int = 100
     """The cap on `first` of paginated fields."""
+    max_query_cost: int = 2_000
+    """The most an operation may cost, in rows of work estimated from the document before it
+    runs (pages multiplied down the nesting, whole-tenant fields such as `totalCount` and
+    `where` at 100 each, evaluations at 1,000; docs/operations.md lists each documented
+    operation's); over it, LIMIT_EXCEEDED with the cost, and nothing runs."""
     max_ingest_rows: int = 10_000
     """Rows one ingest mutation may carry, or ids one deletion (bigger loads: `tierwise import`
     and `tierwise delete`)."""

@@ -1,7 +1,8 @@
 """Limits against abusive queries, from the settings: depth, tokens, aliases, operations per
-document (batched HTTP requests are refused by strawberry's default), introspection; and the
-caches of parsed and validated documents (frontends send the same few documents over and
-over: parsing and validating each anew was a fifth of a small query's time)."""
+document (batched HTTP requests are refused by strawberry's default), cost (`CostLimit`),
+introspection; and the caches of parsed and validated documents (frontends send the same few
+documents over and over: parsing and validating each anew was a fifth of a small query's
+time)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from functools import lru_cache
 from graphql import (
     ASTValidationRule,
     DocumentNode,
+    ExecutionResult,
     GraphQLError,
     OperationDefinitionNode,
     ValidationContext,
@@ -27,7 +29,9 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
+from strawberry.types.graphql import OperationType
 
+from service.api.cost import operation_cost, over_limit
 from service.api.errors import LIMIT_EXCEEDED, ApiError
 from service.config import Settings
 from service.errors import UserError
@@ -89,6 +93,32 @@ def ingest_rows(settings: Settings, count: int) -> None:
         )
 
 
+class CostLimit(SchemaExtension):
+    """Refuses a query or mutation whose `service.api.cost` is over ``limit`` before it runs
+    (LIMIT_EXCEEDED, the cost in ``extensions.cost``). Subscriptions cost little up front
+    and are bounded per event, not here."""
+
+    def __init__(self, *, settings: Settings) -> None:
+        super().__init__()
+        self.settings = settings
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        if document is not None and context.operation_type is not OperationType.SUBSCRIPTION:
+            cost = operation_cost(
+                context.schema._schema,
+                document,
+                self.settings,
+                operation_name=context.operation_name,
+                variables=context.variables,
+            )
+            limit = self.settings.max_query_cost
+            if cost > limit:
+                context.result = ExecutionResult(data=None, errors=[over_limit(cost, limit)])
+        yield
+
+
 def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
     """Factories of the limiting extensions (strawberry builds fresh ones per request)."""
     # The rules are made once, not per request (as strawberry's limiter extensions make them):
@@ -103,6 +133,7 @@ def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
         lambda: AddValidationRules(rules),
         ParseCache,
         ValidationCache,
+        lambda: CostLimit(settings=settings),
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)

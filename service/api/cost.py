@@ -1,0 +1,349 @@
+"""What a GraphQL operation may cost, computed from the document before anything runs.
+
+Depth, aliases and tokens bound a document's size, not its work: 30 aliases of a filtered
+`totalCount`, or pages of customers each with 100 transitions each with its customer's 100
+transitions, are small documents that held every pooled connection for 40 s. The cost is an
+estimate of the work in rows, with each field's weight in `FIELD_COSTS`:
+
+- every field a resolver answers costs its weight (a loader's batch item: 1);
+- a list multiplies what is selected under it by its size: the page asked for (`first`,
+  `last`, defaulting to what the resolver defaults to), the `_entities` representations
+  given, and `ASSUMED_LIST` for lists the caller cannot size (a customer's tiers, a scheme's
+  strategies); lists of plain values cost nothing;
+- work over a whole tenant costs `TENANT_SCAN`: `totalCount`, a `where` filter (again
+  `RANKED` more when it ranks customers: percentiles, scores, shares), segments; an
+  evaluation (preview, publish, evaluate) `RUN`;
+- aliases are counted as the fields they repeat; fragments as the fields they hold (both
+  branches of a type condition); `@skip` and `@include` are ignored (the cost of the
+  document, whatever its variables choose).
+
+An operation over `Settings.max_query_cost` is refused before it runs, with LIMIT_EXCEEDED
+and the cost in ``extensions.cost``. docs/operations.md lists the cost of every documented
+operation (`python -m service.api.cost --write`).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    get_named_type,
+    get_operation_ast,
+    parse,
+    value_from_ast_untyped,
+)
+
+from dsl import CATALOG
+from dsl.catalog import Source
+from service.config import Settings
+
+TENANT_SCAN = 100
+"""A pass over a tenant's customers (counting, filtering, aggregating)."""
+RANKED = 300
+"""Ranking every customer of a tenant (a sort) for a percentile, score or share."""
+RUN = 1_000
+"""An evaluation of a scheme over every customer."""
+ASSUMED_LIST = 10
+"""Items of a list the caller cannot size (a customer's tiers, a tier's strategies)."""
+
+_RANKED_NAMES = sorted(
+    name for name, metric in CATALOG.items() if metric.source is Source.POPULATION
+)
+_RANKS = re.compile(r"\b(?:" + "|".join(map(re.escape, _RANKED_NAMES)) + r")\b")
+
+
+@dataclass(frozen=True)
+class Field:
+    """How one field costs: its own ``weight`` (given the field's arguments and the
+    settings), and the size of the list it returns (None: not a list, or one of plain
+    values; else the number of items its selection is counted for)."""
+
+    weight: Callable[[Mapping[str, Any], Settings], int] = lambda args, settings: 1
+    size: Callable[[Mapping[str, Any], Settings], int] | None = None
+
+
+def _fixed(weight: int) -> Callable[[Mapping[str, Any], Settings], int]:
+    return lambda args, settings: weight
+
+
+def _where(args: Mapping[str, Any], settings: Settings) -> int:
+    where = args.get("where")
+    if not isinstance(where, str):
+        return 1
+    return 1 + TENANT_SCAN + (RANKED if _RANKS.search(where) else 0)
+
+
+def _page(
+    name: str, default: Callable[[Settings], int]
+) -> Callable[[Mapping[str, Any], Settings], int]:
+    """A page's size from argument ``name``: what the resolver would use, never above the
+    page size limit (a bigger one is refused by the resolver anyway)."""
+
+    def size(args: Mapping[str, Any], settings: Settings) -> int:
+        value = args.get(name)
+        asked = default(settings) if not isinstance(value, int) else value
+        return max(0, min(asked, settings.max_page_size))
+
+    return size
+
+
+def _rows(name: str) -> Callable[[Mapping[str, Any], Settings], int]:
+    """One per row of list argument ``name`` (ingest mutations)."""
+    return lambda args, settings: max(1, len(args.get(name) or ()))
+
+
+def _evaluates(args: Mapping[str, Any], settings: Settings) -> int:
+    return RUN if args.get("evaluate", True) else 10
+
+
+_FIRST_DEFAULT_PAGE = _page("first", lambda settings: settings.max_page_size)
+# Pages of rows: each row costs one, and so does each of what is selected under it.
+_FIFTY_FIRST = _page("first", lambda settings: 50)
+_FIFTY_LAST = _page("last", lambda settings: 50)
+
+
+def _assumed(args: Mapping[str, Any], settings: Settings) -> int:
+    return ASSUMED_LIST
+
+
+# Every field a resolver answers, by type and field name (tests/api/test_cost.py fails on a
+# resolved field missing here). Fields of plain values cost nothing and need no entry.
+FIELD_COSTS: Mapping[tuple[str, str], Field] = {
+    ("Query", "customer"): Field(),
+    ("Query", "explain"): Field(_fixed(10)),
+    # The page's size is the connection's edges' (see `_CONNECTIONS`).
+    ("Query", "customers"): Field(_where),
+    ("CustomerConnection", "totalCount"): Field(_fixed(TENANT_SCAN)),
+    ("CustomerEdge", "node"): Field(),  # a row of the page
+    ("Query", "segments"): Field(_fixed(TENANT_SCAN), _assumed),
+    ("Segment", "strategies"): Field(size=_assumed),
+    ("Query", "schemes"): Field(size=_assumed),
+    ("Query", "strategies"): Field(size=_assumed),
+    ("Query", "metrics"): Field(size=_assumed),
+    ("Query", "checkRules"): Field(_fixed(10)),
+    ("Query", "previewRules"): Field(_fixed(RUN), _assumed),
+    ("Query", "webhooks"): Field(size=_assumed),
+    ("Query", "webhookDeliveries"): Field(_FIFTY_FIRST, _FIFTY_FIRST),
+    ("Query", "auditLog"): Field(_FIFTY_FIRST, _FIFTY_FIRST),
+    ("Query", "apiKeys"): Field(size=_assumed),
+    ("Query", "_service"): Field(),
+    ("_Service", "sdl"): Field(),
+    # A lookup per representation, and what is selected of each.
+    ("Query", "_entities"): Field(_rows("representations"), _rows("representations")),
+    ("Customer", "name"): Field(_fixed(0)),
+    ("Customer", "email"): Field(_fixed(0)),
+    ("Customer", "phone"): Field(_fixed(0)),
+    ("Customer", "tiers"): Field(size=_assumed),
+    ("Customer", "strategies"): Field(size=_assumed),
+    ("Customer", "metrics"): Field(),
+    ("Customer", "explain"): Field(_fixed(10)),
+    ("Customer", "history"): Field(_FIFTY_LAST, _FIFTY_LAST),
+    ("Transition", "customer"): Field(),
+    ("Subscription", "tierChanged"): Field(),
+    ("Mutation", "publishScheme"): Field(_evaluates, _assumed),
+    ("Mutation", "evaluateScheme"): Field(_fixed(RUN), _assumed),
+    ("Mutation", "upsertCustomers"): Field(_rows("customers")),
+    ("Mutation", "recordOrders"): Field(_rows("orders")),
+    ("Mutation", "recordEvents"): Field(_rows("events")),
+    ("Mutation", "saveStrategy"): Field(),
+    ("Mutation", "deleteStrategy"): Field(),
+    ("Mutation", "createWebhook"): Field(),
+    ("Mutation", "deleteWebhook"): Field(),
+    ("Mutation", "replayWebhookDelivery"): Field(),
+    ("Mutation", "replayDeadDeliveries"): Field(_fixed(TENANT_SCAN)),
+    ("Mutation", "createApiKey"): Field(),
+    ("Mutation", "revokeApiKey"): Field(),
+}
+
+# Connections: the list field under them that their page argument sizes.
+_CONNECTIONS: Mapping[tuple[str, str], tuple[str, Callable[[Mapping[str, Any], Settings], int]]] = {
+    ("Query", "customers"): ("edges", _FIRST_DEFAULT_PAGE),
+}
+
+_UNSIZED = Field(weight=_fixed(0))
+
+
+class _Costing:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: Mapping[str, Any],
+        settings: Settings,
+    ) -> None:
+        self.schema = schema
+        self.fragments = fragments
+        self.variables = dict(variables)
+        self.settings = settings
+
+    def selection(
+        self, parent: GraphQLObjectType, selections: SelectionSetNode, page: int | None = None
+    ) -> int:
+        total = 0
+        for node in selections.selections:
+            if isinstance(node, FieldNode):
+                total += self.field(parent, node, page)
+            else:
+                fragment: InlineFragmentNode | FragmentDefinitionNode | None
+                if isinstance(node, FragmentSpreadNode):
+                    fragment = self.fragments.get(node.name.value)
+                else:
+                    fragment = cast(InlineFragmentNode, node)
+                if fragment is None:
+                    continue
+                condition = fragment.type_condition
+                on = self.schema.get_type(condition.name.value) if condition else parent
+                # An interface or union: its fields are counted on each object type's terms.
+                if isinstance(on, GraphQLObjectType):
+                    total += self.selection(on, fragment.selection_set, page)
+                elif on is not None:
+                    for possible in self.schema.get_possible_types(on):  # type: ignore[arg-type]
+                        total += self.selection(possible, fragment.selection_set, page)
+        return total
+
+    def field(self, parent: GraphQLObjectType, node: FieldNode, page: int | None) -> int:
+        name = node.name.value
+        definition = parent.fields.get(name)
+        if definition is None:  # __typename, introspection
+            return 0
+        arguments = self._arguments(node)
+        known = FIELD_COSTS.get((parent.name, name), _UNSIZED)
+        own = known.weight(arguments, self.settings)
+        if node.selection_set is None:
+            return own
+        connection = _CONNECTIONS.get((parent.name, name))
+        if connection is not None:
+            page = connection[1](arguments, self.settings)
+        size = 1
+        if connection is None and _is_list(definition.type):
+            if (parent.name, name) in FIELD_COSTS and known.size is not None:
+                size = known.size(arguments, self.settings)
+            elif page is not None:
+                size = page  # the connection's edges
+            else:
+                size = ASSUMED_LIST
+        target = get_named_type(definition.type)
+        children = 0
+        if isinstance(target, GraphQLObjectType):
+            children = self.selection(target, node.selection_set, page)
+        else:
+            for possible in self.schema.get_possible_types(target):
+                children = max(children, self.selection(possible, node.selection_set, page))
+        return own + size * children
+
+    def _arguments(self, node: FieldNode) -> dict[str, Any]:
+        """The field's arguments as given (variables filled in), uncoerced: a value the
+        field would refuse is refused when the operation runs, not here."""
+        return {
+            argument.name.value: value_from_ast_untyped(argument.value, self.variables)
+            for argument in node.arguments or ()
+        }
+
+
+def _is_list(type_: GraphQLOutputType) -> bool:
+    while isinstance(type_, GraphQLNonNull):
+        type_ = type_.of_type
+    return isinstance(type_, GraphQLList)
+
+
+def operation_cost(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    settings: Settings,
+    *,
+    operation_name: str | None = None,
+    variables: Mapping[str, Any] | None = None,
+) -> int:
+    """The cost of ``document``'s operation (the one named, or its only one); 0 when there is
+    no such operation (the request fails on that, not on its cost)."""
+    operation: OperationDefinitionNode | None = get_operation_ast(document, operation_name)
+    if operation is None:
+        return 0
+    root = schema.get_root_type(operation.operation)
+    if root is None:
+        return 0
+    fragments = {
+        definition.name.value: definition
+        for definition in document.definitions
+        if isinstance(definition, FragmentDefinitionNode)
+    }
+    given = {
+        definition.variable.name.value: value_from_ast_untyped(definition.default_value)
+        for definition in operation.variable_definitions or ()
+        if definition.default_value is not None
+    }
+    given.update(variables or {})
+    costing = _Costing(schema, fragments, given, settings)
+    return costing.selection(root, operation.selection_set)
+
+
+def over_limit(cost: int, limit: int) -> GraphQLError:
+    """The error of an operation refused for its cost (no path: nothing ran)."""
+    return GraphQLError(
+        f"the operation costs {cost:,}, over the limit of {limit:,} (TIERWISE_MAX_QUERY_COST): "
+        "ask for smaller pages, fewer aliases or fewer whole-tenant fields "
+        "(totalCount, where, segments)",
+        extensions={"code": "LIMIT_EXCEEDED", "cost": cost, "limit": limit},
+    )
+
+
+# --- the documented operations' costs, for docs/operations.md ----------------------------------
+
+OPERATIONS = Path(__file__).resolve().parents[2] / "graphql" / "operations"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+BEGIN = "<!-- operation costs:begin (python -m service.api.cost --write) -->"
+END = "<!-- operation costs:end -->"
+
+
+def operations_table(schema: GraphQLSchema, settings: Settings) -> str:
+    """Each documented operation with its cost under ``settings``, as a Markdown table."""
+    lines = ["| operation | file | cost |", "|---|---|---|"]
+    for path in sorted(OPERATIONS.glob("*.graphql")):
+        document = parse(path.read_text())
+        for definition in document.definitions:
+            if isinstance(definition, OperationDefinitionNode) and definition.name:
+                name = definition.name.value
+                cost = operation_cost(schema, document, settings, operation_name=name)
+                lines.append(f"| `{name}` | `{path.name}` | {cost:,} |")
+    return "\n".join(lines) + "\n"
+
+
+def replaced(document: str, table: str) -> str:
+    head, found, rest = document.partition(BEGIN)
+    _, found_end, tail = rest.partition(END)
+    if not (found and found_end):
+        raise ValueError(f"{DOC} lacks the markers {BEGIN!r} ... {END!r}")
+    return f"{head}{BEGIN}\n{table}{END}{tail}"
+
+
+def main(arguments: list[str]) -> None:
+    from service.api.schema import build_schema  # the schema imports this module
+
+    settings = Settings(federation=True)
+    table = operations_table(build_schema(settings)._schema, settings)
+    if arguments == ["--write"]:
+        DOC.write_text(replaced(DOC.read_text(encoding="utf-8"), table), encoding="utf-8")
+    else:
+        print(table, end="")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,139 @@
+"""The cost limit: the probe's operations (small documents, each holding the pool for tens of
+seconds) are refused before anything runs, with their cost; the documented operations are
+well within the limit, and docs/operations.md says what each costs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphql import parse
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.api import cost
+from service.api.schema import build_schema
+from service.config import Settings
+from tests.api.support import bearer, codes, data, post, request, shop
+
+SETTINGS = Settings(federation=True)
+SCHEMA = build_schema(SETTINGS)
+
+ALIASED_COUNTS = (
+    "{ "
+    + " ".join(
+        f'c{n}: customers(where: "percentile(monetary) > 0.{n:02d}", first: 1) {{ totalCount }}'
+        for n in range(30)
+    )
+    + " }"
+)
+NESTED_HISTORY = (
+    "{ "
+    + " ".join(
+        f"a{n}: customers(first: 100) {{ edges {{ node {{ history(last: 100) {{ customer {{ "
+        "history(last: 100) { customer { history(last: 100) { id } } } } } } } }"
+        for n in range(30)
+    )
+    + " }"
+)
+
+
+def cost_of(query: str, variables: dict[str, Any] | None = None, **settings: Any) -> int:
+    return cost.operation_cost(
+        SCHEMA._schema, parse(query), Settings(**settings), variables=variables
+    )
+
+
+def test_every_resolved_field_has_a_declared_cost() -> None:
+    """A new field with a resolver must say what it costs (plain fields cost nothing)."""
+    converter = SCHEMA.config.name_converter
+    missing = []
+    for name, graphql_type in SCHEMA._schema.type_map.items():
+        definition = SCHEMA.get_type_by_name(name)
+        if name.startswith("__") or not hasattr(definition, "fields"):
+            continue
+        for field in definition.fields:  # type: ignore[union-attr]
+            key = (graphql_type.name, converter.get_graphql_name(field))
+            if field.base_resolver is not None and key not in cost.FIELD_COSTS:
+                missing.append(key)
+    assert missing == []
+
+
+def test_pages_multiply_down_the_nesting_and_aliases_add_up() -> None:
+    one = cost_of("{ customers(first: 10) { edges { node { history(last: 5) { id } } } } }")
+    # The connection, then per customer: its row, its history's 5 rows.
+    assert one == 1 + 10 * (1 + 5)
+    assert (
+        cost_of("query ($n: Int) { customers(first: $n) { edges { node { id } } } }", {"n": 20})
+        == 1 + 20
+    )
+    # Unsized: the page the resolver would use (the page size limit).
+    assert cost_of("{ customers { edges { node { id } } } }", max_page_size=7) == 1 + 7
+    aliased = "{ a: customers(first: 10) { totalCount } b: customers(first: 10) { totalCount } }"
+    assert cost_of(aliased) == 2 * (1 + cost.TENANT_SCAN)
+    fragment = (
+        "{ customers(first: 10) { edges { node { ...card } } } } "
+        "fragment card on Customer { tiers { tier } metrics { recency } }"
+    )
+    assert cost_of(fragment) == 1 + 10 * (1 + 1 + 1)
+
+
+def test_whole_tenant_fields_and_ranked_metrics_cost_more() -> None:
+    plain = cost_of('{ customers(first: 0, where: "monetary > 5") { pageInfo { endCursor } } }')
+    ranked = cost_of('{ customers(first: 0, where: "r_score = 5") { pageInfo { endCursor } } }')
+    assert plain == 1 + cost.TENANT_SCAN
+    assert ranked == plain + cost.RANKED
+
+
+def test_the_probes_operations_cost_more_than_the_limit() -> None:
+    limit = Settings().max_query_cost
+    assert cost_of(ALIASED_COUNTS) > 5 * limit
+    assert cost_of(NESTED_HISTORY) > 1000 * limit
+    entities = "query ($r: [_Any!]!) { _entities(representations: $r) { ... on Customer { id } } }"
+    representations = [{"__typename": "Customer", "id": f"c{n}"} for n in range(100_000)]
+    assert cost_of(entities, {"r": representations}) > 10 * limit
+
+
+async def test_an_operation_over_the_limit_is_refused_before_it_runs(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    statements = 0
+
+    def counted(*_: object) -> None:
+        nonlocal statements
+        statements += 1
+
+    event.listen(engine.sync_engine, "before_cursor_execute", counted)
+    try:
+        refused = await post(engine, tenant, ALIASED_COUNTS)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", counted)
+    assert statements == 0
+    assert codes(refused) == ["LIMIT_EXCEEDED"]
+    (error,) = refused["errors"]
+    assert error["extensions"]["cost"] == cost_of(ALIASED_COUNTS)
+    assert error["extensions"]["limit"] == Settings().max_query_cost
+    assert "TIERWISE_MAX_QUERY_COST" in error["message"]
+    # A request error for clients of the GraphQL-over-HTTP media type: 400, no data.
+    modern = {**bearer(tenant), "Accept": "application/graphql-response+json"}
+    response = await request(engine, {"query": ALIASED_COUNTS}, modern)
+    assert response.status_code == 400 and "data" not in response.json()
+
+
+async def test_the_limit_is_a_setting(engine: AsyncEngine, tenant: str) -> None:
+    await shop(engine, tenant)
+    card = '{ customer(id: "ann") { tiers { tier } strategies { name } metrics { recency } } }'
+    assert data(await post(engine, tenant, card))["customer"]["tiers"]
+    tight = Settings(max_query_cost=cost_of(card) - 1)
+    assert codes(await post(engine, tenant, card, settings=tight)) == ["LIMIT_EXCEEDED"]
+
+
+def test_the_documented_operations_are_within_the_limit_and_their_costs_documented() -> None:
+    table = cost.operations_table(SCHEMA._schema, SETTINGS)
+    rows = table.splitlines()[2:]
+    assert len(rows) == len(list(cost.OPERATIONS.glob("*.graphql")))
+    for row in rows:
+        assert int(row.split("|")[3].strip().replace(",", "")) <= Settings().max_query_cost // 2
+    document = cost.DOC.read_text(encoding="utf-8")
+    assert cost.replaced(document, table) == document, (
+        "docs/operations.md is out of date: run `python -m service.api.cost --write`"
+    )
