@@ -33,6 +33,7 @@ from strawberry.types.graphql import OperationType
 
 from service.api.cost import operation_cost, over_limit
 from service.api.errors import LIMIT_EXCEEDED, ApiError
+from service.api.text import StorableText
 from service.config import Settings
 from service.errors import UserError
 
@@ -134,6 +135,7 @@ def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
         ParseCache,
         ValidationCache,
         lambda: CostLimit(settings=settings),
+        StorableText,
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)

@@ -1,0 +1,73 @@
+"""Text the database can hold: a string argument with a NUL character (Postgres text has
+none) or a lone surrogate (not encodable as UTF-8) is the client's error, BAD_INPUT, found
+before anything runs; it used to fail in the driver, as INTERNAL."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from graphql import DocumentNode, ExecutionResult, GraphQLError, StringValueNode, Visitor, visit
+from strawberry.extensions import SchemaExtension
+
+from service.api.errors import BAD_INPUT
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _in_value(value: Any, path: str) -> str | None:
+    """Where in ``value`` (a variable's JSON) a string holds unstorable text, if anywhere."""
+    if isinstance(value, str):
+        return path if _UNSTORABLE.search(value) else None
+    if isinstance(value, Mapping):
+        items: Iterator[tuple[str, Any]] = ((f"{path}.{key}", item) for key, item in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    for where, item in items:
+        found = _in_value(item, where)
+        if found is not None:
+            return found
+    return None
+
+
+class _Literals(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: StringValueNode | None = None
+
+    def enter_string_value(self, node: StringValueNode, *_: object) -> None:
+        if self.found is None and _UNSTORABLE.search(node.value):
+            self.found = node
+
+
+def unstorable(document: DocumentNode, variables: Mapping[str, Any] | None) -> str | None:
+    """Where the operation's input holds text the database cannot store, or None."""
+    for name, value in (variables or {}).items():
+        found = _in_value(value, f"variable ${name}")
+        if found is not None:
+            return found
+    literals = _Literals()
+    visit(document, literals)
+    if literals.found is not None and literals.found.loc is not None:
+        line = literals.found.loc.source.get_location(literals.found.loc.start)
+        return f"the string at line {line.line}, column {line.column}"
+    return None
+
+
+class StorableText(SchemaExtension):
+    """Refuses a query or mutation whose input holds a NUL character or a lone surrogate."""
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        where = None if document is None else unstorable(document, context.variables)
+        if where is not None:
+            error = GraphQLError(
+                f"{where}: text may hold neither NUL characters nor unpaired surrogates",
+                extensions={"code": BAD_INPUT},
+            )
+            context.result = ExecutionResult(data=None, errors=[error])
+        yield
