@@ -45,7 +45,8 @@ class Settings(BaseSettings):
     graphiql: bool = True
     """Serve the GraphiQL IDE on GET /graphql from a browser."""
     introspection: bool = True
-    """Answer introspection queries (`__schema`); production may turn it off."""
+    """Answer introspection queries (`__schema`); production may turn it off, and then errors
+    suggest no names either ("Did you mean ...?")."""
     federation: bool = False
     """Serve the API as an Apollo Federation 2 subgraph (`Customer` an entity keyed by `id`)."""
     webhook_max_attempts: int = 15

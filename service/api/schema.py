@@ -7,21 +7,25 @@ plain schema); tests/api/test_contract.py fails when the file and the code drift
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.federation.schema import FederationAny
 from strawberry.federation.schema_directives import Key
 from strawberry.federation.types import FieldSet
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
+from strawberry.types import Info as StrawberryInfo
 from strawberry.types.base import get_object_definition
 
 from service.api.audit import AuditQuery
 from service.api.catalog import CatalogQuery
 from service.api.customers import Customer, CustomerQuery
 from service.api.deletion import DeletionMutation
-from service.api.errors import ErrorPolicy, log_errors
+from service.api.errors import BAD_INPUT, ApiError, ErrorPolicy, log_errors
 from service.api.ingest import IngestMutation
 from service.api.keys import KeyMutation, KeyQuery
 from service.api.limits import limit_extensions
@@ -69,11 +73,23 @@ class Subscription(TierChangeSubscription):
     pass
 
 
+# graphql-core's hint at names close to a wrong one ("Did you mean 'apiKeys'?"): with
+# introspection off, it would tell the schema all the same, name by name.
+_SUGGESTION = re.compile(r"\s*Did you mean .*$", re.DOTALL)
+
+
+def _processed(schema: strawberry.Schema, errors: list[GraphQLError]) -> None:
+    log_errors(errors)
+    if schema.config.disable_field_suggestions:
+        for error in errors:
+            error.message = _SUGGESTION.sub("", error.message)
+
+
 class TierwiseSchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        log_errors(errors)
+        _processed(self, errors)
 
 
 class FederatedSchema(strawberry.federation.Schema):
@@ -82,7 +98,25 @@ class FederatedSchema(strawberry.federation.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        log_errors(errors)
+        _processed(self, errors)
+
+    def entities_resolver(
+        self, info: StrawberryInfo, representations: list[FederationAny]
+    ) -> list[FederationAny]:
+        """The entities a gateway asks for; a representation of no entity of this subgraph
+        (`Customer` with its `id`) is BAD_INPUT, naming it (it failed as INTERNAL)."""
+        for index, representation in enumerate(representations):
+            if not (
+                isinstance(representation, dict)
+                and representation.get("__typename") == "Customer"
+                and isinstance(representation.get("id"), str)
+            ):
+                raise ApiError(
+                    BAD_INPUT,
+                    f"representations[{index}] is not a Customer with an id (the only entity "
+                    "of this subgraph): " + repr(representation)[:100],
+                )
+        return super().entities_resolver(info, representations)
 
 
 def _entity_keys(enabled: bool) -> None:
@@ -105,7 +139,13 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     ]
     _entity_keys(settings.federation)
     schema = FederatedSchema if settings.federation else TierwiseSchema
-    return schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
+    return schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        config=StrawberryConfig(disable_field_suggestions=not settings.introspection),
+    )
 
 
 def sdl() -> str:

@@ -62,3 +62,36 @@ async def test_entities_need_the_right_to_read_customers(engine: AsyncEngine, te
     # A viewer reads the customer, without personal data.
     seen = await post(engine, tenant, query, variables, settings=FEDERATED, role=Role.viewer)
     assert data(seen)["_entities"] == [{"id": "ann", "name": None}]
+
+
+async def test_a_representation_of_no_entity_here_is_bad_input(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    """The probe's unknown `_entities` typename failed as INTERNAL."""
+    await shop(engine, tenant)
+    query = """query ($representations: [_Any!]!) {
+      _entities(representations: $representations) { ... on Customer { id } }
+    }"""
+    for wrong in (
+        {"__typename": "Product", "id": "p1"},
+        {"id": "ann"},
+        {"__typename": "Customer"},
+        {"__typename": "Customer", "id": 7},
+        "Customer:ann",
+    ):
+        variables = {"representations": [{"__typename": "Customer", "id": "ann"}, wrong]}
+        result = await post(engine, tenant, query, variables, settings=FEDERATED)
+        assert codes(result) == ["BAD_INPUT"], wrong
+        assert result["errors"][0]["message"].startswith("representations[1] is not a Customer")
+
+
+async def test_no_field_names_are_suggested_when_introspection_is_off(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    """With introspection off, "Did you mean 'apiKeys'?" told the schema name by name."""
+    for query in ("{ apiKey { id } }", "{ customers(firts: 1) { totalCount } }"):
+        told = await post(engine, tenant, query)
+        assert "Did you mean" in told["errors"][0]["message"]
+        closed = await post(engine, tenant, query, settings=Settings(introspection=False))
+        message = closed["errors"][0]["message"]
+        assert "Did you mean" not in message and message.startswith(("Cannot query", "Unknown"))
