@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import uvicorn
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -120,3 +125,31 @@ async def shop(engine: AsyncEngine, tenant: str) -> None:
                 channel=channel,
                 priority=priority,
             )
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    engine: AsyncEngine, settings: Settings | None = None, *, lifespan: bool = False
+) -> AsyncIterator[str]:
+    """The app under uvicorn on a loopback port, in this event loop (real sockets: a client
+    can go away, a WebSocket can be closed); yields its base URL, ``http://127.0.0.1:PORT``."""
+    config = with_secret(settings or Settings(webhook_poll_interval=0))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(engine, settings=config),
+            log_level="warning",
+            lifespan="on" if lifespan else "off",
+            timeout_graceful_shutdown=2,
+        )
+    )
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()

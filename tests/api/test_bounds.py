@@ -10,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
-import uvicorn
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -27,7 +25,7 @@ from service.config import Settings
 from service.db import locks
 from service.db.database import DatabaseLimits, create_engine
 from service.db.tables import tenants
-from tests.api.support import bearer, codes, data, post, request, shop, with_secret
+from tests.api.support import bearer, codes, data, post, request, serving, shop, with_secret
 
 CARD = '{ customer(id: "ann") { id tiers { scheme tier } strategies { name } } }'
 EVALUATE = 'mutation { evaluateScheme(scheme: "value") { changed } }'
@@ -150,26 +148,6 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_parsed(
     # A body within the bound is served as ever.
     small = await post(engine, tenant, "{ metrics { name } }", settings=settings)
     assert data(small)["metrics"]
-
-
-@contextlib.asynccontextmanager
-async def serving(engine: AsyncEngine) -> AsyncIterator[str]:
-    """The app under uvicorn on a loopback port (a client can go away from a real socket)."""
-    app = create_app(engine, settings=with_secret(Settings(webhook_poll_interval=0)))
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2)
-    )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 async def test_a_request_whose_client_went_away_stops_in_postgres(

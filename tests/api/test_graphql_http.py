@@ -7,44 +7,19 @@ not parse or validate."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import shutil
-import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.access.auth import Role
 from service.api.http import GRAPHQL_RESPONSE
-from service.app import create_app
-from service.config import Settings
-from tests.api.support import bearer, request, shop, token, with_secret
+from tests.api.support import bearer, request, serving, shop, token
 
 TESTS = Path(__file__).resolve().parents[1]
 AUDIT = Path(__file__).with_name("graphql_http_audit.mjs")
-
-
-@contextlib.asynccontextmanager
-async def serving(engine: AsyncEngine) -> AsyncIterator[str]:
-    app = create_app(engine, settings=with_secret(Settings(webhook_poll_interval=0)))
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2)
-    )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/graphql"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
@@ -52,11 +27,11 @@ async def test_the_graphql_over_http_audit_passes(engine: AsyncEngine, tenant: s
     assert (TESTS / "node_modules" / "graphql-http").is_dir(), (
         "the audit's package is not installed: run `npm ci --prefix tests`"
     )
-    async with serving(engine) as url:
+    async with serving(engine) as base:
         audit = await asyncio.create_subprocess_exec(
             "node",
             str(AUDIT),
-            url,
+            f"{base}/graphql",
             token(tenant, Role.viewer),
             cwd=TESTS,
             stdout=asyncio.subprocess.PIPE,

@@ -11,53 +11,31 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 import websockets
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.access.audit import SERVICE
 from service.access.auth import LEEWAY, Role, create_key, issue_token, revoke_key
 from service.api import http
-from service.app import create_app
 from service.config import Settings
 from service.db.database import tenant_transaction
-from tests.api.support import TEST_SECRET, shop, with_secret
+from tests.api.support import TEST_SECRET, serving, shop
 
 OPERATION = (Path(__file__).parents[2] / "graphql/operations/tier_changed.graphql").read_text()
 
 
-@contextlib.asynccontextmanager
-async def serving(engine: AsyncEngine, **settings: Any) -> AsyncIterator[str]:
-    config = with_secret(Settings(webhook_poll_interval=0, **settings))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(engine, settings=config),
-            log_level="warning",
-            lifespan="on",
-            timeout_graceful_shutdown=2,
-        )
-    )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield f"ws://127.0.0.1:{sock.getsockname()[1]}/graphql"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+def _settings(**overrides: Any) -> Settings:
+    return Settings(webhook_poll_interval=0, **overrides)
 
 
 @contextlib.asynccontextmanager
-async def connected(url: str, bearer: str) -> AsyncIterator[Any]:
+async def connected(base: str, bearer: str) -> AsyncIterator[Any]:
+    url = base.replace("http://", "ws://") + "/graphql"
     async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
         await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": bearer}}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
@@ -84,7 +62,7 @@ async def test_a_subscription_ends_when_its_jwt_expires(engine: AsyncEngine, ten
     # Verifies for two more seconds: expired 28 s ago, within the 30 s allowed for skew.
     lifetime = dt.timedelta(seconds=2) - LEEWAY
     jwt = issue_token(TEST_SECRET, tenant, Role.viewer, "viewer", lifetime=lifetime)
-    async with serving(engine) as url, connected(url, f"Bearer {jwt}") as ws:
+    async with serving(engine, lifespan=True) as base, connected(base, f"Bearer {jwt}") as ws:
         await subscribe(ws, "1")
         assert await closed(ws) == (4403, "the token has expired")
 
@@ -96,8 +74,8 @@ async def test_a_subscription_ends_within_the_cache_period_after_its_key_is_revo
     async with tenant_transaction(engine, tenant) as connection:
         key, plain = await create_key(connection, tenant, Role.viewer, SERVICE)
     async with (
-        serving(engine, api_key_cache_seconds=1) as url,
-        connected(url, f"Bearer {plain}") as ws,
+        serving(engine, _settings(api_key_cache_seconds=1), lifespan=True) as base,
+        connected(base, f"Bearer {plain}") as ws,
     ):
         await subscribe(ws, "1")
         async with tenant_transaction(engine, tenant) as connection:
@@ -115,8 +93,8 @@ async def test_every_subscribe_verifies_the_credential_again(
     async with tenant_transaction(engine, tenant) as connection:
         key, plain = await create_key(connection, tenant, Role.viewer, SERVICE)
     async with (
-        serving(engine, api_key_cache_seconds=0) as url,
-        connected(url, f"Bearer {plain}") as ws,
+        serving(engine, _settings(api_key_cache_seconds=0), lifespan=True) as base,
+        connected(base, f"Bearer {plain}") as ws,
     ):
         await subscribe(ws, "1")
         async with tenant_transaction(engine, tenant) as connection:
