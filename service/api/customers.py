@@ -366,10 +366,11 @@ class CustomerQuery:
         size = min(size, limit)
         start = decode_cursor(after) if after is not None else None
         async with context.transaction() as connection:
-            ids = (await _filtered(connection, context, scheme, tier, where)).subquery("ids")
-            page = select(customers).where(
-                customers.c.tenant_id == context.tenant, customers.c.id.in_(select(ids.c.id))
-            )
+            filtered = await _filtered(connection, context, scheme, tier, where)
+            # The filters on the page's own rows: selecting them again by id (`id IN (ids)`)
+            # made a second pass over the customers for every row when the planner thought
+            # them few (a new tenant's): 30 s for a page of 400 customers.
+            page = filtered.with_only_columns(*customers.c)
             if start is not None:
                 page = page.where(customers.c.external_id > start)
             rows = (
@@ -388,5 +389,5 @@ class CustomerQuery:
                 start_cursor=edges[0].cursor if edges else None,
                 end_cursor=edges[-1].cursor if edges else None,
             ),
-            counted=select(func.count()).select_from(ids),
+            counted=select(func.count()).select_from(filtered.subquery("ids")),
         )
