@@ -9,11 +9,13 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -25,6 +27,7 @@ from service.db.database import create_engine, plain_url
 from service.db.tables import customers, evaluation_runs, memberships, transitions
 from service.engine import schemes
 
+ROOT = Path(__file__).resolve().parent.parent
 NOW = dt.datetime.now(dt.UTC)
 VALUE = """
 scheme value "Customer value" {
@@ -165,6 +168,54 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+@contextmanager
+def serve_process(
+    database: URL, tenant: str, log: Path, **settings: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`tierwise serve` on a free loopback port in ``tenant`` (no authentication, no
+    scheduler unless asked); yields the process and its base URL once it answers."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "TIERWISE_DATABASE_URL": database.set(drivername="postgresql").render_as_string(
+            hide_password=False
+        ),
+        "TIERWISE_PORT": str(port),
+        "TIERWISE_DEFAULT_TENANT": tenant,
+        "TIERWISE_AUTH_REQUIRED": "false",
+        "TIERWISE_EVALUATION_INTERVAL": "0",
+        "TIERWISE_WEBHOOK_POLL_INTERVAL": "0",
+        "TIERWISE_LOG_FORMAT": "json",
+        **{f"TIERWISE_{key.upper()}": value for key, value in settings.items()},
+    }
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from service.cli import main; main()", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, f"serve exited early:\n{log.read_text()}"
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "serve never answered /healthz"
+            time.sleep(0.1)
+        yield process, base
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 @asynccontextmanager

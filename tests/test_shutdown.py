@@ -7,14 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,65 +26,16 @@ from tests.support import (
     VALUE,
     admin,
     create_and_migrate,
-    free_port,
     load,
     memberships_locked,
     order,
     publish,
     run_statuses,
+    serve_process,
     tiers_of,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 EVALUATE = 'mutation Evaluate { evaluateScheme(scheme: "value") { changed customerCount } }'
-
-
-@contextmanager
-def serving(
-    database: URL, tenant: str, log: Path, **settings: str
-) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`tierwise serve` on a free loopback port in ``tenant`` (no authentication, no
-    scheduler unless asked); yields the process and its base URL once it answers."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "TIERWISE_DATABASE_URL": database.set(drivername="postgresql").render_as_string(
-            hide_password=False
-        ),
-        "TIERWISE_PORT": str(port),
-        "TIERWISE_DEFAULT_TENANT": tenant,
-        "TIERWISE_AUTH_REQUIRED": "false",
-        "TIERWISE_EVALUATION_INTERVAL": "0",
-        "TIERWISE_WEBHOOK_POLL_INTERVAL": "0",
-        "TIERWISE_LOG_FORMAT": "json",
-        **{f"TIERWISE_{key.upper()}": value for key, value in settings.items()},
-    }
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from service.cli import main; main()", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, f"serve exited early:\n{log.read_text()}"
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "serve never answered /healthz"
-            time.sleep(0.1)
-        yield process, base
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 async def _wait_for_running(engine: AsyncEngine, tenant: str) -> None:
@@ -128,7 +76,7 @@ async def test_sigterm_lets_an_in_flight_evaluation_finish_and_exits_0(
 ) -> None:
     assert await _tenant_with_a_pending_move(engine, tenant) == {"c": "Normal"}
     log = tmp_path / "serve.log"
-    with serving(database, tenant, log, shutdown_timeout="30") as (process, base):
+    with serve_process(database, tenant, log, shutdown_timeout="30") as (process, base):
         async with memberships_locked(engine):
             request = asyncio.create_task(asyncio.to_thread(_post, base, EVALUATE, "shutdown-1"))
             await _wait_for_running(engine, tenant)
@@ -156,7 +104,7 @@ async def test_past_the_timeout_the_request_is_cancelled_and_rolls_back(
     before = await _tenant_with_a_pending_move(engine, tenant)
     log = tmp_path / "serve.log"
     timeout = 2
-    with serving(database, tenant, log, shutdown_timeout=str(timeout)) as (process, base):
+    with serve_process(database, tenant, log, shutdown_timeout=str(timeout)) as (process, base):
         async with memberships_locked(engine):
             request = asyncio.create_task(asyncio.to_thread(_post, base, EVALUATE, "shutdown-2"))
             await _wait_for_running(engine, tenant)
@@ -204,7 +152,9 @@ async def _scheduled_run_finishes(
     await publish(engine, tenant, VALUE)  # published, never evaluated: due at once
     log = tmp_path / "serve.log"
     async with memberships_locked(engine) as lock:
-        with serving(database, tenant, log, evaluation_interval="3600", shutdown_timeout="30") as (
+        with serve_process(
+            database, tenant, log, evaluation_interval="3600", shutdown_timeout="30"
+        ) as (
             process,
             _,
         ):

@@ -24,9 +24,12 @@ operation (`python -m service.api.cost --write`).
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -54,6 +57,7 @@ from graphql import (
 from dsl import CATALOG
 from dsl.catalog import Source
 from service.config import Settings
+from service.errors import TimedOut
 
 TENANT_SCAN = 100
 """A pass over a tenant's customers (counting, filtering, aggregating)."""
@@ -303,6 +307,61 @@ def over_limit(cost: int, limit: int) -> GraphQLError:
         "(totalCount, where, segments)",
         extensions={"code": "LIMIT_EXCEEDED", "cost": cost, "limit": limit},
     )
+
+
+# --- the cost under way per tenant ---------------------------------------------------------------
+
+
+class TenantBudgets:
+    """Per tenant, the cost of its operations running in this process, kept within
+    ``budget``: an operation whose cost does not fit waits, holding nothing (no connection,
+    no CPU), and the tenant's later ones behind it (first come, first served: a heavy one is
+    never starved), until enough of the tenant's running ones finish. One tenant's heavy
+    operations so take turns among themselves while every other tenant's go on: the event
+    loop, which all tenants share, is not filled with one tenant's work."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = max(1, budget)
+        self._running: dict[str, int] = {}
+        self._waiting: dict[str, collections.deque[tuple[int, asyncio.Future[None]]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def held(self, tenant: str, cost: int, wait: float) -> AsyncIterator[None]:
+        """Run within ``tenant``'s budget; `TimedOut` after ``wait`` seconds (0: no bound)."""
+        share = min(max(cost, 0), self.budget)
+        queue = self._waiting.setdefault(tenant, collections.deque())
+        if queue or self._running.get(tenant, 0) + share > self.budget:
+            turn = asyncio.get_running_loop().create_future()
+            queue.append((share, turn))
+            try:
+                async with asyncio.timeout(wait or None):
+                    await turn
+            except TimeoutError:
+                queue.remove((share, turn))
+                self._wake(tenant)
+                raise TimedOut(
+                    f"waited {wait:g} s for this tenant's operations under way to finish "
+                    f"(their cost is held within {self.budget:,}: TIERWISE_TENANT_COST_BUDGET)"
+                ) from None
+        else:
+            self._running[tenant] = self._running.get(tenant, 0) + share
+        try:
+            yield
+        finally:
+            self._running[tenant] -= share
+            self._wake(tenant)
+
+    def _wake(self, tenant: str) -> None:
+        queue = self._waiting.get(tenant)
+        while queue and self._running.get(tenant, 0) + queue[0][0] <= self.budget:
+            share, turn = queue.popleft()
+            if not turn.done():
+                self._running[tenant] = self._running.get(tenant, 0) + share
+                turn.set_result(None)
+        if not queue:
+            self._waiting.pop(tenant, None)
+        if not self._running.get(tenant):
+            self._running.pop(tenant, None)
 
 
 # --- the documented operations' costs, for docs/operations.md ----------------------------------

@@ -7,7 +7,7 @@ time)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import lru_cache
 
 from graphql import (
@@ -31,11 +31,11 @@ from strawberry.extensions.max_aliases import create_validator as max_aliases_ru
 from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 from strawberry.types.graphql import OperationType
 
-from service.api.cost import operation_cost, over_limit
-from service.api.errors import LIMIT_EXCEEDED, ApiError
+from service.api.cost import TenantBudgets, operation_cost, over_limit
+from service.api.errors import LIMIT_EXCEEDED, TIMEOUT, ApiError
 from service.api.text import StorableText
 from service.config import Settings
-from service.errors import UserError
+from service.errors import TimedOut, UserError
 
 
 def _max_operations_rule(limit: int) -> type[ValidationRule]:
@@ -95,29 +95,44 @@ def ingest_rows(settings: Settings, count: int) -> None:
 
 
 class CostLimit(SchemaExtension):
-    """Refuses a query or mutation whose `service.api.cost` is over ``limit`` before it runs
-    (LIMIT_EXCEEDED, the cost in ``extensions.cost``). Subscriptions cost little up front
-    and are bounded per event, not here."""
+    """Refuses a query or mutation whose `service.api.cost` is over the limit before it runs
+    (LIMIT_EXCEEDED, the cost in ``extensions.cost``), and runs the others within their
+    tenant's budget (`TenantBudgets`). Subscriptions cost little up front and are bounded per
+    event, not here."""
 
-    def __init__(self, *, settings: Settings) -> None:
+    def __init__(self, *, settings: Settings, budgets: TenantBudgets) -> None:
         super().__init__()
         self.settings = settings
+        self.budgets = budgets
 
-    def on_execute(self) -> Iterator[None]:
+    async def on_execute(self) -> AsyncIterator[None]:
         context = self.execution_context
         document = context.graphql_document
-        if document is not None and context.operation_type is not OperationType.SUBSCRIPTION:
-            cost = operation_cost(
-                context.schema._schema,
-                document,
-                self.settings,
-                operation_name=context.operation_name,
-                variables=context.variables,
-            )
-            limit = self.settings.max_query_cost
-            if cost > limit:
-                context.result = ExecutionResult(data=None, errors=[over_limit(cost, limit)])
-        yield
+        if document is None or context.operation_type is OperationType.SUBSCRIPTION:
+            yield
+            return
+        cost = operation_cost(
+            context.schema._schema,
+            document,
+            self.settings,
+            operation_name=context.operation_name,
+            variables=context.variables,
+        )
+        limit = self.settings.max_query_cost
+        if cost > limit:
+            context.result = ExecutionResult(data=None, errors=[over_limit(cost, limit)])
+            yield
+            return
+        caller = getattr(context.context, "principal", None)
+        if caller is None:  # not authenticated: refused when a field asks for the caller
+            yield
+            return
+        try:
+            async with self.budgets.held(caller.tenant, cost, self.settings.statement_timeout):
+                yield
+        except TimedOut as error:
+            timeout = GraphQLError(str(error), extensions={"code": TIMEOUT, "cost": cost})
+            context.result = ExecutionResult(data=None, errors=[timeout])
 
 
 def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
@@ -129,12 +144,13 @@ def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
         max_aliases_rule(settings.max_aliases),
         _max_operations_rule(settings.max_operations),
     ]
+    budgets = TenantBudgets(settings.tenant_cost_budget)
     extensions: list[Callable[[], SchemaExtension]] = [
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         lambda: AddValidationRules(rules),
         ParseCache,
         ValidationCache,
-        lambda: CostLimit(settings=settings),
+        lambda: CostLimit(settings=settings, budgets=budgets),
         StorableText,
     ]
     if not settings.introspection:

@@ -4,8 +4,10 @@ well within the limit, and docs/operations.md says what each costs."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import pytest
 from graphql import parse
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -13,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.api import cost
 from service.api.schema import build_schema
 from service.config import Settings
+from service.errors import TimedOut
 from tests.api.support import bearer, codes, data, post, request, shop
 
 SETTINGS = Settings(federation=True)
@@ -137,3 +140,34 @@ def test_the_documented_operations_are_within_the_limit_and_their_costs_document
     assert cost.replaced(document, table) == document, (
         "docs/operations.md is out of date: run `python -m service.api.cost --write`"
     )
+
+
+async def test_a_tenants_heavy_operations_take_turns_and_the_others_go_on() -> None:
+    """Within a budget of two heavy operations: A's third waits (and A's cheap one behind it:
+    first come, first served, so a heavy one is never starved), B's go on; when one of A's
+    finishes, its third runs; a wait past its bound is TimedOut."""
+    budgets = cost.TenantBudgets(4_000)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def run(tenant: str, weight: int, name: str, wait: float = 30) -> None:
+        async with budgets.held(tenant, weight, wait):
+            order.append(name)
+            if name.startswith("heavy"):
+                await release.wait()
+
+    first = [asyncio.create_task(run("a", 2_000, f"heavy {n}")) for n in (1, 2)]
+    await asyncio.sleep(0)
+    later = [
+        asyncio.create_task(run("a", 2_000, "heavy 3")),
+        asyncio.create_task(run("a", 30, "cheap a")),
+    ]
+    await asyncio.sleep(0.05)
+    await run("b", 2_000, "b's own")  # B: its own budget
+    await run("b", 30, "b's card")
+    assert order == ["heavy 1", "heavy 2", "b's own", "b's card"]
+    with pytest.raises(TimedOut, match="TIERWISE_TENANT_COST_BUDGET"):
+        await run("a", 30, "too late", wait=0.1)
+    release.set()
+    await asyncio.gather(*first, *later)
+    assert order[4:] == ["heavy 3", "cheap a"]
