@@ -4,9 +4,10 @@ Service errors are mapped to codes by their type, here and nowhere else (`api_er
 `RuleError` is BAD_RULE with its diagnostics, `NotFound` NOT_FOUND, `TimedOut` TIMEOUT, any
 other `UserError` BAD_INPUT; resolvers raise them or let them through, and never catch them
 to choose a code. `ApiError` carries the codes only the API has (limits, access,
-availability); graphql-core copies its ``extensions`` onto the GraphQL error. Any other exception is a bug or an outage:
-the client gets "Unexpected error." and the server log has the full traceback (`log_errors`,
-called by the schema before `ErrorPolicy` rewrites the errors).
+availability); graphql-core copies its ``extensions`` onto the GraphQL error. Any other
+exception is a bug or an outage: the client gets "Unexpected error." and the server log has
+the full traceback (`log_errors`, called by the schema before `ErrorPolicy` rewrites the
+errors).
 """
 
 from __future__ import annotations

@@ -184,9 +184,11 @@ class SchemeQuery:
         context = info.context
         # Bad rules are this field's answer, not an error.
         try:
-            parsed = parse_rules(source)
+            parsed = await schemes.rule_work(len(source), parse_rules, source)
             async with context.transaction() as connection:
-                result = await schemes.check_against_published(connection, context.tenant, parsed)
+                result = await schemes.check_against_published(
+                    connection, context.tenant, parsed, chars=len(source)
+                )
         except RuleError as error:
             return RuleCheck(ok=False, diagnostics=[Diagnostic.of(d) for d in error.diagnostics])
         return RuleCheck(ok=True, diagnostics=[Diagnostic.of(d) for d in result.warnings])
