@@ -28,6 +28,9 @@ from service.db.tables import customers, evaluation_runs, memberships, transitio
 from service.engine import schemes
 
 ROOT = Path(__file__).resolve().parent.parent
+# For a test's own transaction that holds a lock while it waits for others: the engine's
+# sessions would end it after TIERWISE_IDLE_IN_TRANSACTION_TIMEOUT.
+UNBOUNDED_IDLE = "SET LOCAL idle_in_transaction_session_timeout = 0"
 NOW = dt.datetime.now(dt.UTC)
 VALUE = """
 scheme value "Customer value" {
@@ -220,8 +223,10 @@ def serve_process(
 
 @asynccontextmanager
 async def memberships_locked(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """Hold a lock that stops any run at its write to memberships (reads still pass)."""
+    """Hold a lock that stops any run at its write to memberships (reads still pass), for as
+    long as the test needs (idle in its transaction past the engine's bound)."""
     async with engine.connect() as connection:
+        await connection.execute(text(UNBOUNDED_IDLE))
         await connection.execute(text("LOCK TABLE memberships IN EXCLUSIVE MODE"))
         yield connection
         await connection.rollback()

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.data import rollups
 from service.db.tables import customer_metrics, customers, memberships, orders
 from service.engine import evaluation
-from tests.support import VALUE, day, memberships_locked, publish, run_statuses
+from tests.support import UNBOUNDED_IDLE, VALUE, day, memberships_locked, publish, run_statuses
 
 ROOT = Path(__file__).resolve().parent.parent
 ORDERS = 50_000
@@ -127,6 +127,7 @@ async def test_an_import_killed_halfway_writes_nothing_and_the_rerun_loads_every
     assert database.database is not None
     async with engine.connect() as lock:
         # Orders and customers get written; the rollups' write waits on this lock.
+        await lock.execute(text(UNBOUNDED_IDLE))
         await lock.execute(text("LOCK TABLE customer_metrics IN EXCLUSIVE MODE"))
         process = _tierwise(database, "import", "orders", str(file), "--tenant", tenant)
         await _wait_until_blocked(engine, database.database)

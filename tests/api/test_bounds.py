@@ -26,6 +26,7 @@ from service.db import locks
 from service.db.database import DatabaseLimits, create_engine
 from service.db.tables import tenants
 from tests.api.support import bearer, codes, data, post, request, serving, shop, with_secret
+from tests.support import UNBOUNDED_IDLE
 
 CARD = '{ customer(id: "ann") { id tiers { scheme tier } strategies { name } } }'
 EVALUATE = 'mutation { evaluateScheme(scheme: "value") { changed } }'
@@ -56,6 +57,7 @@ async def waiting_on_customers(engine: AsyncEngine) -> int:
 async def customers_locked(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """Hold a lock that makes every read of `customers` wait."""
     async with engine.connect() as connection:
+        await connection.execute(text(UNBOUNDED_IDLE))
         await connection.execute(text("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE"))
         yield connection
         await connection.rollback()
@@ -105,6 +107,7 @@ async def test_one_tenants_stalled_work_leaves_connections_for_the_others(
 
     try:
         async with engine.begin() as holder:
+            await holder.execute(text(UNBOUNDED_IDLE))
             await locks.acquire(holder, locks.Purpose.run, tenant, "value")
             runs = [asyncio.create_task(post(small, tenant, EVALUATE)) for _ in range(5)]
             await until(two_stalled, "two of A's runs waiting in Postgres")
