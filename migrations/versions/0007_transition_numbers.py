@@ -6,7 +6,7 @@ one tenant was shown measured the other tenants' volume. Each transition now als
 order); the API's `Transition.id` and the webhooks' event id are made of it.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0006
 Create Date: 2026-12-01
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0004"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
