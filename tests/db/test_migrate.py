@@ -52,9 +52,9 @@ async def test_upgrade_and_downgrade_round_trip(server_url: URL) -> None:
 
 
 async def test_existing_transitions_are_numbered_per_tenant_and_scheme(server_url: URL) -> None:
-    """Migration 0007 numbers the transitions recorded before it in id order, per tenant and
+    """Migration 0008 numbers the transitions recorded before it in id order, per tenant and
     scheme, and the counters continue from there."""
-    numbering = importlib.import_module("migrations.versions.0007_transition_numbers")
+    numbering = importlib.import_module("migrations.versions.0008_transition_numbers")
     url = server_url.set(database=f"tierwise_migrate_{secrets.token_hex(4)}")
     await admin(url, f'CREATE DATABASE "{url.database}"')
     engine = create_engine(url, pool_size=1)

@@ -5,8 +5,8 @@ one tenant was shown measured the other tenants' volume. Each transition now als
 `number`, counted per tenant and scheme in `transition_counters` (existing ones numbered in id
 order); the API's `Transition.id` and the webhooks' event id are made of it.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-01
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
