@@ -30,7 +30,7 @@ READS: dict[str, tuple[str, dict[str, Any]]] = {
     "customer": (f'{{ customer(id: "zed-8841") {{ {CUSTOMER_FIELDS} }} }}', {}),
     "explain": ('{ explain(customer: "zed-8841", scheme: "value") { tier } }', {}),
     "customers": (
-        f"{{ customers(first: 100) {{ totalCount edges {{ node {{ {CUSTOMER_FIELDS} }} }} }} }}",
+        f"{{ customers(first: 10) {{ totalCount edges {{ node {{ {CUSTOMER_FIELDS} }} }} }} }}",
         {},
     ),
     "customers of a tier": (
