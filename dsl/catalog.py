@@ -23,7 +23,7 @@ from sqlalchemy import BigInteger, Boolean, Numeric, case, cast, extract, func, 
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
-from dsl.grammar import KEYWORDS
+from dsl.grammar import KEYWORDS, is_word
 
 Value = int | Decimal | str | bool | dt.datetime | None
 
@@ -99,8 +99,7 @@ def quote(text: str) -> str:
 
 def quote_name(name: str) -> str:
     """A tier name as written: bare when it can be, quoted otherwise."""
-    bare = name and all(ch.isalnum() or ch == "_" for ch in name) and name not in KEYWORDS
-    return name if bare else quote(name)
+    return name if is_word(name) and name not in KEYWORDS else quote(name)
 
 
 # --- What the compiler and the evaluator provide --------------------------------------------

@@ -14,8 +14,18 @@ from typing import assert_never
 
 from dsl import checked as c
 from dsl import tree as t
-from dsl.catalog import CATALOG, MAX_WINDOW_DAYS, MetricRef, Param, Source, Type, window_days
-from dsl.errors import Diagnostic, RuleError
+from dsl.catalog import (
+    CATALOG,
+    MAX_WINDOW_DAYS,
+    MetricRef,
+    Param,
+    Source,
+    Type,
+    quote_name,
+    window_days,
+)
+from dsl.codes import Code
+from dsl.errors import Diagnostic, RuleError, position
 from dsl.lints import lint_scheme
 
 # A tuple: membership tests by identity first, without Enum's Python-level __hash__.
@@ -33,14 +43,17 @@ _TYPE_WORDS = {
 
 
 class _Fail(Exception):
-    def __init__(self, span: t.Span, message: str, hint: str | None = None) -> None:
+    def __init__(self, span: t.Span, message: str, hint: str | None = None, *, code: Code) -> None:
         super().__init__(message)
-        self.span, self.message, self.hint = span, message, hint
+        self.span, self.message, self.hint, self.code = span, message, hint, code
+
+    def diagnostic(self, file: str) -> Diagnostic:
+        return Diagnostic.at(file, self.span, self.message, self.hint, code=self.code)
 
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The checked schemes, in the order given, and the lint warnings, by position."""
+    """The checked schemes, in the order given, and the warnings and notes, in file order."""
 
     schemes: tuple[c.CheckedScheme, ...]
     warnings: tuple[Diagnostic, ...]
@@ -91,9 +104,17 @@ def _short(text: str) -> str:
 
 
 class _Checker:
-    def __init__(self, file: str, tiers_of: Mapping[str, Collection[str]]) -> None:
+    def __init__(
+        self,
+        file: str,
+        tiers_of: Mapping[str, Collection[str]],
+        published_unknown: str | None = None,
+    ) -> None:
         self.file = file
         self.tiers_of = tiers_of
+        self.published_unknown = published_unknown
+        # Notes on what could not be checked (references to schemes that could not be read).
+        self.notes: list[Diagnostic] = []
         self.depends: dict[str, t.Span] = {}
         # One MetricRef per distinct reference: a scheme names the same few metrics many times.
         self.refs: dict[object, MetricRef] = {}
@@ -136,7 +157,12 @@ class _Checker:
             message = f"unknown metric `{node.name}`"
             if close:
                 message += f"; did you mean `{close[0]}`?"
-            raise _Fail(node.name_span, message, "the metrics are listed in docs/rules.md")
+            raise _Fail(
+                node.name_span,
+                message,
+                "the metrics are listed in docs/rules.md",
+                code=Code.UNKNOWN_METRIC,
+            )
         if not node.args and not entry.required:  # the common case: a bare metric name
             bare = self.refs.get(entry.name)
             if bare is None:
@@ -146,9 +172,15 @@ class _Checker:
         for arg in node.args:
             param, value = self.argument(arg, entry.name)
             if param not in entry.params:
-                raise _Fail(arg.span, _no_param(entry.name, param, entry.params))
+                raise _Fail(
+                    arg.span, _no_param(entry.name, param, entry.params), code=Code.BAD_ARGUMENT
+                )
             if param in values:
-                raise _Fail(arg.span, f"`{entry.name}` is given a {param.value} twice")
+                raise _Fail(
+                    arg.span,
+                    f"`{entry.name}` is given a {param.value} twice",
+                    code=Code.BAD_ARGUMENT,
+                )
             values[param] = value
         for param in entry.required:
             if param not in values:
@@ -156,6 +188,7 @@ class _Checker:
                     node.span,
                     f"`{entry.name}` needs {_NEEDS[param]}",
                     f"for example: {entry.example}",
+                    code=Code.MISSING_ARGUMENT,
                 )
         of = values.get(Param.METRIC)
         fields = (
@@ -186,6 +219,7 @@ class _Checker:
                     arg.span,
                     "a window is a whole number of days from 1 day to 100 years",
                     "for example: frequency(30 days), monetary(12 months)",
+                    code=Code.INVALID_WINDOW,
                 )
             return Param.WINDOW, int(days)
         elif isinstance(arg, t.KeywordArg):
@@ -200,7 +234,9 @@ class _Checker:
                     else _TYPE_WORDS[inner.type]
                 )
                 raise _Fail(
-                    arg.span, f"`{outer}` needs a numeric metric; `{inner.ref.text}` is {kind}"
+                    arg.span,
+                    f"`{outer}` needs a numeric metric; `{inner.ref.text}` is {kind}",
+                    code=Code.BAD_ARGUMENT,
                 )
             return Param.METRIC, inner.ref
         else:
@@ -217,6 +253,7 @@ class _Checker:
                 span,
                 "two attributes cannot be compared with each other",
                 'compare an attribute with a value, e.g. attributes.plan = "gold"',
+                code=Code.TYPE_MISMATCH,
             )
         if a.type is Type.ATTRIBUTE or b.type is Type.ATTRIBUTE:
             other = b if a.type is Type.ATTRIBUTE else a
@@ -226,6 +263,7 @@ class _Checker:
                     span,
                     f"attributes are compared with text, numbers or true/false, "
                     f"not with {_TYPE_WORDS[other.type]}",
+                    code=Code.TYPE_MISMATCH,
                 )
             a, b = _as_type(a, target), _as_type(b, target)
             return a, b, target
@@ -240,7 +278,7 @@ class _Checker:
             hint = 'text values are written in double quotes, e.g. region = "east"'
         elif Type.DAYS in (a.type, b.type):
             hint = "durations compare with day counts such as recency or tenure"
-        raise _Fail(span, _mismatch(a, a_src, b, b_src), hint)
+        raise _Fail(span, _mismatch(a, a_src, b, b_src), hint, code=Code.TYPE_MISMATCH)
 
     def condition(self, node: t.Condition) -> c.Condition:
         # isinstance rather than match: a hot walk (HOT_PATH_DISPATCH in dsl.tree); the most common
@@ -252,6 +290,7 @@ class _Checker:
                     node.span,
                     "this comparison has no metric in it",
                     "compare a metric with a value, e.g. frequency >= 2",
+                    code=Code.NO_METRIC,
                 )
             left, right, type_ = self.unify(left, node.left, right, node.right, node.span)
             if node.op not in ("=", "!=") and type_ not in _ORDERED:
@@ -259,6 +298,7 @@ class _Checker:
                     node.op_span,
                     f"{_TYPE_WORDS[type_]} can only be compared with = or !=",
                     "for text there are also in [...], contains, starts with",
+                    code=Code.NOT_ORDERED,
                 )
             self._found(left, right)
             return c.Compare(left, node.op, right, node.span)
@@ -279,6 +319,7 @@ class _Checker:
                 raise _Fail(
                     node.span,
                     f"`between` needs numbers, days or dates, not {_TYPE_WORDS[type_]}",
+                    code=Code.NOT_ORDERED,
                 )
             self._found(operand, low, high)
             return c.Between(operand, low, high, node.negated, node.span)
@@ -296,7 +337,11 @@ class _Checker:
             operand = self.ref(node.operand, node.op)
             value = self.operand(node.value)
             if value.type is not Type.TEXT:
-                raise _Fail(node.value.span, f"`{node.op}` needs text in double quotes")
+                raise _Fail(
+                    node.value.span,
+                    f"`{node.op}` needs text in double quotes",
+                    code=Code.TYPE_MISMATCH,
+                )
             operand, value, _ = self.unify(operand, node.operand, value, node.value, node.span)
             self._found(operand, value)
             return c.TextMatch(operand, node.op, value, node.negated, node.span)
@@ -316,23 +361,37 @@ class _Checker:
                 node.span,
                 f"`{what}` needs a metric on its left",
                 "for example: monetary between 2000 and 5000",
+                code=Code.NO_METRIC,
             )
         return result
 
     def member(self, node: t.InTier) -> c.Member:
-        if node.scheme not in self.tiers_of:
+        if node.scheme not in self.tiers_of and self.published_unknown is not None:
+            self.notes.append(
+                Diagnostic.at(
+                    self.file,
+                    node.span,
+                    f"scheme `{node.scheme}` is not in the files checked and the published "
+                    "schemes could not be read, so "
+                    f"`in tier {node.scheme}.{quote_name(node.tier)}` was not checked",
+                    self.published_unknown,
+                    severity="note",
+                    code=Code.UNCHECKED_REFERENCE,
+                )
+            )
+        elif node.scheme not in self.tiers_of:
             close = difflib.get_close_matches(node.scheme, list(self.tiers_of), n=1)
             message = f"unknown scheme `{node.scheme}`"
             if close:
                 message += f"; did you mean `{close[0]}`?"
-            raise _Fail(node.scheme_span, message)
-        tiers = list(self.tiers_of[node.scheme])
+            raise _Fail(node.scheme_span, message, code=Code.UNKNOWN_SCHEME)
+        tiers = list(self.tiers_of.get(node.scheme, (node.tier,)))
         if node.tier not in tiers:
             close = difflib.get_close_matches(node.tier, tiers, n=1)
             message = f"scheme `{node.scheme}` has no tier `{node.tier}`"
             if close:
                 message += f"; did you mean `{close[0]}`?"
-            raise _Fail(node.tier_span, message)
+            raise _Fail(node.tier_span, message, code=Code.UNKNOWN_TIER)
         self.depends.setdefault(node.scheme, node.scheme_span)
         member = c.Member(MetricRef("in tier", scheme=node.scheme, tier=node.tier), node.span)
         self.found.append(member.ref)
@@ -380,8 +439,10 @@ def _check_scheme(
     tiers_of: Mapping[str, Collection[str]],
     errors: list[Diagnostic],
     late_errors: list[Diagnostic],
+    notes: list[Diagnostic],
+    published_unknown: str | None,
 ) -> tuple[c.CheckedScheme, dict[str, t.Span]]:
-    checker = _Checker(scheme.file, tiers_of)
+    checker = _Checker(scheme.file, tiers_of, published_unknown)
     tiers: list[c.CheckedTier] = []
     named: dict[str, t.Tier] = {}
     for index, tier in enumerate(scheme.tiers):
@@ -396,13 +457,14 @@ def _check_scheme(
                     f"another tier is already named `{tier.name}` (line {first.span.line})",
                     "tier names must differ within a scheme; rename one, or join their "
                     "conditions with `or`",
+                    code=Code.DUPLICATE_TIER,
                 )
             )
         found = len(checker.found)
         try:
             condition = checker.condition(tier.condition) if tier.condition else None
         except _Fail as fail:
-            errors.append(Diagnostic.at(scheme.file, fail.span, fail.message, fail.hint))
+            errors.append(fail.diagnostic(scheme.file))
             condition = None
             del checker.found[found:]  # a tier in error reads nothing
         tiers.append(c.CheckedTier(tier.name, index, condition, tier.span))
@@ -415,8 +477,10 @@ def _check_scheme(
                 scheme.file,
                 checker.depends[scheme.key],
                 f"scheme `{scheme.key}` cannot depend on its own tiers",
+                code=Code.SELF_REFERENCE,
             )
         )
+    notes.extend(checker.notes)
     result = c.CheckedScheme(
         scheme.key,
         scheme.title,
@@ -454,6 +518,7 @@ def _cycles(
                             "schemes depend on each other in a cycle: " + " → ".join(path),
                             "a scheme can use the tiers of another only if that one does not, "
                             "directly or through others, use its tiers",
+                            code=Code.DEPENDENCY_CYCLE,
                         )
                     )
                 continue
@@ -470,6 +535,8 @@ def check(
     known_tiers: Mapping[str, Collection[str]] | None = None,
     known_dependencies: Mapping[str, Collection[str]] | None = None,
     stored: bool = False,
+    published_unknown: str | None = None,
+    parse_diagnostics: Sequence[Diagnostic] = (),
 ) -> CheckResult:
     """Check schemes (of one or several files) together.
 
@@ -478,7 +545,11 @@ def check(
     stored: the schemes are versions published earlier, checked again to be used; what became
     an error since they were published (two tiers of one name) is a warning for them, so they
     stay usable until a corrected version replaces them.
-    Raises `RuleError` with every error (and the warnings) when there is any error.
+    published_unknown: when the published schemes could not be read, why (no database, say):
+    `in tier` references to schemes not among `schemes` then get a note with this as its hint
+    instead of an error. parse_diagnostics: what parsing the schemes found (`Parsed`), to be
+    reported with the checker's own.
+    Raises `RuleError` with every diagnostic, in file order, when there is any error.
     """
     errors: list[Diagnostic] = []
     tiers_of: dict[str, Collection[str]] = dict(known_tiers or {})
@@ -490,37 +561,37 @@ def check(
             assert scheme.key_span is not None
             errors.append(
                 Diagnostic.at(
-                    scheme.file, scheme.key_span, f"scheme `{scheme.key}` is defined twice"
+                    scheme.file,
+                    scheme.key_span,
+                    f"scheme `{scheme.key}` is defined twice",
+                    code=Code.DUPLICATE_SCHEME,
                 )
             )
         seen_keys[scheme.key] = scheme
         tiers_of[scheme.key] = [tier.name for tier in scheme.tiers]
     results: list[c.CheckedScheme] = []
-    warnings: list[Diagnostic] = []
+    others: list[Diagnostic] = []  # warnings and notes
     graph: dict[str, Collection[str]] = {k: list(v) for k, v in (known_dependencies or {}).items()}
     spans: dict[str, dict[str, t.Span]] = {}
     files: dict[str, str] = {}
     for scheme in schemes:
         late: list[Diagnostic] = []
-        result, depends = _check_scheme(scheme, tiers_of, errors, late)
+        result, depends = _check_scheme(scheme, tiers_of, errors, late, others, published_unknown)
         if stored:
-            warnings.extend(replace(d, severity="warning") for d in late)
+            others.extend(replace(d, severity="warning") for d in late)
         else:
             errors.extend(late)
         results.append(result)
-        warnings.extend(lint_scheme(result, scheme))
+        others.extend(lint_scheme(result, scheme))
         if scheme.key is not None:
             graph[scheme.key] = list(depends)
             spans[scheme.key] = depends
             files[scheme.key] = scheme.file
     errors.extend(_cycles(graph, spans, files))
-    if errors:
-        raise RuleError(sorted([*errors, *warnings], key=_position))
-    return CheckResult(tuple(results), tuple(sorted(warnings, key=_position)))
-
-
-def _position(d: Diagnostic) -> tuple[str, int, int]:
-    return d.file, d.line, d.column
+    diagnostics = sorted([*parse_diagnostics, *errors, *others], key=position)
+    if any(d.severity == "error" for d in diagnostics):
+        raise RuleError(diagnostics)
+    return CheckResult(tuple(results), tuple(diagnostics))
 
 
 def check_condition(
@@ -532,41 +603,44 @@ def check_condition(
     try:
         return _Checker(file, known_tiers or {}).condition(condition)
     except _Fail as fail:
-        raise RuleError([Diagnostic.at(file, fail.span, fail.message, fail.hint)]) from None
+        raise RuleError([fail.diagnostic(file)]) from None
 
 
 def check_text(
     text: str, file: str = "<rules>", known_tiers: Mapping[str, Collection[str]] | None = None
 ) -> CheckResult:
-    """Parse and check one file."""
-    from dsl.parser import parse_rules
-
-    return check(parse_rules(text, file), known_tiers=known_tiers)
+    """Parse and check one file (see `check_files`)."""
+    return check_files({file: text}, known_tiers)
 
 
 def check_files(
-    sources: Mapping[str, str], known_tiers: Mapping[str, Collection[str]] | None = None
+    sources: Mapping[str, str],
+    known_tiers: Mapping[str, Collection[str]] | None = None,
+    *,
+    known_dependencies: Mapping[str, Collection[str]] | None = None,
+    published_unknown: str | None = None,
 ) -> CheckResult:
-    """Parse and check several files together, so `in tier` can reach across them.
+    """Parse and check several files together, so `in tier` can reach across them; the
+    arguments after `sources` (file name -> text) are those of `check`.
 
-    Raises `RuleError` with the errors of every file (parse errors included).
+    Raises `RuleError` with the errors of every file, syntax errors included: each file is
+    read past its syntax errors, and what could be read is checked.
     """
-    from dsl.parser import parse_rules
+    from dsl.parser import parse_recovering
 
     schemes: list[t.Scheme] = []
-    errors: list[Diagnostic] = []
+    diagnostics: list[Diagnostic] = []
     for file, text in sources.items():
-        try:
-            schemes.extend(parse_rules(text, file))
-        except RuleError as error:
-            errors.extend(error.diagnostics)
-    try:
-        result = check(schemes, known_tiers=known_tiers)
-    except RuleError as error:
-        raise RuleError(sorted([*errors, *error.diagnostics], key=_position)) from None
-    if errors:
-        raise RuleError(sorted([*errors, *result.warnings], key=_position))
-    return result
+        parsed = parse_recovering(text, file)
+        schemes.extend(parsed.file.schemes)
+        diagnostics.extend(parsed.diagnostics)
+    return check(
+        schemes,
+        known_tiers=known_tiers,
+        known_dependencies=known_dependencies,
+        published_unknown=published_unknown,
+        parse_diagnostics=diagnostics,
+    )
 
 
 def evaluation_order(schemes: Sequence[c.CheckedScheme]) -> list[c.CheckedScheme]:

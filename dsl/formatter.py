@@ -8,12 +8,12 @@ A comment stays on the line of what it followed, or before what it preceded.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass, field
 from typing import assert_never
 
 from dsl import tree as t
 from dsl.catalog import quote, quote_name
+from dsl.errors import display_width
 from dsl.parser import parse_file
 
 _OR, _AND, _NOT, _ATOM = 1, 2, 3, 4
@@ -129,10 +129,6 @@ def _arg(arg: t.Arg) -> str:
             assert_never(arg)
 
 
-def _width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
-
-
 @dataclass
 class _Anchor:
     """A place output is written for, with the comments that go before and after it."""
@@ -193,7 +189,7 @@ def format_file(rule_file: t.RuleFile) -> str:
             assert isinstance(item, t.Scheme)
             if out:
                 out.append("")
-            width = max((_width(quote_name(x.name)) for x in item.tiers), default=0)
+            width = max((display_width(quote_name(x.name)) for x in item.tiers), default=0)
             title = f" {quote(item.title)}" if item.title is not None else ""
             out.extend(_line("", f"scheme {item.key}{title} {{", anchor))
         elif kind == "close":
@@ -202,9 +198,9 @@ def format_file(rule_file: t.RuleFile) -> str:
         else:
             assert isinstance(item, t.Tier)
             if rule_file.bare and not width:
-                width = max(_width(quote_name(x.name)) for x in rule_file.schemes[0].tiers)
+                width = max(display_width(quote_name(x.name)) for x in rule_file.schemes[0].tiers)
             name = quote_name(item.name)
-            pad = " " * (width - _width(name))
+            pad = " " * (width - display_width(name))
             rule = (
                 f"when {condition_text(item.condition)}"
                 if item.condition is not None

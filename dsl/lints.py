@@ -18,6 +18,7 @@ from typing import NamedTuple, assert_never
 from dsl import checked as c
 from dsl import tree as t
 from dsl.catalog import MetricRef
+from dsl.codes import Code
 from dsl.errors import Diagnostic
 
 _MAX_CONJUNCTIONS = 64
@@ -240,6 +241,7 @@ def lint_scheme(scheme: c.CheckedScheme, source: t.Scheme) -> Iterator[Diagnosti
                 tier.name_span,
                 f"tier `{tier.name}` comes after `otherwise` (line {otherwise.span.line}) "
                 "and can never match",
+                code=Code.AFTER_OTHERWISE,
             )
             continue
         if checked_tier.condition is None:
@@ -257,6 +259,7 @@ def lint_scheme(scheme: c.CheckedScheme, source: t.Scheme) -> Iterator[Diagnosti
                 tier.condition.span,
                 "this condition can never be true",
                 "two of its parts exclude each other",
+                code=Code.NEVER_TRUE,
             )
             continue
         covering = _covering(live, earlier)
@@ -267,6 +270,7 @@ def lint_scheme(scheme: c.CheckedScheme, source: t.Scheme) -> Iterator[Diagnosti
                 tier.name_span,
                 f"tier `{tier.name}` can never match: every customer it would take is "
                 f"already taken by {lines}",
+                code=Code.SHADOWED_TIER,
             )
         if dnf.exact and len(earlier) < _MAX_COVERS and all(len(x) <= 6 for x in live):
             for term in live:
@@ -374,5 +378,7 @@ def _further(a: _Range, b: _Range) -> bool:
     return bool(a.high > b.high or (a.high == b.high and b.high_open and not a.high_open))  # type: ignore[operator]
 
 
-def _warn(file: str, span: t.Span, message: str, hint: str | None = None) -> Diagnostic:
-    return Diagnostic.at(file, span, message, hint, severity="warning")
+def _warn(
+    file: str, span: t.Span, message: str, hint: str | None = None, *, code: Code
+) -> Diagnostic:
+    return Diagnostic.at(file, span, message, hint, severity="warning", code=code)

@@ -2,25 +2,28 @@
 
 The public parser. Its parts, one concern each: `grammar` (the lark grammar and its keywords),
 `transformer` (lark's reductions to tree nodes), `parser_fast` (a fast LALR loop over lark's
-tables for text that parses), `syntax_errors` (lark's errors in a rule author's words).
+tables for text that parses), `recovery` (reading on past syntax errors, so that every one is
+reported), `syntax_errors` (lark's errors in a rule author's words).
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from lark import Lark, UnexpectedInput
 
 from dsl import tree as t
-from dsl.errors import Diagnostic, RuleError
+from dsl.codes import Code
+from dsl.errors import Diagnostic, RuleError, position
 from dsl.grammar import grammar_text
 from dsl.parser_fast import Failed, FastLoop
+from dsl.recovery import Recovery
 from dsl.syntax_errors import syntax_error
-from dsl.transformer import ToTree
+from dsl.transformer import ToTree, nfc
 
 MAX_SOURCE_CHARS = 500_000
 MAX_DEPTH = 40
@@ -46,9 +49,14 @@ def _fast_loop() -> FastLoop:
     return FastLoop(_lark())
 
 
+@functools.cache
+def _recovery() -> Recovery:
+    return Recovery(_lark())
+
+
 def _parse(text: str, start: str, file: str) -> Any:
     """Parse with the fast loop; on input it does not accept, parse again with lark's own
-    parser, whose error (and parser state) `syntax_error` explains."""
+    parser, whose error (and parser state) `syntax_error` explains: the first error only."""
     try:
         try:
             return _fast_loop().parse(text, start)
@@ -71,66 +79,113 @@ def _comments(text: str) -> Iterator[t.Comment]:
             if match.group().startswith("#"):
                 start = match.start() + 1
                 yield t.Comment(
-                    match.group().rstrip(), t.Span(number, start, number, match.end() + 1)
+                    nfc(match.group().rstrip()), t.Span(number, start, number, match.end() + 1)
                 )
 
 
-def _check_depth(roots: Sequence[t.Scheme | t.Tier | t.Condition], file: str) -> None:
-    """Reject deep nesting before anything walks the tree recursively."""
-    stack: list[tuple[t.Expression, int]] = []
-    for root in roots:
-        match root:
-            case t.Scheme():
-                stack.extend((tier.condition, 1) for tier in root.tiers if tier.condition)
-            case t.Tier():
-                if root.condition is not None:
-                    stack.append((root.condition, 1))
-            case _:
-                stack.append((root, 1))
+def _too_deep(condition: t.Condition, file: str) -> Diagnostic | None:
+    """The error for a condition nested too deep, found before anything walks it recursively."""
+    stack: list[tuple[t.Expression, int]] = [(condition, 1)]
     children = t.children
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
             start = node.span
             span = t.Span(start.line, start.column, start.line, start.column + 1)
-            raise RuleError(
-                [
-                    Diagnostic.at(
-                        file,
-                        span,
-                        f"the rule is nested more than {MAX_DEPTH} levels deep",
-                        "split it into simpler tiers",
-                    )
-                ]
+            return Diagnostic.at(
+                file,
+                span,
+                f"the rule is nested more than {MAX_DEPTH} levels deep",
+                "split it into simpler tiers",
+                code=Code.TOO_DEEP,
             )
         below = children(node)
         if below:
             depth += 1
             stack.extend([(child, depth) for child in below])
+    return None
 
 
-def parse_file(text: str, file: str = "<rules>") -> t.RuleFile:
-    """Parse a rule file; raises `RuleError` with a positioned diagnostic on any problem."""
+def _shallow(tiers: tuple[t.Tier, ...], file: str, errors: list[Diagnostic]) -> tuple[t.Tier, ...]:
+    """The tiers whose conditions are not nested too deep; an error for each of the others."""
+    kept: list[t.Tier] = []
+    for tier in tiers:
+        error = _too_deep(tier.condition, file) if tier.condition is not None else None
+        if error is None:
+            kept.append(tier)
+        else:
+            errors.append(error)
+    return tuple(kept) if len(kept) < len(tiers) else tiers
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A rule file as far as it could be read, and every problem found reading it, in file
+    order: the syntax errors (a tier with one is left out of `file`, the rest is there to be
+    checked) and a warning for a file without tiers."""
+
+    file: t.RuleFile
+    diagnostics: tuple[Diagnostic, ...]
+
+    @property
+    def errors(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if d.severity == "error")
+
+
+def parse_recovering(text: str, file: str = "<rules>") -> Parsed:
+    """Parse a rule file, reading past syntax errors (`dsl.recovery`) to report them all."""
     if len(text) > MAX_SOURCE_CHARS:
-        raise RuleError(
-            [
+        return Parsed(
+            t.RuleFile(file, (), (), bare=True),
+            (
                 Diagnostic.at(
                     file,
                     t.Span(1, 1, 1, 2),
                     f"the rule text is longer than {MAX_SOURCE_CHARS:,} characters",
                     "split it into several files",
-                )
-            ]
+                    code=Code.TOO_LONG,
+                ),
+            ),
         )
-    parsed = _parse(text, "start", file)
-    _check_depth(parsed, file)
-    items = tuple(replace(x, file=file) if isinstance(x, t.Scheme) else x for x in parsed)
+    errors: list[Diagnostic] = []
+    try:
+        parsed = _fast_loop().parse(text, "start")
+    except (Failed, RuleError):
+        # Text with an error: lark's parser, which explains errors, reads it to the end.
+        parsed, errors = _recovery().parse(text, file, lambda e: syntax_error(e, text, file))
+    items: tuple[t.Scheme | t.Tier, ...] = parsed or ()
+    comments = tuple(_comments(text))
     if items and isinstance(items[0], t.Scheme):
-        return t.RuleFile(file, items, tuple(_comments(text)), bare=False)
-    tiers = cast(tuple[t.Tier, ...], items)
-    span = tiers[0].span.cover(tiers[-1].span) if tiers else t.Span(1, 1, 1, 1)
-    scheme = t.Scheme(None, None, tiers, span, None, file) if tiers else None
-    return t.RuleFile(file, (scheme,) if scheme else (), tuple(_comments(text)), bare=True)
+        schemes = tuple(
+            replace(x, file=file, tiers=_shallow(x.tiers, file, errors))
+            for x in cast(tuple[t.Scheme, ...], items)
+        )
+        rule_file = t.RuleFile(file, schemes, comments, bare=False)
+    else:
+        tiers = _shallow(cast(tuple[t.Tier, ...], items), file, errors)
+        span = tiers[0].span.cover(tiers[-1].span) if tiers else t.Span(1, 1, 1, 1)
+        scheme = t.Scheme(None, None, tiers, span, None, file) if tiers else None
+        rule_file = t.RuleFile(file, (scheme,) if scheme else (), comments, bare=True)
+    if not errors and not rule_file.schemes:
+        errors.append(
+            Diagnostic.at(
+                file,
+                t.Span(1, 1, 1, 1),
+                "the file has no tiers",
+                "write `tier NAME when CONDITION` lines, or `scheme KEY { ... }` blocks of them",
+                severity="warning",
+                code=Code.EMPTY_FILE,
+            )
+        )
+    return Parsed(rule_file, tuple(sorted(errors, key=position)))
+
+
+def parse_file(text: str, file: str = "<rules>") -> t.RuleFile:
+    """Parse a rule file; raises `RuleError` with every syntax error when there is any."""
+    parsed = parse_recovering(text, file)
+    if parsed.errors:
+        raise RuleError(parsed.errors)
+    return parsed.file
 
 
 def parse_rules(text: str, file: str = "<rules>") -> list[t.Scheme]:
@@ -147,9 +202,12 @@ def parse_condition(text: str, file: str = "<condition>") -> t.Condition:
                     file,
                     t.Span(1, 1, 1, 2),
                     f"the condition is longer than {MAX_SOURCE_CHARS:,} characters",
+                    code=Code.TOO_LONG,
                 )
             ]
         )
     parsed = cast(t.Condition, _parse(text, "condition", file))
-    _check_depth((parsed,), file)
+    error = _too_deep(parsed, file)
+    if error is not None:
+        raise RuleError([error])
     return parsed

@@ -9,8 +9,10 @@ from __future__ import annotations
 from lark import Token, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from dsl import tree as t
+from dsl.codes import Code
 from dsl.errors import Diagnostic, RuleError
 from dsl.grammar import KEYWORDS
+from dsl.recovery import trial_copy
 from dsl.transformer import token_span
 
 _VALUE_TERMINALS = {"NAME", "ATTRIBUTE", "NUMBER", "STRING", "DATE", "TRUE", "FALSE"}
@@ -125,7 +127,7 @@ def _acceptable(error: UnexpectedToken) -> set[str]:
     ok = set()
     for name in state.parse_conf.parse_table.states[state.position]:
         if name.isupper() or name == "$END":
-            trial = state.copy(deepcopy_values=False)
+            trial = trial_copy(state)
             try:
                 trial.feed_token(Token(name, ""), is_end=name == "$END")
             except (UnexpectedInput, RuleError):
@@ -142,7 +144,10 @@ def syntax_error(error: UnexpectedInput, text: str, file: str) -> Diagnostic:
         expected = _acceptable(error)
         if token.type == "$END":
             return Diagnostic.at(
-                file, _end_span(text), f"expected {describe_expected(expected)}, but the file ended"
+                file,
+                _end_span(text),
+                f"expected {describe_expected(expected)}, but the file ended",
+                code=Code.SYNTAX_ERROR,
             )
         hint = None
         if str(token) in KEYWORDS and "TIER_NAME" in expected:
@@ -156,6 +161,7 @@ def syntax_error(error: UnexpectedInput, text: str, file: str) -> Diagnostic:
             token_span(token),
             f"expected {describe_expected(expected)}, but found {_describe_found(token)}",
             hint,
+            code=Code.SYNTAX_ERROR,
         )
     assert isinstance(error, UnexpectedCharacters)
     line, column = error.line, error.column
@@ -168,6 +174,7 @@ def syntax_error(error: UnexpectedInput, text: str, file: str) -> Diagnostic:
             t.Span(line, column, line, column + len(rest)),
             "this text has no closing double quote",
             'text ends with `"` on the same line',
+            code=Code.UNTERMINATED_TEXT,
         )
     hints = {
         "&": "write `and`",
@@ -176,4 +183,10 @@ def syntax_error(error: UnexpectedInput, text: str, file: str) -> Diagnostic:
         "!": "write `!=` or `not`",
     }
     shown = char if char.isprintable() else repr(char)
-    return Diagnostic.at(file, span, f"unexpected character `{shown}`", hints.get(char))
+    return Diagnostic.at(
+        file,
+        span,
+        f"unexpected character `{shown}`",
+        hints.get(char),
+        code=Code.UNEXPECTED_CHARACTER,
+    )

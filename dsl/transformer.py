@@ -1,20 +1,24 @@
 """lark's parse to the nodes of `dsl.tree`: the transformer lark calls at each reduction.
 
 Also where the content of tokens is read: numbers (exact decimals, at most `MAX_NUMBER_DIGITS`
-digits), text with its escapes, dates. Problems are raised as `RuleError` without a file name;
-`dsl.parser` fills it in.
+digits), text with its escapes, dates, and names and text in Unicode's composed form (NFC), so
+that `café` is one name whether its accent was typed as one character or two. Spans stay those
+of the text as written. Problems are raised as `RuleError` without a file name; `dsl.parser`
+fills it in.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from decimal import Decimal
 from typing import Any, NamedTuple, cast, get_args
 
 from lark import Token, Transformer
 
 from dsl import tree as t
+from dsl.codes import Code
 from dsl.errors import Diagnostic, RuleError
 
 MAX_NUMBER_DIGITS = 30
@@ -24,6 +28,11 @@ _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
 _PLAIN_TEXT = re.compile(r"[^\\\0\ud800-\udfff]*")
 
 _UNITS: dict[str, t.Unit] = {"day": "day", "week": "week", "month": "month", "year": "year"}
+
+
+def nfc(text: str) -> str:
+    """`text` in Unicode's composed normal form (NFC); ASCII, the usual case, as it is."""
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
 # Called for most tokens of every file: kept to plain attribute reads (no helper calls).
@@ -74,9 +83,11 @@ class ToTree(Transformer[Token, Any]):
     every node its exact span.
     """
 
-    def _fail(self, span: t.Span, message: str, hint: str | None = None) -> RuleError:
+    def _fail(
+        self, span: t.Span, message: str, hint: str | None = None, *, code: Code
+    ) -> RuleError:
         # The file name is filled in by dsl.parser: one shared transformer serves all files.
-        return RuleError([Diagnostic.at("", span, message, hint)])
+        return RuleError([Diagnostic.at("", span, message, hint, code=code)])
 
     # Files and schemes.
 
@@ -93,7 +104,7 @@ class ToTree(Transformer[Token, Any]):
         key, title = c[1], c[2]
         tiers = tuple(x for x in c[3:] if isinstance(x, t.Tier))
         return t.Scheme(
-            key=key.value,
+            key=nfc(key.value),
             title=self._string(title).value if title is not None else None,
             tiers=tiers,
             span=_cover(c),
@@ -114,9 +125,11 @@ class ToTree(Transformer[Token, Any]):
         if token.type == "STRING":
             value = self._string(token)
             if not value.value.strip():
-                raise self._fail(value.span, "a tier name cannot be empty")
+                raise self._fail(
+                    value.span, "a tier name cannot be empty", code=Code.EMPTY_TIER_NAME
+                )
             return _TierName(value.value, True, value.span)
-        return _TierName(token.value, False, token_span(token))
+        return _TierName(nfc(token.value), False, token_span(token))
 
     # Conditions.
 
@@ -155,19 +168,20 @@ class ToTree(Transformer[Token, Any]):
 
     def in_tier(self, c: list[Any]) -> t.InTier:
         tier: _TierName = c[4]
-        return t.InTier(c[2].value, tier.name, _cover(c), token_span(c[2]), tier.span)
+        return t.InTier(nfc(c[2].value), tier.name, _cover(c), token_span(c[2]), tier.span)
 
     # Operands.
 
     def metric(self, c: list[Any]) -> t.Metric:
         if c[1] is None:  # a bare name: no brackets, no arguments
             span = token_span(c[0])
-            return t.Metric(c[0].value, (), span, span)
+            return t.Metric(nfc(c[0].value), (), span, span)
         args = tuple(x for x in c[1:] if isinstance(x, _ARG_TYPES))
-        return t.Metric(c[0].value, args, _cover([x for x in c if x is not None]), token_span(c[0]))
+        span = _cover([x for x in c if x is not None])
+        return t.Metric(nfc(c[0].value), args, span, token_span(c[0]))
 
     def attribute(self, c: list[Any]) -> t.Attribute:
-        return t.Attribute(c[0].value.split(".", 1)[1], token_span(c[0]))
+        return t.Attribute(nfc(c[0].value.split(".", 1)[1]), token_span(c[0]))
 
     def window_arg(self, c: list[Any]) -> t.WindowArg:
         return t.WindowArg(c[0], c[0].span)
@@ -193,7 +207,10 @@ class ToTree(Transformer[Token, Any]):
             value = dt.date.fromisoformat(token.value)
         except ValueError:
             raise self._fail(
-                token_span(token), f"`{token}` is not a valid date", "write dates as YYYY-MM-DD"
+                token_span(token),
+                f"`{token}` is not a valid date",
+                "write dates as YYYY-MM-DD",
+                code=Code.INVALID_DATE,
             ) from None
         return t.Date(value, token_span(token))
 
@@ -212,7 +229,12 @@ class ToTree(Transformer[Token, Any]):
         return _Items(items, _cover(c))
 
     def empty_list(self, c: list[Any]) -> _Items:
-        raise self._fail(_cover(c), "the list is empty", "put at least one value in the list")
+        raise self._fail(
+            _cover(c),
+            "the list is empty",
+            "put at least one value in the list",
+            code=Code.EMPTY_LIST,
+        )
 
     # Tokens with content.
 
@@ -223,7 +245,9 @@ class ToTree(Transformer[Token, Any]):
             and sum(ch.isdigit() for ch in token.value) > MAX_NUMBER_DIGITS
         ):
             raise self._fail(
-                token_span(token), f"the number has more than {MAX_NUMBER_DIGITS} digits"
+                token_span(token),
+                f"the number has more than {MAX_NUMBER_DIGITS} digits",
+                code=Code.NUMBER_TOO_LONG,
             )
         return Decimal(token.value)
 
@@ -231,7 +255,7 @@ class ToTree(Transformer[Token, Any]):
         span = token_span(token)
         raw = token.value[1:-1]
         if _PLAIN_TEXT.fullmatch(raw):  # no escape, NUL or surrogate: the text as written
-            return t.String(raw, span)
+            return t.String(nfc(raw), span)
         out: list[str] = []
         chars = iter(raw)
         for ch in chars:
@@ -243,10 +267,15 @@ class ToTree(Transformer[Token, Any]):
                         f"unknown escape `\\{nxt}` in text",
                         'inside quotes write \\" for a quote, \\\\ for a backslash, '
                         "\\n for a new line, \\t for a tab",
+                        code=Code.INVALID_TEXT,
                     )
                 out.append(_ESCAPES[nxt])
             elif ch == "\0" or "\ud800" <= ch <= "\udfff":
-                raise self._fail(span, "text cannot contain a NUL or unpaired surrogate character")
+                raise self._fail(
+                    span,
+                    "text cannot contain a NUL or unpaired surrogate character",
+                    code=Code.INVALID_TEXT,
+                )
             else:
                 out.append(ch)
-        return t.String("".join(out), span)
+        return t.String(nfc("".join(out)), span)

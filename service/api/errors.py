@@ -56,6 +56,7 @@ class Severity(enum.Enum):
     WARNING = strawberry.enum_value(
         "warning", description="The rules work, but probably not as meant."
     )
+    NOTE = strawberry.enum_value("note", description="Something that could not be checked.")
 
 
 def diagnostic_dict(diagnostic: Diagnostic) -> dict[str, Any]:
@@ -66,6 +67,7 @@ def diagnostic_dict(diagnostic: Diagnostic) -> dict[str, Any]:
         "endLine": diagnostic.end_line,
         "endColumn": diagnostic.end_column,
         "severity": Severity(diagnostic.severity).name,
+        "code": diagnostic.code.value,
         "message": diagnostic.message,
         "hint": diagnostic.hint,
     }
@@ -74,7 +76,7 @@ def diagnostic_dict(diagnostic: Diagnostic) -> dict[str, Any]:
 def api_error(error: UserError | RuleError) -> ApiError:
     """The client's view of a service error, chosen by its type."""
     if isinstance(error, RuleError):
-        first = error.diagnostics[0]
+        first = error.first
         return ApiError(
             BAD_RULE,
             f"{first.line}:{first.column}: {first.message}",

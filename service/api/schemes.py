@@ -50,7 +50,12 @@ class Diagnostic:
     column: int = strawberry.field(description="Column, from 1.")
     end_line: int = strawberry.field(description="Line where the problem's span ends.")
     end_column: int = strawberry.field(description="Column where the problem's span ends.")
-    severity: Severity = strawberry.field(description="`ERROR` or `WARNING`.")
+    severity: Severity = strawberry.field(description="`ERROR`, `WARNING` or `NOTE`.")
+    code: str = strawberry.field(
+        description="What kind of problem it is, as a stable code such as `unknown-metric` or "
+        "`syntax-error` (the list is in docs/rules.md); the message may be reworded, the code "
+        "is not."
+    )
     message: str = strawberry.field(description="What is wrong.")
     hint: str | None = strawberry.field(description="How to fix it, when known.")
 
@@ -62,6 +67,7 @@ class Diagnostic:
             end_line=d.end_line,
             end_column=d.end_column,
             severity=Severity(d.severity),
+            code=d.code.value,
             message=d.message,
             hint=d.hint,
         )

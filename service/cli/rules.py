@@ -10,8 +10,10 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dsl.checker import check_files
+from dsl.codes import Code
 from dsl.errors import Diagnostic, RuleError, render
 from dsl.formatter import format_text
+from dsl.tree import Span
 from service.access import audit
 from service.cli.support import (
     AsOfOption,
@@ -45,7 +47,11 @@ def _read(files: list[Path]) -> tuple[dict[str, str], list[Diagnostic]]:
             sources[str(path)] = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             reason = error.strerror if isinstance(error, OSError) else "it is not UTF-8 text"
-            problems.append(Diagnostic(str(path), 1, 1, 1, 1, "error", f"cannot read: {reason}"))
+            problems.append(
+                Diagnostic.at(
+                    str(path), Span(1, 1, 1, 1), f"cannot read: {reason}", code=Code.UNREADABLE_FILE
+                )
+            )
     return sources, problems
 
 
