@@ -97,6 +97,12 @@ def quote(text: str) -> str:
     return '"' + escaped.replace("\n", "\\n").replace("\t", "\\t") + '"'
 
 
+def number_text(value: Decimal) -> str:
+    """A number as rule text reads it back to the same value: plain digits, never the exponent
+    form `str` gives very small numbers (`1E-7`), which the language does not have."""
+    return format(value, "f")
+
+
 def quote_name(name: str) -> str:
     """A tier name as written: bare when it can be, quoted otherwise."""
     return name if is_word(name) and name not in KEYWORDS else quote(name)

@@ -21,6 +21,7 @@ from dsl.catalog import (
     Param,
     Source,
     Type,
+    number_text,
     quote_name,
     window_days,
 )
@@ -73,13 +74,13 @@ def _noun(node: c.Operand, source: t.Operand) -> str:
 def _written(node: c.Const, source: t.Operand) -> str:
     match source:
         case t.Duration():
-            return f"the duration {source.amount} {source.unit}s"
+            return f"the duration {number_text(source.amount)} {source.unit}s"
         case t.String():
             return f"the text {_short(source.value)}"
         case t.Date():
             return f"the date {source.value.isoformat()}"
         case t.Number():
-            return f"the number {source.value}"
+            return f"the number {number_text(source.value)}"
         case t.Boolean() | t.Metric() | t.Attribute():
             return f"`{str(node.value).lower()}`"
         case _:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import assert_never
 
 from dsl import tree as t
-from dsl.catalog import quote, quote_name
+from dsl.catalog import number_text, quote, quote_name
 from dsl.errors import display_width
 from dsl.parser import parse_file
 
@@ -103,7 +103,7 @@ def operand_text(node: t.Operand) -> str:
         case t.Attribute():
             return f"attributes.{node.key}"
         case t.Number():
-            return str(node.value)
+            return number_text(node.value)
         case t.String():
             return quote(node.value)
         case t.Date():
@@ -112,7 +112,7 @@ def operand_text(node: t.Operand) -> str:
             return "true" if node.value else "false"
         case t.Duration():
             plural = "" if node.amount == 1 else "s"
-            return f"{node.amount} {node.unit}{plural}"
+            return f"{number_text(node.amount)} {node.unit}{plural}"
         case _:
             assert_never(node)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +44,23 @@ def _text(raw: Any) -> str:
     value = str(raw).strip(WHITESPACE)
     if "\x00" in value:
         raise FieldError("contains a NUL character")
+    return value
+
+
+def _label(raw: Any) -> str:
+    # Text that rules compare with text written in them, which the rule language reads in NFC
+    # (docs/rules.md): stored in NFC too, so `region = "München"` matches however it was typed.
+    return unicodedata.normalize("NFC", _text(raw))
+
+
+def _nfc_json(value: Any) -> Any:
+    """A JSON value with its keys and strings in NFC, at every depth."""
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value)
+    if isinstance(value, dict):
+        return {_nfc_json(k): _nfc_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nfc_json(v) for v in value]
     return value
 
 
@@ -115,6 +133,10 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def _attributes(raw: Any) -> dict[str, Any]:
+    return dict(_nfc_json(_json_object(raw)))
+
+
 def _json_object(raw: Any) -> dict[str, Any]:
     if isinstance(raw, dict):
         return raw
@@ -155,6 +177,9 @@ class ValueType:
 
 
 TEXT = ValueType(_text, "text", "true")
+# Text compared by rules, stored in NFC (Postgres' normalize() needs a UTF8 database; on another
+# the bulk path fails and the rows take the Python path).
+LABEL = ValueType(_label, "text", "true", "normalize({v}, NFC)")
 TIMESTAMP = ValueType(
     parse_timestamp,
     "timestamptz",
@@ -176,8 +201,16 @@ AMOUNT = ValueType(
 _PLAIN_INTEGER = f"translate({{v}}, '{_DIGITS}', '') = '' AND length({{v}}) <= 9"
 COUNT = ValueType(_non_negative_integer, "integer", _PLAIN_INTEGER, "({v})::integer")
 AGE = ValueType(_age, "integer", f"{_PLAIN_INTEGER} AND ({{v}})::integer <= 150", "({v})::integer")
+# Attributes are compared by rules (keys and values in NFC); event properties are not.
 JSON_OBJECT = ValueType(
     _json_object, "jsonb", "jsonb_typeof(({v})::jsonb) = 'object'", "({v})::jsonb"
+)
+ATTRIBUTES = ValueType(
+    _attributes,
+    "jsonb",
+    "jsonb_typeof(({v})::jsonb) = 'object'",
+    # jsonb's text form writes characters, not \u escapes, so normalising it normalises them.
+    "normalize(({v})::jsonb::text, NFC)::jsonb",
 )
 
 
@@ -201,13 +234,13 @@ FIELDS: Mapping[Kind, tuple[Field, ...]] = {
         Field("email", TEXT),
         Field("phone", TEXT),
         Field("age", AGE),
-        Field("gender", TEXT),
-        Field("occupation", TEXT),
-        Field("region", TEXT),
-        Field("industry", TEXT),
+        Field("gender", LABEL),
+        Field("occupation", LABEL),
+        Field("region", LABEL),
+        Field("industry", LABEL),
         Field("company_size", COUNT),
         Field("registered_at", TIMESTAMP),
-        Field("attributes", JSON_OBJECT),
+        Field("attributes", ATTRIBUTES),
     ),
     Kind.orders: (
         Field("order_id", TEXT, required=True, column="external_id"),
@@ -215,13 +248,13 @@ FIELDS: Mapping[Kind, tuple[Field, ...]] = {
         Field("ordered_at", TIMESTAMP, required=True),
         Field("amount", AMOUNT, required=True),
         Field("currency", TEXT),
-        Field("category", TEXT),
-        Field("channel", TEXT),
+        Field("category", LABEL),
+        Field("channel", LABEL),
     ),
     Kind.events: (
         Field("event_id", TEXT, column="external_id"),
         Field("customer_id", TEXT, required=True, column="customer_external_id"),
-        Field("type", TEXT, required=True),
+        Field("type", LABEL, required=True),
         Field("occurred_at", TIMESTAMP, required=True),
         Field("value", DECIMAL),
         Field("properties", JSON_OBJECT),
@@ -280,7 +313,10 @@ def _merge_attribute_columns(
     if not extra:
         return
     try:
-        extra = {key: _text(raw) if isinstance(raw, str) else raw for key, raw in extra.items()}
+        extra = {
+            unicodedata.normalize("NFC", key): _label(raw) if isinstance(raw, str) else raw
+            for key, raw in extra.items()
+        }
     except FieldError as error:
         errors.append(RowError(line, ATTRIBUTE_PREFIX + "*", str(error)))
         return

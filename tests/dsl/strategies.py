@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+from hypothesis import assume
 from hypothesis import strategies as st
 
+from dsl.catalog import DAYS_PER_UNIT
 from dsl.evaluator import CustomerFacts, Event, Order
+from dsl.grammar import KEYWORDS
 from tests.dsl.support import AS_OF
 
 KNOWN_TIERS = {"value": ["VIP", "Normal"]}
@@ -171,3 +174,144 @@ def schemes(draw: st.DrawFn) -> str:
     if draw(st.booleans()):
         lines.append("tier Rest otherwise")
     return "scheme s {\n" + "\n".join(lines) + "\n}\n"
+
+
+# Rule files over the whole grammar, for properties of the syntax (the formatter's round trip):
+# random names in many scripts (combining marks, decomposed accents, joiners), any text, numbers
+# of every size and shape, all kinds of conditions, comments and spacing. Metric names are
+# random too, so most files would not pass the checker: they only need to parse.
+
+_LETTERS = "abcxyzABZ_éßøπжλ北方客户ลกคسنअकग"
+_MARKS = "\u0301\u0308\u0327\u093e\u093f\u0947\u094d\u0902\u0e39\u0e49\u0e31\u064e"
+_WORD = _LETTERS + _MARKS + "0129٣\u200c\u200d"
+
+
+@st.composite
+def names(draw: st.DrawFn) -> str:
+    """A name as the grammar reads one: a letter, then letters, marks and digits."""
+    first = draw(st.sampled_from(_LETTERS))
+    name = first + draw(st.text(_WORD, max_size=8))
+    assume(name not in KEYWORDS and not name.startswith("attributes"))
+    return name
+
+
+def quoted(text: str) -> str:
+    """`text` in double quotes, escaped as the grammar reads it (independent of dsl.catalog)."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escaped.replace("\n", "\\n").replace("\t", "\\t") + '"'
+
+
+texts = st.text(
+    st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=12
+)
+
+
+@st.composite
+def numbers(draw: st.DrawFn) -> str:
+    """A number literal: a sign, up to 30 digits around an optional point, with leading and
+    trailing zeros, from 0.0000001 to 30-digit integers."""
+    whole = draw(st.text("0123456789", min_size=1, max_size=15))
+    fraction = draw(st.none() | st.text("0123456789", min_size=1, max_size=15))
+    sign = draw(st.sampled_from(["", "", "-"]))
+    return sign + whole + ("" if fraction is None else "." + fraction)
+
+
+dates = st.dates().map(lambda d: d.isoformat())
+durations = st.tuples(numbers(), st.sampled_from(sorted(DAYS_PER_UNIT))).flatmap(
+    lambda p: st.sampled_from([f"{p[0]} {p[1]}", f"{p[0]} {p[1]}s"])
+)
+literals = st.one_of(
+    numbers(), texts.map(quoted), dates, st.sampled_from(["true", "false"]), durations
+)
+
+
+@st.composite
+def metrics(draw: st.DrawFn, depth: int = 2) -> str:
+    name = draw(names())
+    if draw(st.booleans()):
+        return name
+    kinds = ["window", "keyword"] + (["metric"] if depth else [])
+    args = []
+    for kind in draw(st.lists(st.sampled_from(kinds), min_size=1, max_size=3)):
+        if kind == "window":
+            args.append(draw(durations))
+        elif kind == "keyword":
+            keyword = draw(st.sampled_from(["event", "category", "channel"]))
+            args.append(f"{keyword} {quoted(draw(texts))}")
+        else:
+            args.append(draw(metrics(depth - 1)))
+    return f"{name}({', '.join(args)})"
+
+
+operands = st.one_of(metrics(), names().map(lambda n: f"attributes.{n}"), literals)
+
+
+@st.composite
+def predicates(draw: st.DrawFn) -> str:
+    left = draw(operands)
+    neg = draw(st.sampled_from(["", "not "]))
+    kind = draw(st.integers(0, 6))
+    if kind == 0:
+        return f"{left} {draw(st.sampled_from(OPS))} {draw(operands)}"
+    if kind == 1:
+        return f"{left} {neg}between {draw(operands)} and {draw(operands)}"
+    if kind == 2:
+        items = draw(st.lists(literals, min_size=1, max_size=3))
+        return f"{left} {neg}in [{', '.join(items)}]"
+    if kind == 3:
+        return f"{left} {neg}{draw(st.sampled_from(['contains', 'starts with']))} {draw(operands)}"
+    if kind == 4:
+        return f"{left} is {neg}null"
+    tier = draw(st.one_of(names(), texts.filter(str.strip).map(quoted)))
+    return f"in tier {draw(names())}.{tier}"
+
+
+def syntax_conditions() -> st.SearchStrategy[str]:
+    return st.recursive(
+        predicates(),
+        lambda inner: st.one_of(
+            st.tuples(inner, inner, st.sampled_from([" and ", " or "])).map(
+                lambda p: f"{p[0]}{p[2]}{p[1]}"
+            ),
+            st.tuples(inner, inner, st.sampled_from([" and ", " or "])).map(
+                lambda p: f"({p[0]}{p[2]}{p[1]})"
+            ),
+            inner.map(lambda x: f"not ({x})"),
+            inner.map(lambda x: f"not {x}" if x.startswith(("(", "in tier", "not")) else x),
+        ),
+        max_leaves=6,
+    )
+
+
+@st.composite
+def comments(draw: st.DrawFn) -> str:
+    return "#" + draw(texts.map(lambda s: s.replace("\n", " ").replace("\r", " ")))
+
+
+@st.composite
+def tier_lines(draw: st.DrawFn) -> str:
+    name = draw(st.one_of(names(), texts.filter(str.strip).map(quoted)))
+    rule = draw(st.none() | syntax_conditions())
+    line = f"tier {name} otherwise" if rule is None else f"tier {name} when {rule}"
+    if draw(st.booleans()):
+        line += draw(st.sampled_from(["  ", " ", "\t"])) + draw(comments())
+    return line
+
+
+@st.composite
+def rule_texts(draw: st.DrawFn) -> str:
+    """A rule file that parses: a bare list of tiers, or scheme blocks, with comments."""
+
+    def block() -> list[str]:
+        lines = draw(st.lists(st.one_of(tier_lines(), comments()), max_size=4))
+        return [draw(st.sampled_from(["", "  ", "\t"])) + line for line in lines]
+
+    if draw(st.booleans()):
+        return "\n".join(block()) + draw(st.sampled_from(["", "\n"]))
+    out = []
+    for _ in range(draw(st.integers(1, 2))):
+        title = draw(st.none() | texts.map(quoted))
+        out.append(f"scheme {draw(names())}{'' if title is None else ' ' + title} {{")
+        out.extend(block())
+        out.append("}")
+    return "\n".join(out) + "\n"

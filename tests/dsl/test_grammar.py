@@ -4,12 +4,14 @@ grammar is written with, and they, and only they, cannot be names."""
 from __future__ import annotations
 
 import re
+import sys
+import unicodedata
 from typing import get_args
 
 from lark.lexer import PatternStr
 
 from dsl import tree as t
-from dsl.grammar import KEYWORDS
+from dsl.grammar import KEYWORDS, MARK_RANGES, word_character
 from dsl.parser import _lark
 
 
@@ -36,3 +38,14 @@ def test_names_exclude_exactly_the_keywords() -> None:
             assert not pattern.fullmatch(word), (terminal, word)
             for longer in (word + "s2", word + "_x", "x" + word):
                 assert pattern.fullmatch(longer), (terminal, longer)
+
+
+def test_mark_ranges_hold_every_combining_mark() -> None:
+    """`word_character` looks for marks only in `MARK_RANGES` (to build fast): none is
+    elsewhere in the whole code space, and every mark continues a word."""
+    inside = {cp for block in MARK_RANGES for cp in block}
+    word = re.compile(word_character())
+    for cp in range(sys.maxunicode + 1):
+        if unicodedata.category(chr(cp))[0] == "M":
+            assert cp in inside, hex(cp)
+            assert word.fullmatch(chr(cp)), hex(cp)
