@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import assert_never
@@ -33,6 +34,7 @@ from dsl.lints import lint_scheme
 _ORDERED = (Type.NUMBER, Type.DAYS, Type.TIMESTAMP)
 _CALLABLE = sorted(name for name in CATALOG if name not in ("attributes", "in tier"))
 _CALLABLE_SET = frozenset(_CALLABLE)
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")  # text that reads as a number literal
 _TYPE_WORDS = {
     Type.NUMBER: "a number",
     Type.DAYS: "a number of days",
@@ -275,7 +277,10 @@ class _Checker:
             if x.type is Type.DAYS and y.type is Type.NUMBER and isinstance(y, c.Const):
                 return a, b, Type.DAYS
         hint = None
-        if Type.TEXT in (a.type, b.type):
+        quoted = next((x for x in (a, b) if isinstance(x, c.Const) and x.type is Type.TEXT), None)
+        if quoted is not None and _NUMBER.fullmatch(str(quoted.value).strip()):
+            hint = f"numbers are written without quotes: {str(quoted.value).strip()}"
+        elif Type.TEXT in (a.type, b.type):
             hint = 'text values are written in double quotes, e.g. region = "east"'
         elif Type.DAYS in (a.type, b.type):
             hint = "durations compare with day counts such as recency or tenure"

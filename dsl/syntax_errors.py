@@ -6,6 +6,11 @@ exception into a `Diagnostic` that names things as a rule author writes them.
 
 from __future__ import annotations
 
+import difflib
+import re
+from decimal import Decimal
+from typing import get_args
+
 from lark import Token, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from dsl import tree as t
@@ -136,6 +141,37 @@ def _acceptable(error: UnexpectedToken) -> set[str]:
     return ok or set(error.expected)
 
 
+_UNITS = list(get_args(t.Unit))
+_AFTER_NUMBER = re.compile(r"(-?\d+(?:\.\d+)?)\s*$")  # text that ends with a number
+_THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+
+
+def _slip(token: Token, text: str, expected: set[str]) -> str | None:
+    """A hint for a common slip at `token`: `5,000` (a thousands separator), `30 dayz` (a
+    misspelt unit), a `scheme` where its block above was not closed."""
+    start = int(token.start_pos or 0)
+    before = text[:start]
+    if token.type == "COMMA" and _AFTER_NUMBER.search(before):
+        written = before.rsplit(None, 1)[-1] if before.strip() else ""
+        rest = _THOUSANDS.match(text, start - len(written.lstrip("-(["))) if written else None
+        if rest is not None:
+            return (
+                f"numbers are written without thousands separators: {rest.group().replace(',', '')}"
+            )
+        return "numbers are written without thousands separators: 5000, not 5,000"
+    if "UNIT" in expected and _AFTER_NUMBER.search(before) and token.type in ("NAME", "TIER_NAME"):
+        close = difflib.get_close_matches(str(token).rstrip("s"), _UNITS, n=1, cutoff=0.6)
+        units = "durations are written in days, weeks, months or years"
+        if not close:
+            return units
+        number = _AFTER_NUMBER.search(before)
+        one = number is not None and Decimal(number.group(1)) == 1
+        return f"did you mean `{close[0]}{'' if one else 's'}`? {units}"
+    if token.type == "SCHEME" and "RBRACE" in expected:
+        return "close the scheme above with `}` before the next one"
+    return None
+
+
 def syntax_error(error: UnexpectedInput, text: str, file: str) -> Diagnostic:
     """lark's syntax error in `text` as a diagnostic of `file`: what was expected and what was
     found there, with a hint for common slips (a keyword as a name, `==`, `&`, single quotes)."""
@@ -149,8 +185,10 @@ def syntax_error(error: UnexpectedInput, text: str, file: str) -> Diagnostic:
                 f"expected {describe_expected(expected)}, but the file ended",
                 code=Code.SYNTAX_ERROR,
             )
-        hint = None
-        if str(token) in KEYWORDS and "TIER_NAME" in expected:
+        hint = _slip(token, text, expected)
+        if hint is not None:
+            pass
+        elif str(token) in KEYWORDS and "TIER_NAME" in expected:
             hint = f'`{token}` is a reserved word; to use it as a tier name, quote it: "{token}"'
         elif str(token) in KEYWORDS and "NAME" in expected:
             hint = f"`{token}` is a reserved word, so something is missing before it"

@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 
 from dsl import tree as t
-from dsl.errors import RuleError
 from dsl.checker import check_text
+from dsl.errors import RuleError
 from dsl.parser import parse_condition, parse_file, parse_rules
 
 

@@ -1,23 +1,29 @@
-"""The parser's fast loop (`dsl.parser_fast.FastLoop`) against lark's own parser.
+"""The parser's fast loop (`dsl.parser_fast.FastLoop`) against lark's own parser, and both
+against the recovering parser (`dsl.recovery`) that reads past errors.
 
-Text that parses must give the same tree (spans included) through both; text that does not must
-make the fast loop hand over (so lark explains the error) or raise the same `RuleError`.
+Text that parses must give the same tree (spans included) through all of them; text that does
+not must make the fast loop hand over (so lark explains the error) or raise the same
+`RuleError`, and the recovering parser's first error must be the one lark stops at.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lark import UnexpectedInput
 
 from benchmarks.bench_dsl import scheme_text
-from dsl.errors import RuleError
-from dsl.parser import _fast_loop, _lark
+from dsl.checker import check_files
+from dsl.errors import Diagnostic, RuleError, position
+from dsl.parser import _fast_loop, _lark, _recovery, parse_recovering
 from dsl.parser_fast import Failed
+from dsl.syntax_errors import syntax_error
 from tests.dsl.golden_inputs import SEEDS, mutated_texts
-from tests.dsl.strategies import conditions, schemes
+from tests.dsl.strategies import conditions, rule_texts, schemes
 
 _HANDWRITTEN = [
     "",
@@ -105,3 +111,59 @@ def test_valid_text_takes_the_fast_loop() -> None:
     # Not only the same answer: the fast loop must not hand valid text over to lark.
     for text in [scheme_text(), *(t for t in _HANDWRITTEN[:17])]:
         assert _run(lambda: _fast_loop().parse(text, "start"))[0] == "tree", text  # noqa: B023
+
+
+def _recovering(text: str) -> tuple[object, list[Diagnostic]]:
+    return _recovery().parse(text, "f", lambda e: syntax_error(e, text, "f"))
+
+
+def _agree_with_recovery(text: str) -> None:
+    """The fast loop and lark's recovering parser give the same tree for text that parses;
+    for text that does not, the recovering parser's first error is the one lark's parser
+    stops at, and every error comes in file order."""
+    fast = _run(lambda: _fast_loop().parse(text, "start"))
+    tree, errors = _recovering(text)
+    if fast[0] == "tree":
+        assert (tree, errors) == (fast[1], []), text
+        return
+    assert errors, text
+    first = _run(lambda: _lark().parse(text, start="start"))
+    if first[0] == "rule error":
+        assert errors[0] == replace(first[1][0], file="f"), text  # type: ignore[index]
+    else:
+        assert first[0] == "syntax error", text
+        try:
+            _lark().parse(text, start="start")
+        except UnexpectedInput as error:
+            assert errors[0] == syntax_error(error, text, "f"), text
+    assert [position(d) for d in errors] == sorted(position(d) for d in errors), text
+
+
+def test_recovery_agrees_with_both_parsers() -> None:
+    for text in [*_HANDWRITTEN, *SEEDS, scheme_text(), *mutated_texts(3_000, SEEDS)]:
+        _agree_with_recovery(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rule_texts())
+def test_recovery_agrees_on_generated_files(text: str) -> None:
+    _agree_with_recovery(text)
+
+
+def test_every_error_of_a_file_is_reported() -> None:
+    """One run shows the misspelt metric on line 2 and the broken argument on line 4, and the
+    tiers around them are read (the good ones checked, so nothing else is reported)."""
+    text = (
+        "scheme value {\n"
+        "  tier VIP when monetory > 5000\n"
+        "  tier Loyal when frequency >= 12\n"
+        "  tier Active when frequency(30 dayz) >= 1\n"
+        "  tier Normal otherwise\n"
+        "}\n"
+    )
+    parsed = parse_recovering(text, "v.rules")
+    assert [tier.name for tier in parsed.file.schemes[0].tiers] == ["VIP", "Loyal", "Normal"]
+    with pytest.raises(RuleError) as caught:
+        check_files({"v.rules": text})
+    found = [(d.line, d.column, d.code) for d in caught.value.diagnostics]
+    assert found == [(2, 17, "unknown-metric"), (4, 33, "syntax-error")]
