@@ -625,9 +625,11 @@ def check_files(
     *,
     known_dependencies: Mapping[str, Collection[str]] | None = None,
     published_unknown: str | None = None,
+    bare_key: str | None = None,
 ) -> CheckResult:
     """Parse and check several files together, so `in tier` can reach across them; the
-    arguments after `sources` (file name -> text) are those of `check`.
+    arguments after `sources` (file name -> text) are those of `check`, and `bare_key` the key
+    a file that is a bare list of tiers is checked under (as it would be published).
 
     Raises `RuleError` with the errors of every file, syntax errors included: each file is
     read past its syntax errors, and what could be read is checked.
@@ -638,7 +640,10 @@ def check_files(
     diagnostics: list[Diagnostic] = []
     for file, text in sources.items():
         parsed = parse_recovering(text, file)
-        schemes.extend(parsed.file.schemes)
+        if parsed.file.bare and bare_key is not None:
+            schemes.extend(replace(scheme, key=bare_key) for scheme in parsed.file.schemes)
+        else:
+            schemes.extend(parsed.file.schemes)
         diagnostics.extend(parsed.diagnostics)
     return check(
         schemes,

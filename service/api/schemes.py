@@ -10,7 +10,7 @@ from typing import Annotated
 import strawberry
 
 from dsl import Diagnostic as RuleDiagnostic
-from dsl import RuleError, parse_rules
+from dsl import RuleError
 from service.access.auth import Permission
 from service.api.context import Info
 from service.api.errors import Severity
@@ -164,6 +164,11 @@ class PublishResult:
     )
 
 
+def _file(key: str | None) -> str:
+    """The file name diagnostics of rules for scheme ``key`` carry."""
+    return f"{key}.rules" if key is not None else "<rules>"
+
+
 def _midnight(day: dt.date | None) -> dt.datetime | None:
     return None if day is None else dt.datetime.combine(day, dt.time(), dt.UTC)
 
@@ -185,15 +190,28 @@ class SchemeQuery:
         needs=Permission.check_rules,
     )
     async def check_rules(
-        self, info: Info, source: Annotated[str, arg("Rule text, as in a .rules file.")]
+        self,
+        info: Info,
+        source: Annotated[str, arg("Rule text, as in a .rules file.")],
+        key: Annotated[
+            str | None,
+            arg("The scheme a bare list of tiers is (as `publishScheme` would take it)."),
+        ] = None,
     ) -> RuleCheck:
         context = info.context
         # Bad rules are this field's answer, not an error.
         try:
-            parsed = await schemes.rule_work(len(source), parse_rules, source)
+            draft = await schemes.rule_work(
+                len(source),
+                schemes.parse_for_publishing,
+                source,
+                _file(key),
+                key,
+                require_key=False,
+            )
             async with context.transaction() as connection:
                 result = await schemes.check_against_published(
-                    connection, context.tenant, parsed, chars=len(source)
+                    connection, context.tenant, draft, chars=len(source)
                 )
         except RuleError as error:
             return RuleCheck(ok=False, diagnostics=[Diagnostic.of(d) for d in error.diagnostics])
@@ -213,10 +231,22 @@ class SchemeQuery:
         as_of: Annotated[
             dt.date | None, arg("Evaluate on the data before this day (a backtest); default now.")
         ] = None,
+        key: Annotated[
+            str | None,
+            arg(
+                "The scheme a bare list of tiers is, as `publishScheme` takes it (and as "
+                "`tierwise rules preview --scheme KEY`); needed for such a list."
+            ),
+        ] = None,
     ) -> RulePreview:
         context = info.context
         previews = await evaluation.preview(
-            context.engine, context.tenant, source, as_of=_midnight(as_of)
+            context.engine,
+            context.tenant,
+            source,
+            file=_file(key),
+            scheme_key=key,
+            as_of=_midnight(as_of),
         )
         return RulePreview(schemes=[SchemePreview.of(p) for p in previews])
 

@@ -1,4 +1,9 @@
-"""`tierwise rules check` and `tierwise rules fmt`: the rule language on the command line."""
+"""`tierwise rules check|fmt|publish|preview|templates`: the rule language on the command line.
+
+`check`, `preview` and `publish` agree on every file: all three check `in tier` references
+against the tenant's published schemes, `check` only when a database is there to read them
+from (it never creates one); without, it notes the references it could not check.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dsl.checker import check_files
@@ -26,8 +32,10 @@ from service.cli.support import (
     run_with_engine,
     settings,
 )
+from service.config import Settings
 from service.db.database import tenant_transaction
 from service.engine import evaluation, schemes
+from service.engine.schemes import References
 from service.engine.templates import TEMPLATES
 from service.errors import UserError
 
@@ -37,6 +45,10 @@ rules_app = typer.Typer(
 )
 
 Files = Annotated[list[Path], typer.Argument(help="Rule files.", show_default=False)]
+SchemeOption = Annotated[
+    str | None,
+    typer.Option("--scheme", metavar="KEY", help="The key of a file that is a bare list of tiers."),
+]
 
 
 def _read(files: list[Path]) -> tuple[dict[str, str], list[Diagnostic]]:
@@ -62,8 +74,53 @@ def _report(diagnostics: list[Diagnostic], sources: dict[str, str], fmt: OutputF
     for diagnostic in diagnostics:
         typer.echo(render(diagnostic, sources.get(diagnostic.file)))
     errors = sum(d.severity == "error" for d in diagnostics)
-    warnings = len(diagnostics) - errors
-    typer.echo(f"{len(sources)} file(s) checked: {errors} error(s), {warnings} warning(s)")
+    warnings = sum(d.severity == "warning" for d in diagnostics)
+    notes = len(diagnostics) - errors - warnings
+    typer.echo(
+        f"{len(sources)} file(s) checked: {errors} error(s), {warnings} warning(s)"
+        + (f", {notes} note(s)" if notes else "")
+    )
+
+
+def _published(config: Settings, tenant: str) -> References | str:
+    """The tenant's published schemes as `in tier` sees them, or why they could not be read.
+
+    The one place `check` looks for a database: TIERWISE_DATABASE_URL, or an embedded
+    Postgres that already exists in TIERWISE_DATA_DIR (none is created just to look)."""
+    if not config.database_url and not (config.data_dir / "pg" / "PG_VERSION").is_file():
+        return (
+            "no database to read the published schemes from: TIERWISE_DATABASE_URL is not set "
+            f"and there is no embedded Postgres in {config.data_dir.resolve()} "
+            "(TIERWISE_DATA_DIR)"
+        )
+
+    async def work(engine: AsyncEngine) -> References:
+        async with tenant_transaction(engine, tenant) as connection:
+            return await schemes.published_references(connection, tenant)
+
+    try:
+        return run_with_engine(config, work)
+    except (OSError, DBAPIError, UserError) as error:
+        reason = getattr(error, "orig", None) or error
+        return f"the published schemes could not be read: {reason}"
+
+
+def _check(
+    sources: dict[str, str], scheme: str | None, published: References | str
+) -> list[Diagnostic]:
+    known = published if isinstance(published, References) else None
+    try:
+        return list(
+            check_files(
+                sources,
+                known.tiers if known else None,
+                known_dependencies=known.dependencies if known else None,
+                published_unknown=published if isinstance(published, str) else None,
+                bare_key=scheme,
+            ).warnings
+        )
+    except RuleError as error:
+        return list(error.diagnostics)
 
 
 @rules_app.command("check")
@@ -72,13 +129,22 @@ def check(
     output: Annotated[
         OutputFormat, typer.Option("--format", help="text, or json for tools.")
     ] = OutputFormat.text,
+    scheme: SchemeOption = None,
+    tenant: TenantOption = None,
 ) -> None:
-    """Report errors and warnings as FILE:LINE:COL; exit 1 on any error."""
+    """Report errors, warnings and notes as FILE:LINE:COL; exit 1 on any error.
+
+    `in tier` references to schemes not in FILES are checked against the tenant's published
+    schemes when there is a database (as publish does); without one, a note says which
+    could not be checked."""
     sources, diagnostics = _read(files)
-    try:
-        diagnostics.extend(check_files(sources).warnings)
-    except RuleError as error:
-        diagnostics.extend(error.diagnostics)
+    unknown = "the published schemes were not looked up"
+    found = _check(sources, scheme, unknown)
+    if any(d.code is Code.UNCHECKED_REFERENCE for d in found):
+        # Only now is a database needed: for references outside these files.
+        config = settings()
+        found = _check(sources, scheme, _published(config, tenant or config.default_tenant))
+    diagnostics.extend(found)
     _report(diagnostics, sources, output)
     if any(d.severity == "error" for d in diagnostics):
         raise typer.Exit(1)
@@ -116,12 +182,6 @@ def fmt(
         raise typer.Exit(1)
 
 
-SchemeOption = Annotated[
-    str | None,
-    typer.Option("--scheme", metavar="KEY", help="The key of a file that is a bare list of tiers."),
-]
-
-
 def _read_one(file: Path) -> str:
     sources, problems = _read([file])
     if problems:
@@ -129,11 +189,13 @@ def _read_one(file: Path) -> str:
     return sources[str(file)]
 
 
-def _rule_errors(error: RuleError, file: Path, text: str) -> typer.Exit:
-    """Print the checker's errors (nothing was changed) and say how to exit."""
+def _rule_errors(error: RuleError, file: Path, text: str, outcome: str) -> typer.Exit:
+    """Print the checker's errors (nothing was changed), then `FILE: outcome: ...`, and say
+    how to exit."""
     for diagnostic in error.diagnostics:
         typer.echo(render(diagnostic, text if diagnostic.file == str(file) else None), err=True)
-    typer.echo(f"{file}: not published: the rules have errors", err=True)
+    errors = sum(d.severity == "error" for d in error.diagnostics)
+    typer.echo(f"{file}: {outcome}: the rules have {errors} error(s)", err=True)
     return typer.Exit(1)
 
 
@@ -170,7 +232,7 @@ def publish(
     try:
         published, runs = run_with_engine(config, work)
     except RuleError as error:
-        raise _rule_errors(error, file, text) from None
+        raise _rule_errors(error, file, text, "not published") from None
     for warning in published.warnings.warnings:
         typer.echo(render(warning, text), err=True)
     for item in published.schemes:
@@ -208,7 +270,7 @@ def preview(
     try:
         previews = run_with_engine(config, work)
     except RuleError as error:
-        raise _rule_errors(error, file, text) from None
+        raise _rule_errors(error, file, text, "no preview") from None
     if output is OutputFormat.json:
         out.print_json(json.dumps([_preview_json(p) for p in previews], ensure_ascii=False))
         return

@@ -558,11 +558,11 @@ async def preview(
     check_past(at, now)
     previews: dict[str, Preview] = {}
     async with tenant_transaction(engine, tenant, batch=True) as connection:
-        texts = await published.rule_work(
+        rules = await published.rule_work(
             len(source), published.parse_for_publishing, source, file, scheme_key
         )
         result = await published.check_against_published(
-            connection, tenant, [scheme for scheme, _ in texts], chars=len(source)
+            connection, tenant, rules, chars=len(source)
         )
         await connection.execute(text("SET LOCAL work_mem = '256MB'"))
         await connection.execute(text(CREATE_TIERS_THEN))

@@ -21,15 +21,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dsl import (
     CheckedScheme,
+    Diagnostic,
     RuleError,
     check,
     evaluation_order,
     format_text,
-    parse_file,
     parse_rules,
 )
 from dsl.checker import CheckResult
 from dsl.evaluator import is_population
+from dsl.parser import parse_recovering
 from dsl.tree import Scheme
 from service.access import audit
 from service.db import locks
@@ -157,47 +158,90 @@ async def published_keys(
     return set(found)
 
 
+@dataclass(frozen=True)
+class Draft:
+    """Rule text to be published (or previewed): its schemes as far as they parse (a bare list
+    of tiers given its key), what parsing found, and, when it found no error, each scheme's
+    own text in canonical layout, a self-contained `scheme` block."""
+
+    schemes: list[Scheme]
+    diagnostics: tuple[Diagnostic, ...]
+    texts: list[str]
+
+
 def parse_for_publishing(
-    source: str, file: str, scheme_key: str | None
-) -> list[tuple[Scheme, str]]:
-    """Each scheme of a rule file with its own text in canonical layout, as a self-contained
-    `scheme` block; a bare list of tiers takes ``scheme_key`` as its key."""
-    rule_file = parse_file(source, file)
+    source: str, file: str, scheme_key: str | None, *, require_key: bool = True
+) -> Draft:
+    """The draft of rule text ``source``; UserError when a file of schemes has a
+    ``scheme_key`` that is not its only scheme's, or (with ``require_key``, as publishing
+    needs) a bare list of tiers has none: without, such a list is checked as a scheme without
+    a key."""
+    parsed = parse_recovering(source, file)
+    rule_file = parsed.file
+    if rule_file.bare and scheme_key is None and not require_key:
+        return Draft(list(rule_file.schemes), parsed.diagnostics, [])
     if rule_file.bare:
         if scheme_key is None:
             raise UserError(
                 f"{file} is a bare list of tiers: say which scheme it is with --scheme KEY"
             )
-        scheme = dataclasses.replace(rule_file.schemes[0], key=scheme_key)
-        return [(scheme, format_text(f"scheme {scheme_key} {{\n{source}\n}}\n", file))]
+        keyed = [dataclasses.replace(s, key=scheme_key) for s in rule_file.schemes]
+        if parsed.errors:
+            return Draft(keyed, parsed.diagnostics, [])
+        return Draft(
+            keyed,
+            parsed.diagnostics,
+            [format_text(f"scheme {scheme_key} {{\n{source}\n}}\n", file)],
+        )
     keys = [scheme.key for scheme in rule_file.schemes]
     if scheme_key is not None and keys != [scheme_key]:
         raise UserError(
             f"{file} defines schemes {', '.join(map(str, keys))}; --scheme only names the "
             "scheme of a bare list of tiers"
         )
+    if parsed.errors:
+        return Draft(list(rule_file.schemes), parsed.diagnostics, [])
     lines = source.splitlines()
-    return [
-        (
-            scheme,
-            format_text("\n".join(lines[scheme.span.line - 1 : scheme.span.end_line]) + "\n", file),
-        )
+    texts = [
+        format_text("\n".join(lines[scheme.span.line - 1 : scheme.span.end_line]) + "\n", file)
         for scheme in rule_file.schemes
     ]
+    return Draft(list(rule_file.schemes), parsed.diagnostics, texts)
+
+
+@dataclass(frozen=True)
+class References:
+    """What `in tier` can reach among a tenant's published schemes: their tiers and the
+    schemes each reads (for cycles), by key."""
+
+    tiers: dict[str, tuple[str, ...]]
+    dependencies: dict[str, list[str]]
+
+
+async def published_references(
+    connection: AsyncConnection, tenant: str, defined: Collection[str | None] = ()
+) -> References:
+    """The tenant's published schemes as `in tier` sees them, but those of keys ``defined``
+    (new versions of them are being checked)."""
+    others = [s for s in await current(connection, tenant) if s.key not in defined]
+    return References(
+        {s.key: s.tiers for s in others}, {s.key: sorted(s.checked.depends_on) for s in others}
+    )
 
 
 async def check_against_published(
-    connection: AsyncConnection, tenant: str, parsed: Sequence[Scheme], *, chars: int = 0
+    connection: AsyncConnection, tenant: str, draft: Draft, *, chars: int = 0
 ) -> CheckResult:
-    """Check new schemes (parsed from ``chars`` characters of text) together with the
-    tenant's other published schemes."""
-    others = [s for s in await current(connection, tenant) if s.key not in {p.key for p in parsed}]
+    """Check a draft (of ``chars`` characters of text) together with the tenant's other
+    published schemes; raises RuleError with every error, those found parsing included."""
+    references = await published_references(connection, tenant, {s.key for s in draft.schemes})
     return await rule_work(
         chars,
         check,
-        parsed,
-        known_tiers={s.key: s.tiers for s in others},
-        known_dependencies={s.key: sorted(s.checked.depends_on) for s in others},
+        draft.schemes,
+        known_tiers=references.tiers,
+        known_dependencies=references.dependencies,
+        parse_diagnostics=draft.diagnostics,
     )
 
 
@@ -212,15 +256,14 @@ async def publish(
 ) -> Published:
     """Check and publish every scheme of ``source``; raises RuleError on any error. Each new
     version is recorded in the audit log as ``actor``'s, with the version it replaced."""
-    texts = await rule_work(len(source), parse_for_publishing, source, file, scheme_key)
-    parsed = [scheme for scheme, _ in texts]
-    result = await check_against_published(connection, tenant, parsed, chars=len(source))
+    draft = await rule_work(len(source), parse_for_publishing, source, file, scheme_key)
+    result = await check_against_published(connection, tenant, draft, chars=len(source))
     await connection.execute(
         text("INSERT INTO tenants (id, name) VALUES (:t, :t) ON CONFLICT (id) DO NOTHING"),
         {"t": tenant},
     )
     changed: list[str] = []
-    for scheme, canonical in texts:
+    for scheme, canonical in zip(draft.schemes, draft.texts, strict=True):
         assert scheme.key is not None
         # Serialise publishers of one scheme: versions are numbered without gaps.
         await locks.acquire(connection, locks.Purpose.publish, tenant, scheme.key)
@@ -284,7 +327,9 @@ async def publish(
         )
     published = {s.key: s for s in await current(connection, tenant)}
     return Published(
-        tuple(published[s.key] for s in parsed if s.key in published), tuple(changed), result
+        tuple(published[s.key] for s in draft.schemes if s.key in published),
+        tuple(changed),
+        result,
     )
 
 
