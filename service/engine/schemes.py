@@ -183,7 +183,8 @@ def parse_for_publishing(
     if rule_file.bare:
         if scheme_key is None:
             raise UserError(
-                f"{file} is a bare list of tiers: say which scheme it is with --scheme KEY"
+                f"{file} is a bare list of tiers: say which scheme it is (--scheme KEY on "
+                "the command line, `key` in the API)"
             )
         keyed = [dataclasses.replace(s, key=scheme_key) for s in rule_file.schemes]
         if parsed.errors:

@@ -222,15 +222,29 @@ async def test_segments_schemes_strategies_and_metrics(engine: AsyncEngine, tena
 async def test_check_rules_reports_errors_and_warnings_without_writing(
     engine: AsyncEngine, tenant: str
 ) -> None:
-    query = """query ($source: String!) {
-      checkRules(source: $source) { ok diagnostics { line column severity message hint } }
+    query = """query ($source: String!, $key: String) {
+      checkRules(source: $source, key: $key) {
+        ok diagnostics { line column severity code message hint }
+      }
     }"""
     good = data(await post(engine, tenant, query, {"source": "scheme s {\n tier A otherwise\n}"}))
     assert good["checkRules"] == {"ok": True, "diagnostics": []}
-    bad = data(await post(engine, tenant, query, {"source": "scheme s {\n tier A when x > 1\n}"}))
+    source = "scheme s {\n tier A when x > 1\n tier B when y >\n tier C when 1 < 2\n}"
+    bad = data(await post(engine, tenant, query, {"source": source}))
     assert bad["checkRules"]["ok"] is False
-    assert bad["checkRules"]["diagnostics"][0]["line"] == 2
-    assert bad["checkRules"]["diagnostics"][0]["severity"] == "ERROR"
+    # Every error, each with its stable code.
+    assert [(d["line"], d["severity"], d["code"]) for d in bad["checkRules"]["diagnostics"]] == [
+        (2, "ERROR", "unknown-metric"),
+        (4, "ERROR", "syntax-error"),
+        (4, "ERROR", "no-metric"),
+    ]
+    # A bare list of tiers checked as scheme `s` (as publishScheme would take it) cannot read
+    # its own tiers; checked without a key it may.
+    tiers = "tier A when in tier s.B\ntier B otherwise\n"
+    keyed = data(await post(engine, tenant, query, {"source": tiers, "key": "s"}))
+    assert [d["code"] for d in keyed["checkRules"]["diagnostics"]] == ["self-reference"]
+    empty = data(await post(engine, tenant, query, {"source": "\n"}))["checkRules"]
+    assert empty["ok"] is True and empty["diagnostics"][0]["code"] == "empty-file"
     schemes = data(await post(engine, tenant, "{ schemes { key } }"))
     assert schemes == {"schemes": []}
 
@@ -257,6 +271,28 @@ async def test_preview_rules_counts_tiers_and_moves(engine: AsyncEngine, tenant:
     future = await post(engine, tenant, query, {"source": source, "asOf": "2999-01-01"})
     assert codes(future) == ["BAD_INPUT"]
     assert "is in the future" in future["errors"][0]["message"]
+    assert bad["errors"][0]["extensions"]["diagnostics"][0]["code"] == "unknown-metric"
+
+
+async def test_preview_rules_takes_a_bare_list_of_tiers_with_a_key(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    """As `tierwise rules preview --scheme KEY` does, and publishScheme(key: ...)."""
+    await shop(engine, tenant)
+    query = """query ($source: String!, $key: String) {
+      previewRules(source: $source, key: $key) { schemes { scheme tiers { tier customerCount } } }
+    }"""
+    tiers = 'tier East when region = "east"\ntier Rest otherwise\n'
+    preview = data(await post(engine, tenant, query, {"source": tiers, "key": "area"}))
+    assert preview["previewRules"]["schemes"] == [
+        {
+            "scheme": "area",
+            "tiers": [{"tier": "East", "customerCount": 2}, {"tier": "Rest", "customerCount": 1}],
+        }
+    ]
+    unkeyed = await post(engine, tenant, query, {"source": tiers})
+    assert codes(unkeyed) == ["BAD_INPUT"]
+    assert "bare list of tiers" in unkeyed["errors"][0]["message"]
 
 
 async def test_a_page_costs_the_same_round_trips_whatever_its_size(

@@ -130,8 +130,10 @@ def test_a_mistake_is_underlined_where_it_is_with_its_message(page: Page, served
     problem = page.get_by_role("list", name="Problems").get_by_role("listitem")
     expect(problem).to_contain_text("line 2, column 15: error:")
     expect(problem).to_contain_text("did you mean `frequency`")
+    expect(problem).to_contain_text("[unknown-metric]")
     underlined.hover()
     expect(page.locator(".cm-tooltip-lint")).to_contain_text("2:15: unknown metric")
+    expect(page.locator(".cm-tooltip-lint")).to_contain_text("[unknown-metric]")
 
     page.keyboard.press("Control+End")
     editor_text(page, "scheme s {\n  tier A when frequency > 2\n  tier B otherwise\n}\n")

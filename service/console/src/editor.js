@@ -14,7 +14,8 @@ import grammar from "tierwise:grammar";
 
 const KEYWORDS = new Set(grammar.keywords);
 const UNIT = new RegExp(`^(${grammar.units.join("|")})s?$`);
-const WORD = /^[\p{L}\p{N}_]+/u;
+// A word as dsl/grammar.py reads one: letters, digits, `_`, combining marks and joiners.
+const WORD = /^[\p{L}\p{N}_][\p{L}\p{N}\p{M}_\u200c\u200d]*/u;
 
 /** The rule language for CodeMirror; `metricNames` (a Set) may grow after the catalog loads. */
 export function ruleLanguage(metricNames) {
@@ -26,7 +27,7 @@ export function ruleLanguage(metricNames) {
       if (stream.match(/^"([^"\\\n]|\\.)*"?/)) return "string";
       if (stream.match(/^\d{4}-\d{2}-\d{2}(?![\p{L}\p{N}_])/u)) return "literal";
       if (stream.match(/^-?\d+(\.\d+)?/)) return "number";
-      if (stream.match(/^attributes\.[\p{L}\p{N}_]+/u)) return "propertyName";
+      if (stream.match(/^attributes\.[\p{L}\p{N}_][\p{L}\p{N}\p{M}_\u200c\u200d]*/u)) return "propertyName";
       if (stream.match(/^(<=|>=|!=|=|<|>)/)) return "compareOperator";
       const word = stream.match(WORD);
       if (word) {
@@ -58,7 +59,7 @@ const highlighting = HighlightStyle.define([
 /** Completion: the catalog's metrics (with type, unit and description) and the keywords. */
 function completeFrom(metrics) {
   return (context) => {
-    const word = context.matchBefore(/[\p{L}\p{N}_.]*/u);
+    const word = context.matchBefore(/[\p{L}\p{N}\p{M}_.]*/u);
     if (!word || (word.from === word.to && !context.explicit)) return null;
     const inString = /"[^"]*$/.test(context.state.doc.lineAt(context.pos).text.slice(0, context.pos - context.state.doc.lineAt(context.pos).from));
     if (inString) return null;
@@ -72,7 +73,7 @@ function completeFrom(metrics) {
       })),
       ...grammar.keywords.map((label) => ({ label, type: "keyword" })),
     ];
-    return { from: word.from, options, validFor: /^[\p{L}\p{N}_]*$/u };
+    return { from: word.from, options, validFor: /^[\p{L}\p{N}\p{M}_]*$/u };
   };
 }
 
@@ -93,13 +94,20 @@ export function toDiagnostic(doc, d) {
   return {
     from,
     to,
-    severity: d.severity === "WARNING" ? "warning" : "error",
+    severity: { WARNING: "warning", NOTE: "info" }[d.severity] ?? "error",
     message: d.hint ? `${d.message} (${d.hint})` : d.message,
     renderMessage: () => {
       const box = document.createElement("div");
       const message = document.createElement("div");
       message.className = "diagnostic-message";
       message.textContent = `${d.line}:${d.column}: ${d.message}`;
+      if (d.code) {
+        // The stable code (docs/rules.md lists them), as `tierwise rules check` prints it.
+        const code = document.createElement("code");
+        code.className = "diagnostic-code";
+        code.textContent = ` [${d.code}]`;
+        message.append(code);
+      }
       box.append(message);
       if (d.hint) {
         const hint = document.createElement("div");

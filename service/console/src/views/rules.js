@@ -14,7 +14,7 @@ import { ruleEditor } from "../editor.js";
 const NEW = "";
 
 function schemeKeyOf(source) {
-  return source.match(/^\s*scheme\s+([\p{L}_][\p{L}\p{N}_]*)/mu)?.[1] ?? null;
+  return source.match(/^\s*scheme\s+([\p{L}_][\p{L}\p{N}\p{M}_\u200c\u200d]*)/mu)?.[1] ?? null;
 }
 
 export async function rules(main, ctx, [schemeKey]) {
@@ -52,7 +52,7 @@ export async function rules(main, ctx, [schemeKey]) {
     replace(
       problems,
       diagnostics.map((d) =>
-        h("li", { class: d.severity.toLowerCase() }, h("strong", {}, `line ${d.line}, column ${d.column}: ${d.severity.toLowerCase()}: `), d.message, d.hint ? h("span", { class: "hint" }, ` ${d.hint}`) : null),
+        h("li", { class: d.severity.toLowerCase() }, h("strong", {}, `line ${d.line}, column ${d.column}: ${d.severity.toLowerCase()}: `), d.message, d.code ? h("code", { class: "code" }, ` [${d.code}]`) : null, d.hint ? h("span", { class: "hint" }, ` ${d.hint}`) : null),
       ),
     );
   }
