@@ -1,8 +1,8 @@
 """Text that rules compare, in Unicode NFC: rule text is read in NFC and ingest now stores these
 columns in NFC, so rows stored before are brought to NFC too (only those not in it change).
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-30
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
