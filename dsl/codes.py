@@ -90,8 +90,12 @@ class Code(enum.StrEnum):
         "A note: `in tier S.T` names a scheme that is not in the files checked, and no database "
         "was found to look up the published ones, so the reference was not checked.",
     )
+    DUPLICATE_TIER = (
+        "duplicate-tier",
+        "Two tiers of one scheme with the same name (a warning for versions published before "
+        "it became an error).",
+    )
     # Valid rules that cannot do what was meant (dsl.lints): warnings.
-    DUPLICATE_TIER = "duplicate-tier", "Two tiers of one scheme with the same name."
     AFTER_OTHERWISE = (
         "after-otherwise",
         "A tier after `otherwise`: `otherwise` takes everyone left, so it never gets anyone.",

@@ -85,14 +85,9 @@ def _report(diagnostics: list[Diagnostic], sources: dict[str, str], fmt: OutputF
 def _published(config: Settings, tenant: str) -> References | str:
     """The tenant's published schemes as `in tier` sees them, or why they could not be read.
 
-    The one place `check` looks for a database: TIERWISE_DATABASE_URL, or an embedded
-    Postgres that already exists in TIERWISE_DATA_DIR (none is created just to look)."""
-    if not config.database_url and not (config.data_dir / "pg" / "PG_VERSION").is_file():
-        return (
-            "no database to read the published schemes from: TIERWISE_DATABASE_URL is not set "
-            f"and there is no embedded Postgres in {config.data_dir.resolve()} "
-            "(TIERWISE_DATA_DIR)"
-        )
+    The one place `check` looks for a database: where every command does (`run_with_engine`:
+    TIERWISE_DATABASE_URL, or an embedded Postgres that already exists in TIERWISE_DATA_DIR,
+    none being created just to look); the reason says where it looked."""
 
     async def work(engine: AsyncEngine) -> References:
         async with tenant_transaction(engine, tenant) as connection:
@@ -100,9 +95,10 @@ def _published(config: Settings, tenant: str) -> References | str:
 
     try:
         return run_with_engine(config, work)
-    except (OSError, DBAPIError, UserError) as error:
-        reason = getattr(error, "orig", None) or error
-        return f"the published schemes could not be read: {reason}"
+    except UserError as error:  # no database there, or not migrated: says where it looked
+        return str(error)
+    except (OSError, DBAPIError) as error:
+        return f"the published schemes could not be read: {getattr(error, 'orig', None) or error}"
 
 
 def _check(

@@ -88,7 +88,7 @@ def test_cross_file_tier_references(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert alone.exit_code == 0, alone.output
     assert f"{b}:2:14: note: scheme `value` is not in the files checked" in alone.output
     assert "[unchecked-reference]" in alone.output
-    assert f"no embedded Postgres in {data_dir}" in alone.output
+    assert f"looked for the embedded Postgres in {data_dir.resolve()}" in alone.output
     assert "0 error(s), 0 warning(s), 1 note(s)" in alone.output
     assert not data_dir.exists()
 
