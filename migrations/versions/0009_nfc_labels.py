@@ -1,8 +1,8 @@
 """Text that rules compare, in Unicode NFC: rule text is read in NFC and ingest now stores these
 columns in NFC, so rows stored before are brought to NFC too (only those not in it change).
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-30
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
