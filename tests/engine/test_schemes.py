@@ -145,7 +145,7 @@ async def test_long_rule_text_is_parsed_while_the_event_loop_serves(
         before = ticks
         parsed = await schemes.rule_work(len(big), schemes.parse_for_publishing, big, "big", None)
         assert ticks - before >= 10
-        assert len(parsed[0][0].tiers) == 2001
+        assert len(parsed.schemes[0].tiers) == 2001
         small = _big_rules(3)
         before = ticks
         await schemes.rule_work(len(small), schemes.parse_for_publishing, small, "small", None)
