@@ -11,9 +11,10 @@ from typing import Any
 from graphql import DocumentNode, ExecutionResult, GraphQLError, StringValueNode, Visitor, visit
 from strawberry.extensions import SchemaExtension
 
-from service.api.errors import BAD_INPUT
+from service.api.errors import BAD_INPUT, ApiError
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_NEITHER = "text may hold neither NUL characters nor unpaired surrogates"
 
 
 def _in_value(value: Any, path: str) -> str | None:
@@ -43,6 +44,14 @@ class _Literals(Visitor):
             self.found = node
 
 
+def require_storable(value: str, where: str) -> None:
+    """Raises `ApiError` (BAD_INPUT) naming ``where`` when ``value`` holds unstorable text: for
+    subscriptions' arguments, which the `StorableText` extension does not see (strawberry runs
+    no execution hooks for subscriptions)."""
+    if _UNSTORABLE.search(value):
+        raise ApiError(BAD_INPUT, f"{where}: {_NEITHER}")
+
+
 def unstorable(document: DocumentNode, variables: Mapping[str, Any] | None) -> str | None:
     """Where the operation's input holds text the database cannot store, or None."""
     for name, value in (variables or {}).items():
@@ -66,7 +75,7 @@ class StorableText(SchemaExtension):
         where = None if document is None else unstorable(document, context.variables)
         if where is not None:
             error = GraphQLError(
-                f"{where}: text may hold neither NUL characters nor unpaired surrogates",
+                f"{where}: {_NEITHER}",
                 extensions={"code": BAD_INPUT},
             )
             context.result = ExecutionResult(data=None, errors=[error])

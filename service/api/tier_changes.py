@@ -15,6 +15,7 @@ from service.api.customers import Transition
 from service.api.errors import UNAVAILABLE, ApiError
 from service.api.feed import FeedLost
 from service.api.fields import arg, subscription
+from service.api.text import require_storable
 
 
 @strawberry.type
@@ -28,6 +29,8 @@ class TierChangeSubscription:
         self, info: Info, scheme: Annotated[str | None, arg("Only this scheme's changes.")] = None
     ) -> AsyncGenerator[Transition, None]:
         context = info.context
+        if scheme is not None:
+            require_storable(scheme, "argument scheme")
         # Closed as soon as the client unsubscribes, not whenever the collector finds it.
         try:
             async with aclosing(context.feed.watch(context.tenant, scheme)) as rows:

@@ -196,3 +196,23 @@ async def test_an_unknown_scheme_ends_the_subscription_with_not_found(
     assert reported.message == f"no published scheme 'nope' in tenant {tenant!r}"
     assert feed.active == 0
     await feed.close()
+
+
+@pytest.mark.parametrize("scheme", ["value\x00", "value\ud800"])
+async def test_unstorable_text_in_a_subscription_argument_is_bad_input(
+    engine: AsyncEngine, tenant: str, scheme: str
+) -> None:
+    feed = TransitionFeed(engine)
+    context = Context(engine, caller(tenant), Settings(), feed)
+    stream = await build_schema(Settings()).subscribe(
+        OPERATION, variable_values={"scheme": scheme}, context_value=context
+    )
+    assert isinstance(stream, AsyncGenerator)
+    result: Any = await asyncio.wait_for(anext(stream), timeout=10)
+    (reported,) = result.errors
+    assert reported.extensions == {"code": "BAD_INPUT"}
+    assert reported.message == (
+        "argument scheme: text may hold neither NUL characters nor unpaired surrogates"
+    )
+    assert feed.active == 0
+    await feed.close()
