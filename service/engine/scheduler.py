@@ -37,7 +37,8 @@ async def run_due(
     engine: AsyncEngine, interval: dt.timedelta, stopping: asyncio.Event | None = None
 ) -> list[evaluation.RunResult]:
     """Evaluate every scheme (of every tenant) not evaluated within ``interval``; once
-    ``stopping`` is set, no further tenant is started."""
+    ``stopping`` is set, no further tenant is started. A tenant whose evaluation fails is
+    logged and left for the next round; the other tenants' schemes still run."""
     since = dt.datetime.now(dt.UTC) - interval
     async with engine.connect() as connection:
         due = (await connection.execute(text(_DUE), {"since": since})).all()
@@ -48,9 +49,12 @@ async def run_due(
     for tenant, keys in by_tenant.items():
         if stopping is not None and stopping.is_set():
             break
-        results += await evaluation.evaluate_all(
-            engine, tenant, keys=keys, trigger="schedule", wait=False
-        )
+        try:
+            results += await evaluation.evaluate_all(
+                engine, tenant, keys=keys, trigger="schedule", wait=False
+            )
+        except Exception:  # one tenant's failure must not starve the tenants after it
+            log.exception("scheduled evaluation of tenant %s failed", tenant)
     return results
 
 

@@ -6,6 +6,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.db import locks
+from service.db.tables import tenants
 from service.engine import evaluation, scheduler
 from tests.support import VALUE, load, order, publish
 
@@ -48,3 +49,37 @@ async def test_a_scheme_being_evaluated_elsewhere_is_skipped(
     assert skipped is None
     ran = await evaluation.evaluate(engine, tenant, "value", wait=False)
     assert ran is not None and ran.customers == 1
+
+
+async def test_one_tenants_failing_evaluation_does_not_keep_the_others_from_running(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    # A tenant whose runs fail in Postgres, sorted before the other (tenants run in id order).
+    failing = f"a_{tenant}"
+    async with engine.begin() as connection:
+        await connection.execute(tenants.insert().values(id=failing, name=failing))
+    for each in (failing, tenant):
+        await load(engine, each, [order("o1", "c", 5, "10")])
+        await publish(engine, each, VALUE)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                f"CREATE FUNCTION fail_{tenant}() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$ BEGIN RAISE EXCEPTION 'this tenant''s runs fail'; END $$"
+            )
+        )
+        await connection.execute(
+            text(
+                f"CREATE TRIGGER fail_{tenant} BEFORE INSERT ON evaluation_runs FOR EACH ROW"
+                f" WHEN (NEW.tenant_id = '{failing}') EXECUTE FUNCTION fail_{tenant}()"
+            )
+        )
+    try:
+        results = await scheduler.run_due(engine, DAY)
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"DROP TRIGGER fail_{tenant} ON evaluation_runs"))
+            await connection.execute(text(f"DROP FUNCTION fail_{tenant}()"))
+    assert [(r.tenant, r.scheme) for r in results if r.tenant in (failing, tenant)] == [
+        (tenant, "value")
+    ]
