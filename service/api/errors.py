@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 BAD_RULE = "BAD_RULE"
 BAD_INPUT = "BAD_INPUT"
+BAD_QUERY = "BAD_QUERY"  # the document does not parse, or does not validate against the schema
 NOT_FOUND = "NOT_FOUND"
 LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
 UNAUTHENTICATED = "UNAUTHENTICATED"  # no bearer token, or one that does not verify
@@ -128,6 +129,11 @@ def public_error(error: GraphQLError) -> GraphQLError:
         return _replaced(error, mapped.message, mapped.extensions)
     if _is_limit(error):
         return _replaced(error, error.message, {**(error.extensions or {}), "code": LIMIT_EXCEEDED})
+    if (original is None or isinstance(original, GraphQLError)) and "code" not in (
+        error.extensions or {}
+    ):
+        # graphql-core's own: syntax, validation, variables that do not fit their types.
+        return _replaced(error, error.message, {**(error.extensions or {}), "code": BAD_QUERY})
     return error
 
 

@@ -390,3 +390,20 @@ async def test_a_page_of_none_counts_but_offers_no_next_page(
     after = data(await post(engine, tenant, PAGE, {"first": 1}))["customers"]["pageInfo"]
     rest = data(await post(engine, tenant, query, {"after": after["endCursor"]}))["customers"]
     assert rest["pageInfo"]["hasNextPage"] is False and rest["edges"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        ("{ customers(first: 1) { totalCount", {}),  # does not parse
+        ("{ nope }", {}),  # no such field
+        ('{ customers(first: "x") { totalCount } }', {}),  # an argument of the wrong type
+        ("query ($n: Int!) { customers(first: $n) { totalCount } }", {"n": "x"}),
+        ("query ($n: Int!) { metrics { name } }", {"n": 1}),  # a variable never used
+    ],
+)
+async def test_a_query_that_does_not_parse_or_validate_is_bad_query(
+    engine: AsyncEngine, tenant: str, query: str, variables: dict[str, object]
+) -> None:
+    result = await post(engine, tenant, query, variables)
+    assert codes(result) == ["BAD_QUERY"]
