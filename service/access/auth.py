@@ -46,18 +46,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from service.access import audit
 from service.access.audit import Actor
 from service.access.ratelimit import RateLimiter
+from service.access.roles import Role as Role
 from service.config import Settings
 from service.data.records import FieldError, check_tenant_id
 from service.db.database import tenant_transaction
 from service.db.tables import api_keys
 from service.errors import UserError
-
-
-class Role(enum.StrEnum):
-    viewer = "viewer"
-    analyst = "analyst"
-    ingest = "ingest"
-    admin = "admin"
 
 
 class Permission(enum.StrEnum):

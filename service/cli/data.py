@@ -4,19 +4,20 @@ from it."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.access import audit
 from service.cli.support import TenantOption, out, progress, run_with_engine, settings
-from service.data import rollups
-from service.data.ingest import ImportResult, import_file
-from service.data.readers import read_ids
 from service.data.records import Kind
-from service.db.database import tenant_transaction
-from service.engine import deletion, evaluation
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from service.data.ingest import ImportResult
+    from service.engine import deletion
+
+# The database, ingest and the engine are imported by the commands, when they run (see support).
 
 app = typer.Typer()
 rollups_app = typer.Typer(help="The per-customer order rollups ingest keeps.", no_args_is_help=True)
@@ -44,6 +45,9 @@ def import_(
     Importing the same file again changes nothing. A file with a bad row is rejected whole,
     unless --skip-bad is given.
     """
+    from service.data.ingest import import_file
+    from service.engine import evaluation
+
     config = settings()
     tenant_id = tenant or config.default_tenant
 
@@ -85,6 +89,10 @@ def delete(
     audit log keeps that it happened, by whom and when, without the customer's id in clear.
     A bad row rejects the whole file; ids that name nothing are counted, not refused.
     """
+    from service.access import audit
+    from service.data.readers import read_ids
+    from service.engine import deletion
+
     config = settings()
     tenant_id = tenant or config.default_tenant
     ids = read_ids(file, kind)
@@ -98,6 +106,9 @@ def delete(
 @rollups_app.command("check")
 def rollups_check(tenant: TenantOption = None) -> None:
     """Compare the rollups with a recomputation from the raw orders; exit 1 on any drift."""
+    from service.data import rollups
+    from service.db.database import tenant_transaction
+
     config = settings()
     tenant_id = tenant or config.default_tenant
 
@@ -114,6 +125,9 @@ def rollups_check(tenant: TenantOption = None) -> None:
 @rollups_app.command("rebuild")
 def rollups_rebuild(tenant: TenantOption = None) -> None:
     """Recompute every customer's rollup from the raw orders."""
+    from service.data import rollups
+    from service.db.database import tenant_transaction
+
     config = settings()
     tenant_id = tenant or config.default_tenant
 

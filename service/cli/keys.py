@@ -9,21 +9,23 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import SecretStr
-from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.access import audit
-from service.access.auth import ApiKey, Role, create_key, issue_token, list_keys, revoke_key
+from service.access.roles import Role
 from service.cli.support import FormatOption, OutputFormat, TenantOption, out, run_with_engine
 from service.cli.support import settings as load
-from service.config import Settings
 from service.data.records import FieldError, check_tenant_id
-from service.db.database import tenant_transaction
 from service.errors import UserError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from service.access.auth import ApiKey
+    from service.config import Settings
+
+# Authentication and the database are imported by the commands, when they run (see support).
 
 keys_app = typer.Typer(
     help="API keys for machine clients: shown once at creation, stored hashed, revocable.",
@@ -48,6 +50,10 @@ def create(
 ) -> None:
     """Create a key and print it (the last word of the output). It is shown only now: only a
     hash of its secret is kept."""
+    from service.access import audit
+    from service.access.auth import create_key
+    from service.db.database import tenant_transaction
+
     config = load()
     tenant_id = _tenant(tenant, config.default_tenant)
 
@@ -69,6 +75,11 @@ def create(
 @keys_app.command("list")
 def list_(tenant: TenantOption = None, output: FormatOption = OutputFormat.text) -> None:
     """Every key of the tenant, revoked ones too (never their secrets)."""
+    from rich.table import Table
+
+    from service.access.auth import list_keys
+    from service.db.database import tenant_transaction
+
     config = load()
     tenant_id = _tenant(tenant, config.default_tenant)
 
@@ -108,6 +119,10 @@ def revoke(
 ) -> None:
     """Revoke a key: refused from then on (by every replica within
     TIERWISE_API_KEY_CACHE_SECONDS)."""
+    from service.access import audit
+    from service.access.auth import revoke_key
+    from service.db.database import tenant_transaction
+
     config = load()
     tenant_id = _tenant(tenant, config.default_tenant)
 
@@ -128,6 +143,10 @@ def demo_access(config: Settings) -> tuple[Settings, list[str]]:
     """The demo's settings and what to tell its user: with authentication on, a development
     token (admin of the demo tenant) signed by the configured TIERWISE_JWT_SECRET or, without
     one, by a secret made up for this process only."""
+    from pydantic import SecretStr
+
+    from service.access.auth import issue_token
+
     if not config.auth_required:
         return config, ["authentication is off (TIERWISE_AUTH_REQUIRED=false): no token needed"]
     if config.jwt_secret is None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 
 import typer
-from sqlalchemy.exc import DBAPIError
 
 from service.cli import data, reports, serve
 from service.cli.keys import keys_app
@@ -39,10 +38,18 @@ def main() -> None:
     except UserError as error:
         print_error(str(error))
         sys.exit(1)
-
-    except (OSError, DBAPIError) as error:
+    except Exception as error:
+        if not isinstance(error, (OSError, *_database_errors())):
+            raise
         reason = getattr(error, "orig", None) or error
         print_error(f"database: {reason}")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _database_errors() -> tuple[type[Exception], ...]:
+    """SQLAlchemy's database error, if a command imported SQLAlchemy (only then can one have
+    been raised): commands that need no database start without it."""
+    exc = sys.modules.get("sqlalchemy.exc")
+    return () if exc is None else (exc.DBAPIError,)

@@ -9,10 +9,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.access import audit
 from service.cli.support import (
     AsOfOption,
     FormatOption,
@@ -24,15 +21,18 @@ from service.cli.support import (
     settings,
 )
 from service.data.records import FieldError, parse_timestamp
-from service.db.database import tenant_transaction
 from service.errors import UserError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from service.engine.predictions.tenant import Model
     from service.engine.predictions.validation import Validation
 
-# The prediction engine (numpy, scipy: over a second to import on a busy machine) is imported by
-# the commands that use it, so that every other `tierwise` command starts without it.
+# The prediction engine (numpy, scipy: over a second to import on a busy machine) and the
+# database are imported by the commands that use them, so that every other `tierwise` command
+# starts without them.
 
 predict_app = typer.Typer(
     help="Predictions: customer lifetime value and churn risk (BG/NBD and Gamma-Gamma).",
@@ -75,6 +75,8 @@ def fit(
     bad = [days for days in horizon or () if not 1 <= days <= 36_500]
     if bad:
         raise UserError(f"--horizon must be between 1 and 36500 days, not {bad[0]}")
+    from service.access import audit
+    from service.db.database import tenant_transaction
     from service.engine.predictions.tenant import fit_tenant
 
     async def work(engine: AsyncEngine) -> tuple[Model, int]:
@@ -146,6 +148,7 @@ def validate_command(
     start = _parse("--calibration-end", calibration_end)
     end = _parse("--holdout-end", holdout_end)
 
+    from service.db.database import tenant_transaction
     from service.engine.predictions.validation import validate
 
     async def work(engine: AsyncEngine) -> Validation:
@@ -190,6 +193,8 @@ def validation_json(result: Validation) -> dict[str, object]:
 
 
 def validation_table(result: Validation) -> Table:
+    from rich.table import Table
+
     table = Table(
         title=f"purchases from {result.calibration_end.isoformat()} to "
         f"{result.holdout_end.isoformat()} ({result.holdout_days:g} days), per customer",

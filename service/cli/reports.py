@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.cli.support import (
     AsOfOption,
@@ -20,8 +19,13 @@ from service.cli.support import (
     run_with_engine,
     settings,
 )
-from service.db.database import tenant_transaction
-from service.engine import analytics, evaluation, schemes
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from service.engine import analytics, evaluation
+
+# The database and the engine are imported by the commands, when they run (see support).
 
 app = typer.Typer()
 
@@ -42,6 +46,9 @@ def evaluate(
     read from the referenced schemes as of then. Runs of one scheme never overlap, across
     processes.
     """
+    from service.db.database import tenant_transaction
+    from service.engine import analytics, evaluation, schemes
+
     config = settings()
     tenant_id = tenant or config.default_tenant
     when = parse_as_of(as_of)
@@ -67,6 +74,8 @@ def evaluate(
 
 def run_rows(result: evaluation.RunResult) -> list[analytics.SegmentRow]:
     """A backtest's tiers as report rows; shares are of the customers the run placed."""
+    from service.engine import analytics
+
     customers = sum(t.customers for t in result.tiers)
     revenue = sum((t.revenue for t in result.tiers), start=Decimal(0))
     return [
@@ -94,6 +103,9 @@ def segments(
     output: FormatOption = OutputFormat.text,
 ) -> None:
     """Customers, shares and revenue per tier of the current memberships."""
+    from service.db.database import tenant_transaction
+    from service.engine import analytics
+
     config = settings()
     tenant_id = tenant or config.default_tenant
 
@@ -105,6 +117,8 @@ def segments(
 
 
 def _print_segments(rows: list[analytics.SegmentRow], output: OutputFormat) -> None:
+    from service.engine import analytics
+
     if output is OutputFormat.json:
         out.print_json(json.dumps(analytics.segment_dicts(rows), ensure_ascii=False))
     else:

@@ -9,18 +9,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dsl.checker import check_files
 from dsl.codes import Code
 from dsl.errors import Diagnostic, RuleError, render
-from dsl.formatter import format_text
 from dsl.tree import Span
-from service.access import audit
 from service.cli.support import (
     AsOfOption,
     FormatOption,
@@ -32,12 +27,18 @@ from service.cli.support import (
     run_with_engine,
     settings,
 )
-from service.config import Settings
-from service.db.database import tenant_transaction
-from service.engine import evaluation, schemes
-from service.engine.schemes import References
-from service.engine.templates import TEMPLATES
 from service.errors import UserError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from service.config import Settings
+    from service.engine import evaluation, schemes
+    from service.engine.schemes import References
+
+# The database and the engine are imported by the commands that use them (`publish`,
+# `preview`, and `check` only when a reference needs the published schemes), so that `check`
+# and `templates` start quickly.
 
 rules_app = typer.Typer(
     help="Check, format, preview and publish tier rule files; print the built-in templates.",
@@ -88,6 +89,10 @@ def _published(config: Settings, tenant: str) -> References | str:
     The one place `check` looks for a database: where every command does (`run_with_engine`:
     TIERWISE_DATABASE_URL, or an embedded Postgres that already exists in TIERWISE_DATA_DIR,
     none being created just to look); the reason says where it looked."""
+    from sqlalchemy.exc import DBAPIError
+
+    from service.db.database import tenant_transaction
+    from service.engine import schemes
 
     async def work(engine: AsyncEngine) -> References:
         async with tenant_transaction(engine, tenant) as connection:
@@ -104,7 +109,9 @@ def _published(config: Settings, tenant: str) -> References | str:
 def _check(
     sources: dict[str, str], scheme: str | None, published: References | str
 ) -> list[Diagnostic]:
-    known = published if isinstance(published, References) else None
+    from dsl.checker import check_files
+
+    known = None if isinstance(published, str) else published
     try:
         return list(
             check_files(
@@ -154,6 +161,8 @@ def fmt(
     ] = False,
 ) -> None:
     """Rewrite files in the canonical layout."""
+    from dsl.formatter import format_text
+
     sources, problems = _read(files)
     failed = bool(problems)
     for problem in problems:
@@ -206,6 +215,10 @@ def publish(
     Refuses, changing nothing, when the checker finds an error. Publishing unchanged rules
     creates no version.
     """
+    from service.access import audit
+    from service.db.database import tenant_transaction
+    from service.engine import evaluation, schemes
+
     config = settings()
     tenant_id = tenant or config.default_tenant
     text = _read_one(file)
@@ -253,6 +266,8 @@ def preview(
 ) -> None:
     """What publishing FILE would do: customers and revenue per tier, and how many customers
     would move from which current tier to which. Writes nothing."""
+    from service.engine import evaluation
+
     config = settings()
     tenant_id = tenant or config.default_tenant
     text = _read_one(file)
@@ -314,6 +329,8 @@ def templates(
     ] = None,
 ) -> None:
     """List the built-in scheme templates, or print one's rule file."""
+    from service.engine.templates import TEMPLATES
+
     if key is None:
         for template in TEMPLATES.values():
             tiers = ", ".join(template.check().tier_names)

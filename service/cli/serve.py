@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
-from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.applications import Starlette
 
-from service.access import audit
-from service.app import create_app
-from service.background import Background
-from service.cli.keys import demo_access
 from service.cli.support import out, progress, run_with_engine, settings
-from service.config import Settings
-from service.data import demo_data
-from service.data.ingest import import_file
-from service.data.records import Kind
-from service.db import migrate
-from service.db.database import plain_url, tenant_transaction
-from service.engine import analytics, evaluation, schemes, strategies
-from service.engine.templates import TEMPLATES
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+# The server (uvicorn, starlette, the GraphQL API), the database and the engine are imported by
+# the commands, when they run: every other `tierwise` command starts without them (support).
 
 app = typer.Typer()
 
@@ -43,6 +31,8 @@ def migrate_command(
     revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
 ) -> None:
     """Bring the database schema up to date (safe to run from several replicas at once)."""
+    from service.db import migrate
+
     config = settings()
 
     async def work(engine: AsyncEngine) -> str | None:
@@ -56,50 +46,12 @@ def migrate_command(
 @app.command()
 def serve(host: HostOption = None, port: PortOption = None) -> None:
     """Serve the HTTP API (the database must exist and be migrated: see `tierwise migrate`)."""
+    from service.cli.serving import serve_app
+
     config = settings(host=host, port=port, log_format="json")
     # An existing database, not checked here: /readyz says while it cannot be reached or needs
     # `tierwise migrate`, so replicas may start before the database does.
-    run_with_engine(config, lambda engine: _serve(engine, config), needs="nothing")
-
-
-async def _serve(engine: AsyncEngine, config: Settings) -> None:
-    app = create_app(engine, settings=config)
-    server_config = uvicorn.Config(
-        app,
-        host=config.host,
-        port=config.port,
-        log_level=config.log_level,
-        log_config=None,  # uvicorn's records go through our handler (service.logs)
-        lifespan="on",
-        timeout_graceful_shutdown=config.shutdown_timeout,
-    )
-    await _GracefulServer(server_config, app).serve()
-
-
-class _GracefulServer(uvicorn.Server):
-    """A server that shuts down gracefully on SIGTERM or SIGINT, then returns.
-
-    It stops accepting connections, lets in-flight requests finish (cancelled past the
-    shutdown timeout: their transactions roll back), and asks background work (a scheduled
-    evaluation) to stop at the same moment, on the same clock. uvicorn re-raises the signal
-    after shutdown, which would tear through the caller's cleanup (closing the pool, stopping
-    the embedded Postgres) with tracebacks: this server returns instead."""
-
-    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
-        super().__init__(config)
-        self.app = app
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        super().handle_exit(sig, frame)
-        background: Background | None = getattr(self.app.state, "background", None)
-        if background is not None:
-            background.request_stop()
-
-    @contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        with super().capture_signals():
-            yield
-            self._captured_signals.clear()
+    run_with_engine(config, lambda engine: serve_app(engine, config), needs="nothing")
 
 
 @app.command()
@@ -112,6 +64,17 @@ def demo(
 ) -> None:
     """Start Postgres (embedded unless configured), migrate, load demo data, publish the
     built-in templates (value, lifecycle, RFM, ABC) with their strategies, evaluate, serve."""
+    from service.access import audit
+    from service.cli.keys import demo_access
+    from service.cli.serving import serve_app
+    from service.data import demo_data
+    from service.data.ingest import import_file
+    from service.data.records import Kind
+    from service.db import migrate
+    from service.db.database import plain_url, tenant_transaction
+    from service.engine import analytics, evaluation, schemes, strategies
+    from service.engine.templates import TEMPLATES
+
     config, access = demo_access(settings(host=host, port=port))
     generated = demo_data.DemoConfig(customers=customers, seed=seed)
 
@@ -163,6 +126,6 @@ def demo(
             )
             for line in access:
                 out.print(line, highlight=False, markup=False)
-            await _serve(engine, config)
+            await serve_app(engine, config)
 
     run_with_engine(config, work, create=True, needs="connection")

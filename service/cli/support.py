@@ -1,5 +1,12 @@
 """What every `tierwise` command shares: settings and logging, consoles, and running async
-work against the configured (or embedded) database."""
+work against the configured (or embedded) database.
+
+Start-up: the command modules import at their top only what every command needs to parse its
+arguments (typer, rich's console, this module); the database (SQLAlchemy's asyncio engine,
+asyncpg, alembic), settings (pydantic), the engine and the API are imported by the commands
+that use them, so `tierwise --help`, `rules check` and `rules templates` start without them
+(tests/cli/test_startup.py holds this).
+"""
 
 from __future__ import annotations
 
@@ -9,27 +16,18 @@ import enum
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import logs
-from service.config import LogFormat, Settings, load_settings
-from service.data.readers import count_data_rows
-from service.db import migrate
-from service.db.database import (
-    DatabaseLimits,
-    create_engine,
-    database_url,
-    how_to_point,
-    location,
-)
 from service.errors import UserError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from service.config import LogFormat, Settings
 
 T = TypeVar("T")
 
@@ -62,6 +60,9 @@ AsOfOption = Annotated[
 
 def settings(log_format: LogFormat = "text", **overrides: object) -> Settings:
     """The settings, with logging configured (``log_format`` unless TIERWISE_LOG_FORMAT)."""
+    from service import logs
+    from service.config import load_settings
+
     loaded = load_settings(**overrides)
     logs.configure(loaded.log_level, loaded.log_format or log_format)
     return loaded
@@ -82,6 +83,7 @@ def run_with_engine(
     answers; ``nothing`` (`serve`: /readyz reports both while it waits) checks neither.
     Otherwise UserError says where Tierwise looked and what to do.
     """
+    from service.db.database import DatabaseLimits, create_engine, database_url
 
     async def run(engine: AsyncEngine) -> T:
         try:
@@ -99,6 +101,11 @@ def run_with_engine(
 
 
 async def _check_database(engine: AsyncEngine, config: Settings, *, needs_schema: bool) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from service.db import migrate
+    from service.db.database import how_to_point, location
+
     try:
         revision = await migrate.current_revision(engine)
     except (OSError, DBAPIError) as error:
@@ -148,6 +155,16 @@ def progress(file: Path, label: str) -> Iterator[Callable[[int], None] | None]:
     if not err.is_terminal:
         yield None
         return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from service.data.readers import count_data_rows
+
     total = count_data_rows(file)
     if total < PROGRESS_MIN_ROWS:
         yield None
