@@ -416,10 +416,19 @@ def _columns(metrics: Subquery, refs: Sequence[MetricRef]) -> dict[MetricRef, An
     return {ref: metrics.c[f"m{i}"] for i, ref in enumerate(refs)}
 
 
-def compile_scheme(scheme: c.CheckedScheme, sources: Sources, as_of: dt.datetime) -> Select[Any]:
-    """Columns `customer_id`, `tier` (NULL when no tier matches) and `tier_index` (0-based)."""
-    metrics = metrics_relation(scheme.refs, sources, as_of)
-    columns = _columns(metrics, scheme.refs)
+def compile_scheme(
+    scheme: c.CheckedScheme,
+    sources: Sources,
+    as_of: dt.datetime,
+    figures: Sequence[MetricRef] = (),
+) -> Select[Any]:
+    """Columns `customer_id`, `tier` (NULL when no tier matches) and `tier_index` (0-based),
+    then `f0`, `f1`, ...: the values of ``figures``, metrics a caller reports per tier (a
+    run's revenue is `monetary`), from the same metrics relation as the tiers, so that the
+    sources are read once for both."""
+    refs = [*scheme.refs, *(ref for ref in dict.fromkeys(figures) if ref not in scheme.refs)]
+    metrics = metrics_relation(refs, sources, as_of)
+    columns = _columns(metrics, refs)
     whens: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = []
     fallback: ColumnElement[Any] = null()
     for tier in scheme.tiers:
@@ -430,13 +439,19 @@ def compile_scheme(scheme: c.CheckedScheme, sources: Sources, as_of: dt.datetime
         whens.append((condition_sql(tier.condition, columns), index))
     # Conditions are evaluated once, for the index; the name is looked up from it.
     position = case(*whens, else_=fallback) if whens else fallback
-    ranked = select(metrics.c.customer_id, cast(position, Integer).label("tier_index")).subquery(
-        "ranked"
-    )
+    values = [columns[ref].label(f"f{i}") for i, ref in enumerate(figures)]
+    ranked = select(
+        metrics.c.customer_id, cast(position, Integer).label("tier_index"), *values
+    ).subquery("ranked")
     # One bound array of names, indexed by position (Postgres arrays start at 1).
     names = bindparam(None, list(scheme.tier_names), type_=ARRAY(Text()), unique=True)
     name = Grouping(names)[ranked.c.tier_index + 1]
-    return select(ranked.c.customer_id, name.label("tier"), ranked.c.tier_index)
+    return select(
+        ranked.c.customer_id,
+        name.label("tier"),
+        ranked.c.tier_index,
+        *(ranked.c[value.name] for value in values),
+    )
 
 
 def compile_condition(condition: c.Condition, sources: Sources, as_of: dt.datetime) -> Select[Any]:

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Insert, Select, column, literal, select, table, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from dsl import CheckedScheme, Sources, compile_scheme, evaluation_order
+from dsl import CheckedScheme, MetricRef, Sources, compile_scheme, evaluation_order
 from dsl.compiler import time_parameters, window_days
 from service.data.ingest import ANALYZE_AFTER_ROWS
 from service.db import locks
@@ -34,7 +34,11 @@ from service.engine.sources import AFFECTED, CREATE_TIERS_THEN, TIERS_THEN, tena
 from service.errors import UserError
 from service.metrics import observe_run
 
-_NEW_TIERS = table("new_tiers", column("customer_id"), column("tier"))
+_NEW_TIERS = table("new_tiers", column("customer_id"), column("tier"), column("revenue"))
+
+REVENUE = MetricRef("monetary")
+"""A customer's revenue in a run's figures: the catalog's `monetary` as of the run's time (so
+orders dated after it do not count), computed by the run's own statement with the tiers."""
 
 
 @dataclass(frozen=True)
@@ -74,25 +78,33 @@ async def _lock(connection: AsyncConnection, tenant: str, scheme: str, *, wait: 
 
 
 def _staging(statement: Select[Any]) -> Insert:
+    """Insert the statement's tiers into ``new_tiers``, with each customer's revenue when it
+    has it (compiled with ``figures=(REVENUE,)``: its first figure, `f0`)."""
     result = statement.subquery("result")
+    if "f0" not in result.c:
+        return _NEW_TIERS.insert().from_select(
+            ["customer_id", "tier"], select(result.c.customer_id, result.c.tier)
+        )
     return _NEW_TIERS.insert().from_select(
-        ["customer_id", "tier"], select(result.c.customer_id, result.c.tier)
+        ["customer_id", "tier", "revenue"],
+        select(result.c.customer_id, result.c.tier, result.c.f0),
     )
 
 
 def _compiled_staging(checked: CheckedScheme, sources: Sources, at: dt.datetime) -> Insert:
-    return _staging(compile_scheme(checked, sources, at))
+    return _staging(compile_scheme(checked, sources, at, figures=(REVENUE,)))
 
 
 async def _stage(
     connection: AsyncConnection, staging: Insert, parameters: Mapping[str, Any] | None = None
 ) -> None:
-    """The new tier of every customer the statement covers, into ``new_tiers``, analyzed when
-    they are many, so the statements after it are planned on real counts."""
+    """The new tier of every customer the statement covers, into ``new_tiers`` (with their
+    revenue for a full run or a preview, NULL for incremental updates), analyzed when they
+    are many, so the statements after it are planned on real counts."""
     await connection.execute(
         text(
-            "CREATE TEMP TABLE IF NOT EXISTS new_tiers (customer_id bigint, tier text)"
-            " ON COMMIT DROP"
+            "CREATE TEMP TABLE IF NOT EXISTS new_tiers"
+            " (customer_id bigint, tier text, revenue numeric) ON COMMIT DROP"
         )
     )
     await connection.execute(text("TRUNCATE new_tiers"))
@@ -187,38 +199,17 @@ async def _apply(
     return int(changed)
 
 
-# Revenue per customer: the rollup for a run of now, the orders before `as_of` for a backtest.
-_CURRENT_REVENUE = """
-    SELECT customer_id, order_total AS revenue FROM customer_metrics WHERE tenant_id = :t
-"""
-_REVENUE_BEFORE = """
-    SELECT customer_id, sum(amount) AS revenue FROM orders
-    WHERE tenant_id = :t AND ordered_at < :as_of GROUP BY customer_id
+# Revenue comes with the tiers, from the run's statement (`REVENUE`): no second scan of the
+# orders. It is the revenue as of the run's time, for a run of now as for a backtest.
+_COUNT = """
+SELECT tier, count(*) AS customers, coalesce(sum(revenue), 0) AS revenue
+FROM new_tiers WHERE tier IS NOT NULL GROUP BY tier
 """
 
 
-async def _count(
-    connection: AsyncConnection,
-    tenant: str,
-    scheme: PublishedScheme,
-    as_of: dt.datetime,
-    *,
-    applied: bool,
-) -> tuple[TierCount, ...]:
+async def _count(connection: AsyncConnection, scheme: PublishedScheme) -> tuple[TierCount, ...]:
     """Customers and revenue per tier of ``new_tiers``, in the scheme's tier order."""
-    rows = await connection.execute(
-        text(
-            f"""
-            SELECT n.tier, count(*) AS customers, coalesce(sum(r.revenue), 0) AS revenue
-            FROM new_tiers n
-            LEFT JOIN ({_CURRENT_REVENUE if applied else _REVENUE_BEFORE}) r
-              ON r.customer_id = n.customer_id
-            WHERE n.tier IS NOT NULL
-            GROUP BY n.tier
-            """
-        ),
-        {"t": tenant, "as_of": as_of},
-    )
+    rows = await connection.execute(text(_COUNT))
     found = {row.tier: TierCount(row.tier, int(row.customers), row.revenue) for row in rows}
     return tuple(found.get(tier, TierCount(tier, 0, Decimal(0))) for tier in scheme.tiers)
 
@@ -378,7 +369,7 @@ async def evaluate(
                 # Statistics now, for the incremental updates that look memberships up next
                 # (autovacuum may be off, or late).
                 await analyze_stale(connection, ("memberships",), changed=changed)
-            tiers = await _count(connection, tenant, scheme, at, applied=applied)
+            tiers = await _count(connection, scheme)
             duration_ms = round((time.perf_counter() - started) * 1000)
             result = RunResult(
                 tenant,
@@ -583,10 +574,15 @@ async def preview(
             if checked.key not in needed:
                 continue
             assert checked.key is not None
-            statement = await published.rule_work(len(source), compile_scheme, checked, sources, at)
             if checked.key not in drafts:
+                statement = await published.rule_work(
+                    len(source), compile_scheme, checked, sources, at
+                )
                 await _keep_then(connection, checked.key, statement)
                 continue
+            statement = await published.rule_work(
+                len(source), compile_scheme, checked, sources, at, (REVENUE,)
+            )
             draft = PublishedScheme(checked.key, checked.title, 0, "", checked)
             await _stage(connection, _staging(statement))
             await connection.execute(
@@ -596,7 +592,7 @@ async def preview(
                 ),
                 {"k": checked.key},
             )
-            tiers = await _count(connection, tenant, draft, at, applied=as_of is None)
+            tiers = await _count(connection, draft)
             moves = await connection.execute(text(_MOVES), {"t": tenant, "k": checked.key})
             previews[checked.key] = Preview(
                 checked.key,

@@ -3,13 +3,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 import secrets
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -339,3 +341,62 @@ async def test_incremental_updates_run_at_their_own_time(engine: AsyncEngine, te
     await order_at(NOW + dt.timedelta(days=40), "6")  # the order is now 50 days old
     async with engine.connect() as connection:
         assert await tiers_of(connection, tenant, "recent") == {"c": "Quiet"}
+
+
+def _statements_reading_orders(engine: AsyncEngine) -> list[str]:
+    """Collects, from now on, each statement the engine runs that reads the `orders` table
+    (statistics upkeep, ANALYZE, aside)."""
+    seen: list[str] = []
+    reads = re.compile(r"\b(FROM|JOIN)\s+orders\b", re.IGNORECASE)
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if reads.search(statement) and not statement.lstrip().upper().startswith("ANALYZE"):
+            seen.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", before)
+    return seen
+
+
+async def test_a_run_and_a_preview_read_the_orders_once(engine: AsyncEngine, tenant: str) -> None:
+    """Revenue per tier comes from the statement that computes the tiers, not from a second
+    pass over the orders; the figures stay those of the orders before the run's time."""
+    await load(
+        engine,
+        tenant,
+        [
+            order("o1", "big", 10, "4000"),
+            order("o2", "big", 20, "3000"),
+            order("o3", "recent", 5, "10"),
+            order("o4", "old", 400, "10"),
+        ],
+    )
+    await publish(engine, tenant, VALUE)
+    run_engine = create_engine(engine.url)
+    try:
+        seen = _statements_reading_orders(run_engine)
+        result = await evaluation.evaluate(run_engine, tenant, "value")
+        assert result is not None
+        assert len(seen) == 1
+        assert [(t.tier, t.customers, t.revenue) for t in result.tiers] == [
+            ("VIP", 1, Decimal("7000.0000")),
+            ("Active", 1, Decimal("10.0000")),
+            ("Normal", 1, Decimal("10.0000")),
+        ]
+        seen.clear()
+        backtest = await evaluation.evaluate(
+            run_engine, tenant, "value", as_of=NOW - dt.timedelta(days=15)
+        )
+        assert backtest is not None
+        assert len(seen) == 1  # `existed_by` looks orders up by customer, within that one
+        # 15 days ago: big had spent 3000 (o1 came later), recent did not exist yet.
+        assert [(t.tier, t.customers, t.revenue) for t in backtest.tiers] == [
+            ("VIP", 0, Decimal(0)),
+            ("Active", 1, Decimal("3000.0000")),
+            ("Normal", 1, Decimal("10.0000")),
+        ]
+        seen.clear()
+        (preview,) = await evaluation.preview(run_engine, tenant, VALUE)
+        assert len(seen) == 1
+        assert preview.tiers == result.tiers
+    finally:
+        await run_engine.dispose()
