@@ -13,9 +13,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dsl.codes import Code
-from dsl.errors import Diagnostic, RuleError, render
-from dsl.tree import Span
 from service.cli.support import (
     AsOfOption,
     FormatOption,
@@ -32,13 +29,14 @@ from service.errors import UserError
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from dsl.errors import Diagnostic, RuleError
     from service.config import Settings
     from service.engine import evaluation, schemes
     from service.engine.schemes import References
 
-# The database and the engine are imported by the commands that use them (`publish`,
-# `preview`, and `check` only when a reference needs the published schemes), so that `check`
-# and `templates` start quickly.
+# The rule language, the database and the engine are imported by the commands that use them
+# (the database only by `publish`, `preview`, and `check` when a reference needs the published
+# schemes), so that `--help`, `check` and `templates` start quickly.
 
 rules_app = typer.Typer(
     help="Check, format, preview and publish tier rule files; print the built-in templates.",
@@ -53,6 +51,10 @@ SchemeOption = Annotated[
 
 
 def _read(files: list[Path]) -> tuple[dict[str, str], list[Diagnostic]]:
+    from dsl.codes import Code
+    from dsl.errors import Diagnostic
+    from dsl.tree import Span
+
     sources: dict[str, str] = {}
     problems: list[Diagnostic] = []
     for path in files:
@@ -69,6 +71,8 @@ def _read(files: list[Path]) -> tuple[dict[str, str], list[Diagnostic]]:
 
 
 def _report(diagnostics: list[Diagnostic], sources: dict[str, str], fmt: OutputFormat) -> None:
+    from dsl.errors import render
+
     if fmt is OutputFormat.json:
         typer.echo(json.dumps([d.to_json() for d in diagnostics], ensure_ascii=False, indent=2))
         return
@@ -110,6 +114,7 @@ def _check(
     sources: dict[str, str], scheme: str | None, published: References | str
 ) -> list[Diagnostic]:
     from dsl.checker import check_files
+    from dsl.errors import RuleError
 
     known = None if isinstance(published, str) else published
     try:
@@ -140,6 +145,8 @@ def check(
     `in tier` references to schemes not in FILES are checked against the tenant's published
     schemes when there is a database (as publish does); without one, a note says which
     could not be checked."""
+    from dsl.codes import Code
+
     sources, diagnostics = _read(files)
     unknown = "the published schemes were not looked up"
     found = _check(sources, scheme, unknown)
@@ -161,6 +168,7 @@ def fmt(
     ] = False,
 ) -> None:
     """Rewrite files in the canonical layout."""
+    from dsl.errors import RuleError, render
     from dsl.formatter import format_text
 
     sources, problems = _read(files)
@@ -197,6 +205,8 @@ def _read_one(file: Path) -> str:
 def _rule_errors(error: RuleError, file: Path, text: str, outcome: str) -> typer.Exit:
     """Print the checker's errors (nothing was changed), then `FILE: outcome: ...`, and say
     how to exit."""
+    from dsl.errors import render
+
     for diagnostic in error.diagnostics:
         typer.echo(render(diagnostic, text if diagnostic.file == str(file) else None), err=True)
     errors = sum(d.severity == "error" for d in error.diagnostics)
@@ -215,6 +225,7 @@ def publish(
     Refuses, changing nothing, when the checker finds an error. Publishing unchanged rules
     creates no version.
     """
+    from dsl.errors import RuleError, render
     from service.access import audit
     from service.db.database import tenant_transaction
     from service.engine import evaluation, schemes
@@ -266,6 +277,7 @@ def preview(
 ) -> None:
     """What publishing FILE would do: customers and revenue per tier, and how many customers
     would move from which current tier to which. Writes nothing."""
+    from dsl.errors import RuleError
     from service.engine import evaluation
 
     config = settings()
