@@ -21,7 +21,9 @@ class Segment:
     tier: str = strawberry.field(description="The tier.")
     customer_count: int = strawberry.field(description="Customers in the tier.")
     customer_share: float = strawberry.field(description="Share of all customers, 0-1.")
-    revenue: Decimal = strawberry.field(description="All-time revenue of its customers.")
+    revenue: Decimal = strawberry.field(
+        description="Revenue of its customers: their orders dated before now."
+    )
     revenue_share: float = strawberry.field(description="Share of all revenue, 0-1.")
     average_revenue: Decimal | None = strawberry.field(
         description="Revenue per customer; null for an empty tier."

@@ -5,7 +5,10 @@ Every query is set-based and filtered by tenant. Definitions users rely on:
 - Shares are of the whole tenant: `customer_share` = the tier's customers / all the tenant's
   customers; `revenue_share` = the tier's revenue / all the tenant's revenue. So the shares of
   a scheme with `otherwise` sum to 1, and those of a scheme without it to what it covers.
-- Revenue is all-time spend from the `customer_metrics` rollup (current data).
+- Revenue is the catalog's `monetary` as of the report's time (default: now), as a run
+  counts it: orders dated after that time do not count. The `customer_metrics` rollup holds
+  it for every customer whose last order is before that time; the few with orders dated at
+  or after it have theirs computed from their orders.
 - Tiers come in the order of the scheme's current version, tiers without customers included
   (and after them, tiers a newer version dropped that still have customers).
 - The state of a scheme after a run is rebuilt from `transitions`: each customer's latest
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import Select, Subquery, func, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dsl import CheckedScheme, MetricRef, Type, compile_scheme, metric_values_select
@@ -29,9 +32,9 @@ from dsl.checked import IsNull
 from dsl.checker import check_condition
 from dsl.compiler import with_own_time
 from dsl.parser import parse_condition
-from service.db.tables import memberships
+from service.db.tables import customer_metrics, customers, memberships
 from service.engine import schemes
-from service.engine.evaluation import MigrationCell
+from service.engine.evaluation import REVENUE, MigrationCell
 from service.engine.sources import tenant_sources
 from service.errors import NotFound, UserError
 
@@ -89,20 +92,52 @@ WHERE s.tenant_id = :t AND (CAST(:k AS text) IS NULL OR s.key = :k)
 ORDER BY s.key, t.position
 """
 
-_COUNTS = """
-SELECT m.scheme_key AS scheme, m.tier, count(*) AS customers,
-       coalesce(sum(cm.order_total), 0) AS revenue
-FROM memberships m
-LEFT JOIN customer_metrics cm ON cm.tenant_id = m.tenant_id AND cm.customer_id = m.customer_id
-WHERE m.tenant_id = :t AND (CAST(:k AS text) IS NULL OR m.scheme_key = :k)
-GROUP BY m.scheme_key, m.tier
-"""
 
-_TOTALS = """
-SELECT (SELECT count(*) FROM customers WHERE tenant_id = :t) AS customers,
-       (SELECT coalesce(sum(order_total), 0) FROM customer_metrics WHERE tenant_id = :t)
-         AS revenue
-"""
+def revenue_as_of(tenant: str, at: dt.datetime) -> Subquery:
+    """``customer_id``, ``revenue``: each customer's revenue as of ``at``, the catalog's
+    `monetary` then (`evaluation.REVENUE`, as runs count it). The rollup's total is that for
+    a customer whose last order is before ``at``; for those with orders dated at or after it
+    (orders dated in the future), it is computed from their orders, so they do not count."""
+    rollup = customer_metrics
+    later = select(rollup.c.customer_id).where(
+        rollup.c.tenant_id == tenant, rollup.c.last_order_at >= at
+    )
+    computed = metric_values_select(
+        [REVENUE], tenant_sources(tenant, customer_ids=later), at
+    ).subquery("computed")
+    return union_all(
+        select(rollup.c.customer_id, rollup.c.order_total.label("revenue")).where(
+            rollup.c.tenant_id == tenant, rollup.c.last_order_at < at
+        ),
+        select(computed.c.customer_id, computed.c.m0),
+    ).subquery("revenue")
+
+
+def _counts(tenant: str, scheme_key: str | None, revenue: Subquery) -> Select[Any]:
+    m = memberships
+    statement = (
+        select(
+            m.c.scheme_key.label("scheme"),
+            m.c.tier,
+            func.count().label("customers"),
+            func.coalesce(func.sum(revenue.c.revenue), 0).label("revenue"),
+        )
+        .select_from(m.outerjoin(revenue, revenue.c.customer_id == m.c.customer_id))
+        .where(m.c.tenant_id == tenant)
+        .group_by(m.c.scheme_key, m.c.tier)
+    )
+    return statement if scheme_key is None else statement.where(m.c.scheme_key == scheme_key)
+
+
+def _totals(tenant: str, revenue: Subquery) -> Select[Any]:
+    return select(
+        select(func.count())
+        .select_from(customers)
+        .where(customers.c.tenant_id == tenant)
+        .scalar_subquery()
+        .label("customers"),
+        select(func.coalesce(func.sum(revenue.c.revenue), 0)).scalar_subquery().label("revenue"),
+    )
 
 
 def _metric_refs(texts: Sequence[str]) -> list[MetricRef]:
@@ -146,8 +181,9 @@ async def segment_report(
 ) -> list[SegmentRow]:
     """Per scheme (all, or `scheme_key`) and tier, over current memberships.
 
-    `metrics` are averaged per tier, computed at `as_of` (default: now); a customer for whom
-    a metric is null (recency without orders) does not count towards its average. Raises
+    `metrics` are averaged per tier and revenue is counted (`revenue_as_of`) at `as_of`
+    (default: now); a customer for whom a metric is null (recency without orders) does not
+    count towards its average. Raises
     `NotFound` for a `scheme_key` the tenant has not published, `UserError` for a metric
     that has no average.
     """
@@ -161,18 +197,14 @@ async def segment_report(
         and not await schemes.published_keys(connection, tenant, [scheme_key])
     ):
         raise schemes.unpublished(scheme_key, tenant)
+    at = as_of or dt.datetime.now(dt.UTC)
+    revenues = revenue_as_of(tenant, at)
     counts = {
         (row.scheme, row.tier): (int(row.customers), Decimal(row.revenue))
-        for row in await connection.execute(text(_COUNTS), params)
+        for row in await connection.execute(_counts(tenant, scheme_key, revenues))
     }
-    totals = (await connection.execute(text(_TOTALS), params)).one()
-    averages = (
-        await _metric_averages(
-            connection, tenant, scheme_key, refs, as_of or dt.datetime.now(dt.UTC)
-        )
-        if refs
-        else {}
-    )
+    totals = (await connection.execute(_totals(tenant, revenues))).one()
+    averages = await _metric_averages(connection, tenant, scheme_key, refs, at) if refs else {}
     order: dict[str, list[str]] = {}
     for row in tiers:
         order.setdefault(row.scheme, []).append(row.tier)

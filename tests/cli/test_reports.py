@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 from sqlalchemy.engine import URL
@@ -220,3 +221,64 @@ def test_an_unknown_scheme_is_an_error_saying_so(database: URL, tenant: str) -> 
         assert result.returncode == 1
         assert f"no published scheme 'nope' in tenant {tenant!r}" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_orders_dated_after_the_evaluation_time_count_in_no_revenue(
+    database: URL, tenant: str, tmp_path: Path
+) -> None:
+    """Issue 11: one order dated 2099 made 99 % of a tier's revenue. Revenue is counted as of
+    the evaluation time in `evaluate`, `segments` and `preview`, and as of DATE with
+    `--as-of`; the tiers are the same either way, as `monetary` already ignored it."""
+    orders = orders_file(tmp_path)
+    with orders.open("a") as file:
+        file.write("o4,b,2099-01-01,1000000\n")
+    assert tierwise(database, "import", "orders", str(orders), "--tenant", tenant).returncode == 0
+    rules = tmp_path / "spend.rules"
+    rules.write_text(RULES)
+    published = tierwise(database, "rules", "publish", str(rules), "--tenant", tenant)
+    assert "evaluated spend v1: Big 1, Small 2" in published.stdout, published.stderr
+    expected = [("Big", 1, 500.0, 0.9091), ("Small", 2, 50.0, 0.0909)]
+
+    def figures(result: subprocess.CompletedProcess[str]) -> list[tuple[object, ...]]:
+        assert result.returncode == 0, result.stderr
+        return [
+            (row["tier"], row["customers"], row["revenue"], row["revenue_share"])
+            for row in json.loads(result.stdout)
+        ]
+
+    assert figures(tierwise(database, "segments", "--tenant", tenant, "--format", "json")) == (
+        expected
+    )
+    assert figures(tierwise(database, "evaluate", "--tenant", tenant, "--format", "json")) == (
+        expected
+    )
+    backtest = tierwise(
+        database, "evaluate", "--tenant", tenant, "--as-of", "2026-03-02", "--format", "json"
+    )
+    assert figures(backtest) == expected
+    preview = tierwise(
+        database, "rules", "preview", str(rules), "--tenant", tenant, "--format", "json"
+    )
+    assert preview.returncode == 0, preview.stderr
+    (only,) = json.loads(preview.stdout)
+    assert [(t["tier"], t["customers"], t["revenue"]) for t in only["tiers"]] == [
+        ("Big", 1, 500.0),
+        ("Small", 2, 50.0),
+    ]
+    preview_then = tierwise(
+        database,
+        "rules",
+        "preview",
+        str(rules),
+        "--tenant",
+        tenant,
+        "--as-of",
+        "2026-01-06",
+        "--format",
+        "json",
+    )
+    (then,) = json.loads(preview_then.stdout)
+    assert [(t["tier"], t["customers"], t["revenue"]) for t in then["tiers"]] == [
+        ("Big", 1, 500.0),
+        ("Small", 0, 0.0),
+    ]
