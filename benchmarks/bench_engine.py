@@ -17,11 +17,16 @@ side by side in one process:
 - incremental: ``--updates`` single-order imports for random existing customers, each
   refreshing that customer's tiers in the import's transaction (p50/p99). The benchmark's
   orders are deleted and those customers' rollups and tiers restored afterwards.
+- command: the whole ``tierwise evaluate --scheme bench --as-of DATE --format json`` command
+  (a new process: start-up, connecting, the run, the report) against one hand-written
+  statement that returns the same counts and revenue per tier as of DATE, over the same
+  customers (those who existed by then), alternating which goes first, ``--repeat`` times;
+  asserted equal. The whole command's start-up is timed alone too (``rules templates``).
 - pandas: the same tiers the way an analyst would compute them without Tierwise (orders,
   customers and events read from Postgres, grouped in pandas), ``--pandas-repeat`` times;
   asserted equal. pandas is not a dependency of Tierwise: ``pip install pandas`` first.
 
-Use ``--only full,incremental,pandas`` to pick, ``--explain`` to print the plan and time of
+Use ``--only full,incremental,command,pandas`` to pick, ``--explain`` to print the plan and time of
 every statement of one incremental update (auto_explain, needs a superuser).
 """
 
@@ -32,9 +37,12 @@ import asyncio
 import datetime as dt
 import io
 import itertools
+import json
 import random
 import secrets
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -366,6 +374,105 @@ async def clear_memberships(engine: AsyncEngine, tenant: str) -> None:
         await connection.execution_options(isolation_level="AUTOCOMMIT")
         await connection.execute(text("VACUUM ANALYZE memberships"))
         await connection.execute(text("VACUUM ANALYZE transitions"))
+
+
+# --- 1b. the whole command ----------------------------------------------------------------
+
+# HAND_SQL's tiers, counted with each tier's revenue (all orders before :as_of), over the
+# customers who existed by then (registered, recorded, or with an order or event before it),
+# as a backtest counts them.
+HAND_COUNTS_SQL = f"""
+SELECT tier, count(*) AS customers, coalesce(sum(revenue), 0) AS revenue
+FROM (
+  {
+    HAND_SQL.replace("AS electronics180", "AS electronics180, sum(amount) AS revenue")
+    .replace("END AS tier", "END AS tier, o.revenue")
+    .replace(
+        "WHERE c.tenant_id = :t",
+        "WHERE c.tenant_id = :t AND (c.registered_at < :as_of OR c.created_at < :as_of"
+        " OR o.customer_id IS NOT NULL OR EXISTS (SELECT FROM events x WHERE x.tenant_id = :t"
+        " AND x.customer_id = c.id AND x.occurred_at < :as_of OFFSET 0))",
+    )
+}
+) tiers
+GROUP BY tier
+"""
+
+
+# The checkout whose `tierwise` the command step runs (--command-from): this one by default.
+COMMAND_FROM: Path | None = None
+
+
+def tierwise_command(*args: str) -> tuple[float, str]:
+    """Run ``tierwise ARGS`` as a user would (a new process); seconds and its output."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", "from service.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=COMMAND_FROM,  # `python -c` imports `service` from there first
+    )
+    return time.perf_counter() - start, done.stdout
+
+
+async def hand_counts(
+    engine: AsyncEngine, tenant: str, as_of: dt.datetime
+) -> tuple[float, dict[str, tuple[int, float]]]:
+    """The hand-written statement's counts and revenue per tier: seconds (connecting
+    included) and the figures."""
+    start = time.perf_counter()
+    async with engine.connect() as connection:
+        await connection.execute(text("SET work_mem = '256MB'"))  # as evaluate()
+        rows = (await connection.execute(text(HAND_COUNTS_SQL), hand_params(tenant, as_of))).all()
+    seconds = time.perf_counter() - start
+    return seconds, {row.tier: (int(row.customers), float(row.revenue)) for row in rows}
+
+
+async def bench_command(engine: AsyncEngine, tenant: str, repeat: int, days_back: int) -> None:
+    as_of = (dt.datetime.now(dt.UTC) - dt.timedelta(days=days_back)).replace(microsecond=0)
+    command = ("evaluate", "--scheme", SCHEME, "--as-of", as_of.isoformat(), "--tenant", tenant)
+    command_times: list[float] = []
+    hand_times: list[float] = []
+    startup: list[float] = []
+    for index in range(repeat):
+        await engine.dispose()  # the hand side connects anew, as the command does
+        if index % 2:
+            hand, figures = await hand_counts(engine, tenant, as_of)
+            took, output = tierwise_command(*command, "--format", "json")
+        else:
+            took, output = tierwise_command(*command, "--format", "json")
+            hand, figures = await hand_counts(engine, tenant, as_of)
+        command_times.append(took)
+        hand_times.append(hand)
+        startup.append(tierwise_command("rules", "templates")[0])
+        reported = {
+            row["tier"]: (row["customers"], row["revenue"])
+            for row in json.loads(output)
+            if row["customers"]
+        }
+        assert reported.keys() == figures.keys(), (reported, figures)
+        for tier, (customers, revenue) in figures.items():
+            assert reported[tier][0] == customers, (tier, reported[tier], customers)
+            assert abs(reported[tier][1] - revenue) <= 0.01, (tier, reported[tier], revenue)
+        if index == 0:
+            total = sum(n for n, _ in figures.values())
+            print(f"command: backtest as of {as_of:%Y-%m-%d %H:%M}, {total:,} customers, same")
+            print(
+                "         counts and revenue per tier as the hand-written statement: "
+                + ", ".join(f"{t} {n:,}" for t, (n, _) in sorted(figures.items()))
+            )
+    ratios = [c / h for c, h in zip(command_times, hand_times, strict=True)]
+    print(
+        f"command: `tierwise evaluate --as-of` median {median_ms(command_times):,.0f} ms, "
+        f"hand-written statement median {median_ms(hand_times):,.0f} ms, ratio of medians "
+        f"{statistics.median(command_times) / statistics.median(hand_times):.2f} (median of "
+        f"paired ratios {statistics.median(ratios):.2f}; {repeat} repeats); `tierwise rules "
+        f"templates` median {median_ms(startup):,.0f} ms"
+    )
+    print(f"         command s: {runs(command_times)}")
+    print(f"         hand s:    {runs(hand_times)}")
+    print(f"         start-up s: {runs(startup)}")
 
 
 # --- 2. incremental --------------------------------------------------------------------------
@@ -721,6 +828,7 @@ async def main_async(args: argparse.Namespace) -> None:
             await publish_scheme(engine, args.tenant)
             steps: dict[str, Callable[[], Awaitable[None]]] = {
                 "full": lambda: bench_full(engine, args.tenant, args.repeat, args.runs),
+                "command": lambda: bench_command(engine, args.tenant, args.repeat, args.days_back),
                 "incremental": lambda: bench_incremental(
                     engine, args.tenant, args.updates, args.warmup, args.breakdown
                 ),
@@ -759,12 +867,23 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--pandas-repeat", type=int, default=3)
     parser.add_argument("--pandas-read", choices=("copy", "read_sql"), default="copy")
-    parser.add_argument("--only", default="full,incremental,pandas")
+    parser.add_argument("--only", default="full,incremental,command,pandas")
+    parser.add_argument(
+        "--days-back", type=int, default=30, help="the --as-of of `command`: this many days ago"
+    )
     parser.add_argument("--explain", action="store_true")
     parser.add_argument(
         "--breakdown", action="store_true", help="time the phases of incremental updates"
     )
-    asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument(
+        "--command-from",
+        type=Path,
+        help="run the command step's `tierwise` from this checkout (e.g. an older commit's)",
+    )
+    args = parser.parse_args()
+    global COMMAND_FROM
+    COMMAND_FROM = args.command_from
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import datetime as dt
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Select, Table, column, exists, or_, select, table
+from sqlalchemy import Column, ColumnElement, Select, Table, column, literal, or_, select, table
 
 from dsl import Sources
 from service.db.tables import customers, events, memberships, orders
@@ -31,10 +31,15 @@ def existed_by(tenant: str, as_of: dt.datetime) -> ColumnElement[bool]:
     order or event before it (a backtest counts no one who came later)."""
 
     def any_before(facts: Table, at: Column[Any]) -> ColumnElement[bool]:
+        # OFFSET 0 keeps Postgres from turning the EXISTS into a hashed subplan, which reads
+        # every order (or event) of the tenant up front, a second pass over them besides the
+        # run's own; as it is, it probes the index for the customers the other terms leave.
         return (
-            exists()
+            select(literal(1))
             .where(facts.c.tenant_id == tenant, facts.c.customer_id == customers.c.id, at < as_of)
+            .offset(0)
             .correlate(customers)
+            .exists()
         )
 
     return or_(
