@@ -43,7 +43,11 @@ from service.errors import UserError
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 ADMIN = Actor("test:admin", "admin", "test")
-NOW = dt.datetime.now(dt.UTC)
+
+
+def _now() -> dt.datetime:
+    """Read when a token is made: a time taken at import expired the tokens of a slow run."""
+    return dt.datetime.now(dt.UTC)
 
 
 def _claims(**overrides: Any) -> dict[str, Any]:
@@ -51,7 +55,7 @@ def _claims(**overrides: Any) -> dict[str, Any]:
         "sub": "user-1",
         "tenant": "acme",
         "role": "analyst",
-        "exp": NOW + dt.timedelta(minutes=5),
+        "exp": _now() + dt.timedelta(minutes=5),
     }
     claims.update(overrides)
     return {key: value for key, value in claims.items() if value is not None}
@@ -112,7 +116,7 @@ def test_rs256_and_es256_tokens_verify_against_configured_public_keys(
 
 def test_expired_token_is_refused() -> None:
     verifier = JwtVerifier(Settings(jwt_secret=SECRET))
-    expired = jwt.encode(_claims(exp=NOW - dt.timedelta(minutes=5)), SECRET, algorithm="HS256")
+    expired = jwt.encode(_claims(exp=_now() - dt.timedelta(minutes=5)), SECRET, algorithm="HS256")
     assert _refused(verifier, expired) == "the token has expired"
 
 
@@ -186,7 +190,7 @@ def test_issuer_audience_and_claim_names_are_configurable() -> None:
     verifier = JwtVerifier(settings)
     claims = {
         "sub": "svc",
-        "exp": NOW + dt.timedelta(minutes=1),
+        "exp": _now() + dt.timedelta(minutes=1),
         "iss": "https://idp.example",
         "aud": ["tierwise", "other"],
         "https://tierwise/tenant": "acme",
