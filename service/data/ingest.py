@@ -2,29 +2,31 @@
 transaction; a failed import leaves the database as it was.
 
 A CSV file is first COPYed raw into Postgres and cast there (fast path). If any value is in
-doubt, that attempt is rolled back to a savepoint and the file is read again through the Python
-parser (service.data.records), which names each bad row's line and field. A file with a bad row is
-rejected whole unless bad rows are to be skipped. Upserts are idempotent on external ids:
-loading the same rows twice changes nothing.
+doubt, or COPY refuses the file (a blank line, a stray column, a quote never closed, bytes that
+are not UTF-8; asyncpg raises its own errors there) or could read it otherwise than Python (a
+line holding only a backslash and a point, COPY's end of data), that attempt is rolled back
+to a savepoint and the file is read again through the Python parser (service.data.records),
+which names each bad row's line and field. A file with a bad row is rejected whole unless bad
+rows are to be skipped.
+Upserts are idempotent on external ids: loading the same rows twice changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from service.data import rollups
+from service.data import exact, rollups
 from service.data.readers import (
     BadRow,
     IngestError,
@@ -268,7 +270,10 @@ class _Stage:
             if staged != rows:
                 await savepoint.rollback()
                 return False
-        except DBAPIError:  # a cast, the encoding or the CSV layout failed on some row
+        except (DBAPIError, asyncpg.PostgresError, _InDoubt):
+            # A cast, the encoding or the CSV layout failed on some row (COPY raises asyncpg's
+            # own errors, the statements SQLAlchemy's), or the file holds what COPY reads
+            # otherwise than Python: the Python reader finds and explains it.
             await savepoint.rollback()
             return False
         await savepoint.commit()
@@ -485,21 +490,27 @@ class _Stage:
 
 
 def _jsonb_text(value: Any) -> Any:
-    """asyncpg takes jsonb as text."""
+    """asyncpg takes jsonb as text: written exactly, numbers digit for digit."""
     if isinstance(value, dict):
-        return json.dumps(value, default=_json_number, ensure_ascii=False)
+        return exact.dumps(value)
     return value
 
 
-def _json_number(value: object) -> float:
-    if isinstance(value, Decimal):
-        return float(value)
-    raise TypeError(f"{type(value).__name__} is not JSON")
+class _InDoubt(Exception):
+    """The file holds a line COPY would read otherwise than Python's csv module."""
 
 
 async def _file_blocks(path: Path, on_progress: ProgressCallback | None) -> AsyncIterator[bytes]:
+    # COPY ends its data at a line holding only \. (Postgres before 18), silently: a line
+    # starting with \. sends the file to the Python reader instead. The end of the block
+    # before is kept, to see such a line across blocks.
+    tail = b"\n"
     with path.open("rb") as handle:
         while block := handle.read(COPY_BLOCK):
+            seam = tail + block[:2]
+            if any(b"\n\\." in part or b"\r\\." in part for part in (seam, block)):
+                raise _InDoubt
+            tail = block[-2:]
             if on_progress:
                 on_progress(block.count(b"\n"))
             yield block

@@ -6,15 +6,19 @@ header); what is wrong with one row is the caller's to find (service.data.record
 
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
+import io
 import json
+import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from service.data import exact
 from service.data.records import (
     ATTRIBUTE_PREFIX,
     FIELDS,
@@ -118,14 +122,17 @@ def read_ids(path: Path, kind: Kind) -> list[str]:
 
 
 def _csv_rows(path: Path, kind: Kind, required: Collection[str]) -> RawRows:
-    handle = path.open(newline="", encoding="utf-8-sig")
-    reader = csv.reader(handle)
+    # Bytes that are not UTF-8 become lone surrogates (surrogateescape), so one bad byte
+    # makes one bad row, wherever it is, and the rows after it are still read.
+    handle = path.open(newline="", encoding="utf-8-sig", errors="surrogateescape")
+    lines = _LineTap(handle)
+    reader = csv.reader(lines)
     try:
         header = [name.strip() for name in next(reader)]
     except StopIteration:
         handle.close()
         return RawRows(iter(()))
-    except (UnicodeDecodeError, csv.Error) as error:
+    except csv.Error as error:
         handle.close()
         raise IngestError(
             str(path), [RowError(1, None, f"unreadable header: {error}")], 1
@@ -137,54 +144,142 @@ def _csv_rows(path: Path, kind: Kind, required: Collection[str]) -> RawRows:
 
     def rows() -> Iterator[tuple[int, Mapping[str, Any]]]:
         with handle:
-            line = reader.line_num + 1
-            try:
-                for values in reader:
-                    if values:
-                        if len(values) != len(header):
-                            yield line, {"": _WrongWidth(len(values), len(header))}
-                        else:
-                            yield line, dict(zip(header, values, strict=True))
-                    line = reader.line_num + 1
-            except (UnicodeDecodeError, csv.Error) as error:
-                yield line, {"": _Unreadable(str(error))}
+            while True:
+                line = reader.line_num + 1
+                lines.taken.clear()
+                try:
+                    values = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as error:
+                    yield line, {"": _Unreadable(str(error), lines.text())}
+                    if reader.line_num < line:  # nothing consumed: nothing more to read
+                        return
+                    continue
+                if not values:
+                    continue  # a blank line is no row
+                problem = _record_problem(values, lines, reader.line_num - line)
+                if problem is not None:
+                    yield line, {"": _Unreadable(problem, lines.text(), values)}
+                elif len(values) != len(header):
+                    yield line, {"": _WrongWidth(values, len(header))}
+                else:
+                    yield line, dict(zip(header, values, strict=True))
 
     return RawRows(rows(), header)
 
 
-def _jsonl_rows(path: Path, source: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
+class _LineTap:
+    """The lines a csv.reader takes, kept until cleared: the raw text of one record."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self.lines = lines
+        self.taken: list[str] = []
+
+    def __iter__(self) -> _LineTap:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.lines)
+        self.taken.append(line)
+        return line
+
+    def text(self) -> str:
+        return "".join(self.taken)
+
+
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+
+
+def _record_problem(values: list[str], lines: _LineTap, extra_lines: int) -> str | None:
+    """What makes a record unreadable as a whole: bytes that are not UTF-8, or a quote that
+    is never closed (it swallows the rest of the file)."""
+    for column, value in enumerate(values, start=1):
+        bad = _NOT_UTF8.search(value)
+        if bad is not None:
+            byte = ord(bad.group()) - 0xDC00
+            return f"value {column} holds the byte 0x{byte:02x}, which is not UTF-8 text"
+    raw = lines.text()
+    if '"' in raw and (extra_lines > 0 or not raw.endswith(("\n", "\r"))):
         try:
-            for line, content in enumerate(handle, start=1):
-                if not content.strip():
-                    continue
-                try:
-                    value = json.loads(content, parse_float=Decimal)
-                except json.JSONDecodeError as error:
-                    reason = f"not valid JSON at column {error.colno}: {error.msg}"
-                    yield line, {"": _Unreadable(reason)}
-                    continue
-                if isinstance(value, dict):
-                    yield line, value
-                else:
-                    yield line, {"": _Unreadable("each line must be a JSON object")}
-        except UnicodeDecodeError as error:
-            yield 0, {"": _Unreadable(f"not UTF-8 text ({error})")}
+            list(csv.reader(io.StringIO(raw, newline=""), strict=True))
+        except csv.Error as error:
+            if "unexpected end of data" in str(error):
+                return 'a quoted value is never closed (a " without its closing ")'
+    return None
+
+
+def _jsonl_rows(path: Path, source: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    with path.open("rb") as handle:
+        for line, content in enumerate(handle, start=1):
+            if line == 1:
+                content = content.removeprefix(codecs.BOM_UTF8)
+            if not content.strip():
+                continue
+            raw = content.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
+            try:
+                text = content.decode("utf-8")
+            except UnicodeDecodeError as error:
+                reason = (
+                    f"column {error.start + 1} holds the byte 0x{content[error.start]:02x}, "
+                    "which is not UTF-8 text"
+                )
+                yield line, {"": _Unreadable(reason, raw)}
+                continue
+            try:
+                value = exact.loads(text)
+            except json.JSONDecodeError as error:
+                reason = f"not valid JSON at column {error.colno}: {error.msg}"
+                yield line, {"": _Unreadable(reason, raw)}
+                continue
+            except ValueError as error:
+                yield line, {"": _Unreadable(f"not valid JSON: {error}", raw)}
+                continue
+            if isinstance(value, dict):
+                yield line, value
+            else:
+                yield line, {"": _Unreadable("each line must be a JSON object", raw)}
 
 
 @dataclass(frozen=True)
 class _WrongWidth:
-    got: int
+    values: list[str]
     expected: int
+
+    def describe(self) -> str:
+        got = len(self.values)
+        message = f"has {got} values but the header names {self.expected}"
+        if got > self.expected:
+            extra = ", ".join(repr(v) for v in self.values[self.expected :])
+            message += f" (extra: {extra})"
+        if got == 1 and self.values[0].strip() == "\\.":
+            message += "; a line holding only \\. is no row"
+        return message
 
 
 @dataclass(frozen=True)
 class _Unreadable:
     reason: str
+    text: str = ""
+    """The line(s) as they came, for the file of bad rows."""
+    values: list[str] | None = None
+    """The values, when the record split into them (CSV)."""
 
 
 def _header_problems(kind: Kind, header: list[str], required: Collection[str]) -> list[RowError]:
     known = known_fields(kind)
+    for separator, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
+        names = [part.strip() for part in ",".join(header).split(separator)]
+        if len(names) > 1 and len(set(names) & set(known)) >= min(2, len(required)):
+            return [
+                RowError(
+                    1,
+                    None,
+                    f"the header is separated by {name} ({separator!r}), not commas: Tierwise "
+                    "reads comma-separated CSV; export the file with commas (and a point as "
+                    "the decimal mark)",
+                )
+            ]
     problems: list[RowError] = []
     for name in {name for name in header if header.count(name) > 1}:
         problems.append(RowError(1, name, "column appears more than once in the header"))
@@ -210,9 +305,7 @@ def row_problems(
     """Problems of a row as a whole; field names are checked only where no header did it."""
     marker = row.get("")
     if isinstance(marker, _WrongWidth):
-        return [
-            RowError(line, None, f"has {marker.got} values but the header names {marker.expected}")
-        ]
+        return [RowError(line, None, marker.describe())]
     if isinstance(marker, _Unreadable):
         return [RowError(line, None, marker.reason)]
     if not check_names:
@@ -226,21 +319,45 @@ def row_problems(
 
 
 def write_bad_rows(path: Path, bad: Sequence[BadRow], header: Sequence[str]) -> None:
-    """Bad rows as they came, plus ``line`` and ``error``, in the file's own format."""
+    """Bad rows as they came, plus ``line`` and ``error``, in the file's own format. A row
+    that could not be read into fields keeps its raw text (JSON Lines: ``_raw``; CSV: in the
+    error); bytes that were not UTF-8 are written back as they were."""
     if path.suffix.lower() in JSON_LINES or not header:
-        with path.open("w", encoding="utf-8") as handle:
+        with path.open("w", encoding="utf-8", errors="surrogateescape") as handle:
             for row in bad:
                 record = {k: v for k, v in row.raw.items() if k}
+                marker = row.raw.get("")
+                if isinstance(marker, _Unreadable):
+                    record["_raw"] = marker.text
+                elif isinstance(marker, _WrongWidth):
+                    record["_raw"] = marker.values
                 record |= {"_line": row.line, "_error": _describe(row.errors)}
-                handle.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+                handle.write(exact.dumps(_storable(record)) + "\n")
         return
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.writer(handle)
         writer.writerow([*header, "line", "error"])
         for row in bad:
-            writer.writerow(
-                [*(row.raw.get(name, "") for name in header), row.line, _describe(row.errors)]
-            )
+            marker = row.raw.get("")
+            error = _describe(row.errors)
+            if isinstance(marker, _WrongWidth | _Unreadable) and marker.values is not None:
+                values = (marker.values + [""] * len(header))[: len(header)]
+            else:
+                values = [str(row.raw.get(name, "")) for name in header]
+            if isinstance(marker, _Unreadable) and marker.values is None:
+                error += f"; the line was: {marker.text.rstrip()}"
+            writer.writerow([*values, row.line, error])
+
+
+def _storable(value: Any) -> Any:
+    """What exact.dumps writes: JSON values as parsed; anything else as its text."""
+    if isinstance(value, dict):
+        return {str(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    if value is None or isinstance(value, str | bool | int | Decimal):
+        return value
+    return str(value)
 
 
 def _describe(errors: Sequence[RowError]) -> str:

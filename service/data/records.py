@@ -10,7 +10,6 @@ same values, so any row it doubts falls back to the Python parser and its exact 
 from __future__ import annotations
 
 import enum
-import json
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from service.data import exact
 
 MAX_FRACTION_DIGITS = 4  # numeric(18, 4)
 MAX_AMOUNT = Decimal(10) ** 14
@@ -40,7 +41,7 @@ WHITESPACE = " \t\n\r\f\v"
 
 def _text(raw: Any) -> str:
     if isinstance(raw, bool | dict | list):
-        raise FieldError(f"expected text, got {json.dumps(raw)}")
+        raise FieldError(f"expected text, got {exact.dumps(raw)}")
     value = str(raw).strip(WHITESPACE)
     if "\x00" in value:
         raise FieldError("contains a NUL character")
@@ -106,13 +107,30 @@ def _decimal(raw: Any) -> Decimal:
     return value
 
 
+_AMOUNT_STEP = Decimal(1).scaleb(-MAX_FRACTION_DIGITS)
+
+
+def _shown(raw: Any, limit: int = 40) -> str:
+    """A value as an error message shows it: its first characters when it is long."""
+    text = str(raw)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _amount(raw: Any) -> Decimal:
+    """An amount stored exactly in numeric(18, 4): more decimal places are fine when they are
+    zeros (19.990000 is 19.99), not when they would be rounded away (19.99001)."""
     value = _decimal(raw)
+    if abs(value) >= MAX_AMOUNT:
+        raise FieldError(f"{_shown(raw)} is too large")
     exponent = value.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -MAX_FRACTION_DIGITS:
-        raise FieldError(f"{raw} has more than {MAX_FRACTION_DIGITS} decimal places")
-    if abs(value) >= MAX_AMOUNT:
-        raise FieldError(f"{raw} is too large")
+        fitted = value.quantize(_AMOUNT_STEP)
+        if fitted != value:
+            raise FieldError(
+                f"{_shown(raw)} has more than {MAX_FRACTION_DIGITS} decimal places "
+                "that are not zero"
+            )
+        return fitted
     return value
 
 
@@ -129,10 +147,6 @@ def parse_timestamp(raw: Any) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _attributes(raw: Any) -> dict[str, Any]:
     return dict(_nfc_json(_json_object(raw)))
 
@@ -142,7 +156,7 @@ def _json_object(raw: Any) -> dict[str, Any]:
         return raw
     text = _text(raw)
     try:
-        value = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        value = exact.loads(text)
     except ValueError:
         raise FieldError(f"{text!r} is not valid JSON") from None
     if not isinstance(value, dict):
@@ -194,7 +208,8 @@ DECIMAL = ValueType(_decimal, "numeric", _PLAIN_DECIMAL, "({v})::numeric")
 AMOUNT = ValueType(
     _amount,
     "numeric",
-    f"{_PLAIN_DECIMAL} AND length({{v}}) <= 24 AND scale(({{v}})::numeric) <= {MAX_FRACTION_DIGITS}"
+    f"{_PLAIN_DECIMAL} AND length({{v}}) <= 24"
+    f" AND min_scale(({{v}})::numeric) <= {MAX_FRACTION_DIGITS}"
     f" AND abs(({{v}})::numeric) < {MAX_AMOUNT}",
     "({v})::numeric",
 )
@@ -314,13 +329,30 @@ def _merge_attribute_columns(
         return
     try:
         extra = {
-            unicodedata.normalize("NFC", key): _label(raw) if isinstance(raw, str) else raw
+            unicodedata.normalize("NFC", key): attribute_cell(raw) if isinstance(raw, str) else raw
             for key, raw in extra.items()
         }
     except FieldError as error:
         errors.append(RowError(line, ATTRIBUTE_PREFIX + "*", str(error)))
         return
     values[-1] = {**(values[-1] or {}), **extra}
+
+
+# A JSON number as CSV may hold one: no leading zeros (so `01234` stays text), no exponent.
+_CELL_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
+
+
+def attribute_cell(raw: str) -> str | bool | Decimal:
+    """The JSON value of one `attributes.KEY` cell of a CSV file, typed as rules compare it:
+    `true` and `false` are booleans, a plain number (``15000``, ``-2.5``; no leading zeros,
+    sign `+` or exponent) is a number, anything else is text (``01234``, ``1e3``, ``yes``).
+    Text that looks like a number is kept as text through the `attributes` JSON column."""
+    value = _label(raw)
+    if value in ("true", "false"):
+        return value == "true"
+    if _CELL_NUMBER.fullmatch(value):
+        return Decimal(value)
+    return value
 
 
 def known_fields(kind: Kind) -> list[str]:
