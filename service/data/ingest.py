@@ -26,7 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from service.data import exact, rollups
+from service.data import rollups
 from service.data.readers import (
     BadRow,
     IngestError,
@@ -44,7 +44,7 @@ from service.data.records import (
     check_tenant_id,
     parse_row,
 )
-from service.db import locks
+from service.db import exact, locks
 from service.db.database import ANALYZE_BASE_ROWS, analyze_stale, tenant_transaction
 from service.errors import UserError
 from service.metrics import observe_import

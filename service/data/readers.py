@@ -18,7 +18,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from service.data import exact
 from service.data.records import (
     ATTRIBUTE_PREFIX,
     FIELDS,
@@ -30,6 +29,7 @@ from service.data.records import (
     is_missing,
     known_fields,
 )
+from service.db import exact
 from service.errors import UserError
 
 MAX_LISTED_ERRORS = 20

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from service.data import exact
+from service.db import exact
 
 MAX_FRACTION_DIGITS = 4  # numeric(18, 4)
 MAX_AMOUNT = Decimal(10) ** 14
@@ -288,9 +288,10 @@ class RowError:
 
     def render(self, file: str) -> str:
         where = f"{file}:{self.line}"
-        return (
-            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-        )
+        # A field name from a header may hold any character: one that is not printable
+        # (a line break) is shown quoted, so the message keeps one line per error.
+        field = self.field if self.field is None or self.field.isprintable() else repr(self.field)
+        return f"{where}: {field}: {self.message}" if field else f"{where}: {self.message}"
 
 
 def is_missing(raw: Any) -> bool:
@@ -312,6 +313,7 @@ def parse_row(kind: Kind, line: int, row: Mapping[str, Any]) -> tuple[Any, ...] 
             values.append(field.type.parse(raw))
         except FieldError as error:
             errors.append(RowError(line, field.name, str(error)))
+            values.append(None)  # keeps values in field order for the checks after
     if kind is Kind.customers:
         _merge_attribute_columns(line, row, values, errors)
     return errors or tuple(values)

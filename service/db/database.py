@@ -29,6 +29,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from service.config import Settings
+from service.db import exact
 from service.errors import TimedOut, UserError
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,8 @@ def create_engine(
         # A failed statement's parameters can be a customer's data or a webhook's secret:
         # never in a log line or an exception's text.
         hide_parameters=True,
+        # jsonb written from Python (strategy parameters, audit entries) keeps decimals exact.
+        json_serializer=exact.dumps,
         # The session defaults bound the system work that runs outside tenant transactions
         # (the dispatcher's claims, the scheduler's listing, probes); migrations lift them.
         connect_args={

@@ -13,10 +13,11 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.data import exact, ingest
+from service.data import ingest
 from service.data.ingest import import_file
 from service.data.readers import IngestError
 from service.data.records import Kind
+from service.db import exact
 from service.db.tables import orders
 from service.engine import evaluation
 from tests.data.test_ingest import snapshot

@@ -50,12 +50,13 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def dumps(value: Any) -> str:
+def dumps(value: Any, *, plain_numbers: bool = False) -> str:
     """JSON text of ``value`` (dicts, lists, str, bool, None, int, Decimal) with every
-    Decimal written exactly, as a JSON number (``1E+3`` stays ``1E+3``); non-finite
-    numbers are refused (ValueError)."""
+    Decimal written exactly, as a JSON number: as it is (``1.10``, ``1E+3``; what jsonb keeps)
+    or, with ``plain_numbers`` (reports), in its `plain` form. Non-finite numbers are refused
+    (ValueError)."""
     parts: list[str] = []
-    _write(value, parts)
+    _write(value, parts, plain_numbers)
     return "".join(parts)
 
 
@@ -68,11 +69,22 @@ def number_text(value: Decimal | int) -> str:
     return str(int(value))
 
 
-def _write(value: Any, parts: list[str]) -> None:
+def plain(value: Decimal) -> str:
+    """A decimal's one written form: trailing zeros dropped, never an exponent (``1110.4441``,
+    not ``1110.4441000000000000``; ``1200``, not ``1.2E+3``; ``0``, not ``0E-4``)."""
+    if not value.is_finite():
+        raise ValueError(f"{value} is not a finite number")
+    text = f"{value.normalize():f}"
+    return "0" if text in ("-0", "0") else text
+
+
+def _write(value: Any, parts: list[str], plain_numbers: bool) -> None:
     if isinstance(value, str):
         parts.append(json.dumps(value, ensure_ascii=False))
     elif value is None or isinstance(value, bool):
         parts.append(json.dumps(value))
+    elif isinstance(value, Decimal) and plain_numbers:
+        parts.append(plain(value))
     elif isinstance(value, int | Decimal):
         parts.append(number_text(value))
     elif isinstance(value, float) and math.isfinite(value):
@@ -86,14 +98,14 @@ def _write(value: Any, parts: list[str]) -> None:
                 parts.append(", ")
             parts.append(json.dumps(str(key), ensure_ascii=False))
             parts.append(": ")
-            _write(item, parts)
+            _write(item, parts, plain_numbers)
         parts.append("}")
     elif isinstance(value, list | tuple):
         parts.append("[")
         for index, item in enumerate(value):
             if index:
                 parts.append(", ")
-            _write(item, parts)
+            _write(item, parts, plain_numbers)
         parts.append("]")
     else:
         raise ValueError(f"{value!r} is not JSON")
