@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
+from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -163,6 +165,12 @@ class TierwiseGraphQL(GraphQL[Context, None]):
             await super().__call__(scope, receive, _negotiated(scope, send))
             return
         await super().__call__(scope, receive, send)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """A request body: numbers with a point or exponent as decimals, never binary floats
+        (an amount or attribute sent as a JSON number keeps its every digit); no field of
+        the schema is a Float input."""
+        return json.loads(data, parse_float=Decimal)
 
     async def process_result(
         self, request: Request, result: ExecutionResult

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from decimal import Decimal
 
 import strawberry
 from graphql import GraphQLError
@@ -30,6 +31,7 @@ from service.api.ingest import IngestMutation
 from service.api.keys import KeyMutation, KeyQuery
 from service.api.limits import limit_extensions
 from service.api.observe import OperationMetrics
+from service.api.scalars import DecimalScalar
 from service.api.schemes import SchemeMutation, SchemeQuery
 from service.api.segments import SegmentQuery
 from service.api.strategies import StrategyMutation, StrategyQuery
@@ -145,6 +147,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         subscription=Subscription,
         extensions=extensions,
         config=StrawberryConfig(disable_field_suggestions=not settings.introspection),
+        scalar_overrides={Decimal: DecimalScalar},
     )
 
 

@@ -14,17 +14,23 @@ from service.api.fields import arg, resolver
 from service.api.strategies import Strategy
 from service.engine import analytics
 
+SHARE_STEP = Decimal("0.000001")
+
 
 @strawberry.type(description="Customers and revenue of one tier, over current memberships.")
 class Segment:
     scheme: str = strawberry.field(description="Key of the scheme.")
     tier: str = strawberry.field(description="The tier.")
     customer_count: int = strawberry.field(description="Customers in the tier.")
-    customer_share: float = strawberry.field(description="Share of all customers, 0-1.")
+    customer_share: Decimal = strawberry.field(
+        description="Share of all customers, 0-1, to 6 decimal places."
+    )
     revenue: Decimal = strawberry.field(
         description="Revenue of its customers: their orders dated before now."
     )
-    revenue_share: float = strawberry.field(description="Share of all revenue, 0-1.")
+    revenue_share: Decimal = strawberry.field(
+        description="Share of all revenue, 0-1, to 6 decimal places."
+    )
     average_revenue: Decimal | None = strawberry.field(
         description="Revenue per customer; null for an empty tier."
     )
@@ -40,9 +46,9 @@ class Segment:
             scheme=row.scheme,
             tier=row.tier,
             customer_count=row.customers,
-            customer_share=row.customer_share,
+            customer_share=row.customer_share.quantize(SHARE_STEP),
             revenue=row.revenue,
-            revenue_share=row.revenue_share,
+            revenue_share=row.revenue_share.quantize(SHARE_STEP),
             average_revenue=row.average_revenue,
         )
 

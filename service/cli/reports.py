@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +15,7 @@ from service.cli.support import (
     backtest_note,
     out,
     parse_as_of,
+    print_exact_json,
     run_with_engine,
     settings,
 )
@@ -83,10 +83,10 @@ def run_rows(result: evaluation.RunResult) -> list[analytics.SegmentRow]:
             scheme=result.scheme,
             tier=t.tier,
             customers=t.customers,
-            customer_share=t.customers / customers if customers else 0.0,
+            customer_share=analytics.share(t.customers, customers),
             revenue=t.revenue,
             average_revenue=t.revenue / t.customers if t.customers else None,
-            revenue_share=float(t.revenue / revenue) if revenue else 0.0,
+            revenue_share=analytics.share(t.revenue, revenue),
         )
         for t in result.tiers
     ]
@@ -120,6 +120,6 @@ def _print_segments(rows: list[analytics.SegmentRow], output: OutputFormat) -> N
     from service.engine import analytics
 
     if output is OutputFormat.json:
-        out.print_json(json.dumps(analytics.segment_dicts(rows), ensure_ascii=False))
+        print_exact_json(analytics.segment_dicts(rows))
     else:
         out.print(analytics.segment_table(rows), highlight=False, markup=False)

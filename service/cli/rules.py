@@ -21,6 +21,7 @@ from service.cli.support import (
     backtest_note,
     out,
     parse_as_of,
+    print_exact_json,
     run_with_engine,
     settings,
 )
@@ -295,7 +296,7 @@ def preview(
     except RuleError as error:
         raise _rule_errors(error, file, text, "no preview") from None
     if output is OutputFormat.json:
-        out.print_json(json.dumps([_preview_json(p) for p in previews], ensure_ascii=False))
+        print_exact_json([_preview_json(p) for p in previews])
         return
     if when is not None:
         out.print(backtest_note(when), highlight=False)
@@ -325,8 +326,7 @@ def _preview_json(item: evaluation.Preview) -> dict[str, object]:
         "scheme": item.scheme,
         "as_of": item.as_of.isoformat(),
         "tiers": [
-            {"tier": t.tier, "customers": t.customers, "revenue": float(t.revenue)}
-            for t in item.tiers
+            {"tier": t.tier, "customers": t.customers, "revenue": t.revenue} for t in item.tiers
         ],
         "moves": [
             {"from": m.from_tier, "to": m.to_tier, "customers": m.customers} for m in item.moves

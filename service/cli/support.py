@@ -145,6 +145,14 @@ def backtest_note(when: dt.datetime) -> str:
     return f"backtest as of {when:%Y-%m-%d %H:%M} UTC, nothing changed"
 
 
+def print_exact_json(value: object) -> None:
+    """JSON for tools, decimals written exactly as JSON numbers (service.db.exact; rich's
+    print_json would read them back through float)."""
+    from service.db import exact
+
+    out.print(exact.dumps(value, plain_numbers=True), highlight=False, markup=False)
+
+
 def print_error(message: str) -> None:
     err.print(Text.assemble(("error: ", "bold red"), message), highlight=False)
 

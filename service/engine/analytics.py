@@ -48,6 +48,7 @@ __all__ = [
     "segment_dicts",
     "segment_report",
     "segment_table",
+    "share",
 ]
 
 # Average revenue to the 4 decimals of order amounts, as the catalog's averages.
@@ -59,10 +60,10 @@ class SegmentRow:
     scheme: str
     tier: str
     customers: int
-    customer_share: float  # of all the tenant's customers
+    customer_share: Decimal  # of all the tenant's customers
     revenue: Decimal
     average_revenue: Decimal | None  # None for a tier without customers
-    revenue_share: float  # of all the tenant's revenue
+    revenue_share: Decimal  # of all the tenant's revenue
     metrics: tuple[tuple[str, Decimal | None], ...] = ()  # (metric text, average) as asked
 
 
@@ -75,8 +76,13 @@ class ChurnRow:
     rate: float | None  # churned / customers; None for a tier that was empty
 
 
-def _share(part: int | Decimal, whole: int | Decimal) -> float:
-    return float(Decimal(part) / Decimal(whole)) if whole else 0.0
+def share(part: int | Decimal, whole: int | Decimal) -> Decimal:
+    """``part / whole`` as a decimal (28 significant digits), 0 when ``whole`` is."""
+    return Decimal(part) / Decimal(whole) if whole else Decimal(0)
+
+
+# Shares as reports print them: 4 decimals, half to even.
+SHARE_STEP = Decimal("0.0001")
 
 
 # --- Segment report -----------------------------------------------------------------------
@@ -220,28 +226,29 @@ async def segment_report(
                 scheme=scheme,
                 tier=tier,
                 customers=count,
-                customer_share=_share(count, int(totals.customers)),
+                customer_share=share(count, int(totals.customers)),
                 revenue=revenue,
                 average_revenue=(revenue / count).quantize(_AVERAGE_STEP, ROUND_HALF_UP)
                 if count
                 else None,
-                revenue_share=_share(revenue, Decimal(totals.revenue)),
+                revenue_share=share(revenue, Decimal(totals.revenue)),
                 metrics=tuple(zip(metrics, means, strict=True)),
             )
         )
     return report
 
 
-def segment_dicts(rows: Sequence[SegmentRow]) -> list[dict[str, str | int | float]]:
-    """The JSON form `tierwise segments --format json` prints (shares to 4 decimals)."""
+def segment_dicts(rows: Sequence[SegmentRow]) -> list[dict[str, str | int | Decimal]]:
+    """The JSON form `tierwise segments --format json` prints (with service.db.exact, so
+    revenue is exact; shares to 4 decimals)."""
     return [
         {
             "scheme": row.scheme,
             "tier": row.tier,
             "customers": row.customers,
-            "customer_share": round(row.customer_share, 4),
-            "revenue": float(row.revenue),
-            "revenue_share": round(row.revenue_share, 4),
+            "customer_share": row.customer_share.quantize(SHARE_STEP),
+            "revenue": row.revenue,
+            "revenue_share": row.revenue_share.quantize(SHARE_STEP),
         }
         for row in rows
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy.engine import URL
@@ -43,22 +44,22 @@ def test_publish_evaluates_and_segments_report(database: URL, tenant: str, tmp_p
     assert "evaluated spend v1: Big 1, Small 2; 3 customers changed tier" in published.stdout
 
     segments = tierwise(database, "segments", "--tenant", tenant, "--format", "json")
-    assert json.loads(segments.stdout) == [
+    assert json.loads(segments.stdout, parse_float=Decimal) == [
         {
             "scheme": "spend",
             "tier": "Big",
             "customers": 1,
-            "customer_share": 0.3333,
-            "revenue": 500.0,
-            "revenue_share": 0.9091,
+            "customer_share": Decimal("0.3333"),
+            "revenue": 500,
+            "revenue_share": Decimal("0.9091"),
         },
         {
             "scheme": "spend",
             "tier": "Small",
             "customers": 2,
-            "customer_share": 0.6667,
-            "revenue": 50.0,
-            "revenue_share": 0.0909,
+            "customer_share": Decimal("0.6667"),
+            "revenue": 50,
+            "revenue_share": Decimal("0.0909"),
         },
     ]
     evaluated = tierwise(database, "evaluate", "--tenant", tenant, "--format", "json")
@@ -66,6 +67,30 @@ def test_publish_evaluates_and_segments_report(database: URL, tenant: str, tmp_p
 
     again = tierwise(database, "rules", "publish", str(rules), "--tenant", tenant)
     assert "scheme spend: version 1 unchanged" in again.stdout
+
+
+def test_json_reports_print_exact_decimals(database: URL, tenant: str, tmp_path: Path) -> None:
+    """`segments --format json` printed revenue through a float, off in the last digits; the
+    preview's too. Now exact JSON numbers, trailing zeros dropped."""
+    path = tmp_path / "orders.csv"
+    path.write_text(
+        "order_id,customer_id,ordered_at,amount\n"
+        "o1,a,2026-01-05,99999999999999.9999\n"
+        "o2,a,2026-01-06,0.0001\n"
+        "o3,b,2026-01-06,11.0441\n"
+    )
+    assert tierwise(database, "import", "orders", str(path), "--tenant", tenant).returncode == 0
+    rules = tmp_path / "spend.rules"
+    rules.write_text(RULES)
+    tierwise(database, "rules", "publish", str(rules), "--tenant", tenant)
+    segments = tierwise(database, "segments", "--tenant", tenant, "--format", "json")
+    assert '"revenue": 100000000000000,' in segments.stdout, segments.stdout
+    assert '"revenue": 11.0441,' in segments.stdout
+    preview = tierwise(
+        database, "rules", "preview", str(rules), "--tenant", tenant, "--format", "json"
+    )
+    tiers = json.loads(preview.stdout, parse_float=Decimal)[0]["tiers"]
+    assert [t["revenue"] for t in tiers] == [100000000000000, Decimal("11.0441")]
 
 
 def test_backtest_uses_only_data_before_the_date(
@@ -84,8 +109,8 @@ def test_backtest_uses_only_data_before_the_date(
     assert [
         (row["tier"], row["customers"], row["revenue"]) for row in json.loads(backtest.stdout)
     ] == [
-        ("Big", 1, 500.0),
-        ("Small", 0, 0.0),
+        ("Big", 1, 500),
+        ("Small", 0, 0),
     ]
     text = tierwise(database, "evaluate", "--tenant", tenant, "--as-of", "2026-01-06")
     assert text.stdout.splitlines()[0] == "backtest as of 2026-01-06 00:00 UTC, nothing changed"

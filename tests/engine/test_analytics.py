@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import json
 from decimal import Decimal
 
 import pytest
@@ -18,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from dsl import check_text
 from service.data.ingest import import_rows
 from service.data.records import Kind
+from service.db import exact
 from service.db.tables import (
     customers,
     evaluation_runs,
@@ -225,20 +225,20 @@ async def test_segment_report(engine: AsyncEngine, tenant: str) -> None:
             "value",
             "VIP",
             1,
-            0.2,
+            Decimal("0.2"),
             Decimal(1000),
             Decimal(1000),
-            0.5,
+            Decimal("0.5"),
             (("frequency", Decimal(2)), ("recency", Decimal(2))),
         ),
         SegmentRow(
             "value",
             "Normal",
             2,
-            0.4,
+            Decimal("0.4"),
             Decimal(500),
             Decimal(250),
-            0.25,
+            Decimal("0.25"),
             (("frequency", Decimal(1)), ("recency", Decimal(30))),
         ),
         # No orders: revenue 0, and recency is null, so it has no average.
@@ -246,30 +246,30 @@ async def test_segment_report(engine: AsyncEngine, tenant: str) -> None:
             "value",
             "Potential",
             1,
-            0.2,
+            Decimal("0.2"),
             Decimal(0),
             Decimal(0),
-            0.0,
+            Decimal("0.0"),
             (("frequency", Decimal(0)), ("recency", None)),
         ),
         SegmentRow(
             "value",
             "Idle",
             0,
-            0.0,
+            Decimal("0.0"),
             Decimal(0),
             None,
-            0.0,
+            Decimal("0.0"),
             (("frequency", None), ("recency", None)),
         ),
         SegmentRow(
             "value",
             "Old",
             1,
-            0.2,
+            Decimal("0.2"),
             Decimal(500),
             Decimal(500),
-            0.25,
+            Decimal("0.25"),
             (("frequency", Decimal(1)), ("recency", Decimal(5))),
         ),
     ]
@@ -311,20 +311,37 @@ async def test_an_unknown_scheme_is_not_found_and_a_tierless_one_empty(
 
 def test_segment_dicts_and_table() -> None:
     rows = [
-        SegmentRow("value", "VIP", 1, 1 / 3, Decimal("1234.5"), Decimal("1234.5"), 0.61728),
-        SegmentRow("value", "Normal", 2, 2 / 3, Decimal("765.5"), Decimal("382.75"), 0.38272),
+        SegmentRow(
+            "value",
+            "VIP",
+            1,
+            Decimal(1) / 3,
+            Decimal("1234.5"),
+            Decimal("1234.5"),
+            Decimal("0.61728"),
+        ),
+        SegmentRow(
+            "value",
+            "Normal",
+            2,
+            Decimal(2) / 3,
+            Decimal("765.5"),
+            Decimal("382.75"),
+            Decimal("0.38272"),
+        ),
     ]
     dicts = segment_dicts(rows)
     assert dicts[0] == {
         "scheme": "value",
         "tier": "VIP",
         "customers": 1,
-        "customer_share": 0.3333,
-        "revenue": 1234.5,
-        "revenue_share": 0.6173,
+        "customer_share": Decimal("0.3333"),
+        "revenue": Decimal("1234.5"),
+        "revenue_share": Decimal("0.6173"),
     }
     assert all(list(d) == list(dicts[0]) for d in dicts)
-    json.dumps(dicts)  # ready for --format json as it is
+    # Ready for --format json through service.db.exact, digit for digit.
+    assert '"revenue": 1234.5, "revenue_share": 0.6173}' in exact.dumps(dicts, plain_numbers=True)
     assert segment_table(rows).splitlines() == [
         "scheme  tier    customers  share   revenue  revenue share  avg revenue",
         "value   VIP             1  33.3%  1,234.50          61.7%     1,234.50",

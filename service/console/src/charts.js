@@ -19,7 +19,7 @@ function mount(element, option) {
 /** Share of customers next to share of revenue, per tier ("15 % of customers bring 40 %"). */
 export function sharesChart(element, segments) {
   const tiers = segments.map((s) => s.tier);
-  const pct = (share) => Math.round(share * 1000) / 10;
+  const pct = (share) => Math.round(Number(share) * 1000) / 10; // Decimal strings
   return mount(element, {
     color: ["#2563eb", "#f59e0b"],
     tooltip: { trigger: "axis", valueFormatter: (v) => `${v}%` },

@@ -75,11 +75,16 @@ export function count(n) {
 }
 
 /**
- * A share 0-1 as a percentage with one decimal, exactly as `tierwise segments` prints it
- * (Python's `{:.1%}`: the float times 100, rounded half to even on its exact value).
+ * A share 0-1 (a Decimal string, as the API sends it) as a percentage with one decimal,
+ * exactly as `tierwise segments` prints it (Python's `{:.1%}` of a Decimal: the point moved
+ * two places, rounded half to even); a number is taken at its exact value.
  */
 export function percent(share) {
-  return `${decimal((share * 100).toFixed(20), 1)}%`;
+  const [, sign, whole, fraction = ""] = String(share).match(/^(-?)(\d+)(?:\.(\d+))?$/) ?? [];
+  if (whole === undefined) return `${decimal((Number(share) * 100).toFixed(20), 1)}%`;
+  const digits = whole + fraction.padEnd(2, "0");
+  const integer = digits.slice(0, whole.length + 2).replace(/^0+(?=\d)/, "");
+  return `${decimal(`${sign}${integer}.${digits.slice(whole.length + 2) || "0"}`, 1)}%`;
 }
 
 /**
