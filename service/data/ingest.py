@@ -82,6 +82,8 @@ class ImportResult:
     unchanged: int = 0
     rejected: int = 0
     customers_created: int = 0
+    bulk: bool = False
+    """The file went the fast path (COPY, cast in SQL), not the Python reader."""
 
     def summary(self) -> str:
         parts = [
@@ -278,6 +280,7 @@ class _Stage:
             return False
         await savepoint.commit()
         result.rows = rows
+        result.bulk = True
         self.present = set(header)
         return True
 

@@ -55,8 +55,23 @@ async def test_a_blank_line_is_no_row(engine: AsyncEngine, tenant: str, tmp_path
         tmp_path, "orders.csv", HEADER + b"B1,QB,2026-01-01,1\n\nB2,QB,2026-01-02,2\n\r\n\n"
     )
     result = await import_file(engine, Kind.orders, tenant, path)
-    assert (result.rows, result.inserted) == (2, 2)
+    assert (result.rows, result.inserted, result.bulk) == (2, 2, False)
     assert await order_ids(engine, tenant) == {"B1": Decimal(1), "B2": Decimal(2)}
+
+
+async def test_clean_files_stay_on_the_copy_path(
+    engine: AsyncEngine, tenant: str, tmp_path: Path
+) -> None:
+    """The fallback is for files COPY refuses; a clean one (trailing zeros included) is
+    COPYed and cast in SQL, the fast path."""
+    path = write(
+        tmp_path,
+        "orders.csv",
+        HEADER + b'C1,QB,2026-01-01,19.990000\nC2,"Q,B",2026-01-02T10:00:00Z,2\n',
+    )
+    result = await import_file(engine, Kind.orders, tenant, path)
+    assert (result.rows, result.inserted, result.bulk) == (2, 2, True)
+    assert await order_ids(engine, tenant) == {"C1": Decimal("19.99"), "C2": Decimal(2)}
 
 
 async def test_an_extra_column_names_its_line(
