@@ -46,6 +46,7 @@ from service.api.errors import ApiError
 from service.api.feed import TransitionFeed
 from service.api.schema import build_schema
 from service.config import Settings
+from service.db import exact
 
 _PRINCIPAL = "tierwise.principal"
 # Set on a request's scope by `process_result`, read where the response starts.
@@ -171,6 +172,14 @@ class TierwiseGraphQL(GraphQL[Context, None]):
         (an amount or attribute sent as a JSON number keeps its every digit); no field of
         the schema is a Float input."""
         return json.loads(data, parse_float=Decimal)
+
+    def encode_json(self, data: object) -> str | bytes:
+        """A response; one holding decimals (jsonb read exactly: attributes, parameters) has
+        them written digit for digit (service.db.exact), any other by the faster json module."""
+        try:
+            return json.dumps(data, separators=(",", ":"))
+        except TypeError:
+            return exact.dumps(data)
 
     async def process_result(
         self, request: Request, result: ExecutionResult

@@ -20,6 +20,12 @@ def _reject_constant(name: str) -> None:
 MAX_DEPTH = 100
 
 
+def loads_stored(text: str | bytes) -> Any:
+    """JSON Tierwise stored (jsonb, read back): numbers with a point or an exponent as
+    Decimal, whole ones as int; checked on the way in, so not again."""
+    return json.loads(text, parse_float=Decimal)
+
+
 def loads(text: str | bytes) -> Any:
     """JSON text as Python values; every number is a Decimal (``1`` too, so a 5,000-digit
     integer is no error of Python's int conversion). NaN and Infinity, and values nested more

@@ -119,3 +119,18 @@ def test_the_scalar_reads_and_writes() -> None:
             assert "Decimal cannot represent" in str(error)
         else:
             raise AssertionError(f"{bad!r} was accepted")
+
+
+async def test_attributes_come_back_exact(engine: AsyncEngine, tenant: str) -> None:
+    body = (
+        f'{{"query": {json.dumps(UPSERT)}, "variables": {{"customers": [{{"id": "J2",'
+        ' "attributes": {"ltv": 1234567890123.4567, "n": 3, "r": 0.1}}]}}'
+    )
+    assert data(await raw_post(engine, tenant, body))["upsertCustomers"]["inserted"] == 1
+    query = json.dumps('{ customer(id: "J2") { attributes } }')
+    found = await raw_post(engine, tenant, f'{{"query": {query}}}')
+    assert data(found)["customer"]["attributes"] == {
+        "ltv": Decimal("1234567890123.4567"),
+        "n": 3,
+        "r": Decimal("0.1"),
+    }
