@@ -28,7 +28,7 @@ from strawberry.dataloader import DataLoader
 from dsl import CATALOG, MetricRef, Value, explain, metric_values_select
 from dsl.explain import Explanation
 from service.db.database import tenant_transaction
-from service.db.tables import customers, memberships, transitions
+from service.db.tables import customers, exact_json_columns, memberships, transitions
 from service.engine import schemes, strategies
 from service.engine.sources import tenant_sources
 from service.engine.strategies import Strategy
@@ -165,7 +165,7 @@ class Loaders:
         self, connection: AsyncConnection, keys: list[str]
     ) -> dict[str, Row[Any] | None]:
         rows = await connection.execute(
-            select(customers).where(
+            select(*exact_json_columns(customers)).where(
                 customers.c.tenant_id == self.tenant, customers.c.external_id.in_(keys)
             )
         )
@@ -177,7 +177,9 @@ class Loaders:
         self, connection: AsyncConnection, keys: list[int]
     ) -> dict[int, Row[Any] | None]:
         rows = await connection.execute(
-            select(customers).where(customers.c.tenant_id == self.tenant, customers.c.id.in_(keys))
+            select(*exact_json_columns(customers)).where(
+                customers.c.tenant_id == self.tenant, customers.c.id.in_(keys)
+            )
         )
         found: dict[int, Row[Any] | None] = dict.fromkeys(keys)
         found.update((row.id, row) for row in rows)
