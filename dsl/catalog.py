@@ -8,6 +8,15 @@ compiler, evaluator, explain, the docs and the API all read this module.
 Time rules shared by both sides: evaluation time T; only orders/events strictly before T
 count; a window of N days is `T - N days <= time < T`; day counts are whole days, rounded down.
 Durations convert at 1 week = 7 days, 1 month = 30 days, 1 year = 365 days.
+
+Orders, refunds and cancellations (docs/rules.md, "Orders, refunds and cancellations"): an
+order row is *cancelled* (status `cancelled`: counted nowhere), a *refund* (not cancelled, and
+a negative amount or a `refund_of` naming the order it refunds) or else a *sale*. A sale is
+*fully refunded* when the refunds linked to it (same customer, `refund_of` = its id, before T)
+add up to its amount; every other sale is a *purchase*. `frequency`, `recency` and the purchase
+times count purchases; `monetary` is the net amount of every row not cancelled (sales plus the
+negative refunds); `refunds`, `returns` and `refund_rate` read the refunds. Both sides
+classify rows here: `classified_orders` in SQL, `purchases_py` and friends in process.
 """
 
 from __future__ import annotations
@@ -19,7 +28,24 @@ from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import BigInteger, Boolean, Numeric, case, cast, extract, func, literal, null, over
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    FromClause,
+    Numeric,
+    Subquery,
+    and_,
+    case,
+    cast,
+    extract,
+    func,
+    literal,
+    not_,
+    null,
+    or_,
+    over,
+    select,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -110,7 +136,7 @@ def quote_name(name: str) -> str:
 
 # --- What the compiler and the evaluator provide --------------------------------------------
 
-OrderAgg = Literal["count", "sum", "first_at", "last_at"]
+OrderAgg = Literal["count", "sum", "first_at", "last_at", "gross", "refund_sum", "refund_count"]
 EventAgg = Literal["count", "latest_value", "last_at"]
 
 
@@ -142,6 +168,12 @@ class OrderFact(Protocol):
     def category(self) -> str | None: ...
     @property
     def channel(self) -> str | None: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def order_id(self) -> str | None: ...
+    @property
+    def refund_of(self) -> str | None: ...
 
 
 class EventFact(Protocol):
@@ -200,6 +232,10 @@ class Metric:
     python: PyFn
     params: tuple[Param, ...] = ()
     required: tuple[Param, ...] = ()
+    buyers_only: bool = False
+    """A metric of purchases: ranks (`percentile`, `cumulative_share`, the R/F/M scores) of it
+    are over buyers only (customers with a purchase before T), as customers who never bought
+    have no rank of spend or frequency."""
 
 
 # --- Shared arithmetic, identical on both sides ---------------------------------------------
@@ -240,6 +276,138 @@ def rounded_average_sql(total: ColumnElement[Any], count: ColumnElement[Any]) ->
     return func.sign(total) * quotient / literal(10**AVERAGE_SCALE, Numeric)
 
 
+def rounded_ratio_py(part: Decimal, whole: Decimal) -> Decimal | None:
+    """part / whole rounded half away from zero to AVERAGE_SCALE digits, exactly; None when
+    whole is 0 (both have at most AVERAGE_SCALE decimals, as sums of amounts do)."""
+    if whole == 0:
+        return None
+    numerator = int(part.scaleb(2 * AVERAGE_SCALE))
+    denominator = int(whole.scaleb(AVERAGE_SCALE))
+    quotient = (2 * abs(numerator) + abs(denominator)) // (2 * abs(denominator))
+    negative = (numerator < 0) != (denominator < 0)
+    return Decimal(-quotient if negative else quotient).scaleb(-AVERAGE_SCALE)
+
+
+def rounded_ratio_sql(part: ColumnElement[Any], whole: ColumnElement[Any]) -> ColumnElement[Any]:
+    """`rounded_ratio_py` in SQL: NULL when whole is 0 or NULL."""
+    numerator = part * literal(10 ** (2 * AVERAGE_SCALE), Numeric)
+    denominator = func.nullif(whole, 0) * literal(10**AVERAGE_SCALE, Numeric)
+    two = literal(2, Numeric)
+    quotient = func.div(
+        two * func.abs(numerator) + func.abs(denominator), two * func.abs(denominator)
+    )
+    return (
+        func.sign(numerator)
+        * func.sign(denominator)
+        * quotient
+        / literal(10**AVERAGE_SCALE, Numeric)
+    )
+
+
+# --- Orders, refunds, cancellations: which rows are purchases --------------------------------
+
+COMPLETED = "completed"
+CANCELLED = "cancelled"
+ORDER_STATUSES = (COMPLETED, CANCELLED)
+
+
+def classified_orders(orders: FromClause, before: ColumnElement[Any] | None) -> Subquery:
+    """The rows of ``orders`` (the orders table's columns) dated before ``before``, with three
+    booleans: `counted` (not cancelled), `refund` (a counted row with a negative amount or a
+    `refund_of`) and `purchase` (a counted sale that its linked refunds before ``before`` do
+    not cover in full), and `refunded`: the total of those linked refunds (positive; 0).
+    The one SQL definition of a purchase (see the module docstring): the compiler, the
+    rollups and the prediction models all read it."""
+    rows = select(orders)
+    if before is not None:
+        rows = rows.where(orders.c.ordered_at < before)
+    dated = rows.subquery("dated_orders")
+    counted = dated.c.status != CANCELLED
+    refund = and_(counted, or_(dated.c.amount < 0, dated.c.refund_of.is_not(None)))
+    refunded = (
+        select(
+            dated.c.customer_id,
+            dated.c.refund_of,
+            (-func.sum(dated.c.amount)).label("refunded"),
+        )
+        .where(refund, dated.c.refund_of.is_not(None))
+        .group_by(dated.c.customer_id, dated.c.refund_of)
+        .subquery("refunded")
+    )
+    covered = and_(refunded.c.refunded.is_not(None), refunded.c.refunded >= dated.c.amount)
+    joined = dated.outerjoin(
+        refunded,
+        and_(
+            refunded.c.customer_id == dated.c.customer_id,
+            refunded.c.refund_of == dated.c.external_id,
+        ),
+    )
+    return (
+        select(
+            dated,
+            counted.label("counted"),
+            refund.label("refund"),
+            and_(counted, not_(refund), not_(covered)).label("purchase"),
+            func.coalesce(refunded.c.refunded, 0).label("refunded"),
+        )
+        .select_from(joined)
+        .subquery("classified_orders")
+    )
+
+
+def is_counted(order: OrderFact) -> bool:
+    """Not cancelled: the row counts in `monetary` (as a sale or a refund)."""
+    return order.status != CANCELLED
+
+
+def is_refund(order: OrderFact) -> bool:
+    """A refund: counted, with a negative amount or a `refund_of`."""
+    return is_counted(order) and (order.amount < 0 or order.refund_of is not None)
+
+
+def is_sale(order: OrderFact) -> bool:
+    """Counted and not a refund: a purchase, unless refunded in full."""
+    return is_counted(order) and not is_refund(order)
+
+
+def fully_refunded(orders: Sequence[OrderFact]) -> set[str]:
+    """Ids of the sales among ``orders`` (one customer's, before T) whose linked refunds
+    among them add up to at least their amount."""
+    refunded: dict[str, Decimal] = {}
+    for order in orders:
+        if is_refund(order) and order.refund_of is not None:
+            refunded[order.refund_of] = refunded.get(order.refund_of, Decimal(0)) - order.amount
+    return {
+        order.order_id
+        for order in orders
+        if is_sale(order)
+        and order.order_id is not None
+        and order.order_id in refunded
+        and refunded[order.order_id] >= order.amount
+    }
+
+
+_ALL_ORDERS = MetricRef("frequency")  # all of a customer's orders before T
+
+
+def purchases_py(ref: MetricRef, ctx: PyContext) -> list[OrderFact]:
+    """The purchases among the orders of ``ref`` (its window and filters), in process."""
+    gone = fully_refunded(ctx.orders(_ALL_ORDERS))
+    return [o for o in ctx.orders(ref) if is_sale(o) and o.order_id not in gone]
+
+
+def _net_py(ref: MetricRef, ctx: PyContext) -> Decimal:
+    return sum((o.amount for o in ctx.orders(ref) if is_counted(o)), Decimal(0))
+
+
+def _gross_py(ref: MetricRef, ctx: PyContext) -> Decimal:
+    return sum((o.amount for o in ctx.orders(ref) if is_sale(o)), Decimal(0))
+
+
+def _refunded_py(ref: MetricRef, ctx: PyContext) -> Decimal:
+    return sum((-o.amount for o in ctx.orders(ref) if is_refund(o)), Decimal(0))
+
+
 # --- Definitions -----------------------------------------------------------------------------
 
 _ORDER_PARAMS = (Param.WINDOW, Param.CATEGORY, Param.CHANNEL)
@@ -271,7 +439,7 @@ def _tenure_py(ref: MetricRef, ctx: PyContext) -> Value:
     registered = ctx.profile.get("registered_at")
     if isinstance(registered, dt.datetime):
         return days_between_py(registered, ctx.as_of)
-    first = _first([o.ordered_at for o in ctx.orders(MetricRef("frequency"))])
+    first = _first([o.ordered_at for o in purchases_py(_ALL_ORDERS, ctx)])
     return days_between_py(first, ctx.as_of)
 
 
@@ -328,7 +496,7 @@ def _population(name: str, underlying: MetricRef | None, buckets: int, descendin
     """Scores by rank in the tenant's population: ceil(buckets * cume_dist), ties equal."""
 
     def sql(ref: MetricRef, ctx: SqlContext) -> ColumnElement[Any]:
-        return population_sql(ctx.value(underlying or _of(ref)), buckets, descending)
+        return population_sql(ranked_sql(underlying or _of(ref), ctx), buckets, descending)
 
     def python(ref: MetricRef, ctx: PyContext) -> Value:
         return ctx.population(ref)
@@ -346,6 +514,20 @@ def _population(name: str, underlying: MetricRef | None, buckets: int, descendin
         params=(Param.METRIC,) if underlying is None else (),
         required=(Param.METRIC,) if underlying is None else (),
     )
+
+
+def ranks_buyers_only(ref: MetricRef) -> bool:
+    """Whether ranks of ``ref`` are over buyers only (`Metric.buyers_only`)."""
+    return CATALOG[ref.name].buyers_only
+
+
+def ranked_sql(ref: MetricRef, ctx: SqlContext) -> ColumnElement[Any]:
+    """The value a rank of ``ref`` ranks: NULL (unranked) for customers without a purchase
+    before T when ``ref`` is a metric of purchases."""
+    value = ctx.value(ref)
+    if not ranks_buyers_only(ref):
+        return value
+    return case((ctx.orders("first_at", _ALL_ORDERS).is_not(None), value), else_=null())
 
 
 def _of(ref: MetricRef) -> MetricRef:
@@ -385,14 +567,16 @@ def population_py(
 
 
 def cumulative_share_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
-    """For each row, the percentage of the total of all values held by the rows ranked at or
-    above it, rounded up to a whole number (ABC / Pareto classes); NULL for NULL, and for all
-    rows when the total is not positive."""
+    """For each row, the percentage of the positive total of all values held by the rows
+    ranked at or above it, rounded up to a whole number (ABC / Pareto classes): values of 0
+    or less hold no share (refunds can make a net amount negative), so each share is within
+    1-100 and those rows get 100. NULL for NULL, and for all rows when no value is positive."""
     # sum over the ordered partition (RANGE frame: peers included) = the total of customers
     # ranked at or above this one. ceil(100 * part / total) from div() and mod() is exact, so
     # it equals the Python definition digit for digit (a numeric division would round first).
-    part = over(func.sum(value), partition_by=value.is_(None), order_by=value.desc())
-    total = over(func.sum(value))
+    positive = func.greatest(value, literal(0, Numeric))
+    part = over(func.sum(positive), partition_by=value.is_(None), order_by=value.desc())
+    total = over(func.sum(positive))
     scaled = literal(100, Numeric) * part
     above = case((func.mod(scaled, total) > 0, 1), else_=0)
     share = cast(func.div(scaled, total) + above, BigInteger)
@@ -405,14 +589,14 @@ def cumulative_share_py(values: Mapping[object, Value]) -> dict[object, int | No
     present: list[Any] = [v for v in values.values() if v is not None]
     with localcontext() as exact:
         exact.prec = 200  # sums of numeric(18,4) amounts, times 100: never rounded
-        total = sum((Decimal(v) for v in present), Decimal(0))
+        total = sum((max(Decimal(v), Decimal(0)) for v in present), Decimal(0))
         out: dict[object, int | None] = {}
         for key, value in values.items():
             v: Any = value
             if v is None or total <= 0:
                 out[key] = None
                 continue
-            part = sum((Decimal(w) for w in present if w >= v), Decimal(0))
+            part = sum((max(Decimal(w), Decimal(0)) for w in present if w >= v), Decimal(0))
             # Decimal divmod truncates toward zero and the remainder takes the dividend's
             # sign, as Postgres div() and mod() do.
             quotient, remainder = divmod(100 * part, total)
@@ -431,12 +615,13 @@ def _build() -> dict[str, Metric]:
             "frequency",
             Type.NUMBER,
             "orders",
-            "Number of orders.",
+            "Number of purchases: orders neither cancelled, nor refunds, nor refunded in full.",
             "frequency(30 days) >= 2",
             Source.ORDERS,
             lambda r, c: func.coalesce(c.orders("count", r), 0),
-            lambda r, c: len(c.orders(r)),
+            lambda r, c: len(purchases_py(r, c)),
             _ORDER_PARAMS,
+            buyers_only=True,
         )
     )
     add(
@@ -444,12 +629,14 @@ def _build() -> dict[str, Metric]:
             "monetary",
             Type.NUMBER,
             "currency",
-            "Total amount of the orders (0 without orders).",
+            "Net amount: the orders not cancelled, less their refunds (0 without orders; "
+            "negative when refunds exceed purchases in the window).",
             "monetary(365 days) > 5000",
             Source.ORDERS,
             lambda r, c: func.coalesce(c.orders("sum", r), 0),
-            lambda r, c: sum((o.amount for o in c.orders(r)), Decimal(0)),
+            _net_py,
             _ORDER_PARAMS,
+            buyers_only=True,
         )
     )
     add(
@@ -457,15 +644,16 @@ def _build() -> dict[str, Metric]:
             "average_order_value",
             Type.NUMBER,
             "currency",
-            f"Total amount divided by the number of orders, rounded half away from zero to "
-            f"{AVERAGE_SCALE} decimals; null without orders.",
+            f"Net amount divided by the number of purchases, rounded half away from zero to "
+            f"{AVERAGE_SCALE} decimals; null without purchases.",
             "average_order_value(365 days) >= 200",
             Source.ORDERS,
-            lambda r, c: rounded_average_sql(c.orders("sum", r), c.orders("count", r)),
-            lambda r, c: rounded_average_py(
-                sum((o.amount for o in c.orders(r)), Decimal(0)), len(c.orders(r))
+            lambda r, c: rounded_average_sql(
+                c.orders("sum", r), func.nullif(c.orders("count", r), 0)
             ),
+            lambda r, c: rounded_average_py(_net_py(r, c), len(purchases_py(r, c))),
             _ORDER_PARAMS,
+            buyers_only=True,
         )
     )
     add(
@@ -473,14 +661,15 @@ def _build() -> dict[str, Metric]:
             "recency",
             Type.DAYS,
             "days",
-            "Whole days from the last order to the evaluation time; null without orders.",
+            "Whole days from the last purchase to the evaluation time; null without purchases.",
             "recency > 90 days",
             Source.ORDERS,
             lambda r, c: days_between_sql(c.orders("last_at", r), c.as_of),
             lambda r, c: days_between_py(
-                _last_nonnull([o.ordered_at for o in c.orders(r)]), c.as_of
+                _last_nonnull([o.ordered_at for o in purchases_py(r, c)]), c.as_of
             ),
             _ORDER_PARAMS,
+            buyers_only=True,
         )
     )
     add(
@@ -488,12 +677,13 @@ def _build() -> dict[str, Metric]:
             "first_purchase",
             Type.TIMESTAMP,
             "date and time",
-            "Time of the first order; null without orders.",
+            "Time of the first purchase; null without purchases.",
             "first_purchase >= 2026-01-01",
             Source.ORDERS,
             lambda r, c: c.orders("first_at", r),
-            lambda r, c: _first([o.ordered_at for o in c.orders(r)]),
+            lambda r, c: _first([o.ordered_at for o in purchases_py(r, c)]),
             _ORDER_PARAMS,
+            buyers_only=True,
         )
     )
     add(
@@ -501,12 +691,60 @@ def _build() -> dict[str, Metric]:
             "last_purchase",
             Type.TIMESTAMP,
             "date and time",
-            "Time of the last order; null without orders.",
+            "Time of the last purchase; null without purchases.",
             "last_purchase < 2026-01-01",
             Source.ORDERS,
             lambda r, c: c.orders("last_at", r),
-            lambda r, c: _last_nonnull([o.ordered_at for o in c.orders(r)]),
+            lambda r, c: _last_nonnull([o.ordered_at for o in purchases_py(r, c)]),
             _ORDER_PARAMS,
+            buyers_only=True,
+        )
+    )
+    add(
+        Metric(
+            "refunds",
+            Type.NUMBER,
+            "currency",
+            "Amount refunded: the refunds dated in the window, as a positive amount (0 without).",
+            "refunds(90 days) > 500",
+            Source.ORDERS,
+            lambda r, c: func.coalesce(c.orders("refund_sum", r), 0),
+            _refunded_py,
+            _ORDER_PARAMS,
+            buyers_only=True,
+        )
+    )
+    add(
+        Metric(
+            "returns",
+            Type.NUMBER,
+            "refunds",
+            "Number of refunds (refund rows) dated in the window.",
+            "returns(365 days) >= 3",
+            Source.ORDERS,
+            lambda r, c: func.coalesce(c.orders("refund_count", r), 0),
+            lambda r, c: sum(1 for o in c.orders(r) if is_refund(o)),
+            _ORDER_PARAMS,
+            buyers_only=True,
+        )
+    )
+    add(
+        Metric(
+            "refund_rate",
+            Type.NUMBER,
+            "ratio 0-1",
+            f"`refunds` divided by the gross amount of the sales (orders not cancelled, not "
+            f"refunds) in the same window, rounded half away from zero to {AVERAGE_SCALE} "
+            "decimals: 0.25 is a quarter refunded; above 1 when the window's refunds are of "
+            "older sales; null without sales in the window.",
+            "refund_rate(365 days) > 0.3",
+            Source.ORDERS,
+            lambda r, c: rounded_ratio_sql(
+                func.coalesce(c.orders("refund_sum", r), 0), c.orders("gross", r)
+            ),
+            lambda r, c: rounded_ratio_py(_refunded_py(r, c), _gross_py(r, c)),
+            _ORDER_PARAMS,
+            buyers_only=True,
         )
     )
     add(
@@ -582,9 +820,9 @@ def _build() -> dict[str, Metric]:
                 name,
                 base.type,
                 base.unit,
-                f"Quintile score 1-5 of all-time {what} among the tenant's customers: "
-                "ceil(5 × share of customers ranked at or below); equal values get equal scores; "
-                "null when the metric is null.",
+                f"Quintile score 1-5 of all-time {what} among the tenant's buyers (customers "
+                "with a purchase): ceil(5 × share of buyers ranked at or below); equal values "
+                "get equal scores; null for customers who never bought.",
                 f"{name} >= 4",
                 Source.POPULATION,
                 base.sql,
@@ -599,7 +837,8 @@ def _build() -> dict[str, Metric]:
             "percent 1-100",
             "Percentile rank 1-100 of a metric among the tenant's customers: "
             "ceil(100 × share of customers whose value is at or below this one); "
-            "equal values get equal ranks; null when the metric is null. "
+            "equal values get equal ranks; null when the metric is null. A metric of orders "
+            "ranks buyers only (customers with a purchase; null for the others). "
             "`percentile(monetary) > 80` is the top 20 %.",
             "percentile(monetary(365 days)) > 80",
             Source.POPULATION,
@@ -618,11 +857,13 @@ def _build() -> dict[str, Metric]:
             "above this one's (this one and equal values included), as ceil(100 × that total / "
             "the tenant's total): the Pareto curve of ABC analysis. "
             "`cumulative_share(monetary(365 days)) <= 80` are the customers who bring the first "
-            "80 % of last year's revenue. Null when the metric is null or the tenant's total is "
-            "not positive.",
+            "80 % of last year's revenue. Only positive values make up totals, so a share is "
+            "always 1-100, and customers at 0 or below (net of refunds) get 100. A metric of "
+            "orders counts buyers only (null for customers who never bought). Null when the "
+            "metric is null or no value is positive.",
             "cumulative_share(monetary(365 days)) <= 80",
             Source.POPULATION,
-            lambda r, c: cumulative_share_sql(c.value(_of(r))),
+            lambda r, c: cumulative_share_sql(ranked_sql(_of(r), c)),
             lambda r, c: c.population(r),
             (Param.METRIC,),
             (Param.METRIC,),

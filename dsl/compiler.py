@@ -45,7 +45,7 @@ from sqlalchemy.sql.operators import ColumnOperators
 from sqlalchemy.sql.type_api import BOOLEANTYPE, TypeEngine
 
 from dsl import checked as c
-from dsl.catalog import CATALOG, EventAgg, MetricRef, OrderAgg, Type
+from dsl.catalog import CATALOG, EventAgg, MetricRef, OrderAgg, Type, classified_orders
 
 _SQL_TYPES: dict[Type, Any] = {
     Type.NUMBER: Numeric(),
@@ -61,9 +61,10 @@ _SQL_TYPES: dict[Type, Any] = {
 class Sources:
     """The relations a statement reads: tables, or tenant-filtered subqueries of them.
 
-    customers: id, registered_at, attributes and the profile fields; orders: customer_id,
-    amount, ordered_at, category, channel; events: customer_id, type, occurred_at, value;
-    memberships: customer_id, scheme, tier (current tiers of other schemes).
+    customers: id, registered_at, attributes and the profile fields; orders: external_id,
+    customer_id, amount, ordered_at, status, refund_of, category, channel; events:
+    customer_id, type, occurred_at, value; memberships: customer_id, scheme, tier (current
+    tiers of other schemes).
     """
 
     customers: FromClause
@@ -140,7 +141,8 @@ class _Context:
 
     def build(self) -> None:
         if self.order_aggs:
-            o = self.sources.orders
+            # Dated before T, each row classified as purchase, refund or neither (catalog).
+            o = classified_orders(self.sources.orders, self._as_of)
             columns = []
             for (kind, days, category, channel), name in self.order_aggs.items():
                 conditions = []
@@ -155,24 +157,29 @@ class _Context:
                     conditions.append(_compare(o.c.channel, operator.eq, bind(channel, Type.TEXT)))
                 # Only the aggregate asked for is built (the generic functions `func.` finds).
                 aggregate: ColumnElement[Any]
+                rows: ColumnElement[Any]
                 if kind == "count":
-                    aggregate = functions.count()
+                    aggregate, rows = functions.count(), o.c.purchase
                 elif kind == "sum":
-                    aggregate = functions.sum(o.c.amount)
+                    aggregate, rows = functions.sum(o.c.amount), o.c.counted
                 elif kind == "first_at":
-                    aggregate = functions.min(o.c.ordered_at)
+                    aggregate, rows = functions.min(o.c.ordered_at), o.c.purchase
                 elif kind == "last_at":
-                    aggregate = functions.max(o.c.ordered_at)
+                    aggregate, rows = functions.max(o.c.ordered_at), o.c.purchase
+                elif kind == "gross":
+                    aggregate, rows = functions.sum(o.c.amount), and_(o.c.counted, ~o.c.refund)
+                elif kind == "refund_sum":  # negated below: refunds are negative rows
+                    aggregate, rows = functions.sum(o.c.amount), o.c.refund
+                elif kind == "refund_count":
+                    aggregate, rows = functions.count(), o.c.refund
                 else:
                     raise KeyError(str(kind))
-                if conditions:
-                    aggregate = aggregate.filter(and_(*conditions))
+                aggregate = aggregate.filter(and_(rows, *conditions))
+                if kind == "refund_sum":
+                    aggregate = -aggregate
                 columns.append(aggregate.label(name))
             self.order_sub = (
-                select(o.c.customer_id, *columns)
-                .where(_compare(o.c.ordered_at, operator.lt, self._as_of))
-                .group_by(o.c.customer_id)
-                .subquery("order_facts")
+                select(o.c.customer_id, *columns).group_by(o.c.customer_id).subquery("order_facts")
             )
         if self.event_aggs:
             e = self.sources.events

@@ -21,13 +21,17 @@ Values = Mapping[MetricRef, Value]
 
 @dataclass(frozen=True)
 class Order:
-    """One of a customer's orders: the fields of a row of the orders table."""
+    """One of a customer's orders: the fields of a row of the orders table (`order_id` is its
+    external id, which refunds name in `refund_of`)."""
 
     amount: Decimal
     ordered_at: dt.datetime
     category: str | None = None
     channel: str | None = None
     currency: str | None = None
+    status: str = "completed"
+    order_id: str | None = None
+    refund_of: str | None = None
 
 
 @dataclass(frozen=True)

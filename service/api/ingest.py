@@ -8,6 +8,7 @@ field checks, which report per row so that one bad row never costs the others th
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
@@ -47,7 +48,16 @@ class CustomerInput:
     )
 
 
-@strawberry.input(description="An order; recording the same id again updates it.")
+@strawberry.enum(description="Whether an order counts: cancelled orders count nowhere.")
+class OrderStatus(enum.Enum):
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+@strawberry.input(
+    description="An order, or a refund (a negative amount, `refundOf` naming the order it "
+    "refunds); recording the same id again updates it."
+)
 class OrderInput:
     id: strawberry.ID = strawberry.field(description="The order's id in your systems.")
     customer_id: strawberry.ID = strawberry.field(
@@ -58,6 +68,14 @@ class OrderInput:
     currency: str | None = strawberry.field(default=None, description="Currency code.")
     category: str | None = strawberry.field(default=None, description="Product category.")
     channel: str | None = strawberry.field(default=None, description="Sales channel.")
+    status: OrderStatus | None = strawberry.field(
+        default=None, description="COMPLETED (the default) or CANCELLED."
+    )
+    refund_of: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="For a refund: the id of the order it refunds (the amount is stored "
+        "negative whichever sign it is given).",
+    )
 
 
 @strawberry.input(description="A behaviour event (login, page view, complaint, NPS answer...).")
@@ -88,6 +106,7 @@ FIELD_NAMES: Mapping[Kind, Mapping[str, str]] = {
         "order_id": "id",
         "customer_id": "customerId",
         "ordered_at": "orderedAt",
+        "refund_of": "refundOf",
     },
     Kind.events: {"event_id": "id", "customer_id": "customerId", "occurred_at": "occurredAt"},
 }
@@ -123,6 +142,8 @@ def order_row(item: OrderInput) -> dict[str, Any]:
         "currency": item.currency,
         "category": item.category,
         "channel": item.channel,
+        "status": None if item.status is None else item.status.value,
+        "refund_of": None if item.refund_of is None else str(item.refund_of),
     }
 
 

@@ -396,11 +396,22 @@ class _Stage:
                 "SELECT src.*, NULL::bigint AS old_customer_id, false AS known, true AS differs"
                 " FROM src"
             )
+        staged = {c: f"s.{c}" for c in payload}
+        returned = "customer_id, true AS plain"
+        if orders:
+            # A refund's amount is stored negative whichever sign the file gave it; an order
+            # without a status is completed (dsl/catalog.py says what each row counts as).
+            staged["amount"] = "CASE WHEN s.refund_of IS NULL THEN s.amount ELSE -abs(s.amount) END"
+            staged["status"] = "coalesce(s.status, 'completed')"
+            returned = f"""customer_id, amount, ordered_at, ({rollups.PLAIN_SALE} AND NOT EXISTS (
+                    SELECT FROM orders r WHERE r.tenant_id = :t
+                    AND r.customer_id = orders.customer_id AND r.refund_of = orders.external_id
+                )) AS plain"""
         counts = await self._execute(
             f"""
             WITH src AS (
                 SELECT DISTINCT ON (1) {external_id} AS external_id, c.id AS customer_id,
-                       {", ".join(f"s.{c}" for c in payload)}
+                       {", ".join(f"{staged[c]} AS {c}" for c in payload)}
                 FROM {self.name} s JOIN customers c
                   ON c.tenant_id = :t AND c.external_id = s.customer_external_id
                 ORDER BY 1, s.line DESC
@@ -418,12 +429,12 @@ class _Stage:
                 INSERT INTO {table} (tenant_id, external_id, customer_id, {", ".join(payload)})
                 SELECT :t, src.external_id, src.customer_id, {", ".join(new)} FROM matched src
                 WHERE NOT src.known
-                RETURNING {"customer_id, amount, ordered_at" if orders else "customer_id"}
+                RETURNING {returned}
             ),
             touched AS (
                 INSERT INTO affected_customers
                 SELECT customer_id, bool_or(recompute) FROM (
-                    SELECT customer_id, false AS recompute FROM inserted
+                    SELECT customer_id, NOT plain AS recompute FROM inserted
                     UNION ALL SELECT customer_id, true FROM updated
                     UNION ALL SELECT old_customer_id, true FROM updated
                 ) touched GROUP BY customer_id

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from dsl.catalog import ORDER_STATUSES
 from service.db import exact
 
 MAX_FRACTION_DIGITS = 4  # numeric(18, 4)
@@ -134,6 +135,20 @@ def _amount(raw: Any) -> Decimal:
     return value
 
 
+def _status(raw: Any) -> str:
+    value = _text(raw).lower()
+    if value not in ORDER_STATUSES:
+        known = " or ".join(ORDER_STATUSES)
+        hint = ""
+        if value in ("refunded", "returned"):
+            hint = (
+                "; a refund is a row of its own, with a negative amount and refund_of naming "
+                "the order it refunds"
+            )
+        raise FieldError(f"{_text(raw)!r} is not an order status ({known}){hint}")
+    return value
+
+
 def parse_timestamp(raw: Any) -> datetime:
     """ISO 8601; a date alone is midnight UTC and a time without an offset is UTC."""
     text = _text(raw)
@@ -213,6 +228,12 @@ AMOUNT = ValueType(
     f" AND abs(({{v}})::numeric) < {MAX_AMOUNT}",
     "({v})::numeric",
 )
+STATUS = ValueType(
+    _status,
+    "text",
+    "lower({v}) IN (" + ", ".join(f"'{s}'" for s in ORDER_STATUSES) + ")",
+    "lower({v})",
+)
 _PLAIN_INTEGER = f"translate({{v}}, '{_DIGITS}', '') = '' AND length({{v}}) <= 9"
 COUNT = ValueType(_non_negative_integer, "integer", _PLAIN_INTEGER, "({v})::integer")
 AGE = ValueType(_age, "integer", f"{_PLAIN_INTEGER} AND ({{v}})::integer <= 150", "({v})::integer")
@@ -265,6 +286,8 @@ FIELDS: Mapping[Kind, tuple[Field, ...]] = {
         Field("currency", TEXT),
         Field("category", LABEL),
         Field("channel", LABEL),
+        Field("status", STATUS),
+        Field("refund_of", TEXT),
     ),
     Kind.events: (
         Field("event_id", TEXT, column="external_id"),

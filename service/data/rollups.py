@@ -3,8 +3,12 @@ a load touched, rebuildable from the raw orders, and checkable against them."""
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import Boolean, column, func, literal_column, select, table, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dsl.catalog import classified_orders
+from service.db.tables import orders
 
 # Customers a load touched; ingest fills it. Those whose existing orders changed or moved are
 # marked `recompute`: refresh_affected recomputes them from their orders.
@@ -14,15 +18,22 @@ CREATE_AFFECTED = (
 )
 
 
+# A new order that is a plain sale (not cancelled, not a refund) and that no stored refund names
+# only adds to its customer's rollup; anything else marks the customer for recomputation.
+PLAIN_SALE = "status <> 'cancelled' AND amount >= 0 AND refund_of IS NULL"
+
+
 def add_inserted(inserted: str) -> str:
     """A data-modifying CTE body that adds newly inserted orders (the CTE named ``inserted``,
-    with customer_id, amount, ordered_at) to the rollups: cheaper than recomputing customers
-    whose orders only grew."""
+    with customer_id, amount, ordered_at, status, refund_of, and ``plain``: a sale no refund
+    names) to the rollups of the customers all of whose new orders are plain: cheaper than
+    recomputing customers whose orders only grew. `touched` marks the others for
+    recomputation (`refresh_affected`)."""
     return f"""
     INSERT INTO customer_metrics AS m
         (tenant_id, customer_id, order_count, order_total, first_order_at, last_order_at)
     SELECT :t, customer_id, count(*), sum(amount), min(ordered_at), max(ordered_at)
-    FROM {inserted} GROUP BY customer_id
+    FROM {inserted} GROUP BY customer_id HAVING bool_and(plain)
     ON CONFLICT (tenant_id, customer_id) DO UPDATE SET
         order_count = m.order_count + EXCLUDED.order_count,
         order_total = m.order_total + EXCLUDED.order_total,
@@ -32,15 +43,35 @@ def add_inserted(inserted: str) -> str:
     """
 
 
-_AGGREGATE = """
-    SELECT o.customer_id, count(*) AS order_count, sum(o.amount) AS order_total,
-           min(o.ordered_at) AS first_order_at, max(o.ordered_at) AS last_order_at
-    FROM orders o
-    WHERE o.tenant_id = :t {only}
-    GROUP BY o.customer_id
-"""
+def _aggregate(only_affected: bool) -> str:
+    """Per customer of the tenant ``:t`` (or only those marked ``recompute``): purchases, net
+    amount and purchase times, from the catalog's one definition of a purchase, as SQL text."""
+    # `:t` is left for text() to bind; the catalog's own values are rendered as literals.
+    rows = select(orders).where(orders.c.tenant_id == literal_column(":t"))
+    if only_affected:
+        rows = rows.where(
+            orders.c.customer_id.in_(
+                select(column("customer_id"))
+                .select_from(table("affected_customers"))
+                .where(column("recompute", Boolean))
+            )
+        )
+    o = classified_orders(rows.subquery("tenant_orders"), None)
+    statement = select(
+        o.c.customer_id,
+        func.count().filter(o.c.purchase).label("order_count"),
+        func.coalesce(func.sum(o.c.amount).filter(o.c.counted), 0).label("order_total"),
+        func.min(o.c.ordered_at).filter(o.c.purchase).label("first_order_at"),
+        func.max(o.c.ordered_at).filter(o.c.purchase).label("last_order_at"),
+    ).group_by(o.c.customer_id)
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+    return str(compiled)
 
-_ONLY_AFFECTED = "AND o.customer_id IN (SELECT customer_id FROM affected_customers WHERE recompute)"
+
+_AGGREGATE_ALL = _aggregate(False)
+_AGGREGATE_AFFECTED = _aggregate(True)
+_ONLY_AFFECTED = "AND m.customer_id IN (SELECT customer_id FROM affected_customers WHERE recompute)"
 
 _UPSERT = """
     INSERT INTO customer_metrics AS m
@@ -78,20 +109,16 @@ async def refresh_affected(connection: AsyncConnection, tenant: str) -> None:
     if marked.first() is None:
         return
     await connection.execute(text("ANALYZE affected_customers"))
+    await connection.execute(text(_UPSERT.format(aggregate=_AGGREGATE_AFFECTED)), {"t": tenant})
     await connection.execute(
-        text(_UPSERT.format(aggregate=_AGGREGATE.format(only=_ONLY_AFFECTED))), {"t": tenant}
-    )
-    await connection.execute(
-        text(_DELETE_EMPTY.format(only=_ONLY_AFFECTED.replace("o.customer_id", "m.customer_id"))),
+        text(_DELETE_EMPTY.format(only=_ONLY_AFFECTED)),
         {"t": tenant},
     )
 
 
 async def rebuild(connection: AsyncConnection, tenant: str) -> None:
     """Recompute every customer's rollup of ``tenant`` from the raw orders."""
-    await connection.execute(
-        text(_UPSERT.format(aggregate=_AGGREGATE.format(only=""))), {"t": tenant}
-    )
+    await connection.execute(text(_UPSERT.format(aggregate=_AGGREGATE_ALL)), {"t": tenant})
     await connection.execute(text(_DELETE_EMPTY.format(only="")), {"t": tenant})
 
 
@@ -100,7 +127,7 @@ async def drift(connection: AsyncConnection, tenant: str) -> int:
     result = await connection.execute(
         text(
             f"""
-            SELECT count(*) FROM ({_AGGREGATE.format(only="")}) fresh
+            SELECT count(*) FROM ({_AGGREGATE_ALL}) fresh
             FULL JOIN (SELECT * FROM customer_metrics WHERE tenant_id = :t) kept
               ON kept.customer_id = fresh.customer_id
             WHERE (fresh.order_count, fresh.order_total, fresh.first_order_at,

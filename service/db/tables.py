@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Double,
@@ -117,8 +118,15 @@ orders = Table(
     _timestamp("ordered_at", nullable=False),
     Column("category", Text),
     Column("channel", Text),
+    # `completed` or `cancelled` (counted nowhere); a refund is a row of its own, with a negative
+    # amount, naming in `refund_of` the order it refunds when known (dsl/catalog.py says which
+    # rows are purchases; docs/rules.md why).
+    Column("status", Text, nullable=False, server_default="completed"),
+    Column("refund_of", KEY),
     _created_at(),
     PrimaryKeyConstraint("tenant_id", "external_id"),
+    CheckConstraint("status IN ('completed', 'cancelled')", name="status"),
+    CheckConstraint("refund_of IS NULL OR amount <= 0", name="refund_amount"),
     # One customer's orders in time order: incremental updates, explain, the customer card.
     Index(None, "tenant_id", "customer_id", "ordered_at"),
 )
@@ -140,7 +148,9 @@ events = Table(
 )
 
 # All-time per-customer order rollup, kept current by ingest and rebuildable from `orders`
-# (service.data.rollups). It answers "current metric values" without scanning a customer's orders.
+# (service.data.rollups). It answers "current metric values" without scanning a customer's orders:
+# order_count counts purchases, order_total is the net amount (refunds subtracted, cancelled
+# orders left out), first/last_order_at are of purchases, as the metrics define them.
 customer_metrics = Table(
     "customer_metrics",
     metadata,

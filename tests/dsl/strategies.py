@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from decimal import Decimal
 
 from hypothesis import assume
@@ -32,6 +33,24 @@ amounts = st.decimals(min_value=0, max_value=3000, places=4) | st.sampled_from(
 attribute_values = st.sampled_from(
     ["gold", "silver", "", 5, 0, Decimal("2.5"), True, False, None, {"x": 1}, [1]]
 )
+
+
+@st.composite
+def with_refunds(draw: st.DrawFn, orders: list[Order]) -> list[Order]:
+    """The orders with ids `o0`, `o1`, ...; some cancelled, some refunds of others (the
+    amount negative, as stored), in part or in full."""
+    ids = [f"o{k}" for k in range(len(orders))]
+    out = []
+    for k, order in enumerate(orders):
+        status = draw(st.sampled_from(["completed", "completed", "completed", "cancelled"]))
+        refund_of = draw(st.none() | st.none() | st.sampled_from(ids)) if ids else None
+        if refund_of == ids[k]:
+            refund_of = None
+        amount = -abs(order.amount) if refund_of is not None else order.amount
+        out.append(
+            replace(order, amount=amount, status=status, order_id=ids[k], refund_of=refund_of)
+        )
+    return out
 
 
 @st.composite
@@ -67,7 +86,9 @@ def customers(draw: st.DrawFn) -> CustomerFacts:
         )
     )
     tier = draw(st.sampled_from([None, "VIP", "Normal"]))
-    return CustomerFacts(profile, orders, events, {"value": tier} if tier else {})
+    return CustomerFacts(
+        profile, draw(with_refunds(orders)), events, {"value": tier} if tier else {}
+    )
 
 
 NUMBER_METRICS = [
@@ -79,6 +100,12 @@ NUMBER_METRICS = [
     ('monetary(channel "web")', [0, 1000]),
     ("average_order_value", ["500", "33.3333", "1000.00005"]),
     ("average_order_value(1 year)", ["750.5", "0"]),
+    ("refunds", [0, 100, "10.005"]),
+    ("refunds(90 days)", [0, 500]),
+    ("returns", [0, 1, 2]),
+    ('returns(category "books", 30 days)', [0, 1]),
+    ("refund_rate", [0, "0.25", 1]),
+    ("refund_rate(90 days)", ["0.5"]),
     ('count(event "complaint", 90 days)', [0, 1, 2]),
     ('count(event "login")', [0, 1]),
     ("nps", [0, 6, 9]),
@@ -91,6 +118,8 @@ NUMBER_METRICS = [
     ("percentile(recency)", [50]),
     ("cumulative_share(monetary)", [50, 80, 95]),
     ("cumulative_share(frequency(90 days))", [80]),
+    ("percentile(refunds)", [50]),
+    ("cumulative_share(monetary(30 days))", [50, 100]),
     ("attributes.score", [0, 5, "2.5"]),
 ]
 DAY_METRICS = [

@@ -77,12 +77,15 @@ async def insert(
                 [
                     {
                         "tenant_id": tenant,
-                        "external_id": f"c{n}o{k}",
+                        # Ids are the customer's own (`o1`), made unique in the tenant.
+                        "external_id": f"c{n}-{o.order_id or f'o{k}'}",
                         "customer_id": customer_id,
                         "amount": o.amount,
                         "ordered_at": o.ordered_at,
                         "category": o.category,
                         "channel": o.channel,
+                        "status": o.status,
+                        "refund_of": None if o.refund_of is None else f"c{n}-{o.refund_of}",
                     }
                     for k, o in enumerate(person.orders)
                 ],

@@ -8,7 +8,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dsl.catalog import CATALOG, MetricRef, Type, cumulative_share_py, population_py
+from dsl.catalog import (
+    CATALOG,
+    MetricRef,
+    Type,
+    cumulative_share_py,
+    population_py,
+    ranks_buyers_only,
+)
 from dsl.checker import check_text
 from dsl.compiler import compile_scheme, metric_values_select
 from dsl.evaluator import CustomerFacts, compute_metric_values, evaluate, is_population
@@ -60,6 +67,8 @@ _POPULATION = [
     MetricRef("percentile", of=MetricRef("nps")),
     MetricRef("percentile", of=MetricRef("attributes", key="score", as_type=Type.NUMBER)),
     MetricRef("cumulative_share", of=MetricRef("monetary")),
+    MetricRef("cumulative_share", of=MetricRef("monetary", window_days=30)),
+    MetricRef("percentile", of=MetricRef("refund_rate")),
     MetricRef("cumulative_share", of=MetricRef("nps", window_days=30)),
 ]
 
@@ -83,8 +92,13 @@ async def test_population_scores_match_their_definition(
     for i, ref in enumerate(_POPULATION):
         base, buckets, descending = underlying.get(ref.name, (ref.of, 100, False))
         assert base is not None and CATALOG[ref.name]
+        # Ranks of order metrics are over buyers (customers with a purchase before T).
+        first = MetricRef("first_purchase")
         raw = {
-            cid: compute_metric_values([base], facts, AS_OF)[base]
+            cid: None
+            if ranks_buyers_only(base)
+            and compute_metric_values([first], facts, AS_OF)[first] is None
+            else compute_metric_values([base], facts, AS_OF)[base]
             for cid, facts in zip(ids, people, strict=True)
         }
         expected = (
@@ -93,3 +107,6 @@ async def test_population_scores_match_their_definition(
             else population_py(raw, buckets, descending)
         )
         assert {cid: by_id[cid][i] for cid in ids} == expected, ref.text
+        # Within the documented ranges, whatever the net amounts (refunds make them negative).
+        top = 5 if ref.name.endswith("_score") else 100
+        assert all(v is None or 1 <= v <= top for v in expected.values()), ref.text

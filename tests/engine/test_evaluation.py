@@ -233,6 +233,19 @@ order_rows = st.builds(
     customer_ids,
     st.integers(0, 500),
     st.decimals(0, 8000, places=2).map(str),
+).flatmap(
+    # Mostly sales; some cancelled, some refunds (unlinked, or of an order that may be the
+    # customer's, another's or not yet known).
+    lambda row: st.sampled_from(
+        [
+            row,
+            row,
+            row,
+            {**row, "status": "cancelled"},
+            {**row, "amount": "-" + row["amount"]},
+            *({**row, "refund_of": f"o{i}"} for i in range(3)),
+        ]
+    )
 )
 batches = st.lists(st.lists(order_rows, min_size=1, max_size=4), min_size=1, max_size=4)
 rules = st.lists(conditions(), min_size=1, max_size=3).map(

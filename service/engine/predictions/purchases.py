@@ -1,10 +1,11 @@
 """What the models see of a tenant's orders: purchase occasions and the per-customer summary,
 computed set-based inside Postgres.
 
-`purchases` is THE ONE PLACE that says which order rows are purchases and what each is worth
-net. Everything else here (occasions, summaries, holdout counts) is built on it, so when orders
-gain refunds, cancellations and currencies (issue 11) only `purchases` changes, to count them
-the way the metrics `frequency` and `monetary` do.
+`purchases` is THE ONE PLACE here that says which order rows are purchases and what each is
+worth net; it takes both from the metric catalog's `classified_orders`, so the models count
+purchases as `frequency` does (cancelled orders, refunds and orders refunded in full are not
+purchases) and value each net of the refunds linked to it. Everything else here (occasions,
+summaries, holdout counts) is built on it.
 
 The summary follows the convention of the `lifetimes` package, in days:
 
@@ -39,7 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
-from dsl.catalog import days_between_sql
+from dsl.catalog import classified_orders, days_between_sql
 from service.engine.sources import tenant_sources
 
 CustomerIds = Sequence[int] | Select[Any] | None
@@ -55,17 +56,23 @@ def purchases(
     """The tenant's purchases with ``since <= ordered_at < before``: one row per purchase,
     columns customer_id, ordered_at and net_amount (currency, exact numeric).
 
-    Today every order row is a purchase worth its amount. This is the one spot to change when
-    orders carry refunds and cancellations (issue 11): filter out what is not a purchase and
-    make ``net_amount`` the amount net of its refunds, as `frequency` and `monetary` count them.
+    A purchase is what `frequency` counts (`classified_orders`, with the refunds dated before
+    ``before``); ``net_amount`` is its amount less the refunds linked to it. Refunds linked to
+    no order lower `monetary` but no purchase's value.
     ``customer_ids`` (ids, or a select of one customer_id column) keeps only those customers.
     """
-    orders = tenant_sources(tenant, customer_ids=customer_ids).orders
-    window = orders.c.ordered_at < before
+    orders = classified_orders(
+        tenant_sources(tenant, customer_ids=customer_ids).orders, _as_of(before)
+    )
+    window: ColumnElement[Any] = orders.c.purchase
     if since is not None:
         window = and_(orders.c.ordered_at >= since, window)
     return (
-        select(orders.c.customer_id, orders.c.ordered_at, orders.c.amount.label("net_amount"))
+        select(
+            orders.c.customer_id,
+            orders.c.ordered_at,
+            (orders.c.amount - orders.c.refunded).label("net_amount"),
+        )
         .where(window)
         .subquery("purchases")
     )
