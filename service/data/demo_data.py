@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 from service.data.records import Kind, known_fields
@@ -82,7 +83,7 @@ class DemoConfig:
 # --- stable per-customer seeds ---------------------------------------------------------------
 
 _M64 = (1 << 64) - 1
-_PLAN, _PROFILE, _ORDERS, _EVENTS = range(4)
+_PLAN, _PROFILE, _ORDERS, _EVENTS, _RETURNS = range(5)
 
 
 def _splitmix64(x: int) -> int:
@@ -421,14 +422,24 @@ def _amount(plan: _Plan, category: str, rng: random.Random) -> str:
     return f"{cents // 100}.{cents % 100:02d}"
 
 
+# Of the orders of customers with more than one: cancelled, and refunded (a refund row some
+# days later naming the order; a third of them in full, the rest in part).
+CANCELLED_SHARE = 0.02
+REFUNDED_SHARE = 0.04
+
+
 def order_rows(config: DemoConfig) -> Iterator[dict[str, str]]:
-    """Order rows (`ORDER_FIELDS`), grouped by customer in id order, each customer's by time."""
+    """Order rows (`ORDER_FIELDS`), grouped by customer in id order, each customer's by time
+    (a refund row right after the order it refunds, dated some days later, before `end`)."""
     cal = _Calendar(config)
     rng = random.Random()
+    returns = random.Random()  # its own stream: the sales are the same with or without it
     number = 0
     for plan in _plans(config, cal, rng):
         rng.seed(_mix(config.seed, plan.index, _ORDERS))
-        for ts in _order_times(plan, cal, rng):
+        returns.seed(_mix(config.seed, plan.index, _RETURNS))
+        times = _order_times(plan, cal, rng)
+        for ts in times:
             number += 1
             if rng.random() < plan.loyalty:
                 category = plan.favourite
@@ -436,15 +447,34 @@ def order_rows(config: DemoConfig) -> Iterator[dict[str, str]]:
                 category = _pick(rng, _CATEGORIES, _CATEGORY_CUM)
             # Customers stick to their usual channel, with the odd exception.
             channel = plan.channel if rng.random() < 0.75 else _pick(rng, _CHANNELS, _CHANNEL_CUM)
-            yield {
+            amount = _amount(plan, category, rng)
+            order = {
                 "order_id": f"O{number:08d}",
                 "customer_id": plan.customer_id,
                 "ordered_at": cal.iso(ts),
-                "amount": _amount(plan, category, rng),
+                "amount": amount,
                 "currency": "CNY",
                 "category": category,
                 "channel": channel,
+                "status": "completed",
+                "refund_of": "",
             }
+            fate = returns.random() if len(times) > 1 else 1.0
+            if fate < CANCELLED_SHARE:
+                order["status"] = "cancelled"
+            yield order
+            refunded_at = ts + returns.randint(2, 20) * DAY
+            if CANCELLED_SHARE <= fate < CANCELLED_SHARE + REFUNDED_SHARE and refunded_at < cal.end:
+                cents = round(Decimal(amount) * 100)
+                if returns.random() >= 1 / 3:  # in part: 10-60 % of it
+                    cents = max(1, cents * returns.randint(10, 60) // 100)
+                yield order | {
+                    "order_id": f"O{number:08d}R",
+                    "ordered_at": cal.iso(refunded_at),
+                    "amount": f"-{cents // 100}.{cents % 100:02d}",
+                    "status": "completed",
+                    "refund_of": order["order_id"],
+                }
 
 
 # --- events ----------------------------------------------------------------------------------

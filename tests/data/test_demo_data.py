@@ -127,6 +127,31 @@ def test_generators_stream_a_million_customers_lazily() -> None:
 # --- consistency -----------------------------------------------------------------------------
 
 
+def test_some_orders_are_cancelled_and_some_refunded(
+    data: tuple[DemoConfig, Rows, Rows, Rows],
+) -> None:
+    """Every view shows refunds and cancellations handled: about 2 % of orders cancelled and
+    4 % refunded, each refund a negative row after its order, naming it, of the same customer
+    and at most its amount."""
+    _, _, orders, _ = data
+    by_id = {o["order_id"]: o for o in orders}
+    refunds = [o for o in orders if o["refund_of"]]
+    sales = [o for o in orders if not o["refund_of"]]
+    cancelled = [o for o in sales if o["status"] == "cancelled"]
+    assert {o["status"] for o in orders} == {"completed", "cancelled"}
+    assert 0.01 <= len(cancelled) / len(sales) <= 0.03
+    assert 0.025 <= len(refunds) / len(sales) <= 0.05
+    full = 0
+    for refund in refunds:
+        order = by_id[refund["refund_of"]]
+        assert refund["customer_id"] == order["customer_id"]
+        assert parse_ts(refund["ordered_at"]) > parse_ts(order["ordered_at"])
+        assert Decimal(refund["amount"]) < 0
+        assert -Decimal(refund["amount"]) <= Decimal(order["amount"])
+        full += -Decimal(refund["amount"]) == Decimal(order["amount"])
+    assert 0.2 <= full / len(refunds) <= 0.45
+
+
 def test_orders_and_events_agree_with_customers(
     data: tuple[DemoConfig, Rows, Rows, Rows],
 ) -> None:
@@ -172,7 +197,7 @@ def test_values_parse_as_an_importer_reads_them(
     assert any(c["attributes"] == "{}" for c in customers)
     for o in orders:
         amount = Decimal(o["amount"])
-        assert amount > 0 and amount.as_tuple().exponent == -2
+        assert (amount < 0) == bool(o["refund_of"]) and amount.as_tuple().exponent == -2
         assert o["currency"] == "CNY"
         assert o["category"] in {
             "electronics", "apparel", "home", "beauty", "food", "books", "sports",
