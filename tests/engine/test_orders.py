@@ -369,3 +369,36 @@ async def test_ranks_stay_in_range_when_net_amounts_are_negative(
     }
     assert {k: v["percentile(monetary)"] for k, v in got.items()} == {"a": 100, "b": 34, "c": 67}
     assert {k: v["m_score"] for k, v in got.items()} == {"a": 5, "b": 2, "c": 4}
+
+
+# --- docs/rules.md ---------------------------------------------------------------------------
+
+DOCS = Path(__file__).parents[2] / "docs" / "rules.md"
+
+
+async def test_the_documented_refunds_example_holds(
+    engine: AsyncEngine, tenant: str, tmp_path: Path
+) -> None:
+    """docs/rules.md's example of refunds and cancellations: its orders give its table."""
+    section = DOCS.read_text(encoding="utf-8").split("<!-- refunds-example", 1)[1]
+    section = section.split("<!-- /refunds-example -->", 1)[0]
+    csv_text = section.split("```csv\n", 1)[1].split("```", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    table = {
+        cells[0]: dict(zip(header[1:], cells[1:], strict=True))
+        for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[1:])
+    }
+    await import_file(engine, Kind.orders, tenant, write(tmp_path, "orders.csv", csv_text))
+    got = await values(engine, tenant, *header[1:])
+    assert {
+        customer: {name: Decimal(str(value)) for name, value in metrics.items()}
+        for customer, metrics in got.items()
+    } == {
+        customer: {name: Decimal(value) for name, value in row.items()}
+        for customer, row in table.items()
+    }
+    # The README shows ANN's part of the same example.
+    readme = (DOCS.parents[1] / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("  ```csv\n", 1)[1].split("  ```", 1)[0]
+    assert {line.strip() for line in shown.splitlines()} <= set(csv_text.splitlines())
