@@ -59,18 +59,23 @@ def _time(value: Value) -> dt.datetime | None:
 
 @strawberry.type(description="A customer's current metric values (all-time, as of now).")
 class CustomerMetrics:
-    recency: int | None = strawberry.field(description="Days since the last order.")
-    frequency: int = strawberry.field(description="Number of orders.")
-    monetary: Decimal = strawberry.field(description="Total amount of the orders.")
-    average_order_value: Decimal | None = strawberry.field(description="Average order amount.")
-    first_purchase: dt.datetime | None = strawberry.field(description="Time of the first order.")
-    last_purchase: dt.datetime | None = strawberry.field(description="Time of the last order.")
+    recency: int | None = strawberry.field(description="Days since the last purchase.")
+    frequency: int = strawberry.field(
+        description="Number of purchases (not refunds, cancelled orders or orders refunded "
+        "in full)."
+    )
+    monetary: Decimal = strawberry.field(description="Net amount: orders less refunds.")
+    average_order_value: Decimal | None = strawberry.field(description="Net amount per purchase.")
+    first_purchase: dt.datetime | None = strawberry.field(description="Time of the first purchase.")
+    last_purchase: dt.datetime | None = strawberry.field(description="Time of the last purchase.")
     tenure: int | None = strawberry.field(description="Days since registration.")
     nps: int | None = strawberry.field(description="Latest NPS answer, 0-10.")
+    refunds: Decimal = strawberry.field(description="Amount refunded (positive).")
+    returns: int = strawberry.field(description="Number of refunds.")
 
     @classmethod
     def of(cls, values: dict[Any, Value]) -> CustomerMetrics:
-        recency, frequency, monetary, aov, first, last, tenure, nps = (
+        recency, frequency, monetary, aov, first, last, tenure, nps, refunds, returns = (
             values.get(ref) for ref in CARD_METRICS
         )
         return cls(
@@ -82,6 +87,8 @@ class CustomerMetrics:
             last_purchase=_time(last),
             tenure=_int(tenure),
             nps=_int(nps),
+            refunds=_decimal(refunds) or Decimal(0),
+            returns=_int(returns) or 0,
         )
 
 

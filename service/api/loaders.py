@@ -48,6 +48,8 @@ CARD_METRICS: tuple[MetricRef, ...] = tuple(
         "last_purchase",
         "tenure",
         "nps",
+        "refunds",
+        "returns",
     )
 )
 assert all(ref.name in CATALOG for ref in CARD_METRICS)

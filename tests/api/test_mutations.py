@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
@@ -60,6 +62,31 @@ async def test_recorded_orders_move_tiers_at_once(engine: AsyncEngine, tenant: s
     assert tiers == [{"scheme": "value", "tier": "VIP"}]
     again = data(await post(engine, tenant, ORDERS, {"orders": orders[:2]}))["recordOrders"]
     assert (again["inserted"], again["unchanged"], again["tierChanges"]) == (0, 2, 0)
+
+
+async def test_recorded_refunds_and_cancellations_count_as_they_should(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    """A refund (refundOf, its amount given positive) and a cancelled order: the card shows
+    one purchase, the net amount and the refund."""
+    orders = [
+        {"id": "o1", "customerId": "ann", "orderedAt": day(5), "amount": "100"},
+        {"id": "o2", "customerId": "ann", "orderedAt": day(4), "amount": "60"},
+        {"id": "o2r", "customerId": "ann", "orderedAt": day(3), "amount": "60", "refundOf": "o2"},
+        {"id": "o3", "customerId": "ann", "orderedAt": day(2), "amount": "900",
+         "status": "CANCELLED"},
+    ]  # fmt: skip
+    result = data(await post(engine, tenant, ORDERS, {"orders": orders}))["recordOrders"]
+    assert (result["inserted"], result["rejected"]) == (4, 0)
+    card = data(
+        await post(
+            engine,
+            tenant,
+            '{ customer(id: "ann") { metrics { frequency monetary refunds returns recency } } }',
+        )
+    )["customer"]["metrics"]
+    assert card["frequency"] == 1 and card["returns"] == 1 and card["recency"] == 5
+    assert Decimal(card["monetary"]) == 100 and Decimal(card["refunds"]) == 60
 
 
 async def test_too_many_rows_in_one_mutation_are_refused(engine: AsyncEngine, tenant: str) -> None:

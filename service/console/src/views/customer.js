@@ -37,6 +37,7 @@ export async function customer(main, ctx, [id], query) {
     ["Frequency", m.frequency],
     ["Recency (days)", m.recency],
     ["Average order value", decimal(m.averageOrderValue)],
+    ["Refunded", m.returns ? `${decimal(m.refunds)} in ${m.returns} refund${m.returns === 1 ? "" : "s"}` : null],
     ["Tenure (days)", m.tenure],
     ["Last purchase", when(m.lastPurchase)],
   ].filter(([, value]) => value !== null && value !== undefined);
