@@ -55,8 +55,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_constraint("ck_orders_refund_amount", "orders", type_="check")
-    op.drop_constraint("ck_orders_status", "orders", type_="check")
+    op.drop_constraint(op.f("ck_orders_refund_amount"), "orders", type_="check")
+    op.drop_constraint(op.f("ck_orders_status"), "orders", type_="check")
     op.drop_column("orders", "refund_of")
     op.drop_column("orders", "status")
     op.execute(

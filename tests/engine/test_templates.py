@@ -9,14 +9,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dsl import check_text, compile_scheme, docs
 from service.data.demo_data import DemoConfig, customer_rows, event_rows, order_rows
 from service.data.ingest import import_rows
 from service.data.records import Kind
-from service.db.tables import customers, orders
 from service.engine.evaluation import tenant_sources
 from service.engine.templates import KEYS, TEMPLATES
 
@@ -91,28 +90,29 @@ async def _tiers(engine: AsyncEngine, tenant: str, key: str) -> dict[int, str | 
 
 
 async def _order_facts(engine: AsyncEngine, tenant: str) -> dict[int, Any]:
-    """Per customer: orders, last order time, spend in the last 365 days, registration."""
-    year_ago = END - timedelta(days=365)
-    statement = (
-        select(
-            customers.c.id,
-            customers.c.registered_at,
-            func.count(orders.c.external_id).label("n"),
-            func.max(orders.c.ordered_at).label("last"),
-            func.coalesce(
-                func.sum(orders.c.amount).filter(orders.c.ordered_at >= year_ago), 0
-            ).label("year_spend"),
+    """Per customer: purchases, last purchase time, net spend in the last 365 days,
+    registration. Written out here, apart from the catalog: a purchase is a completed sale
+    (the demo's refunds all name their order) that its refunds do not cover in full."""
+    statement = text(
+        """
+        WITH o AS (
+            SELECT o.*, o.status = 'completed' AND o.refund_of IS NULL
+                        AND coalesce((SELECT -sum(r.amount) FROM orders r
+                                      WHERE r.tenant_id = o.tenant_id
+                                        AND r.customer_id = o.customer_id
+                                        AND r.refund_of = o.external_id), 0) < o.amount
+                        AS purchase
+            FROM orders o WHERE o.tenant_id = :t
         )
-        .select_from(
-            customers.outerjoin(
-                orders,
-                (orders.c.tenant_id == customers.c.tenant_id)
-                & (orders.c.customer_id == customers.c.id),
-            )
-        )
-        .where(customers.c.tenant_id == tenant)
-        .group_by(customers.c.id, customers.c.registered_at)
-    )
+        SELECT c.id, c.registered_at, count(*) FILTER (WHERE o.purchase) AS n,
+               max(o.ordered_at) FILTER (WHERE o.purchase) AS last,
+               coalesce(sum(o.amount) FILTER (
+                   WHERE o.status <> 'cancelled' AND o.ordered_at >= :year_ago), 0) AS year_spend
+        FROM customers c LEFT JOIN o ON o.customer_id = c.id
+        WHERE c.tenant_id = :t
+        GROUP BY c.id, c.registered_at
+        """
+    ).bindparams(t=tenant, year_ago=END - timedelta(days=365))
     async with engine.connect() as connection:
         return {row.id: row for row in await connection.execute(statement)}
 
