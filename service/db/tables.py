@@ -23,7 +23,6 @@ from sqlalchemy import (
     DateTime,
     Double,
     ForeignKeyConstraint,
-    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -68,6 +67,13 @@ def _timestamp(name: str, *, nullable: bool = True) -> Column[object]:
     return Column(name, DateTime(timezone=True), nullable=nullable)
 
 
+def _sequence_id(table: str) -> Column[int]:
+    """A bigint id from the sequence ``<table>_id_seq`` (not an identity column: Citus cannot
+    change the shard count of a table with one; migration 0015)."""
+    default = text(f"nextval('{table}_id_seq'::regclass)")
+    return Column("id", BigInteger, nullable=False, server_default=default)
+
+
 def _created_at() -> Column[object]:
     return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
 
@@ -87,7 +93,7 @@ customers = Table(
     "customers",
     metadata,
     _tenant_id(),
-    Column("id", BigInteger, Identity(), nullable=False),
+    _sequence_id("customers"),
     _external_id(),
     Column("name", Text),
     Column("email", Text),
@@ -258,7 +264,7 @@ evaluation_runs = Table(
     "evaluation_runs",
     metadata,
     _tenant_id(),
-    Column("id", BigInteger, Identity(), nullable=False),
+    _sequence_id("evaluation_runs"),
     Column("scheme_key", KEY, nullable=False),
     Column("version", Integer, nullable=False),
     Column("as_of", DateTime(timezone=True), nullable=False),
@@ -302,7 +308,7 @@ transitions = Table(
     "transitions",
     metadata,
     _tenant_id(),
-    Column("id", BigInteger, Identity(), nullable=False),
+    _sequence_id("transitions"),
     Column("scheme_key", KEY, nullable=False),
     Column("number", BigInteger, nullable=False),
     Column("customer_id", BigInteger, nullable=False),
@@ -333,7 +339,7 @@ strategies = Table(
     "strategies",
     metadata,
     _tenant_id(),
-    Column("id", BigInteger, Identity(), nullable=False),
+    _sequence_id("strategies"),
     Column("scheme_key", KEY, nullable=False),
     Column("tier", Text, nullable=False),
     Column("name", Text, nullable=False),
@@ -371,7 +377,7 @@ audit_log = Table(
     "audit_log",
     metadata,
     _tenant_id(),
-    Column("id", BigInteger, Identity(), nullable=False),
+    _sequence_id("audit_log"),
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("actor", Text, nullable=False),
     Column("role", Text, nullable=False),
@@ -390,7 +396,7 @@ webhooks = Table(
     "webhooks",
     metadata,
     _tenant_id(),
-    Column("id", BigInteger, Identity(), nullable=False),
+    _sequence_id("webhooks"),
     Column("url", Text, nullable=False),
     # Kept in clear: the service needs it to sign every delivery (HMAC-SHA256).
     Column("secret", Text, nullable=False),
@@ -408,7 +414,7 @@ webhook_deliveries = Table(
     "webhook_deliveries",
     metadata,
     _tenant_id(),
-    Column("id", BigInteger, Identity(), nullable=False),
+    _sequence_id("webhook_deliveries"),
     Column("webhook_id", BigInteger, nullable=False),
     # What receivers deduplicate on: the same for every attempt of one delivery.
     Column("event_id", Text, nullable=False),

@@ -103,3 +103,47 @@ async def test_existing_transitions_are_numbered_per_tenant_and_scheme(server_ur
     finally:
         await engine.dispose()
         await admin(url, f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+
+
+async def test_no_identity_columns(engine: AsyncEngine) -> None:
+    """Ids come from sequences (migration 0015): Citus cannot change the shard count of a
+    table with an identity column."""
+    async with engine.connect() as connection:
+        identity = await connection.scalars(
+            text(
+                "SELECT table_name || '.' || column_name FROM information_schema.columns "
+                "WHERE table_schema = 'public' AND is_identity = 'YES'"
+            )
+        )
+        assert list(identity) == []
+
+
+async def test_ids_continue_after_existing_ones(server_url: URL) -> None:
+    """Rows inserted before migration 0015 keep their ids and new rows get higher ones."""
+    url = server_url.set(database=f"tierwise_migrate_{secrets.token_hex(4)}")
+    await admin(url, f'CREATE DATABASE "{url.database}"')
+    engine = create_engine(url, pool_size=1)
+    try:
+        sequences = importlib.import_module("migrations.versions.0015_citus")
+        await migrate.upgrade(engine, sequences.down_revision)
+        async with engine.begin() as connection:
+            await connection.execute(text("INSERT INTO tenants VALUES ('a', 'a')"))
+            await connection.execute(
+                text(
+                    "INSERT INTO customers (tenant_id, external_id) VALUES ('a', 'c1'), ('a', 'c2')"
+                )
+            )
+        await migrate.upgrade(engine)
+        async with engine.begin() as connection:
+            new = await connection.scalar(
+                text(
+                    "INSERT INTO customers (tenant_id, external_id) VALUES ('a', 'c3') RETURNING id"
+                )
+            )
+            old = await connection.scalar(
+                text("SELECT max(id) FROM customers WHERE external_id < 'c3'")
+            )
+        assert old == 2 and new == 3
+    finally:
+        await engine.dispose()
+        await admin(url, f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
