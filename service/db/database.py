@@ -213,6 +213,43 @@ _ENTER_TENANT = text(
     " set_config('idle_in_transaction_session_timeout', :idle_timeout, true)"
 )
 
+# On Citus the tenant must reach the workers, where the shards' policies read it: Citus
+# forwards `SET LOCAL` statements to the workers of the transaction (with
+# citus.propagate_set_commands = 'local'), never `set_config()`. So two round trips there.
+_ENTER_TENANT_CITUS = text(
+    f"SELECT set_config('role', '{APP_ROLE}', true),"
+    " set_config('citus.propagate_set_commands', 'local', true),"
+    " set_config('statement_timeout', :statement_timeout, true),"
+    " set_config('idle_in_transaction_session_timeout', :idle_timeout, true)"
+)
+
+
+def _literal(value: str) -> str:
+    """``value`` as an SQL string literal (`SET` takes no bound parameters)."""
+    if "\x00" in value:
+        raise UserError("a tenant id cannot contain a NUL character")
+    return "'" + value.replace("'", "''") + "'"
+
+
+# Whether each engine's server runs Citus, found out on its first tenant transaction.
+_CITUS: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
+
+
+async def is_citus(connection: AsyncConnection) -> bool:
+    """Whether ``connection``'s database is a Citus coordinator (has the citus extension):
+    the one place where Tierwise tells Citus from a single Postgres. Asked once per engine."""
+    engine = connection.engine.sync_engine
+    found = _CITUS.get(engine)
+    if found is None:
+        found = bool(
+            await connection.scalar(
+                text("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')")
+            )
+        )
+        _CITUS[engine] = found
+    return found
+
+
 # Postgres' SQLSTATE for a statement it cancelled (here: by statement_timeout).
 QUERY_CANCELED = "57014"
 
@@ -321,14 +358,15 @@ async def enter_tenant(
 ) -> None:
     """Confine the rest of ``connection``'s current transaction to ``tenant``'s rows, with
     these bounds (seconds; 0: none)."""
-    await connection.execute(
-        _ENTER_TENANT,
-        {
-            "tenant": tenant,
-            "statement_timeout": _milliseconds(statement_timeout),
-            "idle_timeout": _milliseconds(idle_timeout),
-        },
-    )
+    bounds = {
+        "statement_timeout": _milliseconds(statement_timeout),
+        "idle_timeout": _milliseconds(idle_timeout),
+    }
+    if await is_citus(connection):
+        await connection.execute(_ENTER_TENANT_CITUS, bounds)
+        await connection.exec_driver_sql(f"SET LOCAL {TENANT_SETTING} = {_literal(tenant)}")
+    else:
+        await connection.execute(_ENTER_TENANT, {"tenant": tenant, **bounds})
 
 
 @contextlib.asynccontextmanager
@@ -398,6 +436,11 @@ async def analyze_stale(
     Runs, loads and the API cannot wait for autovacuum, which may be late or off: planned on
     no statistics, Postgres takes a tenant's rows to be a handful and nests loops (a `where`
     over 400 customers took 45 s instead of 0.2)."""
+    if await is_citus(connection):
+        # The coordinator has no statistics of the shards (its tables are empty shells), and
+        # Citus refuses ANALYZE in a transaction that wrote as the app role: the workers'
+        # autovacuum keeps the shards' statistics (docs/operations.md).
+        return []
     rows = await connection.execute(_STATISTICS, {"tables": list(tables)})
     stale = [
         name
