@@ -31,16 +31,47 @@ def migrate_command(
     revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
 ) -> None:
     """Bring the database schema up to date (safe to run from several replicas at once)."""
-    from service.db import migrate
+    from service.db import distribute, migrate
 
     config = settings()
 
-    async def work(engine: AsyncEngine) -> str | None:
+    async def work(engine: AsyncEngine) -> tuple[str | None, distribute.Distribution | None]:
         await migrate.upgrade(engine, revision)
-        return await migrate.current_revision(engine)
+        async with engine.connect() as connection:
+            distributed = await distribute.is_distributed(connection)
+        # On a distributed Citus database, the tables a migration added are distributed too.
+        done = await distribute.distribute(engine) if distributed else None
+        return await migrate.current_revision(engine), done
 
-    reached = run_with_engine(config, work, create=True, needs="connection")
+    reached, done = run_with_engine(config, work, create=True, needs="connection")
     out.print(f"database schema at revision {reached}")
+    if done is not None and (done.distributed or done.referenced):
+        out.print(f"distributed on Citus: {', '.join(done.distributed + done.referenced)}")
+
+
+@app.command("distribute")
+def distribute_command(
+    shard_count: Annotated[
+        int | None,
+        typer.Option(help="Shards per table (default: Citus' citus.shard_count, 32)."),
+    ] = None,
+) -> None:
+    """Distribute the schema by tenant on a Citus coordinator (idempotent; see
+    docs/operations.md)."""
+    from service.db import distribute
+
+    config = settings()
+
+    async def work(engine: AsyncEngine) -> distribute.Distribution:
+        return await distribute.distribute(engine, shard_count=shard_count)
+
+    done = run_with_engine(config, work)
+    for name in done.distributed:
+        out.print(f"distributed by tenant: {name}")
+    for name in done.referenced:
+        out.print(f"reference table: {name}")
+    if done.already:
+        out.print(f"already distributed: {', '.join(done.already)}")
 
 
 @app.command()
