@@ -473,7 +473,8 @@ class _Stage:
         if given:
             conflict = (
                 f"DO UPDATE SET {', '.join(f'{c} = {new_value(c)}' for c in given)}, "
-                f"updated_at = now() "
+                # Citus allows only immutable functions in DO UPDATE: the time is inserted.
+                "updated_at = EXCLUDED.updated_at "
                 f"WHERE ({', '.join(f'customers.{c}' for c in given)}) IS DISTINCT FROM "
                 f"({', '.join(new_value(c) for c in given)})"
             )
@@ -484,10 +485,12 @@ class _Stage:
                 ORDER BY external_id, line DESC
             ),
             up AS (
-                INSERT INTO customers AS customers (tenant_id, external_id{
+                INSERT INTO customers AS customers (tenant_id, external_id, updated_at{
                 "".join(", " + c for c in given)
             })
-                SELECT :t, src.external_id{"".join(", " + v for v in inserted_values)} FROM src
+                SELECT :t, src.external_id, now(){
+                "".join(", " + v for v in inserted_values)
+            } FROM src
                 ON CONFLICT (tenant_id, external_id) {conflict}
                 RETURNING id, (xmax = 0) AS inserted
             ),

@@ -22,6 +22,9 @@ CREATE_AFFECTED = (
 # only adds to its customer's rollup; anything else marks the customer for recomputation.
 PLAIN_SALE = "status <> 'cancelled' AND amount >= 0 AND refund_of IS NULL"
 
+# The upserts insert the time and keep EXCLUDED.updated_at: Citus allows only immutable
+# functions in DO UPDATE SET.
+
 
 def add_inserted(inserted: str) -> str:
     """A data-modifying CTE body that adds newly inserted orders (the CTE named ``inserted``,
@@ -31,15 +34,16 @@ def add_inserted(inserted: str) -> str:
     recomputation (`refresh_affected`)."""
     return f"""
     INSERT INTO customer_metrics AS m
-        (tenant_id, customer_id, order_count, order_total, first_order_at, last_order_at)
-    SELECT :t, customer_id, count(*), sum(amount), min(ordered_at), max(ordered_at)
+        (tenant_id, customer_id, order_count, order_total, first_order_at, last_order_at,
+         updated_at)
+    SELECT :t, customer_id, count(*), sum(amount), min(ordered_at), max(ordered_at), now()
     FROM {inserted} GROUP BY customer_id HAVING bool_and(plain)
     ON CONFLICT (tenant_id, customer_id) DO UPDATE SET
         order_count = m.order_count + EXCLUDED.order_count,
         order_total = m.order_total + EXCLUDED.order_total,
         first_order_at = least(m.first_order_at, EXCLUDED.first_order_at),
         last_order_at = greatest(m.last_order_at, EXCLUDED.last_order_at),
-        updated_at = now()
+        updated_at = EXCLUDED.updated_at
     """
 
 
@@ -75,13 +79,15 @@ _ONLY_AFFECTED = "AND m.customer_id IN (SELECT customer_id FROM affected_custome
 
 _UPSERT = """
     INSERT INTO customer_metrics AS m
-        (tenant_id, customer_id, order_count, order_total, first_order_at, last_order_at)
-    SELECT :t, a.customer_id, a.order_count, a.order_total, a.first_order_at, a.last_order_at
+        (tenant_id, customer_id, order_count, order_total, first_order_at, last_order_at,
+         updated_at)
+    SELECT :t, a.customer_id, a.order_count, a.order_total, a.first_order_at, a.last_order_at,
+           now()
     FROM ({aggregate}) a
     ON CONFLICT (tenant_id, customer_id) DO UPDATE SET
         order_count = EXCLUDED.order_count, order_total = EXCLUDED.order_total,
         first_order_at = EXCLUDED.first_order_at, last_order_at = EXCLUDED.last_order_at,
-        updated_at = now()
+        updated_at = EXCLUDED.updated_at
     WHERE (m.order_count, m.order_total, m.first_order_at, m.last_order_at) IS DISTINCT FROM
           (EXCLUDED.order_count, EXCLUDED.order_total, EXCLUDED.first_order_at,
            EXCLUDED.last_order_at)

@@ -304,7 +304,11 @@ async def publish(
             )
         )
         upsert = insert(schemes).values(
-            tenant_id=tenant, key=scheme.key, title=scheme.title, current_version=version
+            tenant_id=tenant,
+            key=scheme.key,
+            title=scheme.title,
+            current_version=version,
+            updated_at=func.now(),
         )
         await connection.execute(
             upsert.on_conflict_do_update(
@@ -312,7 +316,9 @@ async def publish(
                 set_={
                     "title": upsert.excluded.title,
                     "current_version": upsert.excluded.current_version,
-                    "updated_at": func.now(),
+                    # Citus allows only immutable functions in DO UPDATE: the time comes
+                    # from the inserted row.
+                    "updated_at": upsert.excluded.updated_at,
                 },
             )
         )

@@ -89,7 +89,8 @@ async def save(
             .with_for_update()
         )
     ).one_or_none()
-    upsert = insert(strategies).values(values)
+    # Citus allows only immutable functions in DO UPDATE: the time comes from the inserted row.
+    upsert = insert(strategies).values({**values, "updated_at": func.now()})
     row = (
         await connection.execute(
             upsert.on_conflict_do_update(
@@ -98,7 +99,7 @@ async def save(
                     **{k: upsert.excluded[k] for k in ("description", "channel", "priority")},
                     "parameters": upsert.excluded.parameters,
                     "active": upsert.excluded.active,
-                    "updated_at": func.now(),
+                    "updated_at": upsert.excluded.updated_at,
                 },
             ).returning(strategies)
         )
