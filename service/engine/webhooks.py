@@ -37,7 +37,7 @@ from service import metrics
 from service.access import audit
 from service.access.audit import Actor
 from service.config import Settings
-from service.db.database import plain_url
+from service.db.database import is_citus, plain_url
 from service.db.tables import webhook_deliveries, webhooks
 from service.engine import schemes as published
 from service.errors import NotFound, UserError
@@ -553,11 +553,10 @@ class DispatchSettings:
 # Due deliveries of every tenant (the dispatcher is system work, as the login role); each is
 # leased: its attempt is counted and it is not due again until the lease ends, by when this
 # dispatcher has recorded the outcome (or died).
-_CLAIM = text(
-    """
+_CLAIM_SQL = """
 WITH due AS (
     SELECT tenant_id, id FROM webhook_deliveries
-    WHERE status = 'pending' AND next_attempt_at <= now()
+    WHERE status = 'pending' AND next_attempt_at <= now() {only}
     ORDER BY next_attempt_at, id
     LIMIT :batch
     FOR UPDATE SKIP LOCKED
@@ -566,23 +565,37 @@ UPDATE webhook_deliveries d
 SET attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => :lease)
 FROM due, webhooks w
 WHERE d.tenant_id = due.tenant_id AND d.id = due.id
-  AND w.tenant_id = d.tenant_id AND w.id = d.webhook_id
+  AND w.tenant_id = d.tenant_id AND w.id = d.webhook_id {only_d}
 RETURNING d.tenant_id, d.id, d.event_id, d.payload::text AS body, d.attempts,
           w.url, w.secret, w.active
+"""
+_CLAIM = text(_CLAIM_SQL.format(only="", only_d=""))
+# On Citus `FOR UPDATE SKIP LOCKED` is refused across shards: the claim is made per tenant
+# (a single-shard statement), for the tenants with due deliveries, oldest due first.
+_CLAIM_TENANT = text(
+    _CLAIM_SQL.format(only="AND tenant_id = :t", only_d="AND d.tenant_id = :t AND w.tenant_id = :t")
+)
+_DUE_TENANTS = text(
+    """
+SELECT tenant_id FROM webhook_deliveries
+WHERE status = 'pending' AND next_attempt_at <= now()
+GROUP BY tenant_id ORDER BY min(next_attempt_at) LIMIT :batch
 """
 )
 
 # The outcome, only if the delivery is still this dispatcher's claim (its attempt count is the
 # fencing token: a dispatcher that outlived its lease does not overwrite a newer claim's).
-_OUTCOME = text(
-    """
+# Delivered or not are two statements: Citus refuses now() inside CASE on distributed tables
+# (the delivery stayed pending and was sent again after every lease).
+_OUTCOME_SQL = """
 UPDATE webhook_deliveries
 SET status = :status, last_status = :last_status, last_error = :last_error,
     next_attempt_at = now() + make_interval(secs => :delay),
-    delivered_at = CASE WHEN :status = 'delivered' THEN now() END
+    delivered_at = {delivered_at}
 WHERE tenant_id = :t AND id = :id AND status = 'pending' AND attempts = :attempts
 """
-)
+_OUTCOME = text(_OUTCOME_SQL.format(delivered_at="NULL"))
+_OUTCOME_DELIVERED = text(_OUTCOME_SQL.format(delivered_at="now()"))
 
 
 @dataclass(frozen=True)
@@ -662,11 +675,7 @@ class Dispatcher:
     async def run_once(self, client: httpx.AsyncClient) -> int:
         """One round: claim up to a batch of due deliveries, attempt them concurrently and
         record each outcome as it comes; returns how many were claimed."""
-        async with self.engine.begin() as connection:
-            rows = await connection.execute(
-                _CLAIM, {"batch": self.settings.batch_size, "lease": self.settings.lease_seconds}
-            )
-            claimed = [_Claimed(*row) for row in rows]
+        claimed = await self._claim()
         outcomes = await asyncio.gather(
             *(self._attempt(client, delivery) for delivery in claimed), return_exceptions=True
         )
@@ -675,6 +684,24 @@ class Dispatcher:
                 # Its outcome is unrecorded: it is tried again when its lease ends.
                 log.error("webhook delivery %s failed", delivery.id, exc_info=outcome)
         return len(claimed)
+
+    async def _claim(self) -> list[_Claimed]:
+        batch, lease = self.settings.batch_size, self.settings.lease_seconds
+        async with self.engine.begin() as connection:
+            if not await is_citus(connection):
+                rows = await connection.execute(_CLAIM, {"batch": batch, "lease": lease})
+                return [_Claimed(*row) for row in rows]
+            tenants = list(await connection.scalars(_DUE_TENANTS, {"batch": batch}))
+        claimed: list[_Claimed] = []
+        for tenant in tenants:
+            if len(claimed) >= batch:
+                break
+            async with self.engine.begin() as connection:
+                rows = await connection.execute(
+                    _CLAIM_TENANT, {"batch": batch - len(claimed), "lease": lease, "t": tenant}
+                )
+                claimed += [_Claimed(*row) for row in rows]
+        return claimed
 
     async def _attempt(self, client: httpx.AsyncClient, delivery: _Claimed) -> None:
         if not delivery.active:
@@ -704,7 +731,7 @@ class Dispatcher:
             )
         async with self.engine.begin() as connection:
             await connection.execute(
-                _OUTCOME,
+                _OUTCOME_DELIVERED if status == "delivered" else _OUTCOME,
                 {
                     "status": status,
                     "last_status": outcome.status,
