@@ -69,7 +69,7 @@ class Distribution:
 
 
 _PARTITIONED = text(
-    "SELECT logicalrelid::regclass::text, partmethod FROM pg_dist_partition "
+    "SELECT logicalrelid::regclass::text, partmethod::text FROM pg_dist_partition "
     "WHERE logicalrelid::regclass::text = ANY(:tables)"
 )
 
@@ -119,9 +119,7 @@ def _distribute(connection: Connection, done: Distribution, shard_count: int | N
     for name, value in DATABASE_SETTINGS.items():
         run(f"ALTER DATABASE \"{database}\" SET {name} = '{value}'")
     tables = [name for name, _ in distributed_tables()] + reference_tables()
-    kinds: dict[str, str] = dict(
-        connection.execute(_PARTITIONED, {"tables": tables}).tuples().all()
-    )
+    kinds: dict[str, str] = dict(connection.execute(_PARTITIONED, {"tables": tables}).all())
     if shard_count is not None:
         run(f"SET citus.shard_count = {int(shard_count)}")
     for name, column in distributed_tables():

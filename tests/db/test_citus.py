@@ -1,0 +1,304 @@
+"""The compatibility suite for Citus: the main flows against a Citus coordinator named by
+TIERWISE_CITUS_URL (migrated, then distributed by `tierwise distribute`), each compared with the
+same flow on the single Postgres the rest of the suite uses. Skipped without TIERWISE_CITUS_URL.
+
+The Citus database is emptied of Tierwise's tables first: point the variable at a database
+kept for this (docs/operations.md says how to start a local cluster).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.access import audit
+from service.data import demo_data
+from service.data.ingest import import_file, import_rows
+from service.data.records import Kind
+from service.db import distribute, migrate
+from service.db.database import async_url, create_engine, is_citus, tenant_transaction
+from service.db.tables import tenants
+from service.engine import analytics, evaluation, schemes, strategies, webhooks
+from service.engine.templates import TEMPLATES
+from service.engine.webhooks import Dispatcher
+from tests.api.support import data, post
+from tests.engine.test_webhooks import FAST, RECENT, Receiver, serving
+from tests.support import order
+
+CITUS_URL = os.environ.get("TIERWISE_CITUS_URL")
+
+pytestmark = pytest.mark.skipif(
+    not CITUS_URL, reason="needs a Citus cluster: set TIERWISE_CITUS_URL"
+)
+
+_RESET = """
+DO $$
+DECLARE r record;
+BEGIN
+    FOR r IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' LOOP
+        EXECUTE format('DROP TABLE %I CASCADE', r.tablename);
+    END LOOP;
+END $$
+"""
+
+
+async def _prepare(url: URL) -> None:
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(_RESET))
+            await connection.execute(
+                text(
+                    "DROP FUNCTION IF EXISTS tierwise_analyze(text), "
+                    "tierwise_audit_log_is_append_only()"
+                )
+            )
+        await migrate.upgrade(engine)
+        done = await distribute.distribute(engine)
+        assert "customers" in done.distributed
+        again = await distribute.distribute(engine)  # idempotent
+        assert again.distributed == [] and "customers" in again.already
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def citus_database() -> Iterator[URL]:
+    assert CITUS_URL
+    url = async_url(CITUS_URL)
+    asyncio.run(_prepare(url))
+    yield url
+
+
+@pytest.fixture
+async def citus(citus_database: URL) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(citus_database, pool_size=5)
+    yield engine
+    await engine.dispose()
+
+
+async def _new_tenant(*engines: AsyncEngine) -> str:
+    tenant = f"t_{secrets.token_hex(6)}"
+    for engine in engines:
+        async with engine.begin() as connection:
+            await connection.execute(tenants.insert().values(id=tenant, name=tenant))
+    return tenant
+
+
+async def test_every_tenant_table_is_distributed_and_co_located(citus: AsyncEngine) -> None:
+    async with citus.connect() as connection:
+        assert await is_citus(connection)
+        rows = await connection.execute(
+            text(
+                "SELECT logicalrelid::regclass::text, partmethod::text, colocationid, "
+                "column_to_column_name(logicalrelid, partkey) FROM pg_dist_partition"
+            )
+        )
+        found = {name: (method, group, column) for name, method, group, column in rows}
+        local = await connection.scalars(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        )
+        tables = set(local)
+    expected = dict(distribute.distributed_tables())
+    assert tables - set(found) == set(distribute.LOCAL)
+    assert {name: column for name, (_, _, column) in found.items()} == expected
+    assert {method for method, _, _ in found.values()} == {"h"}
+    assert len({group for _, group, _ in found.values()}) == 1  # one co-location group
+
+
+async def _load_and_evaluate(engine: AsyncEngine, tenant: str, folder: Path) -> None:
+    """The demo's flow for one tenant: import, publish the four templates with their
+    strategies, evaluate; then an incremental import (tiers follow) and a second run."""
+    generated = demo_data.DemoConfig(customers=300, seed=11)
+    for kind, rows, fields in (
+        (Kind.customers, demo_data.customer_rows, demo_data.CUSTOMER_FIELDS),
+        (Kind.orders, demo_data.order_rows, demo_data.ORDER_FIELDS),
+        (Kind.events, demo_data.event_rows, demo_data.EVENT_FIELDS),
+    ):
+        path = folder / f"{kind}.csv"
+        if not path.exists():
+            demo_data.write_csv(rows(generated), path, fields)
+        await import_file(engine, kind, tenant, path)
+    actor = audit.command_line_actor()
+    for template in TEMPLATES.values():
+        async with tenant_transaction(engine, tenant) as connection:
+            await schemes.publish(
+                connection, tenant, template.source, file=template.file, actor=actor
+            )
+            await strategies.install_template(connection, tenant, template, actor=actor)
+    await evaluation.evaluate_all(engine, tenant, trigger="test")
+    more = [
+        order("late-1", "C000001", 1, "9000"),
+        order("late-2", "C000002", 2, "7500"),
+        order("late-3", "NEW-1", 3, "120"),
+        order("late-4", "C000003", 1, "-40"),
+    ]
+    await import_rows(engine, Kind.orders, tenant, enumerate(more), source="test")
+    await evaluation.evaluate_all(engine, tenant, trigger="test")
+
+
+async def _state(engine: AsyncEngine, tenant: str) -> dict[str, Any]:
+    """What a user sees of the tenant, without ids and times that differ between servers."""
+    async with tenant_transaction(engine, tenant) as connection:
+
+        async def rows(sql: str) -> list[tuple[Any, ...]]:
+            return sorted((tuple(row) for row in await connection.execute(text(sql))), key=repr)
+
+        return {
+            "memberships": await rows(
+                "SELECT m.scheme_key, c.external_id, m.tier, m.version FROM memberships m "
+                "JOIN customers c ON c.tenant_id = m.tenant_id AND c.id = m.customer_id"
+            ),
+            "transitions": await rows(
+                "SELECT t.scheme_key, c.external_id, t.from_tier, t.to_tier, t.version, "
+                "t.trigger FROM transitions t "
+                "JOIN customers c ON c.tenant_id = t.tenant_id AND c.id = t.customer_id"
+            ),
+            "transition_numbers": await rows(
+                "SELECT scheme_key, count(*), max(number) FROM transitions GROUP BY scheme_key"
+            ),
+            "rollups": await rows(
+                "SELECT c.external_id, m.order_count, m.order_total, m.first_order_at, "
+                "m.last_order_at FROM customer_metrics m "
+                "JOIN customers c ON c.tenant_id = m.tenant_id AND c.id = m.customer_id"
+            ),
+            "runs": await rows(
+                "SELECT scheme_key, status, customers, changed FROM evaluation_runs"
+            ),
+            "strategies": await rows("SELECT scheme_key, tier, name, channel FROM strategies"),
+            "segments": await analytics.segment_report(connection, tenant, None),
+        }
+
+
+_READ = """
+query {
+  segments { scheme tier customerCount customerShare revenue revenueShare averageRevenue }
+  schemes { key }
+  normal: customers(scheme: "value", tier: "Normal", first: 10) {
+    totalCount edges { node { id region tiers { scheme tier version } } }
+  }
+  big: customers(where: "monetary > 1000 and frequency >= 2", first: 5) {
+    totalCount edges { node { id } }
+  }
+  customer(id: "C000001") { id tiers { scheme tier } }
+  explain(customer: "C000002", scheme: "value") { tier }
+}
+"""
+
+_WRITE = """
+mutation {
+  upsertCustomers(customers: [{id: "G-1", name: "Gia", region: "north"}]) {
+    inserted updated rejected
+  }
+  recordOrders(orders: [
+    {id: "g-o1", customerId: "G-1", orderedAt: "%s", amount: "6000"},
+    {id: "g-o2", customerId: "G-1", orderedAt: "%s", amount: "800"}
+  ]) { inserted customersCreated tierChanges }
+}
+"""
+
+
+async def test_same_results_as_single_postgres(
+    citus: AsyncEngine, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    tenant = await _new_tenant(citus, engine)
+    await _load_and_evaluate(engine, tenant, tmp_path)
+    await _load_and_evaluate(citus, tenant, tmp_path)
+    single = await _state(engine, tenant)
+    distributed = await _state(citus, tenant)
+    assert len(single["memberships"]) > 3 * 300
+    assert single["transitions"] and single["rollups"] and single["segments"]
+    for part in single:
+        assert distributed[part] == single[part], part
+
+    when = (dt.datetime.now(dt.UTC) - dt.timedelta(days=3)).isoformat()
+    written = [data(await post(e, tenant, _WRITE % (when, when))) for e in (engine, citus)]
+    assert written[0] == written[1]
+    assert written[0]["recordOrders"]["inserted"] == 2
+    read = [data(await post(e, tenant, _READ)) for e in (engine, citus)]
+    assert read[0] == read[1]
+    assert read[0]["normal"]["totalCount"] > 0
+
+
+async def test_tenants_are_isolated(citus: AsyncEngine) -> None:
+    """The tenant set for a transaction reaches the workers: a tenant sees its own rows (not
+    none, as when the setting stayed on the coordinator) and no other's, and cannot write
+    another's."""
+    mine, other = await _new_tenant(citus), await _new_tenant(citus)
+    for tenant, customer in ((mine, "m1"), (other, "o1")):
+        rows = [{"customer_id": customer, "name": customer}]
+        await import_rows(citus, Kind.customers, tenant, enumerate(rows), source="test")
+    async with tenant_transaction(citus, mine) as connection:
+        seen = list(await connection.scalars(text("SELECT external_id FROM customers")))
+        assert seen == ["m1"]
+        assert await connection.scalar(text("SELECT count(*) FROM tenants")) == 1
+    with pytest.raises(DBAPIError, match="row-level security"):
+        async with tenant_transaction(citus, mine) as connection:
+            await connection.execute(
+                text("INSERT INTO customers (tenant_id, external_id) VALUES (:t, 'x')"),
+                {"t": other},
+            )
+
+
+async def test_a_tenants_statements_run_on_one_shard(citus: AsyncEngine) -> None:
+    tenant = await _new_tenant(citus)
+    async with tenant_transaction(citus, tenant) as connection:
+        plan = "\n".join(
+            await connection.scalars(
+                text(
+                    "EXPLAIN SELECT m.tier, count(*) FROM memberships m JOIN customers c "
+                    "ON c.tenant_id = m.tenant_id AND c.id = m.customer_id "
+                    "WHERE m.tenant_id = :t GROUP BY m.tier"
+                ),
+                {"t": tenant},
+            )
+        )
+    assert "Task Count: 1" in plan, plan
+
+
+async def test_webhooks_are_delivered_exactly_once(citus: AsyncEngine) -> None:
+    tenant = await _new_tenant(citus)
+    async with serving(Receiver()) as receiver:
+        async with tenant_transaction(citus, tenant) as connection:
+            created = await webhooks.create(
+                connection,
+                tenant,
+                audit.command_line_actor(),
+                url=receiver.url,
+                allow_http=True,
+                allow_private=True,
+            )
+        receiver.secrets.append(created.secret)
+        rows = [order(f"o{i}", f"c{i}", i * 20, "50") for i in range(1, 6)]
+        await import_rows(citus, Kind.orders, tenant, enumerate(rows), source="test")
+        async with tenant_transaction(citus, tenant) as connection:
+            await schemes.publish(connection, tenant, RECENT)
+        await evaluation.evaluate(citus, tenant, "recent")
+        dispatcher = Dispatcher(citus, FAST)
+        task = asyncio.create_task(dispatcher.run())
+        try:
+            deadline = time.monotonic() + 30
+            while len(receiver.events) < 5:
+                assert time.monotonic() < deadline, "deliveries did not arrive"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(FAST.lease_seconds * 2)  # past a lease: nothing comes again
+        finally:
+            dispatcher.stop()
+            await task
+        async with tenant_transaction(citus, tenant) as connection:
+            found = await webhooks.deliveries(connection, tenant, limit=100)
+    assert len(receiver.arrivals) == len(set(receiver.arrivals)) == 5
+    assert {d.status for d in found} == {"delivered"}
+    assert all(d.delivered_at is not None for d in found)
