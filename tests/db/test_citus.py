@@ -30,7 +30,7 @@ from service.data.records import Kind
 from service.db import distribute, migrate
 from service.db.database import async_url, create_engine, is_citus, tenant_transaction
 from service.db.tables import tenants
-from service.engine import analytics, evaluation, schemes, strategies, webhooks
+from service.engine import analytics, evaluation, scheduler, schemes, strategies, webhooks
 from service.engine.templates import TEMPLATES
 from service.engine.webhooks import Dispatcher
 from tests.api.support import data, post
@@ -302,3 +302,31 @@ async def test_webhooks_are_delivered_exactly_once(citus: AsyncEngine) -> None:
     assert len(receiver.arrivals) == len(set(receiver.arrivals)) == 5
     assert {d.status for d in found} == {"delivered"}
     assert all(d.delivered_at is not None for d in found)
+
+
+async def test_a_tenant_id_with_quotes_reaches_the_workers(citus: AsyncEngine) -> None:
+    """On Citus the tenant is written into `SET LOCAL` as a literal: quoted, never spliced
+    (ingest refuses such ids, but a transaction is confined whatever its tenant's id is)."""
+    tenant = f"o'brien-{secrets.token_hex(3)}\\'; SET ROLE postgres; --"
+    async with citus.begin() as connection:
+        await connection.execute(tenants.insert().values(id=tenant, name="quotes"))
+        await connection.execute(
+            text("INSERT INTO customers (tenant_id, external_id) VALUES (:t, 'q1')"), {"t": tenant}
+        )
+    async with tenant_transaction(citus, tenant) as connection:
+        assert list(await connection.scalars(text("SELECT external_id FROM customers"))) == ["q1"]
+        assert await connection.scalar(text("SELECT current_user")) == "tierwise_app"
+
+
+async def test_the_scheduler_finds_and_runs_due_schemes(citus: AsyncEngine) -> None:
+    tenant = await _new_tenant(citus)
+    rows = [order(f"o{i}", f"c{i}", i * 20, "50") for i in range(1, 4)]
+    await import_rows(citus, Kind.orders, tenant, enumerate(rows), source="test")
+    async with tenant_transaction(citus, tenant) as connection:
+        await schemes.publish(connection, tenant, RECENT)
+    results = await scheduler.run_due(citus, dt.timedelta(hours=1))
+    assert [(r.tenant, r.scheme, r.customers) for r in results if r.tenant == tenant] == [
+        (tenant, "recent", 3)
+    ]
+    again = await scheduler.run_due(citus, dt.timedelta(hours=1))
+    assert [r for r in again if r.tenant == tenant] == []
