@@ -35,7 +35,7 @@ from service.engine.templates import TEMPLATES
 from service.engine.webhooks import Dispatcher
 from tests.api.support import data, post
 from tests.engine.test_webhooks import FAST, RECENT, Receiver, serving
-from tests.support import order
+from tests.support import order, tierwise
 
 CITUS_URL = os.environ.get("TIERWISE_CITUS_URL")
 
@@ -330,3 +330,16 @@ async def test_the_scheduler_finds_and_runs_due_schemes(citus: AsyncEngine) -> N
     ]
     again = await scheduler.run_due(citus, dt.timedelta(hours=1))
     assert [r for r in again if r.tenant == tenant] == []
+
+
+def test_migrate_and_distribute_commands_on_a_distributed_database(citus_database: URL) -> None:
+    """`tierwise migrate` on a distributed database distributes what is new (nothing here);
+    `tierwise distribute` again changes nothing and says so."""
+    migrated = tierwise(citus_database, "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert "database schema at revision" in migrated.stdout
+    assert "distributed on Citus" not in migrated.stdout
+    again = tierwise(citus_database, "distribute")
+    assert again.returncode == 0, again.stderr
+    assert "already distributed: tenants" in again.stdout
+    assert "distributed by tenant:" not in again.stdout

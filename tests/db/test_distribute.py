@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import inspect
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.db import distribute
 from service.db.database import is_citus
 from service.db.tables import metadata
 from service.errors import UserError
+from tests.support import tierwise
 
 
 async def test_every_table_of_the_database_is_covered(engine: AsyncEngine) -> None:
@@ -44,3 +45,9 @@ async def test_refused_without_citus(engine: AsyncEngine) -> None:
         assert not await distribute.is_distributed(connection)
     with pytest.raises(UserError, match="not a Citus coordinator"):
         await distribute.distribute(engine)
+
+
+def test_the_command_refuses_a_plain_postgres(database: URL) -> None:
+    refused = tierwise(database, "distribute")
+    assert refused.returncode == 1
+    assert "not a Citus coordinator" in refused.stderr
