@@ -69,7 +69,7 @@ def _timestamp(name: str, *, nullable: bool = True) -> Column[object]:
 
 def _sequence_id(table: str) -> Column[int]:
     """A bigint id from the sequence ``<table>_id_seq`` (not an identity column: Citus cannot
-    change the shard count of a table with one; migration 0015)."""
+    change the shard count of a table with one; migration 0011)."""
     default = text(f"nextval('{table}_id_seq'::regclass)")
     return Column("id", BigInteger, nullable=False, server_default=default)
 

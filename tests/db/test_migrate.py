@@ -106,7 +106,7 @@ async def test_existing_transitions_are_numbered_per_tenant_and_scheme(server_ur
 
 
 async def test_no_identity_columns(engine: AsyncEngine) -> None:
-    """Ids come from sequences (migration 0015): Citus cannot change the shard count of a
+    """Ids come from sequences (migration 0011): Citus cannot change the shard count of a
     table with an identity column."""
     async with engine.connect() as connection:
         identity = await connection.scalars(
@@ -119,12 +119,12 @@ async def test_no_identity_columns(engine: AsyncEngine) -> None:
 
 
 async def test_ids_continue_after_existing_ones(server_url: URL) -> None:
-    """Rows inserted before migration 0015 keep their ids and new rows get higher ones."""
+    """Rows inserted before migration 0011 keep their ids and new rows get higher ones."""
     url = server_url.set(database=f"tierwise_migrate_{secrets.token_hex(4)}")
     await admin(url, f'CREATE DATABASE "{url.database}"')
     engine = create_engine(url, pool_size=1)
     try:
-        sequences = importlib.import_module("migrations.versions.0015_citus")
+        sequences = importlib.import_module("migrations.versions.0011_citus")
         await migrate.upgrade(engine, sequences.down_revision)
         async with engine.begin() as connection:
             await connection.execute(text("INSERT INTO tenants VALUES ('a', 'a')"))

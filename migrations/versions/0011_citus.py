@@ -6,8 +6,8 @@ webhooks, webhook_deliveries) becomes a plain column defaulting to ``nextval`` o
 the same name the identity had (``<table>_id_seq``), continuing after the highest id. Inserts
 that leave the id out behave as before, on Postgres and on Citus.
 
-Revision ID: 0015
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-11-30
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0015"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
