@@ -13,7 +13,7 @@ from service.access.auth import Permission
 from service.api import limits
 from service.api.context import Info
 from service.api.fields import arg, resolver
-from service.data.records import Kind
+from service.data.kinds import Kind
 from service.engine import deletion
 
 

@@ -22,7 +22,7 @@ from service.api import limits
 from service.api.context import Info
 from service.api.fields import arg, resolver
 from service.data.ingest import import_rows
-from service.data.records import Kind
+from service.data.kinds import Kind
 from service.engine import evaluation
 
 T = TypeVar("T")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from service.cli.support import TenantOption, out, progress, run_with_engine, settings
-from service.data.records import Kind
+from service.data.kinds import Kind
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine

@@ -16,7 +16,6 @@ import typer
 from service.access.roles import Role
 from service.cli.support import FormatOption, OutputFormat, TenantOption, out, run_with_engine
 from service.cli.support import settings as load
-from service.data.records import FieldError, check_tenant_id
 from service.errors import UserError
 
 if TYPE_CHECKING:
@@ -34,6 +33,8 @@ keys_app = typer.Typer(
 
 
 def _tenant(tenant: str | None, default: str) -> str:
+    from service.data.records import FieldError, check_tenant_id  # reads the rule language
+
     try:
         return check_tenant_id(tenant or default)
     except FieldError as error:

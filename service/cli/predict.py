@@ -20,7 +20,6 @@ from service.cli.support import (
     run_with_engine,
     settings,
 )
-from service.data.records import FieldError, parse_timestamp
 from service.errors import UserError
 
 if TYPE_CHECKING:
@@ -163,6 +162,8 @@ def validate_command(
 
 
 def _parse(option: str, value: str) -> dt.datetime:
+    from service.data.records import FieldError, parse_timestamp  # reads the rule language
+
     try:
         return parse_timestamp(value)
     except FieldError as error:

@@ -100,7 +100,7 @@ def demo(
     from service.cli.serving import serve_app
     from service.data import demo_data
     from service.data.ingest import import_file
-    from service.data.records import Kind
+    from service.data.kinds import Kind
     from service.db import migrate
     from service.db.database import plain_url, tenant_transaction
     from service.engine import analytics, evaluation, schemes, strategies

@@ -32,7 +32,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from service.data.records import Kind, known_fields
+from service.data.kinds import Kind
+from service.data.records import known_fields
 
 __all__ = [
     "CUSTOMER_FIELDS",

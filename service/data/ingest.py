@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.data import rollups
+from service.data.kinds import Kind
 from service.data.readers import (
     BadRow,
     IngestError,
@@ -40,7 +41,6 @@ from service.data.records import (
     FIELDS,
     WHITESPACE,
     FieldError,
-    Kind,
     check_tenant_id,
     parse_row,
 )

@@ -18,12 +18,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from service.data.kinds import Kind
 from service.data.records import (
     ATTRIBUTE_PREFIX,
     FIELDS,
     TEXT,
     FieldError,
-    Kind,
     RowError,
     id_field,
     is_missing,

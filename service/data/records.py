@@ -9,7 +9,6 @@ same values, so any row it doubts falls back to the Python parser and its exact 
 
 from __future__ import annotations
 
-import enum
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -19,17 +18,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from dsl.catalog import ORDER_STATUSES
+from service.data.kinds import Kind
 from service.db import exact
 
 MAX_FRACTION_DIGITS = 4  # numeric(18, 4)
 MAX_AMOUNT = Decimal(10) ** 14
 TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-
-
-class Kind(enum.StrEnum):
-    customers = "customers"
-    orders = "orders"
-    events = "events"
 
 
 class FieldError(ValueError):

@@ -29,7 +29,7 @@ from service.access import audit
 from service.access.audit import Actor
 from service.data import rollups
 from service.data.ingest import ANALYZE_AFTER_ROWS
-from service.data.records import Kind
+from service.data.kinds import Kind
 from service.db import locks
 from service.db.database import tenant_transaction
 from service.db.tables import tenants
