@@ -639,7 +639,7 @@ async def explain_incremental(engine: AsyncEngine, tenant: str) -> None:
         ):
             await connection.execute(text(setting))
 
-    explaining = create_engine(engine.url, pool_size=1)
+    explaining = create_engine(engine.url, pool_size=1, max_overflow=1)
     async with explaining.connect() as connection:
         await configure(connection)
         await connection.commit()

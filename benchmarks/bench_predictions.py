@@ -104,7 +104,7 @@ END $$
 
 
 async def database_part(url: str, summary: Summary, model: Model) -> None:
-    engine = create_engine(async_url(url), pool_size=1)
+    engine = create_engine(async_url(url), pool_size=1, max_overflow=1)
     async with engine.connect() as connection:
         transaction = await connection.begin()
         await enter_tenant(connection, "bench_predictions")

@@ -140,7 +140,7 @@ async def _admin(server: URL, statement: str) -> None:
 
 async def setup(url: URL, customers: int, seed: int) -> None:
     await _admin(url, f'CREATE DATABASE "{url.database}"')
-    engine = create_engine(url, pool_size=2)
+    engine = create_engine(url, pool_size=2, max_overflow=2)
     try:
         await migrate.upgrade(engine)
         async with engine.begin() as connection:
@@ -379,7 +379,7 @@ def _metric_lines(exposition: str, prefixes: tuple[str, ...]) -> list[str]:
 
 async def verify(url: URL, tally: Tally) -> dict[str, Any]:
     """The database against what was sent; memberships against a full recomputation."""
-    engine = create_engine(url, pool_size=2)
+    engine = create_engine(url, pool_size=2, max_overflow=2)
     checks: dict[str, Any] = {}
     try:
         async with tenant_transaction(engine, TENANT) as connection:

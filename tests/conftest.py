@@ -43,7 +43,7 @@ def database(server_url: URL) -> Iterator[URL]:
 
 @pytest.fixture
 async def engine(database: URL) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database, pool_size=5)
+    engine = create_engine(database, pool_size=5, max_overflow=5)
     yield engine
     await engine.dispose()
 

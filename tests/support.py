@@ -161,7 +161,7 @@ async def admin(server: URL, statement: str) -> None:
 
 async def create_and_migrate(url: URL) -> None:
     await admin(url, f'CREATE DATABASE "{url.database}"')
-    engine = create_engine(url, pool_size=1)
+    engine = create_engine(url, pool_size=1, max_overflow=1)
     await migrate.upgrade(engine)
     await engine.dispose()
 

@@ -139,7 +139,7 @@ async def test_runs_and_loads_are_counted(engine: AsyncEngine, tenant: str) -> N
 
 
 async def test_pool_gauges_are_read_at_scrape_time(database: URL) -> None:
-    engine = create_engine(database, pool_size=3)
+    engine = create_engine(database, pool_size=3, max_overflow=3)
     try:
         create_app(engine, settings=SETTINGS)
         base = sample("tierwise_db_pool_checked_out")

@@ -138,7 +138,7 @@ async def lone_database(server_url: URL) -> AsyncIterator[URL]:
 
 async def test_sigterm_lets_a_scheduled_run_finish(lone_database: URL, tmp_path: Path) -> None:
     database, tenant = lone_database, "shutdown"
-    engine = create_engine(database, pool_size=2)
+    engine = create_engine(database, pool_size=2, max_overflow=2)
     try:
         await _scheduled_run_finishes(database, engine, tenant, tmp_path)
     finally:

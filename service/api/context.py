@@ -3,25 +3,37 @@ DataLoaders (fresh per request, so nothing cached leaks between requests or tena
 
 The tenant is the caller's, and only the caller's: the tenant of its verified token
 (`service.api.access` authenticates every request before a resolver runs).
+
+A query over HTTP reads through one connection (`RequestConnection`, shared): its loaders'
+batches and its resolvers' `transaction` blocks take turns on it, confined to the tenant
+once; the HTTP adapter closes it when the request ends, however it ends. A mutation's
+`transaction` blocks are transactions of their own (committed each), and its loaders', as a
+subscription's, take one transaction per batch.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
+from strawberry.extensions import SchemaExtension
 from strawberry.types import Info as StrawberryInfo
+from strawberry.types.graphql import OperationType
 
 from service.access.auth import Principal
 from service.api.errors import UNAUTHENTICATED, ApiError
 from service.api.feed import TransitionFeed
 from service.api.loaders import Loaders
 from service.config import Settings
-from service.db.database import tenant_transaction
+from service.db.database import RequestConnection, tenant_transaction
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,6 +47,9 @@ class Context:
     request: HTTPConnection | None = None
     # A WebSocket's connection_init payload (set by strawberry's protocol handler).
     connection_params: dict[str, Any] | None = None
+    # Set for a query over HTTP before it runs (`service.api.http`): its reads share one
+    # connection, which `close` gives back.
+    shares_connection: bool = False
 
     @property
     def caller(self) -> Principal:
@@ -47,12 +62,51 @@ class Context:
         return self.caller.tenant
 
     @cached_property
+    def database(self) -> RequestConnection:
+        """This request's reads' connection (shared by a query over HTTP, else one
+        transaction per use)."""
+        return RequestConnection(self.engine, self.tenant, shared=self.shares_connection)
+
+    @cached_property
     def loaders(self) -> Loaders:
-        return Loaders(self.engine, self.tenant)
+        return Loaders(self.database.turn, self.tenant)
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        """A transaction confined to the request's tenant by row-level security."""
+        """A transaction confined to the request's tenant by row-level security: in a query,
+        a turn on the request's connection; in a mutation, a transaction of its own."""
+        if self.shares_connection:
+            return self.database.turn()
         return tenant_transaction(self.engine, self.tenant)
+
+    async def close(self) -> None:
+        """Give back the request's connection, if it took one (at the end of the request)."""
+        if "database" not in self.__dict__:
+            return
+        try:
+            await self.database.close()
+        except Exception:  # the answer is out; a failed commit of reads is only logged
+            log.warning("ending a request's database transaction failed", exc_info=True)
+
+
+def share_reads(context: object, operation: OperationType | None) -> None:
+    """Before an operation runs: a query over HTTP (whose adapter closes the context when the
+    request ends) reads through one shared connection."""
+    if (
+        isinstance(context, Context)
+        and isinstance(context.request, Request)
+        and operation is OperationType.QUERY
+        and "database" not in context.__dict__
+    ):
+        context.shares_connection = True
+
+
+class SharedReads(SchemaExtension):
+    """`share_reads` for each operation, once it is known."""
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        share_reads(context.context, context.operation_type)
+        yield
 
 
 Info = StrawberryInfo[Context, None]

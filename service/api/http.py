@@ -49,6 +49,8 @@ from service.config import Settings
 from service.db import exact
 
 _PRINCIPAL = "tierwise.principal"
+# The request's context, closed (its connection given back) when the request ends.
+_CONTEXT = "tierwise.context"
 # Set on a request's scope by `process_result`, read where the response starts.
 _MEDIA = "tierwise.response_media"
 _REQUEST_ERROR = "tierwise.request_error"
@@ -163,7 +165,14 @@ class TierwiseGraphQL(GraphQL[Context, None]):
                     await admitted(scope, receive, send)
                     return
                 scope[_PRINCIPAL] = admitted
-            await super().__call__(scope, receive, _negotiated(scope, send))
+            try:
+                await super().__call__(scope, receive, _negotiated(scope, send))
+            finally:
+                # Also after a failure or a cancellation (the client went away): the shared
+                # connection's transaction ends, with the tenant's settings, before reuse.
+                context = scope.get(_CONTEXT)
+                if context is not None:
+                    await context.close()
             return
         await super().__call__(scope, receive, send)
 
@@ -195,9 +204,12 @@ class TierwiseGraphQL(GraphQL[Context, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
-        return Context(
+        context = Context(
             self.engine, request.scope.get(_PRINCIPAL), self.settings, self.feed, request
         )
+        if isinstance(request, Request):
+            request.scope[_CONTEXT] = context
+        return context
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         assert context.request is not None

@@ -1,11 +1,13 @@
 """Batched reads for everything resolved per node (tiers, strategies, metric values, history,
-explanations, customers by id): one query per batch, on a connection of its own, so
-concurrently resolved siblings never share one (an AsyncConnection is not safe for that)."""
+explanations, customers by id): one query per batch, run in a turn on the request's
+connection (`RequestConnection.turn`): concurrently dispatched batches take turns, so no
+AsyncConnection is ever used by two of them at once."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Coroutine, Hashable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,12 +24,11 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.dataloader import DataLoader
 
 from dsl import CATALOG, MetricRef, Value, explain, metric_values_select
 from dsl.explain import Explanation
-from service.db.database import tenant_transaction
 from service.db.tables import customers, exact_json_columns, memberships, transitions
 from service.engine import schemes, strategies
 from service.engine.sources import tenant_sources
@@ -137,8 +138,10 @@ async def metric_values(
 class Loaders:
     """This request's DataLoaders."""
 
-    def __init__(self, engine: AsyncEngine, tenant: str) -> None:
-        self.engine = engine
+    def __init__(
+        self, turn: Callable[[], AbstractAsyncContextManager[AsyncConnection]], tenant: str
+    ) -> None:
+        self.turn = turn
         self.tenant = tenant
         self.customer_by_external_id = self._loader(self._customers_by_external_id)
         self.customer_by_id = self._loader(self._customers_by_id)
@@ -157,7 +160,7 @@ class Loaders:
     ) -> DataLoader[K, V]:
         # A key's exception (e.g. NOT_FOUND) is raised by `load` for that key alone.
         async def batch(keys: list[K]) -> list[V | BaseException]:
-            async with tenant_transaction(self.engine, self.tenant) as connection:
+            async with self.turn() as connection:
                 found = await fetch(connection, keys)
             return [found[key] for key in keys]
 

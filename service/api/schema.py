@@ -24,6 +24,7 @@ from strawberry.types.base import get_object_definition
 
 from service.api.audit import AuditQuery
 from service.api.catalog import CatalogQuery
+from service.api.context import SharedReads
 from service.api.customers import Customer, CustomerQuery
 from service.api.deletion import DeletionMutation
 from service.api.errors import BAD_INPUT, ApiError, ErrorPolicy, log_errors
@@ -137,6 +138,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     extensions: list[Callable[[], SchemaExtension]] = [
         OperationMetrics,
         ErrorPolicy,
+        SharedReads,
         *limit_extensions(settings),
     ]
     _entity_keys(settings.federation)

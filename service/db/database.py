@@ -20,7 +20,7 @@ import logging
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import text
@@ -94,19 +94,30 @@ def _milliseconds(seconds: float) -> str:
     return str(max(0, round(seconds * 1000)))
 
 
+POOL_SIZE = 20
+"""Connections of a process' pool, kept open once made (no overflow)."""
+
+
 def create_engine(
     url: URL,
     *,
-    pool_size: int = 10,
+    pool_size: int = POOL_SIZE,
+    max_overflow: int = 0,
     pre_ping: bool = False,
     limits: DatabaseLimits | None = None,
 ) -> AsyncEngine:
-    """The pool (``pool_size``, as many again in overflow) and its bounds, ``limits``."""
+    """The pool (``pool_size`` kept, ``max_overflow`` more opened and closed as needed) and
+    its bounds, ``limits``.
+
+    No overflow by default: an overflow connection is closed as soon as it is given back
+    while the pool is full, so a pool of 10 + 10 opened a new Postgres connection (a backend
+    process, authentication, TLS) for one request in ten at 16 clients; the 20 kept open cost
+    the server nothing more at peak than the overflow did."""
     limits = limits or DatabaseLimits()
     engine = create_async_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=max_overflow,
         pool_pre_ping=pre_ping,
         # A failed statement's parameters can be a customer's data or a webhook's secret:
         # never in a log line or an exception's text.
@@ -253,10 +264,20 @@ async def is_citus(connection: AsyncConnection) -> bool:
 # Postgres' SQLSTATE for a statement it cancelled (here: by statement_timeout).
 QUERY_CANCELED = "57014"
 
-# The connections the current API request may hold at once (`request_connections`); None
-# outside a request.
-_REQUEST_SLOTS: contextvars.ContextVar[asyncio.Semaphore | None] = contextvars.ContextVar(
-    "tierwise_request_slots", default=None
+
+@dataclass
+class _Request:
+    """The API request running in this context (and the tasks it starts)."""
+
+    # The connections it may hold at once (`request_connections`).
+    slots: asyncio.Semaphore
+    # Its shared read connection, once made (`RequestConnection`): let go of when the
+    # request's other work has to wait for a connection, so that none waits for its own.
+    shared: list[RequestConnection] = field(default_factory=list)
+
+
+_REQUEST: contextvars.ContextVar[_Request | None] = contextvars.ContextVar(
+    "tierwise_request", default=None
 )
 # The task holding a slot in this context: a transaction opened inside another in the same
 # task (a run records its start on a second connection) takes no second slot, which could
@@ -270,11 +291,11 @@ _SLOT_HOLDER: contextvars.ContextVar[asyncio.Task[object] | None] = contextvars.
 def request_scope(connections: int) -> Iterator[None]:
     """Bound the tenant transactions of the request running in this context (and the tasks
     it starts) to ``connections`` at once."""
-    token = _REQUEST_SLOTS.set(asyncio.Semaphore(max(1, connections)))
+    token = _REQUEST.set(_Request(asyncio.Semaphore(max(1, connections))))
     try:
         yield
     finally:
-        _REQUEST_SLOTS.reset(token)
+        _REQUEST.reset(token)
 
 
 class _Admission:
@@ -294,10 +315,24 @@ class _Admission:
         if task is not None and _SLOT_HOLDER.get() is task:
             yield
             return
+        taken = await self.acquire(tenant, wait)
+        holder = _SLOT_HOLDER.set(task)
+        try:
+            yield
+        finally:
+            _SLOT_HOLDER.reset(holder)
+            self.release(taken)
+
+    async def acquire(self, tenant: str, wait: float) -> list[asyncio.Semaphore]:
+        """Take a place among the tenant's (and the request's) connections; give it back with
+        `release`. Raises `TimedOut` after ``wait`` seconds (0: no bound)."""
         semaphores = [self._tenant(tenant)]
-        request = _REQUEST_SLOTS.get()
+        request = _REQUEST.get()
         if request is not None:
-            semaphores.insert(0, request)  # always in this order: no two waits cross
+            semaphores.insert(0, request.slots)  # always in this order: no two waits cross
+            if any(semaphore.locked() for semaphore in semaphores):
+                for shared in request.shared:  # idle, it would hold a place we wait for
+                    shared.let_go()
         taken: list[asyncio.Semaphore] = []
         try:
             async with asyncio.timeout(wait or None):
@@ -305,21 +340,22 @@ class _Admission:
                     await semaphore.acquire()
                     taken.append(semaphore)
         except TimeoutError:
-            for semaphore in taken:
-                semaphore.release()
+            self.release(taken)
             raise TimedOut(
                 f"waited {wait:g} s for a database connection: tenant {tenant!r} already "
                 f"uses its {self.limits.tenant_connections} (TIERWISE_TENANT_CONNECTIONS), or "
                 f"this request its {self.limits.request_connections} "
                 "(TIERWISE_REQUEST_CONNECTIONS); try again later"
             ) from None
-        holder = _SLOT_HOLDER.set(task)
-        try:
-            yield
-        finally:
-            _SLOT_HOLDER.reset(holder)
-            for semaphore in taken:
-                semaphore.release()
+        except BaseException:
+            self.release(taken)
+            raise
+        return taken
+
+    @staticmethod
+    def release(taken: list[asyncio.Semaphore]) -> None:
+        for semaphore in taken:
+            semaphore.release()
 
     def _tenant(self, tenant: str) -> asyncio.Semaphore:
         found = self._tenants.get(tenant)
@@ -398,11 +434,154 @@ async def tenant_transaction(
         except DBAPIError as error:
             if not is_timeout(error):
                 raise
-            setting = "BATCH_STATEMENT_TIMEOUT" if batch else "STATEMENT_TIMEOUT"
-            raise TimedOut(
-                f"a database statement ran longer than {timeout:g} s (TIERWISE_{setting}) "
-                "and was stopped (its transaction rolled back)"
-            ) from error
+            raise _timed_out(timeout, batch=batch) from error
+
+
+def _timed_out(timeout: float, *, batch: bool) -> TimedOut:
+    setting = "BATCH_STATEMENT_TIMEOUT" if batch else "STATEMENT_TIMEOUT"
+    return TimedOut(
+        f"a database statement ran longer than {timeout:g} s (TIERWISE_{setting}) "
+        "and was stopped (its transaction rolled back)"
+    )
+
+
+# Connections being given back after their request was cancelled (kept from the collector).
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
+async def _give_back(connection: AsyncConnection, *, commit: bool) -> None:
+    """End ``connection``'s transaction (commit or roll back) and return it to the pool, where
+    the pool's reset rolls back whatever is left, or discards a connection that fails it.
+    Finishes even if the caller is cancelled meanwhile (shielded)."""
+
+    async def end() -> None:
+        try:
+            if commit:
+                await connection.commit()
+        finally:
+            await connection.close()
+
+    task = asyncio.ensure_future(end())
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)
+    await asyncio.shield(task)
+
+
+class RequestConnection:
+    """The connection of one API request's reads: taken from the pool at its first use,
+    confined to the tenant once (role and tenant set for its transaction, `SET LOCAL`), and
+    shared by everything the request reads, which takes turns (`turn`: one statement
+    sequence at a time; an AsyncConnection is never used by two tasks at once).
+
+    `close` (at the end of the request, also a failed or cancelled one) ends the transaction
+    and returns the connection: the settings end with the transaction, and the pool's reset
+    rolls back (or discards a connection that cannot) whatever a cancelled statement left.
+    A turn that fails gives the connection back at once (its transaction may be aborted); the
+    next turn takes a fresh one and sets the tenant again.
+
+    It counts against the tenant's and the request's connections for as long as it is held;
+    when other work of the same request has to wait for a place (`_Admission.acquire`), an
+    idle shared connection is given back first, so a request never waits for itself.
+
+    Without ``shared`` (mutations, which keep their own transactions; subscriptions, whose
+    connection lives for as long as the WebSocket) each turn is a `tenant_transaction` of
+    its own, as before.
+    """
+
+    def __init__(self, engine: AsyncEngine, tenant: str, *, shared: bool) -> None:
+        self.engine = engine
+        self.tenant = tenant
+        self.shared = shared
+        self._admission = _admission(engine)
+        self._turns = asyncio.Lock()
+        self._connection: AsyncConnection | None = None
+        self._taken: list[asyncio.Semaphore] = []
+        self._wanted = False
+        self._closed = False
+        request = _REQUEST.get()
+        if shared and request is not None:
+            request.shared.append(self)
+
+    @property
+    def held(self) -> bool:
+        """Whether a pooled connection is checked out for this request right now."""
+        return self._connection is not None
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[AsyncConnection]:
+        """The connection, for this caller alone until the block ends."""
+        if not self.shared:
+            async with tenant_transaction(self.engine, self.tenant) as connection:
+                yield connection
+            return
+        async with self._turns:
+            if self._closed:
+                raise RuntimeError("the request has ended: its database connection is closed")
+            try:
+                connection = self._connection or await self._checkout()
+                yield connection
+            except BaseException as error:
+                await self._release(commit=False)
+                if isinstance(error, DBAPIError) and is_timeout(error):
+                    timeout = self._admission.limits.statement_timeout
+                    raise _timed_out(timeout, batch=False) from error
+                raise
+            if self._wanted:
+                await self._release(commit=True)
+
+    async def close(self) -> None:
+        """End the request's transaction (committed) and give the connection back; no turn
+        is taken after this."""
+        async with self._turns:
+            self._closed = True
+            await self._release(commit=True)
+
+    def let_go(self) -> None:
+        """Give the connection back as soon as no turn holds it (other work of the request
+        is waiting for a place)."""
+        if self._connection is None or self._closed:
+            return
+        self._wanted = True
+        if not self._turns.locked():
+            task = asyncio.ensure_future(self._let_go())
+            _CLOSING.add(task)
+            task.add_done_callback(_CLOSING.discard)
+
+    async def _let_go(self) -> None:
+        async with self._turns:
+            if self._wanted:
+                await self._release(commit=True)
+
+    async def _checkout(self) -> AsyncConnection:
+        limits = self._admission.limits
+        taken = await self._admission.acquire(self.tenant, limits.statement_timeout)
+        try:
+            connection = await self.engine.connect()
+            try:
+                await connection.begin()
+                await enter_tenant(
+                    connection,
+                    self.tenant,
+                    statement_timeout=limits.statement_timeout,
+                    idle_timeout=limits.idle_in_transaction_timeout,
+                )
+            except BaseException:
+                await _give_back(connection, commit=False)
+                raise
+        except BaseException:
+            self._admission.release(taken)
+            raise
+        self._connection, self._taken = connection, taken
+        return connection
+
+    async def _release(self, *, commit: bool) -> None:
+        connection, taken = self._connection, self._taken
+        self._connection, self._taken, self._wanted = None, [], False
+        try:
+            if connection is not None:
+                await _give_back(connection, commit=commit)
+        finally:
+            self._admission.release(taken)
 
 
 async def analyze(connection: AsyncConnection, table_name: str) -> None:

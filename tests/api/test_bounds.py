@@ -75,7 +75,9 @@ async def test_a_statement_cut_off_by_its_timeout_answers_timeout(
     engine: AsyncEngine, database: URL, tenant: str
 ) -> None:
     await shop(engine, tenant)
-    quick = create_engine(database, pool_size=2, limits=DatabaseLimits(statement_timeout=0.5))
+    quick = create_engine(
+        database, pool_size=2, max_overflow=2, limits=DatabaseLimits(statement_timeout=0.5)
+    )
     try:
         async with customers_locked(engine):
             result = await post(quick, tenant, CARD)
@@ -94,7 +96,9 @@ async def test_one_tenants_stalled_work_leaves_connections_for_the_others(
     other three wait in the process, and tenant B's customer card is answered meanwhile."""
     await shop(engine, tenant)
     other = await another_tenant(engine, tenant)
-    small = create_engine(database, pool_size=2, limits=DatabaseLimits(tenant_connections=2))
+    small = create_engine(
+        database, pool_size=2, max_overflow=2, limits=DatabaseLimits(tenant_connections=2)
+    )
 
     async def two_stalled() -> bool:
         waiting = await _count(

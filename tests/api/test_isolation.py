@@ -9,20 +9,29 @@ import base64
 from collections.abc import AsyncGenerator
 from typing import Any
 
+import httpx
 from sqlalchemy import text
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.api.context import Context
 from service.api.customers import encode_cursor
 from service.api.feed import TransitionFeed
 from service.api.schema import build_schema
+from service.app import create_app
 from service.config import Settings
 from service.data.ingest import import_rows
 from service.data.records import Kind
-from service.db.database import tenant_transaction
+from service.db.database import (
+    APP_ROLE,
+    TENANT_SETTING,
+    DatabaseLimits,
+    create_engine,
+    tenant_transaction,
+)
 from service.db.tables import tenants
 from service.engine import schemes, strategies
-from tests.api.support import caller, codes, data, post, shop
+from tests.api.support import bearer, caller, codes, data, post, shop, with_secret
 from tests.support import VALUE, day, order
 
 # B's own names, so that anything of B's showing up in A's answers is recognisable.
@@ -248,3 +257,177 @@ async def test_subscriptions_hear_only_their_tenants_changes(
     assert heard.data["tierChanged"]["customerId"] == "bob"
     await stream.aclose()
     await feed.close()
+
+
+# The customer card and a page, as a frontend asks for them: everything a query reads goes
+# through the request's one shared connection.
+CARD = """query ($id: ID!) {
+  customer(id: $id) { id name tiers { scheme tier } strategies { name } }
+  customers(first: 10) { totalCount edges { node { id tiers { tier } } } }
+}"""
+
+
+async def _interleaved(
+    engine: AsyncEngine, asks: list[tuple[str, str]], cancel_every: int
+) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """All of ``asks`` (tenant, customer id) at once against one app on ``engine``; every
+    ``cancel_every``-th request is cancelled after a few milliseconds (the client gone)."""
+    app = create_app(engine, settings=with_secret())
+    transport = httpx.ASGITransport(app=app)
+
+    async def ask(tenant: str, customer: str) -> dict[str, Any]:
+        async with httpx.AsyncClient(transport=transport, base_url="http://tierwise") as client:
+            response = await client.post(
+                "/graphql",
+                json={"query": CARD, "variables": {"id": customer}},
+                headers=bearer(tenant),
+            )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    tasks = [asyncio.create_task(ask(tenant, customer)) for tenant, customer in asks]
+    for index, task in enumerate(tasks):
+        if index % cancel_every == cancel_every - 1:
+            await asyncio.sleep(0.002 * (index % 7))
+            task.cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    answers: list[tuple[str, str, dict[str, Any] | None]] = []
+    for (tenant, customer), outcome in zip(asks, done, strict=True):
+        if isinstance(outcome, asyncio.CancelledError):
+            answers.append((tenant, customer, None))
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        else:
+            answers.append((tenant, customer, outcome))
+    return answers
+
+
+async def _pool_is_clean(engine: AsyncEngine) -> None:
+    """Nothing checked out, and the pooled connection carries no tenant and no role."""
+    assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    async with engine.connect() as connection:
+        row = (
+            await connection.execute(
+                text(f"SELECT current_user, nullif(current_setting('{TENANT_SETTING}', true), '')")
+            )
+        ).one()
+    assert row[0] != APP_ROLE and row[1] is None, row
+
+
+async def test_tenants_interleaved_on_one_pooled_connection_with_cancellations(
+    database: URL, engine: AsyncEngine, tenant: str
+) -> None:
+    """Requests of two tenants at once, some cancelled midway, on a pool of one connection
+    (so each request's shared connection is the last one's): every answer is its own
+    tenant's, exactly as when asked alone, and the connection is clean afterwards."""
+    await shop(engine, tenant)
+    b, _, _ = await _tenant_b(engine, tenant)
+    one = create_engine(database, pool_size=1, max_overflow=0)
+    try:
+        alone = {
+            (t, c): data(await post(engine, t, CARD, {"id": c}))
+            for t in (tenant, b)
+            for c in ("ann", "zed")
+        }
+        assert alone[(tenant, "zed")]["customer"] is None
+        assert not _mentions_b(alone[(tenant, "ann")])
+        assert alone[(b, "zed")]["customer"]["name"] == "Zed"
+        asks = [(t, c) for _ in range(6) for t in (tenant, b) for c in ("ann", "zed")]
+        answers = await _interleaved(one, asks, cancel_every=3)
+        assert sum(found is None for _, _, found in answers) == len(asks) // 3
+        for t, c, found in answers:
+            if found is not None:
+                assert found == {"data": alone[(t, c)]}, (t, c, found)
+        await _pool_is_clean(one)
+        # And after the cancellations, each tenant again gets exactly its own.
+        for t, c, found in await _interleaved(one, asks, cancel_every=len(asks) + 1):
+            assert found == {"data": alone[(t, c)]}, (t, c, found)
+        await _pool_is_clean(one)
+    finally:
+        await one.dispose()
+
+
+async def test_a_failed_request_leaves_nothing_of_its_tenant_on_the_connection(
+    database: URL, engine: AsyncEngine, tenant: str
+) -> None:
+    """A statement stopped by its timeout in the middle of a query (the shared connection's
+    transaction aborted; the customers table is locked meanwhile, so it certainly is): the
+    request fails with TIMEOUT, and the next tenant on the same connection sees only its own
+    rows."""
+    await shop(engine, tenant)
+    b, _, _ = await _tenant_b(engine, tenant)
+    quick = create_engine(
+        database, pool_size=1, max_overflow=0, limits=DatabaseLimits(statement_timeout=0.3)
+    )
+    try:
+        async with engine.begin() as locker:
+            await locker.execute(text("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE"))
+            for _ in range(2):
+                failed = await post(quick, tenant, CARD, {"id": "ann"})
+                assert set(codes(failed)) == {"TIMEOUT"}, failed
+        await _pool_is_clean(quick)
+        found = data(await post(quick, b, CARD, {"id": "zed"}))
+        assert found["customer"]["name"] == "Zed"
+        assert data(await post(quick, tenant, CARD, {"id": "zed"}))["customer"] is None
+        await _pool_is_clean(quick)
+    finally:
+        await quick.dispose()
+
+
+def _own(
+    answers: list[tuple[str, str, dict[str, Any] | None]],
+    alone: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    """Each answer is its tenant's: the customer as when asked alone, the same page of ids
+    (tiers on the page may move meanwhile: a tier change is being recorded)."""
+    for t, c, found in answers:
+        if found is None:
+            continue
+        assert found["data"]["customer"] == alone[(t, c)]["customer"], (t, c, found)
+        ids = [edge["node"]["id"] for edge in found["data"]["customers"]["edges"]]
+        assert ids == [edge["node"]["id"] for edge in alone[(t, c)]["customers"]["edges"]]
+
+
+async def test_subscriptions_and_interleaved_queries_on_one_pooled_connection(
+    database: URL, engine: AsyncEngine, tenant: str
+) -> None:
+    """A's subscription and both tenants' queries (some cancelled) share a pool of one
+    connection: A hears only its own change, every query answer is its own tenant's."""
+    await shop(engine, tenant)
+    b, _, _ = await _tenant_b(engine, tenant)
+    one = create_engine(database, pool_size=1, max_overflow=0)
+    feed = TransitionFeed(one)
+    try:
+        alone = {(t, "ann"): data(await post(engine, t, CARD, {"id": "ann"})) for t in (tenant, b)}
+        stream = await build_schema(Settings()).subscribe(
+            "subscription { tierChanged { scheme customerId toTier } }",
+            context_value=Context(one, caller(tenant), Settings(), feed),
+        )
+        assert isinstance(stream, AsyncGenerator)
+        first = asyncio.ensure_future(anext(stream))
+        for _ in range(200):
+            if feed.active:
+                break
+            await asyncio.sleep(0.05)
+        asks = [(t, "ann") for _ in range(8) for t in (tenant, b)]
+        moved = [{"id": "o9", "customerId": "cyd", "orderedAt": day(1), "amount": "9000"}]
+        record = "mutation ($o: [OrderInput!]!) { recordOrders(orders: $o) { tierChanges } }"
+        answers, _ = await asyncio.gather(
+            _interleaved(one, asks, cancel_every=4), post(one, b, record, {"o": moved})
+        )
+        _own(answers, alone)
+        await asyncio.sleep(0.5)
+        assert not first.done()
+        moved = [{"id": "o9", "customerId": "bob", "orderedAt": day(1), "amount": "6000"}]
+        answers, _ = await asyncio.gather(
+            _interleaved(one, asks, cancel_every=4), post(one, tenant, record, {"o": moved})
+        )
+        heard: Any = await asyncio.wait_for(first, timeout=10)
+        assert heard.data["tierChanged"]["customerId"] == "bob"
+        await stream.aclose()
+        _own(answers, alone)
+        await _pool_is_clean(one)
+    finally:
+        await feed.close()
+        await one.dispose()

@@ -54,7 +54,7 @@ async def load_demo(url: URL, tenant: str, customers: int) -> dict[Role, str]:
     """A new tenant with the demo's data (``customers`` of them), the four templates published
     with their strategies and evaluated, as `tierwise demo` does; returns an API key for the
     viewer and analyst roles."""
-    engine = create_engine(url, pool_size=2)
+    engine = create_engine(url, pool_size=2, max_overflow=2)
     try:
         async with engine.begin() as connection:
             await connection.execute(tenants.insert().values(id=tenant, name=tenant))
@@ -91,7 +91,7 @@ def serving(url: URL, settings: Settings) -> Iterator[str]:
     """The app on ``url`` served by uvicorn in a thread; yields its base URL once it is up."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(create_engine(url, pool_size=5), settings=settings),
+        create_app(create_engine(url, pool_size=5, max_overflow=5), settings=settings),
         host="127.0.0.1",
         port=port,
         log_level="warning",

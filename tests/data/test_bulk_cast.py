@@ -98,7 +98,7 @@ async def _both_ways(database: URL, folder: Path, batch: list[dict[str, str]]) -
         writer = csv.DictWriter(handle, fieldnames=list(batch[0]))
         writer.writeheader()
         writer.writerows(batch)
-    engine = create_engine(database, pool_size=1)
+    engine = create_engine(database, pool_size=1, max_overflow=1)
     bulk, by_row = f"b_{secrets.token_hex(4)}", f"p_{secrets.token_hex(4)}"
     try:
         try:

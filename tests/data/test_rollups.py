@@ -32,7 +32,7 @@ batches = st.lists(st.lists(orders, min_size=1, max_size=8), min_size=1, max_siz
 
 
 async def _replay(database: URL, history: list[list[dict[str, str]]]) -> list[int]:
-    engine = create_engine(database, pool_size=1)
+    engine = create_engine(database, pool_size=1, max_overflow=1)
     tenant = f"r_{secrets.token_hex(5)}"
     drifts = []
     try:

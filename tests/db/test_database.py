@@ -40,7 +40,7 @@ def test_tls_mode_is_spelled_for_each_driver_entry() -> None:
 
 async def test_one_url_with_sslmode_serves_the_pool_and_a_listener(server_url: URL) -> None:
     plain = plain_url(server_url.set(query={**server_url.query, "sslmode": "disable"}))
-    engine = create_engine(async_url(plain), pool_size=1)
+    engine = create_engine(async_url(plain), pool_size=1, max_overflow=1)
     try:
         async with engine.connect() as connection:
             assert await connection.scalar(text("SELECT 1")) == 1
@@ -70,11 +70,11 @@ def test_other_urls_are_refused_with_a_reason(value: str, message: str) -> None:
 async def test_without_pre_ping_a_dead_connection_fails_once_then_is_replaced(
     database: URL,
 ) -> None:
-    engine = create_engine(database, pool_size=1)
+    engine = create_engine(database, pool_size=1, max_overflow=1)
     try:
         async with engine.connect() as connection:
             pid = await connection.scalar(text("SELECT pg_backend_pid()"))
-        admin = create_engine(database, pool_size=1)
+        admin = create_engine(database, pool_size=1, max_overflow=1)
         async with admin.connect() as connection:
             await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         await admin.dispose()
@@ -103,7 +103,7 @@ async def test_loads_and_runs_gather_statistics_that_are_missing(server_url: URL
     autovacuum's own rule gathers them in its transaction."""
     url = server_url.set(database=f"tierwise_statistics_{secrets.token_hex(3)}")
     await create_and_migrate(url)
-    engine = create_engine(url, pool_size=2)
+    engine = create_engine(url, pool_size=2, max_overflow=2)
     try:
         assert await _estimated_rows(engine, "orders") < 0  # never analyzed
         rows = [order(f"o{n}", f"c{n % 100}", n % 300, "10") for n in range(400)]

@@ -33,7 +33,7 @@ LIMITS = DatabaseLimits(
 
 @pytest.fixture
 async def bounded(database: URL) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database, pool_size=3, limits=LIMITS)
+    engine = create_engine(database, pool_size=3, max_overflow=3, limits=LIMITS)
     yield engine
     await engine.dispose()
 
@@ -99,7 +99,9 @@ async def test_a_transaction_inside_another_of_the_same_task_takes_no_second_slo
 ) -> None:
     """An evaluation records its start on a second connection while holding the first: with
     one connection per tenant that must not wait for itself."""
-    engine = create_engine(database, pool_size=2, limits=DatabaseLimits(tenant_connections=1))
+    engine = create_engine(
+        database, pool_size=2, max_overflow=2, limits=DatabaseLimits(tenant_connections=1)
+    )
     try:
         async with (
             tenant_transaction(engine, "t_a") as outer,

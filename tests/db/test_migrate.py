@@ -31,7 +31,7 @@ async def test_migrations_match_the_table_definitions(engine: AsyncEngine) -> No
 async def test_upgrade_and_downgrade_round_trip(server_url: URL) -> None:
     url = server_url.set(database=f"tierwise_migrate_{secrets.token_hex(4)}")
     await admin(url, f'CREATE DATABASE "{url.database}"')
-    engine = create_engine(url, pool_size=1)
+    engine = create_engine(url, pool_size=1, max_overflow=1)
     try:
 
         def table_names(connection: Connection) -> set[str]:
@@ -57,7 +57,7 @@ async def test_existing_transitions_are_numbered_per_tenant_and_scheme(server_ur
     numbering = importlib.import_module("migrations.versions.0008_transition_numbers")
     url = server_url.set(database=f"tierwise_migrate_{secrets.token_hex(4)}")
     await admin(url, f'CREATE DATABASE "{url.database}"')
-    engine = create_engine(url, pool_size=1)
+    engine = create_engine(url, pool_size=1, max_overflow=1)
     try:
         await migrate.upgrade(engine, numbering.down_revision)
         async with engine.begin() as connection:

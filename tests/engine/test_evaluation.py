@@ -260,7 +260,7 @@ rules = st.lists(conditions(), min_size=1, max_size=3).map(
 async def _incremental_equals_full(
     database: URL, source: str, history: list[list[dict[str, str]]]
 ) -> None:
-    engine = create_engine(database, pool_size=2)
+    engine = create_engine(database, pool_size=2, max_overflow=2)
     tenant = f"inc_{secrets.token_hex(4)}"
     try:
         await publish(engine, tenant, VALUE)

@@ -624,7 +624,9 @@ async def test_the_service_runs_a_dispatcher_and_stops_it_on_shutdown(
         shutdown_timeout=5.0,
         webhook_allow_private=True,
     )
-    own = create_engine(database, pool_size=2)  # the app disposes of its engine on shutdown
+    own = create_engine(
+        database, pool_size=2, max_overflow=2
+    )  # the app disposes of its engine on shutdown
     app = create_app(own, settings=settings)
     async with app.router.lifespan_context(app):
         await evaluation.evaluate(engine, tenant, "value")
