@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import gc
+
 import httpx
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.app import create_app
+from service.app import GC_YOUNG_THRESHOLD, create_app, settle_memory
 from service.db import migrate
 from service.db.database import create_engine
 
@@ -32,3 +34,16 @@ async def test_readyz_refuses_when_the_database_is_unreachable() -> None:
     assert response.status_code == 503
     assert response.json()["reason"].startswith("database unreachable")
     await engine.dispose()
+
+
+def test_start_up_freezes_what_lives_as_long_as_the_process() -> None:
+    """What start-up leaves behind is out of the collector's reach (no full collection walks
+    it again), and young collections run less often."""
+    threshold = gc.get_threshold()
+    try:
+        settle_memory()
+        assert gc.get_freeze_count() > 10_000
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *threshold[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)

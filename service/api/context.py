@@ -14,7 +14,6 @@ subscription's, take one transaction per batch.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import cached_property
@@ -22,7 +21,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.requests import HTTPConnection, Request
-from strawberry.extensions import SchemaExtension
 from strawberry.types import Info as StrawberryInfo
 from strawberry.types.graphql import OperationType
 
@@ -98,15 +96,6 @@ def share_reads(context: object, operation: OperationType | None) -> None:
         and "database" not in context.__dict__
     ):
         context.shares_connection = True
-
-
-class SharedReads(SchemaExtension):
-    """`share_reads` for each operation, once it is known."""
-
-    def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
-        share_reads(context.context, context.operation_type)
-        yield
 
 
 Info = StrawberryInfo[Context, None]

@@ -27,6 +27,7 @@ from service.api.limits import page_size
 from service.api.loaders import CARD_METRICS, MembershipRow, TransitionRow
 from service.api.strategies import Strategy
 from service.db import exact
+from service.db.database import Record
 from service.db.tables import customers, exact_json_columns, memberships
 from service.engine import schemes
 from service.engine.sources import tenant_sources
@@ -174,7 +175,7 @@ class Customer:
     phone_number: strawberry.Private[str | None]
 
     @classmethod
-    def of(cls, row: Row[Any]) -> Customer:
+    def of(cls, row: Row[Any] | Record) -> Customer:
         return cls(
             internal_id=row.id,
             id=strawberry.ID(row.external_id),

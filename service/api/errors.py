@@ -6,7 +6,7 @@ other `UserError` BAD_INPUT; resolvers raise them or let them through, and never
 to choose a code. `ApiError` carries the codes only the API has (limits, access,
 availability); graphql-core copies its ``extensions`` onto the GraphQL error. Any other
 exception is a bug or an outage: the client gets "Unexpected error." and the server log has
-the full traceback (`log_errors`, called by the schema before `ErrorPolicy` rewrites the
+the full traceback (`log_errors`, called by the schema before `publish` rewrites the
 errors).
 """
 
@@ -15,12 +15,11 @@ from __future__ import annotations
 import enum
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
 
 from dsl import Diagnostic, RuleError
 from service.errors import NotFound, TimedOut, UserError
@@ -148,20 +147,10 @@ def log_errors(errors: Sequence[GraphQLError]) -> None:
             log.error("unexpected error in %s", error.path, exc_info=error.original_error)
 
 
-def _publish(result: object) -> None:
+def publish(result: object) -> None:
+    """Codes on service errors and limit errors, unexpected errors masked (after the schema
+    has logged them), in a query's or mutation's result or one result of a subscription
+    (`service.api.policy.RequestPolicy` calls it on each)."""
     errors = getattr(result, "errors", None)
     if errors:
         result.errors = [public_error(error) for error in errors]  # type: ignore[attr-defined]
-
-
-class ErrorPolicy(SchemaExtension):
-    """Codes on service errors and limit errors, unexpected errors masked (after the schema
-    has logged them), in query and mutation results and in every result of a subscription."""
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        _publish(self.execution_context.result)
-
-    def on_stream_result(self, result: object) -> Iterator[None]:
-        _publish(result)
-        yield

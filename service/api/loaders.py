@@ -17,6 +17,7 @@ from sqlalchemy import (
     Row,
     Select,
     Text,
+    bindparam,
     func,
     literal,
     or_,
@@ -29,6 +30,7 @@ from strawberry.dataloader import DataLoader
 
 from dsl import CATALOG, MetricRef, Value, explain, metric_values_select
 from dsl.explain import Explanation
+from service.db.database import Keyed, Record
 from service.db.tables import customers, exact_json_columns, memberships, transitions
 from service.engine import schemes, strategies
 from service.engine.sources import tenant_sources
@@ -135,6 +137,28 @@ async def metric_values(
     }
 
 
+# The customer card's reads (a customer by id, its tiers, its strategies: see
+# `service.engine.strategies.recommended`), compiled once and run by asyncpg.
+CUSTOMERS_BY_EXTERNAL_ID = Keyed.of(
+    lambda matches: select(*exact_json_columns(customers)).where(
+        customers.c.tenant_id == bindparam("tenant"), matches(customers.c.external_id)
+    )
+)
+CUSTOMER_TIERS = Keyed.of(
+    lambda matches: (
+        select(
+            memberships.c.customer_id,
+            memberships.c.scheme_key,
+            memberships.c.tier,
+            memberships.c.since,
+            memberships.c.version,
+        )
+        .where(memberships.c.tenant_id == bindparam("tenant"), matches(memberships.c.customer_id))
+        .order_by(memberships.c.customer_id, memberships.c.scheme_key)
+    )
+)
+
+
 class Loaders:
     """This request's DataLoaders."""
 
@@ -143,7 +167,9 @@ class Loaders:
     ) -> None:
         self.turn = turn
         self.tenant = tenant
-        self.customer_by_external_id = self._loader(self._customers_by_external_id)
+        self.customer_by_external_id: DataLoader[str, Record | None] = self._loader(
+            self._customers_by_external_id
+        )
         self.customer_by_id = self._loader(self._customers_by_id)
         self.tiers = self._loader(self._tiers)
         self.strategies = self._loader(self._strategies)
@@ -168,14 +194,10 @@ class Loaders:
 
     async def _customers_by_external_id(
         self, connection: AsyncConnection, keys: list[str]
-    ) -> dict[str, Row[Any] | None]:
-        rows = await connection.execute(
-            select(*exact_json_columns(customers)).where(
-                customers.c.tenant_id == self.tenant, customers.c.external_id.in_(keys)
-            )
-        )
-        found: dict[str, Row[Any] | None] = dict.fromkeys(keys)
-        found.update((row.external_id, row) for row in rows)
+    ) -> dict[str, Record | None]:
+        found: dict[str, Record | None] = dict.fromkeys(keys)
+        for row in await CUSTOMERS_BY_EXTERNAL_ID.fetch(connection, keys, tenant=self.tenant):
+            found[row.external_id] = row
         return found
 
     async def _customers_by_id(
@@ -193,20 +215,9 @@ class Loaders:
     async def _tiers(
         self, connection: AsyncConnection, keys: list[int]
     ) -> dict[int, list[MembershipRow]]:
-        rows = await connection.execute(
-            select(
-                memberships.c.customer_id,
-                memberships.c.scheme_key,
-                memberships.c.tier,
-                memberships.c.since,
-                memberships.c.version,
-            )
-            .where(memberships.c.tenant_id == self.tenant, memberships.c.customer_id.in_(keys))
-            .order_by(memberships.c.customer_id, memberships.c.scheme_key)
-        )
         found: dict[int, list[MembershipRow]] = {key: [] for key in keys}
-        for row in rows:
-            found[row.customer_id].append(MembershipRow(*row[1:]))
+        for row in await CUSTOMER_TIERS.fetch(connection, keys, tenant=self.tenant):
+            found[row[0]].append(MembershipRow(*row[1:]))
         return found
 
     async def _strategies(

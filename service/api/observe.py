@@ -3,7 +3,7 @@
 `RequestObserver` wraps the whole app (pure ASGI, so it sees WebSocket connections too and
 keeps context variables intact): it takes the gateway's ``X-Request-ID`` (or makes one), sets
 it for everything logged while the request runs, echoes it in the response, and counts the
-request by route path. `OperationMetrics` is the GraphQL side: one count and one latency per
+request by route path. `record_operation` is the GraphQL side: one count and one latency per
 operation, by operation name and type.
 """
 
@@ -13,12 +13,12 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 
 from service import metrics
 from service.logs import REQUEST_ID
@@ -103,23 +103,19 @@ def _operation_label(name: str | None) -> str:
     return "other"
 
 
-class OperationMetrics(SchemaExtension):
-    """`tierwise_graphql_operations` and their latency, by operation name and type; an
-    operation that did not parse or validate is counted with type ``invalid``."""
-
-    def on_operation(self) -> Iterator[None]:
-        started = time.perf_counter()
-        yield
-        context = self.execution_context
-        try:
-            kind = context.operation_type.value
-            name = _operation_label(context.operation_name)
-        except Exception:  # no document (it did not parse) or no such operation in it
-            kind, name = "invalid", "invalid"
-        result = context.result
-        failed = bool(context.pre_execution_errors) or bool(getattr(result, "errors", None))
-        metrics.GRAPHQL_OPERATIONS.labels(name, kind, "error" if failed else "ok").inc()
-        metrics.GRAPHQL_OPERATION_SECONDS.labels(name, kind).observe(time.perf_counter() - started)
+def record_operation(context: ExecutionContext, started: float) -> None:
+    """`tierwise_graphql_operations` and their latency (since ``started``, a perf_counter), by
+    operation name and type; an operation that did not parse or validate is counted with type
+    ``invalid``."""
+    try:
+        kind = context.operation_type.value
+        name = _operation_label(context.operation_name)
+    except Exception:  # no document (it did not parse) or no such operation in it
+        kind, name = "invalid", "invalid"
+    result = context.result
+    failed = bool(context.pre_execution_errors) or bool(getattr(result, "errors", None))
+    metrics.GRAPHQL_OPERATIONS.labels(name, kind, "error" if failed else "ok").inc()
+    metrics.GRAPHQL_OPERATION_SECONDS.labels(name, kind).observe(time.perf_counter() - started)
 
 
 async def metrics_endpoint(request: Request) -> Response:

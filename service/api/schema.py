@@ -24,14 +24,12 @@ from strawberry.types.base import get_object_definition
 
 from service.api.audit import AuditQuery
 from service.api.catalog import CatalogQuery
-from service.api.context import SharedReads
 from service.api.customers import Customer, CustomerQuery
 from service.api.deletion import DeletionMutation
-from service.api.errors import BAD_INPUT, ApiError, ErrorPolicy, log_errors
+from service.api.errors import BAD_INPUT, ApiError, log_errors
 from service.api.ingest import IngestMutation
 from service.api.keys import KeyMutation, KeyQuery
-from service.api.limits import limit_extensions
-from service.api.observe import OperationMetrics
+from service.api.policy import request_policy
 from service.api.scalars import DecimalScalar
 from service.api.schemes import SchemeMutation, SchemeQuery
 from service.api.segments import SegmentQuery
@@ -135,12 +133,9 @@ def _entity_keys(enabled: bool) -> None:
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:
-    extensions: list[Callable[[], SchemaExtension]] = [
-        OperationMetrics,
-        ErrorPolicy,
-        SharedReads,
-        *limit_extensions(settings),
-    ]
+    # One extension (see service/api/policy.py): each of strawberry's hooks per extension
+    # costs a generator per operation.
+    extensions: list[Callable[[], SchemaExtension]] = [request_policy(settings)]
     _entity_keys(settings.federation)
     schema = FederatedSchema if settings.federation else TierwiseSchema
     return schema(

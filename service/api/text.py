@@ -8,8 +8,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from graphql import DocumentNode, ExecutionResult, GraphQLError, StringValueNode, Visitor, visit
-from strawberry.extensions import SchemaExtension
+from graphql import DocumentNode, GraphQLError, StringValueNode, Visitor, visit
 
 from service.api.errors import BAD_INPUT, ApiError
 
@@ -46,8 +45,8 @@ class _Literals(Visitor):
 
 def require_storable(value: str, where: str) -> None:
     """Raises `ApiError` (BAD_INPUT) naming ``where`` when ``value`` holds unstorable text: for
-    subscriptions' arguments, which the `StorableText` extension does not see (strawberry runs
-    no execution hooks for subscriptions)."""
+    subscriptions' arguments, which `service.api.policy` does not see (strawberry runs no
+    execution hooks for subscriptions)."""
     if _UNSTORABLE.search(value):
         raise ApiError(BAD_INPUT, f"{where}: {_NEITHER}")
 
@@ -66,17 +65,15 @@ def unstorable(document: DocumentNode, variables: Mapping[str, Any] | None) -> s
     return None
 
 
-class StorableText(SchemaExtension):
-    """Refuses a query or mutation whose input holds a NUL character or a lone surrogate."""
-
-    def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
-        document = context.graphql_document
-        where = None if document is None else unstorable(document, context.variables)
-        if where is not None:
-            error = GraphQLError(
-                f"{where}: {_NEITHER}",
-                extensions={"code": BAD_INPUT},
-            )
-            context.result = ExecutionResult(data=None, errors=[error])
-        yield
+def text_refusal(
+    document: DocumentNode | None, variables: Mapping[str, Any] | None
+) -> GraphQLError | None:
+    """The BAD_INPUT error of a query or mutation whose input holds a NUL character or a lone
+    surrogate, or None."""
+    where = None if document is None else unstorable(document, variables)
+    if where is None:
+        return None
+    return GraphQLError(
+        f"{where}: {_NEITHER}",
+        extensions={"code": BAD_INPUT},
+    )

@@ -19,14 +19,20 @@ import contextvars
 import logging
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import text
+import asyncpg
+from sqlalchemy import ColumnElement, any_, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
 
 from service.config import Settings
 from service.db import exact
@@ -380,9 +386,82 @@ def limits_of(engine: AsyncEngine) -> DatabaseLimits:
 
 
 def is_timeout(error: BaseException) -> bool:
-    """Whether ``error`` is Postgres cancelling a statement (statement_timeout)."""
-    original = getattr(error, "orig", None)
-    return isinstance(error, DBAPIError) and getattr(original, "sqlstate", None) == QUERY_CANCELED
+    """Whether ``error`` is Postgres cancelling a statement (statement_timeout), as SQLAlchemy
+    or asyncpg (`Compiled`) raises it."""
+    if isinstance(error, DBAPIError):
+        return getattr(error.orig, "sqlstate", None) == QUERY_CANCELED
+    return isinstance(error, asyncpg.PostgresError) and error.sqlstate == QUERY_CANCELED
+
+
+class Record(asyncpg.Record):  # type: ignore[misc]
+    """An asyncpg row whose columns also read as attributes (``row.id``), as SQLAlchemy's."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+_ASYNCPG = asyncpg_dialect()  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A Core statement compiled once, when the module defining it loads, and run by asyncpg
+    on a SQLAlchemy connection (in its transaction): for the API's hottest reads, where
+    building the statement, its cache key and its result rows each time cost more than the
+    database's work. The statement is still written with the table definitions; only
+    ``bindparam`` values vary. Rows are asyncpg records (``row["column"]``)."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, statement: ClauseElement) -> Compiled:
+        compiled = cast(SQLCompiler, statement.compile(dialect=_ASYNCPG))
+        return cls(str(compiled), tuple(compiled.positiontup or ()))
+
+    async def fetch(self, connection: AsyncConnection, **values: object) -> list[Record]:
+        raw = await connection.get_raw_connection()
+        driver: asyncpg.Connection = raw.driver_connection
+        rows: list[Record] = await driver.fetch(
+            self.sql, *(values[name] for name in self.names), record_class=Record
+        )
+        return rows
+
+
+@dataclass(frozen=True)
+class Keyed:
+    """A lookup by key, `Compiled` twice: ``column = $n`` for one key (what a customer card
+    asks), ``column = any($n)`` for a batch. With one key in an array, Postgres plans the
+    statement anew on every execution (a generic plan cannot know the array's size); the
+    scalar form gets a cached generic plan."""
+
+    one: Compiled
+    many: Compiled
+
+    @classmethod
+    def of(
+        cls,
+        build: Callable[[Callable[[ColumnElement[Any]], ColumnElement[bool]]], ClauseElement],
+    ) -> Keyed:
+        """``build(matches)`` makes the statement, with ``matches(column)`` where the key is."""
+
+        def one(column: ColumnElement[Any]) -> ColumnElement[bool]:
+            return column == bindparam("key", type_=column.type)
+
+        def many(column: ColumnElement[Any]) -> ColumnElement[bool]:
+            return column == any_(bindparam("keys", type_=ARRAY(column.type)))
+
+        return cls(Compiled.of(build(one)), Compiled.of(build(many)))
+
+    async def fetch(
+        self, connection: AsyncConnection, keys: Sequence[object], **values: object
+    ) -> list[Record]:
+        if len(keys) == 1:
+            return await self.one.fetch(connection, key=keys[0], **values)
+        return await self.many.fetch(connection, keys=list(keys), **values)
 
 
 async def enter_tenant(
@@ -522,7 +601,7 @@ class RequestConnection:
                 yield connection
             except BaseException as error:
                 await self._release(commit=False)
-                if isinstance(error, DBAPIError) and is_timeout(error):
+                if is_timeout(error):
                     timeout = self._admission.limits.statement_timeout
                     raise _timed_out(timeout, batch=False) from error
                 raise

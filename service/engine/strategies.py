@@ -8,11 +8,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.access import audit
+from service.db.database import Keyed, Record
 from service.db.tables import memberships, strategies
 from service.engine import schemes
 from service.engine.templates import Template
@@ -32,7 +33,7 @@ class Strategy:
     active: bool = True
 
 
-def _strategy(row: Row[Any]) -> Strategy:
+def _strategy(row: Row[Any] | Record) -> Strategy:
     return Strategy(
         row.id,
         row.scheme_key,
@@ -180,12 +181,8 @@ async def listed(
     return [_strategy(row) for row in await connection.execute(query)]
 
 
-async def recommended(
-    connection: AsyncConnection, tenant: str, customer_ids: Sequence[int]
-) -> dict[int, list[Strategy]]:
-    """Each customer's active strategies of their current tiers, by priority (one query for
-    any number of customers)."""
-    rows = await connection.execute(
+RECOMMENDED = Keyed.of(
+    lambda matches: (
         select(memberships.c.customer_id, strategies)
         .join(
             strategies,
@@ -194,14 +191,22 @@ async def recommended(
             & (strategies.c.tier == memberships.c.tier),
         )
         .where(
-            memberships.c.tenant_id == tenant,
-            memberships.c.customer_id.in_(customer_ids),
+            memberships.c.tenant_id == bindparam("tenant"),
+            matches(memberships.c.customer_id),
             strategies.c.active,
         )
         .order_by(memberships.c.customer_id, strategies.c.priority, strategies.c.id)
     )
+)
+
+
+async def recommended(
+    connection: AsyncConnection, tenant: str, customer_ids: Sequence[int]
+) -> dict[int, list[Strategy]]:
+    """Each customer's active strategies of their current tiers, by priority (one query for
+    any number of customers; compiled once: the customer card asks it on every view)."""
     found: dict[int, list[Strategy]] = {customer: [] for customer in customer_ids}
-    for row in rows:
+    for row in await RECOMMENDED.fetch(connection, customer_ids, tenant=tenant):
         found[row.customer_id].append(_strategy(row))
     return found
 

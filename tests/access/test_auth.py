@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.access import audit
 from service.access.audit import Actor
 from service.access.auth import (
+    LEEWAY,
     ROLE_PERMISSIONS,
     Authenticator,
     AuthError,
@@ -118,6 +120,29 @@ def test_expired_token_is_refused() -> None:
     verifier = JwtVerifier(Settings(jwt_secret=SECRET))
     expired = jwt.encode(_claims(exp=_now() - dt.timedelta(minutes=5)), SECRET, algorithm="HS256")
     assert _refused(verifier, expired) == "the token has expired"
+
+
+def test_a_verified_token_is_remembered_until_it_expires_and_no_longer() -> None:
+    """Verified once, a token is served from the cache (each time for the caller's own
+    address), up to its expiry (``exp`` with the 30 s of allowed clock skew), then refused
+    as before; a token that does not verify is never remembered; the cache is bounded."""
+    verifier = JwtVerifier(Settings(jwt_secret=SECRET))
+    soon = dt.datetime.now(dt.UTC) - LEEWAY + dt.timedelta(seconds=1.5)
+    token = jwt.encode(_claims(exp=soon), SECRET, algorithm="HS256")
+    first = verifier.verify(token, source="10.0.0.1")
+    again = verifier.verify(token, source="10.0.0.2")
+    assert (first.tenant, first.role) == (again.tenant, again.role) == ("acme", Role.analyst)
+    assert (first.actor.source, again.actor.source) == ("10.0.0.1", "10.0.0.2")
+    assert again.expires_at is not None
+    time.sleep(max(0.0, again.expires_at - time.time()) + 0.1)
+    assert _refused(verifier, token) == "the token has expired"
+    assert _refused(verifier, token) == "the token has expired"
+    forged = jwt.encode(_claims(), "another-secret-that-is-long-enough-too", algorithm="HS256")
+    assert _refused(verifier, forged) == "the token's signature does not verify"
+    verifier.MAX_CACHED = 2
+    for subject in ("a", "b", "c"):
+        verifier.verify(jwt.encode(_claims(sub=subject), SECRET, algorithm="HS256"))
+    assert len(verifier._verified) == 2
 
 
 def test_wrong_signature_is_refused(rsa_key: rsa.RSAPrivateKey) -> None:
