@@ -13,16 +13,20 @@
    serve`` builds it, scheduled evaluations off) and a minimal Starlette app that runs the
    same three SQL statements Tierwise runs for ``customer(id){ tiers { scheme tier }
    strategies { name } }`` with asyncpg on one pooled connection and returns the same JSON.
-   Pools: Tierwise's engine 10 + 10 overflow, asyncpg 10 to 20. A lean asyncio HTTP/1.1
-   keep-alive client in this process (``--clients`` concurrent connections) posts random
-   existing customer ids for ``--duration`` seconds after ``--warmup``, checks every
-   response (status 200 and exactly the expected tiers and strategies, read from the
-   database beforehand) and records rps, p50 and p99. The two targets run one after the other
-   for each concurrency level, ``--repeat`` times, alternating which goes first.
+   Pools: 20 connections kept on both sides (Tierwise's engine as the service makes it). A
+   lean asyncio HTTP/1.1 keep-alive client in this process (``--clients`` concurrent
+   connections) posts random existing customer ids for ``--duration`` seconds after
+   ``--warmup``, checks every response (status 200 and exactly the expected tiers and
+   strategies, read from the database beforehand) and records rps, p50 and p99; over the
+   measured seconds also the server process' CPU, the CPU of the database's Postgres
+   backends (both from /proc: Linux, Postgres on this machine) and the sessions Postgres
+   opened (``pg_stat_database.sessions``), per request. The two targets run one after the
+   other for each concurrency level, ``--repeat`` times, alternating which goes first.
 3. Round trips: the documented segment-members operation (``graphql/operations/``) at first:
    10, 50, 100 over one big tier, as it is and with ``strategies { name }`` added to the node,
    and the customer query, posted to the app in process (httpx over ASGI): SQL statements
-   (SQLAlchemy ``before_cursor_execute``) and connection checkouts per request.
+   (SQLAlchemy ``before_cursor_execute``, and asyncpg's query log for those the service runs
+   through asyncpg directly) and connection checkouts per request.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -57,11 +62,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from service.access.auth import Role, issue_token
+from service.api.loaders import CUSTOMER_TIERS, CUSTOMERS_BY_EXTERNAL_ID
 from service.app import create_app
 from service.config import Settings
 from service.db import migrate
-from service.db.database import async_url, create_engine, plain_url
+from service.db.database import POOL_SIZE, Compiled, async_url, create_engine, plain_url
 from service.engine import evaluation, schemes, strategies
+from service.engine.strategies import RECOMMENDED
 from service.engine.templates import TEMPLATES
 
 try:
@@ -73,38 +80,23 @@ TENANT = "bench"
 # Tierwise authenticates every request: the load generator sends an HS256 JWT of role viewer
 # (what a frontend sends). The rate limit per token is lifted for the benchmark.
 SECRET = "tierwise-api-benchmark-hs256-secret-32-bytes"
-POOL = 10  # Tierwise: pool_size 10 + max_overflow 10; asyncpg: min 10, max 20
+POOL = POOL_SIZE  # both: 20 connections, kept (Tierwise's engine as the service makes it)
 OPERATIONS = Path(__file__).resolve().parent.parent / "graphql" / "operations"
 
 CUSTOMER_QUERY = (
     "query Customer($id: ID!) { customer(id: $id) { tiers { scheme tier } strategies { name } } }"
 )
 
-# The statements Tierwise runs for CUSTOMER_QUERY, as SQLAlchemy renders them for asyncpg
-# (captured with before_cursor_execute from service/api/loaders.py and
-# service/engine/strategies.py):
-# the customer by external id, then its memberships and its recommended strategies.
-CUSTOMER_SQL = """SELECT customers.tenant_id, customers.id, customers.external_id, \
-customers.name, customers.email, customers.phone, customers.age, customers.gender, \
-customers.occupation, customers.region, customers.industry, customers.company_size, \
-customers.registered_at, customers.attributes, customers.created_at, customers.updated_at
-FROM customers
-WHERE customers.tenant_id = $1::VARCHAR COLLATE "C" \
-AND customers.external_id IN ($2::VARCHAR COLLATE "C")"""
-TIERS_SQL = """SELECT memberships.customer_id, memberships.scheme_key, memberships.tier, \
-memberships.since, memberships.version
-FROM memberships
-WHERE memberships.tenant_id = $1::VARCHAR COLLATE "C" AND memberships.customer_id IN \
-($2::BIGINT) ORDER BY memberships.customer_id, memberships.scheme_key"""
-STRATEGIES_SQL = """SELECT memberships.customer_id, strategies.tenant_id, strategies.id, \
-strategies.scheme_key, strategies.tier, strategies.name, strategies.description, \
-strategies.channel, strategies.priority, strategies.parameters, strategies.active, \
-strategies.created_at, strategies.updated_at
-FROM memberships JOIN strategies ON strategies.tenant_id = memberships.tenant_id \
-AND strategies.scheme_key = memberships.scheme_key AND strategies.tier = memberships.tier
-WHERE memberships.tenant_id = $1::VARCHAR COLLATE "C" AND memberships.customer_id IN \
-($2::BIGINT) AND strategies.active ORDER BY memberships.customer_id, strategies.priority, \
-strategies.id"""
+# The statements Tierwise runs for CUSTOMER_QUERY, exactly (compiled once by the service,
+# run by asyncpg): the customer by external id, then its memberships and its recommended
+# strategies, each in the scalar form for one key.
+CUSTOMER_SQL = CUSTOMERS_BY_EXTERNAL_ID.one
+TIERS_SQL = CUSTOMER_TIERS.one
+STRATEGIES_SQL = RECOMMENDED.one
+
+
+def _arguments(statement: Compiled, tenant: str, key: object) -> list[object]:
+    return [{"tenant": tenant, "key": key}[name] for name in statement.names]
 
 
 # --- 1. data ---------------------------------------------------------------------------------
@@ -181,7 +173,7 @@ def authorization(tenant: str) -> str:
 
 def tierwise_app(url: str, tenant: str) -> Starlette:
     """The service as ``tierwise serve`` builds it."""
-    engine = create_engine(async_url(url), pool_size=POOL)
+    engine = create_engine(async_url(url))
     return create_app(engine, settings=bench_settings(url))
 
 
@@ -195,11 +187,15 @@ def ceiling_app(url: str, tenant: str) -> Starlette:
         else:
             external_id = (await request.json())["id"]
         async with pools[0].acquire() as connection:
-            row = await connection.fetchrow(CUSTOMER_SQL, tenant, external_id)
+            row = await connection.fetchrow(
+                CUSTOMER_SQL.sql, *_arguments(CUSTOMER_SQL, tenant, external_id)
+            )
             if row is None:
                 return JSONResponse({"data": {"customer": None}})
-            tiers = await connection.fetch(TIERS_SQL, tenant, row["id"])
-            recommended = await connection.fetch(STRATEGIES_SQL, tenant, row["id"])
+            tiers = await connection.fetch(TIERS_SQL.sql, *_arguments(TIERS_SQL, tenant, row["id"]))
+            recommended = await connection.fetch(
+                STRATEGIES_SQL.sql, *_arguments(STRATEGIES_SQL, tenant, row["id"])
+            )
         found = {
             "tiers": [{"scheme": t["scheme_key"], "tier": t["tier"]} for t in tiers],
             "strategies": [{"name": s["name"]} for s in recommended],
@@ -208,7 +204,7 @@ def ceiling_app(url: str, tenant: str) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pools.append(await asyncpg.create_pool(url, min_size=POOL, max_size=2 * POOL))
+        pools.append(await asyncpg.create_pool(url, min_size=POOL, max_size=POOL))
         try:
             yield
         finally:
@@ -345,15 +341,70 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     first_error: str = ""
+    # Over the measured seconds: the server process' CPU seconds, the CPU seconds of the
+    # Postgres backends of the benchmark's database, and the sessions Postgres opened for it.
+    server_cpu: float = 0.0
+    postgres_cpu: float = 0.0
+    sessions: int = 0
 
     @property
     def rps(self) -> float:
         return len(self.latencies) / self.seconds
 
+    def per_request_ms(self, seconds: float) -> float:
+        return seconds * 1000 / max(1, len(self.latencies))
+
+    @property
+    def sessions_per_1000(self) -> float:
+        return self.sessions * 1000 / max(1, len(self.latencies))
+
     def percentile_ms(self, q: float) -> float:
         if not self.latencies:
             return float("nan")
         return bench_engine.percentile(self.latencies, q) * 1000
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user and system) a process has used, from /proc (Linux); 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+@dataclass
+class Usage:
+    """A sample of what a server and the database have used so far."""
+
+    server: float
+    backends: dict[int, float]
+    sessions: int
+
+    @classmethod
+    async def now(cls, monitor: asyncpg.Connection, database: str, server: int) -> Usage:
+        rows = await monitor.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        )
+        sessions = await monitor.fetchval(
+            "SELECT sessions FROM pg_stat_database WHERE datname = $1", database
+        )
+        backends = {row["pid"]: process_cpu(row["pid"]) for row in rows}
+        return cls(process_cpu(server), backends, int(sessions or 0))
+
+    def since(self, start: Usage, result: Result) -> None:
+        """Record the use from ``start`` to this sample in ``result`` (a backend that started
+        meanwhile counts whole; one that ended meanwhile is missed)."""
+        result.server_cpu = self.server - start.server
+        result.postgres_cpu = sum(
+            cpu - start.backends.get(pid, 0.0) for pid, cpu in self.backends.items()
+        )
+        result.sessions = self.sessions - start.sessions
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
@@ -417,15 +468,28 @@ async def load(
     warmup: float,
     duration: float,
     seed: int,
+    monitor: asyncpg.Connection,
+    database: str,
 ) -> Result:
     result = Result(target.name, clients, duration)
     measure_from = time.perf_counter() + warmup
     until = measure_from + duration
+    assert target.process is not None
+    server = target.process.pid
+
+    async def sample() -> None:
+        await asyncio.sleep(measure_from - time.perf_counter())
+        start = await Usage.now(monitor, database, server)
+        await asyncio.sleep(until - time.perf_counter())
+        await asyncio.sleep(1.0)  # Postgres reports a backend's statistics within a second
+        (await Usage.now(monitor, database, server)).since(start, result)
+
     await asyncio.gather(
+        sample(),
         *(
             client(target, requests, measure_from, until, result, random.Random(seed * 1000 + i))
             for i in range(clients)
-        )
+        ),
     )
     return result
 
@@ -454,6 +518,8 @@ async def throughput(args: argparse.Namespace) -> list[Result]:
     print(f"{len(answers):,} random customers to request, answers read from the database")
     requests = {target.name: prepared(target, answers) for target in targets}
     results: list[Result] = []
+    monitor = await asyncpg.connect(args.database_url)
+    database = make_url(args.database_url).database or ""
     try:
         for target in targets:
             start(target, args.database_url, args.tenant)
@@ -470,18 +536,25 @@ async def throughput(args: argparse.Namespace) -> list[Result]:
                         args.warmup,
                         args.duration,
                         args.seed + index,
+                        monitor,
+                        database,
                     )
                     results.append(result)
                     print(
                         f"  {target.name:8} {clients:3} clients: {result.rps:7.0f} rps, "
                         f"p50 {result.percentile_ms(0.5):6.1f} ms, "
-                        f"p99 {result.percentile_ms(0.99):6.1f} ms, errors {result.errors}"
+                        f"p99 {result.percentile_ms(0.99):6.1f} ms, "
+                        f"CPU/req server {result.per_request_ms(result.server_cpu):.2f} ms "
+                        f"Postgres {result.per_request_ms(result.postgres_cpu):.2f} ms, "
+                        f"new connections/1,000 {result.sessions_per_1000:.1f}, "
+                        f"errors {result.errors}"
                         + (f" (first: {result.first_error})" if result.errors else ""),
                         flush=True,
                     )
     finally:
         for target in targets:
             stop(target)
+        await monitor.close()
     return results
 
 
@@ -490,6 +563,12 @@ def report(results: list[Result], clients: Sequence[int]) -> None:
         found = [r for r in results if r.target == name and r.clients == level]
         if value == "rps":
             return statistics.median(r.rps for r in found)
+        if value == "server":
+            return statistics.median(r.per_request_ms(r.server_cpu) for r in found)
+        if value == "postgres":
+            return statistics.median(r.per_request_ms(r.postgres_cpu) for r in found)
+        if value == "sessions":
+            return statistics.median(r.sessions_per_1000 for r in found)
         return statistics.median(r.percentile_ms(0.5 if value == "p50" else 0.99) for r in found)
 
     repeats = len([r for r in results if r.target == "tierwise" and r.clients == clients[0]])
@@ -504,6 +583,18 @@ def report(results: list[Result], clients: Sequence[int]) -> None:
             f"{median('ceiling', level, 'p50'):.1f} | {median('ceiling', level, 'p99'):.1f} | "
             f"**{ours / ceiling:.2f}** |"
         )
+    print(
+        "\n| clients | server CPU ms/request: Tierwise | ceiling | Postgres CPU ms/request: "
+        "Tierwise | ceiling | new connections per 1,000 requests: Tierwise | ceiling |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for level in clients:
+        cells = [
+            f"{median(name, level, value):.2f}"
+            for value in ("server", "postgres")
+            for name in ("tierwise", "ceiling")
+        ] + [f"{median(name, level, 'sessions'):.1f}" for name in ("tierwise", "ceiling")]
+        print(f"| {level} | " + " | ".join(cells) + " |")
     errors = sum(r.errors for r in results)
     print(f"errors: {errors} in {sum(len(r.latencies) for r in results):,} measured requests")
     if errors:
@@ -549,13 +640,18 @@ class Counter:
             self.trips.checkouts += 1
 
     def _connect(self, dbapi_connection: Any, _: object) -> None:
-        # asyncpg logs the queries it runs itself (ping, BEGIN, ROLLBACK), not the prepared
-        # statements SQLAlchemy executes: those are the statements counted above.
+        # asyncpg logs the queries it runs itself (ping, BEGIN, ROLLBACK) and those the
+        # service runs through it directly (`Compiled`), not the prepared statements
+        # SQLAlchemy executes: those are the statements counted above.
         dbapi_connection._connection.add_query_logger(self._logged)
 
-    def _logged(self, _: object) -> None:
-        if self.trips is not None:
+    def _logged(self, record: Any) -> None:
+        if self.trips is None:
+            return
+        if record.query.strip().rstrip(";").upper() in {"BEGIN", "COMMIT", "ROLLBACK", ""}:
             self.trips.other += 1
+        else:
+            self.trips.statements += 1
 
 
 async def counted(
@@ -582,7 +678,7 @@ def with_strategies(operation: str) -> str:
 
 
 async def round_trips(url: str, tenant: str, sizes: Sequence[int], repeat: int = 10) -> None:
-    engine = create_engine(async_url(url), pool_size=POOL)
+    engine = create_engine(async_url(url))
     counter = Counter(engine)
     app = create_app(engine, settings=bench_settings(url))
     members = (OPERATIONS / "segment_members.graphql").read_text()
@@ -626,11 +722,10 @@ async def round_trips(url: str, tenant: str, sizes: Sequence[int], repeat: int =
             trips, found = await counted(counter, client, CUSTOMER_QUERY, {"id": some})
             assert found["customer"] is not None
             print(
-                f"customer(id){{ tiers strategies }}: {trips} (each checkout: BEGIN, the "
-                "statements, among them the tenant's set_config, and ROLLBACK or COMMIT; with "
-                "TIERWISE_DATABASE_PRE_PING also BEGIN, ';', ROLLBACK); the ceiling: 3 "
-                "statements, 1 pool acquire, 4 round trips (asyncpg resets a connection on "
-                "release)"
+                f"customer(id){{ tiers strategies }}: {trips} (one checkout: BEGIN, the "
+                "tenant's set_config, the statements, COMMIT; with TIERWISE_DATABASE_PRE_PING "
+                "also BEGIN, ';', ROLLBACK); the ceiling: 3 statements, 1 pool acquire, 4 "
+                "round trips (asyncpg resets a connection on release)"
             )
     finally:
         await engine.dispose()
