@@ -79,7 +79,7 @@ class RequestPolicy(SchemaExtension):
             cost, refused = cost_refusal(context, self.settings)
             if refused is not None:
                 context.result = ExecutionResult(data=None, errors=[refused])
-        unstorable = text_refusal(document, context.variables)
+        unstorable = text_refusal(document, context.variables, context.query)
         if unstorable is not None:
             context.result = ExecutionResult(data=None, errors=[unstorable])
         caller = getattr(context.context, "principal", None)

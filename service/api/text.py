@@ -51,12 +51,40 @@ def require_storable(value: str, where: str) -> None:
         raise ApiError(BAD_INPUT, f"{where}: {_NEITHER}")
 
 
-def unstorable(document: DocumentNode, variables: Mapping[str, Any] | None) -> str | None:
-    """Where the operation's input holds text the database cannot store, or None."""
+def unstorable(
+    document: DocumentNode, variables: Mapping[str, Any] | None, query: str | None = None
+) -> str | None:
+    """Where the operation's input holds text the database cannot store, or None. With the
+    document's ``query`` text, its literals are looked at once per distinct text."""
     for name, value in (variables or {}).items():
         found = _in_value(value, f"variable ${name}")
         if found is not None:
             return found
+    if query is not None:
+        return _in_literals_of(query, document)
+    return _in_literals(document)
+
+
+# Per document text (a string hashes once; a document node hashes its whole tree): where its
+# literals hold unstorable text. Emptied when full (frontends send a few distinct documents).
+_LITERALS: dict[str, str | None] = {}
+_MAX_LITERALS = 256
+
+
+def _in_literals_of(query: str, document: DocumentNode) -> str | None:
+    """`_in_literals` of ``document``, the parse of ``query``."""
+    try:
+        return _LITERALS[query]
+    except KeyError:
+        pass
+    found = _in_literals(document)
+    if len(_LITERALS) >= _MAX_LITERALS:
+        _LITERALS.clear()
+    _LITERALS[query] = found
+    return found
+
+
+def _in_literals(document: DocumentNode) -> str | None:
     literals = _Literals()
     visit(document, literals)
     if literals.found is not None and literals.found.loc is not None:
@@ -66,11 +94,11 @@ def unstorable(document: DocumentNode, variables: Mapping[str, Any] | None) -> s
 
 
 def text_refusal(
-    document: DocumentNode | None, variables: Mapping[str, Any] | None
+    document: DocumentNode | None, variables: Mapping[str, Any] | None, query: str | None = None
 ) -> GraphQLError | None:
     """The BAD_INPUT error of a query or mutation whose input holds a NUL character or a lone
     surrogate, or None."""
-    where = None if document is None else unstorable(document, variables)
+    where = None if document is None else unstorable(document, variables, query)
     if where is None:
         return None
     return GraphQLError(
