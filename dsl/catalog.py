@@ -7,6 +7,8 @@ compiler, evaluator, explain, the docs and the API all read this module.
 
 Time rules shared by both sides: evaluation time T; only orders/events strictly before T
 count; a window of N days is `T - N days <= time < T`; day counts are whole days, rounded down.
+A metric given `M days ago` is its value as it was M days before T: only orders/events before
+`T - M days` count, its window (if any) ends there, and day counts are to there.
 Durations convert at 1 week = 7 days, 1 month = 30 days, 1 year = 365 days.
 
 Orders, refunds and cancellations (docs/rules.md, "Orders, refunds and cancellations"): an
@@ -17,6 +19,8 @@ add up to its amount; every other sale is a *purchase*. `frequency`, `recency` a
 times count purchases; `monetary` is the net amount of every row not cancelled (sales plus the
 negative refunds); `refunds`, `returns` and `refund_rate` read the refunds. Both sides
 classify rows here: `classified_orders` in SQL, `purchases_py` and friends in process.
+Arithmetic between values (`arith_py` / `arith_sql`) is exact; a quotient is rounded half away
+from zero to DIVISION_SCALE decimals; division by zero, and anything with a null, is null.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import datetime as dt
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from decimal import Context, Decimal, localcontext
 from typing import Any, Literal, Protocol
 
 from sqlalchemy import (
@@ -56,6 +60,7 @@ Value = int | Decimal | str | bool | dt.datetime | None
 DAYS_PER_UNIT = {"day": 1, "week": 7, "month": 30, "year": 365}
 MAX_WINDOW_DAYS = 36_500
 AVERAGE_SCALE = 4  # fractional digits of averages, as of order amounts (numeric(18,4))
+DIVISION_SCALE = 10  # fractional digits of a quotient in rules (`monetary / frequency`)
 
 
 class Type(enum.Enum):
@@ -77,6 +82,7 @@ class Param(enum.Enum):
     CHANNEL = "channel"
     EVENT = "event"
     METRIC = "metric"
+    AGO = "ago"  # `90 days ago`: the window ends that long before the evaluation time
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,7 @@ class MetricRef:
 
     name: str
     window_days: int | None = None
+    ago_days: int | None = None  # the value as it was this many days before T
     category: str | None = None
     channel: str | None = None
     event: str | None = None
@@ -112,8 +119,14 @@ class MetricRef:
             if value is not None:
                 args.append(f"{word} {quote(value)}")
         if self.window_days is not None:
-            args.append(f"{self.window_days} day" + ("" if self.window_days == 1 else "s"))
+            args.append(_days_text(self.window_days))
+        if self.ago_days is not None:
+            args.append(_days_text(self.ago_days) + " ago")
         return f"{self.name}({', '.join(args)})" if args else self.name
+
+
+def _days_text(days: int) -> str:
+    return f"{days} day" + ("" if days == 1 else "s")
 
 
 def quote(text: str) -> str:
@@ -147,6 +160,10 @@ class SqlContext(Protocol):
 
     @property
     def as_of(self) -> ColumnElement[Any]: ...
+
+    def end(self, ref: MetricRef) -> ColumnElement[Any]:
+        """The time the ref's value is as of: the evaluation time, or `ago_days` before it."""
+        ...
 
     def orders(self, kind: OrderAgg, ref: MetricRef) -> ColumnElement[Any]: ...
 
@@ -191,6 +208,10 @@ class PyContext(Protocol):
 
     @property
     def as_of(self) -> dt.datetime: ...
+
+    def end(self, ref: MetricRef) -> dt.datetime:
+        """The time the ref's value is as of: the evaluation time, or `ago_days` before it."""
+        ...
 
     def orders(self, ref: MetricRef) -> Sequence[OrderFact]: ...
 
@@ -406,11 +427,67 @@ def _gross_py(ref: MetricRef, ctx: PyContext) -> Decimal:
 
 def _refunded_py(ref: MetricRef, ctx: PyContext) -> Decimal:
     return sum((-o.amount for o in ctx.orders(ref) if is_refund(o)), Decimal(0))
+ArithOp = Literal["+", "-", "*", "/"]
+
+# Exact decimal arithmetic: no operation of a rule rounds (a quotient is rounded on purpose).
+_EXACT = Context(prec=1000)
+_SCALE_DOWN = Decimal(1).scaleb(-DIVISION_SCALE)
+
+
+def arith_py(op: ArithOp, left: Value, right: Value) -> Value:
+    """`left op right` as rules compute it: numbers and day counts exactly, a quotient rounded
+    half away from zero to DIVISION_SCALE decimals, a time minus a time in whole days rounded
+    down; None when either side is None or on division by zero."""
+    if left is None or right is None:
+        return None
+    if isinstance(left, dt.datetime) and isinstance(right, dt.datetime):
+        return (left - right) // _DAY
+    a, b = Decimal(left), Decimal(right)  # type: ignore[arg-type]
+    if op == "+":
+        return _EXACT.add(a, b)
+    if op == "-":
+        return _EXACT.subtract(a, b)
+    if op == "*":
+        return _EXACT.multiply(a, b)
+    if b == 0:
+        return None
+    a_abs, b_abs = _EXACT.abs(a), _EXACT.abs(b)
+    scaled = _EXACT.add(_EXACT.multiply(a_abs.scaleb(DIVISION_SCALE, _EXACT), 2), b_abs)
+    quotient = _EXACT.divide_int(scaled, _EXACT.multiply(b_abs, 2))
+    if (a < 0) != (b < 0) and quotient:
+        quotient = _EXACT.minus(quotient)
+    return _EXACT.multiply(quotient, _SCALE_DOWN)
+
+
+def arith_sql(
+    op: ArithOp, left: ColumnElement[Any], right: ColumnElement[Any], times: bool
+) -> ColumnElement[Any]:
+    """`arith_py` in SQL; `times`: both sides are times (their difference in days)."""
+    if times:
+        seconds = extract("epoch", left - right)  # exact numeric (microseconds)
+        days = func.div(seconds, 86400)  # truncated toward zero; down for negative remainders
+        return case(((seconds < 0) & (func.mod(seconds, 86400) != 0), days - 1), else_=days)
+    a, b = cast(left, Numeric), cast(right, Numeric)  # integer division and overflow: never
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    # The rounded quotient from div(), which truncates exactly: round half away from zero is
+    # trunc((2|a| 10^s + |b|) / 2|b|). A zero divisor is NULL (never an error, even when the
+    # planner folds constants).
+    two = literal(2, Numeric)
+    divisor = func.nullif(func.abs(b), literal(0, Numeric)) * two
+    quotient = func.div(
+        func.abs(a) * literal(10**DIVISION_SCALE, Numeric) * two + func.abs(b), divisor
+    )
+    return func.sign(a) * func.sign(b) * quotient * literal(_SCALE_DOWN, Numeric)
 
 
 # --- Definitions -----------------------------------------------------------------------------
 
-_ORDER_PARAMS = (Param.WINDOW, Param.CATEGORY, Param.CHANNEL)
+_ORDER_PARAMS = (Param.WINDOW, Param.AGO, Param.CATEGORY, Param.CHANNEL)
 
 
 def _last_nonnull(values: Sequence[dt.datetime]) -> dt.datetime | None:
@@ -664,9 +741,9 @@ def _build() -> dict[str, Metric]:
             "Whole days from the last purchase to the evaluation time; null without purchases.",
             "recency > 90 days",
             Source.ORDERS,
-            lambda r, c: days_between_sql(c.orders("last_at", r), c.as_of),
+            lambda r, c: days_between_sql(c.orders("last_at", r), c.end(r)),
             lambda r, c: days_between_py(
-                _last_nonnull([o.ordered_at for o in purchases_py(r, c)]), c.as_of
+                _last_nonnull([o.ordered_at for o in purchases_py(r, c)]), c.end(r)
             ),
             _ORDER_PARAMS,
             buyers_only=True,
@@ -770,7 +847,7 @@ def _build() -> dict[str, Metric]:
             Source.EVENTS,
             lambda r, c: func.coalesce(c.events("count", r), 0),
             lambda r, c: len(c.events(r)),
-            (Param.EVENT, Param.WINDOW),
+            (Param.EVENT, Param.WINDOW, Param.AGO),
             (Param.EVENT,),
         )
     )
@@ -782,11 +859,11 @@ def _build() -> dict[str, Metric]:
             "Whole days from the last event of a type to the evaluation time; null without one.",
             'days_since(event "login") > 30 days',
             Source.EVENTS,
-            lambda r, c: days_between_sql(c.events("last_at", r), c.as_of),
+            lambda r, c: days_between_sql(c.events("last_at", r), c.end(r)),
             lambda r, c: days_between_py(
-                _last_nonnull([e.occurred_at for e in c.events(r)]), c.as_of
+                _last_nonnull([e.occurred_at for e in c.events(r)]), c.end(r)
             ),
-            (Param.EVENT, Param.WINDOW),
+            (Param.EVENT, Param.WINDOW, Param.AGO),
             (Param.EVENT,),
         )
     )
@@ -801,7 +878,7 @@ def _build() -> dict[str, Metric]:
             Source.EVENTS,
             lambda r, c: c.events("latest_value", r),
             lambda r, c: _latest_value(c, r),
-            (Param.WINDOW,),
+            (Param.WINDOW, Param.AGO),
         )
     )
     recency, frequency, monetary = (

@@ -7,10 +7,11 @@ dispatch on exhaustively, ending in `assert_never`; `children` is the one generi
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Literal, assert_never
 
-from dsl.catalog import MetricRef, Type, Value
+from dsl.catalog import ArithOp, MetricRef, Type, Value, quote
 from dsl.tree import CompareOp, Span
 
 
@@ -28,7 +29,18 @@ class Const:
     span: Span
 
 
-Operand = Ref | Const
+@dataclass(frozen=True)
+class Arith:
+    """`left op right`; `type` is NUMBER or DAYS."""
+
+    left: Operand
+    op: ArithOp
+    right: Operand
+    type: Type
+    span: Span
+
+
+Operand = Ref | Const | Arith
 
 
 @dataclass(frozen=True)
@@ -67,7 +79,7 @@ class TextMatch:
 
 @dataclass(frozen=True)
 class IsNull:
-    operand: Ref
+    operand: Ref | Arith
     negated: bool
     span: Span
 
@@ -112,6 +124,16 @@ class CheckedTier:
 
 
 @dataclass(frozen=True)
+class Definition:
+    """A `define` the scheme's tiers use (directly or through other definitions), checked:
+    its uses in the tiers are this body, in place; explain shows its value."""
+
+    name: str
+    body: Condition | Operand
+    span: Span
+
+
+@dataclass(frozen=True)
 class CheckedScheme:
     """A checked scheme: what the compiler, the evaluator and explain run."""
 
@@ -122,6 +144,7 @@ class CheckedScheme:
     depends_on: frozenset[str]  # keys of schemes whose tiers it reads (`in tier`)
     file: str
     span: Span
+    definitions: tuple[Definition, ...] = ()  # in the order they are written
 
     @property
     def tier_names(self) -> tuple[str, ...]:
@@ -139,7 +162,7 @@ def children(node: Expression) -> tuple[Expression, ...]:
     `in tier` have none.
     """
     match node:
-        case Compare():
+        case Compare() | Arith():
             return (node.left, node.right)
         case And() | Or():
             return node.items
@@ -168,3 +191,38 @@ def condition_refs(condition: Condition) -> list[MetricRef]:
         else:
             stack.extend(reversed(children(node)))
     return list(seen)
+
+
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
+
+
+def const_text(node: Const) -> str:
+    """A constant as rule text."""
+    value = node.value
+    if node.type is Type.TEXT and isinstance(value, str):
+        return quote(value)
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time() else value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if node.type is Type.DAYS:
+        return f"{value} days"
+    return str(value)
+
+
+def operand_text(node: Operand, context: int = 0) -> str:
+    """An operand as rule text, with the parentheses precedence needs (`context`: the
+    precedence of where it stands; a right operand passes one more)."""
+    match node:
+        case Ref():
+            return node.ref.text
+        case Const():
+            return const_text(node)
+        case Arith():
+            level = _PRECEDENCE[node.op]
+            text = (
+                f"{operand_text(node.left, level)} {node.op} {operand_text(node.right, level + 1)}"
+            )
+            return f"({text})" if level < context else text
+        case _:
+            assert_never(node)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
 import re
@@ -54,6 +55,30 @@ class _Fail(Exception):
         return Diagnostic.at(file, self.span, self.message, self.hint, code=self.code)
 
 
+class _Silent(Exception):
+    """A use of a definition that has an error: reported once, at the definition."""
+
+
+@dataclass
+class _Checked:
+    """A checked definition: its body, the references it reads (in first-use order) and the
+    definitions it uses, directly or through others."""
+
+    body: c.Condition | c.Operand
+    refs: list[MetricRef]
+    uses: list[str]
+
+
+_CONDITIONS = (t.Compare, t.Between, t.InList, t.TextMatch, t.IsNull, t.InTier, t.Not, t.And, t.Or)
+_VERBS = {"+": "added to", "-": "subtracted from", "*": "multiplied by", "/": "divided by"}
+
+
+def _has_metric(node: c.Operand) -> bool:
+    if isinstance(node, c.Arith):
+        return _has_metric(node.left) or _has_metric(node.right)
+    return isinstance(node, c.Ref)
+
+
 @dataclass(frozen=True)
 class CheckResult:
     """The checked schemes, in the order given, and the warnings and notes, in file order."""
@@ -65,8 +90,8 @@ class CheckResult:
 def _noun(node: c.Operand, source: t.Operand) -> str:
     """How an operand is named in an error: a metric with its type, a constant as written."""
     match node:
-        case c.Ref():
-            return f"`{node.ref.text}` ({_TYPE_WORDS[node.type]})"
+        case c.Ref() | c.Arith():
+            return f"`{c.operand_text(node)}` ({_TYPE_WORDS[node.type]})"
         case c.Const():
             return _written(node, source)
         case _:
@@ -74,6 +99,8 @@ def _noun(node: c.Operand, source: t.Operand) -> str:
 
 
 def _written(node: c.Const, source: t.Operand) -> str:
+    while isinstance(source, t.Group) and not isinstance(source.inner, _CONDITIONS):
+        source = source.inner
     match source:
         case t.Duration():
             return f"the duration {number_text(source.amount)} {source.unit}s"
@@ -83,18 +110,18 @@ def _written(node: c.Const, source: t.Operand) -> str:
             return f"the date {source.value.isoformat()}"
         case t.Number():
             return f"the number {number_text(source.value)}"
-        case t.Boolean() | t.Metric() | t.Attribute():
-            return f"`{str(node.value).lower()}`"
+        case t.Boolean() | t.Metric() | t.Attribute() | t.Arith() | t.Group():
+            return f"`{c.const_text(node)}`"
         case _:
             assert_never(source)
 
 
 def _mismatch(a: c.Operand, a_src: t.Operand, b: c.Operand, b_src: t.Operand) -> str:
-    if isinstance(b, c.Ref) and not isinstance(a, c.Ref):
+    if isinstance(b, c.Ref | c.Arith) and not isinstance(a, c.Ref | c.Arith):
         a, a_src, b, b_src = b, b_src, a, a_src
-    if isinstance(a, c.Ref):
+    if isinstance(a, c.Ref | c.Arith):
         return (
-            f"`{a.ref.text}` is {_TYPE_WORDS[a.type]}, so it cannot be compared with "
+            f"`{c.operand_text(a)}` is {_TYPE_WORDS[a.type]}, so it cannot be compared with "
             f"{_noun(b, b_src)}"
         )
     return f"{_noun(a, a_src)} cannot be compared with {_noun(b, b_src)}"
@@ -124,19 +151,120 @@ class _Checker:
         # The references of the checked conditions as they are built, in order of appearance
         # (what `checked.condition_refs` finds walking them afterwards).
         self.found: list[MetricRef] = []
+        # The definitions in scope (the file's, then the scheme's), as checked (None: with an
+        # error, reported at the definition), those being checked (to find cycles), and those
+        # the tiers use, with the errors found checking them.
+        self.definitions: dict[str, t.Define] = {}
+        self.checked: dict[str, _Checked | None] = {}
+        self.resolving: list[str] = []
+        self.used: dict[str, None] = {}
+        self.uses: list[str] = []
+        self.definition_errors: list[Diagnostic] = []
 
     def _found(self, *operands: c.Operand) -> None:
         for operand in operands:
             if isinstance(operand, c.Ref):
                 self.found.append(operand.ref)
+            elif isinstance(operand, c.Arith):
+                self._found(operand.left, operand.right)
             elif not isinstance(operand, c.Const):
                 assert_never(operand)
+
+    # Definitions.
+
+    def define(self, define: t.Define) -> None:
+        """Check a definition (once), keeping what it reads out of `found`."""
+        found, uses = len(self.found), len(self.uses)
+        with contextlib.suppress(_Fail, _Silent):
+            self.resolve(define.name, define.name_span)
+        del self.found[found:]
+        del self.uses[uses:]
+
+    def resolve(self, name: str, span: t.Span) -> c.Condition | c.Operand:
+        """The checked body of the definition `name`, used at `span`; raises `_Silent` when
+        the definition has an error (reported where it is)."""
+        if name in self.checked:
+            done = self.checked[name]
+            if done is None:
+                raise _Silent
+            self.found.extend(done.refs)
+            self.uses.extend(done.uses)
+            return done.body
+        if name in self.resolving:
+            path = [*self.resolving[self.resolving.index(name) :], name]
+            raise _Fail(
+                span,
+                "definitions refer to each other in a cycle: " + " → ".join(path),
+                "a definition can use another only if that one does not, directly or through "
+                "others, use it",
+                code=Code.DEFINITION_CYCLE,
+            )
+        definition = self.definitions[name]
+        self.resolving.append(name)
+        found, uses = len(self.found), len(self.uses)
+        try:
+            body = self.expression(definition.body)
+        except _Fail as fail:
+            self.checked[name] = None
+            self.definition_errors.append(fail.diagnostic(self.file))
+            raise _Silent from None
+        except _Silent:
+            self.checked[name] = None
+            raise
+        finally:
+            self.resolving.pop()
+        self.uses.append(name)
+        self.checked[name] = _Checked(body, self.found[found:], self.uses[uses:])
+        return body
+
+    def defined(self, node: t.Metric) -> c.Condition | c.Operand:
+        """A use of a definition by its name."""
+        if node.args:
+            raise _Fail(
+                node.span,
+                f"`{node.name}` is a definition; it takes no arguments",
+                code=Code.BAD_ARGUMENT,
+            )
+        return self.resolve(node.name, node.span)
+
+    def expression(self, node: t.Expression) -> c.Condition | c.Operand:
+        """A condition or a value, as written (the body of a definition)."""
+        while isinstance(node, t.Group):
+            node = node.inner
+        if isinstance(node, t.Metric) and node.name in self.definitions:
+            return self.defined(node)
+        if isinstance(node, _CONDITIONS):
+            return self.condition(node)
+        return self.operand(node)
 
     # Operands.
 
     def operand(self, node: t.Operand) -> c.Operand:
         if isinstance(node, t.Metric):
+            if node.name in self.definitions:
+                value = self.defined(node)
+                if not isinstance(value, c.Ref | c.Const | c.Arith):
+                    raise _Fail(
+                        node.span,
+                        f"`{node.name}` is a condition, not a value",
+                        "a defined condition is used on its own or with and, or, not: "
+                        f"`{node.name} and ...`",
+                        code=Code.NOT_A_VALUE,
+                    )
+                return value
             return self.metric(node)
+        elif isinstance(node, t.Arith):
+            return self.arith(node)
+        elif isinstance(node, t.Group):
+            inner = node.inner
+            if isinstance(inner, _CONDITIONS):
+                raise _Fail(
+                    node.span,
+                    "a condition cannot be used as a value",
+                    "compare values with =, <, > ...; join conditions with and, or",
+                    code=Code.NOT_A_VALUE,
+                )
+            return self.operand(inner)
         elif isinstance(node, t.Number):
             return c.Const(node.value, Type.NUMBER, node.span)
         elif isinstance(node, t.String):
@@ -153,10 +281,61 @@ class _Checker:
         else:
             assert_never(node)
 
+    def arith(self, node: t.Arith) -> c.Arith:
+        left, right = self.operand(node.left), self.operand(node.right)
+        left, right = _as_type(left, Type.NUMBER), _as_type(right, Type.NUMBER)
+        a, b, op = left.type, right.type, node.op
+        result: Type | None = None
+        if a is Type.TIMESTAMP and b is Type.TIMESTAMP:
+            result = Type.DAYS if op == "-" else None
+        elif op in ("+", "-"):
+            if a is b and a in (Type.NUMBER, Type.DAYS):
+                result = a
+            # A bare number next to a day count means days: `recency + 7`.
+            elif ((a, b) == (Type.DAYS, Type.NUMBER) and isinstance(right, c.Const)) or (
+                (a, b) == (Type.NUMBER, Type.DAYS) and isinstance(left, c.Const)
+            ):
+                result = Type.DAYS
+        elif op == "*":
+            if a is Type.NUMBER and b is Type.NUMBER:
+                result = Type.NUMBER
+            elif {a, b} == {Type.NUMBER, Type.DAYS}:
+                result = Type.DAYS
+        elif a is Type.DAYS and b is Type.DAYS:
+            result = Type.NUMBER
+        elif b is Type.NUMBER and a in (Type.NUMBER, Type.DAYS):
+            result = a
+        if result is None:
+            hint = (
+                "arithmetic is between numbers, metrics and durations; a date minus a date is days"
+            )
+            if Type.TEXT in (a, b) or Type.BOOLEAN in (a, b):
+                hint = (
+                    "arithmetic is between numbers, metrics and durations, not text or true/false"
+                )
+            elif Type.DAYS in (a, b) and op in ("+", "-"):
+                hint = "days add to days: write the number as a duration, e.g. 30 days"
+            raise _Fail(
+                node.span,
+                f"{_noun(right, node.right)} cannot be {_VERBS[op]} {_noun(left, node.left)}"
+                if op in ("+", "-")
+                else f"{_noun(left, node.left)} cannot be {_VERBS[op]} {_noun(right, node.right)}",
+                hint,
+                code=Code.TYPE_MISMATCH,
+            )
+        return c.Arith(left, op, right, result, node.span)
+
     def metric(self, node: t.Metric) -> c.Ref:
         entry = CATALOG.get(node.name) if node.name in _CALLABLE_SET else None
+        if entry is None and node.name in self.definitions:
+            raise _Fail(
+                node.span,
+                f"`{node.name}` is a definition; only metrics of the catalog go here",
+                code=Code.BAD_ARGUMENT,
+            )
         if entry is None:
-            close = difflib.get_close_matches(node.name.lower(), _CALLABLE, n=1, cutoff=0.6)
+            names = [*_CALLABLE, *self.definitions]
+            close = difflib.get_close_matches(node.name.lower(), names, n=1, cutoff=0.6)
             message = f"unknown metric `{node.name}`"
             if close:
                 message += f"; did you mean `{close[0]}`?"
@@ -201,6 +380,7 @@ class _Checker:
             _str_or_none(values.get(Param.CHANNEL)),
             _str_or_none(values.get(Param.EVENT)),
             of if isinstance(of, MetricRef) else None,
+            _int_or_none(values.get(Param.AGO)),
         )
         ref = self.refs.get(fields)
         if ref is None:
@@ -211,6 +391,7 @@ class _Checker:
                 channel=fields[3],
                 event=fields[4],
                 of=fields[5],
+                ago_days=fields[6],
             )
         return c.Ref(ref, entry.type, node.span)
 
@@ -225,6 +406,16 @@ class _Checker:
                     code=Code.INVALID_WINDOW,
                 )
             return Param.WINDOW, int(days)
+        elif isinstance(arg, t.AgoArg):
+            days = window_days(arg.duration.amount, arg.duration.unit)
+            if days != days.to_integral_value() or not 1 <= days <= MAX_WINDOW_DAYS:
+                raise _Fail(
+                    arg.span,
+                    "a time ago is a whole number of days from 1 day to 100 years",
+                    "for example: monetary(90 days, 90 days ago)",
+                    code=Code.INVALID_WINDOW,
+                )
+            return Param.AGO, int(days)
         elif isinstance(arg, t.KeywordArg):
             return Param(arg.keyword), arg.value.value
         elif isinstance(arg, t.MetricArg):
@@ -286,12 +477,14 @@ class _Checker:
             hint = "durations compare with day counts such as recency or tenure"
         raise _Fail(span, _mismatch(a, a_src, b, b_src), hint, code=Code.TYPE_MISMATCH)
 
-    def condition(self, node: t.Condition) -> c.Condition:
+    def condition(self, node: t.Expression) -> c.Condition:
         # isinstance rather than match: a hot walk (HOT_PATH_DISPATCH in dsl.tree); the most common
         # kinds first.
         if isinstance(node, t.Compare):
             left, right = self.operand(node.left), self.operand(node.right)
-            if not (isinstance(left, c.Ref) or isinstance(right, c.Ref)):
+            if not (isinstance(left, c.Ref) or isinstance(right, c.Ref)) and not (
+                _has_metric(left) or _has_metric(right)
+            ):
                 raise _Fail(
                     node.span,
                     "this comparison has no metric in it",
@@ -357,11 +550,44 @@ class _Checker:
             return is_null
         elif isinstance(node, t.InTier):
             return self.member(node)
+        elif isinstance(node, t.Metric) and node.name in self.definitions:
+            defined = self.defined(node)
+            if isinstance(defined, c.Ref | c.Const | c.Arith):
+                raise _Fail(
+                    node.span,
+                    f"`{node.name}` is a value ({_TYPE_WORDS[defined.type]}), not a condition",
+                    f"compare it with something, e.g. {node.name} > 100",
+                    code=Code.NOT_A_CONDITION,
+                )
+            return defined
+        elif isinstance(
+            node,
+            (t.Metric, t.Attribute, t.Arith, t.Number, t.String, t.Date, t.Duration, t.Boolean),
+        ):
+            if isinstance(node, t.Boolean):
+                text = "true" if node.value else "false"
+                raise _Fail(
+                    node.span,
+                    f"`{text}` alone is not a condition",
+                    "compare a metric with a value, e.g. frequency >= 2",
+                    code=Code.NOT_A_CONDITION,
+                )
+            value = self.operand(node)
+            raise _Fail(
+                node.span,
+                f"{_noun(value, node)} is a value, not a condition",
+                f"compare it with something, e.g. {c.operand_text(value)} > 100"
+                if value.type in _ORDERED
+                else 'compare it with something, e.g. region = "east"',
+                code=Code.NOT_A_CONDITION,
+            )
         else:
             assert_never(node)
 
-    def ref(self, node: t.Operand, what: str) -> c.Ref:
+    def ref(self, node: t.Operand, what: str) -> c.Ref | c.Arith:
         result = self.operand(node)
+        if isinstance(result, c.Arith) and _has_metric(result):
+            return result
         if not isinstance(result, c.Ref):
             raise _Fail(
                 node.span,
@@ -423,6 +649,7 @@ _PARAM_WORDS = {
     Param.CHANNEL: "a channel",
     Param.EVENT: "an event type",
     Param.METRIC: "a metric",
+    Param.AGO: "a time ago (`90 days ago`)",
 }
 
 
@@ -449,6 +676,25 @@ def _check_scheme(
     published_unknown: str | None,
 ) -> tuple[c.CheckedScheme, dict[str, t.Span]]:
     checker = _Checker(scheme.file, tiers_of, published_unknown)
+    for define in (*scheme.shared, *scheme.defines):
+        earlier = checker.definitions.get(define.name)
+        if earlier is not None or define.name in CATALOG:
+            where = f" (line {earlier.span.line})" if earlier is not None else " of the catalog"
+            kind = "definition" if earlier is not None else "metric"
+            errors.append(
+                Diagnostic.at(
+                    scheme.file,
+                    define.name_span,
+                    f"`{define.name}` is already a {kind}{where}",
+                    "give the definition another name",
+                    code=Code.DUPLICATE_DEFINITION,
+                )
+            )
+            continue
+        checker.definitions[define.name] = define
+    for define in checker.definitions.values():
+        checker.define(define)
+    errors.extend(checker.definition_errors)
     tiers: list[c.CheckedTier] = []
     named: dict[str, t.Tier] = {}
     for index, tier in enumerate(scheme.tiers):
@@ -466,13 +712,18 @@ def _check_scheme(
                     code=Code.DUPLICATE_TIER,
                 )
             )
-        found = len(checker.found)
+        found, uses = len(checker.found), len(checker.uses)
         try:
             condition = checker.condition(tier.condition) if tier.condition else None
         except _Fail as fail:
             errors.append(fail.diagnostic(scheme.file))
             condition = None
             del checker.found[found:]  # a tier in error reads nothing
+            del checker.uses[uses:]
+        except _Silent:  # a definition it uses has an error, reported there
+            condition = None
+            del checker.found[found:]
+            del checker.uses[uses:]
         tiers.append(c.CheckedTier(tier.name, index, condition, tier.span))
     # Every reference of the tiers' conditions, in first-use order: the references the checker
     # found while building them, in the order `c.condition_refs` of each tier would list them.
@@ -487,6 +738,12 @@ def _check_scheme(
             )
         )
     notes.extend(checker.notes)
+    used = set(checker.uses)
+    definitions = []
+    for name, define in checker.definitions.items():
+        done = checker.checked.get(name)
+        if name in used and done is not None:
+            definitions.append(c.Definition(name, done.body, define.span))
     result = c.CheckedScheme(
         scheme.key,
         scheme.title,
@@ -495,6 +752,7 @@ def _check_scheme(
         frozenset(checker.depends),
         scheme.file,
         scheme.span,
+        tuple(definitions),
     )
     return result, checker.depends
 
@@ -594,14 +852,16 @@ def check(
             spans[scheme.key] = depends
             files[scheme.key] = scheme.file
     errors.extend(_cycles(graph, spans, files))
-    diagnostics = sorted([*parse_diagnostics, *errors, *others], key=position)
+    # A file's definitions are checked with each of its schemes: their errors once.
+    unique = dict.fromkeys([*parse_diagnostics, *errors, *others])
+    diagnostics = sorted(unique, key=position)
     if any(d.severity == "error" for d in diagnostics):
         raise RuleError(diagnostics)
     return CheckResult(tuple(results), tuple(diagnostics))
 
 
 def check_condition(
-    condition: t.Condition,
+    condition: t.Expression,
     file: str = "<condition>",
     known_tiers: Mapping[str, Collection[str]] | None = None,
 ) -> c.Condition:

@@ -63,7 +63,8 @@ class Code(enum.StrEnum):
     TYPE_MISMATCH = (
         "type-mismatch",
         "Two sides that cannot be compared: text with a number, a count with a duration, two "
-        "attributes, `contains` without text.",
+        "attributes, `contains` without text; or arithmetic on values it does not apply to "
+        "(text, a date plus a date, days times days).",
     )
     NOT_ORDERED = (
         "not-ordered",
@@ -89,6 +90,24 @@ class Code(enum.StrEnum):
         "unchecked-reference",
         "A note: `in tier S.T` names a scheme that is not in the files checked, and no database "
         "was found to look up the published ones, so the reference was not checked.",
+    )
+    NOT_A_CONDITION = (
+        "not-a-condition",
+        "A value where a condition belongs: `tier A when monetary` (compare it with something), "
+        "or a defined value used as a condition.",
+    )
+    NOT_A_VALUE = (
+        "not-a-value",
+        "A condition where a value belongs: in arithmetic, or a defined condition compared.",
+    )
+    DUPLICATE_DEFINITION = (
+        "duplicate-definition",
+        "Two `define`s of one name in the same file or scheme, or a definition named like a "
+        "metric of the catalog.",
+    )
+    DEFINITION_CYCLE = (
+        "definition-cycle",
+        "Definitions that use each other in a cycle (`a` uses `b`, `b` uses `a`).",
     )
     DUPLICATE_TIER = (
         "duplicate-tier",

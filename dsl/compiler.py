@@ -45,7 +45,15 @@ from sqlalchemy.sql.operators import ColumnOperators
 from sqlalchemy.sql.type_api import BOOLEANTYPE, TypeEngine
 
 from dsl import checked as c
-from dsl.catalog import CATALOG, EventAgg, MetricRef, OrderAgg, Type, classified_orders
+from dsl.catalog import (
+    CATALOG,
+    EventAgg,
+    MetricRef,
+    OrderAgg,
+    Type,
+    arith_sql,
+    classified_orders,
+)
 
 _SQL_TYPES: dict[Type, Any] = {
     Type.NUMBER: Numeric(),
@@ -105,6 +113,11 @@ class _Context:
     def as_of(self) -> ColumnElement[dt.datetime]:
         return self._as_of
 
+    def end(self, ref: MetricRef) -> ColumnElement[Any]:
+        if ref.ago_days is None:
+            return self._as_of
+        return self._time_before(ref.ago_days)
+
     def bind(self, value: object, type_: Type) -> ColumnElement[Any]:
         return bind(value, type_)
 
@@ -112,12 +125,12 @@ class _Context:
         return CATALOG[ref.name].sql(ref, self)
 
     def orders(self, kind: OrderAgg, ref: MetricRef) -> ColumnElement[Any]:
-        key = (kind, ref.window_days, ref.category, ref.channel)
+        key = (kind, ref.window_days, ref.ago_days, ref.category, ref.channel)
         name = self.order_aggs.setdefault(key, f"o{len(self.order_aggs)}")
         return null() if self.order_sub is None else self.order_sub.c[name]
 
     def events(self, kind: EventAgg, ref: MetricRef) -> ColumnElement[Any]:
-        key = (kind, ref.window_days, ref.event or "nps")
+        key = (kind, ref.window_days, ref.ago_days, ref.event or "nps")
         name = self.event_aggs.setdefault(key, f"e{len(self.event_aggs)}")
         return null() if self.event_sub is None else self.event_sub.c[name]
 
@@ -129,26 +142,32 @@ class _Context:
 
     # Building the aggregate subqueries from what was recorded.
 
-    def _window_start(self, days: int | None) -> ColumnElement[Any] | None:
-        if days is None:
-            return None
+    def _time_before(self, days: int) -> ColumnElement[Any]:
         # Computed here, not as `as_of - interval`: Postgres would move a day across a DST
         # change in the session's time zone; Python's timedelta, like the evaluator, does not.
-        # Named by its length, so a built statement can run again at another time with new
-        # values from `time_parameters`.
+        # Named by how far back it is, so a built statement can run again at another time with
+        # new values from `time_parameters`.
         start = self.as_of_value - dt.timedelta(days=days)
         return BindParameter(window_parameter(days), start, type_=_TIMESTAMP)
+
+    def _window(self, column: Any, days: int | None, ago: int | None) -> list[ColumnElement[bool]]:
+        """The conditions on `column` (a time) of a window of `days` ending `ago` days back:
+        `T - ago - days <= time < T - ago`."""
+        conditions = []
+        if days is not None:
+            start = self._time_before(days + (ago or 0))
+            conditions.append(_compare(column, operator.ge, start))
+        if ago is not None:
+            conditions.append(_compare(column, operator.lt, self._time_before(ago)))
+        return conditions
 
     def build(self) -> None:
         if self.order_aggs:
             # Dated before T, each row classified as purchase, refund or neither (catalog).
             o = classified_orders(self.sources.orders, self._as_of)
             columns = []
-            for (kind, days, category, channel), name in self.order_aggs.items():
-                conditions = []
-                start = self._window_start(days)  # type: ignore[arg-type]
-                if start is not None:
-                    conditions.append(_compare(o.c.ordered_at, operator.ge, start))
+            for (kind, days, ago, category, channel), name in self.order_aggs.items():
+                conditions = self._window(o.c.ordered_at, days, ago)  # type: ignore[arg-type]
                 if category is not None:
                     conditions.append(
                         _compare(o.c.category, operator.eq, bind(category, Type.TEXT))
@@ -185,12 +204,10 @@ class _Context:
             e = self.sources.events
             columns = []
             types: dict[str, None] = {}
-            for (kind, days, event_type), name in self.event_aggs.items():
+            for (kind, days, ago, event_type), name in self.event_aggs.items():
                 types.setdefault(str(event_type))
                 conditions = [_compare(e.c.type, operator.eq, bind(event_type, Type.TEXT))]
-                start = self._window_start(days)  # type: ignore[arg-type]
-                if start is not None:
-                    conditions.append(_compare(e.c.occurred_at, operator.ge, start))
+                conditions += self._window(e.c.occurred_at, days, ago)  # type: ignore[arg-type]
                 if kind == "count":
                     column = functions.count().filter(and_(*conditions))
                 elif kind == "last_at":
@@ -225,7 +242,8 @@ class _Context:
 
 
 def window_parameter(days: int) -> str:
-    """The name of the bound start of a window of ``days`` days."""
+    """The name of the bound time ``days`` days before the evaluation time (where a window of
+    that many days starts, or one that ends that long ago ends)."""
     return f"window_start_{days}"
 
 
@@ -233,7 +251,8 @@ _WINDOW_PREFIX = window_parameter(0).removesuffix("0")
 
 
 def window_days(statement: Select[Any]) -> tuple[int, ...]:
-    """The lengths of the windows a built statement's bound window starts are for."""
+    """How many days before the evaluation time each of a built statement's bound window
+    bounds is."""
     names = statement.compile().binds
     return tuple(
         sorted({int(n.removeprefix(_WINDOW_PREFIX)) for n in names if n.startswith(_WINDOW_PREFIX)})
@@ -294,6 +313,11 @@ def _operand(node: c.Operand, columns: Mapping[MetricRef, ColumnElement[Any]]) -
         return columns[node.ref]
     elif isinstance(node, c.Const):
         return bind(node.value, node.type)
+    elif isinstance(node, c.Arith):
+        times = node.left.type is Type.TIMESTAMP
+        return arith_sql(
+            node.op, _operand(node.left, columns), _operand(node.right, columns), times
+        )
     else:
         assert_never(node)
 
@@ -396,7 +420,7 @@ def condition_sql(
     elif isinstance(node, c.Member):
         return columns[node.ref]
     elif isinstance(node, c.IsNull):
-        column = columns[node.operand.ref]
+        column: ColumnElement[Any] = _operand(node.operand, columns)
         return column.is_not(None) if node.negated else column.is_(None)
     elif isinstance(node, c.Between):
         x = _operand(node.operand, columns)

@@ -28,6 +28,7 @@ _PARAMS = {
     Param.CHANNEL: 'channel (`channel "web"`)',
     Param.EVENT: 'event type (`event "login"`)',
     Param.METRIC: "a metric (`monetary(90 days)`)",
+    Param.AGO: "a window ending in the past (`90 days ago`)",
 }
 
 

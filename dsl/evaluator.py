@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import assert_never
 
 from dsl import checked as c
-from dsl.catalog import CATALOG, MetricRef, Source, Value
+from dsl.catalog import CATALOG, MetricRef, Source, Value, arith_py
 
 Truth = bool | None
 Values = Mapping[MetricRef, Value]
@@ -73,31 +73,34 @@ class _Facts:
     def as_of(self) -> dt.datetime:
         return self._as_of
 
+    def end(self, ref: MetricRef) -> dt.datetime:
+        if ref.ago_days is None:
+            return self._as_of
+        return self._as_of - dt.timedelta(days=ref.ago_days)
+
     def _start(self, ref: MetricRef) -> dt.datetime | None:
         if ref.window_days is None:
             return None
-        return self._as_of - dt.timedelta(days=ref.window_days)
+        return self._as_of - dt.timedelta(days=ref.window_days + (ref.ago_days or 0))
 
     def orders(self, ref: MetricRef) -> Sequence[Order]:
-        start = self._start(ref)
+        start, end = self._start(ref), self.end(ref)
         return [
             o
             for o in self.facts.orders
-            if o.ordered_at < self._as_of
+            if o.ordered_at < end
             and (start is None or o.ordered_at >= start)
             and (ref.category is None or o.category == ref.category)
             and (ref.channel is None or o.channel == ref.channel)
         ]
 
     def events(self, ref: MetricRef) -> Sequence[Event]:
-        start = self._start(ref)
+        start, end = self._start(ref), self.end(ref)
         kind = ref.event or "nps"
         return [
             e
             for e in self.facts.events
-            if e.type == kind
-            and e.occurred_at < self._as_of
-            and (start is None or e.occurred_at >= start)
+            if e.type == kind and e.occurred_at < end and (start is None or e.occurred_at >= start)
         ]
 
     def membership(self, scheme: str) -> str | None:
@@ -134,8 +137,15 @@ def _operand(node: c.Operand, values: Values) -> Value:
         return values[node.ref]
     elif isinstance(node, c.Const):
         return node.value
+    elif isinstance(node, c.Arith):
+        return arith_py(node.op, _operand(node.left, values), _operand(node.right, values))
     else:
         assert_never(node)
+
+
+def operand_value(node: c.Operand, values: Values) -> Value:
+    """An operand's value for one customer's metric values (an arithmetic result computed)."""
+    return _operand(node, values)
 
 
 _COMPARE: dict[str, Callable[[Value, Value], bool]] = {
@@ -193,7 +203,7 @@ def evaluate_condition(node: c.Condition, values: Values) -> Truth:
     elif isinstance(node, c.Member):
         return bool(values[node.ref])
     elif isinstance(node, c.IsNull):
-        return (values[node.operand.ref] is None) != node.negated
+        return (_operand(node.operand, values) is None) != node.negated
     elif isinstance(node, c.Compare):
         return compare(node.op, _operand(node.left, values), _operand(node.right, values))
     elif isinstance(node, c.Between):

@@ -13,8 +13,8 @@ from functools import partial
 from typing import Literal, assert_never
 
 from dsl import checked as c
-from dsl.catalog import Type, Value, quote
-from dsl.evaluator import Truth, Values, evaluate_condition
+from dsl.catalog import Value
+from dsl.evaluator import Truth, Values, evaluate_condition, operand_value
 
 JsonValue = str | int | bool | None | list["JsonValue"]
 Outcome = Literal["true", "false", "unknown"]
@@ -47,6 +47,19 @@ class TierTrace:
 
 
 @dataclass(frozen=True)
+class DefinitionTrace:
+    """A definition the scheme uses (`define NAME = ...`) and its value for one customer: a
+    value's (`value`), or a condition's outcome (`result`)."""
+
+    name: str
+    text: str  # its body in canonical rule text
+    value: JsonValue = None
+    result: Outcome | None = None  # for a condition
+    line: int = 0
+    column: int = 0
+
+
+@dataclass(frozen=True)
 class Explanation:
     """Every tier of a scheme for one customer, in order, and the tier that took them."""
 
@@ -54,6 +67,7 @@ class Explanation:
     tier: str | None  # the tier the customer is in; None when no tier matches
     tier_index: int | None
     tiers: tuple[TierTrace, ...]
+    definitions: tuple[DefinitionTrace, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         """As nested JSON objects (`dataclasses.asdict`)."""
@@ -67,33 +81,18 @@ def _outcome(value: Truth) -> Outcome:
 def json_value(value: Value) -> JsonValue:
     """A metric value as JSON: decimals as strings and times in ISO 8601, nothing rounded."""
     if isinstance(value, Decimal):
-        return str(value)
+        return format(value, "f")  # never the exponent form (`0E-10`)
     if isinstance(value, dt.datetime):
         return value.isoformat()
     return value
 
 
 def _const_text(node: c.Const) -> str:
-    value = node.value
-    if node.type is Type.TEXT and isinstance(value, str):
-        return quote(value)
-    if isinstance(value, dt.datetime):
-        return value.date().isoformat() if value.time() == dt.time() else value.isoformat()
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if node.type is Type.DAYS:
-        return f"{value} days"
-    return str(value)
+    return c.const_text(node)
 
 
 def _text(node: c.Operand) -> str:
-    match node:
-        case c.Ref():
-            return node.ref.text
-        case c.Const():
-            return _const_text(node)
-        case _:
-            assert_never(node)
+    return c.operand_text(node)
 
 
 def _side(node: c.Operand, values: Values) -> tuple[str | None, JsonValue]:
@@ -103,6 +102,8 @@ def _side(node: c.Operand, values: Values) -> tuple[str | None, JsonValue]:
             return node.ref.text, json_value(values[node.ref])
         case c.Const():
             return None, json_value(node.value)
+        case c.Arith():
+            return c.operand_text(node), json_value(operand_value(node, values))
         case _:
             assert_never(node)
 
@@ -133,8 +134,8 @@ def _trace(node: c.Condition, values: Values) -> ClauseTrace:
             )
         case c.IsNull():
             op = "is not null" if node.negated else "is null"
-            ref = node.operand.ref
-            return clause(f"{ref.text} {op}", result, ref.text, json_value(values[ref]), op)
+            metric, actual = _side(node.operand, values)
+            return clause(f"{_text(node.operand)} {op}", result, metric, actual, op)
         case c.Compare():
             left_metric, left = _side(node.left, values)
             right_metric, right = _side(node.right, values)
@@ -186,4 +187,16 @@ def explain(scheme: c.CheckedScheme, values: Values) -> Explanation:
         winner.name if winner else None,
         winner.index if winner else None,
         tuple(tiers),
+        tuple(_definition(d, values) for d in scheme.definitions),
     )
+
+
+def _definition(definition: c.Definition, values: Values) -> DefinitionTrace:
+    body, span = definition.body, definition.span
+    if isinstance(body, c.Ref | c.Const | c.Arith):
+        value = json_value(operand_value(body, values))
+        return DefinitionTrace(
+            definition.name, c.operand_text(body), value, None, span.line, span.column
+        )
+    trace = _trace(body, values)
+    return DefinitionTrace(definition.name, trace.text, None, trace.result, span.line, span.column)

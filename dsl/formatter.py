@@ -17,9 +17,11 @@ from dsl.errors import display_width
 from dsl.parser import parse_file
 
 _OR, _AND, _NOT, _ATOM = 1, 2, 3, 4
+_SUM, _PRODUCT, _VALUE = 5, 6, 7
+_ARITH = {"+": _SUM, "-": _SUM, "*": _PRODUCT, "/": _PRODUCT}
 
 
-def _precedence(node: t.Condition) -> int:
+def _precedence(node: t.Expression) -> int:
     match node:
         case t.Or():
             return _OR
@@ -27,35 +29,40 @@ def _precedence(node: t.Condition) -> int:
             return _AND
         case t.Not():
             return _NOT
-        case (
-            t.Compare()
-            | t.Between()
-            | t.InList()
-            | t.TextMatch()
-            | t.IsNull()
-            | t.InTier()
-            | t.Group()
-        ):
+        case t.Compare() | t.Between() | t.InList() | t.TextMatch() | t.IsNull() | t.InTier():
             return _ATOM
+        case t.Arith():
+            return _ARITH[node.op]
+        case t.Group():
+            return _precedence(_unwrap(node))
+        case (
+            t.Metric() | t.Attribute() | t.Number() | t.String() | t.Date() | t.Boolean()
+        ) | t.Duration():
+            return _VALUE
         case _:
             assert_never(node)
 
 
-def _unwrap(node: t.Condition) -> t.Condition:
+def _unwrap(node: t.Expression) -> t.Expression:
     while isinstance(node, t.Group):
         node = node.inner
     return node
 
 
-def condition_text(node: t.Condition, context: int = _OR) -> str:
-    """A condition in canonical rule text, parenthesized when it binds looser than `context`
-    (the precedence of where it stands)."""
+def condition_text(node: t.Expression, context: int = _OR) -> str:
+    """A condition (or a value) in canonical rule text, parenthesized when it binds looser
+    than `context` (the precedence of where it stands)."""
     node = _unwrap(node)
-    text = _condition(node)
-    return f"({text})" if _precedence(node) < context else text
+    text = _expression(node)
+    precedence = _precedence(node)
+    # A value where a condition stands needs no parentheses; a condition inside arithmetic
+    # (or compared) does.
+    if precedence < context and not (context <= _ATOM and precedence > _ATOM):
+        return f"({text})"
+    return text
 
 
-def _condition(node: t.Condition) -> str:
+def _expression(node: t.Expression) -> str:
     match node:
         case t.Or():
             # `or` and `and` are associative: nested ones need no parentheses of their own.
@@ -64,7 +71,7 @@ def _condition(node: t.Condition) -> str:
             return " and ".join(condition_text(x, _AND) for x in node.items)
         case t.Not():
             inner = _unwrap(node.operand)
-            if isinstance(inner, t.InTier | t.Not):
+            if isinstance(inner, t.InTier | t.Not) or _precedence(inner) > _ATOM:
                 return "not " + condition_text(inner, _NOT)
             return f"not ({condition_text(inner)})"
         case t.Group():
@@ -89,12 +96,26 @@ def _condition(node: t.Condition) -> str:
             return f"{operand_text(node.operand)} is {neg}null"
         case t.InTier():
             return f"in tier {node.scheme}.{quote_name(node.tier)}"
+        case t.Arith():
+            # Left-associative: a right operand of the same precedence keeps its parentheses.
+            level = _ARITH[node.op]
+            left = condition_text(node.left, level)
+            right = condition_text(node.right, level + 1)
+            return f"{left} {node.op} {right}"
+        case (
+            t.Metric() | t.Attribute() | t.Number() | t.String() | t.Date() | t.Boolean()
+        ) | t.Duration():
+            return _value(node)
         case _:
             assert_never(node)
 
 
 def operand_text(node: t.Operand) -> str:
     """An operand in canonical rule text."""
+    return condition_text(node, _SUM)
+
+
+def _value(node: t.Metric | t.Attribute | t.LiteralNode) -> str:
     match node:
         case t.Metric():
             if not node.args:
@@ -111,20 +132,26 @@ def operand_text(node: t.Operand) -> str:
         case t.Boolean():
             return "true" if node.value else "false"
         case t.Duration():
-            plural = "" if node.amount == 1 else "s"
-            return f"{number_text(node.amount)} {node.unit}{plural}"
+            return _duration(node)
         case _:
             assert_never(node)
+
+
+def _duration(node: t.Duration) -> str:
+    plural = "" if node.amount == 1 else "s"
+    return f"{number_text(node.amount)} {node.unit}{plural}"
 
 
 def _arg(arg: t.Arg) -> str:
     match arg:
         case t.WindowArg():
-            return operand_text(arg.duration)
+            return _duration(arg.duration)
+        case t.AgoArg():
+            return _duration(arg.duration) + " ago"
         case t.KeywordArg():
             return f"{arg.keyword} {quote(arg.value.value)}"
         case t.MetricArg():
-            return operand_text(arg.metric)
+            return _value(arg.metric)
         case _:
             assert_never(arg)
 
@@ -163,12 +190,22 @@ def format_file(rule_file: t.RuleFile) -> str:
     """A parsed file in the canonical layout, comments kept; "" when there is nothing in it."""
     anchors: list[_Anchor] = []
     plan: list[tuple[str, object, _Anchor]] = []
+
+    def defines(items: tuple[t.Define, ...]) -> None:
+        for define in items:
+            span = define.span
+            anchor = _Anchor((span.line, span.column), (span.end_line, span.end_column))
+            anchors.append(anchor)
+            plan.append(("define", define, anchor))
+
+    defines(rule_file.defines)
     for scheme in rule_file.schemes:
         if not rule_file.bare:
             key = scheme.key_span or scheme.span
             head = _Anchor((scheme.span.line, scheme.span.column), (key.end_line, key.end_column))
             anchors.append(head)
             plan.append(("head", scheme, head))
+        defines(scheme.defines)
         for tier in scheme.tiers:
             anchor = _Anchor(
                 (tier.span.line, tier.span.column), (tier.span.end_line, tier.span.end_column)
@@ -185,7 +222,12 @@ def format_file(rule_file: t.RuleFile) -> str:
     indent = "" if rule_file.bare else "  "
     width = 0
     for kind, item, anchor in plan:
-        if kind == "head":
+        if kind == "define":
+            assert isinstance(item, t.Define)
+            at_top = any(item is d for d in rule_file.defines)
+            text = f"define {item.name} = {condition_text(item.body)}"
+            out.extend(_line("" if at_top else indent, text, anchor))
+        elif kind == "head":
             assert isinstance(item, t.Scheme)
             if out:
                 out.append("")

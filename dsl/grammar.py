@@ -19,6 +19,8 @@ from pathlib import Path
 KEYWORDS = frozenset(
     (
         "scheme",
+        "define",
+        "ago",
         "tier",
         "when",
         "otherwise",
@@ -50,7 +52,7 @@ KEYWORDS = frozenset(
 
 # Where the parser starts again after a syntax error: a line whose first word is one of these
 # (see dsl.recovery), so one run reports the errors of every tier, not only the first.
-RECOVERY_WORDS = ("tier", "scheme", "}")
+RECOVERY_WORDS = ("tier", "scheme", "define", "}")
 
 GRAMMAR_FILE = Path(__file__).with_name("grammar.lark")
 

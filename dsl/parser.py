@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -83,7 +83,7 @@ def _comments(text: str) -> Iterator[t.Comment]:
                 )
 
 
-def _too_deep(condition: t.Condition, file: str) -> Diagnostic | None:
+def _too_deep(condition: t.Expression, file: str) -> Diagnostic | None:
     """The error for a condition nested too deep, found before anything walks it recursively."""
     stack: list[tuple[t.Expression, int]] = [(condition, 1)]
     children = t.children
@@ -116,6 +116,20 @@ def _shallow(tiers: tuple[t.Tier, ...], file: str, errors: list[Diagnostic]) -> 
         else:
             errors.append(error)
     return tuple(kept) if len(kept) < len(tiers) else tiers
+
+
+def _shallow_defines(
+    defines: Sequence[t.Define], file: str, errors: list[Diagnostic]
+) -> tuple[t.Define, ...]:
+    """The definitions not nested too deep; an error for each of the others."""
+    kept: list[t.Define] = []
+    for define in defines:
+        error = _too_deep(define.body, file)
+        if error is None:
+            kept.append(define)
+        else:
+            errors.append(error)
+    return tuple(kept)
 
 
 @dataclass(frozen=True)
@@ -153,19 +167,31 @@ def parse_recovering(text: str, file: str = "<rules>") -> Parsed:
     except (Failed, RuleError):
         # Text with an error: lark's parser, which explains errors, reads it to the end.
         parsed, errors = _recovery().parse(text, file, lambda e: syntax_error(e, text, file))
-    items: tuple[t.Scheme | t.Tier, ...] = parsed or ()
+    everything: tuple[t.Define | t.Scheme | t.Tier, ...] = parsed or ()
+    defines = tuple(
+        _shallow_defines([x for x in everything if isinstance(x, t.Define)], file, errors)
+    )
+    items = [x for x in everything if not isinstance(x, t.Define)]
     comments = tuple(_comments(text))
     if items and isinstance(items[0], t.Scheme):
         schemes = tuple(
-            replace(x, file=file, tiers=_shallow(x.tiers, file, errors))
-            for x in cast(tuple[t.Scheme, ...], items)
+            replace(
+                x,
+                file=file,
+                tiers=_shallow(x.tiers, file, errors),
+                defines=_shallow_defines(x.defines, file, errors),
+                shared=defines,
+            )
+            for x in cast(list[t.Scheme], items)
         )
-        rule_file = t.RuleFile(file, schemes, comments, bare=False)
+        rule_file = t.RuleFile(file, schemes, comments, bare=False, defines=defines)
     else:
-        tiers = _shallow(cast(tuple[t.Tier, ...], items), file, errors)
+        tiers = _shallow(tuple(cast(list[t.Tier], items)), file, errors)
         span = tiers[0].span.cover(tiers[-1].span) if tiers else t.Span(1, 1, 1, 1)
-        scheme = t.Scheme(None, None, tiers, span, None, file) if tiers else None
-        rule_file = t.RuleFile(file, (scheme,) if scheme else (), comments, bare=True)
+        scheme = t.Scheme(None, None, tiers, span, None, file, shared=defines) if tiers else None
+        rule_file = t.RuleFile(
+            file, (scheme,) if scheme else (), comments, bare=True, defines=defines
+        )
     if not errors and not rule_file.schemes:
         errors.append(
             Diagnostic.at(
@@ -193,7 +219,7 @@ def parse_rules(text: str, file: str = "<rules>") -> list[t.Scheme]:
     return list(parse_file(text, file).schemes)
 
 
-def parse_condition(text: str, file: str = "<condition>") -> t.Condition:
+def parse_condition(text: str, file: str = "<condition>") -> t.Expression:
     """A bare condition such as `monetary > 1000 and region = "east"`."""
     if len(text) > MAX_SOURCE_CHARS:
         raise RuleError(
@@ -206,7 +232,7 @@ def parse_condition(text: str, file: str = "<condition>") -> t.Condition:
                 )
             ]
         )
-    parsed = cast(t.Condition, _parse(text, "condition", file))
+    parsed = cast(t.Expression, _parse(text, "condition", file))
     error = _too_deep(parsed, file)
     if error is not None:
         raise RuleError([error])

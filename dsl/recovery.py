@@ -122,10 +122,10 @@ def _token(kind: str, value: str, offset: int, lines: _Lines) -> Token:
 
 def _kept(value: Any, terminal: str) -> bool:
     """Whether recovery must not drop `value` from the parser's stack to take `terminal`."""
-    if isinstance(value, t.Tier | t.Scheme):
+    if isinstance(value, t.Tier | t.Scheme | t.Define):
         return True
     if isinstance(value, Tree):  # lark's list of tiers or schemes, or of a condition's items
-        return any(isinstance(child, t.Tier | t.Scheme) for child in value.children)
+        return any(isinstance(child, t.Tier | t.Scheme | t.Define) for child in value.children)
     if isinstance(value, Token):
         # An open scheme block is closed, not dropped; a scheme's heading is dropped only for
         # the next scheme or the end (its tiers would otherwise read as a bare list).
@@ -166,7 +166,17 @@ def _make_room(state: Any, terminal: str, close: Token) -> bool:
     False, with the stack unchanged, when it cannot without dropping a whole tier or scheme.
     For a new scheme or the end, an open block is closed with `close` first."""
     values = state.value_stack
-    drop = 0
+    # A broken tier (or definition) is dropped whole, from its first word: what was read of it
+    # may well be complete (`tier A when region` before a broken `= "..."`), but is not what
+    # was written.
+    drop = next(
+        (
+            len(values) - i
+            for i in range(len(values) - 1, -1, -1)
+            if isinstance(values[i], Token) and values[i].type in ("TIER", "DEFINE")
+        ),
+        0,
+    )
     while not _takes(state, drop, terminal):
         if drop == len(values) or _kept(values[-1 - drop], terminal):
             break

@@ -70,12 +70,15 @@ _ORDER = [
     "CHANNEL",
     "IN",
     "$END",
+    "ARITH",
 ]
 
 
 def _phrase(terminal: str) -> str:
     if terminal == "VALUE":
         return "a metric or a value"
+    if terminal == "ARITH":
+        return "an arithmetic operator (+, -, *, /)"
     if terminal == "COMPARISON":
         return "a comparison (=, !=, <, <=, >, >=, between, in, contains, starts with, is null)"
     if terminal in _PUNCTUATION:
@@ -93,6 +96,9 @@ def describe_expected(expected: set[str]) -> str:
     if "COMP_OP" in names:
         names -= _PREDICATE_TERMINALS
         groups.add("COMPARISON")
+    if names & {"ADD_OP", "MUL_OP"}:
+        names -= {"ADD_OP", "MUL_OP"}
+        groups.add("ARITH")
     if "TIER_NAME" in names:
         names.discard("STRING")
     names |= groups

@@ -91,14 +91,20 @@ class ToTree(Transformer[Token, Any]):
 
     # Files and schemes.
 
-    def file_schemes(self, c: list[Any]) -> tuple[t.Scheme, ...]:
+    # A file is its definitions, then its schemes or its tiers (dsl.parser tells them apart).
+
+    def file_schemes(self, c: list[Any]) -> tuple[t.Define | t.Scheme, ...]:
         return tuple(c)
 
-    def file_tiers(self, c: list[Any]) -> tuple[t.Tier, ...]:
+    def file_tiers(self, c: list[Any]) -> tuple[t.Define | t.Tier, ...]:
         return tuple(c)
 
-    def condition(self, c: list[Any]) -> t.Condition:
-        return cast(t.Condition, c[0])
+    def condition(self, c: list[Any]) -> t.Expression:
+        return cast(t.Expression, c[0])
+
+    def define(self, c: list[Any]) -> t.Define:
+        # "define" NAME "=" body
+        return t.Define(nfc(c[1].value), c[3], _cover(c), token_span(c[1]))
 
     def scheme(self, c: list[Any]) -> t.Scheme:
         key, title = c[1], c[2]
@@ -110,6 +116,7 @@ class ToTree(Transformer[Token, Any]):
             span=_cover(c),
             key_span=token_span(key),
             file="",
+            defines=tuple(x for x in c[3:] if isinstance(x, t.Define)),
         )
 
     def tier_when(self, c: list[Any]) -> t.Tier:
@@ -172,6 +179,10 @@ class ToTree(Transformer[Token, Any]):
 
     # Operands.
 
+    def arith(self, c: list[Any]) -> t.Arith:
+        op = cast(t.ArithOp, c[1].value)
+        return t.Arith(c[0], op, c[2], _cover(c), token_span(c[1]))
+
     def metric(self, c: list[Any]) -> t.Metric:
         if c[1] is None:  # a bare name: no brackets, no arguments
             span = token_span(c[0])
@@ -185,6 +196,9 @@ class ToTree(Transformer[Token, Any]):
 
     def window_arg(self, c: list[Any]) -> t.WindowArg:
         return t.WindowArg(c[0], c[0].span)
+
+    def ago_arg(self, c: list[Any]) -> t.AgoArg:
+        return t.AgoArg(c[0], _cover(c))
 
     def _keyword_arg(self, c: list[Any]) -> t.KeywordArg:
         keyword = cast(Any, c[0].value)

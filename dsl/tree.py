@@ -84,6 +84,14 @@ class WindowArg:
 
 
 @dataclass(frozen=True)
+class AgoArg:
+    """`90 days ago`: the window ends that long before the evaluation time."""
+
+    duration: Duration
+    span: Span
+
+
+@dataclass(frozen=True)
 class KeywordArg:
     """`event "complaint"`, `category "books"`, `channel "web"`."""
 
@@ -98,7 +106,7 @@ class MetricArg:
     span: Span
 
 
-Arg = WindowArg | KeywordArg | MetricArg
+Arg = WindowArg | AgoArg | KeywordArg | MetricArg
 
 
 @dataclass(frozen=True)
@@ -119,7 +127,19 @@ class Attribute:
     span: Span
 
 
-Operand = Metric | Attribute | LiteralNode
+ArithOp = TypingLiteral["+", "-", "*", "/"]
+
+
+@dataclass(frozen=True)
+class Arith:
+    """`left op right` between numbers, metrics and durations."""
+
+    left: Operand
+    op: ArithOp
+    right: Operand
+    span: Span
+    op_span: Span
+
 
 CompareOp = TypingLiteral["=", "!=", "<", "<=", ">", ">="]
 
@@ -180,33 +200,39 @@ class InTier:
 
 @dataclass(frozen=True)
 class Not:
-    operand: Condition
+    operand: Expression
     span: Span
 
 
 @dataclass(frozen=True)
 class And:
-    items: tuple[Condition, ...]
+    items: tuple[Expression, ...]
     span: Span
 
 
 @dataclass(frozen=True)
 class Or:
-    items: tuple[Condition, ...]
+    items: tuple[Expression, ...]
     span: Span
 
 
 @dataclass(frozen=True)
 class Group:
-    """Parentheses as written; kept so spans and the formatter see them."""
+    """Parentheses as written, around a condition or a value; kept so spans and the formatter
+    see them."""
 
-    inner: Condition
+    inner: Expression
     span: Span
 
 
 Condition = Compare | Between | InList | TextMatch | IsNull | InTier | Not | And | Or | Group
+# A bare name (`Metric` without arguments) may also stand for a defined condition, and a
+# `Group` may hold a value or a condition: the checker tells them apart.
+Operand = Metric | Attribute | LiteralNode | Arith | Group
 
-# What `children` walks: conditions and the operands in them.
+# What `children` walks: conditions and the operands in them. Where the grammar allows a
+# condition it allows any expression (a defined condition is a bare name); the checker says
+# which are conditions.
 Expression = Condition | Operand
 
 
@@ -226,10 +252,10 @@ def children(node: Expression) -> tuple[Expression, ...]:
         for arg in node.args:
             if isinstance(arg, MetricArg):
                 found += (arg.metric,)
-            elif not isinstance(arg, (WindowArg, KeywordArg)):
+            elif not isinstance(arg, (WindowArg, AgoArg, KeywordArg)):
                 assert_never(arg)
         return found
-    if isinstance(node, Compare):
+    if isinstance(node, (Compare, Arith)):
         return (node.left, node.right)
     if isinstance(node, (Number, String, Date, Boolean, Duration, Attribute, InTier)):
         return ()
@@ -252,7 +278,17 @@ def children(node: Expression) -> tuple[Expression, ...]:
 class Tier:
     name: str
     quoted: bool
-    condition: Condition | None  # None: `otherwise`
+    condition: Expression | None  # None: `otherwise`
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class Define:
+    """`define NAME = EXPRESSION`: a named value or condition."""
+
+    name: str
+    body: Expression
     span: Span
     name_span: Span
 
@@ -265,6 +301,9 @@ class Scheme:
     span: Span
     key_span: Span | None
     file: str
+    # Definitions in the scheme block; those at the top of the file are in `shared`.
+    defines: tuple[Define, ...] = ()
+    shared: tuple[Define, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -279,3 +318,4 @@ class RuleFile:
     schemes: tuple[Scheme, ...]
     comments: tuple[Comment, ...]
     bare: bool  # written as a bare list of tiers, without a `scheme` block
+    defines: tuple[Define, ...] = ()  # at the top of the file, for every scheme in it

@@ -46,6 +46,11 @@ class MetricParameter(enum.Enum):
     METRIC = strawberry.enum_value(
         Param.METRIC, description="The metric it ranks: `percentile(monetary(90 days))`."
     )
+    AGO = strawberry.enum_value(
+        Param.AGO,
+        description="Its value as it was that long ago, the window ending then: "
+        "`monetary(90 days, 90 days ago)`.",
+    )
 
 
 @strawberry.type(description="A metric of the rule language, from its catalog.")

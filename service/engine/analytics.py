@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dsl import CheckedScheme, MetricRef, Type, compile_scheme, metric_values_select
 from dsl.catalog import AVERAGE_SCALE
-from dsl.checked import IsNull
+from dsl.checked import IsNull, Ref
 from dsl.checker import check_condition
 from dsl.compiler import with_own_time
 from dsl.parser import parse_condition
@@ -151,7 +151,11 @@ def _metric_refs(texts: Sequence[str]) -> list[MetricRef]:
     refs = []
     for metric in texts:
         checked = check_condition(parse_condition(f"{metric} is null"), file="<metric>")
-        if not isinstance(checked, IsNull) or checked.operand.type not in (Type.NUMBER, Type.DAYS):
+        if (
+            not isinstance(checked, IsNull)
+            or not isinstance(checked.operand, Ref)
+            or checked.operand.type not in (Type.NUMBER, Type.DAYS)
+        ):
             raise UserError(f"`{metric}` is not a numeric metric, so it has no average")
         refs.append(checked.operand.ref)
     return refs

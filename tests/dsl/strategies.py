@@ -121,29 +121,99 @@ NUMBER_METRICS = [
     ("percentile(refunds)", [50]),
     ("cumulative_share(monetary(30 days))", [50, 100]),
     ("attributes.score", [0, 5, "2.5"]),
+    ("monetary(90 days, 90 days ago)", [0, 500, 3000]),
+    ("frequency(30 days, 30 days ago)", [0, 1]),
+    ('count(event "login", 30 days, 60 days ago)', [0, 1]),
+    ("average_order_value(1 year, 1 year ago)", ["750.5"]),
+    ("nps(30 days ago)", [6]),
 ]
 DAY_METRICS = [
     ("recency", [0, 1, 30, 90]),
     ("tenure", [0, 30, 200]),
     ('days_since(event "login")', [1, 60]),
     ('recency(category "toys")', [10, 100]),
+    ("recency(30 days ago)", [10, 100]),
+    ('days_since(event "login", 60 days ago)', [1, 60]),
 ]
 TEXT_METRICS = [
     ("region", ["north", "east", "北方"]),
     ("gender", ["female"]),
     ("attributes.plan", ["gold", "silver", ""]),
 ]
-TIME_METRICS = ["first_purchase", "last_purchase", "registered_at"]
+TIME_METRICS = ["first_purchase", "last_purchase", "registered_at", "last_purchase(90 days ago)"]
 OPS = ["=", "!=", "<", "<=", ">", ">="]
+_NUMBER_OPERANDS = [
+    "monetary",
+    "monetary(90 days)",
+    "monetary(90 days, 90 days ago)",
+    "frequency",
+    "frequency(30 days)",
+    "frequency(90 days, 90 days ago)",
+    "average_order_value",
+    "nps",
+    "attributes.score",
+    "0",
+    "3",
+    "0.5",
+    "-2.25",
+    "7",
+    "0.0000001",
+]
+_DAY_OPERANDS = [
+    "recency",
+    "tenure",
+    "recency(90 days ago)",
+    'days_since(event "login")',
+    "last_purchase - first_purchase",
+    "registered_at - 2026-01-01",
+    "30 days",
+    "1 week",
+]
+
+
+def number_expressions(depth: int = 2) -> st.SearchStrategy[str]:
+    """Arithmetic over numeric metrics and constants: zero divisors, rounding, nulls."""
+    return st.recursive(
+        st.sampled_from(_NUMBER_OPERANDS),
+        lambda inner: st.tuples(inner, st.sampled_from("+-*/"), inner).map(
+            lambda p: f"({p[0]} {p[1]} {p[2]})"
+        ),
+        max_leaves=depth * 2,
+    )
+
+
+@st.composite
+def day_expressions(draw: st.DrawFn) -> str:
+    """Arithmetic whose result is days: days +- days, days * or / a number, a date minus a date."""
+    left = draw(st.sampled_from(_DAY_OPERANDS[:6]))
+    op = draw(st.sampled_from(["+", "-", "*", "/", "/ days"]))
+    if op in ("+", "-"):
+        return f"{left} {op} ({draw(st.sampled_from([*_DAY_OPERANDS, '7']))})"
+    if op == "/ days":
+        return f"({left}) / ({draw(st.sampled_from(_DAY_OPERANDS))}) * 10 days"
+    return f"({left}) {op} {draw(number_expressions(1))}"
 
 
 @st.composite
 def atoms(draw: st.DrawFn) -> str:
     kind = draw(
         st.sampled_from(
-            ["number", "number", "days", "text", "time", "null", "tier", "between", "in", "attr"]
+            [
+                *("number", "number", "days", "text", "time", "null", "tier", "between", "in"),
+                *("attr", "arith", "arith", "arith_days"),
+            ]
         )
     )
+    if kind == "arith":
+        right = draw(st.sampled_from(["0", "1", "100", "0.5", "-3", "33.3333333333"]))
+        if draw(st.booleans()):
+            right = draw(number_expressions(1))
+        metric = draw(st.sampled_from(_NUMBER_OPERANDS[:9]))
+        left = f"{metric} {draw(st.sampled_from('+-*/'))} {draw(number_expressions())}"
+        return f"{left} {draw(st.sampled_from(OPS))} {right}"
+    if kind == "arith_days":
+        value = draw(st.sampled_from(["0", "30 days", "-5", "1 year"]))
+        return f"{draw(day_expressions())} {draw(st.sampled_from(OPS))} {value}"
     if kind == "number":
         name, values = draw(st.sampled_from(NUMBER_METRICS))
         return f"{name} {draw(st.sampled_from(OPS))} {draw(st.sampled_from(values))}"

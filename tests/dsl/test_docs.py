@@ -94,4 +94,8 @@ CODE_EXAMPLES = {
     "shadowed-tier": "tier A when frequency > 1\ntier B when frequency > 2",
     "never-true": "tier A when frequency > 5 and frequency < 3",
     "empty-file": "# nothing yet\n",
+    "not-a-condition": "tier A when monetary",
+    "not-a-value": "tier A when (frequency > 1) * 2 > 1",
+    "duplicate-definition": "define a = 1\ndefine a = 2\ntier A when monetary > a",
+    "definition-cycle": "define a = b + 1\ndefine b = a * 2\ntier A when monetary > a",
 }
