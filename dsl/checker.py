@@ -306,15 +306,18 @@ class _Checker:
         elif b is Type.NUMBER and a in (Type.NUMBER, Type.DAYS):
             result = a
         if result is None:
-            hint = (
-                "arithmetic is between numbers, metrics and durations; a date minus a date is days"
-            )
             if Type.TEXT in (a, b) or Type.BOOLEAN in (a, b):
                 hint = (
                     "arithmetic is between numbers, metrics and durations, not text or true/false"
                 )
+            elif Type.TIMESTAMP in (a, b):
+                hint = "a date minus a date is a number of days; nothing else computes with dates"
             elif Type.DAYS in (a, b) and op in ("+", "-"):
                 hint = "days add to days: write the number as a duration, e.g. 30 days"
+            elif op == "*":
+                hint = "days are multiplied by a number, not by days"
+            else:
+                hint = "days divide by a number or by days; a number cannot be divided by days"
             raise _Fail(
                 node.span,
                 f"{_noun(right, node.right)} cannot be {_VERBS[op]} {_noun(left, node.left)}"

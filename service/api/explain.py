@@ -74,6 +74,20 @@ class TierTrace:
     clause: Clause | None = strawberry.field(description="The condition; null for `otherwise`.")
 
 
+@strawberry.type(description="A definition (`define NAME = ...`) the scheme's tiers use.")
+class DefinitionValue:
+    name: str = strawberry.field(description="The defined name.")
+    text: str = strawberry.field(description="What it stands for, in canonical rule text.")
+    value: JSON | None = strawberry.field(
+        description="A defined value's value for this customer (null: unknown, or a condition)."
+    )
+    result: ClauseResult | None = strawberry.field(
+        description="A defined condition's outcome for this customer (null for a value)."
+    )
+    line: int = strawberry.field(description="Line of the definition in the scheme's source.")
+    column: int = strawberry.field(description="Column of the definition.")
+
+
 @strawberry.type(description="Why a customer is in their tier of a scheme: every tier in order.")
 class Explanation:
     scheme: str = strawberry.field(description="Key of the scheme.")
@@ -82,6 +96,9 @@ class Explanation:
         "it differs from the membership only when data changed since the last evaluation."
     )
     tiers: list[TierTrace] = strawberry.field(description="Every tier, in rule order.")
+    definitions: list[DefinitionValue] = strawberry.field(
+        description="The definitions the tiers use, in the order written, with their values."
+    )
 
     @classmethod
     def of(cls, scheme: str, explanation: RuleExplanation) -> Explanation:
@@ -97,6 +114,17 @@ class Explanation:
                     clause=Clause.of(t.clause) if t.clause else None,
                 )
                 for t in explanation.tiers
+            ],
+            definitions=[
+                DefinitionValue(
+                    name=d.name,
+                    text=d.text,
+                    value=JSON(d.value),
+                    result=ClauseResult(d.result) if d.result is not None else None,
+                    line=d.line,
+                    column=d.column,
+                )
+                for d in explanation.definitions
             ],
         )
 

@@ -329,11 +329,13 @@ def metrics(draw: st.DrawFn, depth: int = 2) -> str:
     name = draw(names())
     if draw(st.booleans()):
         return name
-    kinds = ["window", "keyword"] + (["metric"] if depth else [])
+    kinds = ["window", "ago", "keyword"] + (["metric"] if depth else [])
     args = []
     for kind in draw(st.lists(st.sampled_from(kinds), min_size=1, max_size=3)):
         if kind == "window":
             args.append(draw(durations))
+        elif kind == "ago":
+            args.append(draw(durations) + " ago")
         elif kind == "keyword":
             keyword = draw(st.sampled_from(["event", "category", "channel"]))
             args.append(f"{keyword} {quoted(draw(texts))}")
@@ -342,14 +344,24 @@ def metrics(draw: st.DrawFn, depth: int = 2) -> str:
     return f"{name}({', '.join(args)})"
 
 
-operands = st.one_of(metrics(), names().map(lambda n: f"attributes.{n}"), literals)
+simple_operands = st.one_of(metrics(), names().map(lambda n: f"attributes.{n}"), literals)
+operands = st.recursive(
+    simple_operands,
+    lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from(["+", "-", "*", "/", " - ", "*"]), inner).map(
+            lambda p: f"{p[0]} {p[1].strip()} {p[2]}"
+        ),
+        inner.map(lambda x: f"({x})"),
+    ),
+    max_leaves=4,
+)
 
 
 @st.composite
 def predicates(draw: st.DrawFn) -> str:
     left = draw(operands)
     neg = draw(st.sampled_from(["", "not "]))
-    kind = draw(st.integers(0, 6))
+    kind = draw(st.integers(0, 7))
     if kind == 0:
         return f"{left} {draw(st.sampled_from(OPS))} {draw(operands)}"
     if kind == 1:
@@ -361,6 +373,8 @@ def predicates(draw: st.DrawFn) -> str:
         return f"{left} {neg}{draw(st.sampled_from(['contains', 'starts with']))} {draw(operands)}"
     if kind == 4:
         return f"{left} is {neg}null"
+    if kind == 5:
+        return draw(operands)  # a defined condition's name, or any value: only needs to parse
     tier = draw(st.one_of(names(), texts.filter(str.strip).map(quoted)))
     return f"in tier {draw(names())}.{tier}"
 
@@ -398,16 +412,28 @@ def tier_lines(draw: st.DrawFn) -> str:
 
 
 @st.composite
+def define_lines(draw: st.DrawFn) -> str:
+    body = draw(st.one_of(operands, syntax_conditions()))
+    line = f"define {draw(names())} = {body}"
+    if draw(st.booleans()):
+        line += " " + draw(comments())
+    return line
+
+
+@st.composite
 def rule_texts(draw: st.DrawFn) -> str:
-    """A rule file that parses: a bare list of tiers, or scheme blocks, with comments."""
+    """A rule file that parses: a bare list of tiers, or scheme blocks, with comments and
+    definitions (at the top, and at the top of blocks)."""
 
     def block() -> list[str]:
-        lines = draw(st.lists(st.one_of(tier_lines(), comments()), max_size=4))
+        lines = draw(st.lists(define_lines(), max_size=2))
+        lines += draw(st.lists(st.one_of(tier_lines(), comments()), max_size=4))
         return [draw(st.sampled_from(["", "  ", "\t"])) + line for line in lines]
 
+    shared = draw(st.lists(define_lines(), max_size=2))
     if draw(st.booleans()):
-        return "\n".join(block()) + draw(st.sampled_from(["", "\n"]))
-    out = []
+        return "\n".join(shared + block()) + draw(st.sampled_from(["", "\n"]))
+    out = shared
     for _ in range(draw(st.integers(1, 2))):
         title = draw(st.none() | texts.map(quoted))
         out.append(f"scheme {draw(names())}{'' if title is None else ' ' + title} {{")

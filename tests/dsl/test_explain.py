@@ -62,3 +62,51 @@ def test_no_tier() -> None:
     scheme = check_text("tier VIP when monetary > 5000").schemes[0]
     result = explain(scheme, compute_metric_values(scheme.refs, CustomerFacts({}), AS_OF))
     assert result.tier is None and result.tiers[0].result == "false"
+
+
+BASKETS = """
+define aov90 = monetary(90 days) / frequency(90 days)
+define active = frequency(90 days) >= 1
+define unused = frequency > 100
+
+scheme basket {
+  define before = monetary(90 days, 90 days ago)
+  tier Big       when active and aov90 > 200
+  tier Declining when monetary(90 days) < 0.5 * before
+  tier Other     otherwise
+}
+"""
+
+
+def test_definitions_with_their_values() -> None:
+    """Explain lists the definitions the scheme uses (not the others), each with its value or
+    outcome for the customer; windows ending in the past and quotients are exact."""
+    scheme = check_text(BASKETS).schemes[0]
+    facts = CustomerFacts(
+        {},
+        [
+            Order(Decimal("100"), AS_OF - dt.timedelta(days=10)),
+            Order(Decimal("50"), AS_OF - dt.timedelta(days=20)),
+            Order(Decimal("1000"), AS_OF - dt.timedelta(days=120)),  # in [T-180 d, T-90 d)
+            Order(Decimal("7"), AS_OF - dt.timedelta(days=180, microseconds=1)),  # before it
+        ],
+    )
+    result = explain(scheme, compute_metric_values(scheme.refs, facts, AS_OF))
+    assert result.tier == "Declining"
+    assert [(d.name, d.text, d.value, d.result) for d in result.definitions] == [
+        ("aov90", "monetary(90 days) / frequency(90 days)", "75.0000000000", None),
+        ("active", "frequency(90 days) >= 1", None, "true"),
+        ("before", "monetary(90 days, 90 days ago)", "1000", None),
+    ]
+    big, declining, _ = result.tiers
+    assert big.result == "false"
+    assert declining.clause is not None
+    assert (declining.clause.actual, declining.clause.expected) == ("150", "500.0")
+    json.dumps(result.to_json())
+
+
+def test_division_by_zero_is_unknown() -> None:
+    scheme = check_text(BASKETS).schemes[0]
+    result = explain(scheme, compute_metric_values(scheme.refs, CustomerFacts({}), AS_OF))
+    assert result.definitions[0].value is None
+    assert result.tier == "Other"
