@@ -143,7 +143,9 @@ def demo(
             report = await analytics.segment_report(connection, config.default_tenant, None)
             installed = await strategies.listed(connection, config.default_tenant)
         durations = ", ".join(f"{run.scheme} {run.duration_ms} ms" for run in runs)
-        out.print(f"evaluated the four built-in schemes ({durations}):", highlight=False)
+        out.print(
+            f"evaluated the {len(TEMPLATES)} built-in schemes ({durations}):", highlight=False
+        )
         out.print(analytics.segment_table(report), highlight=False, markup=False)
         out.print(
             f"{len(installed)} strategies attached to their tiers "

@@ -129,8 +129,8 @@ async def test_demo_loads_data(database: URL, engine: AsyncEngine) -> None:
         }
     assert counts["customers"] >= 300 and counts["orders"] > 300 and counts["events"] > 0
     report = json.loads(tierwise(database, "segments", "--format", "json").stdout)
-    assert {row["scheme"] for row in report} == {"value", "lifecycle", "rfm", "abc"}
-    for scheme in ("value", "lifecycle", "abc"):  # every customer has a tier in these
+    assert {row["scheme"] for row in report} == {"value", "lifecycle", "rfm", "abc", "declining"}
+    for scheme in ("value", "lifecycle", "abc", "declining"):  # every customer has a tier in these
         assert (
             sum(row["customers"] for row in report if row["scheme"] == scheme)
             == counts["customers"]

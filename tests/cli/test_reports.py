@@ -233,6 +233,7 @@ def test_templates_can_be_listed_copied_and_published(
         "lifecycle",
         "rfm",
         "abc",
+        "declining",
     ]
     copy = tmp_path / "lifecycle.rules"
     copy.write_text(tierwise(database, "rules", "templates", "lifecycle").stdout)

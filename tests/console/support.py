@@ -51,7 +51,7 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 async def load_demo(url: URL, tenant: str, customers: int) -> dict[Role, str]:
-    """A new tenant with the demo's data (``customers`` of them), the four templates published
+    """A new tenant with the demo's data (``customers`` of them), the five templates published
     with their strategies and evaluated, as `tierwise demo` does; returns an API key for the
     viewer and analyst roles."""
     engine = create_engine(url, pool_size=2, max_overflow=2)

@@ -104,7 +104,7 @@ def test_the_dashboard_shows_what_tierwise_segments_prints(page: Page, served: S
         printed[scheme, tier] = numbers
     sign_in(page, served, served.keys[Role.viewer])
     schemes = {scheme for scheme, _ in printed}
-    assert schemes == {"value", "lifecycle", "rfm", "abc"}
+    assert schemes == {"value", "lifecycle", "rfm", "abc", "declining"}
     for scheme in sorted(schemes):
         page.get_by_role("navigation", name="Schemes").get_by_role("link", name=scheme).click()
         table = page.get_by_role("table", name=f"Tiers of {scheme}")

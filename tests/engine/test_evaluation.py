@@ -413,3 +413,33 @@ async def test_a_run_and_a_preview_read_the_orders_once(engine: AsyncEngine, ten
         assert preview.tiers == result.tiers
     finally:
         await run_engine.dispose()
+
+
+async def test_incremental_updates_move_windows_that_end_in_the_past(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    # Both bounds of `30 days, 30 days ago` ([T-60 d, T-30 d)) follow each update's time, as
+    # a full run at that time would place them.
+    await publish(
+        engine,
+        tenant,
+        "scheme trend {\n"
+        "  tier Declining when monetary(30 days) < 0.5 * monetary(30 days, 30 days ago)\n"
+        "  tier Steady otherwise\n}",
+    )
+
+    async def order_at(moment: dt.datetime, amount: str) -> None:
+        async def refresh(connection: AsyncConnection, tenant_id: str) -> None:
+            await evaluation.refresh_affected(connection, tenant_id, now=moment)
+
+        await load(engine, tenant, [order("o1", "c", 10, amount)], after_load=refresh)
+
+    await order_at(NOW, "5")  # 10 days old: this period 5, the one before 0
+    async with engine.connect() as connection:
+        assert await tiers_of(connection, tenant, "trend") == {"c": "Steady"}
+    await order_at(NOW + dt.timedelta(days=25), "6")  # 35 days old: now in the period before
+    async with engine.connect() as connection:
+        assert await tiers_of(connection, tenant, "trend") == {"c": "Declining"}
+    await order_at(NOW + dt.timedelta(days=55), "7")  # 65 days old: in neither period
+    async with engine.connect() as connection:
+        assert await tiers_of(connection, tenant, "trend") == {"c": "Steady"}

@@ -24,7 +24,7 @@ DEMO = DemoConfig(customers=2_000, seed=11, end=END)
 
 
 def test_every_template_checks_without_errors_or_warnings() -> None:
-    assert tuple(TEMPLATES) == KEYS == ("value", "lifecycle", "rfm", "abc")
+    assert tuple(TEMPLATES) == KEYS == ("value", "lifecycle", "rfm", "abc", "declining")
     for template in TEMPLATES.values():
         result = check_text(template.source, file=template.file)
         assert not result.warnings, (template.key, result.warnings)
@@ -49,6 +49,7 @@ def test_tiers_are_the_brief_s() -> None:
         "Hibernating",
     }
     assert names["abc"] == ("A", "B", "C")
+    assert names["declining"] == ("Lapsed", "Declining", "Growing", "Steady", "Inactive")
 
 
 def test_strategies_belong_to_tiers_and_are_well_formed() -> None:
@@ -90,8 +91,8 @@ async def _tiers(engine: AsyncEngine, tenant: str, key: str) -> dict[int, str | 
 
 
 async def _order_facts(engine: AsyncEngine, tenant: str) -> dict[int, Any]:
-    """Per customer: purchases, last purchase time, net spend in the last 365 days,
-    registration. Written out here, apart from the catalog: a purchase is a completed sale
+    """Per customer: purchases, last purchase time, net spend in the last 365 days, in the
+    last 90 days and in the 90 days before them, registration. Written out here, apart from the catalog: a purchase is a completed sale
     (the demo's refunds all name their order) that its refunds do not cover in full."""
     statement = text(
         """
@@ -107,12 +108,22 @@ async def _order_facts(engine: AsyncEngine, tenant: str) -> dict[int, Any]:
         SELECT c.id, c.registered_at, count(*) FILTER (WHERE o.purchase) AS n,
                max(o.ordered_at) FILTER (WHERE o.purchase) AS last,
                coalesce(sum(o.amount) FILTER (
-                   WHERE o.status <> 'cancelled' AND o.ordered_at >= :year_ago), 0) AS year_spend
+                   WHERE o.status <> 'cancelled' AND o.ordered_at >= :year_ago), 0) AS year_spend,
+               coalesce(sum(o.amount) FILTER (
+                   WHERE o.status <> 'cancelled' AND o.ordered_at >= :days_90), 0) AS spend_now,
+               coalesce(sum(o.amount) FILTER (
+                   WHERE o.status <> 'cancelled' AND o.ordered_at >= :days_180
+                     AND o.ordered_at < :days_90), 0) AS spend_before
         FROM customers c LEFT JOIN o ON o.customer_id = c.id
         WHERE c.tenant_id = :t
         GROUP BY c.id, c.registered_at
         """
-    ).bindparams(t=tenant, year_ago=END - timedelta(days=365))
+    ).bindparams(
+        t=tenant,
+        year_ago=END - timedelta(days=365),
+        days_90=END - timedelta(days=90),
+        days_180=END - timedelta(days=180),
+    )
     async with engine.connect() as connection:
         return {row.id: row for row in await connection.execute(statement)}
 
@@ -169,3 +180,20 @@ async def test_templates_on_demo_data(engine: AsyncEngine, tenant: str) -> None:
     top_a = max(f.year_spend for c, f in facts.items() if abc[c] != "A")
     assert all(f.year_spend >= top_a for c, f in facts.items() if abc[c] == "A")
     assert all(f.year_spend == 0 for c, f in facts.items() if abc[c] == "C" and f.n == 0)
+
+    # Declining: each customer's tier follows from the two periods' spend, counted directly.
+    declining = tiers["declining"]
+    assert set(declining.values()) == set(TEMPLATES["declining"].check().tier_names)
+    for customer_id, f in facts.items():
+        now, before = f.spend_now, f.spend_before
+        if before > 0 and now <= 0:
+            expected = "Lapsed"
+        elif now < Decimal("0.5") * before:
+            expected = "Declining"
+        elif now > Decimal("1.5") * before:
+            expected = "Growing"
+        elif now > 0:
+            expected = "Steady"
+        else:
+            expected = "Inactive"
+        assert declining[customer_id] == expected, (customer_id, now, before)

@@ -1,7 +1,8 @@
-"""Built-in scheme templates: value tiers, lifecycle stages, RFM segments and ABC classes.
+"""Built-in scheme templates: value tiers, lifecycle stages, RFM segments, ABC classes and
+declining spend (period over period).
 
 Each template is a rule file in this package (the text the analyst sees and can copy) plus
-default strategies per tier. `tierwise demo` publishes all four; docs/rules.md shows the rule
+default strategies per tier. `tierwise demo` publishes them all; docs/rules.md shows the rule
 files verbatim in its cookbook (a test keeps them identical).
 """
 
@@ -16,7 +17,7 @@ from service.engine.templates.strategies import STRATEGIES, StrategySpec
 
 __all__ = ["KEYS", "TEMPLATES", "StrategySpec", "Template"]
 
-KEYS = ("value", "lifecycle", "rfm", "abc")
+KEYS = ("value", "lifecycle", "rfm", "abc", "declining")
 
 
 @dataclass(frozen=True)
