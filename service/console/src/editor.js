@@ -29,6 +29,7 @@ export function ruleLanguage(metricNames) {
       if (stream.match(/^-?\d+(\.\d+)?/)) return "number";
       if (stream.match(/^attributes\.[\p{L}\p{N}_][\p{L}\p{N}\p{M}_\u200c\u200d]*/u)) return "propertyName";
       if (stream.match(/^(<=|>=|!=|=|<|>)/)) return "compareOperator";
+      if (stream.match(/^[+\-*/]/)) return "arithmeticOperator";
       const word = stream.match(WORD);
       if (word) {
         if (KEYWORDS.has(word[0])) return "keyword";
@@ -53,7 +54,7 @@ const highlighting = HighlightStyle.define([
   { tag: tags.variableName, color: "#1d4ed8" },
   { tag: tags.propertyName, color: "#0e7490" },
   { tag: tags.typeName, color: "#111827", fontWeight: "600" },
-  { tag: tags.compareOperator, color: "#be123c" },
+  { tag: [tags.compareOperator, tags.arithmeticOperator], color: "#be123c" },
 ]);
 
 /** Completion: the catalog's metrics (with type, unit and description) and the keywords. */
