@@ -91,6 +91,11 @@ function showExplanation(element, explain) {
   replace(
     element,
     h("p", {}, `In ${explain.scheme}, the rules place this customer in `, h("strong", {}, explain.tier ?? "no tier"), "."),
+    explain.definitions?.length
+      ? h("ul", { class: "definitions", "aria-label": "Definitions" }, explain.definitions.map((d) =>
+          h("li", {}, h("code", {}, `${d.name} = ${d.text}`), " is ",
+            d.result ? h("span", { class: `result ${d.result.toLowerCase()}` }, d.result.toLowerCase()) : h("strong", { class: "actual" }, value(d.value)))))
+      : null,
     h("ol", { class: "traces" }, explain.tiers.map((trace) =>
       h("li", { class: trace.matched ? "matched" : undefined, dataset: { tier: trace.name } },
         h("strong", {}, trace.name), " ", h("span", { class: `result ${trace.result.toLowerCase()}` }, trace.matched ? `${trace.result.toLowerCase()}: takes the customer` : trace.result.toLowerCase()),
