@@ -1,5 +1,8 @@
 """Parse + check + compile of a 100-tier scheme; prints the median CPU time in ms.
 
+Two schemes: the classic one (the issue's example conditions) and one that also uses
+arithmetic, windows that end in the past and definitions (every other tier).
+
 CPU time of this process (not wall time), so other load on the machine blurs it less; the steps
 are timed in turn within each round, so a noisy stretch weighs on all of them alike.
 Run: python benchmarks/bench_dsl.py [--runs N]
@@ -42,10 +45,28 @@ TEMPLATES = [
 ]
 
 
-def scheme_text(tiers: int = 100) -> str:
-    lines = ['scheme bench "Benchmark" {']
+# The second edition's syntax, alternated with the classic conditions in the second scheme.
+NEW_TEMPLATES = [
+    "monetary(90 days) < 0.5 * before and frequency >= {b}",
+    "aov > {a}0 and recency < {a} days",
+    "(monetary(30 days) + monetary(30 days, 30 days ago)) / 2 > {a}00",
+    "active and last_purchase - first_purchase > {a} days",
+    'count(event "login", 30 days) < count(event "login", 30 days, 30 days ago) - {b}',
+]
+DEFINITIONS = [
+    "  define aov = monetary(365 days) / frequency(365 days)",
+    "  define before = monetary(90 days, 90 days ago)",
+    "  define active = frequency(90 days) >= 1",
+]
+
+
+def scheme_text(tiers: int = 100, new_syntax: bool = False) -> str:
+    lines = ['scheme bench "Benchmark" {', *(DEFINITIONS if new_syntax else [])]
     for i in range(tiers):
-        condition = TEMPLATES[i % len(TEMPLATES)].format(a=i + 1, b=i % 7)
+        templates = NEW_TEMPLATES if new_syntax and i % 2 else TEMPLATES
+        condition = templates[(i // 2 if new_syntax else i) % len(templates)].format(
+            a=i + 1, b=i % 7
+        )
         lines.append(f"  tier T{i} when {condition}")
     lines += ["  tier Rest otherwise", "}"]
     return "\n".join(lines) + "\n"
@@ -57,11 +78,8 @@ def _cpu_ms(step: Callable[[], object]) -> float:
     return (time.process_time() - start) * 1000
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=RUNS, help=f"rounds (default {RUNS})")
-    runs = parser.parse_args().runs
-    text = scheme_text()
+def measure(text: str, runs: int) -> dict[str, float]:
+    """Median CPU ms of each step over `runs` rounds, and of rendering the SQL text."""
     schemes = parse_rules(text)  # also builds the parser, once, as a running service has
     scheme = check(schemes).schemes[0]
     statement = compile_scheme(scheme, SOURCES, AS_OF)
@@ -82,11 +100,24 @@ def main() -> None:
         _cpu_ms(lambda: str(statement.compile(dialect=postgresql.dialect()))) for _ in range(runs)
     ]
     ms["render"] = statistics.median(render)
-    print(f"100-tier scheme ({len(text):,} chars), median CPU time of {runs} runs:")
-    print(f"  parse + check + compile  {ms['total']:6.1f} ms")
-    parts = (f"{name} {ms[name]:.1f} ms" for name in ("parse", "check", "compile"))
-    print(f"    {', '.join(parts)}")
-    print(f"  rendering the SQL text   {ms['render']:6.1f} ms (cached by SQLAlchemy when executed)")
+    return ms
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=RUNS, help=f"rounds (default {RUNS})")
+    runs = parser.parse_args().runs
+    for title, text in (
+        ("100-tier scheme", scheme_text()),
+        ("100-tier scheme, half in the new syntax", scheme_text(new_syntax=True)),
+    ):
+        ms = measure(text, runs)
+        print(f"{title} ({len(text):,} chars), median CPU time of {runs} runs:")
+        print(f"  parse + check + compile  {ms['total']:6.1f} ms")
+        parts = (f"{name} {ms[name]:.1f} ms" for name in ("parse", "check", "compile"))
+        print(f"    {', '.join(parts)}")
+        render = f"{ms['render']:6.1f} ms (cached by SQLAlchemy when executed)"
+        print(f"  rendering the SQL text   {render}")
 
 
 if __name__ == "__main__":

@@ -467,7 +467,9 @@ def arith_sql(
         seconds = extract("epoch", left - right)  # exact numeric (microseconds)
         days = func.div(seconds, 86400)  # truncated toward zero; down for negative remainders
         return case(((seconds < 0) & (func.mod(seconds, 86400) != 0), days - 1), else_=days)
-    a, b = cast(left, Numeric), cast(right, Numeric)  # integer division and overflow: never
+    # Integers (counts, day counts) as numeric: no integer division, no overflow.
+    a = left if isinstance(left.type, Numeric) else cast(left, Numeric)
+    b = right if isinstance(right.type, Numeric) else cast(right, Numeric)
     if op == "+":
         return a + b
     if op == "-":
@@ -477,12 +479,9 @@ def arith_sql(
     # The rounded quotient from div(), which truncates exactly: round half away from zero is
     # trunc((2|a| 10^s + |b|) / 2|b|). A zero divisor is NULL (never an error, even when the
     # planner folds constants).
-    two = literal(2, Numeric)
-    divisor = func.nullif(func.abs(b), literal(0, Numeric)) * two
-    quotient = func.div(
-        func.abs(a) * literal(10**DIVISION_SCALE, Numeric) * two + func.abs(b), divisor
-    )
-    return func.sign(a) * func.sign(b) * quotient * literal(_SCALE_DOWN, Numeric)
+    divisor = func.nullif(func.abs(b), literal(0, Numeric)) * literal(2, Numeric)
+    scaled = func.abs(a) * literal(2 * 10**DIVISION_SCALE, Numeric) + func.abs(b)
+    return func.sign(a * b) * func.div(scaled, divisor) * literal(_SCALE_DOWN, Numeric)
 
 
 # --- Definitions -----------------------------------------------------------------------------

@@ -308,16 +308,29 @@ def metric_values_select(
     return select(metrics)
 
 
+class _Columns(dict[MetricRef, Any]):
+    """The metric columns of a statement, and the SQL built for each arithmetic node: a
+    definition used by many tiers is one checked node, built once."""
+
+    def __init__(self, columns: Mapping[MetricRef, Any]) -> None:
+        super().__init__(columns)
+        self.arith: dict[int, tuple[c.Arith, Any]] = {}
+
+
 def _operand(node: c.Operand, columns: Mapping[MetricRef, ColumnElement[Any]]) -> Any:
     if isinstance(node, c.Ref):
         return columns[node.ref]
     elif isinstance(node, c.Const):
         return bind(node.value, node.type)
     elif isinstance(node, c.Arith):
+        built = columns.arith if isinstance(columns, _Columns) else {}
+        known = built.get(id(node))
+        if known is not None and known[0] is node:
+            return known[1]
         times = node.left.type is Type.TIMESTAMP
-        return arith_sql(
-            node.op, _operand(node.left, columns), _operand(node.right, columns), times
-        )
+        sql = arith_sql(node.op, _operand(node.left, columns), _operand(node.right, columns), times)
+        built[id(node)] = (node, sql)
+        return sql
     else:
         assert_never(node)
 
@@ -443,8 +456,8 @@ def condition_sql(
         assert_never(node)
 
 
-def _columns(metrics: Subquery, refs: Sequence[MetricRef]) -> dict[MetricRef, Any]:
-    return {ref: metrics.c[f"m{i}"] for i, ref in enumerate(refs)}
+def _columns(metrics: Subquery, refs: Sequence[MetricRef]) -> _Columns:
+    return _Columns({ref: metrics.c[f"m{i}"] for i, ref in enumerate(refs)})
 
 
 def compile_scheme(

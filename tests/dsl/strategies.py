@@ -268,11 +268,30 @@ def conditions(depth: int = 3) -> st.SearchStrategy[str]:
 
 @st.composite
 def schemes(draw: st.DrawFn) -> str:
+    """A scheme of random tiers; maybe with definitions (a value, a condition, one using the
+    other) at the top of the file or of the block, and a tier that uses them."""
     tiers = draw(st.lists(conditions(), min_size=1, max_size=4))
     lines = [f"tier T{i} when {condition}" for i, condition in enumerate(tiers)]
+    head: list[str] = []
+    defines: list[str] = []
+    if draw(st.booleans()):
+        metric = draw(st.sampled_from(_NUMBER_OPERANDS[:9]))
+        op = draw(st.sampled_from("+-*/"))
+        defines = [
+            f"define amount = {metric} {op} {draw(number_expressions())}",
+            f"define held = {draw(conditions(1))}",
+            f"define both = held and amount {draw(st.sampled_from(OPS))} "
+            f"{draw(st.sampled_from(['0', '1', '0.5', '100']))}",
+        ]
+        use = draw(st.sampled_from(["both", "held or amount > 10", "not both", "amount is null"]))
+        lines.insert(draw(st.integers(0, len(lines))), f"tier D when {use}")
     if draw(st.booleans()):
         lines.append("tier Rest otherwise")
-    return "scheme s {\n" + "\n".join(lines) + "\n}\n"
+    if draw(st.booleans()):
+        head = defines
+    else:
+        lines = defines + lines
+    return "\n".join([*head, "scheme s {", *lines, "}"]) + "\n"
 
 
 # Rule files over the whole grammar, for properties of the syntax (the formatter's round trip):
