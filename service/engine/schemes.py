@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
@@ -202,12 +203,38 @@ def parse_for_publishing(
         )
     if parsed.errors:
         return Draft(list(rule_file.schemes), parsed.diagnostics, [])
-    lines = source.splitlines()
-    texts = [
-        format_text("\n".join(lines[scheme.span.line - 1 : scheme.span.end_line]) + "\n", file)
-        for scheme in rule_file.schemes
-    ]
+    texts = [format_text(_own_text(source, scheme), file) for scheme in rule_file.schemes]
     return Draft(list(rule_file.schemes), parsed.diagnostics, texts)
+
+
+# From the end of a scheme's key to just past its `{`: spaces, comments, maybe a title.
+_TO_BRACE = re.compile(r'(?:\s|#[^\n]*)*(?:"(?:[^"\\\n]|\\.)*")?(?:\s|#[^\n]*)*\{')
+
+
+def _own_text(source: str, scheme: Scheme) -> str:
+    """A scheme's block as written, self-contained: the definitions at the top of its file
+    (`scheme.shared`) written at the top of the block, so the published version reads the
+    same without the rest of the file."""
+    starts = [0, *(m.end() for m in re.finditer("\n", source))]
+
+    def offset(line: int, column: int) -> int:
+        return starts[line - 1] + column - 1
+
+    # The block's lines whole, as written (comments on them kept).
+    lines = source.splitlines()
+    own = "\n".join(lines[scheme.span.line - 1 : scheme.span.end_line]) + "\n"
+    if not scheme.shared or scheme.key_span is None:
+        return own
+    begin = starts[scheme.span.line - 1]
+    end = begin + len(own) - 1
+    key_end = offset(scheme.key_span.end_line, scheme.key_span.end_column)
+    brace = _TO_BRACE.match(source, key_end)
+    assert brace is not None  # the scheme parsed: its `{` follows the key (and title)
+    defines = [
+        source[offset(d.span.line, d.span.column) : offset(d.span.end_line, d.span.end_column)]
+        for d in scheme.shared
+    ]
+    return "\n".join([source[begin : brace.end()], *defines, source[brace.end() : end]]) + "\n"
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,52 @@ async def test_explain_traces_every_tier_with_the_customers_values(
     assert unknown["errors"][0]["message"] == "no customer 'nobody'"
 
 
+async def test_explain_shows_the_definitions_with_their_values(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    await shop(engine, tenant)
+    async with engine.begin() as connection:
+        await schemes.publish(
+            connection,
+            tenant,
+            "define aov = monetary(90 days) / frequency(90 days)\n"
+            "scheme basket {\n"
+            "  define big = aov > 1000\n"
+            "  tier Big when big\n"
+            "  tier Declining when monetary(90 days) < 0.5 * monetary(90 days, 90 days ago)\n"
+            "  tier Other otherwise\n}\n",
+        )
+    query = """
+    query ($id: ID!) {
+      explain(customer: $id, scheme: "basket") {
+        tier definitions { name text value result }
+      }
+    }
+    """
+    ann = data(await post(engine, tenant, query, {"id": "ann"}))["explain"]
+    assert ann == {
+        "tier": "Big",
+        "definitions": [
+            {
+                "name": "aov",
+                "text": "monetary(90 days) / frequency(90 days)",
+                "value": "2750.0000000000",
+                "result": None,
+            },
+            {
+                "name": "big",
+                "text": "monetary(90 days) / frequency(90 days) > 1000",  # `aov` spelt out
+                "value": None,
+                "result": "TRUE",
+            },
+        ],
+    }
+    cyd = data(await post(engine, tenant, query, {"id": "cyd"}))["explain"]
+    assert cyd["tier"] == "Other"
+    assert cyd["definitions"][0]["value"] is None  # no orders in 90 days: 0 / 0 is unknown
+    assert cyd["definitions"][1]["result"] == "UNKNOWN"
+
+
 PAGE = """
 query ($scheme: String, $tier: String, $where: String, $first: Int, $after: String) {
   customers(scheme: $scheme, tier: $tier, where: $where, first: $first, after: $after) {

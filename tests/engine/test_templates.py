@@ -197,3 +197,31 @@ async def test_templates_on_demo_data(engine: AsyncEngine, tenant: str) -> None:
         else:
             expected = "Inactive"
         assert declining[customer_id] == expected, (customer_id, now, before)
+
+
+def test_a_file_s_definitions_travel_with_each_published_scheme() -> None:
+    """Each scheme is published as a self-contained block: the definitions at the top of its
+    file are written into it, so the stored version checks on its own."""
+    from service.engine.schemes import parse_for_publishing
+
+    source = (
+        "# shared\n"
+        "define aov = monetary(90 days) / frequency(90 days)  # basket\n"
+        'scheme a "A" { tier Big when aov > 100\n tier Rest otherwise }\n'
+        "scheme b {\n  define small = aov < 10\n  tier Small when small\n}\n"
+    )
+    draft = parse_for_publishing(source, "two.rules", None)
+    assert draft.texts == [
+        'scheme a "A" {\n'
+        "  define aov = monetary(90 days) / frequency(90 days)\n"
+        "  tier Big  when aov > 100\n"
+        "  tier Rest otherwise\n"
+        "}\n",
+        "scheme b {\n"
+        "  define aov = monetary(90 days) / frequency(90 days)\n"
+        "  define small = aov < 10\n"
+        "  tier Small when small\n"
+        "}\n",
+    ]
+    for text in draft.texts:
+        assert not check_text(text).warnings
