@@ -427,6 +427,8 @@ def _gross_py(ref: MetricRef, ctx: PyContext) -> Decimal:
 
 def _refunded_py(ref: MetricRef, ctx: PyContext) -> Decimal:
     return sum((-o.amount for o in ctx.orders(ref) if is_refund(o)), Decimal(0))
+
+
 ArithOp = Literal["+", "-", "*", "/"]
 
 # Exact decimal arithmetic: no operation of a rule rounds (a quotient is rounded on purpose).

@@ -92,8 +92,9 @@ async def _tiers(engine: AsyncEngine, tenant: str, key: str) -> dict[int, str | 
 
 async def _order_facts(engine: AsyncEngine, tenant: str) -> dict[int, Any]:
     """Per customer: purchases, last purchase time, net spend in the last 365 days, in the
-    last 90 days and in the 90 days before them, registration. Written out here, apart from the catalog: a purchase is a completed sale
-    (the demo's refunds all name their order) that its refunds do not cover in full."""
+    last 90 days and in the 90 days before them, registration. Written out here, apart from
+    the catalog: a purchase is a completed sale (the demo's refunds all name their order) that
+    its refunds do not cover in full."""
     statement = text(
         """
         WITH o AS (
@@ -223,5 +224,5 @@ def test_a_file_s_definitions_travel_with_each_published_scheme() -> None:
         "  tier Small when small\n"
         "}\n",
     ]
-    for text in draft.texts:
-        assert not check_text(text).warnings
+    for rule_text in draft.texts:
+        assert not check_text(rule_text).warnings
