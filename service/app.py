@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from service import console, metrics
 from service.api.bounds import RequestBounds
+from service.api.export import export_endpoint
 from service.api.feed import TransitionFeed
 from service.api.http import TierwiseGraphQL
 from service.api.observe import RequestObserver, metrics_endpoint
@@ -124,6 +125,7 @@ def create_app(engine: AsyncEngine, *, settings: Settings | None = None) -> Star
         Route("/readyz", readyz),
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
+        Route("/export", export_endpoint(graphql.gate, engine)),
         *console.routes(),
     ]
     if config.metrics:

@@ -5,7 +5,6 @@ through the request's DataLoaders, so a page costs the same statements whatever 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 from collections.abc import Callable
@@ -13,14 +12,13 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import strawberry
-from sqlalchemy import Row, Select, Subquery, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Row, Select, func, select
 from strawberry.scalars import JSON
 
-from dsl import Value, check_condition, compile_condition, parse_condition
+from dsl import Value
 from service.access.auth import Permission, Role, allows
 from service.api.access import require
-from service.api.context import Context, Info
+from service.api.context import Info
 from service.api.explain import Explanation, explanation
 from service.api.fields import arg, resolver
 from service.api.limits import page_size
@@ -28,9 +26,8 @@ from service.api.loaders import CARD_METRICS, MembershipRow, TransitionRow
 from service.api.strategies import Strategy
 from service.db import exact
 from service.db.database import Record
-from service.db.tables import customers, exact_json_columns, memberships
-from service.engine import schemes
-from service.engine.sources import tenant_sources
+from service.db.tables import customers, exact_json_columns
+from service.engine.members import members_select
 from service.errors import NotFound, UserError
 
 
@@ -291,52 +288,6 @@ def decode_cursor(cursor: str) -> str:
     return external_id
 
 
-async def _filtered(
-    connection: AsyncConnection,
-    context: Context,
-    scheme: str | None,
-    tier: str | None,
-    where: str | None,
-) -> Select[Any]:
-    """The tenant's customers' ids matching the filters (unordered, unpaged). Raises
-    `NotFound` for an unpublished scheme or tier, `RuleError` for a bad ``where``."""
-    statement = select(customers.c.id).where(customers.c.tenant_id == context.tenant)
-    if tier is not None and scheme is None:
-        raise UserError("`tier` needs `scheme`: tier names belong to a scheme")
-    published = await schemes.current(connection, context.tenant) if scheme or where else []
-    if scheme is not None:
-        found = schemes.named(published, scheme, context.tenant)
-        if tier is not None:
-            found.check_tier(tier)
-        members = select(memberships.c.customer_id).where(
-            memberships.c.tenant_id == context.tenant, memberships.c.scheme_key == scheme
-        )
-        if tier is not None:
-            members = members.where(memberships.c.tier == tier)
-        statement = statement.where(customers.c.id.in_(members))
-    if where is not None:
-        if len(where) > MAX_WHERE_CHARS:
-            raise UserError(f"`where` is longer than {MAX_WHERE_CHARS:,} characters")
-        tiers = {s.key: s.tiers for s in published}
-        # Parsing, checking and compiling take milliseconds of CPU (more for ranked metrics):
-        # in a thread, the event loop goes on serving the other requests.
-        matching = await asyncio.to_thread(_matching, where, tiers, context.tenant)
-        statement = statement.where(customers.c.id.in_(select(matching.c.customer_id)))
-    return statement
-
-
-# A `where` is one condition: the rule files' 500,000 characters would be many seconds of
-# parsing for nothing a person writes.
-MAX_WHERE_CHARS = 10_000
-
-
-def _matching(where: str, tiers: dict[str, tuple[str, ...]], tenant: str) -> Subquery:
-    """The customers for whom ``where`` holds now. Raises RuleError."""
-    condition = check_condition(parse_condition(where, "<where>"), "<where>", tiers)
-    statement = compile_condition(condition, tenant_sources(tenant), dt.datetime.now(dt.UTC))
-    return statement.subquery("matching")
-
-
 @strawberry.type
 class CustomerQuery:
     @resolver(
@@ -393,7 +344,7 @@ class CustomerQuery:
         size = min(size, limit)
         start = decode_cursor(after) if after is not None else None
         async with context.transaction() as connection:
-            filtered = await _filtered(connection, context, scheme, tier, where)
+            filtered = await members_select(connection, context.tenant, scheme, tier, where)
             # The filters on the page's own rows: selecting them again by id (`id IN (ids)`)
             # made a second pass over the customers for every row when the planner thought
             # them few (a new tenant's): 30 s for a page of 400 customers.

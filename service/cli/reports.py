@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,12 +16,14 @@ from service.cli.support import (
     OutputFormat,
     TenantOption,
     backtest_note,
+    err,
     out,
     parse_as_of,
     print_exact_json,
     run_with_engine,
     settings,
 )
+from service.errors import UserError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -123,3 +128,62 @@ def _print_segments(rows: list[analytics.SegmentRow], output: OutputFormat) -> N
         print_exact_json(analytics.segment_dicts(rows))
     else:
         out.print(analytics.segment_table(rows), highlight=False, markup=False)
+
+
+@app.command()
+def export(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE", help="The CSV file to write (replaced if it exists); - for stdout."
+        ),
+    ],
+    scheme: Annotated[
+        str | None, typer.Option("--scheme", help="Customers placed in this scheme.")
+    ] = None,
+    tier: Annotated[str | None, typer.Option("--tier", help="Only this tier of --scheme.")] = None,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            "--where", help="Only customers for whom this condition holds now (rule language)."
+        ),
+    ] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option("--metric", help="A column of this metric, as written in rules (repeatable)."),
+    ] = None,
+    tenant: TenantOption = None,
+) -> None:
+    """Write every member of a tier (or of a --where) to a CSV file, with chosen metrics.
+
+    One line per customer in the order of their ids: `customer_id`, then one column per
+    --metric (exact decimals, ISO 8601 times, empty for no value). Streamed in batches, so
+    any size of tier is exported; the file appears only once it is complete.
+    """
+    from dsl.errors import RuleError
+    from service.engine import members
+
+    config = settings()
+    tenant_id = tenant or config.default_tenant
+
+    async def work(engine: AsyncEngine) -> int:
+        try:
+            prepared = await members.prepare_export(
+                engine, tenant_id, scheme=scheme, tier=tier, where=where, metrics=metric or ()
+            )
+        except RuleError as error:
+            raise UserError(str(error)) from None
+        if str(file) == "-":
+            return await prepared.write(sys.stdout)
+        partial = file.with_name(f".{file.name}.part")
+        try:
+            with partial.open("w", encoding="utf-8", newline="") as stream:
+                written = await prepared.write(stream)
+            os.replace(partial, file)
+        finally:
+            partial.unlink(missing_ok=True)
+        return written
+
+    written = run_with_engine(config, work)
+    if str(file) != "-":
+        err.print(f"{written:,} customers written to {file}", highlight=False, markup=False)

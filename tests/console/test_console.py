@@ -5,6 +5,8 @@ What the page shows is compared with what the command line says about the same d
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from decimal import Decimal
@@ -261,6 +263,41 @@ def test_segment_members_page_with_a_where(page: Page, served: Served) -> None:
     assert expected > 50, "enough for a second page"
     page.get_by_role("button", name="Next page").click()
     expect(page.get_by_role("status")).to_contain_text("51 to ")
+
+
+def test_export_csv_gives_exactly_the_tiers_members(page: Page, served: Served) -> None:
+    expected: list[list[str]] = []
+    after = None
+    while True:  # every page of the API's customers of the tier
+        members = api(
+            served,
+            'query ($after: String) { customers(scheme: "value", tier: "Normal", after: $after) '
+            "{ totalCount pageInfo { hasNextPage endCursor } "
+            "edges { node { id metrics { monetary } } } } }",
+            {"after": after},
+        )["customers"]
+        expected += [[e["node"]["id"], e["node"]["metrics"]["monetary"]] for e in members["edges"]]
+        if not members["pageInfo"]["hasNextPage"]:
+            break
+        after = members["pageInfo"]["endCursor"]
+    assert len(expected) == members["totalCount"] > 100, "more than a page of the API"
+    sign_in(page, served, served.keys[Role.viewer], "#/segments/value/Normal")
+    page.get_by_label("Columns").fill("monetary")
+    with page.expect_download() as downloading:
+        page.get_by_role("button", name="Export CSV").click()
+    download = downloading.value
+    assert download.suggested_filename == "value-Normal.csv"
+    header, *rows = csv.reader(io.StringIO(Path(download.path()).read_text()))
+    assert header == ["customer_id", "monetary"]
+    assert rows == expected
+    expect(page.get_by_text("Exported ")).to_have_text(
+        f"Exported {members['totalCount']:,} customers to value-Normal.csv."
+    )
+    segments = {
+        row["tier"]: row["customers"]
+        for row in json.loads(cli(served, "segments", "--scheme", "value", "--format", "json"))
+    }
+    assert len(rows) == segments["Normal"]
 
 
 def test_an_analyst_saves_a_strategy(page: Page, served: Served) -> None:

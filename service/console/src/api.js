@@ -54,3 +54,40 @@ export async function gql(document, variables = {}, token = session.token) {
   }
   return body.data;
 }
+
+/**
+ * A CSV export (`GET /export`) with the signed-in token, offered to the browser as a file
+ * named as the server names it; returns the number of customers in it. Throws ApiError
+ * with the server's code when refused.
+ */
+export async function exportCsv(params) {
+  const query = new URLSearchParams();
+  for (const [name, value] of params) if (value) query.append(name, value);
+  let response;
+  try {
+    response = await fetch(`/export?${query}`, { headers: { Authorization: `Bearer ${session.token}` } });
+  } catch (error) {
+    throw new ApiError(`The service did not answer (${error.message}).`, "NETWORK");
+  }
+  if (!response.ok) {
+    let first = { message: `The service answered HTTP ${response.status}.`, extensions: {} };
+    try {
+      first = (await response.json()).errors[0];
+    } catch {
+      // not JSON: keep the status
+    }
+    const code = first.extensions?.code ?? "HTTP";
+    if (code === "UNAUTHENTICATED") onUnauthenticated(first.message);
+    throw new ApiError(first.message, code, first.extensions ?? {});
+  }
+  const text = await response.text();
+  const name = response.headers.get("Content-Disposition")?.match(/filename="([^"]+)"/)?.[1] ?? "customers.csv";
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+  return { name, customers: Math.max(0, text.split("\r\n").filter((line) => line !== "").length - 1) };
+}

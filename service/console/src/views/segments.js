@@ -2,7 +2,7 @@
 // condition in the rule language.
 
 import SEGMENT_MEMBERS from "../../../../graphql/operations/segment_members.graphql";
-import { gql } from "../api.js";
+import { exportCsv, gql } from "../api.js";
 import { add, count, decimal, field, h, replace, status, table } from "../dom.js";
 
 const PAGE = 50;
@@ -29,8 +29,25 @@ export async function segments(main, ctx, [schemeKey, tierName], query) {
     field("Where", whereInput),
     h("button", { type: "submit" }, "Show"),
   );
+  const columnsInput = h("input", { type: "text", value: query.get("metrics") ?? "monetary; recency", size: 40, spellcheck: "false" });
+  const exportMessage = h("div", { "aria-live": "polite" });
+  const exportButton = h("button", { type: "button", onclick: async () => {
+    exportButton.disabled = true;
+    replace(exportMessage, status("Exporting…"));
+    try {
+      const metrics = columnsInput.value.split(";").map((m) => m.trim()).filter(Boolean);
+      const where = query.get("where") || null;
+      const done = await exportCsv([["scheme", scheme.key], ["tier", tier], ["where", where], ...metrics.map((m) => ["metric", m])]);
+      replace(exportMessage, status(`Exported ${count(done.customers)} customers to ${done.name}.`));
+    } catch (error) {
+      replace(exportMessage, status(`Export: ${error.message}`, "error"));
+    } finally {
+      exportButton.disabled = false;
+    }
+  } }, "Export CSV");
+  const exporting = h("div", { class: "controls" }, field("Columns (metrics, separated by ;)", columnsInput), exportButton, exportMessage);
   const output = h("section", { "aria-label": "Members" });
-  add(main, h("h1", {}, "Segments"), form, output);
+  add(main, h("h1", {}, "Segments"), form, exporting, output);
 
   const cursors = [null]; // the `after` of each page shown so far
   async function page(index) {
