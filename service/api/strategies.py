@@ -60,7 +60,8 @@ class StrategyInput:
 @strawberry.type
 class StrategyQuery:
     @resolver(
-        description="Active strategies, optionally of one scheme and tier.",
+        description="Active strategies (and inactive ones with `includeInactive`), "
+        "optionally of one scheme and tier.",
         needs=Permission.read_reports,
     )
     async def strategies(
@@ -68,13 +69,20 @@ class StrategyQuery:
         info: Info,
         scheme: Annotated[str | None, arg("Only this scheme's.")] = None,
         tier: Annotated[str | None, arg("Only this tier's.")] = None,
+        include_inactive: Annotated[
+            bool, arg("Inactive strategies too (kept, recommended to no one).")
+        ] = False,
     ) -> list[Strategy]:
         context = info.context
         async with context.transaction() as connection:
             if scheme is not None:
                 await schemes.find(connection, context.tenant, scheme)
             found = await strategy_service.listed(
-                connection, context.tenant, scheme=scheme, tier=tier
+                connection,
+                context.tenant,
+                scheme=scheme,
+                tier=tier,
+                include_inactive=include_inactive,
             )
         return [Strategy.of(s) for s in found]
 

@@ -14,6 +14,7 @@ from service.cli import data, reports, serve
 from service.cli.keys import keys_app
 from service.cli.predict import predict_app
 from service.cli.rules import rules_app
+from service.cli.strategies import strategies_app
 from service.cli.support import print_error
 from service.errors import UserError
 
@@ -27,6 +28,7 @@ app.add_typer(serve.app)
 app.add_typer(data.app)
 app.add_typer(reports.app)
 app.add_typer(rules_app, name="rules")
+app.add_typer(strategies_app, name="strategies")
 app.add_typer(keys_app, name="keys")
 app.add_typer(predict_app, name="predict")
 

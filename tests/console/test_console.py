@@ -315,6 +315,31 @@ def test_an_analyst_saves_a_strategy(page: Page, served: Served) -> None:
     assert {"name": "Welcome call", "channel": "phone", "priority": 5} in saved["strategies"]
 
 
+def test_an_analyst_edits_a_strategy_into_an_inactive_one(page: Page, served: Served) -> None:
+    sign_in(page, served, served.keys[Role.analyst], "#/strategies/value")
+    page.get_by_label("Tier").select_option("Normal")
+    page.get_by_label("Name").fill("Quiet letter")
+    page.get_by_label("Channel").fill("mail")
+    page.get_by_role("button", name="Save strategy").click()
+    expect(page.get_by_role("status")).to_have_text("Saved Quiet letter for Normal.")
+    page.get_by_role("button", name="Edit Normal Quiet letter").click()
+    page.get_by_label("Active").uncheck()
+    page.get_by_role("button", name="Save strategy").click()
+    row = page.get_by_role("row").filter(has_text="Quiet letter")
+    expect(row.get_by_role("cell", name="no", exact=True)).to_be_visible()
+    listed = api(
+        served,
+        '{ active: strategies(scheme: "value") { name } '
+        'all: strategies(scheme: "value", includeInactive: true) { name active } }',
+    )
+    assert "Quiet letter" not in [s["name"] for s in listed["active"]]
+    assert {"name": "Quiet letter", "active": False} in listed["all"]
+    page.get_by_role("button", name="Delete Normal Quiet letter").click()
+    expect(page.get_by_role("table", name="Strategies of value")).not_to_contain_text(
+        "Quiet letter"
+    )
+
+
 def test_graphiql_loads_and_runs_a_query_with_no_network(page: Page, served: Served) -> None:
     sign_in(page, served, token(served.tenant, Role.analyst))
     page.goto(f"{served.base}/graphql")

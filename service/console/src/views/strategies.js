@@ -23,14 +23,14 @@ export async function strategies(main, ctx, [schemeKey]) {
 
   async function load() {
     const { strategies: found } = await gql(STRATEGY_LIST, { scheme: scheme.key });
-    const headers = ["Tier", "Name", "Channel", "Priority", "Description", "Parameters"];
+    const headers = ["Tier", "Name", "Channel", "Priority", "Active", "Description", "Parameters"];
     replace(
       list,
       table(
         `Strategies of ${scheme.key}`,
         analyst ? [...headers, "Actions"] : headers,
         found.map((s) => {
-          const row = [s.tier, s.name, s.channel, { text: s.priority, value: s.priority }, s.description || "–", h("code", {}, JSON.stringify(s.parameters))];
+          const row = [s.tier, s.name, s.channel, { text: s.priority, value: s.priority }, s.active ? "yes" : "no", s.description || "–", h("code", {}, JSON.stringify(s.parameters))];
           if (analyst) {
             row.push(h("span", { class: "actions" },
               h("button", { type: "button", "aria-label": `Edit ${s.tier} ${s.name}`, onclick: () => form(s) }, "Edit"),
@@ -55,6 +55,7 @@ export async function strategies(main, ctx, [schemeKey]) {
     const priority = h("input", { type: "number", required: true, value: existing?.priority ?? 100 });
     const description = h("textarea", { rows: 2 }, existing?.description ?? "");
     const parameters = h("textarea", { rows: 2, spellcheck: "false" }, JSON.stringify(existing?.parameters ?? {}));
+    const active = h("input", { type: "checkbox", checked: existing ? existing.active : true });
     replace(
       editor,
       h("h2", {}, existing ? `Edit ${existing.name}` : "New strategy"),
@@ -70,7 +71,7 @@ export async function strategies(main, ctx, [schemeKey]) {
         try {
           const { saveStrategy: saved } = await gql(SAVE_STRATEGY, { strategy: {
             scheme: scheme.key, tier: tier.value, name: name.value.trim(), channel: channel.value.trim(),
-            priority: Number(priority.value), description: description.value, parameters: params, active: true,
+            priority: Number(priority.value), description: description.value, parameters: params, active: active.checked,
           } });
           replace(message, status(`Saved ${saved.name} for ${saved.tier}.`));
           replace(editor);
@@ -80,7 +81,7 @@ export async function strategies(main, ctx, [schemeKey]) {
         }
       } },
         field("Tier", tier), field("Name", name), field("Channel", channel), field("Priority", priority),
-        field("Description", description), field("Parameters (JSON)", parameters),
+        field("Description", description), field("Parameters (JSON)", parameters), field("Active", active),
         h("div", { class: "buttons" }, h("button", { type: "submit", class: "primary" }, "Save strategy"), existing ? h("button", { type: "button", onclick: () => form(null) }, "New strategy") : null),
       ),
     );
