@@ -4,6 +4,7 @@ written), publishing a new version and evaluating a scheme now."""
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from decimal import Decimal
 from typing import Annotated
 
@@ -15,7 +16,7 @@ from service.access.auth import Permission
 from service.api.context import Info
 from service.api.errors import Severity
 from service.api.fields import arg, resolver
-from service.engine import evaluation, schemes
+from service.engine import evaluation, schemes, versions
 
 
 @strawberry.type(description="A published scheme: its current version of the rules.")
@@ -41,6 +42,83 @@ class Scheme:
             tiers=list(scheme.tiers),
             depends_on=sorted(scheme.checked.depends_on),
             uses_population=scheme.uses_population,
+        )
+
+
+@strawberry.type(description="One published version of a scheme: who published it, when.")
+class SchemeVersion:
+    scheme: str = strawberry.field(description="Key of the scheme.")
+    version: int = strawberry.field(description="The version, counted from 1.")
+    published_at: dt.datetime = strawberry.field(description="When it was published.")
+    published_by: str | None = strawberry.field(
+        description="Who published it (the token's subject, an API key, `cli:<user>`), as "
+        "the audit log has it; null if it has no entry."
+    )
+    source: str = strawberry.field(description="The rules of this version, canonical layout.")
+    tiers: list[str] = strawberry.field(description="Tier names, in rule order.")
+    current: bool = strawberry.field(description="Whether it is the scheme's current version.")
+
+    @classmethod
+    def of(cls, v: versions.SchemeVersion) -> SchemeVersion:
+        return cls(
+            scheme=v.scheme,
+            version=v.version,
+            published_at=v.published_at,
+            published_by=v.published_by,
+            source=v.source,
+            tiers=list(v.tiers),
+            current=v.current,
+        )
+
+
+@strawberry.enum(description="Whether a line of a diff was kept, added or removed.")
+class LineChange(enum.Enum):
+    SAME = "same"
+    ADDED = "added"
+    REMOVED = "removed"
+
+
+@strawberry.type(description="One line of the difference between two versions' rules.")
+class DiffLine:
+    change: LineChange = strawberry.field(description="Kept, added or removed.")
+    text: str = strawberry.field(description="The line.")
+    from_line: int | None = strawberry.field(
+        description="Its line number in the older version; null for an added line."
+    )
+    to_line: int | None = strawberry.field(
+        description="Its line number in the newer version; null for a removed line."
+    )
+
+
+@strawberry.type(description="What changed from one version of a scheme's rules to another.")
+class SchemeDiff:
+    scheme: str = strawberry.field(description="Key of the scheme.")
+    from_version: int = strawberry.field(description="The version compared from.")
+    to_version: int = strawberry.field(description="The version compared to.")
+    added_tiers: list[str] = strawberry.field(description="Tiers only the `to` version has.")
+    removed_tiers: list[str] = strawberry.field(description="Tiers only the `from` one has.")
+    lines: list[DiffLine] = strawberry.field(
+        description="Every line of both texts, in order: kept, removed from `from`, added in "
+        "`to` (a unified diff without its context limit)."
+    )
+
+    @classmethod
+    def of(cls, d: versions.VersionDiff) -> SchemeDiff:
+        return cls(
+            scheme=d.scheme,
+            from_version=d.from_version,
+            to_version=d.to_version,
+            added_tiers=list(d.added_tiers),
+            removed_tiers=list(d.removed_tiers),
+            lines=[
+                DiffLine(
+                    change=LineChange(line.change.value),
+                    text=line.text,
+                    from_line=line.from_line,
+                    to_line=line.to_line,
+                )
+                for line in d.lines
+            ],
         )
 
 
@@ -183,6 +261,38 @@ class SchemeQuery:
         async with context.transaction() as connection:
             found = await schemes.current(connection, context.tenant)
         return [Scheme.of(scheme) for scheme in found]
+
+    @resolver(
+        "Every published version of a scheme, newest first: who published it and when. "
+        "NOT_FOUND for a scheme never published.",
+        needs=Permission.read_reports,
+    )
+    async def scheme_versions(
+        self, info: Info, scheme: Annotated[str, arg("Key of the scheme.")]
+    ) -> list[SchemeVersion]:
+        context = info.context
+        async with context.transaction() as connection:
+            found = await versions.versions(connection, context.tenant, scheme)
+        return [SchemeVersion.of(v) for v in found]
+
+    @resolver(
+        "The difference between two versions of a scheme's rules, line by line, and the "
+        "tiers added and removed. NOT_FOUND for an unknown scheme or version.",
+        needs=Permission.read_reports,
+    )
+    async def scheme_diff(
+        self,
+        info: Info,
+        scheme: Annotated[str, arg("Key of the scheme.")],
+        from_version: Annotated[int, arg("The older version (or any).")],
+        to_version: Annotated[int, arg("The newer version (or any).")],
+    ) -> SchemeDiff:
+        context = info.context
+        async with context.transaction() as connection:
+            found = await versions.diff(
+                connection, context.tenant, scheme, from_version, to_version
+            )
+        return SchemeDiff.of(found)
 
     @resolver(
         "Check rule text against the published schemes: errors and warnings "

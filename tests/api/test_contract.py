@@ -24,7 +24,9 @@ from service.api.catalog import MetricParameter, MetricType
 from service.api.errors import Severity
 from service.api.explain import ClauseResult, TierResult
 from service.api.schema import build_schema, sdl
+from service.api.schemes import LineChange
 from service.config import Settings
+from service.engine import versions
 from tests.api.support import codes, data, post, shop
 from tests.support import NOW
 
@@ -61,6 +63,7 @@ ENUMS: list[tuple[type[enum.Enum], set[object]]] = [
     (Severity, _literals(rule_errors.Severity)),
     (ClauseResult, _literals(get_type_hints(ClauseTrace)["result"])),
     (TierResult, _literals(get_type_hints(RuleTierTrace)["result"])),
+    (LineChange, {change.value for change in versions.LineChange}),
 ]
 
 
@@ -195,6 +198,19 @@ def _erase_customer(result: dict[str, Any]) -> None:
     assert data(result) == {"eraseCustomers": {"deleted": 1, "notFound": 0}}
 
 
+def _scheme_versions(result: dict[str, Any]) -> None:
+    (version,) = data(result)["schemeVersions"]
+    assert (version["version"], version["publishedBy"], version["current"]) == (1, "tierwise", True)
+    assert version["tiers"] == ["VIP", "Active", "Normal"]
+
+
+def _scheme_diff(result: dict[str, Any]) -> None:
+    diff = data(result)["schemeDiff"]
+    assert (diff["fromVersion"], diff["toVersion"], diff["addedTiers"]) == (1, 1, [])
+    assert {line["change"] for line in diff["lines"]} == {"SAME"}
+    assert [line["fromLine"] for line in diff["lines"]] == list(range(1, len(diff["lines"]) + 1))
+
+
 RUNS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], None]]] = {
     "erase_customer": ({"id": "ann"}, _erase_customer),
     "console_session": ({}, _console_session),
@@ -203,6 +219,8 @@ RUNS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], None]]] = {
         _publish_scheme,
     ),
     "strategy_list": ({"scheme": "value"}, _strategy_list),
+    "scheme_versions": ({"scheme": "value"}, _scheme_versions),
+    "scheme_diff": ({"scheme": "value", "fromVersion": 1, "toVersion": 1}, _scheme_diff),
     "save_strategy": (
         {
             "strategy": {

@@ -214,6 +214,31 @@ def test_publish_makes_a_new_version(page: Page, served: Served) -> None:
     expect(page.get_by_label("Scheme")).to_contain_text("trial (version 2)")
 
 
+def test_the_version_history_and_a_diff(page: Page, served: Served) -> None:
+    publish = 'mutation ($s: String!) { publishScheme(key: "hist", source: $s) { changed } }'
+    first = "scheme hist {\n  tier Big when monetary > 2000\n  tier Small otherwise\n}\n"
+    api(served, publish, {"s": first})
+    api(
+        served,
+        publish,
+        {"s": first.replace("Big when monetary > 2000", "Huge when monetary > 9000")},
+    )
+    versions = api(served, '{ schemeVersions(scheme: "hist") { version publishedBy } }')
+    sign_in(page, served, served.keys[Role.viewer], "#/rules/hist")
+    listed = page.get_by_role("table", name="Versions of hist")
+    expect(listed.locator("tbody tr")).to_have_count(2)
+    rows = [row.locator("th, td").all_inner_texts() for row in listed.locator("tbody tr").all()]
+    assert [(r[0], r[2]) for r in rows] == [
+        (f"{v['version']}{' (current)' if i == 0 else ''}", v["publishedBy"])
+        for i, v in enumerate(versions["schemeVersions"])
+    ]
+    page.get_by_role("button", name="Show diff").click()
+    diff = page.get_by_label("Diff of version 1 and 2")
+    expect(diff.locator(".removed")).to_have_text(re.compile(r"^- +tier Big +when monetary > 2000"))
+    expect(diff.locator(".added")).to_have_text(re.compile(r"^\+ +tier Huge +when monetary > 9000"))
+    expect(page.get_by_text("tiers added: Huge; tiers removed: Big")).to_be_visible()
+
+
 def _leaves(clause: dict[str, Any]) -> list[dict[str, Any]]:
     children = clause.get("children") or []
     found = [clause] if clause.get("metric") else []

@@ -5,10 +5,12 @@
 import CHECK_RULES from "../../../../graphql/operations/check_rules.graphql";
 import PREVIEW_RULES from "../../../../graphql/operations/preview_rules.graphql";
 import PUBLISH_SCHEME from "../../../../graphql/operations/publish_scheme.graphql";
+import SCHEME_DIFF from "../../../../graphql/operations/scheme_diff.graphql";
+import SCHEME_VERSIONS from "../../../../graphql/operations/scheme_versions.graphql";
 import SEGMENT_LIST from "../../../../graphql/operations/segment_list.graphql";
 import { ApiError, gql } from "../api.js";
 import { moveHeatmap } from "../charts.js";
-import { add, count, decimal, field, h, replace, status, table } from "../dom.js";
+import { add, count, decimal, field, h, replace, status, table, when } from "../dom.js";
 import { ruleEditor } from "../editor.js";
 
 const NEW = "";
@@ -79,7 +81,12 @@ export async function rules(main, ctx, [schemeKey]) {
     editor.dispatch({ changes: { from: 0, to: editor.state.doc.length, insert: source } });
   }
 
-  if (!analyst) return;
+  const historyBox = h("section", { class: "history", "aria-label": "Version history" });
+  if (scheme) history(historyBox, scheme).catch((error) => replace(historyBox, status(error.message, "error")));
+  if (!analyst) {
+    main.append(historyBox);
+    return;
+  }
 
   const busy = async (button, work) => {
     button.disabled = true;
@@ -120,7 +127,7 @@ export async function rules(main, ctx, [schemeKey]) {
     else location.hash = target;
   }) }, "Publish");
 
-  add(main, h("div", { class: "buttons" }, checkButton, previewButton, publishButton), h("h2", {}, "Problems"), problems, result);
+  add(main, h("div", { class: "buttons" }, checkButton, previewButton, publishButton), h("h2", {}, "Problems"), problems, result, historyBox);
   if (ctx.flash) replace(result, status(ctx.flash));
   ctx.flash = null;
 }
@@ -170,4 +177,46 @@ async function showPreview(result, ctx, preview) {
     section.append(h("p", {}, "Nobody would change tier."));
     result.append(section);
   }
+}
+
+/** Who published which version when, and the difference between two versions. */
+async function history(box, scheme) {
+  const { schemeVersions: versions } = await gql(SCHEME_VERSIONS, { scheme: scheme.key });
+  const options = (selected) => versions.map((v) => h("option", { value: v.version, selected: v.version === selected }, `version ${v.version}`));
+  const newest = versions[0].version;
+  const fromSelect = h("select", {}, options(Math.max(1, newest - 1)));
+  const toSelect = h("select", {}, options(newest));
+  const diffBox = h("div", { class: "diff-box", "aria-live": "polite" });
+  const show = async () => {
+    try {
+      const { schemeDiff: diff } = await gql(SCHEME_DIFF, { scheme: scheme.key, fromVersion: Number(fromSelect.value), toVersion: Number(toSelect.value) });
+      const sign = { SAME: " ", ADDED: "+", REMOVED: "-" };
+      const tiers = [
+        diff.addedTiers.length ? `tiers added: ${diff.addedTiers.join(", ")}` : null,
+        diff.removedTiers.length ? `tiers removed: ${diff.removedTiers.join(", ")}` : null,
+      ].filter(Boolean);
+      const changed = diff.lines.some((l) => l.change !== "SAME");
+      replace(
+        diffBox,
+        h("p", { class: "summary" }, `Version ${diff.fromVersion} to ${diff.toVersion}: ${changed ? "" : "the same rules"}${tiers.join("; ")}${changed && !tiers.length ? "conditions changed" : ""}.`),
+        h("pre", { class: "diff", "aria-label": `Diff of version ${diff.fromVersion} and ${diff.toVersion}` },
+          diff.lines.map((l) => h("span", { class: `line ${l.change.toLowerCase()}`, dataset: { change: l.change } }, `${sign[l.change]} ${l.text}\n`))),
+      );
+    } catch (error) {
+      replace(diffBox, status(error.message, "error"));
+    }
+  };
+  replace(
+    box,
+    h("h2", {}, `Versions of ${scheme.key}`),
+    table(
+      `Versions of ${scheme.key}`,
+      ["Version", "Published", "By", "Tiers"],
+      versions.map((v) => [`${v.version}${v.current ? " (current)" : ""}`, when(v.publishedAt), v.publishedBy ?? "–", v.tiers.join(", ")]),
+    ),
+    versions.length > 1
+      ? h("form", { class: "controls", onsubmit: (event) => (event.preventDefault(), show()) }, field("From version", fromSelect), field("To version", toSelect), h("button", { type: "submit" }, "Show diff"))
+      : h("p", { class: "muted" }, "Only one version: nothing to compare yet."),
+    diffBox,
+  );
 }
