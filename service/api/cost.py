@@ -122,6 +122,7 @@ _FIRST_DEFAULT_PAGE = _page("first", lambda settings: settings.max_page_size)
 # Pages of rows: each row costs one, and so does each of what is selected under it.
 _FIFTY_FIRST = _page("first", lambda settings: 50)
 _FIFTY_LAST = _page("last", lambda settings: 50)
+_TEN_LAST = _page("last", lambda settings: 10)
 
 
 def _assumed(args: Mapping[str, Any], settings: Settings) -> int:
@@ -140,6 +141,13 @@ FIELD_COSTS: Mapping[tuple[str, str], Field] = {
     ("Query", "segments"): Field(_fixed(TENANT_SCAN), _assumed),
     ("Segment", "strategies"): Field(size=_assumed),
     ("Query", "schemes"): Field(size=_assumed),
+    ("Query", "schemeVersions"): Field(size=_assumed),
+    ("Query", "schemeDiff"): Field(),
+    ("Query", "evaluationRuns"): Field(_TEN_LAST, _TEN_LAST),
+    # Passes over a scheme's recorded tier changes (and orders, for churn).
+    ("Query", "tierSizes"): Field(_fixed(TENANT_SCAN), _assumed),
+    ("Query", "migrationMatrix"): Field(_fixed(TENANT_SCAN), _assumed),
+    ("Query", "churn"): Field(_fixed(TENANT_SCAN), _assumed),
     ("Query", "strategies"): Field(size=_assumed),
     ("Query", "metrics"): Field(size=_assumed),
     ("Query", "checkRules"): Field(_fixed(10)),

@@ -41,14 +41,19 @@ from service.errors import NotFound, UserError
 __all__ = [
     "ChurnRow",
     "MigrationCell",
+    "RunRow",
     "SegmentRow",
+    "TierSize",
+    "backtest_migration_matrix",
     "churn_rate",
+    "evaluation_runs",
     "migration_matrix",
     "migration_matrix_between_dates",
     "segment_dicts",
     "segment_report",
     "segment_table",
     "share",
+    "tier_sizes",
 ]
 
 # Average revenue to the 4 decimals of order amounts, as the catalog's averages.
@@ -373,15 +378,59 @@ async def migration_matrix(
     return _ordered(cells, await _current_tiers(connection, tenant, scheme_key))
 
 
+_STATE_AT = """
+SELECT DISTINCT ON (customer_id) customer_id, to_tier AS tier
+FROM transitions
+WHERE tenant_id = :t AND scheme_key = :k AND at <= :{at}
+ORDER BY customer_id, id DESC
+"""
+
+_MIGRATION_AT = f"""
+WITH before AS ({_STATE_AT.format(at="before")}), after AS ({_STATE_AT.format(at="after")})
+SELECT b.tier AS from_tier, a.tier AS to_tier, count(*) AS customers
+FROM before b FULL JOIN after a ON a.customer_id = b.customer_id
+WHERE b.tier IS NOT NULL OR a.tier IS NOT NULL
+GROUP BY b.tier, a.tier
+"""
+
+
 async def migration_matrix_between_dates(
+    connection: AsyncConnection,
+    tenant: str,
+    scheme_key: str,
+    from_at: dt.datetime,
+    to_at: dt.datetime,
+) -> list[MigrationCell]:
+    """How many customers went from the tier they were in at `from_at` to the tier they were in
+    at `to_at` (staying put included), as recorded: the tiers are rebuilt from the scheme's
+    transitions, whatever version of the rules placed them. Only non-empty cells. Raises
+    `NotFound` for a scheme never published, `UserError` when `to_at` is before `from_at`."""
+    if to_at < from_at:
+        raise UserError("the migration's second date must not be before its first")
+    await _published(connection, tenant, scheme_key)
+    params = {"t": tenant, "k": scheme_key, "before": from_at, "after": to_at}
+    cells = [
+        MigrationCell(row.from_tier, row.to_tier, int(row.customers))
+        for row in await connection.execute(text(_MIGRATION_AT), params)
+    ]
+    return _ordered(cells, await _current_tiers(connection, tenant, scheme_key))
+
+
+async def _published(connection: AsyncConnection, tenant: str, scheme_key: str) -> None:
+    if not await schemes.published_keys(connection, tenant, [scheme_key]):
+        raise schemes.unpublished(scheme_key, tenant)
+
+
+async def backtest_migration_matrix(
     connection: AsyncConnection,
     tenant: str,
     scheme: CheckedScheme,
     from_as_of: dt.datetime,
     to_as_of: dt.datetime,
 ) -> list[MigrationCell]:
-    """The backtesting view: evaluate `scheme` as of both dates (nothing is written) and count
-    customers from each tier at `from_as_of` to each tier at `to_as_of`."""
+    """The backtesting view: evaluate `scheme` (today's rules, or any) as of both dates on the
+    data of then (nothing is written) and count customers from each tier at `from_as_of` to
+    each tier at `to_as_of`. What the tiers really were is `migration_matrix_between_dates`."""
     sources = tenant_sources(tenant)
     before = with_own_time(compile_scheme(scheme, sources, from_as_of), "from").subquery("before")
     after = with_own_time(compile_scheme(scheme, sources, to_as_of), "to").subquery("after")
@@ -427,9 +476,11 @@ async def churn_rate(
     until: dt.datetime,
 ) -> list[ChurnRow]:
     """Per tier of the scheme at `since` (rebuilt from transitions): the share of its customers
-    who made no purchase in [since, until). Tiers in the current version's order."""
+    who made no purchase in [since, until). Tiers in the current version's order. `NotFound`
+    for a scheme never published."""
     if until <= since:
         raise UserError("the churn period must end after it starts")
+    await _published(connection, tenant, scheme_key)
     params = {"t": tenant, "k": scheme_key, "since": since, "until": until}
     counts = {
         row.tier: (int(row.customers), int(row.churned))
@@ -444,3 +495,116 @@ async def churn_rate(
         rate = churned / members if members else None
         rows.append(ChurnRow(scheme_key, tier, members, churned, rate))
     return rows
+
+
+# --- Runs and tier sizes over time ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: int
+    scheme: str
+    version: int
+    trigger: str
+    status: str  # running, succeeded, failed
+    as_of: dt.datetime
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    duration_ms: int | None
+    customers: int | None
+    changed: int | None
+
+
+_RUNS = """
+SELECT id, scheme_key, version, trigger, status, as_of, started_at, finished_at, duration_ms,
+       customers, changed
+FROM evaluation_runs
+WHERE tenant_id = :t AND scheme_key = :k AND applied
+ORDER BY started_at DESC, id DESC
+LIMIT :n
+"""
+
+
+async def evaluation_runs(
+    connection: AsyncConnection, tenant: str, scheme_key: str, last: int
+) -> list[RunRow]:
+    """The scheme's `last` runs that made (or were to make) their result current, newest
+    first: backtests are left out. `NotFound` for a scheme never published."""
+    await _published(connection, tenant, scheme_key)
+    rows = await connection.execute(text(_RUNS), {"t": tenant, "k": scheme_key, "n": last})
+    return [
+        RunRow(
+            id=row.id,
+            scheme=row.scheme_key,
+            version=row.version,
+            trigger=row.trigger,
+            status=row.status,
+            as_of=row.as_of,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            duration_ms=row.duration_ms,
+            customers=row.customers,
+            changed=row.changed,
+        )
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True)
+class TierSize:
+    day: dt.date
+    tier: str
+    customers: int
+
+
+# Every transition adds one customer to its new tier and takes one from its old: the sum of
+# those up to the end of a day is the tier's size that day (days are UTC).
+_SIZES = """
+WITH moves AS (
+    SELECT (at AT TIME ZONE 'UTC')::date AS day, to_tier AS tier, 1 AS delta
+    FROM transitions
+    WHERE tenant_id = :t AND scheme_key = :k AND to_tier IS NOT NULL AND at < :until
+    UNION ALL
+    SELECT (at AT TIME ZONE 'UTC')::date, from_tier, -1
+    FROM transitions
+    WHERE tenant_id = :t AND scheme_key = :k AND from_tier IS NOT NULL AND at < :until
+), daily AS (
+    SELECT day, tier, sum(delta) AS delta FROM moves GROUP BY day, tier
+), tiers AS (
+    SELECT DISTINCT tier FROM daily
+)
+SELECT d.day::date AS day, tiers.tier,
+       coalesce((SELECT sum(delta) FROM daily
+                 WHERE daily.tier = tiers.tier AND daily.day <= d.day), 0) AS customers
+FROM generate_series(CAST(:first AS date), CAST(:last AS date), interval '1 day') AS d(day)
+CROSS JOIN tiers
+ORDER BY day, tier
+"""
+
+MAX_SIZE_DAYS = 731
+
+
+async def tier_sizes(
+    connection: AsyncConnection, tenant: str, scheme_key: str, first: dt.date, last: dt.date
+) -> list[TierSize]:
+    """Each tier's customers at the end of every day from `first` to `last` (UTC), rebuilt
+    from the scheme's transitions; tiers in the current version's order, then others (tiers
+    of older versions) by name. `NotFound` for a scheme never published, `UserError` for a
+    period backwards or longer than `MAX_SIZE_DAYS`."""
+    if last < first:
+        raise UserError("the period of tier sizes ends before it starts")
+    if (last - first).days + 1 > MAX_SIZE_DAYS:
+        raise UserError(f"tier sizes cover at most {MAX_SIZE_DAYS} days at a time")
+    await _published(connection, tenant, scheme_key)
+    until = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.UTC)
+    params = {"t": tenant, "k": scheme_key, "first": first, "last": last, "until": until}
+    rows = [
+        TierSize(row.day, row.tier, int(row.customers))
+        for row in await connection.execute(text(_SIZES), params)
+    ]
+    tiers = await _current_tiers(connection, tenant, scheme_key)
+
+    def rank(tier: str) -> tuple[int, int, str]:
+        return (0, tiers.index(tier), "") if tier in tiers else (1, 0, tier)
+
+    return sorted(rows, key=lambda r: (r.day, rank(r.tier)))

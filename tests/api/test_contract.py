@@ -211,6 +211,27 @@ def _scheme_diff(result: dict[str, Any]) -> None:
     assert [line["fromLine"] for line in diff["lines"]] == list(range(1, len(diff["lines"]) + 1))
 
 
+TODAY = NOW.date().isoformat()
+
+
+def _scheme_dashboard(result: dict[str, Any]) -> None:
+    found = data(result)
+    (run,) = found["evaluationRuns"]
+    assert (run["version"], run["status"], run["customerCount"]) == (1, "succeeded", 3)
+    assert run["durationMs"] >= 0 and run["finishedAt"] >= run["startedAt"]
+    sizes = {s["tier"]: s["customerCount"] for s in found["tierSizes"] if s["day"] == TODAY}
+    assert sizes == {"VIP": 1, "Active": 1, "Normal": 1}
+    assert [c["tier"] for c in found["churn"]] == ["VIP", "Active", "Normal"]
+
+
+def _migration_matrix(result: dict[str, Any]) -> None:
+    cells = data(result)["migrationMatrix"]
+    assert cells == [
+        {"fromTier": None, "toTier": tier, "customerCount": 1}
+        for tier in ("VIP", "Active", "Normal")
+    ]
+
+
 RUNS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], None]]] = {
     "erase_customer": ({"id": "ann"}, _erase_customer),
     "console_session": ({}, _console_session),
@@ -220,6 +241,14 @@ RUNS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], None]]] = {
     ),
     "strategy_list": ({"scheme": "value"}, _strategy_list),
     "scheme_versions": ({"scheme": "value"}, _scheme_versions),
+    "scheme_dashboard": (
+        {"scheme": "value", "fromDate": TODAY, "toDate": TODAY, "churnSince": TODAY},
+        _scheme_dashboard,
+    ),
+    "migration_matrix": (
+        {"scheme": "value", "fromDate": "2000-01-01", "toDate": TODAY},
+        _migration_matrix,
+    ),
     "scheme_diff": ({"scheme": "value", "fromVersion": 1, "toVersion": 1}, _scheme_diff),
     "save_strategy": (
         {

@@ -32,12 +32,14 @@ from service.engine.analytics import (
     ChurnRow,
     MigrationCell,
     SegmentRow,
+    backtest_migration_matrix,
     churn_rate,
     migration_matrix,
     migration_matrix_between_dates,
     segment_dicts,
     segment_report,
     segment_table,
+    tier_sizes,
 )
 from service.errors import NotFound, UserError
 
@@ -399,7 +401,66 @@ async def test_migration_matrix_between_runs(engine: AsyncEngine, tenant: str) -
     ]
 
 
-async def test_migration_matrix_between_dates(engine: AsyncEngine, tenant: str) -> None:
+async def _recorded(engine: AsyncEngine, tenant: str) -> dict[str, int]:
+    """c1 A from day 1, to B on day 20; c2 B from day 2, out of every tier on day 25; c3 A from
+    day 30; c4 in a tier the current version dropped (Old) from day 3."""
+    ids = await _customers(engine, tenant, ["c1", "c2", "c3", "c4"], [])
+    async with engine.begin() as connection:
+        await _scheme(connection, tenant, "s", [["A", "B", "Old"], ["A", "B"]])
+        await _move(connection, tenant, "s", ids["c1"], (None, "A"), day(1))
+        await _move(connection, tenant, "s", ids["c2"], (None, "B"), day(2))
+        await _move(connection, tenant, "s", ids["c4"], (None, "Old"), day(3))
+        await _move(connection, tenant, "s", ids["c1"], ("A", "B"), day(20))
+        await _move(connection, tenant, "s", ids["c2"], ("B", None), day(25))
+        await _move(connection, tenant, "s", ids["c3"], (None, "A"), day(30))
+    return ids
+
+
+async def test_migration_matrix_between_dates_reads_the_recorded_tiers(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    await _recorded(engine, tenant)
+    async with engine.connect() as connection:
+        cells = await migration_matrix_between_dates(connection, tenant, "s", day(10), day(40))
+        assert cells == [
+            MigrationCell("A", "B", 1),  # c1
+            MigrationCell("B", None, 1),  # c2 left every tier
+            MigrationCell("Old", "Old", 1),  # c4 stayed put, in a tier of an older version
+            MigrationCell(None, "A", 1),  # c3 arrived
+        ]
+        # A date before anything was recorded: everyone arrives.
+        early = await migration_matrix_between_dates(connection, tenant, "s", day(0), day(2))
+        assert early == [MigrationCell(None, "A", 1), MigrationCell(None, "B", 1)]
+        with pytest.raises(UserError):
+            await migration_matrix_between_dates(connection, tenant, "s", day(40), day(10))
+        with pytest.raises(NotFound):
+            await migration_matrix_between_dates(connection, tenant, "nope", day(0), day(1))
+
+
+async def test_tier_sizes_over_time_from_transitions(engine: AsyncEngine, tenant: str) -> None:
+    await _recorded(engine, tenant)
+    first = day(0).date()
+    async with engine.connect() as connection:
+        sizes = await tier_sizes(connection, tenant, "s", first, day(40).date())
+        with pytest.raises(UserError):
+            await tier_sizes(connection, tenant, "s", day(5).date(), first)
+        with pytest.raises(NotFound):
+            await tier_sizes(connection, tenant, "nope", first, first)
+    by_day: dict[int, dict[str, int]] = {}
+    for size in sizes:
+        by_day.setdefault((size.day - first).days, {})[size.tier] = size.customers
+    assert sorted(by_day) == list(range(41))
+    assert by_day[0] == {"A": 0, "B": 0, "Old": 0}
+    assert by_day[1] == {"A": 1, "B": 0, "Old": 0}
+    assert by_day[3] == {"A": 1, "B": 1, "Old": 1}
+    assert by_day[20] == {"A": 0, "B": 2, "Old": 1}
+    assert by_day[25] == {"A": 0, "B": 1, "Old": 1}
+    assert by_day[40] == {"A": 1, "B": 1, "Old": 1}
+    # Tiers in the current version's order, then the dropped ones.
+    assert [s.tier for s in sizes if s.day == first] == ["A", "B", "Old"]
+
+
+async def test_backtest_migration_matrix(engine: AsyncEngine, tenant: str) -> None:
     await _customers(
         engine,
         tenant,
@@ -415,7 +476,7 @@ async def test_migration_matrix_between_dates(engine: AsyncEngine, tenant: str) 
         "scheme s { tier Active when recency < 30 days\n tier Lapsed when frequency >= 1 }"
     ).schemes[0]
     async with engine.connect() as connection:
-        cells = await migration_matrix_between_dates(connection, tenant, scheme, T0, day(60))
+        cells = await backtest_migration_matrix(connection, tenant, scheme, T0, day(60))
     # d never ordered: in no tier at either date, so not counted.
     assert cells == [
         MigrationCell("Active", "Lapsed", 1),
@@ -424,9 +485,7 @@ async def test_migration_matrix_between_dates(engine: AsyncEngine, tenant: str) 
     ]
 
 
-async def test_migration_matrix_between_dates_with_windows(
-    engine: AsyncEngine, tenant: str
-) -> None:
+async def test_backtest_migration_matrix_with_windows(engine: AsyncEngine, tenant: str) -> None:
     # Each date's statement keeps its own window start, though both have a 30-day window.
     await _customers(
         engine,
@@ -438,7 +497,7 @@ async def test_migration_matrix_between_dates_with_windows(
         "scheme s { tier Buying when frequency(30 days) >= 1\n tier Idle otherwise }"
     ).schemes[0]
     async with engine.connect() as connection:
-        cells = await migration_matrix_between_dates(connection, tenant, scheme, T0, day(60))
+        cells = await backtest_migration_matrix(connection, tenant, scheme, T0, day(60))
     assert cells == [MigrationCell("Buying", "Idle", 1), MigrationCell("Idle", "Buying", 1)]
 
 
