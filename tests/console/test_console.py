@@ -6,6 +6,7 @@ What the page shows is compared with what the command line says about the same d
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import re
@@ -120,6 +121,53 @@ def test_the_dashboard_shows_what_tierwise_segments_prints(page: Page, served: S
         }
         assert shown == {tier: numbers for (s, tier), numbers in printed.items() if s == scheme}
         expect(page.locator("#shares-chart svg")).to_be_visible()
+
+
+def _cells(table: Any) -> list[list[str]]:
+    return [
+        [cell.strip() for cell in row.locator("th, td").all_inner_texts()]
+        for row in table.locator("tbody tr").all()
+    ]
+
+
+def test_the_dashboards_history_last_run_sizes_migration_and_churn(
+    page: Page, served: Served
+) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    since = (today - dt.timedelta(days=90)).isoformat()
+    answer = api(
+        served,
+        """query ($today: Date!, $month: Date!, $since: Date!) {
+          evaluationRuns(scheme: "rfm", last: 1) { version }
+          segments(scheme: "rfm") { tier customerCount }
+          migrationMatrix(scheme: "rfm", fromDate: $month, toDate: $today) {
+            fromTier toTier customerCount }
+          churn(scheme: "rfm", since: $since) { tier customerCount churned } }""",
+        {
+            "today": today.isoformat(),
+            "month": (today - dt.timedelta(days=30)).isoformat(),
+            "since": since,
+        },
+    )
+    sign_in(page, served, served.keys[Role.viewer], "#/dashboard/rfm")
+    (run,) = answer["evaluationRuns"]
+    expect(page.get_by_label("Last run")).to_contain_text(f"Version {run['version']}, demo")
+    sizes = page.get_by_role("table", name="Tier sizes of rfm")
+    expect(sizes).to_be_visible()
+    today_column = {cells[0]: cells[-1] for cells in _cells(sizes)}
+    assert today_column == {s["tier"]: f"{s['customerCount']:,}" for s in answer["segments"]}
+    expect(page.locator("#sizes-chart svg")).to_be_visible()
+    migration = page.get_by_role("table", name="Migration of rfm")
+    expect(migration).to_be_visible()
+    assert _cells(migration) == [
+        [c["fromTier"] or "(none)", c["toTier"] or "(none)", f"{c['customerCount']:,}"]
+        for c in answer["migrationMatrix"]
+    ]
+    expect(page.locator("#migration-chart svg")).to_be_visible()
+    churn = page.get_by_role("table", name="Churn of rfm in the last 90 days")
+    assert [cells[:3] for cells in _cells(churn)] == [
+        [c["tier"], f"{c['customerCount']:,}", f"{c['churned']:,}"] for c in answer["churn"]
+    ]
 
 
 def test_a_mistake_is_underlined_where_it_is_with_its_message(page: Page, served: Served) -> None:

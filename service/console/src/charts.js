@@ -2,12 +2,12 @@
 // console stays small. Every chart carries an ECharts-generated description for screen
 // readers (aria), and the same numbers are in a table beside it.
 
-import { BarChart, HeatmapChart } from "echarts/charts";
+import { BarChart, HeatmapChart, LineChart } from "echarts/charts";
 import { AriaComponent, GridComponent, LegendPlainComponent, TooltipComponent, VisualMapContinuousComponent } from "echarts/components";
 import * as echarts from "echarts/core";
 import { SVGRenderer } from "echarts/renderers";
 
-echarts.use([BarChart, HeatmapChart, AriaComponent, GridComponent, LegendPlainComponent, TooltipComponent, VisualMapContinuousComponent, SVGRenderer]);
+echarts.use([BarChart, HeatmapChart, LineChart, AriaComponent, GridComponent, LegendPlainComponent, TooltipComponent, VisualMapContinuousComponent, SVGRenderer]);
 
 function mount(element, option) {
   const chart = echarts.init(element, null, { renderer: "svg" });
@@ -35,14 +35,26 @@ export function sharesChart(element, segments) {
 }
 
 /** Customers moving from tier to tier as a heatmap (rows: now, columns: after). */
-export function moveHeatmap(element, fromTiers, toTiers, cells) {
+export function moveHeatmap(element, fromTiers, toTiers, cells, { from = "now", to = "after" } = {}) {
   const max = Math.max(1, ...cells.map(([, , n]) => n));
   return mount(element, {
     tooltip: { formatter: (p) => `${fromTiers[p.value[1]]} → ${toTiers[p.value[0]]}: ${p.value[2]}` },
     grid: { left: 8, right: 8, top: 24, bottom: 48, containLabel: true },
-    xAxis: { type: "category", data: toTiers, name: "after", nameLocation: "middle", nameGap: 28, splitArea: { show: true } },
-    yAxis: { type: "category", data: fromTiers, name: "now", inverse: true, splitArea: { show: true } },
+    xAxis: { type: "category", data: toTiers, name: to, nameLocation: "middle", nameGap: 28, splitArea: { show: true } },
+    yAxis: { type: "category", data: fromTiers, name: from, inverse: true, splitArea: { show: true } },
     visualMap: { min: 0, max, show: false, inRange: { color: ["#eff6ff", "#1d4ed8"] } },
     series: [{ type: "heatmap", data: cells, label: { show: true } }],
+  });
+}
+
+/** Each tier's customers day by day (a line per tier). */
+export function sizesChart(element, days, series) {
+  return mount(element, {
+    tooltip: { trigger: "axis" },
+    legend: { top: 0, type: "plain" },
+    grid: { left: 8, right: 24, top: 40, bottom: 8, containLabel: true },
+    xAxis: { type: "category", data: days, boundaryGap: false },
+    yAxis: { type: "value", name: "customers" },
+    series: series.map(({ tier, values }) => ({ name: tier, type: "line", showSymbol: false, data: values })),
   });
 }
