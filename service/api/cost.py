@@ -148,6 +148,7 @@ FIELD_COSTS: Mapping[tuple[str, str], Field] = {
     ("Query", "tierSizes"): Field(_fixed(TENANT_SCAN), _assumed),
     ("Query", "migrationMatrix"): Field(_fixed(TENANT_SCAN), _assumed),
     ("Query", "churn"): Field(_fixed(TENANT_SCAN), _assumed),
+    ("Query", "textValues"): Field(_fixed(TENANT_SCAN), _FIFTY_FIRST),
     ("Query", "strategies"): Field(size=_assumed),
     ("Query", "metrics"): Field(size=_assumed),
     ("Query", "checkRules"): Field(_fixed(10)),

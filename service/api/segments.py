@@ -109,6 +109,12 @@ class TierChurn:
     rate: float | None = strawberry.field(description="churned / customers; null if empty.")
 
 
+@strawberry.type(description="A value of a text field in the data, and how often it occurs.")
+class TextValue:
+    value: str = strawberry.field(description="The value, exactly as rules must write it.")
+    customer_count: int = strawberry.field(description="Customers with this value.")
+
+
 def _day_start(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), dt.UTC)
 
@@ -235,3 +241,21 @@ class SegmentQuery:
             TierChurn(tier=r.tier, customer_count=r.customers, churned=r.churned, rate=r.rate)
             for r in rows
         ]
+
+    @resolver(
+        "The most common values of a text field (`region`, `gender`, `occupation`, "
+        "`industry`) among the customers, with their counts, most common first: what a rule "
+        'can compare it with (`region = "east"`). BAD_INPUT for a field that is not text.',
+        needs=Permission.read_reports,
+    )
+    async def text_values(
+        self,
+        info: Info,
+        metric: Annotated[str, arg("The field, as written in rules (`region`).")],
+        first: Annotated[int, arg("How many of the most common values.")] = 50,
+    ) -> list[TextValue]:
+        context = info.context
+        page_size(context.settings, "first", first)
+        async with context.transaction() as connection:
+            found = await analytics.text_values(connection, context.tenant, metric, first)
+        return [TextValue(value=value, customer_count=n) for value, n in found]

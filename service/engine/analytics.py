@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Select, Subquery, func, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dsl import CheckedScheme, MetricRef, Type, compile_scheme, metric_values_select
+from dsl import CATALOG, CheckedScheme, MetricRef, Type, compile_scheme, metric_values_select
 from dsl.catalog import AVERAGE_SCALE
 from dsl.checked import IsNull, Ref
 from dsl.checker import check_condition
@@ -35,6 +35,7 @@ from dsl.parser import parse_condition
 from service.db.tables import customer_metrics, customers, memberships
 from service.engine import schemes
 from service.engine.evaluation import REVENUE, MigrationCell
+from service.engine.members import metric_column
 from service.engine.sources import tenant_sources
 from service.errors import NotFound, UserError
 
@@ -53,6 +54,7 @@ __all__ = [
     "segment_report",
     "segment_table",
     "share",
+    "text_values",
     "tier_sizes",
 ]
 
@@ -608,3 +610,29 @@ async def tier_sizes(
         return (0, tiers.index(tier), "") if tier in tiers else (1, 0, tier)
 
     return sorted(rows, key=lambda r: (r.day, rank(r.tier)))
+
+
+# --- Values of text fields ------------------------------------------------------------------
+
+
+async def text_values(
+    connection: AsyncConnection, tenant: str, metric: str, first: int
+) -> list[tuple[str, int]]:
+    """The `first` most common values of a text metric (`region`, `gender`, ...) among the
+    tenant's customers, with how many customers have each, most common first (then by
+    value). What a rule compares such a field with must be one of these to match anyone.
+    Raises `RuleError` for an unknown metric, `UserError` for one that is not text."""
+    ref = metric_column(metric)
+    if CATALOG[ref.name].type is not Type.TEXT:
+        texts = sorted(name for name, m in CATALOG.items() if m.type is Type.TEXT)
+        raise UserError(f"`{metric}` is not a text field; the text fields are {', '.join(texts)}")
+    values = metric_values_select([ref], tenant_sources(tenant), dt.datetime.now(dt.UTC))
+    column = values.subquery("metric_values").c.m0
+    statement = (
+        select(column, func.count())
+        .where(column.is_not(None))
+        .group_by(column)
+        .order_by(func.count().desc(), column)
+        .limit(first)
+    )
+    return [(row[0], int(row[1])) for row in await connection.execute(statement)]

@@ -232,6 +232,13 @@ def _migration_matrix(result: dict[str, Any]) -> None:
     ]
 
 
+def _text_values(result: dict[str, Any]) -> None:
+    assert data(result)["textValues"] == [
+        {"value": "east", "customerCount": 2},
+        {"value": "west", "customerCount": 1},
+    ]
+
+
 RUNS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], None]]] = {
     "erase_customer": ({"id": "ann"}, _erase_customer),
     "console_session": ({}, _console_session),
@@ -241,6 +248,7 @@ RUNS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], None]]] = {
     ),
     "strategy_list": ({"scheme": "value"}, _strategy_list),
     "scheme_versions": ({"scheme": "value"}, _scheme_versions),
+    "text_values": ({"metric": "region"}, _text_values),
     "scheme_dashboard": (
         {"scheme": "value", "fromDate": TODAY, "toDate": TODAY, "churnSince": TODAY},
         _scheme_dashboard,

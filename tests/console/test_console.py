@@ -201,6 +201,27 @@ def test_completion_offers_the_catalogs_metrics(page: Page, served: Served) -> N
     expect(page.get_by_role("textbox", name="Rules")).to_contain_text("tier A when monetary")
 
 
+def test_completion_offers_a_text_fields_values_from_the_data(page: Page, served: Served) -> None:
+    values = api(served, '{ textValues(metric: "region") { value customerCount } }')["textValues"]
+    assert len(values) > 1
+    sign_in(page, served, served.keys[Role.analyst], "#/rules/value")
+    editor_text(page, "scheme s {\n  tier A when ")
+    page.keyboard.type('region = "')
+    options = page.get_by_role("listbox").get_by_role("option")
+    expect(options).to_have_count(len(values))
+    for option, value in zip(options.all(), values, strict=True):
+        expect(option).to_contain_text(value["value"])
+        expect(option).to_contain_text(f"{value['customerCount']:,} customers")
+    page.get_by_role("option", name=re.compile(f"^{values[1]['value']}")).click()
+    expect(page.get_by_role("textbox", name="Rules")).to_contain_text(
+        f'tier A when region = "{values[1]["value"]}"'
+    )
+    # In a list too, and nothing for a number.
+    page.keyboard.press("End")
+    page.keyboard.type(' or gender in ("')
+    expect(page.get_by_role("listbox").get_by_role("option").first).to_contain_text("customers")
+
+
 RULES = """scheme value "Customer value" {
   tier VIP       when monetary(365 days) > 3000 and frequency(365 days) >= 2
   tier Potential when frequency(365 days) <= 1

@@ -57,9 +57,34 @@ const highlighting = HighlightStyle.define([
   { tag: [tags.compareOperator, tags.arithmeticOperator], color: "#be123c" },
 ]);
 
-/** Completion: the catalog's metrics (with type, unit and description) and the keywords. */
-function completeFrom(metrics) {
-  return (context) => {
+// The text before the cursor ends inside a quoted value compared with a field:
+// `region = "ea`, `region != "`, `region in ("east", "we`.
+const COMPARED = /([\p{L}_][\p{L}\p{N}\p{M}_]*)\s*(?:=|!=)\s*"([^"\\]*)$/u;
+const LISTED = /([\p{L}_][\p{L}\p{N}\p{M}_]*)\s+(?:not\s+)?in\s*\((?:\s*"[^"\\]*"\s*,)*\s*"([^"\\]*)$/u;
+
+/** Completion of a text field's value from the data: the values that exist, with counts. */
+async function completeValue(context, metrics, valuesFor) {
+  const line = context.state.doc.lineAt(context.pos);
+  const before = line.text.slice(0, context.pos - line.from);
+  const found = before.match(COMPARED) ?? before.match(LISTED);
+  if (!found) return undefined;
+  const [, name, typed] = found;
+  if (!metrics().some((m) => m.name === name && m.type === "TEXT")) return null;
+  const values = await valuesFor(name);
+  return {
+    from: context.pos - typed.length,
+    // Most common first (the API's order), also once typing narrows them.
+    options: values.map((v, i) => ({ label: v.value, type: "text", detail: `${v.customerCount.toLocaleString("en-US")} customers`, boost: Math.max(-99, 99 - i) })),
+    validFor: /^[^"\\]*$/,
+  };
+}
+
+/** Completion: the catalog's metrics (with type, unit and description) and the keywords;
+ * inside a text field's quoted value, the values the data holds. */
+function completeFrom(metrics, valuesFor) {
+  return async (context) => {
+    const value = valuesFor ? await completeValue(context, metrics, valuesFor) : undefined;
+    if (value !== undefined) return value;
     const word = context.matchBefore(/[\p{L}\p{N}\p{M}_.]*/u);
     if (!word || (word.from === word.to && !context.explicit)) return null;
     const inString = /"[^"]*$/.test(context.state.doc.lineAt(context.pos).text.slice(0, context.pos - context.state.doc.lineAt(context.pos).from));
@@ -123,9 +148,10 @@ export function toDiagnostic(doc, d) {
 
 /**
  * A rule editor in `parent`, labelled "Rules". `check(source)` returns the checker's
- * diagnostics (or null when checking is not allowed: viewers get a read-only editor).
+ * diagnostics (or null when checking is not allowed: viewers get a read-only editor);
+ * `valuesFor(field)` the values of a text field in the data, with their counts.
  */
-export function ruleEditor(parent, { text, metrics, check, readOnly, onChange }) {
+export function ruleEditor(parent, { text, metrics, check, readOnly, onChange, valuesFor }) {
   const names = new Set(metrics().map((m) => m.name));
   const extensions = [
     lineNumbers(),
@@ -146,7 +172,7 @@ export function ruleEditor(parent, { text, metrics, check, readOnly, onChange })
   ];
   if (!readOnly) {
     extensions.push(
-      autocompletion({ override: [completeFrom(metrics)] }),
+      autocompletion({ override: [completeFrom(metrics, valuesFor)] }),
       lintGutter(),
       linter(
         async (view) => {

@@ -8,6 +8,7 @@ import PUBLISH_SCHEME from "../../../../graphql/operations/publish_scheme.graphq
 import SCHEME_DIFF from "../../../../graphql/operations/scheme_diff.graphql";
 import SCHEME_VERSIONS from "../../../../graphql/operations/scheme_versions.graphql";
 import SEGMENT_LIST from "../../../../graphql/operations/segment_list.graphql";
+import TEXT_VALUES from "../../../../graphql/operations/text_values.graphql";
 import { ApiError, gql } from "../api.js";
 import { moveHeatmap } from "../charts.js";
 import { add, count, decimal, field, h, replace, status, table, when } from "../dom.js";
@@ -75,6 +76,12 @@ export async function rules(main, ctx, [schemeKey]) {
     metrics: () => ctx.metrics,
     check,
     readOnly: !analyst,
+    valuesFor: async (metric) => {
+      // Once per field and page: the data's values change slowly.
+      ctx.textValues ??= new Map();
+      if (!ctx.textValues.has(metric)) ctx.textValues.set(metric, gql(TEXT_VALUES, { metric }).then((d) => d.textValues).catch(() => []));
+      return ctx.textValues.get(metric);
+    },
   });
   const text = () => editor.state.doc.toString();
   function setText(source) {
