@@ -15,6 +15,7 @@ from dsl import RuleError
 from service.access.auth import Permission
 from service.api.context import Info
 from service.api.errors import Severity
+from service.api.explain import Explanation
 from service.api.fields import arg, resolver
 from service.engine import evaluation, schemes, versions
 
@@ -164,11 +165,23 @@ class TierCount:
     revenue: Decimal = strawberry.field(description="Their revenue.")
 
 
+@strawberry.type(description="A customer who would move, and why, under the previewed rules.")
+class MovedCustomer:
+    customer_id: strawberry.ID = strawberry.field(description="The customer's id.")
+    explanation: Explanation = strawberry.field(
+        description="Every tier of the previewed rules with the customer's values."
+    )
+
+
 @strawberry.type(description="Customers who would move from one tier to another.")
 class TierMove:
     from_tier: str | None = strawberry.field(description="Current tier; null for none.")
     to_tier: str | None = strawberry.field(description="Tier after publishing; null for none.")
     customer_count: int = strawberry.field(description="How many customers.")
+    sample: list[MovedCustomer] = strawberry.field(
+        description=f"Up to {evaluation.SAMPLES_PER_MOVE} of them (the first by id), each with "
+        "the explanation of their new tier."
+    )
 
 
 @strawberry.type(description="What publishing one scheme would do.")
@@ -190,7 +203,19 @@ class SchemePreview:
                 for t in preview.tiers
             ],
             moves=[
-                TierMove(from_tier=m.from_tier, to_tier=m.to_tier, customer_count=m.customers)
+                TierMove(
+                    from_tier=m.from_tier,
+                    to_tier=m.to_tier,
+                    customer_count=m.customers,
+                    sample=[
+                        MovedCustomer(
+                            customer_id=strawberry.ID(sample.customer),
+                            explanation=Explanation.of(preview.scheme, sample.explanation),
+                        )
+                        for sample in preview.samples
+                        if (sample.from_tier, sample.to_tier) == (m.from_tier, m.to_tier)
+                    ],
+                )
                 for m in preview.moves
             ],
         )

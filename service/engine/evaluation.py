@@ -21,8 +21,18 @@ from typing import Any
 from sqlalchemy import Insert, Select, column, literal, select, table, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from dsl import CheckedScheme, MetricRef, Sources, compile_scheme, evaluation_order
+from dsl import (
+    CheckedScheme,
+    Explanation,
+    MetricRef,
+    Sources,
+    compile_scheme,
+    evaluation_order,
+    explain,
+    metric_values_select,
+)
 from dsl.compiler import time_parameters, window_days
+from dsl.evaluator import is_population
 from service.data.ingest import ANALYZE_AFTER_ROWS
 from service.db import locks
 from service.db.database import analyze_stale, tenant_transaction
@@ -508,12 +518,85 @@ class MigrationCell:
 
 
 @dataclass(frozen=True)
+class MoveSample:
+    """A customer who would move from ``from_tier`` to ``to_tier``, and why (the draft's
+    rules traced with their values)."""
+
+    from_tier: str | None
+    to_tier: str | None
+    customer: str  # the customer's own id
+    explanation: Explanation
+
+
+@dataclass(frozen=True)
 class Preview:
     scheme: str
     as_of: dt.datetime
     tiers: tuple[TierCount, ...]
     moves: tuple[MigrationCell, ...]
     """Against the current memberships of the scheme's key; empty for a new scheme."""
+    samples: tuple[MoveSample, ...] = ()
+    """Up to `SAMPLES_PER_MOVE` customers of each move (the first by id), explained."""
+
+
+SAMPLES_PER_MOVE = 3
+
+_SAMPLES = """
+SELECT from_tier, to_tier, customer_id, external_id FROM (
+    SELECT m.tier AS from_tier, n.tier AS to_tier, c.id AS customer_id, c.external_id,
+           row_number() OVER (PARTITION BY m.tier, n.tier ORDER BY c.external_id) AS number
+    FROM new_tiers n
+    FULL JOIN (SELECT customer_id, tier FROM memberships
+               WHERE tenant_id = :t AND scheme_key = :k) m
+      ON m.customer_id = n.customer_id
+    JOIN customers c ON c.tenant_id = :t AND c.id = coalesce(n.customer_id, m.customer_id)
+    WHERE n.tier IS DISTINCT FROM m.tier
+) ranked
+WHERE number <= :n
+ORDER BY from_tier NULLS LAST, to_tier NULLS LAST, external_id
+"""
+
+
+async def _samples(
+    connection: AsyncConnection,
+    tenant: str,
+    checked: CheckedScheme,
+    at: dt.datetime,
+    backtest: dt.datetime | None,
+    staged: Collection[str],
+) -> tuple[MoveSample, ...]:
+    """A few customers of each move of the staged draft ``checked``, explained with the
+    values the draft's evaluation read (`in tier` of drafts from the staged tiers)."""
+    rows = (
+        await connection.execute(
+            text(_SAMPLES), {"t": tenant, "k": checked.key, "n": SAMPLES_PER_MOVE}
+        )
+    ).all()
+    if not rows:
+        return ()
+    ids = [row.customer_id for row in rows]
+    population = any(is_population(ref) for ref in checked.refs)
+    sources = tenant_sources(
+        tenant,
+        customer_ids=None if population else ids,
+        backtest=backtest,
+        staged=() if backtest is not None else staged,
+    )
+    statement = metric_values_select(checked.refs, sources, at)
+    statement = statement.where(statement.selected_columns.customer_id.in_(ids))
+    values = {
+        row[0]: dict(zip(checked.refs, row[1:], strict=True))
+        for row in await connection.execute(statement)
+    }
+    return tuple(
+        MoveSample(
+            row.from_tier,
+            row.to_tier,
+            row.external_id,
+            explain(checked, values.get(row.customer_id, dict.fromkeys(checked.refs))),
+        )
+        for row in rows
+    )
 
 
 _MOVES = """
@@ -594,11 +677,10 @@ async def preview(
             )
             tiers = await _count(connection, draft)
             moves = await connection.execute(text(_MOVES), {"t": tenant, "k": checked.key})
-            previews[checked.key] = Preview(
-                checked.key,
-                at,
-                tiers,
-                tuple(MigrationCell(m.from_tier, m.to_tier, int(m.customers)) for m in moves),
+            cells = tuple(MigrationCell(m.from_tier, m.to_tier, int(m.customers)) for m in moves)
+            samples = await _samples(
+                connection, tenant, checked, at, as_of, [key for key in drafts if key is not None]
             )
+            previews[checked.key] = Preview(checked.key, at, tiers, cells, samples)
         await connection.rollback()
     return [previews[key] for key in drafts if key is not None]

@@ -131,6 +131,14 @@ def _preview_rules(result: dict[str, Any]) -> None:
         ("Big", 1),
         ("Normal", 1),
     ]
+    # Each move comes with a sample of its customers, explained under the previewed rules.
+    moves = {(m["fromTier"], m["toTier"]): m for m in preview["moves"]}
+    (ann,) = moves["VIP", "Big"]["sample"]
+    assert ann["customerId"] == "ann"
+    assert ann["explanation"]["tier"] == "Big"
+    big = ann["explanation"]["tiers"][0]
+    assert (big["name"], big["matched"], big["clause"]["text"]) == ("Big", True, "monetary > 1000")
+    assert big["clause"]["actual"] == "2500.0000"
 
 
 def _console_session(result: dict[str, Any]) -> None:

@@ -265,6 +265,27 @@ def test_preview_shows_what_tierwise_rules_preview_prints(
     ]
     assert shown, "the preview's rules move someone"
     expect(page.locator(".chart.heatmap svg")).to_be_visible()
+    # A sample of each move's customers, each with why the rules would place them so.
+    previewed = api(
+        served,
+        "query ($s: String!) { previewRules(source: $s) { schemes { moves { fromTier toTier "
+        "sample { customerId explanation { tier } } } } } }",
+        {"s": RULES},
+    )["previewRules"]["schemes"][0]["moves"]
+    samples = page.get_by_role("list", name="Moving customers").locator("li[data-customer]")
+    expected = [
+        (s["customerId"], m["toTier"])
+        for m in previewed
+        if m["fromTier"] != m["toTier"]
+        for s in m["sample"]
+    ]
+    assert 0 < len(expected) <= 3 * len(shown)
+    assert samples.evaluate_all("items => items.map(i => i.dataset.customer)") == [
+        c for c, _ in expected
+    ]
+    customer, tier = expected[0]
+    samples.first.locator("summary").click()
+    expect(samples.first).to_contain_text(f"the rules place {customer} in {tier}.")
 
 
 def test_publish_makes_a_new_version(page: Page, served: Served) -> None:

@@ -87,10 +87,10 @@ function clauseItem(clause) {
   return h("li", {}, parts, clause.children?.length ? h("ul", {}, clause.children.map(clauseItem)) : null);
 }
 
-function showExplanation(element, explain) {
+export function showExplanation(element, explain, subject = "this customer") {
   replace(
     element,
-    h("p", {}, `In ${explain.scheme}, the rules place this customer in `, h("strong", {}, explain.tier ?? "no tier"), "."),
+    h("p", {}, `In ${explain.scheme}, the rules place ${subject} in `, h("strong", {}, explain.tier ?? "no tier"), "."),
     explain.definitions?.length
       ? h("ul", { class: "definitions", "aria-label": "Definitions" }, explain.definitions.map((d) =>
           h("li", {}, h("code", {}, `${d.name} = ${d.text}`), " is ",

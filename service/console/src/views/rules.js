@@ -13,6 +13,7 @@ import { ApiError, gql } from "../api.js";
 import { moveHeatmap } from "../charts.js";
 import { add, count, decimal, field, h, replace, status, table, when } from "../dom.js";
 import { ruleEditor } from "../editor.js";
+import { showExplanation } from "./customer.js";
 
 const NEW = "";
 
@@ -177,6 +178,15 @@ async function showPreview(result, ctx, preview) {
       h("h3", {}, "Who would move"),
       h("figure", { class: "chart-box" }, chart, h("figcaption", {}, "Customers by current tier (rows) and tier after publishing (columns)")),
       table("Moves", ["From", "To", "Customers"], moves.map((m) => [label(m.fromTier), label(m.toTier), { text: count(m.customerCount), value: m.customerCount }]), { numeric: [2] }),
+      h("h3", {}, "Some of the customers who would move, and why"),
+      h("ul", { class: "samples", "aria-label": "Moving customers" }, moves.flatMap((m) => m.sample.map((moved) => {
+        const why = h("div", { class: "explanation" });
+        showExplanation(why, moved.explanation, moved.customerId);
+        return h("li", { dataset: { customer: moved.customerId } },
+          h("details", {},
+            h("summary", {}, h("a", { href: `#/customers/${encodeURIComponent(moved.customerId)}?scheme=${encodeURIComponent(preview.scheme)}` }, moved.customerId), `: ${label(m.fromTier)} → ${label(m.toTier)}`),
+            why));
+      }))),
     );
     result.append(section);
     moveHeatmap(chart, from, to, cells);
