@@ -19,8 +19,12 @@ if TYPE_CHECKING:
 
 # The database, ingest and the engine are imported by the commands, when they run (see support).
 
-app = typer.Typer()
-rollups_app = typer.Typer(help="The per-customer order rollups ingest keeps.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None)
+rollups_app = typer.Typer(
+    rich_markup_mode=None,
+    help="The per-customer order rollups ingest keeps.",
+    no_args_is_help=True,
+)
 app.add_typer(rollups_app, name="rollups")
 
 

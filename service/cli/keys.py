@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 # Authentication and the database are imported by the commands, when they run (see support).
 
 keys_app = typer.Typer(
+    rich_markup_mode=None,
     help="API keys for machine clients: shown once at creation, stored hashed, revocable.",
     no_args_is_help=True,
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from typer import core as typer_core
 
 from service.cli import data, reports, serve
 from service.cli.keys import keys_app
@@ -19,6 +20,7 @@ from service.cli.support import print_error
 from service.errors import UserError
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help="Tierwise: customer tiers from rules, evaluated in Postgres, served over GraphQL.",
     no_args_is_help=True,
     add_completion=False,
@@ -33,10 +35,29 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(predict_app, name="predict")
 
 
+def _name_values(command: object) -> None:
+    """Name what each option takes by the option (`--scheme SCHEME`, `--format text|json`), as
+    click does: typer labels it with the Python type instead (`<str>`, `<list[str]>`)."""
+    for param in getattr(command, "params", ()):
+        if isinstance(param, typer_core.TyperArgument) and param.metavar is None:
+            param.metavar = (param.name or "value").upper()
+        elif isinstance(param, typer_core.TyperOption) and param.metavar is None:
+            if param.is_flag or param.count:
+                continue
+            descriptor = param.type_descriptor
+            choices = descriptor.choices if descriptor.is_choice else None
+            name = (param.name or "value").upper().replace("_", "-")
+            param.metavar = "|".join(map(str, choices)) if choices else name
+    for sub in getattr(command, "commands", {}).values():
+        _name_values(sub)
+
+
 def main() -> None:
     """Entry point: run the CLI; user errors print one message, never a traceback."""
+    command = typer.main.get_command(app)
+    _name_values(command)
     try:
-        app()
+        command(prog_name="tierwise")
     except UserError as error:
         print_error(str(error))
         sys.exit(1)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 # starts without them.
 
 predict_app = typer.Typer(
+    rich_markup_mode=None,
     help="Predictions: customer lifetime value and churn risk (BG/NBD and Gamma-Gamma).",
     no_args_is_help=True,
 )

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 # The database and the engine are imported by the commands, when they run (see support).
 
-app = typer.Typer()
+app = typer.Typer(rich_markup_mode=None)
 
 
 @app.command()

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 # schemes), so that `--help`, `check` and `templates` start quickly.
 
 rules_app = typer.Typer(
+    rich_markup_mode=None,
     help="Check, format, preview and publish tier rule files; print the built-in templates.",
     no_args_is_help=True,
 )
@@ -303,6 +304,11 @@ def preview(
     for item in previews:
         total = sum(t.customers for t in item.tiers) or 1
         out.print(f"scheme {item.scheme} as of {item.as_of:%Y-%m-%d %H:%M} UTC", highlight=False)
+        out.print(
+            f"  {'tier':<24} {'customers':>10} {'share':>7} {'revenue':>16}",
+            highlight=False,
+            markup=False,
+        )
         for tier in item.tiers:
             out.print(
                 f"  {tier.tier:<24} {tier.customers:>10,} {tier.customers / total:>7.1%}"
@@ -311,7 +317,7 @@ def preview(
                 markup=False,
             )
         if item.moves:
-            out.print("  would move:", highlight=False)
+            out.print("  would move (from current tier -> to tier: customers):", highlight=False)
             for move in item.moves:
                 out.print(
                     f"    {move.from_tier or '(none)'} -> {move.to_tier or '(none)'}:"

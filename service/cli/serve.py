@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 # The server (uvicorn, starlette, the GraphQL API), the database and the engine are imported by
 # the commands, when they run: every other `tierwise` command starts without them (support).
 
-app = typer.Typer()
+app = typer.Typer(rich_markup_mode=None)
 
 HostOption = Annotated[
     str | None, typer.Option("--host", help="Interface to listen on [env TIERWISE_HOST].")

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 # The database and the engine are imported by the commands, when they run (see support).
 
 strategies_app = typer.Typer(
+    rich_markup_mode=None,
     help="Strategies: what the business does for the customers of a tier.",
     no_args_is_help=True,
 )
@@ -99,7 +100,10 @@ def save(
     scheme: SchemeOption,
     tier: TierOption,
     name: NameOption,
-    channel: Annotated[str, typer.Option("--channel", help="How: email, phone, sms, ...")],
+    channel: Annotated[
+        str,
+        typer.Option("--channel", help="How it reaches them: email, phone or sms, for example."),
+    ],
     priority: Annotated[
         int, typer.Option("--priority", help="Lower comes first among a tier's strategies.")
     ] = 100,

@@ -44,7 +44,10 @@ class OutputFormat(enum.StrEnum):
 
 
 TenantOption = Annotated[
-    str | None, typer.Option("--tenant", help="Tenant to work in [default: default].")
+    str | None,
+    typer.Option(
+        "--tenant", help="Tenant to work in (default: TIERWISE_DEFAULT_TENANT, else default)."
+    ),
 ]
 FormatOption = Annotated[OutputFormat, typer.Option("--format", help="text, or json for tools.")]
 AsOfOption = Annotated[

@@ -25,8 +25,37 @@ from tests.support import admin, tierwise
 def test_help_lists_every_command(database: URL) -> None:
     result = tierwise(database, "--help")
     assert result.returncode == 0
-    listed = {line.split()[1] for line in result.stdout.splitlines() if line.startswith("│ ")}
-    assert {"serve", "demo", "migrate", "import", "rules", "rollups"} <= listed
+    commands = result.stdout.split("Commands:\n")[1]
+    listed = {line.split()[0] for line in commands.splitlines() if line.startswith("  ")}
+    assert {"serve", "demo", "migrate", "import", "rules", "rollups", "export"} <= listed
+    assert {"strategies", "segments", "keys"} <= listed
+
+
+def test_help_names_values_and_reads_as_written(database: URL) -> None:
+    """Options say what they take (`--scheme SCHEME`), not a Python type (`<str>`, `<bool>`);
+    nothing in brackets is swallowed as markup ("Tenant to work in ."), and sentences are
+    wrapped to the terminal, not where the docstring's lines end."""
+    for command in (
+        ("segments",),
+        ("export",),
+        ("strategies", "save"),
+        ("rules", "preview"),
+        ("keys", "create"),
+        ("serve",),
+    ):
+        result = tierwise(database, *command, "--help")
+        assert result.returncode == 0, result.stderr
+        text = result.stdout
+        for typed in ("<str>", "<bool>", "<int>", "<list[str]>", "<text|json>"):
+            assert typed not in text, (command, text)
+        assert " ." not in text and " ," not in text, (command, text)
+    segments = tierwise(database, "segments", "--help").stdout
+    assert "--scheme SCHEME" in segments and "--format text|json" in segments
+    assert "--tenant TENANT" in segments and "TIERWISE_DEFAULT_TENANT" in segments
+    serve = tierwise(database, "serve", "--help").stdout
+    assert "TIERWISE_HOST" in serve
+    evaluate = tierwise(database, "evaluate", "--help").stdout
+    assert "backtest them --as-of a past date." in " ".join(evaluate.split())
 
 
 def test_migrate_reports_the_revision(database: URL) -> None:

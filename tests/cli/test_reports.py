@@ -186,6 +186,12 @@ def test_preview_writes_nothing_and_shows_moves(database: URL, tenant: str, tmp_
     (result,) = json.loads(preview.stdout)
     assert [(t["tier"], t["customers"]) for t in result["tiers"]] == [("Big", 2), ("Small", 1)]
     assert result["moves"] == [{"from": "Small", "to": "Big", "customers": 1}]
+    text = tierwise(database, "rules", "preview", str(draft), "--tenant", tenant).stdout
+    lines = text.splitlines()
+    assert lines[1].split() == ["tier", "customers", "share", "revenue"], text
+    assert lines[2].split()[:2] == ["Big", "2"]
+    assert "would move (from current tier -> to tier: customers):" in text
+    assert "Small -> Big: 1" in text
     segments = tierwise(database, "segments", "--tenant", tenant, "--format", "json")
     assert [row["customers"] for row in json.loads(segments.stdout)] == [1, 2]
 
