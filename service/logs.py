@@ -123,6 +123,17 @@ def _safe_argument(argument: object) -> object:
     return argument
 
 
+class UvicornServerName(logging.Filter):
+    """uvicorn logs its start-up and shut-down ("Uvicorn running on ...") on a logger named
+    ``uvicorn.error``, for historical reasons: they are shown as ``uvicorn.server``, so that
+    nobody hunts for an error in a normal start."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.error":
+            record.name = "uvicorn.server"
+        return True
+
+
 class RedactDatabaseErrors(logging.Filter):
     """Statement parameters never reach a log line: a record's traceback or argument that is
     (or was caused by) a database error is written without that error's message, which can
@@ -207,6 +218,7 @@ def configure(level: str, log_format: LogFormat, stream: TextIO | None = None) -
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(RequestIdFilter())
     handler.addFilter(RedactDatabaseErrors())
+    handler.addFilter(UvicornServerName())
     root = logging.getLogger()
     for old in list(root.handlers):
         if isinstance(old, _Handler):

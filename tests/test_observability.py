@@ -229,3 +229,9 @@ def test_records_outside_a_request_have_no_request_id(log_lines: io.StringIO) ->
     assert record["request_id"] is None
     assert record["scheme"] == "value"
     assert record["level"] == "warning"
+
+
+def test_uvicorns_start_up_is_not_logged_as_an_error(log_lines: io.StringIO) -> None:
+    logging.getLogger("uvicorn.error").info("Uvicorn running on http://127.0.0.1:8000")
+    (record,) = _records(log_lines)
+    assert (record["logger"], record["level"]) == ("uvicorn.server", "info")
