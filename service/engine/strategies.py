@@ -204,10 +204,16 @@ async def recommended(
     connection: AsyncConnection, tenant: str, customer_ids: Sequence[int]
 ) -> dict[int, list[Strategy]]:
     """Each customer's active strategies of their current tiers, by priority (one query for
-    any number of customers; compiled once: the customer card asks it on every view)."""
+    any number of customers; compiled once: the customer card asks it on every view). A
+    strategy of the same name and channel in the tiers of two schemes (the templates'
+    win-back offer) is recommended once, at its first priority."""
     found: dict[int, list[Strategy]] = {customer: [] for customer in customer_ids}
+    seen: set[tuple[int, str, str]] = set()
     for row in await RECOMMENDED.fetch(connection, customer_ids, tenant=tenant):
-        found[row.customer_id].append(_strategy(row))
+        key = (row.customer_id, row.name, row.channel)
+        if key not in seen:
+            seen.add(key)
+            found[row.customer_id].append(_strategy(row))
     return found
 
 
