@@ -54,6 +54,23 @@ OPERATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "schemes": ("{ schemes { key } }", {}),
     "strategies": ("{ strategies { name } }", {}),
     "metrics": ("{ metrics { name } }", {}),
+    "schemeVersions": ('{ schemeVersions(scheme: "value") { version } }', {}),
+    "schemeDiff": (
+        '{ schemeDiff(scheme: "value", fromVersion: 1, toVersion: 1) { addedTiers } }',
+        {},
+    ),
+    "evaluationRuns": ('{ evaluationRuns(scheme: "value") { id } }', {}),
+    "tierSizes": (
+        '{ tierSizes(scheme: "value", fromDate: "2026-01-01", toDate: "2026-01-02") { tier } }',
+        {},
+    ),
+    "migrationMatrix": (
+        '{ migrationMatrix(scheme: "value", fromDate: "2026-01-01", toDate: "2026-01-02") '
+        "{ customerCount } }",
+        {},
+    ),
+    "churn": ('{ churn(scheme: "value", since: "2026-01-01") { tier } }', {}),
+    "textValues": ('{ textValues(metric: "region") { value } }', {}),
     "checkRules": ("query ($s: String!) { checkRules(source: $s) { ok } }", {"s": VALUE}),
     "previewRules": (
         "query ($s: String!) { previewRules(source: $s) { schemes { scheme } } }",
