@@ -105,8 +105,13 @@ class Migration:
 class TierChurn:
     tier: str = strawberry.field(description="The tier at the start of the period.")
     customer_count: int = strawberry.field(description="Its customers at the start.")
-    churned: int = strawberry.field(description="Of those, customers with no order in it.")
-    rate: float | None = strawberry.field(description="churned / customers; null if empty.")
+    churned: int = strawberry.field(
+        description="Of those, customers with no purchase in it (cancelled orders, refunds "
+        "and orders refunded in full are none)."
+    )
+    rate: Decimal | None = strawberry.field(
+        description="churned / customers, 0-1, to 6 decimal places; null if empty."
+    )
 
 
 @strawberry.type(description="A value of a text field in the data, and how often it occurs.")
@@ -238,7 +243,12 @@ class SegmentQuery:
                 _day_start(last + dt.timedelta(days=1)),
             )
         return [
-            TierChurn(tier=r.tier, customer_count=r.customers, churned=r.churned, rate=r.rate)
+            TierChurn(
+                tier=r.tier,
+                customer_count=r.customers,
+                churned=r.churned,
+                rate=None if r.rate is None else r.rate.quantize(SHARE_STEP),
+            )
             for r in rows
         ]
 

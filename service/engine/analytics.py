@@ -24,15 +24,16 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import Select, Subquery, func, select, text, union_all
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dsl import CATALOG, CheckedScheme, MetricRef, Type, compile_scheme, metric_values_select
-from dsl.catalog import AVERAGE_SCALE
+from dsl.catalog import AVERAGE_SCALE, classified_orders
 from dsl.checked import IsNull, Ref
 from dsl.checker import check_condition
 from dsl.compiler import with_own_time
 from dsl.parser import parse_condition
-from service.db.tables import customer_metrics, customers, memberships
+from service.db.tables import customer_metrics, customers, memberships, transitions
 from service.engine import schemes
 from service.engine.evaluation import REVENUE, MigrationCell
 from service.engine.members import metric_column
@@ -79,8 +80,8 @@ class ChurnRow:
     scheme: str
     tier: str
     customers: int  # in the tier at the start of the period
-    churned: int  # of those, customers with no order in the period
-    rate: float | None  # churned / customers; None for a tier that was empty
+    churned: int  # of those, customers with no purchase in the period
+    rate: Decimal | None  # churned / customers; None for a tier that was empty
 
 
 def share(part: int | Decimal, whole: int | Decimal) -> Decimal:
@@ -451,23 +452,37 @@ async def backtest_migration_matrix(
 
 # --- Churn --------------------------------------------------------------------------------
 
-_CHURN = """
-WITH state AS (
-    SELECT DISTINCT ON (customer_id) customer_id, to_tier AS tier
-    FROM transitions
-    WHERE tenant_id = :t AND scheme_key = :k AND at <= :since
-    ORDER BY customer_id, id DESC
-)
-SELECT s.tier, count(*) AS customers,
-       count(*) FILTER (WHERE NOT EXISTS (
-           SELECT FROM orders o
-           WHERE o.tenant_id = :t AND o.customer_id = s.customer_id
-             AND o.ordered_at >= :since AND o.ordered_at < :until
-       )) AS churned
-FROM state s
-WHERE s.tier IS NOT NULL
-GROUP BY s.tier
-"""
+
+def _churn(tenant: str, scheme_key: str, since: dt.datetime, until: dt.datetime) -> Select[Any]:
+    """Per tier at ``since`` (each customer's latest transition by then): its customers and
+    those of them with no purchase in [since, until). A purchase as `frequency` counts it
+    (`classified_orders`, refunds dated before ``until``): a cancelled order, a refund or an
+    order refunded in full is none, so its customer has churned."""
+    t = transitions
+    state = (
+        select(t.c.customer_id, t.c.to_tier.label("tier"))
+        .ext(distinct_on(t.c.customer_id))
+        .where(t.c.tenant_id == tenant, t.c.scheme_key == scheme_key, t.c.at <= since)
+        .order_by(t.c.customer_id, t.c.id.desc())
+        .subquery("state")
+    )
+    classified = classified_orders(tenant_sources(tenant).orders, until)
+    buyers = (
+        select(classified.c.customer_id)
+        .where(classified.c.purchase, classified.c.ordered_at >= since)
+        .distinct()
+        .subquery("buyers")
+    )
+    return (
+        select(
+            state.c.tier,
+            func.count().label("customers"),
+            func.count().filter(buyers.c.customer_id.is_(None)).label("churned"),
+        )
+        .select_from(state.outerjoin(buyers, buyers.c.customer_id == state.c.customer_id))
+        .where(state.c.tier.is_not(None))
+        .group_by(state.c.tier)
+    )
 
 
 async def churn_rate(
@@ -483,10 +498,9 @@ async def churn_rate(
     if until <= since:
         raise UserError("the churn period must end after it starts")
     await _published(connection, tenant, scheme_key)
-    params = {"t": tenant, "k": scheme_key, "since": since, "until": until}
     counts = {
         row.tier: (int(row.customers), int(row.churned))
-        for row in await connection.execute(text(_CHURN), params)
+        for row in await connection.execute(_churn(tenant, scheme_key, since, until))
     }
     tiers = await _current_tiers(connection, tenant, scheme_key)
     # Tiers the scheme had at `since` but its current version dropped still get a row.
@@ -494,7 +508,7 @@ async def churn_rate(
     rows = []
     for tier in names:
         members, churned = counts.get(tier, (0, 0))
-        rate = churned / members if members else None
+        rate = share(churned, members) if members else None
         rows.append(ChurnRow(scheme_key, tier, members, churned, rate))
     return rows
 

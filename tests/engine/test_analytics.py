@@ -538,3 +538,49 @@ async def test_churn_rate(engine: AsyncEngine, tenant: str) -> None:
         ChurnRow("s", "B", 2, 1, 0.5),  # c3 bought (at the start), c4 did not
         ChurnRow("s", "C", 0, 0, None),
     ]
+
+
+async def test_churn_counts_purchases_not_cancelled_or_refunded_orders(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    """Churn asks whether a customer made a purchase in the period, as `frequency` counts
+    them: a cancelled order or one refunded in full (by a refund dated in the period) is
+    none; a partly refunded one is."""
+    since, until = day(10), day(40)
+    ids = await _customers(engine, tenant, ["cancelled", "refunded", "partly", "none"], [])
+    rows = [
+        ("o1", "cancelled", "50", day(20), "cancelled", ""),
+        ("o2", "refunded", "50", day(20), "completed", ""),
+        ("r2", "refunded", "-50", day(25), "completed", "o2"),
+        ("o3", "partly", "50", day(20), "completed", ""),
+        ("r3", "partly", "-20", day(25), "completed", "o3"),
+    ]
+    await import_rows(
+        engine,
+        Kind.orders,
+        tenant,
+        enumerate(
+            (
+                {
+                    "order_id": o,
+                    "customer_id": c,
+                    "amount": a,
+                    "ordered_at": at.isoformat(),
+                    "status": status,
+                    "refund_of": refund_of,
+                }
+                for o, c, a, at, status, refund_of in rows
+            ),
+            2,
+        ),
+        source="test",
+    )
+    async with engine.begin() as connection:
+        await _scheme(connection, tenant, "s", [["A"]])
+        for name in ids:
+            await _move(connection, tenant, "s", ids[name], (None, "A"), day(1))
+
+    async with engine.connect() as connection:
+        churn = await churn_rate(connection, tenant, "s", since, until)
+
+    assert churn == [ChurnRow("s", "A", 4, 3, Decimal(3) / Decimal(4))]  # only `partly` bought
