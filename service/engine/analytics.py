@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Select, Subquery, func, select, text, union_all
+from sqlalchemy import DateTime, Select, Subquery, func, literal, select, text, union_all
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -466,7 +466,9 @@ def _churn(tenant: str, scheme_key: str, since: dt.datetime, until: dt.datetime)
         .order_by(t.c.customer_id, t.c.id.desc())
         .subquery("state")
     )
-    classified = classified_orders(tenant_sources(tenant).orders, until)
+    classified = classified_orders(
+        tenant_sources(tenant).orders, literal(until, DateTime(timezone=True))
+    )
     buyers = (
         select(classified.c.customer_id)
         .where(classified.c.purchase, classified.c.ordered_at >= since)
