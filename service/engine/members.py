@@ -22,6 +22,7 @@ from dsl import MetricRef, Value, check_condition, compile_condition, metric_val
 from dsl.checked import IsNull
 from dsl.evaluator import is_population
 from dsl.parser import parse_condition
+from service.db import exact
 from service.db.database import tenant_transaction
 from service.db.tables import customers, memberships
 from service.engine import schemes
@@ -99,7 +100,8 @@ def metric_column(text: str) -> MetricRef:
 
 
 def _cell(value: Value) -> str:
-    """A value as CSV text: exact decimals, ISO times, true/false, empty for null."""
+    """A value as CSV text: exact decimals in the API's one form (service.db.exact: no exponent,
+    no trailing zeros), ISO times, true/false, empty for null."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -107,7 +109,7 @@ def _cell(value: Value) -> str:
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
     if isinstance(value, Decimal):
-        return format(value, "f")
+        return exact.plain(value)
     return str(value)
 
 
