@@ -76,6 +76,9 @@ def _imported(*args: str, cwd: Path) -> tuple[int, list[str], str]:
         ("rules", "check", "RULES"),
         ("rules", "fmt", "--check", "RULES"),
         ("evaluate", "--help"),
+        ("export", "--help"),
+        ("strategies", "--help"),
+        ("strategies", "save", "--help"),
     ],
 )
 def test_light_commands_import_no_server_database_or_models(
