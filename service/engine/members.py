@@ -19,7 +19,7 @@ from sqlalchemy import Select, Subquery, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dsl import MetricRef, Value, check_condition, compile_condition, metric_values_select
-from dsl.checked import IsNull
+from dsl.checked import IsNull, Ref
 from dsl.evaluator import is_population
 from dsl.parser import parse_condition
 from service.db import exact
@@ -94,7 +94,7 @@ def metric_column(text: str) -> MetricRef:
     """A catalog metric as written in rules (`recency`, `monetary(90 days)`); `RuleError`
     (with where the mistake is) for anything else."""
     checked = check_condition(parse_condition(f"{text} is null", "<metric>"), "<metric>")
-    if not isinstance(checked, IsNull):
+    if not isinstance(checked, IsNull) or not isinstance(checked.operand, Ref):
         raise UserError(f"`{text}` is not a metric")
     return checked.operand.ref
 

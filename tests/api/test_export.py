@@ -103,6 +103,8 @@ async def test_export_is_refused_as_graphql_refuses(engine: AsyncEngine, tenant:
     assert await refusal([]) == (400, "BAD_INPUT")
     assert await refusal([("where", "monetry > 5")]) == (400, "BAD_RULE")
     assert await refusal([("scheme", "value"), ("metric", "frequncy")]) == (400, "BAD_RULE")
+    # A column is one metric; arithmetic of the rule language is not.
+    assert await refusal([("scheme", "value"), ("metric", "monetary * 2")]) == (400, "BAD_INPUT")
     response = await _get(engine, tenant, [("where", "monetry > 5")])
     assert "did you mean `monetary`" in response.json()["errors"][0]["message"]
 
