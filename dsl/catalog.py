@@ -29,13 +29,14 @@ import datetime as dt
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Context, Decimal, localcontext
+from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from typing import Any, Literal, Protocol
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     FromClause,
+    Integer,
     Numeric,
     Subquery,
     and_,
@@ -61,6 +62,11 @@ DAYS_PER_UNIT = {"day": 1, "week": 7, "month": 30, "year": 365}
 MAX_WINDOW_DAYS = 36_500
 AVERAGE_SCALE = 4  # fractional digits of averages, as of order amounts (numeric(18,4))
 DIVISION_SCALE = 10  # fractional digits of a quotient in rules (`monetary / frequency`)
+PREDICTION_HORIZON_DAYS = (30, 90, 180, 365, 730)
+"""The horizons `expected_orders(N days)` and `clv(N days)` are predicted for: every fitted
+model stores these (and may store more); any other N is a checker error naming them."""
+PROBABILITY_SCALE = 6  # fractional digits of p_alive and expected_orders
+CURRENCY_SCALE = 4  # fractional digits of expected_order_value and clv, as of order amounts
 
 
 class Type(enum.Enum):
@@ -151,6 +157,9 @@ def quote_name(name: str) -> str:
 
 OrderAgg = Literal["count", "sum", "first_at", "last_at", "gross", "refund_sum", "refund_count"]
 EventAgg = Literal["count", "latest_value", "last_at"]
+PredictionColumn = Literal[
+    "p_alive", "expected_order_value", "expected_orders", "clv", "horizon_days"
+]
 
 
 class SqlContext(Protocol):
@@ -172,6 +181,12 @@ class SqlContext(Protocol):
     def value(self, ref: MetricRef) -> ColumnElement[Any]: ...
 
     def membership(self, scheme: str, tier: str) -> ColumnElement[Any]: ...
+
+    def prediction(self, column: PredictionColumn) -> ColumnElement[Any]:
+        """A column of the customer's stored predictions (NULL without them): p_alive and
+        expected_order_value (float8), expected_orders and clv (float8[], one element per
+        horizon of horizon_days, int[])."""
+        ...
 
     def bind(self, value: object, type_: Type) -> ColumnElement[Any]: ...
 
@@ -202,6 +217,21 @@ class EventFact(Protocol):
     def value(self) -> Decimal | None: ...
 
 
+class PredictionFact(Protocol):
+    """One customer's predictions from their tenant's current model, as the model computed
+    them (binary floats): by horizon in days for expected orders and CLV; None where the model
+    has no value (expected_order_value and clv when Gamma-Gamma has no finite mean)."""
+
+    @property
+    def p_alive(self) -> float: ...
+    @property
+    def expected_order_value(self) -> float | None: ...
+    @property
+    def expected_orders(self) -> Mapping[int, float]: ...
+    @property
+    def clv(self) -> Mapping[int, float] | None: ...
+
+
 class PyContext(Protocol):
     @property
     def profile(self) -> Mapping[str, object]: ...
@@ -221,6 +251,8 @@ class PyContext(Protocol):
 
     def population(self, ref: MetricRef) -> Value: ...
 
+    def prediction(self) -> PredictionFact | None: ...
+
 
 SqlFn = Callable[[MetricRef, SqlContext], ColumnElement[Any]]
 PyFn = Callable[[MetricRef, PyContext], Value]
@@ -234,6 +266,7 @@ class Source(enum.Enum):
     EVENTS = "events"
     POPULATION = "population"
     MEMBERSHIP = "membership"
+    PREDICTIONS = "predictions"
 
 
 @dataclass(frozen=True)
@@ -257,6 +290,7 @@ class Metric:
     """A metric of purchases: ranks (`percentile`, `cumulative_share`, the R/F/M scores) of it
     are over buyers only (customers with a purchase before T), as customers who never bought
     have no rank of spend or frequency."""
+    horizons: tuple[int, ...] = ()  # the only windows it takes, when it is predicted for them
 
 
 # --- Shared arithmetic, identical on both sides ---------------------------------------------
@@ -484,6 +518,54 @@ def arith_sql(
     divisor = func.nullif(func.abs(b), literal(0, Numeric)) * literal(2, Numeric)
     scaled = func.abs(a) * literal(2 * 10**DIVISION_SCALE, Numeric) + func.abs(b)
     return func.sign(a * b) * func.div(scaled, divisor) * literal(_SCALE_DOWN, Numeric)
+def prediction_decimal_py(value: float | None, scale: int) -> Decimal | None:
+    """A model output (binary float) as the exact decimal users see: rounded half away from
+    zero to ``scale`` digits; None for None or NaN. Equal to `prediction_decimal_sql`: the
+    stored floats are already rounded to ``scale`` digits, so the 15 significant digits
+    Postgres converts a float8 with and Python's shortest repr give the same decimal."""
+    if value is None or value != value:
+        return None
+    return Decimal(repr(value)).quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+
+
+def prediction_decimal_sql(value: ColumnElement[Any], scale: int) -> ColumnElement[Any]:
+    """`prediction_decimal_py` in SQL: numeric rounded half away from zero to ``scale``."""
+    return func.round(cast(value, Numeric), literal(scale))
+
+
+def _at_horizon(ref: MetricRef, ctx: SqlContext, column: PredictionColumn) -> ColumnElement[Any]:
+    position = func.array_position(
+        ctx.prediction("horizon_days"), literal(ref.window_days, Integer)
+    )
+    return ctx.prediction(column)[position]
+
+
+def _predicted(column: PredictionColumn, scale: int) -> tuple[SqlFn, PyFn]:
+    """How a prediction metric is read: the stored column (at the index of the ref's window in
+    the model's horizons, for expected orders and CLV), rounded to ``scale`` digits."""
+
+    def sql(ref: MetricRef, ctx: SqlContext) -> ColumnElement[Any]:
+        if ref.window_days is None:
+            return prediction_decimal_sql(ctx.prediction(column), scale)
+        return prediction_decimal_sql(_at_horizon(ref, ctx, column), scale)
+
+    def python(ref: MetricRef, ctx: PyContext) -> Value:
+        fact = ctx.prediction()
+        if fact is None:
+            return None
+        if column == "p_alive":
+            return prediction_decimal_py(fact.p_alive, scale)
+        if column == "expected_order_value":
+            return prediction_decimal_py(fact.expected_order_value, scale)
+        assert ref.window_days is not None
+        by_horizon = fact.expected_orders if column == "expected_orders" else fact.clv
+        return (
+            None
+            if by_horizon is None
+            else prediction_decimal_py(by_horizon.get(ref.window_days), scale)
+        )
+
+    return sql, python
 
 
 # --- Definitions -----------------------------------------------------------------------------
@@ -945,6 +1027,78 @@ def _build() -> dict[str, Metric]:
             lambda r, c: c.population(r),
             (Param.METRIC,),
             (Param.METRIC,),
+        )
+    )
+    about_models = (
+        " Null for customers without orders, and for all customers until the tenant's model is "
+        "fitted (`tierwise predict fit`; docs/predictions.md). The value is as of the customer's "
+        "last prediction: the fit, the scheduled refit, or their last order."
+    )
+    horizons = ", ".join(str(days) for days in PREDICTION_HORIZON_DAYS)
+    sql, python = _predicted("p_alive", PROBABILITY_SCALE)
+    add(
+        Metric(
+            "p_alive",
+            Type.NUMBER,
+            "probability 0-1",
+            "Probability that the customer is still active (BG/NBD, Fader, Hardie and Lee 2005), "
+            f"rounded to {PROBABILITY_SCALE} decimals." + about_models,
+            "p_alive < 0.3",
+            Source.PREDICTIONS,
+            sql,
+            python,
+        )
+    )
+    sql, python = _predicted("expected_orders", PROBABILITY_SCALE)
+    add(
+        Metric(
+            "expected_orders",
+            Type.NUMBER,
+            "purchase occasions",
+            "Expected number of purchase occasions (days with a purchase) in the next N days, "
+            "given the customer's history (BG/NBD conditional expectation), rounded to "
+            f"{PROBABILITY_SCALE} decimals. N is one of {horizons} days." + about_models,
+            "expected_orders(90 days) >= 1",
+            Source.PREDICTIONS,
+            sql,
+            python,
+            (Param.WINDOW,),
+            (Param.WINDOW,),
+            PREDICTION_HORIZON_DAYS,
+        )
+    )
+    sql, python = _predicted("expected_order_value", CURRENCY_SCALE)
+    add(
+        Metric(
+            "expected_order_value",
+            Type.NUMBER,
+            "currency",
+            "Expected mean net value of the customer's future purchase occasions (Gamma-Gamma, "
+            "Fader and Hardie 2013, conditional on their repeat purchases), rounded to "
+            f"{CURRENCY_SCALE} decimals; also null when the fitted model has no finite mean "
+            "(q <= 1)." + about_models,
+            "expected_order_value > 100",
+            Source.PREDICTIONS,
+            sql,
+            python,
+        )
+    )
+    sql, python = _predicted("clv", CURRENCY_SCALE)
+    add(
+        Metric(
+            "clv",
+            Type.NUMBER,
+            "currency",
+            "Customer lifetime value over the next N days: expected_orders(N days) × "
+            "expected_order_value, discounted at the model's yearly rate (0 unless set), "
+            f"rounded to {CURRENCY_SCALE} decimals. N is one of {horizons} days." + about_models,
+            "percentile(clv(365 days)) > 90",
+            Source.PREDICTIONS,
+            sql,
+            python,
+            (Param.WINDOW,),
+            (Param.WINDOW,),
+            PREDICTION_HORIZON_DAYS,
         )
     )
     for name, type_, description, example in (

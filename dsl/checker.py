@@ -375,6 +375,15 @@ class _Checker:
                     f"for example: {entry.example}",
                     code=Code.MISSING_ARGUMENT,
                 )
+        window = values.get(Param.WINDOW)
+        if entry.horizons and window not in entry.horizons:
+            days = ", ".join(str(h) for h in entry.horizons)
+            raise _Fail(
+                node.span,
+                f"`{entry.name}` is predicted for {days} days only, not for {window} days",
+                f"for example: {entry.example}",
+                code=Code.INVALID_WINDOW,
+            )
         of = values.get(Param.METRIC)
         fields = (
             entry.name,
@@ -634,6 +643,7 @@ class _Checker:
 
 
 _NEEDS = {
+    Param.WINDOW: "a horizon, like 365 days",
     Param.EVENT: 'an event type, like event "complaint"',
     Param.METRIC: "a metric to rank, like percentile(monetary)",
 }

@@ -58,7 +58,8 @@ class Code(enum.StrEnum):
     )
     INVALID_WINDOW = (
         "invalid-window",
-        "A window that is not a whole number of days from 1 day to 100 years.",
+        "A window that is not a whole number of days from 1 day to 100 years, or a horizon that "
+        "a prediction metric is not predicted for (`clv(60 days)`).",
     )
     TYPE_MISMATCH = (
         "type-mismatch",

@@ -50,6 +50,7 @@ from dsl.catalog import (
     EventAgg,
     MetricRef,
     OrderAgg,
+    PredictionColumn,
     Type,
     arith_sql,
     classified_orders,
@@ -72,13 +73,17 @@ class Sources:
     customers: id, registered_at, attributes and the profile fields; orders: external_id,
     customer_id, amount, ordered_at, status, refund_of, category, channel; events:
     customer_id, type, occurred_at, value; memberships: customer_id, scheme, tier (current
-    tiers of other schemes).
+    tiers of other schemes); predictions (optional): customer_id, p_alive,
+    expected_order_value, expected_orders, clv and horizon_days (see
+    `catalog.SqlContext.prediction`), one row per customer with predictions; without it the
+    prediction metrics are null.
     """
 
     customers: FromClause
     orders: FromClause
     events: FromClause
     memberships: FromClause
+    predictions: FromClause | None = None
 
 
 _TIMESTAMP = DateTime(timezone=True)
@@ -105,6 +110,7 @@ class _Context:
         self.order_sub: Subquery | None = None
         self.event_sub: Subquery | None = None
         self.member_sub: Subquery | None = None
+        self.predicted = False  # a metric reads the predictions
 
     def customer(self, column: str) -> ColumnElement[Any]:
         return self.sources.customers.c[column]
@@ -139,6 +145,12 @@ class _Context:
         if self.member_sub is None:
             return null()
         return functions.coalesce(self.member_sub.c[name], false())
+
+    def prediction(self, column: PredictionColumn) -> ColumnElement[Any]:
+        self.predicted = True
+        if self.sources.predictions is None:
+            return null()
+        return self.sources.predictions.c[column]
 
     # Building the aggregate subqueries from what was recorded.
 
@@ -292,6 +304,9 @@ def metrics_relation(refs: Sequence[MetricRef], sources: Sources, as_of: dt.date
     for sub in (ctx.order_sub, ctx.event_sub, ctx.member_sub):
         if sub is not None:
             joined = joined.outerjoin(sub, sub.c.customer_id == customers.c.id)
+    predictions = sources.predictions
+    if ctx.predicted and predictions is not None:
+        joined = joined.outerjoin(predictions, predictions.c.customer_id == customers.c.id)
     columns = [ctx.value(ref).label(f"m{i}") for i, ref in enumerate(refs)]
     return (
         select(customers.c.id.label("customer_id"), *columns)

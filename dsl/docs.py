@@ -21,6 +21,7 @@ _SOURCES = {
     Source.POPULATION: "Ranked against all the tenant's customers",
     Source.PROFILE: "From the customer profile",
     Source.MEMBERSHIP: "From other schemes",
+    Source.PREDICTIONS: "Predicted by the tenant's fitted models",
 }
 _PARAMS = {
     Param.WINDOW: "window (`30 days`)",
@@ -49,6 +50,8 @@ def metric_reference() -> str:
                 ", ".join(_PARAMS[p] + (" (required)" if p in m.required else "") for p in m.params)
                 or "none"
             )
+            if m.horizons:
+                args = "horizon (required): " + ", ".join(f"`{d} days`" for d in m.horizons)
             name = {"attributes": "attributes.KEY", "in tier": "in tier SCHEME.TIER"}.get(
                 m.name, m.name
             )

@@ -45,14 +45,28 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Prediction:
+    """One customer's predictions from their tenant's current model (`catalog.PredictionFact`):
+    floats as the model computes them, expected orders and CLV by horizon in days."""
+
+    p_alive: float
+    expected_order_value: float | None
+    expected_orders: Mapping[int, float]
+    clv: Mapping[int, float] | None
+
+
+@dataclass(frozen=True)
 class CustomerFacts:
     """One customer's data. `profile` has the profile fields and `attributes` (decode JSON
-    with `parse_float=Decimal` to keep numbers exact); `memberships` maps scheme to tier."""
+    with `parse_float=Decimal` to keep numbers exact); `memberships` maps scheme to tier;
+    `prediction` is what the tenant's current model predicts for them (None: no model, or no
+    orders)."""
 
     profile: Mapping[str, object]
     orders: Sequence[Order] = ()
     events: Sequence[Event] = ()
     memberships: Mapping[str, str] = field(default_factory=dict)
+    prediction: Prediction | None = None
 
 
 class _Facts:
@@ -105,6 +119,9 @@ class _Facts:
 
     def membership(self, scheme: str) -> str | None:
         return self.facts.memberships.get(scheme)
+
+    def prediction(self) -> Prediction | None:
+        return self.facts.prediction
 
     def population(self, ref: MetricRef) -> Value:
         if ref not in self._population:

@@ -39,6 +39,7 @@ from service.db.database import analyze_stale, tenant_transaction
 from service.db.tables import evaluation_runs
 from service.engine import schemes as published
 from service.engine import webhooks
+from service.engine.predictions.tenant import stage_predictions_then, uses_predictions
 from service.engine.schemes import PublishedScheme
 from service.engine.sources import AFFECTED, CREATE_TIERS_THEN, TIERS_THEN, tenant_sources
 from service.errors import UserError
@@ -76,7 +77,7 @@ class RunResult:
 
 # The tables a compiled scheme reads (`service.engine.sources`) but does not write: a run
 # brings the statistics of memberships up to date after it has written them.
-_SOURCE_TABLES = ("customers", "orders", "events")
+_SOURCE_TABLES = ("customers", "orders", "events", "customer_predictions")
 
 
 async def _lock(connection: AsyncConnection, tenant: str, scheme: str, *, wait: bool) -> bool:
@@ -315,6 +316,10 @@ async def _referenced_then(
     order = [found.checked for found in await published.current(connection, tenant)]
     needed = _reached(order, scheme.depends_on)
     sources = tenant_sources(tenant, backtest=as_of)
+    refs = [ref for other in order if other.key in needed for ref in other.refs]
+    await stage_predictions_then(
+        connection, tenant, as_of, needed=uses_predictions([*refs, *scheme.refs])
+    )
     for other in order:
         if other.key in needed:
             assert other.key is not None
@@ -653,6 +658,9 @@ async def preview(
             order = evaluation_order([*others, *drafts.values()])
             sources = tenant_sources(tenant, backtest=as_of)
         needed = _reached(order, [key for key in drafts if key is not None])
+        if as_of is not None:
+            refs = [ref for checked in order if checked.key in needed for ref in checked.refs]
+            await stage_predictions_then(connection, tenant, at, needed=uses_predictions(refs))
         for checked in order:
             if checked.key not in needed:
                 continue

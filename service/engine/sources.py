@@ -8,10 +8,33 @@ import datetime as dt
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Select, Table, column, literal, or_, select, table
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    Double,
+    FromClause,
+    Integer,
+    Select,
+    Table,
+    and_,
+    column,
+    literal,
+    or_,
+    select,
+    table,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from dsl import Sources
-from service.db.tables import customers, events, memberships, orders
+from service.db.tables import (
+    customer_predictions,
+    customers,
+    events,
+    memberships,
+    orders,
+    prediction_models,
+)
 
 AFFECTED: Select[Any] = select(column("customer_id")).select_from(table("affected_customers"))
 """The customers of the ``affected_customers`` temporary table that ingest fills."""
@@ -24,6 +47,39 @@ CREATE_TIERS_THEN = (
     "CREATE TEMP TABLE IF NOT EXISTS tiers_then"
     " (scheme_key text, customer_id bigint, tier text) ON COMMIT DROP"
 )
+
+
+PREDICTIONS_THEN = table(
+    "predictions_then",
+    column("customer_id", BigInteger),
+    column("p_alive", Double),
+    column("expected_order_value", Double),
+    column("expected_orders", ARRAY(Double)),
+    column("clv", ARRAY(Double)),
+    column("horizon_days", ARRAY(Integer)),
+)
+"""A backtest's predictions: the model fitted as of its time, for the customers as they were
+then (`service.engine.predictions.tenant.stage_predictions_then` fills it)."""
+
+
+def predictions(tenant: str) -> Select[Any]:
+    """The tenant's stored predictions with their model's horizons: the columns the catalog's
+    prediction metrics read (`dsl.catalog.SqlContext.prediction`)."""
+    cp, pm = customer_predictions, prediction_models
+    return (
+        select(
+            cp.c.customer_id,
+            cp.c.p_alive,
+            cp.c.expected_order_value,
+            cp.c.expected_orders,
+            cp.c.clv,
+            pm.c.horizon_days,
+        )
+        .select_from(
+            cp.join(pm, and_(pm.c.tenant_id == cp.c.tenant_id, pm.c.version == cp.c.model_version))
+        )
+        .where(cp.c.tenant_id == tenant)
+    )
 
 
 def existed_by(tenant: str, as_of: dt.datetime) -> ColumnElement[bool]:
@@ -65,7 +121,9 @@ def tenant_sources(
     which compare a customer with the whole tenant. ``backtest`` (a past time) keeps only the
     customers who existed by then (`existed_by`) and reads `in tier` from `TIERS_THEN` alone,
     never from today's memberships: the caller fills it with the referenced schemes as of that
-    time. ``staged`` names schemes whose tiers `in tier` reads from `TIERS_THEN` instead of the
+    time, and reads the prediction metrics from `PREDICTIONS_THEN` (which the caller fills
+    with the predictions of the model fitted as of that time).
+    ``staged`` names schemes whose tiers `in tier` reads from `TIERS_THEN` instead of the
     current memberships (a preview's drafts).
     """
     customer_rows = select(customers).where(customers.c.tenant_id == tenant)
@@ -77,9 +135,11 @@ def tenant_sources(
     then_rows: Select[Any] = select(
         TIERS_THEN.c.customer_id, TIERS_THEN.c.scheme_key.label("scheme"), TIERS_THEN.c.tier
     )
+    predicted: Select[Any] = predictions(tenant)
     if backtest is not None:
         customer_rows = customer_rows.where(existed_by(tenant, backtest))
         member_rows = then_rows
+        predicted = select(PREDICTIONS_THEN)
     elif staged:
         member_rows = member_rows.where(memberships.c.scheme_key.not_in(list(staged)))
         member_rows = select(member_rows.union_all(then_rows).subquery("tiers_now"))
@@ -88,9 +148,12 @@ def tenant_sources(
         order_rows = order_rows.where(orders.c.customer_id.in_(customer_ids))
         event_rows = event_rows.where(events.c.customer_id.in_(customer_ids))
         member_rows = member_rows.where(member_rows.selected_columns.customer_id.in_(customer_ids))
+        predicted = predicted.where(predicted.selected_columns.customer_id.in_(customer_ids))
+    predicted_rows: FromClause = predicted.subquery("predictions")
     return Sources(
         customer_rows.subquery("customers"),
         order_rows.subquery("orders"),
         event_rows.subquery("events"),
         member_rows.subquery("memberships"),
+        predicted_rows,
     )

@@ -28,8 +28,18 @@ import numpy.typing as npt
 from sqlalchemy import Row, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dsl.catalog import (
+    CATALOG,
+    CURRENCY_SCALE,
+    PREDICTION_HORIZON_DAYS,
+    PROBABILITY_SCALE,
+    MetricRef,
+    Source,
+)
+from dsl.evaluator import Prediction
 from service.access import audit
 from service.db import locks
+from service.db.database import analyze
 from service.db.tables import customer_predictions, prediction_models
 from service.engine.predictions import bgnbd, gamma_gamma, purchases
 from service.engine.predictions.bgnbd import BgNbd
@@ -41,14 +51,14 @@ from service.errors import UserError
 MIN_REPEAT_CUSTOMERS = 100
 """Fewer customers with a repeat purchase than this, and a fit is refused."""
 
-DEFAULT_HORIZON_DAYS = (30, 90, 180, 365)
-"""The horizons `customer_predictions` holds expected orders and CLV for, unless told others."""
+DEFAULT_HORIZON_DAYS = PREDICTION_HORIZON_DAYS
+"""The horizons `customer_predictions` holds expected orders and CLV for: always the
+catalog's (the metrics `expected_orders(N days)` and `clv(N days)` read them), and any others
+a fit is asked for."""
 
-PROBABILITY_SCALE = 6
-"""Decimal places p_alive and expected orders are rounded to when stored."""
-
-CURRENCY_SCALE = 4
-"""Decimal places values in currency are rounded to when stored, as order amounts are."""
+# Decimal places p_alive and expected orders (PROBABILITY_SCALE) and values in currency
+# (CURRENCY_SCALE, as order amounts) are rounded to when stored: the catalog's, so the metrics
+# read the stored digits.
 
 
 @dataclass(frozen=True)
@@ -232,7 +242,7 @@ async def fit_tenant(
                 log_likelihood=fitted.bgnbd.log_likelihood,
                 gamma_gamma_customers=fitted.gamma_gamma.customers,
                 gamma_gamma_log_likelihood=fitted.gamma_gamma.log_likelihood,
-                horizon_days=sorted(set(horizon_days or DEFAULT_HORIZON_DAYS)),
+                horizon_days=sorted(set(horizon_days or ()) | set(DEFAULT_HORIZON_DAYS)),
                 yearly_discount_rate=yearly_discount_rate,
             )
             .returning(prediction_models)
@@ -252,6 +262,8 @@ async def fit_tenant(
         customer_predictions.delete().where(customer_predictions.c.tenant_id == tenant)
     )
     written = await write_predictions(connection, tenant, model, summary, as_of)
+    # Every row was rewritten: statistics now, for the runs that join them next.
+    await analyze(connection, "customer_predictions")
     return model, written
 
 
@@ -280,6 +292,27 @@ def predict(model: Model, summary: Summary) -> Predictions:
     )
     expected, discounted = expected[:, groups.inverse], discounted[:, groups.inverse]
     return Predictions(p_alive, value, expected, discounted * value)
+
+
+def prediction_facts(model: Model, summary: Summary) -> dict[int, Prediction]:
+    """``model``'s predictions for ``summary``'s customers as the in-process evaluator takes
+    them (`dsl.Prediction`), by customer id: the numbers `write_predictions` stores, rounded
+    the same way."""
+    predicted = predict(model, summary)
+    p_alive = np.round(predicted.p_alive, PROBABILITY_SCALE)
+    value = np.round(predicted.expected_order_value, CURRENCY_SCALE)
+    expected = np.round(predicted.expected_orders, PROBABILITY_SCALE)
+    clv = np.round(predicted.clv, CURRENCY_SCALE)
+    out: dict[int, Prediction] = {}
+    for i, customer_id in enumerate(summary.customer_id.tolist()):
+        known = not np.isnan(value[i])
+        out[customer_id] = Prediction(
+            p_alive=float(p_alive[i]),
+            expected_order_value=float(value[i]) if known else None,
+            expected_orders={h: float(expected[k, i]) for k, h in enumerate(model.horizon_days)},
+            clv={h: float(clv[k, i]) for k, h in enumerate(model.horizon_days)} if known else None,
+        )
+    return out
 
 
 _STAGE = "prediction_stage"
@@ -361,3 +394,70 @@ async def write_predictions(
     )
     await connection.execute(text(f"DROP TABLE {_STAGE}"))
     return int(result.rowcount)
+
+
+def uses_predictions(refs: Sequence[MetricRef]) -> bool:
+    """Whether any of ``refs`` (or the metric one of them ranks) is a prediction metric."""
+    return any(
+        CATALOG[r.name].source is Source.PREDICTIONS
+        for ref in refs
+        for r in (ref, ref.of)
+        if r is not None
+    )
+
+
+async def stage_predictions_then(
+    connection: AsyncConnection, tenant: str, as_of: dt.datetime, *, needed: bool
+) -> Model | None:
+    """Create `sources.PREDICTIONS_THEN` for a backtest at ``as_of`` and, when ``needed`` (its
+    schemes use a prediction metric), fill it with the predictions of the newest model fitted
+    as of that time (fitted on purchases before a time at or before ``as_of``), computed from
+    each customer's purchases before ``as_of``. Returns that model; None when none was fitted
+    by then (the prediction metrics are then null) or when not ``needed``."""
+    await connection.execute(
+        text(
+            "CREATE TEMP TABLE IF NOT EXISTS predictions_then (customer_id bigint,"
+            " p_alive float8, expected_order_value float8, expected_orders float8[],"
+            " clv float8[], horizon_days int[]) ON COMMIT DROP"
+        )
+    )
+    await connection.execute(text("TRUNCATE predictions_then"))
+    if not needed:
+        return None
+    model = await current_model(connection, tenant, fitted_as_of=as_of)
+    if model is None:
+        return None
+    summary = await read_summary(connection, tenant, as_of)
+    if len(summary.x) == 0:
+        return model
+    horizons = list(model.horizon_days)
+
+    def rows() -> list[tuple[object, ...]]:
+        return [
+            (
+                customer_id,
+                fact.p_alive,
+                fact.expected_order_value,
+                [fact.expected_orders[h] for h in horizons],
+                None if fact.clv is None else [fact.clv[h] for h in horizons],
+                horizons,
+            )
+            for customer_id, fact in prediction_facts(model, summary).items()
+        ]
+
+    records = await asyncio.to_thread(rows)
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    await driver.copy_records_to_table(
+        "predictions_then",
+        records=records,
+        columns=(
+            "customer_id",
+            "p_alive",
+            "expected_order_value",
+            "expected_orders",
+            "clv",
+            "horizon_days",
+        ),
+    )
+    return model

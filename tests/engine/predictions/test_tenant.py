@@ -135,7 +135,7 @@ async def test_every_customer_gets_the_models_predictions(
                 .order_by(customers.c.external_id)
             )
         ).all()
-    assert model.horizon_days == (30, 365)
+    assert model.horizon_days == (30, 90, 180, 365, 730)  # the catalog's, always
     summaries = _by_hand(AS_OF.date())
     bg, gg = model.bgnbd, model.gamma_gamma
     for row in rows:
@@ -146,13 +146,15 @@ async def test_every_customer_gets_the_models_predictions(
         assert row.p_alive == _rounded(bg.p_alive(x, t_x, T), 6)
         value = gg.expected_value(x, 0 if m is None else float(m))
         assert row.expected_order_value == _rounded(value, 4)
-        expected = [bg.expected_purchases(h, x, t_x, T) for h in (30, 365)]
+        expected = [bg.expected_purchases(h, x, t_x, T) for h in model.horizon_days]
         assert row.expected_orders == [_rounded(e, 6) for e in expected]
-        discounted = [clv(bg, value, h, x, t_x, T, yearly_discount_rate=0.1) for h in (30, 365)]
+        discounted = [
+            clv(bg, value, h, x, t_x, T, yearly_discount_rate=0.1) for h in model.horizon_days
+        ]
         assert row.clv == [_rounded(c, 4) for c in discounted]
     # Customer 00004 (two repeat occasions, the last 60 days ago) as `lifetimes` sees them.
     assert rows[0].p_alive == 0.722744
-    assert rows[0].expected_orders[1] == 1.544733
+    assert rows[0].expected_orders[3] == 1.544733
 
 
 def _rounded(value: object, places: int) -> float:
