@@ -39,7 +39,11 @@ from service.db.database import analyze_stale, tenant_transaction
 from service.db.tables import evaluation_runs
 from service.engine import schemes as published
 from service.engine import webhooks
-from service.engine.predictions.tenant import stage_predictions_then, uses_predictions
+from service.engine.predictions.tenant import (
+    refresh_predictions,
+    stage_predictions_then,
+    uses_predictions,
+)
 from service.engine.schemes import PublishedScheme
 from service.engine.sources import AFFECTED, CREATE_TIERS_THEN, TIERS_THEN, tenant_sources
 from service.errors import UserError
@@ -490,9 +494,11 @@ async def refresh_affected(
 
     Schemes with population-relative metrics (scores, percentiles) are left to full runs: one
     customer's new order can move every other customer's rank, so no per-customer update can
-    be exact for them.
+    be exact for them. The customers' predictions are recomputed first, with the tenant's
+    current model (`refresh_predictions`), so the prediction metrics follow their new orders.
     """
     now = now or dt.datetime.now(dt.UTC)
+    await refresh_predictions(connection, tenant, now)
     changed = 0
     for scheme in await published.current(connection, tenant):
         if scheme.uses_population:

@@ -46,6 +46,7 @@ from service.engine.predictions.bgnbd import BgNbd
 from service.engine.predictions.clv import purchases_by_horizon
 from service.engine.predictions.gamma_gamma import GammaGamma
 from service.engine.predictions.mle import Vector, compress
+from service.engine.sources import AFFECTED
 from service.errors import UserError
 
 MIN_REPEAT_CUSTOMERS = 100
@@ -394,6 +395,24 @@ async def write_predictions(
     )
     await connection.execute(text(f"DROP TABLE {_STAGE}"))
     return int(result.rowcount)
+
+
+async def refresh_predictions(connection: AsyncConnection, tenant: str, as_of: dt.datetime) -> int:
+    """Recompute the predictions of the customers in ``affected_customers`` (what ingest and
+    deletions changed) with the tenant's current model, summarised at ``as_of``: their rows are
+    replaced, and removed for those left without purchases. Nothing happens without a model.
+    Returns the number of customers written."""
+    model = await current_model(connection, tenant)
+    if model is None:
+        return 0
+    await connection.execute(
+        customer_predictions.delete().where(
+            customer_predictions.c.tenant_id == tenant,
+            customer_predictions.c.customer_id.in_(AFFECTED),
+        )
+    )
+    summary = await read_summary(connection, tenant, as_of, customer_ids=AFFECTED)
+    return await write_predictions(connection, tenant, model, summary, as_of)
 
 
 def uses_predictions(refs: Sequence[MetricRef]) -> bool:
