@@ -68,6 +68,7 @@ class Permission(enum.StrEnum):
     manage_keys = "manage_keys"
     manage_webhooks = "manage_webhooks"
     read_audit = "read_audit"
+    fit_models = "fit_models"
 
 
 PERMISSION_DESCRIPTIONS: Mapping[Permission, str] = {
@@ -85,6 +86,7 @@ PERMISSION_DESCRIPTIONS: Mapping[Permission, str] = {
     Permission.manage_webhooks: "register, list and delete webhooks; read and replay deliveries",
     Permission.read_audit: "the audit log: who changed rules, strategies, keys and webhooks, "
     "deleted data or erased customers",
+    Permission.fit_models: "fit the prediction models now (the scheduler refits them anyway)",
 }
 
 _VIEWER = frozenset({Permission.read_reports, Permission.read_customers})

@@ -185,6 +185,11 @@ FIELD_COSTS: Mapping[tuple[str, str], Field] = {
     ("Mutation", "deleteWebhook"): Field(),
     ("Mutation", "replayWebhookDelivery"): Field(),
     ("Mutation", "replayDeadDeliveries"): Field(_fixed(TENANT_SCAN)),
+    # One indexed row, free as the rows a page counts for its fields; the calibration is a
+    # holdout fit of its own, priced as a run.
+    ("Query", "model"): Field(_fixed(0)),
+    ("Model", "calibration"): Field(_fixed(RUN)),
+    ("Mutation", "fitModel"): Field(_fixed(RUN)),
     ("Mutation", "createApiKey"): Field(),
     ("Mutation", "revokeApiKey"): Field(),
 }

@@ -30,6 +30,7 @@ from service.api.errors import BAD_INPUT, ApiError, log_errors
 from service.api.ingest import IngestMutation
 from service.api.keys import KeyMutation, KeyQuery
 from service.api.policy import request_policy
+from service.api.predictions import PredictionMutation, PredictionQuery
 from service.api.scalars import DecimalScalar
 from service.api.schemes import SchemeMutation, SchemeQuery
 from service.api.segments import SegmentQuery
@@ -53,6 +54,7 @@ class Query(
     SchemeQuery,
     StrategyQuery,
     CatalogQuery,
+    PredictionQuery,
 ):
     pass
 
@@ -65,6 +67,7 @@ class Mutation(
     DeletionMutation,
     SchemeMutation,
     StrategyMutation,
+    PredictionMutation,
 ):
     pass
 
