@@ -518,6 +518,8 @@ def arith_sql(
     divisor = func.nullif(func.abs(b), literal(0, Numeric)) * literal(2, Numeric)
     scaled = func.abs(a) * literal(2 * 10**DIVISION_SCALE, Numeric) + func.abs(b)
     return func.sign(a * b) * func.div(scaled, divisor) * literal(_SCALE_DOWN, Numeric)
+
+
 def prediction_decimal_py(value: float | None, scale: int) -> Decimal | None:
     """A model output (binary float) as the exact decimal users see: rounded half away from
     zero to ``scale`` digits; None for None or NaN. Equal to `prediction_decimal_sql`: the

@@ -13,6 +13,8 @@ from service.cli.support import out, progress, run_with_engine, settings
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from service.access.audit import Actor
+
 # The server (uvicorn, starlette, the GraphQL API), the database and the engine are imported by
 # the commands, when they run: every other `tierwise` command starts without them (support).
 
@@ -93,8 +95,9 @@ def demo(
     port: PortOption = None,
     serve_: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve after loading.")] = True,
 ) -> None:
-    """Start Postgres (embedded unless configured), migrate, load demo data, publish the
-    built-in templates (value, lifecycle, RFM, ABC) with their strategies, evaluate, serve."""
+    """Start Postgres (embedded unless configured), migrate, load demo data, fit the prediction
+    models, publish the built-in templates (value, lifecycle, RFM, ABC, predicted lifetime
+    value, churn risk) with their strategies, evaluate, serve."""
     from service.access import audit
     from service.cli.keys import demo_access
     from service.cli.serving import serve_app
@@ -126,6 +129,7 @@ def demo(
                     )
                 out.print(f"demo {kind}: {result.summary()}")
         actor = audit.command_line_actor()
+        await _fit_demo_models(engine, config.default_tenant, actor)
         for template in TEMPLATES.values():
             async with tenant_transaction(engine, config.default_tenant) as connection:
                 await schemes.publish(
@@ -162,3 +166,25 @@ def demo(
             await serve_app(engine, config)
 
     run_with_engine(config, work, create=True, needs="connection")
+
+
+async def _fit_demo_models(engine: AsyncEngine, tenant: str, actor: Actor) -> None:
+    """Fit the prediction models on the demo's orders (the clv and churn_risk templates read
+    them), saying what was fitted, or in a sentence why not."""
+    import datetime as dt
+
+    from service.db.database import tenant_transaction
+    from service.engine.predictions.tenant import NotEnoughData, fit_tenant
+
+    now = dt.datetime.now(dt.UTC)
+    async with tenant_transaction(engine, tenant, batch=True) as connection:
+        try:
+            model, written = await fit_tenant(connection, tenant, now, actor=actor)
+        except NotEnoughData as error:
+            out.print(f"no prediction model: {error}", highlight=False, markup=False)
+            return
+    out.print(
+        f"fitted the prediction models on {model.customers:,} customers "
+        f"({model.repeat_customers:,} repeat buyers); predictions of {written:,} customers",
+        highlight=False,
+    )

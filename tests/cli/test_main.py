@@ -149,6 +149,8 @@ async def test_demo_loads_data(database: URL, engine: AsyncEngine) -> None:
     result = tierwise(database, "demo", "--customers", "300", "--seed", "5", "--no-serve")
     assert result.returncode == 0, result.stderr
     assert "demo orders:" in result.stdout
+    # 227 of the 300 buy on more than one day: enough to fit the models.
+    assert "fitted the prediction models on 278 customers (227 repeat buyers)" in result.stdout
     async with engine.connect() as connection:
         counts = {
             table.name: await connection.scalar(
@@ -158,8 +160,19 @@ async def test_demo_loads_data(database: URL, engine: AsyncEngine) -> None:
         }
     assert counts["customers"] >= 300 and counts["orders"] > 300 and counts["events"] > 0
     report = json.loads(tierwise(database, "segments", "--format", "json").stdout)
-    assert {row["scheme"] for row in report} == {"value", "lifecycle", "rfm", "abc", "declining"}
-    for scheme in ("value", "lifecycle", "abc", "declining"):  # every customer has a tier in these
+    assert {row["scheme"] for row in report} == {
+        "value",
+        "lifecycle",
+        "rfm",
+        "abc",
+        "declining",
+        "clv",
+        "churn_risk",
+    }
+    clv = {row["tier"]: row["customers"] for row in report if row["scheme"] == "clv"}
+    assert 20 <= clv["Top"] <= 35 and 75 <= clv["High"] <= 95  # a tenth, three of 278 buyers
+    # every customer has a tier in these
+    for scheme in ("value", "lifecycle", "abc", "declining", "clv", "churn_risk"):
         assert (
             sum(row["customers"] for row in report if row["scheme"] == scheme)
             == counts["customers"]

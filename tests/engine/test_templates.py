@@ -16,7 +16,9 @@ from dsl import check_text, compile_scheme, docs
 from service.data.demo_data import DemoConfig, customer_rows, event_rows, order_rows
 from service.data.ingest import import_rows
 from service.data.records import Kind
+from service.db.database import tenant_transaction
 from service.engine.evaluation import tenant_sources
+from service.engine.predictions import tenant as models
 from service.engine.templates import KEYS, TEMPLATES
 
 END = datetime(2026, 1, 1, tzinfo=UTC)
@@ -24,7 +26,19 @@ DEMO = DemoConfig(customers=2_000, seed=11, end=END)
 
 
 def test_every_template_checks_without_errors_or_warnings() -> None:
-    assert tuple(TEMPLATES) == KEYS == ("value", "lifecycle", "rfm", "abc", "declining")
+    assert (
+        tuple(TEMPLATES)
+        == KEYS
+        == (
+            "value",
+            "lifecycle",
+            "rfm",
+            "abc",
+            "declining",
+            "clv",
+            "churn_risk",
+        )
+    )
     for template in TEMPLATES.values():
         result = check_text(template.source, file=template.file)
         assert not result.warnings, (template.key, result.warnings)
@@ -50,6 +64,8 @@ def test_tiers_are_the_brief_s() -> None:
     }
     assert names["abc"] == ("A", "B", "C")
     assert names["declining"] == ("Lapsed", "Declining", "Growing", "Steady", "Inactive")
+    assert names["clv"] == ("Top", "High", "Rest")
+    assert names["churn_risk"] == ("At risk", "Slipping", "Other")
 
 
 def test_strategies_belong_to_tiers_and_are_well_formed() -> None:
@@ -134,6 +150,10 @@ async def test_templates_on_demo_data(engine: AsyncEngine, tenant: str) -> None:
     facts = await _order_facts(engine, tenant)
     assert len(facts) == 2_000
     assert all(f.last is None or f.last < END for f in facts.values())  # as_of is after all data
+    async with tenant_transaction(engine, tenant) as connection:
+        model, _ = await models.fit_tenant(connection, tenant, END)
+        summary = await models.read_summary(connection, tenant, END)
+    predicted = models.prediction_facts(model, summary)
     tiers = {key: await _tiers(engine, tenant, key) for key in KEYS}
 
     # Value: every tier holds customers; VIPs are few, normal customers the bulk.
@@ -182,6 +202,29 @@ async def test_templates_on_demo_data(engine: AsyncEngine, tenant: str) -> None:
     assert all(f.year_spend >= top_a for c, f in facts.items() if abc[c] == "A")
     assert all(f.year_spend == 0 for c, f in facts.items() if abc[c] == "C" and f.n == 0)
 
+    # Predicted value: the top tenth of predicted 12-month value is Top, the next three tenths
+    # High; customers without orders (no prediction) are Rest.
+    clv = tiers["clv"]
+    sizes = Counter(clv.values())
+    with_predictions = len(predicted)
+    assert model.repeat_customers >= 100
+    assert abs(sizes["Top"] - 0.1 * with_predictions) <= 0.02 * with_predictions
+    assert abs(sizes["High"] - 0.3 * with_predictions) <= 0.02 * with_predictions
+    assert all(clv[c] == "Rest" for c, f in facts.items() if f.n == 0)
+    lowest_top = min(predicted[c].clv[365] for c, tier in clv.items() if tier == "Top")  # type: ignore[index]
+    assert all(
+        predicted[c].clv[365] <= lowest_top  # type: ignore[index]
+        for c, tier in clv.items()
+        if tier == "High"
+    )
+
+    # Churn risk: only customers the model thinks likely gone; at risk below 0.5.
+    risk = tiers["churn_risk"]
+    at_risk = [c for c, tier in risk.items() if tier == "At risk"]
+    slipping = [c for c, tier in risk.items() if tier == "Slipping"]
+    assert at_risk and slipping
+    assert all(predicted[c].p_alive < 0.5 for c in at_risk)
+    assert all(0.5 <= predicted[c].p_alive < 0.8 for c in slipping)
     # Declining: each customer's tier follows from the two periods' spend, counted directly.
     declining = tiers["declining"]
     assert set(declining.values()) == set(TEMPLATES["declining"].check().tier_names)

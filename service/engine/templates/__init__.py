@@ -1,9 +1,10 @@
-"""Built-in scheme templates: value tiers, lifecycle stages, RFM segments, ABC classes and
-declining spend (period over period).
+"""Built-in scheme templates: value tiers, lifecycle stages, RFM segments, ABC classes,
+declining spend (period over period), and from the prediction models predicted lifetime value
+(clv) and churn risk.
 
 Each template is a rule file in this package (the text the analyst sees and can copy) plus
-default strategies per tier. `tierwise demo` publishes them all; docs/rules.md shows the rule
-files verbatim in its cookbook (a test keeps them identical).
+default strategies per tier. `tierwise demo` publishes all seven (after fitting the models);
+docs/rules.md shows the rule files verbatim in its cookbook (a test keeps them identical).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from service.engine.templates.strategies import STRATEGIES, StrategySpec
 
 __all__ = ["KEYS", "TEMPLATES", "StrategySpec", "Template"]
 
-KEYS = ("value", "lifecycle", "rfm", "abc", "declining")
+KEYS = ("value", "lifecycle", "rfm", "abc", "declining", "clv", "churn_risk")
 
 
 @dataclass(frozen=True)

@@ -306,4 +306,66 @@ STRATEGIES: Mapping[str, tuple[StrategySpec, ...]] = {
             interval_days=30,
         ),
     ),
+    "clv": (
+        _s(
+            "Top",
+            "Loyalty programme",
+            "The customers expected to bring the most next year: top membership level, "
+            "personal service and early access.",
+            "account_manager",
+            10,
+            review_interval_days=90,
+        ),
+        _s(
+            "High",
+            "Upsell campaign",
+            "Recommendations and bundles that raise the next order's value.",
+            "email",
+            40,
+            discount_percent=10,
+        ),
+        _s(
+            "Rest",
+            "Standard service",
+            "Service through the regular support queue and the shop-wide promotions.",
+            "email",
+            90,
+        ),
+    ),
+    "churn_risk": (
+        _s(
+            "At risk",
+            "Win-back call",
+            "A personal call to a valuable customer who has probably stopped buying: ask why, "
+            "and make it right.",
+            "phone",
+            10,
+            within_days=7,
+        ),
+        _s(
+            "At risk",
+            "Win-back offer",
+            "A strong personal discount to bring them back before they are lost.",
+            "coupon",
+            20,
+            discount_percent=20,
+            valid_days=30,
+        ),
+        _s(
+            "Slipping",
+            "Re-engagement email",
+            "What is new since their last purchase, with a small incentive to come back.",
+            "email",
+            40,
+            discount_percent=10,
+        ),
+        _s(
+            "Other",
+            "Regular newsletter",
+            "No churn-specific action: the regular newsletter, and their other schemes' "
+            "strategies.",
+            "email",
+            90,
+        ),
+    ),
 }
