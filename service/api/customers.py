@@ -70,12 +70,41 @@ class CustomerMetrics:
     nps: int | None = strawberry.field(description="Latest NPS answer, 0-10.")
     refunds: Decimal = strawberry.field(description="Amount refunded (positive).")
     returns: int = strawberry.field(description="Number of refunds.")
+    p_alive: Decimal | None = strawberry.field(
+        description="Probability that the customer is still active (`p_alive`, 6 decimals); "
+        "null without orders or a fitted model."
+    )
+    expected_orders: Decimal | None = strawberry.field(
+        description="Expected purchase occasions in the next 365 days "
+        "(`expected_orders(365 days)`, 6 decimals); null as pAlive."
+    )
+    expected_order_value: Decimal | None = strawberry.field(
+        description="Expected value of a future purchase (`expected_order_value`, 4 decimals); "
+        "null as pAlive."
+    )
+    clv: Decimal | None = strawberry.field(
+        description="Expected net revenue in the next 365 days (`clv(365 days)`, 4 decimals); "
+        "null as pAlive."
+    )
 
     @classmethod
     def of(cls, values: dict[Any, Value]) -> CustomerMetrics:
-        recency, frequency, monetary, aov, first, last, tenure, nps, refunds, returns = (
-            values.get(ref) for ref in CARD_METRICS
-        )
+        (
+            recency,
+            frequency,
+            monetary,
+            aov,
+            first,
+            last,
+            tenure,
+            nps,
+            refunds,
+            returns,
+            p_alive,
+            expected_orders,
+            expected_value,
+            clv,
+        ) = (values.get(ref) for ref in CARD_METRICS)
         return cls(
             recency=_int(recency),
             frequency=_int(frequency) or 0,
@@ -87,6 +116,10 @@ class CustomerMetrics:
             nps=_int(nps),
             refunds=_decimal(refunds) or Decimal(0),
             returns=_int(returns) or 0,
+            p_alive=_decimal(p_alive),
+            expected_orders=_decimal(expected_orders),
+            expected_order_value=_decimal(expected_value),
+            clv=_decimal(clv),
         )
 
 

@@ -40,20 +40,26 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 # The metric values a customer card shows: all-time, of this customer alone.
-CARD_METRICS: tuple[MetricRef, ...] = tuple(
-    MetricRef(name)
-    for name in (
-        "recency",
-        "frequency",
-        "monetary",
-        "average_order_value",
-        "first_purchase",
-        "last_purchase",
-        "tenure",
-        "nps",
-        "refunds",
-        "returns",
-    )
+CARD_METRICS: tuple[MetricRef, ...] = (
+    *(
+        MetricRef(name)
+        for name in (
+            "recency",
+            "frequency",
+            "monetary",
+            "average_order_value",
+            "first_purchase",
+            "last_purchase",
+            "tenure",
+            "nps",
+            "refunds",
+            "returns",
+        )
+    ),
+    MetricRef("p_alive"),
+    MetricRef("expected_orders", window_days=365),
+    MetricRef("expected_order_value"),
+    MetricRef("clv", window_days=365),
 )
 assert all(ref.name in CATALOG for ref in CARD_METRICS)
 

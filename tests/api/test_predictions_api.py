@@ -40,3 +40,41 @@ async def test_an_admin_fits_the_model_and_a_viewer_reads_it(
     assert calibration["actual"] > 0 and calibration["predicted"]
     log = data(await post(engine, tenant, '{ auditLog(action: "model.fit") { actor } }'))
     assert log == {"auditLog": [{"actor": "test"}]}
+
+
+async def test_the_customer_card_and_explain_show_the_predictions_as_values(
+    engine: AsyncEngine, tenant: str, tmp_path: Path
+) -> None:
+    await load_cdnow(engine, tenant, tmp_path)
+    card = '{ customer(id: "00004") { metrics { pAlive expectedOrders expectedOrderValue clv } } }'
+    before = data(await post(engine, tenant, card))["customer"]["metrics"]
+    assert set(before.values()) == {None}  # no model yet
+    fit = (OPERATIONS / "fit_model.graphql").read_text()
+    data(await post(engine, tenant, fit, {"asOf": "1997-10-01T00:00:00Z"}))
+    metrics = data(await post(engine, tenant, card))["customer"]["metrics"]
+    assert (metrics["pAlive"], metrics["expectedOrders"]) == ("0.722744", "1.544733")
+    assert len(metrics["clv"].split(".")[1]) == 4
+    rules = (
+        "tier Lapsing when p_alive < 0.5\n"
+        "tier Valuable when clv(365 days) > 10\n"
+        "tier Rest otherwise"
+    )
+    published = await post(
+        engine,
+        tenant,
+        'mutation ($s: String!) { publishScheme(key: "risk", source: $s) { changed } }',
+        {"s": rules},
+    )
+    assert data(published) == {"publishScheme": {"changed": True}}
+    explained = data(
+        await post(
+            engine,
+            tenant,
+            '{ explain(customer: "00004", scheme: "risk") '
+            "{ tier tiers { name clause { metric actual } } } }",
+        )
+    )["explain"]
+    lapsing, valuable, _ = explained["tiers"]
+    assert lapsing["clause"] == {"metric": "p_alive", "actual": "0.722744"}
+    assert valuable["clause"] == {"metric": "clv(365 days)", "actual": metrics["clv"]}
+    assert explained["tier"] == ("Valuable" if float(metrics["clv"]) > 10 else "Rest")

@@ -5,6 +5,7 @@ Playwright with every request off this machine refused (the console must work of
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import threading
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from service.data.records import Kind
 from service.db.database import create_engine, tenant_transaction
 from service.db.tables import tenants
 from service.engine import evaluation, schemes, strategies
+from service.engine.predictions.tenant import fit_tenant
 from service.engine.templates import TEMPLATES
 from tests.support import free_port
 
@@ -51,9 +53,9 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 async def load_demo(url: URL, tenant: str, customers: int) -> dict[Role, str]:
-    """A new tenant with the demo's data (``customers`` of them), the five templates published
-    with their strategies and evaluated, as `tierwise demo` does; returns an API key for the
-    viewer and analyst roles."""
+    """A new tenant with the demo's data (``customers`` of them), the prediction models fitted,
+    the seven templates published with their strategies and evaluated, as `tierwise demo` does;
+    returns an API key for the viewer and analyst roles."""
     engine = create_engine(url, pool_size=2, max_overflow=2)
     try:
         async with engine.begin() as connection:
@@ -65,6 +67,8 @@ async def load_demo(url: URL, tenant: str, customers: int) -> dict[Role, str]:
             (Kind.events, demo_data.event_rows(config)),
         ):
             await import_rows(engine, kind, tenant, enumerate(rows, 2), source="demo")
+        async with tenant_transaction(engine, tenant, batch=True) as connection:
+            await fit_tenant(connection, tenant, dt.datetime.now(dt.UTC))
         keys: dict[Role, str] = {}
         async with tenant_transaction(engine, tenant) as connection:
             for template in TEMPLATES.values():

@@ -107,7 +107,7 @@ def test_the_dashboard_shows_what_tierwise_segments_prints(page: Page, served: S
         printed[scheme, tier] = numbers
     sign_in(page, served, served.keys[Role.viewer])
     schemes = {scheme for scheme, _ in printed}
-    assert schemes == {"value", "lifecycle", "rfm", "abc", "declining"}
+    assert schemes == {"value", "lifecycle", "rfm", "abc", "declining", "clv", "churn_risk"}
     for scheme in sorted(schemes):
         page.get_by_role("navigation", name="Schemes").get_by_role("link", name=scheme).click()
         table = page.get_by_role("table", name=f"Tiers of {scheme}")
@@ -115,7 +115,8 @@ def test_the_dashboard_shows_what_tierwise_segments_prints(page: Page, served: S
         shown = {
             cells[0]: cells[1:6]
             for cells in (
-                [cell.strip() for cell in row.locator("th, td").all_inner_texts()]
+                # An empty tier's average: the console's dash, the CLI's hyphen.
+                [cell.strip().replace("–", "-") for cell in row.locator("th, td").all_inner_texts()]
                 for row in table.locator("tbody tr").all()
             )
         }
@@ -361,6 +362,16 @@ def test_the_customer_card_explains_as_explain_does(page: Page, served: Served) 
         ]
     expect(page.get_by_role("table", name="Current tiers")).to_contain_text("VIP")
     expect(page.get_by_role("list", name="Tier history")).to_contain_text("value")
+    # The predictions, as the API gives them (exact decimals; money to two places).
+    metrics = api(
+        served,
+        "query ($c: ID!) { customer(id: $c) { metrics { pAlive expectedOrders clv } } }",
+        {"c": customer},
+    )["customer"]["metrics"]
+    profile = page.get_by_role("region", name="Profile")
+    expect(profile).to_contain_text(f"P(alive){metrics['pAlive']}")
+    expect(profile).to_contain_text(f"Expected orders (365 days){metrics['expectedOrders']}")
+    expect(profile).to_contain_text("CLV (365 days)")
 
 
 def test_segment_members_page_with_a_where(page: Page, served: Served) -> None:

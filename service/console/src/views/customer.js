@@ -40,6 +40,11 @@ export async function customer(main, ctx, [id], query) {
     ["Refunded", m.returns ? `${decimal(m.refunds)} in ${m.returns} refund${m.returns === 1 ? "" : "s"}` : null],
     ["Tenure (days)", m.tenure],
     ["Last purchase", when(m.lastPurchase)],
+    // Predictions (BG/NBD, Gamma-Gamma): present once the tenant's model is fitted.
+    ["P(alive)", m.pAlive],
+    ["Expected orders (365 days)", m.expectedOrders],
+    ["Expected order value", m.expectedOrderValue == null ? null : decimal(m.expectedOrderValue)],
+    ["CLV (365 days)", m.clv == null ? null : decimal(m.clv)],
   ].filter(([, value]) => value !== null && value !== undefined);
   const explanation = h("section", { class: "explanation", "aria-label": "Explanation" });
   add(main, 
