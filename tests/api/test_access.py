@@ -110,6 +110,9 @@ OPERATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "replayWebhookDelivery": ('mutation { replayWebhookDelivery(id: "1") { id } }', {}),
     "replayDeadDeliveries": ('mutation { replayDeadDeliveries(webhookId: "1") }', {}),
     "auditLog": ("{ auditLog { action actor } }", {}),
+    "model": ("{ model { version } }", {}),
+    # No orders here: an admin's fit is refused as BAD_INPUT (too few repeat buyers).
+    "fitModel": ("mutation { fitModel { predictions } }", {}),
     "apiKeys": ("{ apiKeys { id } }", {}),
     "createApiKey": ("mutation { createApiKey(role: VIEWER) { key } }", {}),
     "revokeApiKey": ('mutation { revokeApiKey(id: "0000000000000000") { id } }', {}),
