@@ -25,19 +25,27 @@ DEFAULT_HOLDOUT_DAYS = 182
 _MEAN_SCALE = 4
 
 
+def _exact(value: float) -> Decimal:
+    """A float as the decimal of its shortest round-tripping form."""
+    return Decimal(repr(value))
+
+
 def _mean(value: float) -> Decimal:
     return round(Decimal(repr(value)), _MEAN_SCALE)
 
 
-@strawberry.type(description="The fitted parameters (binary floating-point estimates).")
+@strawberry.type(
+    description="The fitted parameters: the optimiser's binary floats, written out exactly as "
+    "their shortest decimal form."
+)
 class ModelParameters:
-    r: float = strawberry.field(description="BG/NBD: shape of the purchase rates' gamma.")
-    alpha: float = strawberry.field(description="BG/NBD: scale of the purchase rates, in days.")
-    a: float = strawberry.field(description="BG/NBD: beta of the drop-out probability, a.")
-    b: float = strawberry.field(description="BG/NBD: beta of the drop-out probability, b.")
-    p: float = strawberry.field(description="Gamma-Gamma: shape of each purchase's value.")
-    q: float = strawberry.field(description="Gamma-Gamma: shape of the customers' mean values.")
-    v: float = strawberry.field(description="Gamma-Gamma: scale of the customers' mean values.")
+    r: Decimal = strawberry.field(description="BG/NBD: shape of the purchase rates' gamma.")
+    alpha: Decimal = strawberry.field(description="BG/NBD: scale of the purchase rates, in days.")
+    a: Decimal = strawberry.field(description="BG/NBD: beta of the drop-out probability, a.")
+    b: Decimal = strawberry.field(description="BG/NBD: beta of the drop-out probability, b.")
+    p: Decimal = strawberry.field(description="Gamma-Gamma: shape of each purchase's value.")
+    q: Decimal = strawberry.field(description="Gamma-Gamma: shape of the customers' mean values.")
+    v: Decimal = strawberry.field(description="Gamma-Gamma: scale of the customers' mean values.")
 
 
 @strawberry.type(description="Customers with a number of calibration repeat purchases.")
@@ -102,7 +110,7 @@ class Model:
     fitted_at: dt.datetime = strawberry.field(description="When the fit ran.")
     customers: int = strawberry.field(description="Customers with a purchase before asOf.")
     repeat_customers: int = strawberry.field(description="Of those, with a repeat purchase.")
-    log_likelihood: float = strawberry.field(description="BG/NBD log-likelihood of the fit.")
+    log_likelihood: Decimal = strawberry.field(description="BG/NBD log-likelihood of the fit.")
     parameters: ModelParameters = strawberry.field(description="The fitted parameters.")
     horizon_days: list[int] = strawberry.field(
         description="The horizons expected_orders(N days) and clv(N days) are stored for."
@@ -137,15 +145,15 @@ class Model:
             fitted_at=model.fitted_at,
             customers=model.customers,
             repeat_customers=model.repeat_customers,
-            log_likelihood=model.log_likelihood,
+            log_likelihood=_exact(model.log_likelihood),
             parameters=ModelParameters(
-                r=model.bgnbd.r,
-                alpha=model.bgnbd.alpha,
-                a=model.bgnbd.a,
-                b=model.bgnbd.b,
-                p=model.gamma_gamma.p,
-                q=model.gamma_gamma.q,
-                v=model.gamma_gamma.v,
+                r=_exact(model.bgnbd.r),
+                alpha=_exact(model.bgnbd.alpha),
+                a=_exact(model.bgnbd.a),
+                b=_exact(model.bgnbd.b),
+                p=_exact(model.gamma_gamma.p),
+                q=_exact(model.gamma_gamma.q),
+                v=_exact(model.gamma_gamma.v),
             ),
             horizon_days=list(model.horizon_days),
             yearly_discount_rate=model.yearly_discount_rate,

@@ -3,6 +3,7 @@ parameters and calibration, the customer's metrics carry the predictions."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,7 +31,7 @@ async def test_an_admin_fits_the_model_and_a_viewer_reads_it(
     fitted = data(await post(engine, tenant, fit, variables))["fitModel"]
     assert fitted["predictions"] == 2357
     assert (fitted["model"]["version"], fitted["model"]["repeatCustomers"]) == (1, 946)
-    assert abs(fitted["model"]["parameters"]["alpha"] - 30.757) < 0.2
+    assert abs(Decimal(fitted["model"]["parameters"]["alpha"]) - Decimal("30.757")) < 0.2
     model = data(await post(engine, tenant, read, role=Role.viewer))["model"]
     assert model["parameters"] == fitted["model"]["parameters"]
     calibration = model["calibration"]
