@@ -1,8 +1,8 @@
 """`tierwise_analyze` may ANALYZE the prediction tables too: a fit rewrites every customer's
 predictions, and the runs that join them are planned right after, before autovacuum.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-11-30
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
