@@ -1066,7 +1066,7 @@ def _build() -> dict[str, Metric]:
             python,
             (Param.WINDOW,),
             (Param.WINDOW,),
-            PREDICTION_HORIZON_DAYS,
+            horizons=PREDICTION_HORIZON_DAYS,
         )
     )
     sql, python = _predicted("expected_order_value", CURRENCY_SCALE)
@@ -1100,7 +1100,7 @@ def _build() -> dict[str, Metric]:
             python,
             (Param.WINDOW,),
             (Param.WINDOW,),
-            PREDICTION_HORIZON_DAYS,
+            horizons=PREDICTION_HORIZON_DAYS,
         )
     )
     for name, type_, description, example in (
