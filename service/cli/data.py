@@ -10,6 +10,7 @@ import typer
 
 from service.cli.support import TenantOption, out, progress, run_with_engine, settings
 from service.data.kinds import Kind
+from service.errors import UserError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -44,18 +45,28 @@ def import_(
         ),
     ] = None,
 ) -> None:
-    """Import customers, orders or events from CSV (with a header) or JSON Lines.
+    """Import customers, orders, events or exchange rates from CSV (with a header) or JSON Lines.
 
     Importing the same file again changes nothing. A file with a bad row is rejected whole,
-    unless --skip-bad is given.
+    unless --skip-bad is given. Rates (currency,date,rate) convert orders in other currencies
+    to the tenant's reporting currency (`tierwise currency`); importing them converts the
+    stored orders they apply to again.
     """
-    from service.data.ingest import import_file
+    from service.data.ingest import import_file, import_rates
     from service.engine import evaluation
 
     config = settings()
     tenant_id = tenant or config.default_tenant
 
     async def work(engine: AsyncEngine) -> ImportResult:
+        if kind is Kind.rates:
+            return await import_rates(
+                engine,
+                tenant_id,
+                file,
+                skip_bad_to=skip_bad,
+                after_load=evaluation.refresh_affected,
+            )
         with progress(file, f"importing {kind}") as advance:
             return await import_file(
                 engine,
@@ -97,6 +108,8 @@ def delete(
     from service.data.readers import read_ids
     from service.engine import deletion
 
+    if kind is Kind.rates:
+        raise UserError("rates are replaced by importing them again, not deleted")
     config = settings()
     tenant_id = tenant or config.default_tenant
     ids = read_ids(file, kind)
@@ -105,6 +118,31 @@ def delete(
         return await deletion.delete(engine, tenant_id, kind, ids, actor=audit.command_line_actor())
 
     out.print(f"{file}: {run_with_engine(config, work).summary()}", highlight=False)
+
+
+@app.command("currency")
+def currency(
+    code: Annotated[
+        str | None, typer.Argument(help="An ISO 4217 code (EUR, USD, CNY, ...) to set.")
+    ] = None,
+    tenant: TenantOption = None,
+) -> None:
+    """Show the tenant's reporting currency, or set it (before any order or rate is stored).
+
+    Every amount is reported in it: orders in other currencies are converted when imported,
+    at the rates of `tierwise import rates`. A new tenant's is EUR.
+    """
+    from service.data import rates
+
+    config = settings()
+    tenant_id = tenant or config.default_tenant
+
+    async def work(engine: AsyncEngine) -> str:
+        if code is None:
+            return await rates.reporting_currency(engine, tenant_id)
+        return await rates.set_reporting_currency(engine, tenant_id, code)
+
+    out.print(f"tenant {tenant_id}: reporting currency {run_with_engine(config, work)}")
 
 
 @rollups_app.command("check")

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.data import rollups
 from service.data.kinds import Kind
+from service.data.rates import RATE_SQL, Rates, converted_sql
 from service.data.readers import (
     BadRow,
     IngestError,
@@ -39,8 +40,10 @@ from service.data.readers import (
 from service.data.records import (
     ATTRIBUTE_PREFIX,
     FIELDS,
+    MAX_AMOUNT,
     WHITESPACE,
     FieldError,
+    RowError,
     check_tenant_id,
     parse_row,
 )
@@ -84,6 +87,8 @@ class ImportResult:
     customers_created: int = 0
     bulk: bool = False
     """The file went the fast path (COPY, cast in SQL), not the Python reader."""
+    converted: int = 0
+    """Rates: stored orders converted again because the rate in force for them changed."""
 
     def summary(self) -> str:
         parts = [
@@ -94,6 +99,8 @@ class ImportResult:
         ]
         if self.customers_created and self.kind is not Kind.customers:
             parts.append(f"{self.customers_created} new customers created")
+        if self.kind is Kind.rates:
+            parts.append(f"{self.converted} orders converted again")
         if self.rejected:
             parts.append(f"{self.rejected} bad rows skipped")
         return ", ".join(parts)
@@ -158,6 +165,107 @@ async def import_rows(
     return result, bad
 
 
+async def import_rates(
+    engine: AsyncEngine,
+    tenant: str,
+    path: Path,
+    *,
+    skip_bad_to: Path | None = None,
+    after_load: AfterLoad | None = None,
+) -> ImportResult:
+    """Import exchange rates (currency, date, rate: one unit of the currency is worth `rate`
+    units of the reporting currency from `date` on), then convert again the stored orders
+    whose rate in force changed, with their rollups and tiers, in the same transaction.
+    Idempotent: the same file twice changes nothing."""
+    raw = read_rows(path, Kind.rates)
+    result = ImportResult(Kind.rates)
+    rates: dict[tuple[str, Any], Any] = {}
+    bad: list[BadRow] = []
+    for line, row in raw.rows:
+        result.rows += 1
+        problems = row_problems(line, row, Kind.rates, check_names=not raw.fields)
+        parsed = [] if is_unreadable(row) else parse_row(Kind.rates, line, row)
+        if isinstance(parsed, list):
+            problems += parsed
+        if problems or isinstance(parsed, list):
+            bad.append(BadRow(line, row, problems))
+            continue
+        currency, valid_from, rate = parsed
+        rates[currency, valid_from] = rate  # the later line wins
+    result.rejected = len(bad)
+    if bad and skip_bad_to is None:
+        raise IngestError.of_rows(str(path), bad)
+    async with _load_transaction(engine, tenant) as connection:
+        stage = await _Stage.open(connection, Kind.rates, tenant)
+        reporting = (await Rates.load(connection, tenant)).currency
+        if any(currency == reporting for currency, _ in rates):
+            raise UserError(
+                f"{path}: {reporting} is the reporting currency of tenant {tenant!r}: "
+                "its amounts need no rate"
+            )
+        counts = await connection.execute(
+            text(
+                """
+                WITH src AS (
+                    SELECT * FROM unnest(CAST(:currencies AS text[]), CAST(:days AS date[]),
+                                         CAST(:rates AS numeric[])) AS r(currency, valid_from, rate)
+                ),
+                up AS (
+                    INSERT INTO exchange_rates AS x (tenant_id, currency, valid_from, rate)
+                    SELECT :t, currency, valid_from, rate FROM src
+                    ON CONFLICT (tenant_id, currency, valid_from) DO UPDATE
+                    SET rate = EXCLUDED.rate WHERE x.rate <> EXCLUDED.rate
+                    RETURNING (xmax = 0) AS inserted
+                )
+                SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
+                FROM up
+                """
+            ),
+            {
+                "t": tenant,
+                "currencies": [c for c, _ in rates],
+                "days": [d for _, d in rates],
+                "rates": [str(r) for r in rates.values()],
+            },
+        )
+        result.inserted, result.updated = counts.one()
+        result.unchanged = len(rates) - result.inserted - result.updated
+        if result.inserted or result.updated:
+            converted = await connection.execute(
+                text(
+                    f"""
+                    WITH fresh AS (
+                        SELECT o.external_id, {converted_sql("o.original_amount", "o")} AS amount
+                        FROM orders o
+                        WHERE o.tenant_id = :t AND o.currency = ANY(CAST(:currencies AS text[]))
+                    ),
+                    changed AS (
+                        UPDATE orders o SET amount = f.amount FROM fresh f
+                        WHERE o.tenant_id = :t AND o.external_id = f.external_id
+                          AND f.amount IS NOT NULL AND o.amount <> f.amount
+                        RETURNING o.customer_id
+                    ),
+                    touched AS (
+                        INSERT INTO affected_customers
+                        SELECT DISTINCT customer_id, true FROM changed
+                    )
+                    SELECT count(*) FROM changed
+                    """
+                ),
+                {"t": tenant, "currencies": sorted({c for c, _ in rates})},
+            )
+            result.converted = int(converted.scalar_one())
+            if result.converted:
+                await rollups.refresh_affected(connection, tenant)
+                if after_load is not None:
+                    await after_load(connection, tenant)
+        del stage
+    if bad and skip_bad_to is not None:
+        write_bad_rows(skip_bad_to, bad, raw.fields)
+    observe_import(result, "file")
+    return result
+
+
 def _bulk_castable(kind: Kind, header: Sequence[str]) -> bool:
     # Attribute columns are merged into one JSON object, which only the Python path does.
     return not (kind is Kind.customers and any(h.startswith(ATTRIBUTE_PREFIX) for h in header))
@@ -174,6 +282,7 @@ class _Stage:
         self.fields = FIELDS[kind]
         self.columns = ["line", *(spec.stage_column for spec in self.fields)]
         self.present: set[str] = set()
+        self.rates = Rates()
 
     @classmethod
     async def open(cls, connection: AsyncConnection, kind: Kind, tenant: str) -> _Stage:
@@ -194,6 +303,8 @@ class _Stage:
             f"CREATE TEMP TABLE {stage.name} (line bigint, {columns}) ON COMMIT DROP"
         )
         await stage._execute(rollups.CREATE_AFFECTED)
+        if kind is Kind.orders:
+            stage.rates = await Rates.load(connection, tenant)
         return stage
 
     async def _execute(self, sql: str) -> Any:
@@ -269,7 +380,7 @@ class _Stage:
                 """
             )
             staged, rows = loaded.one()
-            if staged != rows:
+            if staged != rows or (self.kind is Kind.orders and await self._unconvertible()):
                 await savepoint.rollback()
                 return False
         except (DBAPIError, asyncpg.PostgresError, _InDoubt):
@@ -307,6 +418,8 @@ class _Stage:
             parsed = [] if is_unreadable(raw) else parse_row(self.kind, line, raw)
             if isinstance(parsed, list):
                 problems += parsed
+            elif self.kind is Kind.orders:
+                problems += self._conversion_problems(line, parsed)
             if problems or isinstance(parsed, list):
                 bad.append(BadRow(line, raw, problems))
                 continue
@@ -324,6 +437,22 @@ class _Stage:
                 on_progress(len(chunk))
         result.rejected = len(bad)
         return bad
+
+    def _conversion_problems(self, line: int, parsed: tuple[Any, ...]) -> list[RowError]:
+        """An order row whose amount cannot be converted to the reporting currency."""
+        row = dict(zip((spec.name for spec in self.fields), parsed, strict=True))
+        problem = self.rates.problem(row["currency"], row["ordered_at"], row["amount"])
+        return [] if problem is None else [RowError(line, "currency", problem)]
+
+    async def _unconvertible(self) -> bool:
+        """Whether a staged order has no rate, or too large an amount once converted: the
+        Python path then names those rows (`_conversion_problems`)."""
+        found = await self._execute(
+            f"""SELECT 1 FROM {self.name} s
+                WHERE {RATE_SQL.format(s="s")} IS NULL
+                   OR abs({converted_sql("s.amount")}) >= {MAX_AMOUNT} LIMIT 1"""
+        )
+        return found.first() is not None
 
     async def upsert(self, result: ImportResult) -> None:
         if result.rows >= ANALYZE_AFTER_ROWS:  # temp tables get no autovacuum statistics
@@ -366,6 +495,8 @@ class _Stage:
         orders = self.kind is Kind.orders
         table = "orders" if orders else "events"
         payload = [spec.stage_column for spec in self.fields][2:]  # after the two ids
+        if orders:
+            payload.append("original_amount")
         external_id = "s.external_id"
         if self.kind is Kind.events:  # an event without an id is known by its content
             external_id = (
@@ -401,7 +532,14 @@ class _Stage:
         if orders:
             # A refund's amount is stored negative whichever sign the file gave it; an order
             # without a status is completed (dsl/catalog.py says what each row counts as).
-            staged["amount"] = "CASE WHEN s.refund_of IS NULL THEN s.amount ELSE -abs(s.amount) END"
+            # Amounts are converted to the reporting currency (service/data/rates.py); the
+            # order's own amount and currency are kept beside.
+            signed = "CASE WHEN s.refund_of IS NULL THEN s.amount ELSE -abs(s.amount) END"
+            staged["original_amount"] = signed
+            staged["amount"] = converted_sql(signed)
+            staged["currency"] = (
+                "coalesce(s.currency, (SELECT currency FROM tenants WHERE id = :t))"
+            )
             staged["status"] = "coalesce(s.status, 'completed')"
             returned = f"""customer_id, amount, ordered_at, ({rollups.PLAIN_SALE} AND NOT EXISTS (
                     SELECT FROM orders r WHERE r.tenant_id = :t

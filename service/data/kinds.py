@@ -10,3 +10,4 @@ class Kind(enum.StrEnum):
     customers = "customers"
     orders = "orders"
     events = "events"
+    rates = "rates"

@@ -13,7 +13,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -143,6 +143,47 @@ def _status(raw: Any) -> str:
     return value
 
 
+_CURRENCY = re.compile(r"[A-Za-z]{3}")
+
+
+def _currency(raw: Any) -> str:
+    """An ISO 4217 code: three letters, stored in capitals (`usd` is USD). Whether it names a
+    real currency is for the exchange rates to say: an order in a code without a rate is
+    refused (service/data/rates.py)."""
+    value = _text(raw)
+    if not _CURRENCY.fullmatch(value):
+        raise FieldError(
+            f"{_shown(value)!r} is not an ISO 4217 currency code (three letters, e.g. EUR)"
+        )
+    return value.upper()
+
+
+MAX_RATE_DIGITS = 12  # fractional digits of an exchange rate
+
+
+def _rate(raw: Any) -> Decimal:
+    """An exchange rate: a positive exact decimal of at most MAX_RATE_DIGITS decimal places."""
+    value = _decimal(raw)
+    if value <= 0:
+        raise FieldError(f"{_shown(raw)} is not a positive rate")
+    if value >= MAX_AMOUNT:
+        raise FieldError(f"{_shown(raw)} is too large")
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_RATE_DIGITS:
+        raise FieldError(
+            f"{_shown(raw)} has more than {MAX_RATE_DIGITS} decimal places that are not zero"
+        )
+    return value
+
+
+def _date(raw: Any) -> date:
+    text = _text(raw)
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise FieldError(f"{text!r} is not an ISO 8601 date (e.g. 2026-03-01)") from None
+
+
 def parse_timestamp(raw: Any) -> datetime:
     """ISO 8601; a date alone is midnight UTC and a time without an offset is UTC."""
     text = _text(raw)
@@ -222,6 +263,9 @@ AMOUNT = ValueType(
     f" AND abs(({{v}})::numeric) < {MAX_AMOUNT}",
     "({v})::numeric",
 )
+CURRENCY = ValueType(_currency, "text", "{v} ~ '^[A-Za-z]{{3}}$'", "upper({v})")
+RATE = ValueType(_rate, "numeric", "false")  # rates take the Python path: files are small
+DATE = ValueType(_date, "date", "false")
 STATUS = ValueType(
     _status,
     "text",
@@ -277,7 +321,7 @@ FIELDS: Mapping[Kind, tuple[Field, ...]] = {
         Field("customer_id", TEXT, required=True, column="customer_external_id"),
         Field("ordered_at", TIMESTAMP, required=True),
         Field("amount", AMOUNT, required=True),
-        Field("currency", TEXT),
+        Field("currency", CURRENCY),
         Field("category", LABEL),
         Field("channel", LABEL),
         Field("status", STATUS),
@@ -290,6 +334,13 @@ FIELDS: Mapping[Kind, tuple[Field, ...]] = {
         Field("occurred_at", TIMESTAMP, required=True),
         Field("value", DECIMAL),
         Field("properties", JSON_OBJECT),
+    ),
+    # Exchange rates (service/data/rates.py): one unit of `currency` is worth `rate` units of
+    # the tenant's reporting currency from `date` on.
+    Kind.rates: (
+        Field("currency", CURRENCY, required=True),
+        Field("date", DATE, required=True, column="valid_from"),
+        Field("rate", RATE, required=True),
     ),
 }
 

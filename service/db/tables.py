@@ -20,6 +20,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     Double,
     ForeignKeyConstraint,
@@ -87,6 +88,25 @@ tenants = Table(
     # The key of the digests that stand for erased customers' ids in the audit log; made at
     # the tenant's first erasure, returned by no API (service/engine/deletion.py).
     Column("erasure_key", LargeBinary),
+    # The ISO 4217 code every amount is reported in: orders in other currencies are converted
+    # to it when imported, at the tenant's `exchange_rates` (service/data/rates.py).
+    Column("currency", Text, nullable=False, server_default="EUR"),
+)
+
+# Exchange rates a tenant imports (`tierwise import rates`): one unit of `currency` is worth
+# `rate` units of the tenant's reporting currency from `valid_from` (a date, UTC) until the
+# next rate of that currency. Exact: no binary float between a file and a converted amount.
+exchange_rates = Table(
+    "exchange_rates",
+    metadata,
+    _tenant_id(),
+    Column("currency", KEY, nullable=False),
+    Column("valid_from", Date, nullable=False),
+    Column("rate", Numeric, nullable=False),
+    _created_at(),
+    PrimaryKeyConstraint("tenant_id", "currency", "valid_from"),
+    CheckConstraint("rate > 0", name="rate_positive"),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"]),
 )
 
 customers = Table(
@@ -119,8 +139,11 @@ orders = Table(
     _tenant_id(),
     _external_id(),
     Column("customer_id", BigInteger, nullable=False),
+    # In the tenant's reporting currency (converted when imported, so every metric sums one
+    # currency); `original_amount` and `currency` (ISO 4217) are the amount as the order had it.
     Column("amount", AMOUNT, nullable=False),
     Column("currency", Text),
+    Column("original_amount", AMOUNT),
     _timestamp("ordered_at", nullable=False),
     Column("category", Text),
     Column("channel", Text),

@@ -47,6 +47,13 @@ async def _two_shops(engine: AsyncEngine, tenant: str) -> str:
                 ),
                 {"t": each},
             )
+            await connection.execute(
+                text(
+                    "INSERT INTO exchange_rates (tenant_id, currency, valid_from, rate) "
+                    "VALUES (:t, 'USD', '2026-01-01', 0.9)"
+                ),
+                {"t": each},
+            )
             # The shop is too small to fit models on: a stored model and prediction by hand.
             await connection.execute(
                 text(

@@ -1,0 +1,142 @@
+"""Currencies: a tenant's reporting currency and exchange rates, and how an order's amount is
+converted to it.
+
+Amounts are converted once, when an order is imported: `orders.amount` holds the amount in the
+tenant's reporting currency, `original_amount` and `currency` the order's own. Every metric,
+rollup and model then sums one column in one currency, as before currencies (one definition of
+each metric, in dsl/catalog.py), and a bulk load stays one set-based statement. The rate that
+applies is the one in force on the order's date (UTC): of the currency's rates, the one with
+the latest `valid_from` on or before it. The converted amount is `original_amount × rate`
+rounded half away from zero to 4 decimals (Postgres `round`). Importing rates converts the
+stored orders their rates now apply to again (service/data/ingest.py, `import_rates`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from service.data.records import (
+    CURRENCY,
+    MAX_AMOUNT,
+    MAX_FRACTION_DIGITS,
+    FieldError,
+    check_tenant_id,
+)
+from service.db.database import tenant_transaction
+from service.errors import UserError
+
+DEFAULT_CURRENCY = "EUR"
+
+# The rate of an order's currency on its date, to the reporting currency, as a SQL expression
+# over a row `s` with `currency` (NULL: the reporting currency) and `ordered_at`; NULL when
+# there is none. `:t` is the tenant.
+RATE_SQL = """(CASE WHEN coalesce({s}.currency, (SELECT currency FROM tenants WHERE id = :t))
+               = (SELECT currency FROM tenants WHERE id = :t) THEN 1::numeric
+          ELSE (SELECT x.rate FROM exchange_rates x
+                WHERE x.tenant_id = :t AND x.currency = {s}.currency
+                  AND x.valid_from <= ({s}.ordered_at AT TIME ZONE 'UTC')::date
+                ORDER BY x.valid_from DESC LIMIT 1) END)"""
+
+
+def converted_sql(amount: str, s: str = "s") -> str:
+    """SQL: ``amount`` (an expression in the order's currency) in the reporting currency."""
+    return f"round({amount} * {RATE_SQL.format(s=s)}, {MAX_FRACTION_DIGITS})"
+
+
+_STEP = Decimal(1).scaleb(-MAX_FRACTION_DIGITS)
+
+
+@dataclass
+class Rates:
+    """A tenant's reporting currency and rates, read once per load to check rows in Python
+    (the SQL above converts them)."""
+
+    currency: str = DEFAULT_CURRENCY
+    _days: dict[str, list[dt.date]] = field(default_factory=lambda: defaultdict(list))
+    _rates: dict[str, list[Decimal]] = field(default_factory=lambda: defaultdict(list))
+
+    @classmethod
+    async def load(cls, connection: AsyncConnection, tenant: str) -> Rates:
+        found = await connection.execute(
+            text("SELECT currency FROM tenants WHERE id = :t"), {"t": tenant}
+        )
+        rates = cls(found.scalar_one_or_none() or DEFAULT_CURRENCY)
+        rows = await connection.execute(
+            text(
+                "SELECT currency, valid_from, rate FROM exchange_rates WHERE tenant_id = :t"
+                " ORDER BY currency, valid_from"
+            ),
+            {"t": tenant},
+        )
+        for currency, valid_from, rate in rows:
+            rates._days[currency].append(valid_from)
+            rates._rates[currency].append(rate)
+        return rates
+
+    def rate(self, currency: str | None, at: dt.datetime) -> Decimal | None:
+        """The rate in force for ``currency`` at ``at`` (1 for the reporting currency)."""
+        if currency is None or currency == self.currency:
+            return Decimal(1)
+        days = self._days.get(currency, [])
+        index = bisect.bisect_right(days, at.astimezone(dt.UTC).date())
+        return self._rates[currency][index - 1] if index else None
+
+    def problem(self, currency: str | None, at: dt.datetime, amount: Decimal) -> str | None:
+        """Why an order cannot be converted, or None."""
+        rate = self.rate(currency, at)
+        day = at.astimezone(dt.UTC).date().isoformat()
+        if rate is None:
+            return (
+                f"no exchange rate for {currency} on {day} to the reporting currency "
+                f"{self.currency}; import one with `tierwise import rates FILE` "
+                "(currency,date,rate)"
+            )
+        converted = (amount * rate).quantize(_STEP, rounding=ROUND_HALF_UP)
+        if abs(converted) >= MAX_AMOUNT:
+            return f"{amount} {currency} is too large in {self.currency} ({converted})"
+        return None
+
+
+async def reporting_currency(engine: AsyncEngine, tenant: str) -> str:
+    """The tenant's reporting currency (EUR for a tenant not stored yet)."""
+    async with tenant_transaction(engine, tenant) as connection:
+        return (await Rates.load(connection, tenant)).currency
+
+
+async def set_reporting_currency(engine: AsyncEngine, tenant: str, code: str) -> str:
+    """Set the tenant's reporting currency; refused once it has orders or rates, which are
+    in the one it has (converting them would need rates between the two)."""
+    try:
+        check_tenant_id(tenant)
+        currency = str(CURRENCY.parse(code))
+    except FieldError as error:
+        raise UserError(str(error)) from None
+    async with tenant_transaction(engine, tenant) as connection:
+        stored = await connection.execute(
+            text(
+                "SELECT EXISTS (SELECT FROM orders WHERE tenant_id = :t)"
+                " OR EXISTS (SELECT FROM exchange_rates WHERE tenant_id = :t)"
+            ),
+            {"t": tenant},
+        )
+        current = (await Rates.load(connection, tenant)).currency
+        if current != currency and stored.scalar_one():
+            raise UserError(
+                f"tenant {tenant!r} already has orders or rates in {current}: its reporting "
+                "currency is set before the first import"
+            )
+        await connection.execute(
+            text(
+                "INSERT INTO tenants (id, name, currency) VALUES (:t, :t, :c)"
+                " ON CONFLICT (id) DO UPDATE SET currency = EXCLUDED.currency"
+            ),
+            {"t": tenant, "c": currency},
+        )
+    return currency
