@@ -210,6 +210,8 @@ async def load(
     rollup statements of ingest ran for many minutes (see docs/benchmarks.md)."""
     config = demo_data.DemoConfig(customers=customers, seed=42)
     counts = await count_rows(engine, tenant)
+    if not counts["orders"]:
+        await demo_data.set_up_tenant(engine, tenant, config)
     for kind, name, rows, fields in _KINDS:
         if counts[name]:
             continue

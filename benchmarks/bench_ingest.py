@@ -50,6 +50,9 @@ async def bench(path: Path, rows: int, repeat: int) -> None:
         warm: list[float] = []
         for _ in range(repeat):
             tenant = f"bench_{secrets.token_hex(4)}"
+            # The generator's rates (of seed 7, as make_orders), for its orders in dollars.
+            rates = demo_data.DemoConfig(customers=1, seed=7)
+            await demo_data.set_up_tenant(engine, tenant, rates)
             start = time.perf_counter()
             await import_file(engine, Kind.orders, tenant, path)
             cold.append(time.perf_counter() - start)
@@ -57,7 +60,13 @@ async def bench(path: Path, rows: int, repeat: int) -> None:
             await import_file(engine, Kind.orders, tenant, path)
             warm.append(time.perf_counter() - start)
             async with engine.begin() as connection:
-                for table in ("customer_metrics", "orders", "customers", "tenants"):
+                for table in (
+                    "customer_metrics",
+                    "orders",
+                    "customers",
+                    "exchange_rates",
+                    "tenants",
+                ):
                     column = "id" if table == "tenants" else "tenant_id"
                     await connection.execute(
                         text(f"DELETE FROM {table} WHERE {column} = :t"), {"t": tenant}

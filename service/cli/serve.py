@@ -115,6 +115,7 @@ def demo(
     async def work(engine: AsyncEngine) -> None:
         out.print(f"database: {plain_url(engine.url)}")
         await migrate.upgrade(engine)
+        await demo_data.set_up_tenant(engine, config.default_tenant, generated)
         with tempfile.TemporaryDirectory(prefix="tierwise-demo-") as folder:
             for kind, rows, fields in (
                 (Kind.customers, demo_data.customer_rows, demo_data.CUSTOMER_FIELDS),

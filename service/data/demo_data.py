@@ -31,18 +31,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from service.data.kinds import Kind
 from service.data.records import known_fields
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [
     "CUSTOMER_FIELDS",
     "EVENT_FIELDS",
     "ORDER_FIELDS",
+    "RATE_FIELDS",
+    "REPORTING_CURRENCY",
     "DemoConfig",
     "customer_rows",
     "event_rows",
     "order_rows",
+    "rate_rows",
+    "set_up_tenant",
     "write_all",
     "write_csv",
 ]
@@ -51,6 +59,13 @@ __all__ = [
 CUSTOMER_FIELDS: tuple[str, ...] = tuple(known_fields(Kind.customers))
 ORDER_FIELDS: tuple[str, ...] = tuple(known_fields(Kind.orders))
 EVENT_FIELDS: tuple[str, ...] = tuple(known_fields(Kind.events))
+RATE_FIELDS: tuple[str, ...] = tuple(known_fields(Kind.rates))
+
+# The shop reports in yuan; its overseas customers (FOREIGN_SHARE of them) pay in US dollars,
+# converted at a monthly rate (`rate_rows`) that drifts around 7.1 yuan to the dollar.
+REPORTING_CURRENCY = "CNY"
+FOREIGN_CURRENCY = "USD"
+FOREIGN_SHARE = 0.05
 
 DAY = 86_400
 YEAR = 365.25 * DAY
@@ -429,10 +444,39 @@ CANCELLED_SHARE = 0.02
 REFUNDED_SHARE = 0.04
 
 
+def _monthly_rates(config: DemoConfig) -> dict[str, Decimal]:
+    """The USD rate of each month of the history ("YYYY-MM" -> yuan per dollar): a random walk
+    from the seed, in 4 decimals."""
+    cal = _Calendar(config)
+    months = sorted({day[:7] for day in cal.dates})
+    rng = random.Random(_splitmix64(config.seed ^ 0x5EED_CAFE))
+    rate, out = 7.1, {}
+    for month in months:
+        rate = min(7.4, max(6.8, rate + rng.gauss(0.0, 0.04)))
+        out[month] = Decimal(f"{rate:.4f}")
+    return out
+
+
+def rate_rows(config: DemoConfig) -> Iterator[dict[str, str]]:
+    """Exchange rate rows (`RATE_FIELDS`): the dollar's rate from the first of each month of
+    the history, so every order's date has one."""
+    for month, rate in _monthly_rates(config).items():
+        yield {"currency": FOREIGN_CURRENCY, "date": f"{month}-01", "rate": str(rate)}
+
+
+def _pays_abroad(config: DemoConfig, index: int) -> bool:
+    # A draw of its own (not a stream of `_mix`), so every other stream is unchanged.
+    return (
+        _splitmix64(_mix(config.seed, index, _ORDERS) ^ 0xD011A5) % 10_000 < FOREIGN_SHARE * 10_000
+    )
+
+
 def order_rows(config: DemoConfig) -> Iterator[dict[str, str]]:
     """Order rows (`ORDER_FIELDS`), grouped by customer in id order, each customer's by time
-    (a refund row right after the order it refunds, dated some days later, before `end`)."""
+    (a refund row right after the order it refunds, dated some days later, before `end`).
+    Overseas customers' orders are in dollars: the yuan price at that month's rate, in cents."""
     cal = _Calendar(config)
+    rates = _monthly_rates(config)
     rng = random.Random()
     returns = random.Random()  # its own stream: the sales are the same with or without it
     number = 0
@@ -440,6 +484,7 @@ def order_rows(config: DemoConfig) -> Iterator[dict[str, str]]:
         rng.seed(_mix(config.seed, plan.index, _ORDERS))
         returns.seed(_mix(config.seed, plan.index, _RETURNS))
         times = _order_times(plan, cal, rng)
+        abroad = _pays_abroad(config, plan.index)
         for ts in times:
             number += 1
             if rng.random() < plan.loyalty:
@@ -449,12 +494,17 @@ def order_rows(config: DemoConfig) -> Iterator[dict[str, str]]:
             # Customers stick to their usual channel, with the odd exception.
             channel = plan.channel if rng.random() < 0.75 else _pick(rng, _CHANNELS, _CHANNEL_CUM)
             amount = _amount(plan, category, rng)
+            currency = REPORTING_CURRENCY
+            if abroad:
+                currency = FOREIGN_CURRENCY
+                dollars = Decimal(amount) / rates[cal.date(ts)[:7]]
+                amount = str(max(Decimal("0.01"), dollars.quantize(Decimal("0.01"))))
             order = {
                 "order_id": f"O{number:08d}",
                 "customer_id": plan.customer_id,
                 "ordered_at": cal.iso(ts),
                 "amount": amount,
-                "currency": "CNY",
+                "currency": currency,
                 "category": category,
                 "channel": channel,
                 "status": "completed",
@@ -476,6 +526,16 @@ def order_rows(config: DemoConfig) -> Iterator[dict[str, str]]:
                     "status": "completed",
                     "refund_of": order["order_id"],
                 }
+
+
+async def set_up_tenant(engine: AsyncEngine, tenant: str, config: DemoConfig) -> None:
+    """Make ``tenant`` ready for the demo's orders: its reporting currency and the dollar's
+    rates (before the orders, which are refused without them)."""
+    from service.data import rates
+    from service.data.ingest import import_rate_rows
+
+    await rates.set_reporting_currency(engine, tenant, REPORTING_CURRENCY)
+    await import_rate_rows(engine, tenant, enumerate(rate_rows(config), 2), source="demo rates")
 
 
 # --- events ----------------------------------------------------------------------------------
@@ -599,9 +659,11 @@ def write_csv(rows: Iterable[dict[str, str]], path: Path, fields: Sequence[str])
 
 
 def write_all(config: DemoConfig, directory: Path) -> dict[str, int]:
-    """customers.csv, orders.csv and events.csv in `directory`; rows written per file."""
+    """customers.csv, orders.csv, events.csv and rates.csv (the dollar's rates, to import
+    before the orders into a tenant reporting in CNY) in `directory`; rows written per file."""
     directory = Path(directory)
     return {
+        "rates": write_csv(rate_rows(config), directory / "rates.csv", RATE_FIELDS),
         "customers": write_csv(customer_rows(config), directory / "customers.csv", CUSTOMER_FIELDS),
         "orders": write_csv(order_rows(config), directory / "orders.csv", ORDER_FIELDS),
         "events": write_csv(event_rows(config), directory / "events.csv", EVENT_FIELDS),

@@ -173,17 +173,39 @@ async def import_rates(
     skip_bad_to: Path | None = None,
     after_load: AfterLoad | None = None,
 ) -> ImportResult:
+    """Import exchange rates from a CSV or JSON Lines file (`import_rate_rows`)."""
+    raw = read_rows(path, Kind.rates)
+    return await import_rate_rows(
+        engine,
+        tenant,
+        raw.rows,
+        source=str(path),
+        fields=raw.fields,
+        skip_bad_to=skip_bad_to,
+        after_load=after_load,
+    )
+
+
+async def import_rate_rows(
+    engine: AsyncEngine,
+    tenant: str,
+    rows: Iterable[tuple[int, Mapping[str, Any]]],
+    *,
+    source: str,
+    fields: Sequence[str] = (),
+    skip_bad_to: Path | None = None,
+    after_load: AfterLoad | None = None,
+) -> ImportResult:
     """Import exchange rates (currency, date, rate: one unit of the currency is worth `rate`
     units of the reporting currency from `date` on), then convert again the stored orders
     whose rate in force changed, with their rollups and tiers, in the same transaction.
-    Idempotent: the same file twice changes nothing."""
-    raw = read_rows(path, Kind.rates)
+    Idempotent: the same rows twice change nothing. ``fields``: a CSV file's header."""
     result = ImportResult(Kind.rates)
     rates: dict[tuple[str, Any], Any] = {}
     bad: list[BadRow] = []
-    for line, row in raw.rows:
+    for line, row in rows:
         result.rows += 1
-        problems = row_problems(line, row, Kind.rates, check_names=not raw.fields)
+        problems = row_problems(line, row, Kind.rates, check_names=not fields)
         parsed = [] if is_unreadable(row) else parse_row(Kind.rates, line, row)
         if isinstance(parsed, list):
             problems += parsed
@@ -194,13 +216,13 @@ async def import_rates(
         rates[currency, valid_from] = rate  # the later line wins
     result.rejected = len(bad)
     if bad and skip_bad_to is None:
-        raise IngestError.of_rows(str(path), bad)
+        raise IngestError.of_rows(source, bad)
     async with _load_transaction(engine, tenant) as connection:
         stage = await _Stage.open(connection, Kind.rates, tenant)
         reporting = (await Rates.load(connection, tenant)).currency
         if any(currency == reporting for currency, _ in rates):
             raise UserError(
-                f"{path}: {reporting} is the reporting currency of tenant {tenant!r}: "
+                f"{source}: {reporting} is the reporting currency of tenant {tenant!r}: "
                 "its amounts need no rate"
             )
         counts = await connection.execute(
@@ -261,7 +283,7 @@ async def import_rates(
                     await after_load(connection, tenant)
         del stage
     if bad and skip_bad_to is not None:
-        write_bad_rows(skip_bad_to, bad, raw.fields)
+        write_bad_rows(skip_bad_to, bad, fields)
     observe_import(result, "file")
     return result
 

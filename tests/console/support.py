@@ -61,6 +61,7 @@ async def load_demo(url: URL, tenant: str, customers: int) -> dict[Role, str]:
         async with engine.begin() as connection:
             await connection.execute(tenants.insert().values(id=tenant, name=tenant))
         config = demo_data.DemoConfig(customers=customers, seed=7)
+        await demo_data.set_up_tenant(engine, tenant, config)
         for kind, rows in (
             (Kind.customers, demo_data.customer_rows(config)),
             (Kind.orders, demo_data.order_rows(config)),

@@ -24,6 +24,7 @@ from service.data.demo_data import (
     customer_rows,
     event_rows,
     order_rows,
+    rate_rows,
     write_all,
     write_csv,
 )
@@ -183,7 +184,7 @@ def test_consistent_for_any_config(customers: int, seed: int, years: float, end:
 def test_values_parse_as_an_importer_reads_them(
     data: tuple[DemoConfig, Rows, Rows, Rows],
 ) -> None:
-    _, customers, orders, events = data
+    config, customers, orders, events = data
     for c in customers:
         assert c["customer_id"].startswith("C")
         assert 18 <= int(c["age"]) <= 80
@@ -198,12 +199,22 @@ def test_values_parse_as_an_importer_reads_them(
     for o in orders:
         amount = Decimal(o["amount"])
         assert (amount < 0) == bool(o["refund_of"]) and amount.as_tuple().exponent == -2
-        assert o["currency"] == "CNY"
+        assert o["currency"] in {"CNY", "USD"}
         assert o["category"] in {
             "electronics", "apparel", "home", "beauty", "food", "books", "sports",
         }  # fmt: skip
         assert o["channel"] in {"web", "app", "store", "phone"}
         parse_ts(o["ordered_at"])
+    # A customer pays in one currency; about FOREIGN_SHARE of the buyers pay in dollars, and
+    # every order's month has a dollar rate.
+    paying: dict[str, set[str]] = {}
+    for o in orders:
+        paying.setdefault(o["customer_id"], set()).add(o["currency"])
+    assert all(len(currencies) == 1 for currencies in paying.values())
+    abroad = sum(currencies == {"USD"} for currencies in paying.values()) / len(paying)
+    assert 0.02 < abroad < 0.09
+    months = {row["date"][:7] for row in rate_rows(config)}
+    assert {o["ordered_at"][:7] for o in orders} <= months
     for e in events:
         assert e["type"] in {"login", "page_view", "support_contact", "complaint", "nps"}
         assert isinstance(json.loads(e["properties"]), dict)
@@ -363,6 +374,7 @@ def test_write_all_counts_rows(tmp_path: Path) -> None:
     config = DemoConfig(customers=30, end=END)
     counts = write_all(config, tmp_path)
     assert counts == {
+        "rates": sum(1 for _ in rate_rows(config)),
         "customers": 30,
         "orders": sum(1 for _ in order_rows(config)),
         "events": sum(1 for _ in event_rows(config)),

@@ -122,6 +122,7 @@ async def _load_and_evaluate(engine: AsyncEngine, tenant: str, folder: Path) -> 
     """The demo's flow for one tenant: import, publish the four templates with their
     strategies, evaluate; then an incremental import (tiers follow) and a second run."""
     generated = demo_data.DemoConfig(customers=300, seed=11)
+    await demo_data.set_up_tenant(engine, tenant, generated)
     for kind, rows, fields in (
         (Kind.customers, demo_data.customer_rows, demo_data.CUSTOMER_FIELDS),
         (Kind.orders, demo_data.order_rows, demo_data.ORDER_FIELDS),

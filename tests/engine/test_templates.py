@@ -13,7 +13,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dsl import check_text, compile_scheme, docs
-from service.data.demo_data import DemoConfig, customer_rows, event_rows, order_rows
+from service.data.demo_data import (
+    DemoConfig,
+    customer_rows,
+    event_rows,
+    order_rows,
+    set_up_tenant,
+)
 from service.data.ingest import import_rows
 from service.data.records import Kind
 from service.db.database import tenant_transaction
@@ -92,6 +98,7 @@ def test_docs_cookbook_shows_the_template_files_verbatim() -> None:
 
 
 async def _load_demo(engine: AsyncEngine, tenant: str) -> None:
+    await set_up_tenant(engine, tenant, DEMO)
     for kind, rows in (
         (Kind.customers, customer_rows(DEMO)),
         (Kind.orders, order_rows(DEMO)),
