@@ -222,3 +222,32 @@ def _get_when_up(url: str) -> str:
             if time.monotonic() > deadline:
                 pytest.fail(f"{url} did not answer within 60 s")
             time.sleep(0.2)
+
+
+def test_currency_and_rates_from_the_command_line(
+    database: URL, tenant: str, tmp_path: Path
+) -> None:
+    """`tierwise currency` shows and sets the reporting currency; `tierwise import rates`
+    takes a rates file; an order without a rate is refused with its line, naming currency
+    and date; with its rate it lands converted."""
+    shown = tierwise(database, "currency", "--tenant", tenant)
+    assert shown.returncode == 0 and "reporting currency EUR" in shown.stdout
+    assert (
+        "reporting currency USD" in tierwise(database, "currency", "USD", "--tenant", tenant).stdout
+    )
+    orders = tmp_path / "orders.csv"
+    orders.write_text(
+        "order_id,customer_id,ordered_at,amount,currency\no1,c1,2026-02-20,3000,JPY\n"
+    )
+    refused = tierwise(database, "import", "orders", str(orders), "--tenant", tenant)
+    assert refused.returncode == 1
+    assert "orders.csv:2: currency: no exchange rate for JPY on 2026-02-20" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    rates = tmp_path / "rates.csv"
+    rates.write_text("currency,date,rate\nJPY,2026-01-01,0.0067\n")
+    imported = tierwise(database, "import", "rates", str(rates), "--tenant", tenant)
+    assert imported.returncode == 0, imported.stderr
+    assert "1 rates inserted" in imported.stdout
+    assert tierwise(database, "import", "orders", str(orders), "--tenant", tenant).returncode == 0
+    late = tierwise(database, "currency", "EUR", "--tenant", tenant)
+    assert late.returncode == 1 and "set before the first import" in late.stderr
