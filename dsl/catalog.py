@@ -86,6 +86,7 @@ class Param(enum.Enum):
     WINDOW = "window"
     CATEGORY = "category"
     CHANNEL = "channel"
+    CURRENCY = "currency"
     EVENT = "event"
     METRIC = "metric"
     AGO = "ago"  # `90 days ago`: the window ends that long before the evaluation time
@@ -101,6 +102,7 @@ class MetricRef:
     category: str | None = None
     channel: str | None = None
     event: str | None = None
+    currency: str | None = None  # orders in this original currency, summed in it
     of: MetricRef | None = None  # percentile(...)
     key: str | None = None  # attributes.KEY
     as_type: Type | None = None  # how an attribute is read
@@ -121,6 +123,7 @@ class MetricRef:
             ("event", self.event),
             ("category", self.category),
             ("channel", self.channel),
+            ("currency", self.currency),
         ):
             if value is not None:
                 args.append(f"{word} {quote(value)}")
@@ -572,7 +575,7 @@ def _predicted(column: PredictionColumn, scale: int) -> tuple[SqlFn, PyFn]:
 
 # --- Definitions -----------------------------------------------------------------------------
 
-_ORDER_PARAMS = (Param.WINDOW, Param.AGO, Param.CATEGORY, Param.CHANNEL)
+_ORDER_PARAMS = (Param.WINDOW, Param.AGO, Param.CATEGORY, Param.CHANNEL, Param.CURRENCY)
 
 
 def _last_nonnull(values: Sequence[dt.datetime]) -> dt.datetime | None:

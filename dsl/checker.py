@@ -393,6 +393,7 @@ class _Checker:
             _str_or_none(values.get(Param.EVENT)),
             of if isinstance(of, MetricRef) else None,
             _int_or_none(values.get(Param.AGO)),
+            _str_or_none(values.get(Param.CURRENCY)),
         )
         ref = self.refs.get(fields)
         if ref is None:
@@ -404,6 +405,7 @@ class _Checker:
                 event=fields[4],
                 of=fields[5],
                 ago_days=fields[6],
+                currency=fields[7],
             )
         return c.Ref(ref, entry.type, node.span)
 
@@ -660,6 +662,7 @@ _PARAM_WORDS = {
     Param.WINDOW: "a window",
     Param.CATEGORY: "a category",
     Param.CHANNEL: "a channel",
+    Param.CURRENCY: "a currency",
     Param.EVENT: "an event type",
     Param.METRIC: "a metric",
     Param.AGO: "a time ago (`90 days ago`)",

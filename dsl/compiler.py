@@ -71,7 +71,8 @@ class Sources:
     """The relations a statement reads: tables, or tenant-filtered subqueries of them.
 
     customers: id, registered_at, attributes and the profile fields; orders: external_id,
-    customer_id, amount, ordered_at, status, refund_of, category, channel; events:
+    customer_id, amount, original_amount, currency, ordered_at, status, refund_of, category,
+    channel; events:
     customer_id, type, occurred_at, value; memberships: customer_id, scheme, tier (current
     tiers of other schemes); predictions (optional): customer_id, p_alive,
     expected_order_value, expected_orders, clv and horizon_days (see
@@ -131,7 +132,7 @@ class _Context:
         return CATALOG[ref.name].sql(ref, self)
 
     def orders(self, kind: OrderAgg, ref: MetricRef) -> ColumnElement[Any]:
-        key = (kind, ref.window_days, ref.ago_days, ref.category, ref.channel)
+        key = (kind, ref.window_days, ref.ago_days, ref.category, ref.channel, ref.currency)
         name = self.order_aggs.setdefault(key, f"o{len(self.order_aggs)}")
         return null() if self.order_sub is None else self.order_sub.c[name]
 
@@ -178,7 +179,7 @@ class _Context:
             # Dated before T, each row classified as purchase, refund or neither (catalog).
             o = classified_orders(self.sources.orders, self._as_of)
             columns = []
-            for (kind, days, ago, category, channel), name in self.order_aggs.items():
+            for (kind, days, ago, category, channel, currency), name in self.order_aggs.items():
                 conditions = self._window(o.c.ordered_at, days, ago)  # type: ignore[arg-type]
                 if category is not None:
                     conditions.append(
@@ -186,21 +187,28 @@ class _Context:
                     )
                 if channel is not None:
                     conditions.append(_compare(o.c.channel, operator.eq, bind(channel, Type.TEXT)))
+                # Orders of one original currency are summed in it (`currency "USD"`).
+                amount = o.c.amount
+                if currency is not None:
+                    conditions.append(
+                        _compare(o.c.currency, operator.eq, bind(currency, Type.TEXT))
+                    )
+                    amount = o.c.original_amount
                 # Only the aggregate asked for is built (the generic functions `func.` finds).
                 aggregate: ColumnElement[Any]
                 rows: ColumnElement[Any]
                 if kind == "count":
                     aggregate, rows = functions.count(), o.c.purchase
                 elif kind == "sum":
-                    aggregate, rows = functions.sum(o.c.amount), o.c.counted
+                    aggregate, rows = functions.sum(amount), o.c.counted
                 elif kind == "first_at":
                     aggregate, rows = functions.min(o.c.ordered_at), o.c.purchase
                 elif kind == "last_at":
                     aggregate, rows = functions.max(o.c.ordered_at), o.c.purchase
                 elif kind == "gross":
-                    aggregate, rows = functions.sum(o.c.amount), and_(o.c.counted, ~o.c.refund)
+                    aggregate, rows = functions.sum(amount), and_(o.c.counted, ~o.c.refund)
                 elif kind == "refund_sum":  # negated below: refunds are negative rows
-                    aggregate, rows = functions.sum(o.c.amount), o.c.refund
+                    aggregate, rows = functions.sum(amount), o.c.refund
                 elif kind == "refund_count":
                     aggregate, rows = functions.count(), o.c.refund
                 else:

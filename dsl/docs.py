@@ -27,6 +27,7 @@ _PARAMS = {
     Param.WINDOW: "window (`30 days`)",
     Param.CATEGORY: 'category (`category "books"`)',
     Param.CHANNEL: 'channel (`channel "web"`)',
+    Param.CURRENCY: 'currency (`currency "USD"`: orders in that currency, original amounts)',
     Param.EVENT: 'event type (`event "login"`)',
     Param.METRIC: "a metric (`monetary(90 days)`)",
     Param.AGO: "a window ending in the past (`90 days ago`)",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import assert_never
 
@@ -32,6 +32,9 @@ class Order:
     status: str = "completed"
     order_id: str | None = None
     refund_of: str | None = None
+    original_amount: Decimal | None = None
+    """The amount in the order's own `currency` (`amount` is in the reporting currency);
+    None: the same as `amount`."""
 
 
 @dataclass(frozen=True)
@@ -99,13 +102,21 @@ class _Facts:
 
     def orders(self, ref: MetricRef) -> Sequence[Order]:
         start, end = self._start(ref), self.end(ref)
-        return [
+        chosen = [
             o
             for o in self.facts.orders
             if o.ordered_at < end
             and (start is None or o.ordered_at >= start)
             and (ref.category is None or o.category == ref.category)
             and (ref.channel is None or o.channel == ref.channel)
+            and (ref.currency is None or o.currency == ref.currency)
+        ]
+        if ref.currency is None:
+            return chosen
+        # Orders of one currency are summed in it: their original amounts.
+        return [
+            replace(o, amount=o.amount if o.original_amount is None else o.original_amount)
+            for o in chosen
         ]
 
     def events(self, ref: MetricRef) -> Sequence[Event]:

@@ -39,6 +39,7 @@ KEYWORDS = frozenset(
         "event",
         "category",
         "channel",
+        "currency",
         "day",
         "days",
         "week",

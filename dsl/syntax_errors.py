@@ -68,6 +68,7 @@ _ORDER = [
     "EVENT",
     "CATEGORY",
     "CHANNEL",
+    "CURRENCY",
     "IN",
     "$END",
     "ARITH",

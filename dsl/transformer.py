@@ -204,7 +204,7 @@ class ToTree(Transformer[Token, Any]):
         keyword = cast(Any, c[0].value)
         return t.KeywordArg(keyword, self._string(c[1]), _cover(c))
 
-    event_arg = category_arg = channel_arg = _keyword_arg
+    event_arg = category_arg = channel_arg = currency_arg = _keyword_arg
 
     def metric_arg(self, c: list[Any]) -> t.MetricArg:
         return t.MetricArg(c[0], c[0].span)

@@ -93,9 +93,9 @@ class AgoArg:
 
 @dataclass(frozen=True)
 class KeywordArg:
-    """`event "complaint"`, `category "books"`, `channel "web"`."""
+    """`event "complaint"`, `category "books"`, `channel "web"`, `currency "USD"`."""
 
-    keyword: TypingLiteral["event", "category", "channel"]
+    keyword: TypingLiteral["event", "category", "channel", "currency"]
     value: String
     span: Span
 

@@ -40,6 +40,10 @@ class MetricParameter(enum.Enum):
     CHANNEL = strawberry.enum_value(
         Param.CHANNEL, description='Only orders of a sales channel: `channel "web"`.'
     )
+    CURRENCY = strawberry.enum_value(
+        Param.CURRENCY,
+        description='Only orders in a currency, their original amounts summed: `currency "USD"`.',
+    )
     EVENT = strawberry.enum_value(
         Param.EVENT, description='Only behaviour events of a type: `event "login"`.'
     )

@@ -47,8 +47,18 @@ def with_refunds(draw: st.DrawFn, orders: list[Order]) -> list[Order]:
         if refund_of == ids[k]:
             refund_of = None
         amount = -abs(order.amount) if refund_of is not None else order.amount
+        original = order.original_amount
+        if original is not None and refund_of is not None:
+            original = -abs(original)
         out.append(
-            replace(order, amount=amount, status=status, order_id=ids[k], refund_of=refund_of)
+            replace(
+                order,
+                amount=amount,
+                original_amount=original,
+                status=status,
+                order_id=ids[k],
+                refund_of=refund_of,
+            )
         )
     return out
 
@@ -70,10 +80,18 @@ def customers(draw: st.DrawFn) -> CustomerFacts:
                 moments(),
                 st.sampled_from([None, "books", "toys"]),
                 st.sampled_from([None, "web", "shop"]),
+                st.sampled_from([None, "EUR", "USD"]),
             ),
             max_size=5,
         )
     )
+    # Orders in dollars were converted: their original amounts differ from the stored ones.
+    orders = [
+        replace(o, original_amount=(o.amount * 2 + 1 if o.amount >= 0 else o.amount * 2))
+        if o.currency == "USD"
+        else o
+        for o in orders
+    ]
     events = draw(
         st.lists(
             st.builds(
@@ -98,6 +116,9 @@ NUMBER_METRICS = [
     ("monetary", [0, 100, 1500, "2000.5"]),
     ("monetary(90 days)", [0, 500, 3000]),
     ('monetary(channel "web")', [0, 1000]),
+    ('monetary(currency "USD")', [0, 1000, "2000.5"]),
+    ('average_order_value(currency "EUR", 1 year)', ["500"]),
+    ('refunds(currency "USD", 90 days)', [0, 100]),
     ("average_order_value", ["500", "33.3333", "1000.00005"]),
     ("average_order_value(1 year)", ["750.5", "0"]),
     ("refunds", [0, 100, "10.005"]),

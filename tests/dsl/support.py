@@ -84,6 +84,10 @@ async def insert(
                         "ordered_at": o.ordered_at,
                         "category": o.category,
                         "channel": o.channel,
+                        "currency": o.currency,
+                        "original_amount": o.amount
+                        if o.original_amount is None
+                        else o.original_amount,
                         "status": o.status,
                         "refund_of": None if o.refund_of is None else f"c{n}-{o.refund_of}",
                     }

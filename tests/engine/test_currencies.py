@@ -58,6 +58,15 @@ async def test_mixed_currencies_are_compared_in_one(
     tiers = await _tiers(engine, tenant, TEMPLATES["value"].check())
     assert tiers["IVAN"] == "VIP"
     assert tiers["HANA"] != "VIP"
+    # `currency "JPY"`: the orders in yen, summed in yen.
+    by_currency = await values(
+        engine, tenant, 'monetary(currency "JPY")', 'frequency(currency "JPY", 30 days)'
+    )
+    assert by_currency["HANA"] == {
+        'monetary(currency "JPY")': Decimal("6000"),
+        'frequency(currency "JPY", 30 days)': 2,
+    }
+    assert by_currency["IVAN"]['monetary(currency "JPY")'] == 0
 
 
 async def test_the_rate_in_force_on_the_orders_date_applies(
