@@ -18,7 +18,7 @@ from service.data.readers import IngestError
 from service.db.tables import orders
 from service.engine.templates import TEMPLATES
 from service.errors import UserError
-from tests.engine.test_orders import CASES, _tiers, values, write
+from tests.engine.test_orders import CASES, DOCS, _tiers, values, write
 
 
 async def stored(engine: AsyncEngine, tenant: str) -> dict[str, tuple[Decimal, Decimal, str]]:
@@ -185,3 +185,37 @@ async def test_the_reporting_currency_is_set_before_the_first_import(
     with pytest.raises(UserError, match="set before the first import"):
         await rates.set_reporting_currency(engine, tenant, "USD")
     assert await rates.set_reporting_currency(engine, tenant, "CNY") == "CNY"
+
+
+async def test_the_documented_currencies_example_holds(
+    engine: AsyncEngine, tenant: str, tmp_path: Path
+) -> None:
+    """docs/rules.md's example of currencies: its rates and orders give its table; the
+    README shows its rates."""
+    section = DOCS.read_text(encoding="utf-8").split("<!-- currencies-example", 1)[1]
+    section = section.split("<!-- /currencies-example -->", 1)[0]
+    rate_text, order_text = (block.split("```", 1)[0] for block in section.split("```csv\n")[1:])
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    table = {
+        cells[0]: dict(zip(header[1:], cells[1:], strict=True))
+        for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[1:])
+    }
+    await rates.set_reporting_currency(engine, tenant, "USD")
+    order_file = write(tmp_path, "orders.csv", order_text)
+    with pytest.raises(IngestError, match=r"orders\.csv:4: currency: no exchange rate for JPY"):
+        await import_file(engine, Kind.orders, tenant, order_file)
+    await import_rates(engine, tenant, write(tmp_path, "rates.csv", rate_text))
+    await import_file(engine, Kind.orders, tenant, order_file)
+    got = await values(engine, tenant, *header[1:])
+    assert {
+        customer: {name: Decimal(str(value)) for name, value in metrics.items()}
+        for customer, metrics in got.items()
+    } == {
+        customer: {name: Decimal(value) for name, value in row.items()}
+        for customer, row in table.items()
+    }
+    readme = (DOCS.parents[1] / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("[docs/rules.md](docs/rules.md#currencies)", 1)[1]
+    shown = shown.split("  ```csv\n", 1)[1].split("  ```", 1)[0]
+    assert {line.strip() for line in shown.splitlines()} <= set(rate_text.splitlines())
