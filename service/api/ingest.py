@@ -65,7 +65,12 @@ class OrderInput:
     )
     ordered_at: dt.datetime = strawberry.field(description="When it was ordered.")
     amount: Decimal = strawberry.field(description="Amount, at most 4 decimal places.")
-    currency: str | None = strawberry.field(default=None, description="Currency code.")
+    currency: str | None = strawberry.field(
+        default=None,
+        description="ISO 4217 code of the amount (USD); omitted: the tenant's reporting currency. "
+        "Converted to it at the tenant's rate in force on `orderedAt` (`tierwise import rates`); "
+        "without one, the row is rejected, naming currency and date.",
+    )
     category: str | None = strawberry.field(default=None, description="Product category.")
     channel: str | None = strawberry.field(default=None, description="Sales channel.")
     status: OrderStatus | None = strawberry.field(

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
+from service.data.ingest import import_rates
 from tests.api.support import codes, data, post
 from tests.support import VALUE, day
 
@@ -87,6 +89,26 @@ async def test_recorded_refunds_and_cancellations_count_as_they_should(
     )["customer"]["metrics"]
     assert card["frequency"] == 1 and card["returns"] == 1 and card["recency"] == 5
     assert Decimal(card["monetary"]) == 100 and Decimal(card["refunds"]) == 60
+
+
+async def test_recorded_orders_in_another_currency_are_converted(
+    engine: AsyncEngine, tenant: str, tmp_path: Path
+) -> None:
+    """recordOrders takes `currency`: converted at the tenant's rate in force on the order's
+    date; a row in a currency without a rate is rejected with what is missing."""
+    rates = tmp_path / "rates.csv"
+    rates.write_text("currency,date,rate\nUSD,2020-01-01,0.9\n", encoding="utf-8")
+    await import_rates(engine, tenant, rates)
+    orders = [
+        {"id": "o1", "customerId": "ann", "orderedAt": day(5), "amount": "100", "currency": "USD"},
+        {"id": "o2", "customerId": "ann", "orderedAt": day(4), "amount": "100", "currency": "JPY"},
+    ]
+    result = data(await post(engine, tenant, ORDERS, {"orders": orders}))["recordOrders"]
+    assert (result["inserted"], result["rejected"]) == (1, 1)
+    assert result["errors"][0]["field"] == "currency"
+    assert "no exchange rate for JPY" in result["errors"][0]["message"]
+    card = data(await post(engine, tenant, '{ customer(id: "ann") { metrics { monetary } } }'))
+    assert Decimal(card["customer"]["metrics"]["monetary"]) == 90
 
 
 async def test_too_many_rows_in_one_mutation_are_refused(engine: AsyncEngine, tenant: str) -> None:
