@@ -7,8 +7,8 @@ name (the demo's CNY), else EUR; stored orders keep their amounts, with `origina
 same and `currency` the tenant's when they named none. Orders of a tenant stored in another
 currency were summed unconverted before; imported again after their rates, they are converted.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-11-30
 """
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
