@@ -240,6 +240,8 @@ def test_templates_can_be_listed_copied_and_published(
         "rfm",
         "abc",
         "declining",
+        "clv",
+        "churn_risk",
     ]
     copy = tmp_path / "lifecycle.rules"
     copy.write_text(tierwise(database, "rules", "templates", "lifecycle").stdout)
