@@ -382,35 +382,29 @@ def classified_orders(orders: FromClause, before: ColumnElement[Any] | None) -> 
     dated = rows.subquery("dated_orders")
     counted = dated.c.status != CANCELLED
     refund = and_(counted, or_(dated.c.amount < 0, dated.c.refund_of.is_not(None)))
-    refunded = (
-        select(
-            dated.c.customer_id,
-            dated.c.refund_of,
-            (-func.sum(dated.c.amount)).label("refunded"),
-        )
-        .where(refund, dated.c.refund_of.is_not(None))
-        .group_by(dated.c.customer_id, dated.c.refund_of)
-        .subquery("refunded")
-    )
-    covered = and_(refunded.c.refunded.is_not(None), refunded.c.refunded >= dated.c.amount)
-    joined = dated.outerjoin(
-        refunded,
-        and_(
-            refunded.c.customer_id == dated.c.customer_id,
-            refunded.c.refund_of == dated.c.external_id,
-        ),
-    )
-    return (
-        select(
-            dated,
-            counted.label("counted"),
-            refund.label("refund"),
-            and_(counted, not_(refund), not_(covered)).label("purchase"),
-            func.coalesce(refunded.c.refunded, 0).label("refunded"),
-        )
-        .select_from(joined)
-        .subquery("classified_orders")
-    )
+    # A sale and the refunds linked to it share the window's partition (customer, the sale's
+    # id): one sort, never a join. Joined to an aggregate of the refunds instead, a tenant the
+    # statistics took for a handful of rows (a first big import) was planned as a nested loop
+    # re-aggregating every refund for each order: minutes for 60,000 orders, not 0.3 s.
+    linked = func.sum(-dated.c.amount).filter(and_(refund, dated.c.refund_of.is_not(None)))
+    key = func.coalesce(dated.c.refund_of, dated.c.external_id)
+    links = select(
+        dated,
+        counted.label("counted"),
+        refund.label("refund"),
+        # Null for a sale without linked refunds (and for refunds, whose links do not matter).
+        case(
+            (dated.c.refund_of.is_(None), linked.over(partition_by=(dated.c.customer_id, key)))
+        ).label("linked"),
+    ).subquery("refund_links")
+    covered = and_(links.c.linked.is_not(None), links.c.linked >= links.c.amount)
+    return select(
+        *(links.c[column.key] for column in dated.c),
+        links.c.counted,
+        links.c.refund,
+        and_(links.c.counted, not_(links.c.refund), not_(covered)).label("purchase"),
+        func.coalesce(links.c.linked, 0).label("refunded"),
+    ).subquery("classified_orders")
 
 
 def is_counted(order: OrderFact) -> bool:
