@@ -363,7 +363,7 @@ class RowError:
 
 
 def is_missing(raw: Any) -> bool:
-    return raw is None or (isinstance(raw, str) and raw.strip() == "")
+    return raw is None or (isinstance(raw, str) and raw.strip(WHITESPACE) == "")
 
 
 def parse_row(kind: Kind, line: int, row: Mapping[str, Any]) -> tuple[Any, ...] | list[RowError]:
