@@ -13,7 +13,7 @@ from functools import partial
 from typing import Literal, assert_never
 
 from dsl import checked as c
-from dsl.catalog import Value
+from dsl.catalog import Type, Value, metric
 from dsl.evaluator import Truth, Values, evaluate_condition, operand_value
 
 JsonValue = str | int | bool | None | list["JsonValue"]
@@ -30,6 +30,7 @@ class ClauseTrace:
     actual: JsonValue = None  # its value for this customer
     operator: str | None = None  # "=", "between", "in", "contains", "is null", ...
     expected: JsonValue = None  # the value(s) it was compared with
+    unit: str | None = None  # of `actual` and `expected`: the metric's ("currency", "days", ...)
     children: tuple[ClauseTrace, ...] = ()  # for and / or / not
     line: int = 0
     column: int = 0
@@ -108,6 +109,22 @@ def _side(node: c.Operand, values: Values) -> tuple[str | None, JsonValue]:
             assert_never(node)
 
 
+def _unit(node: c.Operand) -> str | None:
+    """The unit a compared value is in: a metric's (the catalog's), else days for durations."""
+    if isinstance(node, c.Ref):
+        return metric(node.ref).unit or None
+    return "days" if node.type is Type.DAYS else None
+
+
+def _alike(expected: JsonValue, actual: JsonValue, node: c.Operand) -> JsonValue:
+    """A constant in the JSON type of what it is compared with: `frequency >= 2` and
+    `recency > 90 days` show 2 and 90 as numbers, like the customer's 0 and 100, not "2"."""
+    whole = isinstance(actual, int) or node.type is Type.DAYS
+    if whole and isinstance(expected, str) and expected.lstrip("-").isdigit():
+        return int(expected)
+    return expected
+
+
 def _trace(node: c.Condition, values: Values) -> ClauseTrace:
     result = _outcome(evaluate_condition(node, values))
     clause = partial(ClauseTrace, line=node.span.line, column=node.span.column)
@@ -143,14 +160,25 @@ def _trace(node: c.Condition, values: Values) -> ClauseTrace:
             if left_metric is None and right_metric is not None:
                 # Shown metric-first: `5 < x` reads as x > 5.
                 flipped = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(node.op, node.op)
-                return clause(text, result, right_metric, right, flipped, left)
-            return clause(text, result, left_metric, left, node.op, right)
+                expected = _alike(left, right, node.right)
+                return clause(
+                    text, result, right_metric, right, flipped, expected, _unit(node.right)
+                )
+            if isinstance(node.right, c.Const):
+                right = _alike(right, left, node.left)
+            return clause(text, result, left_metric, left, node.op, right, _unit(node.left))
         case c.Between():
             neg = "not " if node.negated else ""
-            metric, actual = _side(node.operand, values)
+            metric_text, actual = _side(node.operand, values)
             text = f"{_text(node.operand)} {neg}between {_text(node.low)} and {_text(node.high)}"
-            expected = [_side(node.low, values)[1], _side(node.high, values)[1]]
-            return clause(text, result, metric, actual, f"{neg}between", expected)
+            expected = [
+                _alike(_side(bound, values)[1], actual, node.operand)
+                if isinstance(bound, c.Const)
+                else _side(bound, values)[1]
+                for bound in (node.low, node.high)
+            ]
+            unit = _unit(node.operand)
+            return clause(text, result, metric_text, actual, f"{neg}between", expected, unit)
         case c.InList():
             neg = "not " if node.negated else ""
             metric, actual = _side(node.operand, values)

@@ -45,7 +45,14 @@ class Clause:
     metric: str | None = strawberry.field(description="For a comparison: the metric compared.")
     actual: JSON | None = strawberry.field(description="The metric's value for this customer.")
     operator: str | None = strawberry.field(description="`>`, `between`, `in`, `is null`, ...")
-    expected: JSON | None = strawberry.field(description="What it was compared with.")
+    expected: JSON | None = strawberry.field(
+        description="What it was compared with, in the JSON type of `actual`: whole counts "
+        "and days as numbers, decimals as exact strings."
+    )
+    unit: str | None = strawberry.field(
+        description="The unit of `actual` and `expected`: the metric's (`currency`, `days`, "
+        "`orders`, ...; the metric catalog's), or `days` for a duration."
+    )
     line: int = strawberry.field(description="Line of the clause in the scheme's source.")
     column: int = strawberry.field(description="Column of the clause in the scheme's source.")
     children: list[Clause] = strawberry.field(description="The parts of `and`, `or`, `not`.")
@@ -59,6 +66,7 @@ class Clause:
             actual=JSON(trace.actual),
             operator=trace.operator,
             expected=JSON(trace.expected),
+            unit=trace.unit,
             line=trace.line,
             column=trace.column,
             children=[cls.of(child) for child in trace.children],

@@ -39,15 +39,23 @@ def test_trace_of_every_tier_and_clause() -> None:
         "5000",
         "true",
     )
-    assert (orders.metric, orders.actual, orders.expected, orders.result) == (
+    assert spend.unit == "currency"
+    # Values keep their type and unit: a count and its bound are numbers, like days.
+    assert (orders.metric, orders.actual, orders.expected, orders.unit, orders.result) == (
         "frequency(30 days)",
         0,
-        "2",
+        2,
+        "orders",
         "false",
     )
     assert lapsed.matched and lapsed.clause is not None
     recency, region = lapsed.clause.children
-    assert (recency.actual, recency.result) == (100, "true")
+    assert (recency.actual, recency.expected, recency.unit, recency.result) == (
+        100,
+        90,
+        "days",
+        "true",
+    )
     assert (region.actual, region.operator, region.expected, region.result) == (
         None,
         "in",
@@ -110,3 +118,23 @@ def test_division_by_zero_is_unknown() -> None:
     result = explain(scheme, compute_metric_values(scheme.refs, CustomerFacts({}), AS_OF))
     assert result.definitions[0].value is None
     assert result.tier == "Other"
+
+
+def test_bounds_keep_the_type_and_unit_of_what_they_bound() -> None:
+    """`tenure < 90 days` showed `expected: "90"`, a string without its unit, beside the
+    customer's tenure as a number of days."""
+    rules = (
+        "tier A when tenure < 2 weeks and recency between 1 and 30 days"
+        " and monetary > 5000.50 and 3 <= frequency"
+    )
+    scheme = check_text(rules).schemes[0]
+    facts = CustomerFacts({}, [Order(Decimal("10"), AS_OF - dt.timedelta(days=40))])
+    clause = explain(scheme, compute_metric_values(scheme.refs, facts, AS_OF)).tiers[0].clause
+    assert clause is not None
+    traced = [(x.actual, x.operator, x.expected, x.unit) for x in clause.children]
+    assert traced == [
+        (40, "<", 14, "days"),
+        (40, "between", [1, 30], "days"),
+        ("10", ">", "5000.50", "currency"),
+        (1, ">=", 3, "orders"),
+    ]
