@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.data import rollups
 from service.data.kinds import Kind
-from service.data.rates import RATE_SQL, Rates, converted_sql
+from service.data.rates import RATE_JOIN, RATE_SQL, Rates, converted_sql
 from service.data.readers import (
     BadRow,
     IngestError,
@@ -253,12 +253,13 @@ async def import_rate_rows(
         result.inserted, result.updated = counts.one()
         result.unchanged = len(rates) - result.inserted - result.updated
         if result.inserted or result.updated:
+            await (await Rates.load(connection, tenant)).stage(connection)  # the new ones
             converted = await connection.execute(
                 text(
                     f"""
                     WITH fresh AS (
                         SELECT o.external_id, {converted_sql("o.original_amount", "o")} AS amount
-                        FROM orders o
+                        FROM orders o {RATE_JOIN.format(s="o")}
                         WHERE o.tenant_id = :t AND o.currency = ANY(CAST(:currencies AS text[]))
                     ),
                     changed AS (
@@ -274,7 +275,11 @@ async def import_rate_rows(
                     SELECT count(*) FROM changed
                     """
                 ),
-                {"t": tenant, "currencies": sorted({c for c, _ in rates})},
+                {
+                    "t": tenant,
+                    "reporting": reporting,
+                    "currencies": sorted({c for c, _ in rates}),
+                },
             )
             result.converted = int(converted.scalar_one())
             if result.converted:
@@ -327,10 +332,13 @@ class _Stage:
         await stage._execute(rollups.CREATE_AFFECTED)
         if kind is Kind.orders:
             stage.rates = await Rates.load(connection, tenant)
+            await stage.rates.stage(connection)
         return stage
 
     async def _execute(self, sql: str) -> Any:
-        return await self.connection.execute(text(sql), {"t": self.tenant})
+        return await self.connection.execute(
+            text(sql), {"t": self.tenant, "reporting": self.rates.currency}
+        )
 
     async def _driver(self) -> Any:
         driver = (await self.connection.get_raw_connection()).driver_connection
@@ -470,7 +478,7 @@ class _Stage:
         """Whether a staged order has no rate, or too large an amount once converted: the
         Python path then names those rows (`_conversion_problems`)."""
         found = await self._execute(
-            f"""SELECT 1 FROM {self.name} s
+            f"""SELECT 1 FROM {self.name} s {RATE_JOIN.format(s="s")}
                 WHERE {RATE_SQL.format(s="s")} IS NULL
                    OR abs({converted_sql("s.amount")}) >= {MAX_AMOUNT} LIMIT 1"""
         )
@@ -551,6 +559,7 @@ class _Stage:
             )
         staged = {c: f"s.{c}" for c in payload}
         returned = "customer_id, true AS plain"
+        new_rows, plain_rows = "", "inserted"  # the inserted rows with `plain`
         if orders:
             # A refund's amount is stored negative whichever sign the file gave it; an order
             # without a status is completed (dsl/catalog.py says what each row counts as).
@@ -559,14 +568,21 @@ class _Stage:
             signed = "CASE WHEN s.refund_of IS NULL THEN s.amount ELSE -abs(s.amount) END"
             staged["original_amount"] = signed
             staged["amount"] = converted_sql(signed)
-            staged["currency"] = (
-                "coalesce(s.currency, (SELECT currency FROM tenants WHERE id = :t))"
-            )
+            staged["currency"] = "coalesce(s.currency, :reporting)"
             staged["status"] = "coalesce(s.status, 'completed')"
-            returned = f"""customer_id, amount, ordered_at, ({rollups.PLAIN_SALE} AND NOT EXISTS (
+            # Plain: a sale no stored refund names. Not asked in RETURNING: Citus runs that on
+            # the shard, where it refuses a subquery on `orders` ("cannot execute a
+            # distributed query from a query on a shard").
+            returned = f"customer_id, amount, ordered_at, external_id, {rollups.PLAIN_SALE} AS sale"
+            new_rows = """,
+            new_orders AS (
+                SELECT i.customer_id, i.amount, i.ordered_at, i.sale AND NOT EXISTS (
                     SELECT FROM orders r WHERE r.tenant_id = :t
-                    AND r.customer_id = orders.customer_id AND r.refund_of = orders.external_id
-                )) AS plain"""
+                    AND r.customer_id = i.customer_id AND r.refund_of = i.external_id
+                ) AS plain
+                FROM inserted i
+            )"""
+            plain_rows = "new_orders"
         counts = await self._execute(
             f"""
             WITH src AS (
@@ -574,6 +590,7 @@ class _Stage:
                        {", ".join(f"{staged[c]} AS {c}" for c in payload)}
                 FROM {self.name} s JOIN customers c
                   ON c.tenant_id = :t AND c.external_id = s.customer_external_id
+                {RATE_JOIN.format(s="s") if orders else ""}
                 ORDER BY 1, s.line DESC
             ),
             matched AS MATERIALIZED ({matched}),
@@ -590,15 +607,15 @@ class _Stage:
                 SELECT :t, src.external_id, src.customer_id, {", ".join(new)} FROM matched src
                 WHERE NOT src.known
                 RETURNING {returned}
-            ),
+            ){new_rows},
             touched AS (
                 INSERT INTO affected_customers
                 SELECT customer_id, bool_or(recompute) FROM (
-                    SELECT customer_id, NOT plain AS recompute FROM inserted
+                    SELECT customer_id, NOT plain AS recompute FROM {plain_rows}
                     UNION ALL SELECT customer_id, true FROM updated
                     UNION ALL SELECT old_customer_id, true FROM updated
                 ) touched GROUP BY customer_id
-            ){f", grown AS ({rollups.add_inserted('inserted')})" if orders else ""}
+            ){f", grown AS ({rollups.add_inserted(plain_rows)})" if orders else ""}
             SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM updated),
                    (SELECT count(*) FROM src)
             """

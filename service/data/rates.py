@@ -34,19 +34,29 @@ from service.errors import UserError
 
 DEFAULT_CURRENCY = "EUR"
 
-# The rate of an order's currency on its date, to the reporting currency, as a SQL expression
-# over a row `s` with `currency` (NULL: the reporting currency) and `ordered_at`; NULL when
-# there is none. `:t` is the tenant.
-RATE_SQL = """(CASE WHEN coalesce({s}.currency, (SELECT currency FROM tenants WHERE id = :t))
-               = (SELECT currency FROM tenants WHERE id = :t) THEN 1::numeric
-          ELSE (SELECT x.rate FROM exchange_rates x
-                WHERE x.tenant_id = :t AND x.currency = {s}.currency
-                  AND x.valid_from <= ({s}.ordered_at AT TIME ZONE 'UTC')::date
-                ORDER BY x.valid_from DESC LIMIT 1) END)"""
+# The rates of one load: the tenant's, as ranges of days, staged once (`Rates.stage`) for the
+# statements that convert orders to join, with the reporting currency bound as a parameter.
+# Not subqueries on `tenants` and `exchange_rates` per row: in a statement over the
+# coordinator's staging table Citus refuses them ("direct joins between distributed and local
+# tables are not supported"), which sent every orders CSV to the Python reader.
+RATES_TABLE = "load_rates"  # not stage_rates: the stage of a rates import
+
+# Joined to a row `s` with `currency` (NULL: the reporting currency) and `ordered_at`: the
+# currency's rate in force on the order's date (UTC) as `r.rate`, NULL when there is none.
+RATE_JOIN = f"""LEFT JOIN {RATES_TABLE} r ON r.currency = {{s}}.currency
+    AND r.valid_from <= ({{s}}.ordered_at AT TIME ZONE 'UTC')::date
+    AND (r.valid_until IS NULL OR ({{s}}.ordered_at AT TIME ZONE 'UTC')::date < r.valid_until)"""
+
+# The rate of the row joined with `RATE_JOIN`; `:reporting` is the reporting currency, bound
+# once per statement.
+RATE_SQL = (
+    "(CASE WHEN coalesce({s}.currency, :reporting) = :reporting THEN 1::numeric ELSE r.rate END)"
+)
 
 
 def converted_sql(amount: str, s: str = "s") -> str:
-    """SQL: ``amount`` (an expression in the order's currency) in the reporting currency."""
+    """SQL: ``amount`` (an expression in the order's currency) in the reporting currency, of
+    a row joined with `RATE_JOIN`."""
     return f"round({amount} * {RATE_SQL.format(s=s)}, {MAX_FRACTION_DIGITS})"
 
 
@@ -55,8 +65,8 @@ _STEP = Decimal(1).scaleb(-MAX_FRACTION_DIGITS)
 
 @dataclass
 class Rates:
-    """A tenant's reporting currency and rates, read once per load to check rows in Python
-    (the SQL above converts them)."""
+    """A tenant's reporting currency and rates, read once per load to check rows in Python,
+    and staged for the SQL above that converts them (`stage`)."""
 
     currency: str = DEFAULT_CURRENCY
     _days: dict[str, list[dt.date]] = field(default_factory=lambda: defaultdict(list))
@@ -79,6 +89,26 @@ class Rates:
             rates._days[currency].append(valid_from)
             rates._rates[currency].append(rate)
         return rates
+
+    async def stage(self, connection: AsyncConnection) -> None:
+        """Write these rates into the load's `RATES_TABLE`, each valid until the currency's
+        next (NULL: the last; exact: numeric, copied as Decimal)."""
+        await connection.execute(
+            text(
+                f"CREATE TEMP TABLE {RATES_TABLE} (currency text, valid_from date, "
+                "valid_until date, rate numeric, PRIMARY KEY (currency, valid_from)) "
+                "ON COMMIT DROP"
+            )
+        )
+        records = [
+            (currency, day, until, rate)
+            for currency, days in self._days.items()
+            for day, until, rate in zip(days, [*days[1:], None], self._rates[currency], strict=True)
+        ]
+        if records:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None, "an open connection has a driver connection"
+            await driver.copy_records_to_table(RATES_TABLE, records=records)
 
     def rate(self, currency: str | None, at: dt.datetime) -> Decimal | None:
         """The rate in force for ``currency`` at ``at`` (1 for the reporting currency)."""

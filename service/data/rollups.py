@@ -27,11 +27,11 @@ PLAIN_SALE = "status <> 'cancelled' AND amount >= 0 AND refund_of IS NULL"
 
 
 def add_inserted(inserted: str) -> str:
-    """A data-modifying CTE body that adds newly inserted orders (the CTE named ``inserted``,
-    with customer_id, amount, ordered_at, status, refund_of, and ``plain``: a sale no refund
-    names) to the rollups of the customers all of whose new orders are plain: cheaper than
-    recomputing customers whose orders only grew. `touched` marks the others for
-    recomputation (`refresh_affected`)."""
+    """A data-modifying CTE body that adds newly inserted orders (the CTE named by ``inserted``,
+    with customer_id, amount, ordered_at and ``plain``: a sale no refund names) to the
+    rollups of the customers all of whose new orders are plain: cheaper than recomputing
+    customers whose orders only grew. `touched` marks the others for recomputation
+    (`refresh_affected`)."""
     return f"""
     INSERT INTO customer_metrics AS m
         (tenant_id, customer_id, order_count, order_total, first_order_at, last_order_at,

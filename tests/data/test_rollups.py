@@ -131,3 +131,17 @@ async def test_a_rebuild_reads_the_orders_once_whatever_the_statistics_say(
         return own + [name for child in node.get("Plans", []) for name in scans(child)]
 
     assert scans(plan.scalar_one()[0]["Plan"]) == ["orders"]
+
+
+async def test_an_order_whose_refund_came_first_is_recomputed(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    """A refund imported before the order it names: the order is no plain sale, so its
+    customer's rollup is recomputed, not grown by it (`new_orders`, service/data/ingest.py)."""
+    at = START.isoformat()
+    refund = {"order_id": "r", "customer_id": "c", "ordered_at": at, "amount": "-100"}
+    sale = {"order_id": "o", "customer_id": "c", "ordered_at": at, "amount": "100"}
+    for row in ({**refund, "refund_of": "o"}, sale):
+        await import_rows(engine, Kind.orders, tenant, enumerate([row], 2), source="test")
+        async with engine.connect() as connection:
+            assert await rollups.drift(connection, tenant) == 0

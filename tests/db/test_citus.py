@@ -14,6 +14,7 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.access import audit
-from service.data import demo_data
-from service.data.ingest import import_file, import_rows
+from service.data import demo_data, rates, rollups
+from service.data.ingest import import_file, import_rates, import_rows
 from service.data.records import Kind
 from service.db import distribute, migrate
 from service.db.database import async_url, create_engine, is_citus, tenant_transaction
@@ -231,6 +232,65 @@ async def test_same_results_as_single_postgres(
     read = [data(await post(e, tenant, _READ)) for e in (engine, citus)]
     assert read[0] == read[1]
     assert read[0]["normal"]["totalCount"] > 0
+
+
+async def _convert(engine: AsyncEngine, tenant: str, folder: Path) -> dict[str, Any]:
+    """Orders in other currencies: converted at import (the COPY path and the Python path),
+    a refund named before its order, then a rate imported later converting stored orders."""
+    await rates.set_reporting_currency(engine, tenant, "CNY")
+    rate_file = folder / "rates.csv"
+    rate_file.write_text("currency,date,rate\nUSD,2026-01-01,7.1\nUSD,2026-02-01,7.25\n")
+    await import_rates(engine, tenant, rate_file)
+    order_file = folder / "orders.csv"
+    order_file.write_text(
+        "order_id,customer_id,ordered_at,amount,currency,refund_of\n"
+        "R,ANN,2026-02-03,-10,USD,A\n"  # a refund before the order it names
+        "A,ANN,2026-01-31T23:59:59Z,100.01,USD,\n"
+        "B,BEN,2026-02-01T00:30:00+01:00,100,USD,\n"  # 2026-01-31 in UTC
+        "C,BEN,2026-02-02,99.99,,\n"  # no currency: the reporting currency
+    )
+    loaded = await import_file(engine, Kind.orders, tenant, order_file)
+    assert loaded.bulk
+    late = [
+        {
+            "order_id": "D",
+            "customer_id": "CAT",
+            "ordered_at": "2026-01-20",
+            "amount": "3",
+            "currency": "USD",
+        }
+    ]
+    await import_rows(engine, Kind.orders, tenant, enumerate(late, 2), source="test")
+    rate_file.write_text("currency,date,rate\nUSD,2026-01-15,7.0123\n")
+    converted = (await import_rates(engine, tenant, rate_file)).converted
+    async with tenant_transaction(engine, tenant) as connection:
+        found = await connection.execute(
+            text(
+                "SELECT o.external_id, o.amount, o.original_amount, o.currency, m.order_total "
+                "FROM orders o JOIN customer_metrics m "
+                "ON m.tenant_id = o.tenant_id AND m.customer_id = o.customer_id"
+            )
+        )
+        drift = await rollups.drift(connection, tenant)
+    return {"converted": converted, "orders": sorted(found.all()), "drift": drift}
+
+
+async def test_currencies_convert_as_on_single_postgres(
+    citus: AsyncEngine, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    tenant = await _new_tenant(citus, engine)
+    single = await _convert(engine, tenant, tmp_path)
+    assert await _convert(citus, tenant, tmp_path) == single
+    # A, B and D: the rate of 2026-01-15 now applies (B is 2026-01-31 in UTC).
+    assert single["converted"] == 3
+    assert single["drift"] == 0
+    assert single["orders"] == [  # amount, original amount, currency, the customer's total
+        ("A", Decimal("701.3001"), Decimal("100.01"), "USD", Decimal("628.8001")),
+        ("B", Decimal("701.23"), Decimal("100"), "USD", Decimal("801.22")),
+        ("C", Decimal("99.99"), Decimal("99.99"), "CNY", Decimal("801.22")),
+        ("D", Decimal("21.0369"), Decimal("3"), "USD", Decimal("21.0369")),
+        ("R", Decimal("-72.5"), Decimal("-10"), "USD", Decimal("628.8001")),  # February's
+    ]
 
 
 async def test_tenants_are_isolated(citus: AsyncEngine) -> None:
