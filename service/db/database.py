@@ -665,7 +665,13 @@ class RequestConnection:
 
 async def analyze(connection: AsyncConnection, table_name: str) -> None:
     """Fresh planner statistics for a tenant table, from inside a tenant transaction (the app
-    role does not own the tables; `tierwise_analyze` lends it the right)."""
+    role does not own the tables; `tierwise_analyze` lends it the right). Nothing on Citus."""
+    if await is_citus(connection):
+        # The coordinator has no statistics of the shards (its tables are empty shells), and
+        # Citus refuses ANALYZE in a transaction that wrote as the app role ("cannot perform
+        # query on placements that were modified in this transaction by a different user"):
+        # the workers' autovacuum keeps the shards' statistics (docs/operations.md).
+        return
     await connection.execute(text("SELECT tierwise_analyze(:table)"), {"table": table_name})
 
 
@@ -694,10 +700,7 @@ async def analyze_stale(
     Runs, loads and the API cannot wait for autovacuum, which may be late or off: planned on
     no statistics, Postgres takes a tenant's rows to be a handful and nests loops (a `where`
     over 400 customers took 45 s instead of 0.2)."""
-    if await is_citus(connection):
-        # The coordinator has no statistics of the shards (its tables are empty shells), and
-        # Citus refuses ANALYZE in a transaction that wrote as the app role: the workers'
-        # autovacuum keeps the shards' statistics (docs/operations.md).
+    if await is_citus(connection):  # no ANALYZE there (`analyze`)
         return []
     rows = await connection.execute(_STATISTICS, {"tables": list(tables)})
     stale = [
