@@ -196,9 +196,17 @@ def ceiling_app(url: str, tenant: str) -> Starlette:
             recommended = await connection.fetch(
                 STRATEGIES_SQL.sql, *_arguments(STRATEGIES_SQL, tenant, row["id"])
             )
+        # A strategy of the same name and channel in two tiers is recommended once, at its
+        # first priority (as `service.engine.strategies.recommended` does).
+        seen: set[tuple[str, str]] = set()
+        names = []
+        for strategy in recommended:
+            if (strategy["name"], strategy["channel"]) not in seen:
+                seen.add((strategy["name"], strategy["channel"]))
+                names.append({"name": strategy["name"]})
         found = {
             "tiers": [{"scheme": t["scheme_key"], "tier": t["tier"]} for t in tiers],
-            "strategies": [{"name": s["name"]} for s in recommended],
+            "strategies": names,
         }
         return JSONResponse({"data": {"customer": found}})
 
@@ -227,6 +235,10 @@ class Target:
     path: str
     authorization: str | None = None
     process: subprocess.Popen[bytes] | None = None
+    # `--baseline`: Tierwise from another checkout (its own benchmarks/bench_api.py serves
+    # it), run by ``python`` (a virtualenv with that checkout installed).
+    checkout: Path | None = None
+    python: str = sys.executable
 
     @property
     def headers(self) -> dict[str, str]:
@@ -251,8 +263,12 @@ class Target:
 
 
 def start(target: Target, url: str, tenant: str) -> None:
-    command = [sys.executable, __file__, "--database-url", url, "--tenant", tenant]
-    command += ["--serve", target.name, "--port", str(target.port)]
+    script = Path(__file__)
+    if target.checkout is not None:
+        script = target.checkout / "benchmarks" / "bench_api.py"
+    kind = "ceiling" if target.name == "ceiling" else "tierwise"
+    command = [target.python, str(script), "--database-url", url, "--tenant", tenant]
+    command += ["--serve", kind, "--port", str(target.port)]
     target.process = subprocess.Popen(command)
 
 
@@ -290,7 +306,7 @@ def stop(target: Target) -> None:
 async def expected_answers(url: str, tenant: str, sample: int, seed: int) -> dict[str, Any]:
     """``sample`` random existing customers: external id -> the expected ``customer`` value,
     read with plain SQL, set-based (tiers by scheme; active strategies of their tiers by
-    priority, id)."""
+    priority, id, each name and channel once)."""
     connection = await asyncpg.connect(url)
     try:
         await connection.execute(f"SELECT setseed({(seed % 1000) / 1000})")
@@ -306,13 +322,18 @@ async def expected_answers(url: str, tenant: str, sample: int, seed: int) -> dic
               FROM memberships m JOIN picked p ON p.id = m.customer_id
               WHERE m.tenant_id = $1 GROUP BY m.customer_id
             ), recommended AS (
-              SELECT m.customer_id,
-                     json_agg(json_build_object('name', s.name) ORDER BY s.priority, s.id)
+              SELECT customer_id,
+                     json_agg(json_build_object('name', name) ORDER BY priority, id)
                        AS strategies
-              FROM memberships m JOIN picked p ON p.id = m.customer_id
-              JOIN strategies s ON s.tenant_id = m.tenant_id AND s.scheme_key = m.scheme_key
-                AND s.tier = m.tier AND s.active
-              WHERE m.tenant_id = $1 GROUP BY m.customer_id
+              FROM (
+                SELECT DISTINCT ON (m.customer_id, s.name, s.channel)
+                       m.customer_id, s.name, s.priority, s.id
+                FROM memberships m JOIN picked p ON p.id = m.customer_id
+                JOIN strategies s ON s.tenant_id = m.tenant_id AND s.scheme_key = m.scheme_key
+                  AND s.tier = m.tier AND s.active
+                WHERE m.tenant_id = $1
+                ORDER BY m.customer_id, s.name, s.channel, s.priority, s.id
+              ) first_of_each GROUP BY customer_id
             )
             SELECT p.external_id, coalesce(t.tiers, '[]') AS tiers,
                    coalesce(r.strategies, '[]') AS strategies
@@ -346,6 +367,7 @@ class Result:
     server_cpu: float = 0.0
     postgres_cpu: float = 0.0
     sessions: int = 0
+    load: float = 0.0  # the machine's 1-minute load average at the end of the run
 
     @property
     def rps(self) -> float:
@@ -514,6 +536,17 @@ async def throughput(args: argparse.Namespace) -> list[Result]:
         Target("tierwise", args.port, "/graphql", authorization(args.tenant)),
         Target("ceiling", args.port + 1, "/customer"),
     ]
+    if args.baseline is not None:
+        targets.append(
+            Target(
+                "baseline",
+                args.port + 2,
+                "/graphql",
+                authorization(args.tenant),
+                checkout=args.baseline,
+                python=args.baseline_python or sys.executable,
+            )
+        )
     answers = await expected_answers(args.database_url, args.tenant, args.sample, args.seed)
     print(f"{len(answers):,} random customers to request, answers read from the database")
     requests = {target.name: prepared(target, answers) for target in targets}
@@ -527,8 +560,9 @@ async def throughput(args: argparse.Namespace) -> list[Result]:
             await wait_ready(target)
         for clients in args.clients:
             for index in range(args.repeat):
-                order = targets if index % 2 == 0 else targets[::-1]
-                for target in order:
+                # Each target goes first in turn.
+                shift = index % len(targets)
+                for target in targets[shift:] + targets[:shift]:
                     result = await load(
                         target,
                         requests[target.name],
@@ -539,6 +573,7 @@ async def throughput(args: argparse.Namespace) -> list[Result]:
                         monitor,
                         database,
                     )
+                    result.load = os.getloadavg()[0]
                     results.append(result)
                     print(
                         f"  {target.name:8} {clients:3} clients: {result.rps:7.0f} rps, "
@@ -547,7 +582,7 @@ async def throughput(args: argparse.Namespace) -> list[Result]:
                         f"CPU/req server {result.per_request_ms(result.server_cpu):.2f} ms "
                         f"Postgres {result.per_request_ms(result.postgres_cpu):.2f} ms, "
                         f"new connections/1,000 {result.sessions_per_1000:.1f}, "
-                        f"errors {result.errors}"
+                        f"load {result.load:.1f}, errors {result.errors}"
                         + (f" (first: {result.first_error})" if result.errors else ""),
                         flush=True,
                     )
@@ -558,7 +593,20 @@ async def throughput(args: argparse.Namespace) -> list[Result]:
     return results
 
 
-def report(results: list[Result], clients: Sequence[int]) -> None:
+def commit_of(folder: Path) -> str:
+    """The checkout's commit (short), marked ``+changes`` when its files differ from it."""
+
+    def git(*arguments: str) -> str:
+        found = subprocess.run(
+            ["git", "-C", str(folder), *arguments], capture_output=True, text=True, check=False
+        )
+        return found.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + (" +changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def report(results: list[Result], clients: Sequence[int], baseline: Path | None) -> None:
     def median(name: str, level: int, value: str) -> float:
         found = [r for r in results if r.target == name and r.clients == level]
         if value == "rps":
@@ -571,30 +619,37 @@ def report(results: list[Result], clients: Sequence[int]) -> None:
             return statistics.median(r.sessions_per_1000 for r in found)
         return statistics.median(r.percentile_ms(0.5 if value == "p50" else 0.99) for r in found)
 
+    names = ["tierwise", "ceiling"] + (["baseline"] if baseline is not None else [])
     repeats = len([r for r in results if r.target == "tierwise" and r.clients == clients[0]])
-    print(f"\nmedians of {repeats} runs per cell")
-    print("| clients | Tierwise rps | p50 ms | p99 ms | ceiling rps | p50 ms | p99 ms | ratio |")
-    print("|---|---|---|---|---|---|---|---|")
-    for level in clients:
-        ours, ceiling = median("tierwise", level, "rps"), median("ceiling", level, "rps")
-        print(
-            f"| {level} | {ours:,.0f} | {median('tierwise', level, 'p50'):.1f} | "
-            f"{median('tierwise', level, 'p99'):.1f} | {ceiling:,.0f} | "
-            f"{median('ceiling', level, 'p50'):.1f} | {median('ceiling', level, 'p99'):.1f} | "
-            f"**{ours / ceiling:.2f}** |"
-        )
+    loads = [r.load for r in results]
     print(
-        "\n| clients | server CPU ms/request: Tierwise | ceiling | Postgres CPU ms/request: "
-        "Tierwise | ceiling | new connections per 1,000 requests: Tierwise | ceiling |"
+        f"\nTierwise at {commit_of(Path(__file__).resolve().parent.parent)}"
+        + (f", baseline at {commit_of(baseline)}" if baseline is not None else "")
+        + f"; medians of {repeats} runs per cell; load average {min(loads):.1f} to "
+        f"{max(loads):.1f} (median {statistics.median(loads):.1f})"
     )
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| clients | server | rps | p50 ms | p99 ms | server CPU ms/request | "
+        "Postgres CPU ms/request | new connections per 1,000 requests | / ceiling |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for level in clients:
-        cells = [
-            f"{median(name, level, value):.2f}"
-            for value in ("server", "postgres")
-            for name in ("tierwise", "ceiling")
-        ] + [f"{median(name, level, 'sessions'):.1f}" for name in ("tierwise", "ceiling")]
-        print(f"| {level} | " + " | ".join(cells) + " |")
+        ceiling = median("ceiling", level, "rps")
+        for name in names:
+            ours = median(name, level, "rps")
+            ratio = f"**{ours / ceiling:.2f}**" if name != "ceiling" else ""
+            print(
+                f"| {level} | {name} | {ours:,.0f} | {median(name, level, 'p50'):.1f} | "
+                f"{median(name, level, 'p99'):.1f} | {median(name, level, 'server'):.2f} | "
+                f"{median(name, level, 'postgres'):.2f} | "
+                f"{median(name, level, 'sessions'):.1f} | {ratio} |"
+            )
+    if baseline is not None:
+        gains = (
+            f"{level} clients {median('tierwise', level, 'rps') / median('baseline', level, 'rps'):.2f}"  # noqa: E501
+            for level in clients
+        )
+        print("Tierwise / baseline, rps: " + ", ".join(gains))
     errors = sum(r.errors for r in results)
     print(f"errors: {errors} in {sum(len(r.latencies) for r in results):,} measured requests")
     if errors:
@@ -753,7 +808,7 @@ async def main_async(args: argparse.Namespace) -> None:
         return
     if "throughput" in args.only:
         results = await throughput(args)
-        report(results, args.clients)
+        report(results, args.clients, args.baseline)
     if "round-trips" in args.only:
         await round_trips(args.database_url, args.tenant, args.sizes)
 
@@ -779,7 +834,17 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=20_000, help="customers to draw from")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 100])
-    parser.add_argument("--port", type=int, default=8711, help="Tierwise; the ceiling: +1")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also serve Tierwise from this checkout (e.g. a worktree of main), side by side",
+    )
+    parser.add_argument(
+        "--baseline-python", help="the Python that has --baseline installed (default: this one)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8711, help="Tierwise; the ceiling: +1, the baseline: +2"
+    )
     parser.add_argument("--serve", choices=("tierwise", "ceiling"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.database_url = plain_url(async_url(args.database_url))
