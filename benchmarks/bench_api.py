@@ -11,8 +11,9 @@
 2. Throughput: two servers, each ``uvicorn`` with one worker and no access log, in
    subprocesses on loopback: the real Tierwise app (``service.app.create_app``, as ``tierwise
    serve`` builds it, scheduled evaluations off) and a minimal Starlette app that runs the
-   same three SQL statements Tierwise runs for ``customer(id){ tiers { scheme tier }
-   strategies { name } }`` with asyncpg on one pooled connection and returns the same JSON.
+   same SQL statement Tierwise runs for ``customer(id){ tiers { scheme tier }
+   strategies { name } }`` with asyncpg on one pooled connection and returns the same JSON
+   (and with ``--baseline DIR``, a third: Tierwise from another checkout, e.g. main's).
    Pools: 20 connections kept on both sides (Tierwise's engine as the service makes it). A
    lean asyncio HTTP/1.1 keep-alive client in this process (``--clients`` concurrent
    connections) posts random existing customer ids for ``--duration`` seconds after
@@ -62,13 +63,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from service.access.auth import Role, issue_token
-from service.api.loaders import CUSTOMER_TIERS, CUSTOMERS_BY_EXTERNAL_ID
+from service.api.loaders import CUSTOMER_CARDS
 from service.app import create_app
 from service.config import Settings
 from service.db import migrate
 from service.db.database import POOL_SIZE, Compiled, async_url, create_engine, plain_url
 from service.engine import evaluation, schemes, strategies
-from service.engine.strategies import RECOMMENDED
 from service.engine.templates import TEMPLATES
 
 try:
@@ -87,12 +87,10 @@ CUSTOMER_QUERY = (
     "query Customer($id: ID!) { customer(id: $id) { tiers { scheme tier } strategies { name } } }"
 )
 
-# The statements Tierwise runs for CUSTOMER_QUERY, exactly (compiled once by the service,
-# run by asyncpg): the customer by external id, then its memberships and its recommended
-# strategies, each in the scalar form for one key.
-CUSTOMER_SQL = CUSTOMERS_BY_EXTERNAL_ID.one
-TIERS_SQL = CUSTOMER_TIERS.one
-STRATEGIES_SQL = RECOMMENDED.one
+# The statement Tierwise runs for CUSTOMER_QUERY, exactly (compiled once by the service, run
+# by asyncpg): the customer by external id with its memberships and its recommended
+# strategies as arrays of rows, in the scalar form for one key.
+CARD_SQL = CUSTOMER_CARDS.one
 
 
 def _arguments(statement: Compiled, tenant: str, key: object) -> list[object]:
@@ -178,7 +176,8 @@ def tierwise_app(url: str, tenant: str) -> Starlette:
 
 
 def ceiling_app(url: str, tenant: str) -> Starlette:
-    """The practical ceiling: the same SQL with asyncpg, JSON out, nothing else."""
+    """The practical ceiling: the same SQL with asyncpg, JSON out, nothing else (no
+    authentication, no row-level security: it names the tenant itself)."""
     pools: list[asyncpg.Pool] = []
 
     async def customer(request: Request) -> JSONResponse:
@@ -188,24 +187,21 @@ def ceiling_app(url: str, tenant: str) -> Starlette:
             external_id = (await request.json())["id"]
         async with pools[0].acquire() as connection:
             row = await connection.fetchrow(
-                CUSTOMER_SQL.sql, *_arguments(CUSTOMER_SQL, tenant, external_id)
+                CARD_SQL.sql, *_arguments(CARD_SQL, tenant, external_id)
             )
-            if row is None:
-                return JSONResponse({"data": {"customer": None}})
-            tiers = await connection.fetch(TIERS_SQL.sql, *_arguments(TIERS_SQL, tenant, row["id"]))
-            recommended = await connection.fetch(
-                STRATEGIES_SQL.sql, *_arguments(STRATEGIES_SQL, tenant, row["id"])
-            )
-        # A strategy of the same name and channel in two tiers is recommended once, at its
-        # first priority (as `service.engine.strategies.recommended` does).
+        if row is None:
+            return JSONResponse({"data": {"customer": None}})
+        # Rows of (scheme, tier, ...) and of (id, scheme, tier, name, description, channel,
+        # ...): a strategy of the same name and channel in two tiers is recommended once, at
+        # its first priority (as `service.engine.strategies.first_of_each` does).
         seen: set[tuple[str, str]] = set()
         names = []
-        for strategy in recommended:
-            if (strategy["name"], strategy["channel"]) not in seen:
-                seen.add((strategy["name"], strategy["channel"]))
-                names.append({"name": strategy["name"]})
+        for strategy in row["strategy_rows"] or ():
+            if (strategy[3], strategy[5]) not in seen:
+                seen.add((strategy[3], strategy[5]))
+                names.append({"name": strategy[3]})
         found = {
-            "tiers": [{"scheme": t["scheme_key"], "tier": t["tier"]} for t in tiers],
+            "tiers": [{"scheme": t[0], "tier": t[1]} for t in row["tier_rows"] or ()],
             "strategies": names,
         }
         return JSONResponse({"data": {"customer": found}})
@@ -779,7 +775,7 @@ async def round_trips(url: str, tenant: str, sizes: Sequence[int], repeat: int =
             print(
                 f"customer(id){{ tiers strategies }}: {trips} (one checkout: BEGIN, the "
                 "tenant's set_config, the statements, COMMIT; with TIERWISE_DATABASE_PRE_PING "
-                "also BEGIN, ';', ROLLBACK); the ceiling: 3 statements, 1 pool acquire, 4 "
+                "also BEGIN, ';', ROLLBACK); the ceiling: 1 statement, 1 pool acquire, 2 "
                 "round trips (asyncpg resets a connection on release)"
             )
     finally:

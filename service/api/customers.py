@@ -330,7 +330,8 @@ class CustomerQuery:
     async def customer(
         self, info: Info, id: Annotated[strawberry.ID, arg("The customer's id in your systems.")]
     ) -> Customer | None:
-        row = await info.context.loaders.customer_by_external_id.load(str(id))
+        # With its tiers and strategies, in one statement (`Loaders.customer_card`).
+        row = await info.context.loaders.customer_card.load(str(id))
         return Customer.of(row) if row is not None else None
 
     @resolver(

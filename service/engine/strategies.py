@@ -4,12 +4,13 @@ by priority."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ColumnElement, Row, ScalarSelect, Text, bindparam, func, select, tuple_
+from sqlalchemy.dialects.postgresql import aggregate_order_by, array_agg, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.access import audit
@@ -31,6 +32,20 @@ class Strategy:
     priority: int
     parameters: Mapping[str, Any] = field(default_factory=dict)
     active: bool = True
+
+
+# `Strategy`'s fields, as the table's columns.
+_STRATEGY_COLUMNS = (
+    "id",
+    "scheme_key",
+    "tier",
+    "name",
+    "description",
+    "channel",
+    "priority",
+    "parameters",
+    "active",
+)
 
 
 def _strategy(row: Row[Any] | Record) -> Strategy:
@@ -200,21 +215,73 @@ RECOMMENDED = Keyed.of(
 )
 
 
+def first_of_each(found: Iterable[Strategy]) -> list[Strategy]:
+    """Strategies by priority, each name and channel once: a strategy of the same name and
+    channel in the tiers of two schemes (the templates' win-back offer) is recommended once,
+    at its first priority."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for strategy in found:
+        if (strategy.name, strategy.channel) not in seen:
+            seen.add((strategy.name, strategy.channel))
+            kept.append(strategy)
+    return kept
+
+
 async def recommended(
     connection: AsyncConnection, tenant: str, customer_ids: Sequence[int]
 ) -> dict[int, list[Strategy]]:
     """Each customer's active strategies of their current tiers, by priority (one query for
-    any number of customers; compiled once: the customer card asks it on every view). A
-    strategy of the same name and channel in the tiers of two schemes (the templates'
-    win-back offer) is recommended once, at its first priority."""
+    any number of customers; compiled once), each name and channel once (`first_of_each`)."""
     found: dict[int, list[Strategy]] = {customer: [] for customer in customer_ids}
-    seen: set[tuple[int, str, str]] = set()
     for row in await RECOMMENDED.fetch(connection, customer_ids, tenant=tenant):
-        key = (row.customer_id, row.name, row.channel)
-        if key not in seen:
-            seen.add(key)
-            found[row.customer_id].append(_strategy(row))
-    return found
+        found[row.customer_id].append(_strategy(row))
+    return {customer: first_of_each(listed) for customer, listed in found.items()}
+
+
+def recommended_rows(tenant: ColumnElement[Any], customer: ColumnElement[Any]) -> ScalarSelect[Any]:
+    """`recommended` of one customer inside another statement (the customer card reads its
+    customer, tiers and strategies in one): an array of rows (`from_rows`), by priority; null
+    for none. The parameters come as text (a jsonb inside a row does not decode as one)."""
+    columns: list[ColumnElement[Any]] = [
+        strategies.c.parameters.cast(Text) if name == "parameters" else strategies.c[name]
+        for name in _STRATEGY_COLUMNS
+    ]
+    in_order = aggregate_order_by(tuple_(*columns), strategies.c.priority, strategies.c.id)
+    return (
+        select(array_agg(in_order))  # type: ignore[no-untyped-call]
+        .select_from(memberships)
+        .join(
+            strategies,
+            (strategies.c.tenant_id == memberships.c.tenant_id)
+            & (strategies.c.scheme_key == memberships.c.scheme_key)
+            & (strategies.c.tier == memberships.c.tier),
+        )
+        .where(
+            memberships.c.tenant_id == tenant,
+            memberships.c.customer_id == customer,
+            strategies.c.active,
+        )
+        .scalar_subquery()
+    )
+
+
+def from_rows(rows: Sequence[tuple[Any, ...]] | None) -> list[Strategy]:
+    """The strategies of a `recommended_rows` array, each name and channel once."""
+    return first_of_each(
+        Strategy(
+            id=row[0],
+            scheme=row[1],
+            tier=row[2],
+            name=row[3],
+            description=row[4],
+            channel=row[5],
+            priority=row[6],
+            parameters=json.loads(row[7]),
+            active=row[8],
+        )
+        for row in rows or ()
+    )
 
 
 async def install_template(
