@@ -127,11 +127,13 @@ async def evaluated(engine: AsyncEngine, tenant: str) -> bool:
     return bool(found)
 
 
-async def build(engine: AsyncEngine, tenant: str, customers: int, folder: Path) -> None:
+async def build(
+    engine: AsyncEngine, tenant: str, customers: int, folder: Path, chunk_rows: int
+) -> None:
     """The demo data at ``customers`` customers, the templates published and evaluated."""
     await migrate.upgrade(engine)
     folder.mkdir(parents=True, exist_ok=True)
-    await bench_engine.load(engine, tenant, customers, folder, 1_000_000)
+    await bench_engine.load(engine, tenant, customers, folder, chunk_rows)
     if await evaluated(engine, tenant):
         print(f"tenant {tenant}: already evaluated")
         return
@@ -792,7 +794,7 @@ async def main_async(args: argparse.Namespace) -> None:
         if args.reuse and await evaluated(engine, args.tenant):
             await migrate.upgrade(engine)  # to the revision of the code measured
         else:
-            await build(engine, args.tenant, args.customers, args.data)
+            await build(engine, args.tenant, args.customers, args.data, args.chunk_rows)
         async with engine.connect() as connection:
             count = await connection.scalar(
                 text("SELECT count(*) FROM customers WHERE tenant_id = :t"), {"t": args.tenant}
@@ -813,6 +815,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--database-url", required=True, help="postgresql://.../tw_api_bench")
     parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=1_000_000,
+        help="rows imported per transaction while building (10000: see docs/benchmarks.md)",
+    )
     parser.add_argument("--tenant", default=TENANT)
     parser.add_argument(
         "--data",
