@@ -675,6 +675,15 @@ class Trips:
         )
 
 
+# What asyncpg runs the first time a connection meets a type (the card's arrays of rows): its
+# type introspection, with `jit` turned off around it; once per pooled connection, not counted.
+ASYNCPG_OWN = (
+    "WITH RECURSIVE typeinfo_tree",
+    "\n                    SELECT\n                        current_setting('jit')",
+    "\n                SELECT\n                    set_config('jit'",
+)
+
+
 class Counter:
     """Counts what one engine sends to the server while ``trips`` is set."""
 
@@ -699,7 +708,7 @@ class Counter:
         dbapi_connection._connection.add_query_logger(self._logged)
 
     def _logged(self, record: Any) -> None:
-        if self.trips is None:
+        if self.trips is None or record.query.startswith(ASYNCPG_OWN):
             return
         if record.query.strip().rstrip(";").upper() in {"BEGIN", "COMMIT", "ROLLBACK", ""}:
             self.trips.other += 1
