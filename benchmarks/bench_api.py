@@ -828,7 +828,7 @@ def main() -> None:
         "--chunk-rows",
         type=int,
         default=1_000_000,
-        help="rows imported per transaction while building (10000: see docs/benchmarks.md)",
+        help="rows imported per transaction while building (docs/benchmarks.md)",
     )
     parser.add_argument("--tenant", default=TENANT)
     parser.add_argument(
