@@ -11,8 +11,10 @@ Each kind of node is a member of a union type (`tree.Condition`, `checked.Operan
 every walk dispatches on it (`match`, or `isinstance` in the hot walks: see `dsl.tree`) and
 ends in `assert_never`, so mypy lists each walk to update when a kind is added.
 `tree.children` and `checked.children` are the generic traversals.
-This package does not depend on `service`.
+This package does not depend on `service`. SQLAlchemy is imported only when SQL is built.
 """
+
+from typing import TYPE_CHECKING
 
 from dsl.catalog import CATALOG, Metric, MetricRef, Type, Value
 from dsl.checked import CheckedScheme, CheckedTier
@@ -23,12 +25,6 @@ from dsl.checker import (
     check_files,
     check_text,
     evaluation_order,
-)
-from dsl.compiler import (
-    Sources,
-    compile_condition,
-    compile_scheme,
-    metric_values_select,
 )
 from dsl.errors import Diagnostic, RuleError, render, render_all
 from dsl.evaluator import (
@@ -44,6 +40,22 @@ from dsl.evaluator import (
 from dsl.explain import ClauseTrace, Explanation, TierTrace, explain
 from dsl.formatter import format_file, format_text
 from dsl.parser import parse_condition, parse_file, parse_rules
+
+if TYPE_CHECKING:
+    from dsl.compiler import Sources, compile_condition, compile_scheme, metric_values_select
+
+_COMPILER = ("Sources", "compile_condition", "compile_scheme", "metric_values_select")
+
+
+def __getattr__(name: str) -> object:
+    """The compiler's names, imported on first use: it needs SQLAlchemy, which checking and
+    formatting rules do without (see `catalog._OnFirstUse`)."""
+    if name in _COMPILER:
+        from dsl import compiler
+
+        return getattr(compiler, name)
+    raise AttributeError(f"module 'dsl' has no attribute {name!r}")
+
 
 __all__ = [
     "CATALOG",

@@ -27,34 +27,35 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
-from typing import Any, Literal, Protocol
-
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    FromClause,
-    Integer,
-    Numeric,
-    Subquery,
-    and_,
-    case,
-    cast,
-    extract,
-    func,
-    literal,
-    not_,
-    null,
-    or_,
-    over,
-    select,
-)
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.sql.elements import ColumnElement
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from dsl.grammar import KEYWORDS, is_word
+
+
+class _OnFirstUse:
+    """A module imported when one of its names is first read. SQLAlchemy takes longer to
+    import than the rest of the language and only building SQL needs it: checking and
+    formatting rules (`tierwise rules check`) start without it (tests/cli/test_startup.py)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> object:
+        value = getattr(importlib.import_module(self._name), attr)
+        setattr(self, attr, value)  # found directly from now on
+        return value
+
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy import FromClause, Subquery
+    from sqlalchemy.sql.elements import ColumnElement
+else:
+    sa = _OnFirstUse("sqlalchemy")
 
 Value = int | Decimal | str | bool | dt.datetime | None
 
@@ -257,7 +258,7 @@ class PyContext(Protocol):
     def prediction(self) -> PredictionFact | None: ...
 
 
-SqlFn = Callable[[MetricRef, SqlContext], ColumnElement[Any]]
+SqlFn = Callable[[MetricRef, SqlContext], "ColumnElement[Any]"]
 PyFn = Callable[[MetricRef, PyContext], Value]
 
 
@@ -312,8 +313,8 @@ def days_between_sql(start: ColumnElement[Any], end: ColumnElement[Any]) -> Colu
     """`days_between_py` in SQL: whole days rounded down, NULL when start is NULL or after end."""
     # extract(epoch) is exact numeric (microseconds) and div() truncates exactly; the guard
     # makes truncation equal to rounding down, as in Python.
-    days = cast(func.div(extract("epoch", end - start), 86400), BigInteger)
-    return case((start <= end, days), else_=null())
+    days = sa.cast(sa.func.div(sa.extract("epoch", end - start), 86400), sa.BigInteger)
+    return sa.case((start <= end, days), else_=sa.null())
 
 
 def rounded_average_py(total: Decimal, count: int) -> Decimal | None:
@@ -329,9 +330,11 @@ def rounded_average_sql(total: ColumnElement[Any], count: ColumnElement[Any]) ->
     """`rounded_average_py` in SQL: total / count rounded half away from zero to AVERAGE_SCALE
     digits, exactly."""
     # Integer arithmetic with div(), so no intermediate rounding: the same digits as Python.
-    scaled = total * literal(10**AVERAGE_SCALE, Numeric)
-    quotient = func.div(literal(2, Numeric) * func.abs(scaled) + count, literal(2, Numeric) * count)
-    return func.sign(total) * quotient / literal(10**AVERAGE_SCALE, Numeric)
+    scaled = total * sa.literal(10**AVERAGE_SCALE, sa.Numeric)
+    quotient = sa.func.div(
+        sa.literal(2, sa.Numeric) * sa.func.abs(scaled) + count, sa.literal(2, sa.Numeric) * count
+    )
+    return sa.func.sign(total) * quotient / sa.literal(10**AVERAGE_SCALE, sa.Numeric)
 
 
 def rounded_ratio_py(part: Decimal, whole: Decimal) -> Decimal | None:
@@ -348,17 +351,17 @@ def rounded_ratio_py(part: Decimal, whole: Decimal) -> Decimal | None:
 
 def rounded_ratio_sql(part: ColumnElement[Any], whole: ColumnElement[Any]) -> ColumnElement[Any]:
     """`rounded_ratio_py` in SQL: NULL when whole is 0 or NULL."""
-    numerator = part * literal(10 ** (2 * AVERAGE_SCALE), Numeric)
-    denominator = func.nullif(whole, 0) * literal(10**AVERAGE_SCALE, Numeric)
-    two = literal(2, Numeric)
-    quotient = func.div(
-        two * func.abs(numerator) + func.abs(denominator), two * func.abs(denominator)
+    numerator = part * sa.literal(10 ** (2 * AVERAGE_SCALE), sa.Numeric)
+    denominator = sa.func.nullif(whole, 0) * sa.literal(10**AVERAGE_SCALE, sa.Numeric)
+    two = sa.literal(2, sa.Numeric)
+    quotient = sa.func.div(
+        two * sa.func.abs(numerator) + sa.func.abs(denominator), two * sa.func.abs(denominator)
     )
     return (
-        func.sign(numerator)
-        * func.sign(denominator)
+        sa.func.sign(numerator)
+        * sa.func.sign(denominator)
         * quotient
-        / literal(10**AVERAGE_SCALE, Numeric)
+        / sa.literal(10**AVERAGE_SCALE, sa.Numeric)
     )
 
 
@@ -376,34 +379,34 @@ def classified_orders(orders: FromClause, before: ColumnElement[Any] | None) -> 
     not cover in full), and `refunded`: the total of those linked refunds (positive; 0).
     The one SQL definition of a purchase (see the module docstring): the compiler, the
     rollups and the prediction models all read it."""
-    rows = select(orders)
+    rows = sa.select(orders)
     if before is not None:
         rows = rows.where(orders.c.ordered_at < before)
     dated = rows.subquery("dated_orders")
     counted = dated.c.status != CANCELLED
-    refund = and_(counted, or_(dated.c.amount < 0, dated.c.refund_of.is_not(None)))
+    refund = sa.and_(counted, sa.or_(dated.c.amount < 0, dated.c.refund_of.is_not(None)))
     # A sale and the refunds linked to it share the window's partition (customer, the sale's
     # id): one sort, never a join. Joined to an aggregate of the refunds instead, a tenant the
     # statistics took for a handful of rows (a first big import) was planned as a nested loop
     # re-aggregating every refund for each order: minutes for 60,000 orders, not 0.3 s.
-    linked = func.sum(-dated.c.amount).filter(and_(refund, dated.c.refund_of.is_not(None)))
-    key = func.coalesce(dated.c.refund_of, dated.c.external_id)
-    links = select(
+    linked = sa.func.sum(-dated.c.amount).filter(sa.and_(refund, dated.c.refund_of.is_not(None)))
+    key = sa.func.coalesce(dated.c.refund_of, dated.c.external_id)
+    links = sa.select(
         dated,
         counted.label("counted"),
         refund.label("refund"),
         # Null for a sale without linked refunds (and for refunds, whose links do not matter).
-        case(
+        sa.case(
             (dated.c.refund_of.is_(None), linked.over(partition_by=(dated.c.customer_id, key)))
         ).label("linked"),
     ).subquery("refund_links")
-    covered = and_(links.c.linked.is_not(None), links.c.linked >= links.c.amount)
-    return select(
+    covered = sa.and_(links.c.linked.is_not(None), links.c.linked >= links.c.amount)
+    return sa.select(
         *(links.c[column.key] for column in dated.c),
         links.c.counted,
         links.c.refund,
-        and_(links.c.counted, not_(links.c.refund), not_(covered)).label("purchase"),
-        func.coalesce(links.c.linked, 0).label("refunded"),
+        sa.and_(links.c.counted, sa.not_(links.c.refund), sa.not_(covered)).label("purchase"),
+        sa.func.coalesce(links.c.linked, 0).label("refunded"),
     ).subquery("classified_orders")
 
 
@@ -497,12 +500,12 @@ def arith_sql(
 ) -> ColumnElement[Any]:
     """`arith_py` in SQL; `times`: both sides are times (their difference in days)."""
     if times:
-        seconds = extract("epoch", left - right)  # exact numeric (microseconds)
-        days = func.div(seconds, 86400)  # truncated toward zero; down for negative remainders
-        return case(((seconds < 0) & (func.mod(seconds, 86400) != 0), days - 1), else_=days)
+        seconds = sa.extract("epoch", left - right)  # exact numeric (microseconds)
+        days = sa.func.div(seconds, 86400)  # truncated toward zero; down for negative remainders
+        return sa.case(((seconds < 0) & (sa.func.mod(seconds, 86400) != 0), days - 1), else_=days)
     # Integers (counts, day counts) as numeric: no integer division, no overflow.
-    a = left if isinstance(left.type, Numeric) else cast(left, Numeric)
-    b = right if isinstance(right.type, Numeric) else cast(right, Numeric)
+    a = left if isinstance(left.type, sa.Numeric) else sa.cast(left, sa.Numeric)
+    b = right if isinstance(right.type, sa.Numeric) else sa.cast(right, sa.Numeric)
     if op == "+":
         return a + b
     if op == "-":
@@ -512,9 +515,9 @@ def arith_sql(
     # The rounded quotient from div(), which truncates exactly: round half away from zero is
     # trunc((2|a| 10^s + |b|) / 2|b|). A zero divisor is NULL (never an error, even when the
     # planner folds constants).
-    divisor = func.nullif(func.abs(b), literal(0, Numeric)) * literal(2, Numeric)
-    scaled = func.abs(a) * literal(2 * 10**DIVISION_SCALE, Numeric) + func.abs(b)
-    return func.sign(a * b) * func.div(scaled, divisor) * literal(_SCALE_DOWN, Numeric)
+    divisor = sa.func.nullif(sa.func.abs(b), sa.literal(0, sa.Numeric)) * sa.literal(2, sa.Numeric)
+    scaled = sa.func.abs(a) * sa.literal(2 * 10**DIVISION_SCALE, sa.Numeric) + sa.func.abs(b)
+    return sa.func.sign(a * b) * sa.func.div(scaled, divisor) * sa.literal(_SCALE_DOWN, sa.Numeric)
 
 
 def prediction_decimal_py(value: float | None, scale: int) -> Decimal | None:
@@ -529,12 +532,12 @@ def prediction_decimal_py(value: float | None, scale: int) -> Decimal | None:
 
 def prediction_decimal_sql(value: ColumnElement[Any], scale: int) -> ColumnElement[Any]:
     """`prediction_decimal_py` in SQL: numeric rounded half away from zero to ``scale``."""
-    return func.round(cast(value, Numeric), literal(scale))
+    return sa.func.round(sa.cast(value, sa.Numeric), sa.literal(scale))
 
 
 def _at_horizon(ref: MetricRef, ctx: SqlContext, column: PredictionColumn) -> ColumnElement[Any]:
-    position = func.array_position(
-        ctx.prediction("horizon_days"), literal(ref.window_days, Integer)
+    position = sa.func.array_position(
+        ctx.prediction("horizon_days"), sa.literal(ref.window_days, sa.Integer)
     )
     return ctx.prediction(column)[position]
 
@@ -590,7 +593,7 @@ def _latest_value(ctx: PyContext, ref: MetricRef) -> Decimal | None:
 
 def _tenure_sql(ref: MetricRef, ctx: SqlContext) -> ColumnElement[Any]:
     all_time = MetricRef("frequency")
-    start = func.coalesce(ctx.customer("registered_at"), ctx.orders("first_at", all_time))
+    start = sa.func.coalesce(ctx.customer("registered_at"), ctx.orders("first_at", all_time))
     return days_between_sql(start, ctx.as_of)
 
 
@@ -605,14 +608,16 @@ def _tenure_py(ref: MetricRef, ctx: PyContext) -> Value:
 def _attribute_sql(ref: MetricRef, ctx: SqlContext) -> ColumnElement[Any]:
     raw = ctx.customer("attributes").op("->")(ctx.bind(ref.key, Type.TEXT))
     text = ctx.customer("attributes").op("->>")(ctx.bind(ref.key, Type.TEXT))
-    kind = func.jsonb_typeof(raw)
+    kind = sa.func.jsonb_typeof(raw)
     if ref.as_type is Type.TEXT:
-        return case((kind == "string", text), else_=null())
+        return sa.case((kind == "string", text), else_=sa.null())
     if ref.as_type is Type.NUMBER:
-        return case((kind == "number", cast(text, Numeric)), else_=null())
+        return sa.case((kind == "number", sa.cast(text, sa.Numeric)), else_=sa.null())
     if ref.as_type is Type.BOOLEAN:
-        return case((kind == "boolean", cast(text, Boolean)), else_=null())
-    return func.nullif(raw, cast(literal("null"), JSONB))
+        return sa.case((kind == "boolean", sa.cast(text, sa.Boolean)), else_=sa.null())
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    return sa.func.nullif(raw, sa.cast(sa.literal("null"), JSONB))
 
 
 def attribute_value(raw: object, as_type: Type | None) -> Value:
@@ -686,7 +691,7 @@ def ranked_sql(ref: MetricRef, ctx: SqlContext) -> ColumnElement[Any]:
     value = ctx.value(ref)
     if not ranks_buyers_only(ref):
         return value
-    return case((ctx.orders("first_at", _ALL_ORDERS).is_not(None), value), else_=null())
+    return sa.case((ctx.orders("first_at", _ALL_ORDERS).is_not(None), value), else_=sa.null())
 
 
 def _of(ref: MetricRef) -> MetricRef:
@@ -702,10 +707,10 @@ def population_sql(value: ColumnElement[Any], buckets: int, descending: bool) ->
     order = value.desc() if descending else value.asc()
     # count over the ordered partition (RANGE frame: peers included) = customers ranked at
     # or below this one; integer ceil(buckets * k / n) avoids cume_dist's float rounding.
-    at_or_below = over(func.count(value), partition_by=value.is_(None), order_by=order)
-    population = over(func.count(value))
-    score = func.div(buckets * at_or_below + population - 1, population)
-    return case((value.is_(None), null()), else_=cast(score, BigInteger))
+    at_or_below = sa.over(sa.func.count(value), partition_by=value.is_(None), order_by=order)
+    population = sa.over(sa.func.count(value))
+    score = sa.func.div(buckets * at_or_below + population - 1, population)
+    return sa.case((value.is_(None), sa.null()), else_=sa.cast(score, sa.BigInteger))
 
 
 def population_py(
@@ -733,14 +738,14 @@ def cumulative_share_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
     # sum over the ordered partition (RANGE frame: peers included) = the total of customers
     # ranked at or above this one. ceil(100 * part / total) from div() and mod() is exact, so
     # it equals the Python definition digit for digit (a numeric division would round first).
-    positive = func.greatest(value, literal(0, Numeric))
-    part = over(func.sum(positive), partition_by=value.is_(None), order_by=value.desc())
-    total = over(func.sum(positive))
-    scaled = literal(100, Numeric) * part
-    above = case((func.mod(scaled, total) > 0, 1), else_=0)
-    share = cast(func.div(scaled, total) + above, BigInteger)
+    positive = sa.func.greatest(value, sa.literal(0, sa.Numeric))
+    part = sa.over(sa.func.sum(positive), partition_by=value.is_(None), order_by=value.desc())
+    total = sa.over(sa.func.sum(positive))
+    scaled = sa.literal(100, sa.Numeric) * part
+    above = sa.case((sa.func.mod(scaled, total) > 0, 1), else_=0)
+    share = sa.cast(sa.func.div(scaled, total) + above, sa.BigInteger)
     # Without a positive total there is nothing to take a share of.
-    return case((value.is_(None), null()), (total <= 0, null()), else_=share)
+    return sa.case((value.is_(None), sa.null()), (total <= 0, sa.null()), else_=share)
 
 
 def cumulative_share_py(values: Mapping[object, Value]) -> dict[object, int | None]:
@@ -777,7 +782,7 @@ def _build() -> dict[str, Metric]:
             "Number of purchases: orders neither cancelled, nor refunds, nor refunded in full.",
             "frequency(30 days) >= 2",
             Source.ORDERS,
-            lambda r, c: func.coalesce(c.orders("count", r), 0),
+            lambda r, c: sa.func.coalesce(c.orders("count", r), 0),
             lambda r, c: len(purchases_py(r, c)),
             _ORDER_PARAMS,
             buyers_only=True,
@@ -792,7 +797,7 @@ def _build() -> dict[str, Metric]:
             "negative when refunds exceed purchases in the window).",
             "monetary(365 days) > 5000",
             Source.ORDERS,
-            lambda r, c: func.coalesce(c.orders("sum", r), 0),
+            lambda r, c: sa.func.coalesce(c.orders("sum", r), 0),
             _net_py,
             _ORDER_PARAMS,
             buyers_only=True,
@@ -808,7 +813,7 @@ def _build() -> dict[str, Metric]:
             "average_order_value(365 days) >= 200",
             Source.ORDERS,
             lambda r, c: rounded_average_sql(
-                c.orders("sum", r), func.nullif(c.orders("count", r), 0)
+                c.orders("sum", r), sa.func.nullif(c.orders("count", r), 0)
             ),
             lambda r, c: rounded_average_py(_net_py(r, c), len(purchases_py(r, c))),
             _ORDER_PARAMS,
@@ -867,7 +872,7 @@ def _build() -> dict[str, Metric]:
             "Amount refunded: the refunds dated in the window, as a positive amount (0 without).",
             "refunds(90 days) > 500",
             Source.ORDERS,
-            lambda r, c: func.coalesce(c.orders("refund_sum", r), 0),
+            lambda r, c: sa.func.coalesce(c.orders("refund_sum", r), 0),
             _refunded_py,
             _ORDER_PARAMS,
             buyers_only=True,
@@ -881,7 +886,7 @@ def _build() -> dict[str, Metric]:
             "Number of refunds (refund rows) dated in the window.",
             "returns(365 days) >= 3",
             Source.ORDERS,
-            lambda r, c: func.coalesce(c.orders("refund_count", r), 0),
+            lambda r, c: sa.func.coalesce(c.orders("refund_count", r), 0),
             lambda r, c: sum(1 for o in c.orders(r) if is_refund(o)),
             _ORDER_PARAMS,
             buyers_only=True,
@@ -899,7 +904,7 @@ def _build() -> dict[str, Metric]:
             "refund_rate(365 days) > 0.3",
             Source.ORDERS,
             lambda r, c: rounded_ratio_sql(
-                func.coalesce(c.orders("refund_sum", r), 0), c.orders("gross", r)
+                sa.func.coalesce(c.orders("refund_sum", r), 0), c.orders("gross", r)
             ),
             lambda r, c: rounded_ratio_py(_refunded_py(r, c), _gross_py(r, c)),
             _ORDER_PARAMS,
@@ -927,7 +932,7 @@ def _build() -> dict[str, Metric]:
             "Number of behaviour events of a type.",
             'count(event "complaint", 90 days) >= 2',
             Source.EVENTS,
-            lambda r, c: func.coalesce(c.events("count", r), 0),
+            lambda r, c: sa.func.coalesce(c.events("count", r), 0),
             lambda r, c: len(c.events(r)),
             (Param.EVENT, Param.WINDOW, Param.AGO),
             (Param.EVENT,),

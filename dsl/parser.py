@@ -9,9 +9,11 @@ reported), `syntax_errors` (lark's errors in a rule author's words).
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, cast
 
 from lark import Lark, UnexpectedInput
@@ -41,7 +43,27 @@ def _lark() -> Lark:
         maybe_placeholders=True,
         transformer=ToTree(),
         start=["start", "condition"],
+        cache=_cache_file(),
     )
+
+
+def _cache_file() -> str | bool:
+    """Where lark keeps its analysis of the grammar between processes, or False for none.
+
+    Analysing the grammar is most of what checking a small file costs in a new process (the
+    CLI's `rules check`); lark stores the result with a hash of the grammar text, options and
+    versions, and analyses again when it differs (or the file is unreadable). Not lark's
+    default place, the shared temporary directory: the file is a pickle, so it lives in the
+    user's own cache directory. None when that cannot be made."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    directory = Path(base, "tierwise")
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        return False
+    if not os.access(directory, os.W_OK):
+        return False
+    return str(directory / "grammar.lark-cache")
 
 
 @functools.cache

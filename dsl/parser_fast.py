@@ -16,6 +16,7 @@ from lark.parse_tree_builder import ExpandSingleChild
 from lark.parsers.lalr_analysis import Shift
 
 _Match = Callable[[str, int, int], "re.Match[str] | None"]
+_Scanner = tuple[_Match, frozenset[str], dict[str, Any]]
 
 
 class Failed(Exception):
@@ -36,7 +37,6 @@ class FastLoop:
 
     def __init__(self, lark: Lark) -> None:
         frontend: Any = lark.parser
-        contextual: Any = frontend.lexer
         parser: Any = frontend.parser.parser
         table = parser.parse_table
         callbacks = parser.callbacks
@@ -59,27 +59,8 @@ class FastLoop:
                     callback = None
                 reductions[str(symbol)] = (size, callback, str(arg.origin.name))
         self.token_callbacks = {k: v for k, v in callbacks.items() if isinstance(k, str)}
-        # The ignored terminals (whitespace, comments) are skipped by a pattern made of theirs,
-        # put in front of each state's scanner so that one match skips them and reads the token
-        # after them. The same as lark's scanners matching and dropping them one by one,
-        # because no other terminal of the grammar starts with whitespace or `#`: where one of
-        # them matches, lark's scanner matches nothing else. (Possessive: never given back.)
-        ignored = frozenset(lark.lexer_conf.ignore)
-        flags = lark.lexer_conf.g_regex_flags
-        skip = "(?:{})*+".format(
-            "|".join(lark.get_terminal(name).pattern.to_regexp() for name in sorted(ignored))
-        )
-        self.skip = re.compile(skip, flags).match
-        # Per parser state: that match (lark's scanner is one alternation of the state's
-        # terminals in lark's order; past 100 terminals it splits it, which this grammar is far
-        # from), the terminals that may span lines, and lark's token callbacks (none today).
-        self.lexers: dict[int, tuple[_Match, frozenset[str], dict[str, Any]]] = {}
-        for state, lexer in contextual.lexers.items():
-            patterns = lexer.scanner._mres  # built on first use; also fills lexer.callback
-            if len(patterns) != 1 or lexer.ignore_types != ignored or ignored & set(lexer.callback):
-                raise RuntimeError("the fast loop expects one scanner pattern, same ignores")
-            match = re.compile(f"{skip}(?:{patterns[0].pattern})", patterns[0].flags).match
-            self.lexers[state] = (match, lexer.newline_types, lexer.callback)
+        self.lexers = _Scanners(lark)
+        self.skip = self.lexers.skip
 
     def parse(self, text: str, start: str) -> Any:
         """What lark's parser with our transformer returns for `text` from rule `start`.
@@ -176,3 +157,45 @@ class FastLoop:
                     state_stack.append(shifts[state_stack[-1]][origin])
                 if is_end and state_stack[-1] == end_state:
                     return value_stack[-1]
+
+
+class _Scanners(dict[int, _Scanner]):
+    """Per parser state, its scanner: the match, the terminals that may span lines and lark's
+    token callbacks. Each is made when the loop first reaches its state: compiling all of them
+    (about 150 states) took most of the time a new process spends parsing a small file, which
+    reaches a few dozen; tests/dsl/test_parser_fast.py makes every one."""
+
+    def __init__(self, lark: Lark) -> None:
+        super().__init__()
+        self._contextual: Any = lark.parser.lexer
+        # The ignored terminals (whitespace, comments) are skipped by a pattern made of theirs,
+        # put in front of each state's scanner so that one match skips them and reads the token
+        # after them. The same as lark's scanners matching and dropping them one by one,
+        # because no other terminal of the grammar starts with whitespace or `#`: where one of
+        # them matches, lark's scanner matches nothing else. (Possessive: never given back.)
+        self._ignored = frozenset(lark.lexer_conf.ignore)
+        flags = lark.lexer_conf.g_regex_flags
+        self.skip_pattern = "(?:{})*+".format(
+            "|".join(lark.get_terminal(name).pattern.to_regexp() for name in sorted(self._ignored))
+        )
+        self.skip = re.compile(self.skip_pattern, flags).match
+
+    @property
+    def states(self) -> list[int]:
+        """Every state that has a scanner."""
+        return list(self._contextual.lexers)
+
+    def __missing__(self, state: int) -> _Scanner:
+        # lark's scanner is one alternation of the state's terminals in lark's order (past 100
+        # terminals it splits it, which this grammar is far from).
+        lexer = self._contextual.lexers[state]
+        patterns = lexer.scanner._mres  # built on first use; also fills lexer.callback
+        if (
+            len(patterns) != 1
+            or lexer.ignore_types != self._ignored
+            or self._ignored & set(lexer.callback)
+        ):
+            raise RuntimeError("the fast loop expects one scanner pattern, same ignores")
+        match = re.compile(f"{self.skip_pattern}(?:{patterns[0].pattern})", patterns[0].flags).match
+        scanner = self[state] = (match, lexer.newline_types, lexer.callback)
+        return scanner

@@ -167,3 +167,13 @@ def test_every_error_of_a_file_is_reported() -> None:
         check_files({"v.rules": text})
     found = [(d.line, d.column, d.code) for d in caught.value.diagnostics]
     assert found == [(2, 17, "unknown-metric"), (4, 33, "syntax-error")]
+
+
+def test_every_state_has_a_scanner_the_fast_loop_can_use() -> None:
+    # Scanners are made as the loop reaches their states; make all of them, so that a grammar
+    # change breaking the loop's assumptions fails here, not on some rule author's file.
+    # (A state whose scanner breaks them raises RuntimeError.)
+    scanners = _fast_loop().lexers
+    for state in scanners.states:
+        assert callable(scanners[state][0])
+    assert len(scanners) == len(scanners.states) > 100
