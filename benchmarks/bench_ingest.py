@@ -1,16 +1,22 @@
-"""Import N orders from CSV into Postgres and report rows per second.
+"""Import N orders from CSV into Postgres and report rows per second, and the ratio to a bare
+COPY of the same file.
 
     python benchmarks/bench_ingest.py --orders 1000000 [--repeat 3]
 
 Uses TIERWISE_DATABASE_URL, or the embedded Postgres. Each repeat imports the same file into
 a fresh tenant (a cold import: customers created, rollups built), then once more into the same
-tenant (a re-import: nothing changes). Prints the median of each.
+tenant (a re-import: nothing changes), and COPYs the same file, bare, into a new table shaped
+like `orders` (its columns, types, checks, primary key and index; the customer as the file names
+it, no foreign keys, no rollups): the physical limit of "get these rows in". Which goes first
+alternates between repeats. Prints the median of each and the ratios COPY time / import time
+(the import's speed as a share of COPY's; the target is at least 0.5), paired per repeat.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import secrets
 import statistics
 import tempfile
@@ -18,11 +24,12 @@ import time
 from pathlib import Path
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import load_settings
 from service.data import demo_data
 from service.data.ingest import import_file
-from service.data.records import Kind
+from service.data.records import FIELDS, Kind
 from service.db.database import create_engine, database_url
 
 
@@ -43,12 +50,48 @@ def make_orders(rows: int, folder: Path) -> Path:
     return path
 
 
+async def bare_copy(engine: AsyncEngine, path: Path) -> float:
+    """Seconds to COPY the file into a new table shaped like `orders`, committed; the table is
+    dropped afterwards."""
+    name = f"bench_copy_{secrets.token_hex(4)}"
+    with path.open(encoding="utf-8") as handle:
+        header = next(csv.reader(handle))
+    stage = {field.name: field.stage_column for field in FIELDS[Kind.orders]}
+    columns = [
+        "customer_id" if stage[field] == "customer_external_id" else stage[field]
+        for field in header
+    ]
+    async with engine.begin() as connection:
+        await connection.execute(text(f"CREATE TABLE {name} (LIKE orders INCLUDING ALL)"))
+        await connection.execute(
+            text(
+                f"ALTER TABLE {name} ALTER tenant_id SET DEFAULT 'bench', "
+                "ALTER customer_id TYPE text"  # the customer's id as the file has it
+            )
+        )
+    try:
+        start = time.perf_counter()
+        async with engine.begin() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            await driver.copy_to_table(
+                name, source=path, columns=columns, format="csv", header=True
+            )
+        return time.perf_counter() - start
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"DROP TABLE {name}"))
+
+
 async def bench(path: Path, rows: int, repeat: int) -> None:
     with database_url(load_settings()) as url:
         engine = create_engine(url)
         cold: list[float] = []
         warm: list[float] = []
-        for _ in range(repeat):
+        copies: list[float] = []
+        for index in range(repeat):
+            if index % 2 == 0:  # alternate which goes first: neither always gets a warm cache
+                copies.append(await bare_copy(engine, path))
             tenant = f"bench_{secrets.token_hex(4)}"
             # The generator's rates (of seed 7, as make_orders), for its orders in dollars.
             rates = demo_data.DemoConfig(customers=1, seed=7)
@@ -59,6 +102,8 @@ async def bench(path: Path, rows: int, repeat: int) -> None:
             start = time.perf_counter()
             await import_file(engine, Kind.orders, tenant, path)
             warm.append(time.perf_counter() - start)
+            if index % 2 == 1:
+                copies.append(await bare_copy(engine, path))
             async with engine.begin() as connection:
                 for table in (
                     "customer_metrics",
@@ -72,11 +117,18 @@ async def bench(path: Path, rows: int, repeat: int) -> None:
                         text(f"DELETE FROM {table} WHERE {column} = :t"), {"t": tenant}
                     )
         await engine.dispose()
-    for label, times in (("import", cold), ("re-import", warm)):
+    for label, times in (("bare COPY", copies), ("import", cold), ("re-import", warm)):
         median = statistics.median(times)
         print(
             f"{label:>9}: {rows} orders, median {median:.2f} s of {len(times)} "
             f"({rows / median:,.0f} orders/s); runs: {', '.join(f'{t:.2f}' for t in times)}"
+        )
+    for label, times in (("import", cold), ("re-import", warm)):
+        paired = [c / t for c, t in zip(copies, times, strict=True)]
+        ratio = statistics.median(copies) / statistics.median(times)
+        print(
+            f"{label:>9} / bare COPY speed: {ratio:.2f}"
+            f" (ratio of medians; paired: {', '.join(f'{r:.2f}' for r in paired)}; target 0.5)"
         )
 
 
