@@ -22,6 +22,7 @@ from sqlalchemy import Insert, Select, column, literal, select, table, text, upd
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dsl import (
+    CATALOG,
     CheckedScheme,
     Explanation,
     MetricRef,
@@ -31,6 +32,7 @@ from dsl import (
     explain,
     metric_values_select,
 )
+from dsl.catalog import Source
 from dsl.compiler import time_parameters, window_days
 from dsl.evaluator import is_population
 from service.data.ingest import ANALYZE_AFTER_ROWS
@@ -39,13 +41,14 @@ from service.db.database import analyze_stale, tenant_transaction
 from service.db.tables import evaluation_runs
 from service.engine import schemes as published
 from service.engine import webhooks
-from service.engine.predictions.tenant import (
-    refresh_predictions,
-    stage_predictions_then,
-    uses_predictions,
-)
 from service.engine.schemes import PublishedScheme
-from service.engine.sources import AFFECTED, CREATE_TIERS_THEN, TIERS_THEN, tenant_sources
+from service.engine.sources import (
+    AFFECTED,
+    CREATE_PREDICTIONS_THEN,
+    CREATE_TIERS_THEN,
+    TIERS_THEN,
+    tenant_sources,
+)
 from service.errors import UserError
 from service.metrics import observe_run
 
@@ -310,6 +313,30 @@ async def _keep_then(connection: AsyncConnection, key: str, statement: Select[An
     )
 
 
+def _uses_predictions(refs: Sequence[MetricRef]) -> bool:
+    """Whether any of ``refs`` (or the metric one of them ranks) is a prediction metric."""
+    return any(
+        CATALOG[r.name].source is Source.PREDICTIONS
+        for ref in refs
+        for r in (ref, ref.of)
+        if r is not None
+    )
+
+
+async def _predictions_then(
+    connection: AsyncConnection, tenant: str, as_of: dt.datetime, refs: Sequence[MetricRef]
+) -> None:
+    """`PREDICTIONS_THEN` for a backtest at ``as_of``: empty, and filled when ``refs`` use a
+    prediction metric. The prediction models (numpy, scipy: a third of the `evaluate`
+    command's start-up) are imported only then."""
+    await connection.execute(text(CREATE_PREDICTIONS_THEN))
+    await connection.execute(text("TRUNCATE predictions_then"))
+    if _uses_predictions(refs):
+        from service.engine.predictions.tenant import stage_predictions_then
+
+        await stage_predictions_then(connection, tenant, as_of)
+
+
 async def _referenced_then(
     connection: AsyncConnection, tenant: str, scheme: CheckedScheme, as_of: dt.datetime
 ) -> None:
@@ -321,9 +348,7 @@ async def _referenced_then(
     needed = _reached(order, scheme.depends_on)
     sources = tenant_sources(tenant, backtest=as_of)
     refs = [ref for other in order if other.key in needed for ref in other.refs]
-    await stage_predictions_then(
-        connection, tenant, as_of, needed=uses_predictions([*refs, *scheme.refs])
-    )
+    await _predictions_then(connection, tenant, as_of, [*refs, *scheme.refs])
     for other in order:
         if other.key in needed:
             assert other.key is not None
@@ -497,6 +522,10 @@ async def refresh_affected(
     be exact for them. The customers' predictions are recomputed first, with the tenant's
     current model (`refresh_predictions`), so the prediction metrics follow their new orders.
     """
+    # Imported here: the models need numpy and scipy, which a run or a backtest without
+    # prediction metrics does without (see `_predictions_then`).
+    from service.engine.predictions.tenant import refresh_predictions
+
     now = now or dt.datetime.now(dt.UTC)
     await refresh_predictions(connection, tenant, now)
     changed = 0
@@ -666,7 +695,7 @@ async def preview(
         needed = _reached(order, [key for key in drafts if key is not None])
         if as_of is not None:
             refs = [ref for checked in order if checked.key in needed for ref in checked.refs]
-            await stage_predictions_then(connection, tenant, at, needed=uses_predictions(refs))
+            await _predictions_then(connection, tenant, at, refs)
         for checked in order:
             if checked.key not in needed:
                 continue

@@ -61,6 +61,12 @@ PREDICTIONS_THEN = table(
 """A backtest's predictions: the model fitted as of its time, for the customers as they were
 then (`service.engine.predictions.tenant.stage_predictions_then` fills it)."""
 
+CREATE_PREDICTIONS_THEN = (
+    "CREATE TEMP TABLE IF NOT EXISTS predictions_then (customer_id bigint,"
+    " p_alive float8, expected_order_value float8, expected_orders float8[],"
+    " clv float8[], horizon_days int[]) ON COMMIT DROP"
+)
+
 
 def predictions(tenant: str) -> Select[Any]:
     """The tenant's stored predictions with their model's horizons: the columns the catalog's

@@ -28,14 +28,7 @@ import numpy.typing as npt
 from sqlalchemy import Row, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dsl.catalog import (
-    CATALOG,
-    CURRENCY_SCALE,
-    PREDICTION_HORIZON_DAYS,
-    PROBABILITY_SCALE,
-    MetricRef,
-    Source,
-)
+from dsl.catalog import CURRENCY_SCALE, PREDICTION_HORIZON_DAYS, PROBABILITY_SCALE
 from dsl.evaluator import Prediction
 from service.access import audit
 from service.db import locks
@@ -415,34 +408,14 @@ async def refresh_predictions(connection: AsyncConnection, tenant: str, as_of: d
     return await write_predictions(connection, tenant, model, summary, as_of)
 
 
-def uses_predictions(refs: Sequence[MetricRef]) -> bool:
-    """Whether any of ``refs`` (or the metric one of them ranks) is a prediction metric."""
-    return any(
-        CATALOG[r.name].source is Source.PREDICTIONS
-        for ref in refs
-        for r in (ref, ref.of)
-        if r is not None
-    )
-
-
 async def stage_predictions_then(
-    connection: AsyncConnection, tenant: str, as_of: dt.datetime, *, needed: bool
+    connection: AsyncConnection, tenant: str, as_of: dt.datetime
 ) -> Model | None:
-    """Create `sources.PREDICTIONS_THEN` for a backtest at ``as_of`` and, when ``needed`` (its
-    schemes use a prediction metric), fill it with the predictions of the newest model fitted
-    as of that time (fitted on purchases before a time at or before ``as_of``), computed from
-    each customer's purchases before ``as_of``. Returns that model; None when none was fitted
-    by then (the prediction metrics are then null) or when not ``needed``."""
-    await connection.execute(
-        text(
-            "CREATE TEMP TABLE IF NOT EXISTS predictions_then (customer_id bigint,"
-            " p_alive float8, expected_order_value float8, expected_orders float8[],"
-            " clv float8[], horizon_days int[]) ON COMMIT DROP"
-        )
-    )
-    await connection.execute(text("TRUNCATE predictions_then"))
-    if not needed:
-        return None
+    """Fill `sources.PREDICTIONS_THEN` (created empty by the caller) for a backtest at
+    ``as_of`` with the predictions of the newest model fitted as of that time (fitted on
+    purchases before a time at or before ``as_of``), computed from each customer's purchases
+    before ``as_of``. Returns that model; None when none was fitted by then (the prediction
+    metrics are then null)."""
     model = await current_model(connection, tenant, fitted_as_of=as_of)
     if model is None:
         return None
