@@ -11,9 +11,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import URL
+
+from service.db.database import plain_url
 
 HEAVY = (
     "uvicorn",
@@ -46,24 +50,29 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stder
 """
 
 
-def _imported(*args: str, cwd: Path) -> tuple[int, list[str], str]:
-    """Run ``tierwise ARGS`` with no database configured; its exit code, the heavy modules
-    it imported and what it printed."""
+def _imported(
+    *args: str, cwd: Path, database: URL | None = None, heavy: Sequence[str] = HEAVY
+) -> tuple[int, list[str], str]:
+    """Run ``tierwise ARGS`` with ``database`` (default: none configured); its exit code, the
+    ``heavy`` modules it imported and what it printed."""
+    env = {"PATH": "/usr/bin:/bin", "TIERWISE_DATA_DIR": str(cwd / "nowhere")}
+    if database is not None:
+        env["TIERWISE_DATABASE_URL"] = plain_url(database)
     done = subprocess.run(
         [sys.executable, "-c", _RUN, json.dumps(args)],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=cwd,
-        env={"PATH": "/usr/bin:/bin", "TIERWISE_DATA_DIR": str(cwd / "nowhere")},
+        env=env,
     )
     report = json.loads(done.stderr.strip().splitlines()[-1])
-    heavy = [
+    found = [
         name
         for name in report["modules"]
-        if any(name == top or name.startswith(top + ".") for top in HEAVY)
+        if any(name == top or name.startswith(top + ".") for top in heavy)
     ]
-    return report["code"], heavy, done.stdout
+    return report["code"], found, done.stdout
 
 
 @pytest.mark.parametrize(
@@ -109,3 +118,35 @@ def test_check_with_an_unresolved_reference_still_looks_for_the_database(tmp_pat
     assert code == 0, printed
     assert "could not be checked" in printed or "note" in printed, printed
     assert "sqlalchemy.ext.asyncio" in heavy
+
+
+def test_a_backtest_without_prediction_metrics_imports_no_models_nor_alembic(
+    database: URL, tenant: str, tmp_path: Path
+) -> None:
+    """`evaluate` needs the database, but not the prediction models (numpy, scipy) for a
+    scheme without prediction metrics, nor alembic to check the schema's revision."""
+    rules = tmp_path / "value.rules"
+    rules.write_text(
+        'scheme value "Value" {\n  tier VIP    when monetary > 5000\n  tier Normal otherwise\n}\n',
+        encoding="utf-8",
+    )
+    code, _, printed = _imported(
+        "rules", "publish", str(rules), "--tenant", tenant, cwd=tmp_path, database=database
+    )
+    assert code == 0, printed
+    models = ("numpy", "scipy", "alembic")
+    for args in ((), ("--as-of", "2026-01-01")):
+        code, found, printed = _imported(
+            "evaluate",
+            "--scheme",
+            "value",
+            "--tenant",
+            tenant,
+            *args,
+            cwd=tmp_path,
+            database=database,
+            heavy=models,
+        )
+        assert code == 0, printed
+        assert "VIP" in printed
+        assert found == [], args

@@ -5,6 +5,7 @@ import secrets
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,6 +18,19 @@ from tests.support import admin
 
 async def test_database_is_at_head(engine: AsyncEngine) -> None:
     assert await migrate.current_revision(engine) == migrate.head_revision()
+
+
+async def test_revisions_read_without_alembic_are_alembics(engine: AsyncEngine) -> None:
+    """The command's schema check reads both revisions without alembic (start-up): the same
+    as alembic reads them."""
+    script = ScriptDirectory.from_config(migrate._config())
+    assert migrate.head_revision() == script.get_current_head() is not None
+
+    def read(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    async with engine.connect() as connection:
+        assert await migrate.current_revision(engine) == await connection.run_sync(read)
 
 
 async def test_migrations_match_the_table_definitions(engine: AsyncEngine) -> None:
