@@ -25,11 +25,10 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import asyncpg
-import httpx
 from sqlalchemy import Row, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -41,6 +40,9 @@ from service.db.database import is_citus, plain_url
 from service.db.tables import webhook_deliveries, webhooks
 from service.engine import schemes as published
 from service.errors import NotFound, UserError
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -652,6 +654,10 @@ class Dispatcher:
                 self.stop()
 
             watcher = asyncio.create_task(watch(stopping))
+        # Imported by the worker that delivers: recording transitions (every run, the CLI's
+        # included) only writes the outbox.
+        import httpx
+
         try:
             async with httpx.AsyncClient(
                 timeout=self.settings.timeout, follow_redirects=False
@@ -744,6 +750,8 @@ class Dispatcher:
             )
 
     async def _post(self, client: httpx.AsyncClient, delivery: _Claimed) -> _Outcome:
+        import httpx  # imported already by `run`, which made the client
+
         body = delivery.body.encode()
         timestamp = str(int(time.time()))
         headers = {

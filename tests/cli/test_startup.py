@@ -124,7 +124,8 @@ def test_a_backtest_without_prediction_metrics_imports_no_models_nor_alembic(
     database: URL, tenant: str, tmp_path: Path
 ) -> None:
     """`evaluate` needs the database, but not the prediction models (numpy, scipy) for a
-    scheme without prediction metrics, nor alembic to check the schema's revision."""
+    scheme without prediction metrics, alembic to check the schema's revision, nor the HTTP
+    client that delivers webhooks (a run only writes their outbox)."""
     rules = tmp_path / "value.rules"
     rules.write_text(
         'scheme value "Value" {\n  tier VIP    when monetary > 5000\n  tier Normal otherwise\n}\n',
@@ -134,7 +135,7 @@ def test_a_backtest_without_prediction_metrics_imports_no_models_nor_alembic(
         "rules", "publish", str(rules), "--tenant", tenant, cwd=tmp_path, database=database
     )
     assert code == 0, printed
-    models = ("numpy", "scipy", "alembic")
+    models = ("numpy", "scipy", "alembic", "httpx")
     for args in ((), ("--as-of", "2026-01-01")):
         code, found, printed = _imported(
             "evaluate",
