@@ -97,11 +97,14 @@ TIERS = (
 
 # The same tiers written by hand: one GROUP BY over orders, one over events, both with FILTER
 # aggregates, LEFT JOINed to the customers, one CASE. Window starts are bound parameters
-# computed in Python (as_of - N days), as the compiler does.
+# computed in Python (as_of - N days), as the compiler does. Order rows are classified as
+# the catalog does (dsl/catalog.py): cancelled rows count nowhere; `monetary` nets the other
+# rows (refunds are negative); frequency, recency and tenure count purchases: sales not
+# cancelled, not refunds, and not fully refunded by the refunds linked to them before as_of.
 HAND_SQL = """
 SELECT c.id AS customer_id,
   CASE
-    WHEN o.customer_id IS NULL THEN 'Prospect'
+    WHEN coalesce(o.n, 0) = 0 THEN 'Prospect'
     WHEN o.m365 >= 20000 AND o.n90 >= 6 THEN 'VIP'
     WHEN o.m365 >= 5000 AND o.last_at > :d60 THEN 'Gold'
     WHEN o.electronics180 >= 2000 THEN 'Gadgeteer'
@@ -115,12 +118,28 @@ SELECT c.id AS customer_id,
   END AS tier
 FROM customers c
 LEFT JOIN (
-  SELECT customer_id, count(*) AS n, min(ordered_at) AS first_at, max(ordered_at) AS last_at,
-         sum(amount) FILTER (WHERE ordered_at >= :d365) AS m365,
-         count(*) FILTER (WHERE ordered_at >= :d90) AS n90,
-         sum(amount) FILTER (WHERE category = 'electronics' AND ordered_at >= :d180)
+  SELECT customer_id,
+         count(*) FILTER (WHERE purchase) AS n,
+         min(ordered_at) FILTER (WHERE purchase) AS first_at,
+         max(ordered_at) FILTER (WHERE purchase) AS last_at,
+         sum(amount) FILTER (WHERE counted AND ordered_at >= :d365) AS m365,
+         count(*) FILTER (WHERE purchase AND ordered_at >= :d90) AS n90,
+         sum(amount) FILTER (WHERE counted AND category = 'electronics' AND ordered_at >= :d180)
            AS electronics180
-  FROM orders WHERE tenant_id = :t AND ordered_at < :as_of
+  FROM (
+    SELECT d.customer_id, d.ordered_at, d.amount, d.category, d.status <> 'cancelled' AS counted,
+           d.status <> 'cancelled' AND d.amount >= 0 AND d.refund_of IS NULL
+             AND (r.refunded IS NULL OR r.refunded < d.amount) AS purchase
+    FROM orders d
+    LEFT JOIN (
+      SELECT customer_id, refund_of, -sum(amount) AS refunded
+      FROM orders
+      WHERE tenant_id = :t AND ordered_at < :as_of AND status <> 'cancelled'
+        AND refund_of IS NOT NULL
+      GROUP BY customer_id, refund_of
+    ) r ON r.customer_id = d.customer_id AND r.refund_of = d.external_id
+    WHERE d.tenant_id = :t AND d.ordered_at < :as_of
+  ) classified
   GROUP BY customer_id
 ) o ON o.customer_id = c.id
 LEFT JOIN (
@@ -388,7 +407,9 @@ HAND_COUNTS_SQL = f"""
 SELECT tier, count(*) AS customers, coalesce(sum(revenue), 0) AS revenue
 FROM (
   {
-    HAND_SQL.replace("AS electronics180", "AS electronics180, sum(amount) AS revenue")
+    HAND_SQL.replace(
+        "AS electronics180", "AS electronics180, sum(amount) FILTER (WHERE counted) AS revenue"
+    )
     .replace("END AS tier", "END AS tier, o.revenue")
     .replace(
         "WHERE c.tenant_id = :t",
