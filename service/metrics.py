@@ -51,6 +51,14 @@ GRAPHQL_OPERATION_SECONDS = Histogram(
     ["operation", "type"],
     buckets=_REQUEST_BUCKETS,
 )
+TENANT_BUDGET_WAIT_SECONDS = Histogram(
+    "tierwise_tenant_budget_wait_seconds",
+    "Time an operation waited for its tenant's operations under way to finish "
+    "(TIERWISE_TENANT_COST_BUDGET), by outcome (ran, or timed_out); operations that did not "
+    "wait are not counted.",
+    ["outcome"],
+    buckets=_REQUEST_BUCKETS,
+)
 EVALUATION_RUNS = Counter(
     "tierwise_evaluation_runs",
     "Full evaluation runs finished, by trigger (schedule, cli, api, ...) and kind "

@@ -29,7 +29,8 @@ import collections
 import contextlib
 import re
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -46,8 +47,12 @@ from graphql import (
     GraphQLOutputType,
     GraphQLSchema,
     InlineFragmentNode,
+    ListValueNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    ValueNode,
+    VariableNode,
     get_named_type,
     get_operation_ast,
     parse,
@@ -56,6 +61,7 @@ from graphql import (
 
 from dsl import CATALOG
 from dsl.catalog import Source
+from service import metrics
 from service.config import Settings
 from service.errors import TimedOut
 
@@ -214,6 +220,7 @@ class _Costing:
         self.fragments = fragments
         self.variables = dict(variables)
         self.settings = settings
+        self.read: set[str] = set()
 
     def selection(
         self, parent: GraphQLObjectType, selections: SelectionSetNode, page: int | None = None
@@ -270,13 +277,40 @@ class _Costing:
                 children = max(children, self.selection(possible, node.selection_set, page))
         return own + size * children
 
-    def _arguments(self, node: FieldNode) -> dict[str, Any]:
+    def _arguments(self, node: FieldNode) -> Mapping[str, Any]:
         """The field's arguments as given (variables filled in), uncoerced: a value the
         field would refuse is refused when the operation runs, not here."""
-        return {
-            argument.name.value: value_from_ast_untyped(argument.value, self.variables)
+        return _Arguments(node, self.variables, self.read)
+
+
+class _Arguments(dict[str, Any]):
+    """A field's arguments that note, in ``read``, the variables of each one a cost reads:
+    the cost depends on those variables' values alone (`CostMemo`)."""
+
+    def __init__(self, node: FieldNode, variables: dict[str, Any], read: set[str]) -> None:
+        super().__init__(
+            (argument.name.value, value_from_ast_untyped(argument.value, variables))
             for argument in node.arguments or ()
-        }
+        )
+        self._nodes = {argument.name.value: argument.value for argument in node.arguments or ()}
+        self._read = read
+
+    def get(self, key: str, default: Any = None) -> Any:
+        node = self._nodes.get(key)
+        if node is not None:
+            self._read.update(_variables_in(node))
+        return super().get(key, default)
+
+
+def _variables_in(node: ValueNode) -> Iterator[str]:
+    if isinstance(node, VariableNode):
+        yield node.name.value
+    elif isinstance(node, ListValueNode):
+        for value in node.values:
+            yield from _variables_in(value)
+    elif isinstance(node, ObjectValueNode):
+        for field in node.fields:
+            yield from _variables_in(field.value)
 
 
 def _is_list(type_: GraphQLOutputType) -> bool:
@@ -295,12 +329,23 @@ def operation_cost(
 ) -> int:
     """The cost of ``document``'s operation (the one named, or its only one); 0 when there is
     no such operation (the request fails on that, not on its cost)."""
+    return _costed(schema, document, settings, operation_name, variables)[0]
+
+
+def _costed(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    settings: Settings,
+    operation_name: str | None,
+    variables: Mapping[str, Any] | None,
+) -> tuple[int, frozenset[str]]:
+    """The cost, and the variables whose values it depends on."""
     operation: OperationDefinitionNode | None = get_operation_ast(document, operation_name)
     if operation is None:
-        return 0
+        return 0, frozenset()
     root = schema.get_root_type(operation.operation)
     if root is None:
-        return 0
+        return 0, frozenset()
     fragments = {
         definition.name.value: definition
         for definition in document.definitions
@@ -313,7 +358,59 @@ def operation_cost(
     }
     given.update(variables or {})
     costing = _Costing(schema, fragments, given, settings)
-    return costing.selection(root, operation.selection_set)
+    return costing.selection(root, operation.selection_set), frozenset(costing.read)
+
+
+class CostMemo:
+    """Costs already computed, for the app's schema and settings: per document (the same
+    object for the same text, `service.api.limits.parsed`) and operation, the variables the
+    cost read, and per their values the cost. A customer card's cost reads none of its
+    variables (its id is no page size), so every card after the first costs a lookup; a
+    page's cost is kept per `first`. At most ``size`` documents, the least recently used
+    dropped."""
+
+    def __init__(self, settings: Settings, size: int = 256) -> None:
+        self.settings = settings
+        self.size = size
+        # id(document), operation -> the document (so a recycled id cannot match), the
+        # variables read, the costs by those variables' values.
+        self._known: collections.OrderedDict[
+            tuple[int, str | None], tuple[DocumentNode, tuple[str, ...], dict[Any, int]]
+        ] = collections.OrderedDict()
+
+    def cost(
+        self,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        operation_name: str | None,
+        variables: Mapping[str, Any] | None,
+    ) -> int:
+        given = variables or {}
+        key = (id(document), operation_name)
+        known = self._known.get(key)
+        if known is not None and known[0] is document:
+            self._known.move_to_end(key)
+            _, read, costs = known
+            values = tuple(given.get(name) for name in read)
+            try:
+                return costs[values]
+            except KeyError:
+                pass
+            except TypeError:  # a list or object as the value: not kept
+                return _costed(schema, document, self.settings, operation_name, given)[0]
+        cost, used = _costed(schema, document, self.settings, operation_name, given)
+        if known is None or known[0] is not document:
+            known = (document, tuple(sorted(used)), {})
+            self._known[key] = known
+            if len(self._known) > self.size:
+                self._known.popitem(last=False)
+        _, read, costs = known
+        if set(read) >= used:
+            values = tuple(given.get(name) for name in read)
+            with contextlib.suppress(TypeError):
+                if len(costs) < self.size:
+                    costs[values] = cost
+        return cost
 
 
 def over_limit(cost: int, limit: int) -> GraphQLError:
@@ -350,16 +447,23 @@ class TenantBudgets:
         if queue or self._running.get(tenant, 0) + share > self.budget:
             turn = asyncio.get_running_loop().create_future()
             queue.append((share, turn))
+            waited = time.perf_counter()
             try:
                 async with asyncio.timeout(wait or None):
                     await turn
             except TimeoutError:
-                queue.remove((share, turn))
+                if turn.done() and not turn.cancelled():
+                    # Its turn came just as the wait ran out: `_wake` counted it as running.
+                    self._running[tenant] -= share
+                else:
+                    queue.remove((share, turn))
                 self._wake(tenant)
+                _observe_wait("timed_out", waited)
                 raise TimedOut(
                     f"waited {wait:g} s for this tenant's operations under way to finish "
                     f"(their cost is held within {self.budget:,}: TIERWISE_TENANT_COST_BUDGET)"
                 ) from None
+            _observe_wait("ran", waited)
         else:
             self._running[tenant] = self._running.get(tenant, 0) + share
         try:
@@ -379,6 +483,10 @@ class TenantBudgets:
             self._waiting.pop(tenant, None)
         if not self._running.get(tenant):
             self._running.pop(tenant, None)
+
+
+def _observe_wait(outcome: str, since: float) -> None:
+    metrics.TENANT_BUDGET_WAIT_SECONDS.labels(outcome).observe(time.perf_counter() - since)
 
 
 # --- the documented operations' costs, for docs/operations.md ----------------------------------

@@ -23,7 +23,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as max_de
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
-from service.api.cost import operation_cost, over_limit
+from service.api.cost import CostMemo, over_limit
 from service.api.errors import LIMIT_EXCEEDED, ApiError
 from service.config import Settings
 from service.errors import UserError
@@ -83,21 +83,18 @@ def ingest_rows(settings: Settings, count: int) -> None:
         )
 
 
-def cost_refusal(context: ExecutionContext, settings: Settings) -> tuple[int, GraphQLError | None]:
-    """The cost of the operation about to run (`service.api.cost`), and the LIMIT_EXCEEDED
-    error (the cost in ``extensions.cost``) if it is over `Settings.max_query_cost`. (Within
-    the limit, it runs within its tenant's budget: `TenantBudgets`.) Subscriptions cost little
-    up front and are bounded per event, not here."""
+def cost_refusal(
+    context: ExecutionContext, settings: Settings, costs: CostMemo
+) -> tuple[int, GraphQLError | None]:
+    """The cost of the operation about to run (`service.api.cost`, remembered in ``costs``),
+    and the LIMIT_EXCEEDED error (the cost in ``extensions.cost``) if it is over
+    `Settings.max_query_cost`. (Within the limit, it runs within its tenant's budget:
+    `TenantBudgets`.) Subscriptions cost little up front and are bounded per event, not
+    here."""
     document = context.graphql_document
     if document is None:
         return 0, None
-    cost = operation_cost(
-        context.schema._schema,
-        document,
-        settings,
-        operation_name=context.operation_name,
-        variables=context.variables,
-    )
+    cost = costs.cost(context.schema._schema, document, context.operation_name, context.variables)
     limit = settings.max_query_cost
     return cost, over_limit(cost, limit) if cost > limit else None
 

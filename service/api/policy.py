@@ -26,7 +26,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
 from service.api.context import share_reads
-from service.api.cost import TenantBudgets
+from service.api.cost import CostMemo, TenantBudgets
 from service.api.errors import TIMEOUT, publish
 from service.api.limits import cost_refusal, parsed, validated, validation_rules
 from service.api.observe import record_operation
@@ -42,11 +42,13 @@ class RequestPolicy(SchemaExtension):
         settings: Settings,
         rules: tuple[type[ASTValidationRule], ...],
         budgets: TenantBudgets,
+        costs: CostMemo,
     ) -> None:
         super().__init__()
         self.settings = settings
         self.rules = rules
         self.budgets = budgets
+        self.costs = costs
 
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
@@ -76,7 +78,7 @@ class RequestPolicy(SchemaExtension):
         document = context.graphql_document
         cost = 0
         if document is not None and context.operation_type is not OperationType.SUBSCRIPTION:
-            cost, refused = cost_refusal(context, self.settings)
+            cost, refused = cost_refusal(context, self.settings, self.costs)
             if refused is not None:
                 context.result = ExecutionResult(data=None, errors=[refused])
         unstorable = text_refusal(document, context.variables, context.query)
@@ -103,8 +105,9 @@ class RequestPolicy(SchemaExtension):
 
 
 def request_policy(settings: Settings) -> Callable[[], SchemaExtension]:
-    """The factory of `RequestPolicy` (strawberry makes one per operation); the rules and the
-    tenants' budgets are made once, here."""
+    """The factory of `RequestPolicy` (strawberry makes one per operation); the rules, the
+    tenants' budgets and the costs' memo are made once, here."""
     rules = validation_rules(settings)
     budgets = TenantBudgets(settings.tenant_cost_budget)
-    return lambda: RequestPolicy(settings=settings, rules=rules, budgets=budgets)
+    costs = CostMemo(settings)
+    return lambda: RequestPolicy(settings=settings, rules=rules, budgets=budgets, costs=costs)

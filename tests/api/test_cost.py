@@ -171,3 +171,21 @@ async def test_a_tenants_heavy_operations_take_turns_and_the_others_go_on() -> N
     release.set()
     await asyncio.gather(*first, *later)
     assert order[4:] == ["heavy 3", "cheap a"]
+
+
+def test_a_remembered_cost_is_the_cost_for_the_values_it_depends_on() -> None:
+    """`CostMemo` keeps a cost per the values of the variables the cost read: the card's id
+    is read by no cost (one entry for every customer), a page's `first` is (one per size)."""
+    settings = Settings()
+    schema = build_schema(settings)._schema
+    memo = cost.CostMemo(settings)
+    card = parse((cost.OPERATIONS / "customer_card.graphql").read_text())
+    page = parse("query ($n: Int) { customers(first: $n) { edges { node { id } } } }")
+    for name in ("ann", "bob", "cyd"):
+        assert memo.cost(schema, card, None, {"id": name, "scheme": "value"}) == 34
+    for size in (10, 50, 10, None):
+        expected = cost.operation_cost(schema, page, settings, variables={"n": size})
+        assert memo.cost(schema, page, None, {"n": size}) == expected
+    assert memo.cost(schema, page, None, {"n": 10}) == 11
+    known = {read: costs for _, read, costs in memo._known.values()}
+    assert known == {(): {(): 34}, ("n",): {(10,): 11, (50,): 51, (None,): 101}}
