@@ -18,6 +18,7 @@ statements. `RequestPolicy` does, per operation:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
@@ -92,12 +93,16 @@ class RequestPolicy(SchemaExtension):
         ):
             yield
             return
-        try:
-            async with self.budgets.held(caller.tenant, cost, self.settings.statement_timeout):
-                yield
-        except TimedOut as error:
-            timeout = GraphQLError(str(error), extensions={"code": TIMEOUT, "cost": cost})
-            context.result = ExecutionResult(data=None, errors=[timeout])
+        async with contextlib.AsyncExitStack() as turn:
+            try:
+                held = self.budgets.held(caller.tenant, cost, self.settings.statement_timeout)
+                await turn.enter_async_context(held)
+            except TimedOut as error:
+                # Its turn never came: answered TIMEOUT, and the hook still yields (strawberry
+                # requires it; with a result set, nothing executes).
+                timeout = GraphQLError(str(error), extensions={"code": TIMEOUT, "cost": cost})
+                context.result = ExecutionResult(data=None, errors=[timeout])
+            yield
 
     def on_stream_result(self, result: object) -> Iterator[None]:
         publish(result)

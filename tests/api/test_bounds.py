@@ -127,6 +127,50 @@ async def test_one_tenants_stalled_work_leaves_connections_for_the_others(
         await small.dispose()
 
 
+async def test_an_operation_waiting_past_the_timeout_for_its_tenants_budget_answers_timeout(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    """A's evaluation (cost 1,000) stalls on its scheme's run lock, held by the test, and
+    fills A's budget of 1,000: A's second waits in the process, holding nothing, and after the
+    statement timeout (1 s here) answers TIMEOUT naming the bound; B's card is answered
+    meanwhile, and A's first finishes once the lock is let go."""
+    await shop(engine, tenant)
+    other = await another_tenant(engine, tenant)
+    settings = with_secret(Settings(tenant_cost_budget=1_000, statement_timeout=1))
+    transport = httpx.ASGITransport(app=create_app(engine, settings=settings))
+
+    async def ask(client: httpx.AsyncClient, who: str, query: str) -> dict[str, Any]:
+        response = await client.post("/graphql", json={"query": query}, headers=bearer(who))
+        return dict(response.json())
+
+    async def one_stalled() -> bool:
+        return (
+            await _count(
+                engine,
+                "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                "WHERE d.datname = current_database() AND l.locktype = 'advisory' "
+                "AND NOT l.granted",
+            )
+            == 1
+        )
+
+    async with httpx.AsyncClient(transport=transport, base_url="http://tierwise") as client:
+        async with engine.begin() as holder:
+            await holder.execute(text(UNBOUNDED_IDLE))
+            await locks.acquire(holder, locks.Purpose.run, tenant, "value")
+            first = asyncio.create_task(ask(client, tenant, EVALUATE))
+            await until(one_stalled, "A's first run waiting in Postgres")
+            started = time.monotonic()
+            second = await ask(client, tenant, EVALUATE)
+            assert codes(second) == ["TIMEOUT"], second
+            assert "TIERWISE_TENANT_COST_BUDGET" in second["errors"][0]["message"]
+            assert time.monotonic() - started >= 1
+            card = await ask(client, other, CARD)
+            assert card["data"]["customer"]["tiers"] == [{"scheme": "value", "tier": "VIP"}]
+            assert not first.done()
+        assert "errors" not in await first
+
+
 async def test_a_body_over_the_limit_is_refused_before_it_is_parsed(
     engine: AsyncEngine, tenant: str
 ) -> None:
