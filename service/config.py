@@ -80,10 +80,11 @@ class Settings(BaseSettings):
     runs (pages multiplied down the nesting, whole-tenant fields such as `totalCount` and
     `where` at 100 each, evaluations at 1,000; docs/operations.md lists each documented
     operation's); over it, LIMIT_EXCEEDED with the cost, and nothing runs."""
-    tenant_cost_budget: int = 4_000
+    tenant_cost_budget: int = 2_000
     """The most the operations of one tenant running at once in a process may cost together
-    (two of the heaviest allowed): past it, the tenant's next operations wait, holding
-    nothing, for at most `statement_timeout` (then TIMEOUT); other tenants' go on."""
+    (one of the heaviest allowed, or many light ones): past it, the tenant's next operations
+    wait, holding nothing, for at most `statement_timeout` (then TIMEOUT); other tenants' go
+    on."""
     max_ingest_rows: int = 10_000
     """Rows one ingest mutation may carry, or ids one deletion (bigger loads: `tierwise import`
     and `tierwise delete`)."""
