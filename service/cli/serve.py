@@ -96,8 +96,8 @@ def demo(
     serve_: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve after loading.")] = True,
 ) -> None:
     """Start Postgres (embedded unless configured), migrate, load demo data, fit the prediction
-    models, publish the built-in templates (value, lifecycle, RFM, ABC, predicted lifetime
-    value, churn risk) with their strategies, evaluate, serve."""
+    models, publish the seven built-in templates (value, lifecycle, RFM, ABC, declining,
+    predicted lifetime value, churn risk) with their strategies, evaluate, serve."""
     from service.access import audit
     from service.cli.keys import demo_access
     from service.cli.serving import serve_app

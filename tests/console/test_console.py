@@ -374,6 +374,75 @@ def test_the_customer_card_explains_as_explain_does(page: Page, served: Served) 
     expect(profile).to_contain_text("CLV (365 days)")
 
 
+_MODEL = (Path(__file__).parents[2] / "graphql/operations/prediction_model.graphql").read_text()
+
+
+def _chart_data(page: Page, chart: str) -> dict[str, list[tuple[str, Decimal]]]:
+    """The numbers a chart draws, read from the description ECharts writes for screen readers
+    ("... the data for 7+ is 7, 5.6625, ...": a line's point is its category's index and its
+    value), by series."""
+    label = page.locator(f"#{chart}").get_attribute("aria-label") or ""
+    series: dict[str, list[tuple[str, Decimal]]] = {}
+    for part in re.split(r"(?=The \w+ series)", label)[1:]:
+        name = re.search(r"representing (\w+)", part)
+        assert name, label
+        pairs = re.findall(r"the data for (\S+) is \d+, (-?\d+(?:\.\d+)?)", part)
+        series[name[1]] = [(bucket, Decimal(value)) for bucket, value in pairs]
+    return series
+
+
+def test_the_models_calibration_chart_shows_predicted_against_actual(
+    page: Page, served: Served
+) -> None:
+    model = api(served, _MODEL)["model"]
+    calibration = model["calibration"]
+    buckets = calibration["buckets"]
+    assert len(buckets) == 8, "0 to 6 and 7+ repeat purchases: each has demo customers"
+    sign_in(page, served, served.keys[Role.viewer], "#/predictions")
+    expect(page.get_by_label("Model")).to_contain_text(f"Version {model['version']}, fitted")
+    shown = page.get_by_role("table", name="Calibration")
+    expect(shown).to_be_visible()
+    customers = sum(b["customers"] for b in buckets)
+    assert _cells(shown) == [
+        [b["repeatPurchases"], f"{b['customers']:,}", b["predicted"], b["actual"]] for b in buckets
+    ] + [
+        [
+            "Total",
+            f"{customers:,}",
+            f"{Decimal(calibration['predicted']):,.1f}",
+            f"{calibration['actual']:,}",
+        ]
+    ]
+    error = Decimal(calibration["error"])
+    expect(page.get_by_label("Calibration totals")).to_contain_text(f"error {error:+.1%}")
+    expect(page.locator("#calibration-chart svg")).to_be_visible()
+    assert _chart_data(page, "calibration-chart") == {
+        name: [(b["repeatPurchases"], Decimal(b[key])) for b in buckets]
+        for name, key in (("Predicted", "predicted"), ("Actual", "actual"))
+    }
+
+    # Another period: the page asks the API for it and draws its numbers.
+    holdout_end = calibration["holdoutEnd"][:10]
+    calibration_end = (dt.date.fromisoformat(holdout_end) - dt.timedelta(days=90)).isoformat()
+    other = api(
+        served,
+        _MODEL,
+        {
+            "calibrationEnd": f"{calibration_end}T00:00:00+00:00",
+            "holdoutEnd": f"{holdout_end}T00:00:00+00:00",
+        },
+    )["model"]["calibration"]
+    page.get_by_label("Calibration end").fill(calibration_end)
+    page.get_by_label("Holdout end").fill(holdout_end)
+    page.get_by_role("button", name="Validate").click()
+    expect(page.get_by_label("Calibration totals")).to_contain_text(
+        f"From {calibration_end} 00:00:00 UTC"
+    )
+    assert _chart_data(page, "calibration-chart")["Actual"] == [
+        (b["repeatPurchases"], Decimal(b["actual"])) for b in other["buckets"]
+    ]
+
+
 def test_segment_members_page_with_a_where(page: Page, served: Served) -> None:
     where = 'region = "east"'
     expected = api(

@@ -1,4 +1,4 @@
-// Charts with Apache ECharts, only the parts used (bars, heatmap, SVG renderer), so the
+// Charts with Apache ECharts, only the parts used (bars, lines, heatmap, SVG renderer), so the
 // console stays small. Every chart carries an ECharts-generated description for screen
 // readers (aria), and the same numbers are in a table beside it.
 
@@ -56,5 +56,23 @@ export function sizesChart(element, days, series) {
     xAxis: { type: "category", data: days, boundaryGap: false },
     yAxis: { type: "value", name: "customers" },
     series: series.map(({ tier, values }) => ({ name: tier, type: "line", showSymbol: false, data: values })),
+  });
+}
+
+/** The model's calibration: per number of calibration repeat purchases, the mean predicted
+ * and the mean actual purchases in the holdout period (Fader, Hardie and Lee 2005, figure 3).
+ * Means are Decimal strings; the chart draws them as numbers, the table beside it keeps them. */
+export function calibrationChart(element, buckets) {
+  return mount(element, {
+    color: ["#2563eb", "#f59e0b"],
+    tooltip: { trigger: "axis" },
+    legend: { top: 0 },
+    grid: { left: 8, right: 24, top: 40, bottom: 32, containLabel: true },
+    xAxis: { type: "category", data: buckets.map((b) => b.repeatPurchases), name: "repeat purchases in the calibration period", nameLocation: "middle", nameGap: 28 },
+    yAxis: { type: "value", name: "purchases per customer" },
+    series: [
+      { name: "Predicted", type: "line", symbolSize: 8, data: buckets.map((b) => Number(b.predicted)) },
+      { name: "Actual", type: "line", symbolSize: 8, lineStyle: { type: "dashed" }, data: buckets.map((b) => Number(b.actual)) },
+    ],
   });
 }

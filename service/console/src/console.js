@@ -1,6 +1,7 @@
 // The analyst console: sign in with a token (API key or JWT), then dashboard, rules,
-// segments, customers and strategies, all from the GraphQL API. Views are addressed by the
-// URL's fragment (#/dashboard/value), so the browser's back button and links work.
+// segments, customers, strategies and the prediction model, all from the GraphQL API. Views
+// are addressed by the URL's fragment (#/dashboard/value), so the browser's back button and
+// links work.
 
 import CHECK_RULES from "../../../graphql/operations/check_rules.graphql";
 import CONSOLE_SESSION from "../../../graphql/operations/console_session.graphql";
@@ -9,6 +10,7 @@ import "./console.css";
 import { field, h, replace, status } from "./dom.js";
 import { customer } from "./views/customer.js";
 import { dashboard } from "./views/dashboard.js";
+import { predictions } from "./views/predictions.js";
 import { rules } from "./views/rules.js";
 import { segments } from "./views/segments.js";
 import { strategies } from "./views/strategies.js";
@@ -19,6 +21,7 @@ const VIEWS = {
   segments: ["Segments", segments],
   customers: ["Customers", customer],
   strategies: ["Strategies", strategies],
+  predictions: ["Predictions", predictions],
 };
 
 const root = document.getElementById("console");
