@@ -69,7 +69,7 @@ export function calibrationChart(element, buckets) {
     legend: { top: 0 },
     grid: { left: 8, right: 24, top: 40, bottom: 32, containLabel: true },
     xAxis: { type: "category", data: buckets.map((b) => b.repeatPurchases), name: "repeat purchases in the calibration period", nameLocation: "middle", nameGap: 28 },
-    yAxis: { type: "value", name: "purchases per customer" },
+    yAxis: { type: "value", name: "purchases per customer", nameTextStyle: { align: "left" } },
     series: [
       { name: "Predicted", type: "line", symbolSize: 8, data: buckets.map((b) => Number(b.predicted)) },
       { name: "Actual", type: "line", symbolSize: 8, lineStyle: { type: "dashed" }, data: buckets.map((b) => Number(b.actual)) },
