@@ -361,6 +361,11 @@ def _costed(
     return costing.selection(root, operation.selection_set), frozenset(costing.read)
 
 
+# A variable not sent takes the document's default; one sent as null overrides it (`first:
+# null` is the largest page), so the two are different keys.
+_ABSENT = object()
+
+
 class CostMemo:
     """Costs already computed, for the app's schema and settings: per document (the same
     object for the same text, `service.api.limits.parsed`) and operation, the variables the
@@ -391,7 +396,7 @@ class CostMemo:
         if known is not None and known[0] is document:
             self._known.move_to_end(key)
             _, read, costs = known
-            values = tuple(given.get(name) for name in read)
+            values = tuple(given.get(name, _ABSENT) for name in read)
             try:
                 return costs[values]
             except KeyError:
@@ -406,7 +411,7 @@ class CostMemo:
                 self._known.popitem(last=False)
         _, read, costs = known
         if set(read) >= used:
-            values = tuple(given.get(name) for name in read)
+            values = tuple(given.get(name, _ABSENT) for name in read)
             with contextlib.suppress(TypeError):
                 if len(costs) < self.size:
                     costs[values] = cost
@@ -451,13 +456,16 @@ class TenantBudgets:
             try:
                 async with asyncio.timeout(wait or None):
                     await turn
-            except TimeoutError:
+            except BaseException as stopped:  # the wait ran out, or the request was cancelled
                 if turn.done() and not turn.cancelled():
-                    # Its turn came just as the wait ran out: `_wake` counted it as running.
+                    # Its turn came just as it stopped waiting: `_wake` counted it as running.
                     self._running[tenant] -= share
                 else:
-                    queue.remove((share, turn))
+                    with contextlib.suppress(ValueError):  # `_wake` dropped it, cancelled
+                        queue.remove((share, turn))
                 self._wake(tenant)
+                if not isinstance(stopped, TimeoutError):
+                    raise
                 _observe_wait("timed_out", waited)
                 raise TimedOut(
                     f"waited {wait:g} s for this tenant's operations under way to finish "

@@ -189,3 +189,52 @@ def test_a_remembered_cost_is_the_cost_for_the_values_it_depends_on() -> None:
     assert memo.cost(schema, page, None, {"n": 10}) == 11
     known = {read: costs for _, read, costs in memo._known.values()}
     assert known == {(): {(): 34}, ("n",): {(10,): 11, (50,): 51, (None,): 101}}
+
+
+def test_a_variable_sent_as_null_is_not_its_default() -> None:
+    """`first: $n` with `$n = 1` costs a page of one; sent as null it is the largest page, so
+    a remembered cost of the first must not pass the second under the limit."""
+    settings = Settings()
+    schema = build_schema(settings)._schema
+    memo = cost.CostMemo(settings)
+    page = parse("query ($n: Int = 1) { customers(first: $n) { edges { node { id } } } }")
+    small = memo.cost(schema, page, None, {})
+    assert memo.cost(schema, page, None, {"n": None}) == cost.operation_cost(
+        schema, page, settings, variables={"n": None}
+    )
+    assert memo.cost(schema, page, None, {"n": None}) > small == memo.cost(schema, page, None, {})
+
+
+async def test_a_request_cancelled_while_it_waits_gives_back_its_turn() -> None:
+    """A client that goes away cancels its request: cancelled just as its turn came, or while
+    it waits as another operation finishes, it must leave the tenant's budget whole (a lost
+    share made every later heavy operation of the tenant wait out its time)."""
+    budgets = cost.TenantBudgets(2_000)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with budgets.held("a", 2_000, 30):
+            await release.wait()
+
+    async def wait_then_run() -> None:
+        async with budgets.held("a", 2_000, 30):
+            pass
+
+    for cancel_first in (False, True):
+        holder = asyncio.create_task(hold())
+        await asyncio.sleep(0)
+        waiter = asyncio.create_task(wait_then_run())
+        await asyncio.sleep(0)
+        if cancel_first:  # cancelled while waiting; the release then finds it in the queue
+            waiter.cancel()
+            release.set()
+        else:  # its turn comes (the release), then it is cancelled before it resumes
+            release.set()
+            await asyncio.sleep(0)
+            waiter.cancel()
+        await holder
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        release.clear()
+        assert budgets._running == {} and budgets._waiting == {}
+        await asyncio.wait_for(wait_then_run(), 1)  # runs at once: nothing leaked
