@@ -9,6 +9,7 @@ reported), `syntax_errors` (lark's errors in a rule author's words).
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -55,15 +56,23 @@ def _cache_file() -> str | bool:
     versions, and analyses again when it differs (or the file is unreadable). Not lark's
     default place, the shared temporary directory: the file is a pickle, so it lives in the
     user's own cache directory. None when that cannot be made."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    home = os.path.expanduser("~")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
+    if not os.path.isabs(base):  # no home directory: not the current one either
+        return False
     directory = Path(base, "tierwise")
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        status = directory.stat()
     except OSError:
         return False
-    if not os.access(directory, os.W_OK):
+    # Lark unpickles the file before it checks the hash: only a directory of this user's
+    # that nobody else can write into is trusted.
+    if status.st_uid != os.getuid() or status.st_mode & 0o022 or not os.access(directory, os.W_OK):
         return False
-    return str(directory / "grammar.lark-cache")
+    # A file per grammar, so checkouts of different versions do not rewrite each other's.
+    digest = hashlib.sha256(grammar_text().encode()).hexdigest()[:16]
+    return str(directory / f"grammar-{digest}.lark-cache")
 
 
 @functools.cache
