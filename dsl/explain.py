@@ -119,7 +119,7 @@ def _unit(node: c.Operand) -> str | None:
 def _alike(expected: JsonValue, actual: JsonValue, node: c.Operand) -> JsonValue:
     """A constant in the JSON type of what it is compared with: `frequency >= 2` and
     `recency > 90 days` show 2 and 90 as numbers, like the customer's 0 and 100, not "2"."""
-    whole = isinstance(actual, int) or node.type is Type.DAYS
+    whole = isinstance(actual, int) or (actual is None and node.type is Type.DAYS)
     if whole and isinstance(expected, str) and expected.lstrip("-").isdigit():
         return int(expected)
     return expected

@@ -138,3 +138,8 @@ def test_bounds_keep_the_type_and_unit_of_what_they_bound() -> None:
         ("10", ">", "5000.50", "currency"),
         (1, ">=", 3, "orders"),
     ]
+    # A quotient of days is a decimal: its bound is shown as one too.
+    scheme = check_text("tier A when recency / 3 > 10 days").schemes[0]
+    clause = explain(scheme, compute_metric_values(scheme.refs, facts, AS_OF)).tiers[0].clause
+    assert clause is not None
+    assert (clause.actual, clause.expected, clause.unit) == ("13.3333333333", "10", "days")
