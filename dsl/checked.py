@@ -121,6 +121,8 @@ class CheckedTier:
     index: int  # position in the scheme, 0-based
     condition: Condition | None  # None: otherwise
     span: Span
+    keep_days: int | None = None
+    """`keep N days`: how long a member keeps the tier after its condition stops holding."""
 
 
 @dataclass(frozen=True)

@@ -740,7 +740,13 @@ def _check_scheme(
             condition = None
             del checker.found[found:]
             del checker.uses[uses:]
-        tiers.append(c.CheckedTier(tier.name, index, condition, tier.span))
+        keep_days = None
+        if tier.keep is not None:
+            try:
+                keep_days = _keep_days(tier)
+            except _Fail as fail:
+                errors.append(fail.diagnostic(scheme.file))
+        tiers.append(c.CheckedTier(tier.name, index, condition, tier.span, keep_days))
     # Every reference of the tiers' conditions, in first-use order: the references the checker
     # found while building them, in the order `c.condition_refs` of each tier would list them.
     refs = dict.fromkeys(checker.found)
@@ -771,6 +777,42 @@ def _check_scheme(
         tuple(definitions),
     )
     return result, checker.depends
+
+
+def _keep_days(tier: t.Tier) -> int:
+    """The days of a tier's `keep`; `_Fail` (invalid-keep) for one that is not a duration of
+    whole days in range, or on an `otherwise` tier."""
+    assert tier.keep is not None
+    keep, hold = tier.keep, tier.keep.hold
+    if tier.condition is None:
+        raise _Fail(
+            keep.span,
+            "an `otherwise` tier cannot keep its customers: it has no condition to stop holding",
+            "put `keep` after the condition of a `when` tier",
+            code=Code.INVALID_KEEP,
+        )
+    if isinstance(hold, t.Number):
+        raise _Fail(
+            hold.span,
+            "`keep` takes a duration: a number with its unit",
+            f"for example: keep {hold.value} days",
+            code=Code.INVALID_KEEP,
+        )
+    if not isinstance(hold, t.Duration):
+        raise _Fail(
+            hold.span,
+            "`keep` takes a duration written out, such as `90 days` or `3 months`",
+            code=Code.INVALID_KEEP,
+        )
+    days = window_days(hold.amount, hold.unit)
+    if days != days.to_integral_value() or not 1 <= days <= MAX_WINDOW_DAYS:
+        raise _Fail(
+            hold.span,
+            "a keep is a whole number of days from 1 day to 100 years",
+            "for example: keep 90 days, keep 3 months",
+            code=Code.INVALID_KEEP,
+        )
+    return int(days)
 
 
 def _cycles(

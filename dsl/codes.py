@@ -61,6 +61,11 @@ class Code(enum.StrEnum):
         "A window that is not a whole number of days from 1 day to 100 years, or a horizon that "
         "a prediction metric is not predicted for (`clv(60 days)`).",
     )
+    INVALID_KEEP = (
+        "invalid-keep",
+        "A `keep` that is not a whole number of days from 1 day to 100 years (`keep 90 days`), "
+        "or a `keep` on an `otherwise` tier, which has no condition to stop holding.",
+    )
     TYPE_MISMATCH = (
         "type-mismatch",
         "Two sides that cannot be compared: text with a number, a count with a duration, two "

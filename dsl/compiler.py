@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, assert_never
 from typing import cast as cast_type
@@ -77,7 +77,7 @@ class Sources:
     tiers of other schemes); predictions (optional): customer_id, p_alive,
     expected_order_value, expected_orders, clv and horizon_days (see
     `catalog.SqlContext.prediction`), one row per customer with predictions; without it the
-    prediction metrics are null.
+    prediction metrics are null. kept (optional): see below.
     """
 
     customers: FromClause
@@ -85,6 +85,9 @@ class Sources:
     events: FromClause
     memberships: FromClause
     predictions: FromClause | None = None
+    kept: Callable[[str], FromClause] | None = None
+    """For a scheme key, its members as the scheme's `keep` tiers see them: customer_id, tier
+    and qualified_at (the last time their tier's condition held); None: no one is kept."""
 
 
 _TIMESTAMP = DateTime(timezone=True)
@@ -489,13 +492,21 @@ def compile_scheme(
     as_of: dt.datetime,
     figures: Sequence[MetricRef] = (),
 ) -> Select[Any]:
-    """Columns `customer_id`, `tier` (NULL when no tier matches) and `tier_index` (0-based),
-    then `f0`, `f1`, ...: the values of ``figures``, metrics a caller reports per tier (a
-    run's revenue is `monetary`), from the same metrics relation as the tiers, so that the
-    sources are read once for both."""
+    """Columns `customer_id`, `tier` (NULL when no tier matches), `tier_index` (0-based) and
+    `held` (the customer keeps a `keep` tier whose condition no longer holds), then `f0`,
+    `f1`, ...: the values of ``figures``, metrics a caller reports per tier (a run's revenue
+    is `monetary`), from the same metrics relation as the tiers, so that the sources are read
+    once for both."""
     refs = [*scheme.refs, *(ref for ref in dict.fromkeys(figures) if ref not in scheme.refs)]
     metrics = metrics_relation(refs, sources, as_of)
     columns = _columns(metrics, refs)
+    keeps = any(tier.keep_days is not None for tier in scheme.tiers)
+    own = (
+        sources.kept(scheme.key)
+        if keeps and sources.kept is not None and scheme.key is not None
+        else None
+    )
+    count = len(scheme.tiers)
     whens: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = []
     fallback: ColumnElement[Any] = null()
     for tier in scheme.tiers:
@@ -504,19 +515,46 @@ def compile_scheme(
             fallback = index
             break
         whens.append((condition_sql(tier.condition, columns), index))
+        if tier.keep_days is not None and own is not None:
+            # Kept: a member of the tier who qualified within the keep. Its position is
+            # shifted by the number of tiers, so that `held` can be told from it below.
+            since = BindParameter(
+                window_parameter(tier.keep_days),
+                as_of - dt.timedelta(days=tier.keep_days),
+                type_=_TIMESTAMP,
+            )
+            kept = and_(
+                _compare(own.c.tier, operator.eq, bind(tier.name, Type.TEXT)),
+                _compare(own.c.qualified_at, operator.ge, since),
+            )
+            whens.append(
+                (kept, BindParameter(None, tier.index + count, type_=Integer, unique=True))
+            )
     # Conditions are evaluated once, for the index; the name is looked up from it.
     position = case(*whens, else_=fallback) if whens else fallback
     values = [columns[ref].label(f"f{i}") for i, ref in enumerate(figures)]
-    ranked = select(
-        metrics.c.customer_id, cast(position, Integer).label("tier_index"), *values
-    ).subquery("ranked")
+    source: FromClause = metrics
+    if own is not None:
+        source = metrics.outerjoin(own, own.c.customer_id == metrics.c.customer_id)
+    ranked = (
+        select(metrics.c.customer_id, cast(position, Integer).label("code"), *values)
+        .select_from(source)
+        .subquery("ranked")
+    )
+    held: ColumnElement[Any] = false()
+    tier_index: ColumnElement[Any] = ranked.c.code
+    if own is not None:
+        limit = BindParameter(None, count, type_=Integer, unique=True)
+        held = functions.coalesce(ranked.c.code >= limit, false())
+        tier_index = case((ranked.c.code >= limit, ranked.c.code - limit), else_=ranked.c.code)
     # One bound array of names, indexed by position (Postgres arrays start at 1).
     names = bindparam(None, list(scheme.tier_names), type_=ARRAY(Text()), unique=True)
-    name = Grouping(names)[ranked.c.tier_index + 1]
+    name = Grouping(names)[tier_index + 1]
     return select(
         ranked.c.customer_id,
         name.label("tier"),
-        ranked.c.tier_index,
+        tier_index.label("tier_index"),
+        held.label("held"),
         *(ranked.c[value.name] for value in values),
     )
 

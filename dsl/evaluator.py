@@ -258,9 +258,50 @@ def evaluate_condition(node: c.Condition, values: Values) -> Truth:
         assert_never(node)
 
 
-def evaluate(scheme: c.CheckedScheme, values: Values) -> str | None:
-    """The first tier whose condition is true (or `otherwise`); None when none matches."""
+@dataclass(frozen=True)
+class Kept:
+    """A customer's current tier of the scheme and when its condition last held for them:
+    what a `keep` tier needs to keep them (`compiler.Sources.kept`)."""
+
+    tier: str
+    qualified_at: dt.datetime | None
+
+
+def keeps(tier: c.CheckedTier, kept: Kept | None, as_of: dt.datetime) -> bool:
+    """Whether ``tier`` keeps its member ``kept`` at ``as_of`` (whatever its condition says):
+    it has `keep N days` and they qualified within the last N days."""
+    return (
+        tier.keep_days is not None
+        and kept is not None
+        and kept.tier == tier.name
+        and kept.qualified_at is not None
+        and kept.qualified_at >= as_of - dt.timedelta(days=tier.keep_days)
+    )
+
+
+def place(
+    scheme: c.CheckedScheme,
+    values: Values,
+    kept: Kept | None = None,
+    as_of: dt.datetime | None = None,
+) -> tuple[str | None, bool]:
+    """The first tier whose condition is true (or `otherwise`) or that keeps the customer
+    (``kept``, at ``as_of``), and whether it only keeps them; (None, False) when none
+    matches."""
     for tier in scheme.tiers:
         if tier.condition is None or evaluate_condition(tier.condition, values) is True:
-            return tier.name
-    return None
+            return tier.name, False
+        if as_of is not None and keeps(tier, kept, as_of):
+            return tier.name, True
+    return None, False
+
+
+def evaluate(
+    scheme: c.CheckedScheme,
+    values: Values,
+    kept: Kept | None = None,
+    as_of: dt.datetime | None = None,
+) -> str | None:
+    """The first tier whose condition is true (or `otherwise`), or that keeps the customer
+    (`place`); None when none matches."""
+    return place(scheme, values, kept, as_of)[0]

@@ -14,7 +14,7 @@ from typing import Literal, assert_never
 
 from dsl import checked as c
 from dsl.catalog import Type, Value, metric
-from dsl.evaluator import Truth, Values, evaluate_condition, operand_value
+from dsl.evaluator import Kept, Truth, Values, evaluate_condition, keeps, operand_value
 
 JsonValue = str | int | bool | None | list["JsonValue"]
 Outcome = Literal["true", "false", "unknown"]
@@ -45,6 +45,7 @@ class TierTrace:
     result: Outcome | Literal["otherwise"]
     matched: bool  # this tier took the customer
     clause: ClauseTrace | None  # None for `otherwise`
+    kept: str | None = None  # "kept: qualified last on DATE, held until DATE" (`keep N days`)
 
 
 @dataclass(frozen=True)
@@ -196,8 +197,15 @@ def _trace(node: c.Condition, values: Values) -> ClauseTrace:
             assert_never(node)
 
 
-def explain(scheme: c.CheckedScheme, values: Values) -> Explanation:
-    """Trace every tier of the scheme for one customer's metric values."""
+def explain(
+    scheme: c.CheckedScheme,
+    values: Values,
+    kept: Kept | None = None,
+    as_of: dt.datetime | None = None,
+) -> Explanation:
+    """Trace every tier of the scheme for one customer's metric values; ``kept`` (their
+    current tier and when they last qualified) at ``as_of`` says whether a `keep` tier keeps
+    them."""
     tiers: list[TierTrace] = []
     winner: c.CheckedTier | None = None
     for tier in scheme.tiers:
@@ -207,7 +215,16 @@ def explain(scheme: c.CheckedScheme, values: Values) -> Explanation:
         else:
             clause = _trace(tier.condition, values)
             matched = winner is None and clause.result == "true"
-            tiers.append(TierTrace(tier.name, tier.index, clause.result, matched, clause))
+            held = None
+            if winner is None and not matched and as_of is not None and keeps(tier, kept, as_of):
+                assert kept is not None and kept.qualified_at is not None
+                until = kept.qualified_at + dt.timedelta(days=tier.keep_days or 0)
+                held = (
+                    f"kept: qualified last on {kept.qualified_at.date().isoformat()}, "
+                    f"held until {until.date().isoformat()}"
+                )
+                matched = True
+            tiers.append(TierTrace(tier.name, tier.index, clause.result, matched, clause, held))
         if matched:
             winner = tier
     return Explanation(

@@ -248,6 +248,8 @@ def format_file(rule_file: t.RuleFile) -> str:
                 if item.condition is not None
                 else "otherwise"
             )
+            if item.keep is not None:
+                rule += f" keep {operand_text(item.keep.hold)}"
             out.extend(_line(indent, f"tier {name}{pad} {rule}", anchor))
     out.extend(rest)
     return "\n".join(out) + "\n" if out else ""

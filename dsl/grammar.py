@@ -24,6 +24,7 @@ KEYWORDS = frozenset(
         "tier",
         "when",
         "otherwise",
+        "keep",
         "and",
         "or",
         "not",

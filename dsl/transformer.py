@@ -121,11 +121,16 @@ class ToTree(Transformer[Token, Any]):
 
     def tier_when(self, c: list[Any]) -> t.Tier:
         name: _TierName = c[1]
-        return t.Tier(name.name, name.quoted, c[3], _cover(c), name.span)
+        span = _cover(c if c[4] is not None else c[:4])
+        return t.Tier(name.name, name.quoted, c[3], span, name.span, c[4])
 
     def tier_otherwise(self, c: list[Any]) -> t.Tier:
         name: _TierName = c[1]
-        return t.Tier(name.name, name.quoted, None, _cover(c), name.span)
+        span = _cover(c if c[3] is not None else c[:3])
+        return t.Tier(name.name, name.quoted, None, span, name.span, c[3])
+
+    def keep(self, c: list[Any]) -> t.Keep:
+        return t.Keep(c[1], _cover(c))
 
     def tier_name(self, c: list[Any]) -> _TierName:
         token: Token = c[0]

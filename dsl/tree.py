@@ -281,6 +281,15 @@ class Tier:
     condition: Expression | None  # None: `otherwise`
     span: Span
     name_span: Span
+    keep: Keep | None = None
+
+
+@dataclass(frozen=True)
+class Keep:
+    """`keep 90 days` after a tier's condition: as written; the checker wants a duration."""
+
+    hold: Operand
+    span: Span
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,11 @@ class TierTrace:
     result: TierResult = strawberry.field(description="`TRUE`, `FALSE`, `UNKNOWN` or `OTHERWISE`.")
     matched: bool = strawberry.field(description="Whether this tier took the customer.")
     clause: Clause | None = strawberry.field(description="The condition; null for `otherwise`.")
+    kept: str | None = strawberry.field(
+        default=None,
+        description="For a tier with `keep` that keeps the customer though its condition no "
+        "longer holds: `kept: qualified last on DATE, held until DATE`; null otherwise.",
+    )
 
 
 @strawberry.type(description="A definition (`define NAME = ...`) the scheme's tiers use.")
@@ -120,6 +125,7 @@ class Explanation:
                     result=TierResult(t.result),
                     matched=t.matched,
                     clause=Clause.of(t.clause) if t.clause else None,
+                    kept=t.kept,
                 )
                 for t in explanation.tiers
             ],

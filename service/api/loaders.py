@@ -35,7 +35,7 @@ from dsl.explain import Explanation
 from service.db.database import Keyed, Record
 from service.db.tables import customers, exact_json_columns, memberships, transitions
 from service.engine import schemes, strategies
-from service.engine.sources import tenant_sources
+from service.engine.sources import kept_members, tenant_sources
 from service.engine.strategies import Strategy
 
 K = TypeVar("K", bound=Hashable)
@@ -367,5 +367,8 @@ class Loaders:
                 population=scheme.uses_population,
                 as_of=now,
             )
-            found.update(((c, key), explain(scheme.checked, values[c])) for c in ids)
+            kept = await kept_members(connection, self.tenant, scheme.checked, ids)
+            found.update(
+                ((c, key), explain(scheme.checked, values[c], kept.get(c), now)) for c in ids
+            )
         return found

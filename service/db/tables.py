@@ -316,6 +316,9 @@ memberships = Table(
     Column("tier", Text, nullable=False),
     Column("since", DateTime(timezone=True), nullable=False),
     Column("version", Integer, nullable=False),
+    # The last evaluation at which the member's tier condition held: a `keep` tier keeps them
+    # until that is longer ago than its keep.
+    Column("qualified_at", DateTime(timezone=True)),
     PrimaryKeyConstraint("tenant_id", "scheme_key", "customer_id"),
     Index(None, "tenant_id", "scheme_key", "tier", "customer_id"),
     # A customer's tiers in every scheme (the API's customer card and its strategies): without
@@ -344,6 +347,23 @@ transitions = Table(
     PrimaryKeyConstraint("tenant_id", "id"),
     Index(None, "tenant_id", "customer_id", "scheme_key", "id"),
     Index(None, "tenant_id", "scheme_key", "id"),
+)
+
+# Each time a member of a `keep` tier was kept without qualifying: from `held_from` (the first
+# evaluation that found their condition false) until `ended_at` (they qualified again or left
+# the tier), with the last qualification before it. A backtest reads who was kept as of then.
+tier_holds = Table(
+    "tier_holds",
+    metadata,
+    _tenant_id(),
+    Column("scheme_key", KEY, nullable=False),
+    Column("customer_id", BigInteger, nullable=False),
+    Column("tier", Text, nullable=False),
+    Column("qualified_at", DateTime(timezone=True)),
+    Column("held_from", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("tenant_id", "scheme_key", "customer_id", "held_from"),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"]),
 )
 
 # The last `transitions.number` given out per tenant and scheme: written only under the

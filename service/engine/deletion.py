@@ -162,6 +162,7 @@ _BY_CUSTOMER = (
     "customer_predictions",
     "memberships",
     "transitions",
+    "tier_holds",
 )
 
 _GONE_BY_CUSTOMER = "\n".join(

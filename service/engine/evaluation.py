@@ -47,12 +47,15 @@ from service.engine.sources import (
     CREATE_PREDICTIONS_THEN,
     CREATE_TIERS_THEN,
     TIERS_THEN,
+    kept_members,
     tenant_sources,
 )
 from service.errors import UserError
 from service.metrics import observe_run
 
-_NEW_TIERS = table("new_tiers", column("customer_id"), column("tier"), column("revenue"))
+_NEW_TIERS = table(
+    "new_tiers", column("customer_id"), column("tier"), column("held"), column("revenue")
+)
 
 REVENUE = MetricRef("monetary")
 """A customer's revenue in a run's figures: the catalog's `monetary` as of the run's time (so
@@ -101,11 +104,12 @@ def _staging(statement: Select[Any]) -> Insert:
     result = statement.subquery("result")
     if "f0" not in result.c:
         return _NEW_TIERS.insert().from_select(
-            ["customer_id", "tier"], select(result.c.customer_id, result.c.tier)
+            ["customer_id", "tier", "held"],
+            select(result.c.customer_id, result.c.tier, result.c.held),
         )
     return _NEW_TIERS.insert().from_select(
-        ["customer_id", "tier", "revenue"],
-        select(result.c.customer_id, result.c.tier, result.c.f0),
+        ["customer_id", "tier", "held", "revenue"],
+        select(result.c.customer_id, result.c.tier, result.c.held, result.c.f0),
     )
 
 
@@ -122,7 +126,7 @@ async def _stage(
     await connection.execute(
         text(
             "CREATE TEMP TABLE IF NOT EXISTS new_tiers"
-            " (customer_id bigint, tier text, revenue numeric) ON COMMIT DROP"
+            " (customer_id bigint, tier text, held boolean, revenue numeric) ON COMMIT DROP"
         )
     )
     await connection.execute(text("TRUNCATE new_tiers"))
@@ -135,7 +139,7 @@ async def _stage(
 # scheme's run lock, so no other transaction numbers this scheme's transitions meanwhile.
 _APPLY = """
 WITH current_tiers AS (
-    SELECT customer_id, tier FROM memberships
+    SELECT customer_id, tier, qualified_at FROM memberships
     WHERE tenant_id = :t AND scheme_key = :k {only}
 ),
 diff AS MATERIALIZED (
@@ -166,13 +170,42 @@ left_scheme AS (
       AND d.to_tier IS NULL
 ),
 entered AS (
-    INSERT INTO memberships (tenant_id, scheme_key, customer_id, tier, since, version)
-    SELECT :t, :k, customer_id, to_tier, :now, :version FROM diff WHERE to_tier IS NOT NULL
+    INSERT INTO memberships (tenant_id, scheme_key, customer_id, tier, since, version,
+                             qualified_at)
+    SELECT :t, :k, customer_id, to_tier, :now, :version, :now FROM diff
+    WHERE to_tier IS NOT NULL
     ON CONFLICT (tenant_id, scheme_key, customer_id) DO UPDATE
-    SET tier = EXCLUDED.tier, since = EXCLUDED.since, version = EXCLUDED.version
-)
+    SET tier = EXCLUDED.tier, since = EXCLUDED.since, version = EXCLUDED.version,
+        qualified_at = EXCLUDED.qualified_at
+){keep}
 SELECT count(*), min(id), max(id) FROM moved
 """
+
+# For a scheme with `keep` tiers: members of them who qualify are stamped (`qualified_at`),
+# one row per first evaluation that keeps a member without their qualifying starts a hold in
+# `tier_holds`, and holds end when their member qualifies again or leaves the tier. (The
+# members entering a tier are stamped by `entered`; these rows are others.)
+_KEEP = """,
+requalified AS (
+    UPDATE memberships m SET qualified_at = :now FROM new_tiers n
+    WHERE m.tenant_id = :t AND m.scheme_key = :k AND m.customer_id = n.customer_id
+      AND m.tier = n.tier AND NOT n.held AND m.tier = ANY(CAST(:keeps AS text[])) {only_m}
+),
+holding AS (
+    INSERT INTO tier_holds (tenant_id, scheme_key, customer_id, tier, qualified_at, held_from)
+    SELECT :t, :k, n.customer_id, n.tier, c.qualified_at, :now
+    FROM new_tiers n JOIN current_tiers c ON c.customer_id = n.customer_id
+    WHERE n.held AND NOT EXISTS (
+        SELECT 1 FROM tier_holds h
+        WHERE h.tenant_id = :t AND h.scheme_key = :k AND h.customer_id = n.customer_id
+          AND h.ended_at IS NULL
+    )
+),
+released AS (
+    UPDATE tier_holds h SET ended_at = :now
+    WHERE h.tenant_id = :t AND h.scheme_key = :k AND h.ended_at IS NULL {only_h}
+      AND NOT EXISTS (SELECT 1 FROM new_tiers n WHERE n.customer_id = h.customer_id AND n.held)
+)"""
 
 # Listeners (the API's tierChanged subscriptions, on any replica) hear of new transitions
 # when the transaction that recorded them commits, and read them by id from the table.
@@ -190,21 +223,27 @@ async def _apply(
     only_affected: bool,
 ) -> int:
     """Make ``new_tiers`` current for the scheme, recording each change; returns the count."""
-    only = (
-        "AND customer_id IN (SELECT customer_id FROM affected_customers)" if only_affected else ""
-    )
-    changed, first_id, last_id = (
-        await connection.execute(
-            text(_APPLY.format(only=only)),
-            {
-                "t": tenant,
-                "k": scheme.key,
-                "now": now,
-                "version": scheme.version,
-                "run": run_id,
-                "trigger": trigger,
-            },
+    affected = "customer_id IN (SELECT customer_id FROM affected_customers)"
+    only = f"AND {affected}" if only_affected else ""
+    keeps = [tier.name for tier in scheme.checked.tiers if tier.keep_days is not None]
+    keep = ""
+    if keeps:
+        keep = _KEEP.format(
+            only_m=f"AND m.{affected}" if only_affected else "",
+            only_h=f"AND h.{affected}" if only_affected else "",
         )
+    parameters: dict[str, Any] = {
+        "t": tenant,
+        "k": scheme.key,
+        "now": now,
+        "version": scheme.version,
+        "run": run_id,
+        "trigger": trigger,
+    }
+    if keeps:
+        parameters["keeps"] = keeps
+    changed, first_id, last_id = (
+        await connection.execute(text(_APPLY.format(only=only, keep=keep)), parameters)
     ).one()
     if changed:
         # The webhooks' outbox rows, committed (or not) with the transitions.
@@ -363,6 +402,7 @@ async def evaluate(
     as_of: dt.datetime | None = None,
     trigger: str = "manual",
     wait: bool = True,
+    now: dt.datetime | None = None,
 ) -> RunResult | None:
     """Run scheme ``key`` over every customer of ``tenant``.
 
@@ -372,10 +412,11 @@ async def evaluate(
     recorded, nothing else changes. Raises UserError for an ``as_of`` in the future. Without
     ``wait``, returns None at once if another run of the scheme holds the lock (the
     scheduler's case: some replica is already doing it). Raises `NotFound` for a scheme the
-    tenant has not published.
+    tenant has not published. ``now`` is the run's time (default: the clock's), for a past
+    run replayed at its time.
     """
     started = time.perf_counter()
-    now = dt.datetime.now(dt.UTC)
+    now = now or dt.datetime.now(dt.UTC)
     applied = as_of is None
     at = as_of or now
     check_past(at, now)
@@ -628,12 +669,19 @@ async def _samples(
         row[0]: dict(zip(checked.refs, row[1:], strict=True))
         for row in await connection.execute(statement)
     }
+    # Who a `keep` tier keeps: the current members (a backtest's are explained without).
+    kept = await kept_members(connection, tenant, checked, ids) if backtest is None else {}
     return tuple(
         MoveSample(
             row.from_tier,
             row.to_tier,
             row.external_id,
-            explain(checked, values.get(row.customer_id, dict.fromkeys(checked.refs))),
+            explain(
+                checked,
+                values.get(row.customer_id, dict.fromkeys(checked.refs)),
+                kept.get(row.customer_id),
+                at,
+            ),
         )
         for row in rows
     )

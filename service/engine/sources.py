@@ -12,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     ColumnElement,
+    DateTime,
     Double,
     FromClause,
     Integer,
@@ -19,14 +20,17 @@ from sqlalchemy import (
     Table,
     and_,
     column,
+    func,
     literal,
     or_,
     select,
     table,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dsl import Sources
+from dsl import CheckedScheme, Sources
+from dsl.evaluator import Kept
 from service.db.tables import (
     customer_predictions,
     customers,
@@ -34,6 +38,8 @@ from service.db.tables import (
     memberships,
     orders,
     prediction_models,
+    tier_holds,
+    transitions,
 )
 
 AFFECTED: Select[Any] = select(column("customer_id")).select_from(table("affected_customers"))
@@ -112,6 +118,62 @@ def existed_by(tenant: str, as_of: dt.datetime) -> ColumnElement[bool]:
     )
 
 
+def kept_now(tenant: str, scheme: str) -> Select[Any]:
+    """The scheme's members for its `keep` tiers: their tier and when they last qualified."""
+    m = memberships
+    return select(m.c.customer_id, m.c.tier, m.c.qualified_at).where(
+        m.c.tenant_id == tenant, m.c.scheme_key == scheme
+    )
+
+
+async def kept_members(
+    connection: AsyncConnection, tenant: str, scheme: CheckedScheme, ids: Sequence[int]
+) -> dict[int, Kept]:
+    """The current tier and last qualification of each of ``ids`` in ``scheme``, when it has
+    `keep` tiers (explain says whether one keeps them); empty otherwise."""
+    if scheme.key is None or all(tier.keep_days is None for tier in scheme.tiers):
+        return {}
+    found = kept_now(tenant, scheme.key).where(memberships.c.customer_id.in_(ids))
+    return {
+        row.customer_id: Kept(row.tier, row.qualified_at) for row in await connection.execute(found)
+    }
+
+
+def kept_then(tenant: str, scheme: str, as_of: dt.datetime) -> Select[Any]:
+    """The scheme's members as of ``as_of``, from the membership history: each customer's tier
+    after their last transition before then, and when they last qualified for it: the one of
+    the hold they were in then (`tier_holds`), else ``as_of`` itself (they were qualifying at
+    the evaluations before then; the scheduler runs far more often than a keep is long)."""
+    t, h = transitions, tier_holds
+    last = (
+        select(t.c.customer_id, t.c.to_tier.label("tier"))
+        .where(t.c.tenant_id == tenant, t.c.scheme_key == scheme, t.c.at < as_of)
+        .ext(distinct_on(t.c.customer_id))
+        .order_by(t.c.customer_id, t.c.at.desc(), t.c.number.desc())
+        .subquery("last_moves")
+    )
+    hold = (
+        select(h.c.qualified_at)
+        .where(
+            h.c.tenant_id == tenant,
+            h.c.scheme_key == scheme,
+            h.c.customer_id == last.c.customer_id,
+            h.c.tier == last.c.tier,
+            h.c.held_from < as_of,
+            or_(h.c.ended_at.is_(None), h.c.ended_at >= as_of),
+        )
+        .order_by(h.c.held_from.desc())
+        .limit(1)
+        .correlate(last)
+        .scalar_subquery()
+    )
+    return select(
+        last.c.customer_id,
+        last.c.tier,
+        func.coalesce(hold, literal(as_of, DateTime(timezone=True))).label("qualified_at"),
+    ).where(last.c.tier.is_not(None))
+
+
 def tenant_sources(
     tenant: str,
     *,
@@ -156,10 +218,22 @@ def tenant_sources(
         member_rows = member_rows.where(member_rows.selected_columns.customer_id.in_(customer_ids))
         predicted = predicted.where(predicted.selected_columns.customer_id.in_(customer_ids))
     predicted_rows: FromClause = predicted.subquery("predictions")
+
+    def kept(scheme: str) -> FromClause:
+        rows = (
+            kept_then(tenant, scheme, backtest)
+            if backtest is not None
+            else kept_now(tenant, scheme)
+        )
+        if customer_ids is not None:
+            rows = rows.where(rows.selected_columns.customer_id.in_(customer_ids))
+        return rows.subquery("kept")
+
     return Sources(
         customer_rows.subquery("customers"),
         order_rows.subquery("orders"),
         event_rows.subquery("events"),
         member_rows.subquery("memberships"),
         predicted_rows,
+        kept,
     )

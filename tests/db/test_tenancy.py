@@ -54,6 +54,15 @@ async def _two_shops(engine: AsyncEngine, tenant: str) -> str:
                 ),
                 {"t": each},
             )
+            # A member kept without qualifying, as a `keep` tier's evaluation records one.
+            await connection.execute(
+                text(
+                    "INSERT INTO tier_holds (tenant_id, scheme_key, customer_id, tier, "
+                    "qualified_at, held_from) SELECT :t, 'value', id, 'VIP', now(), now() "
+                    "FROM customers WHERE external_id = 'ann'"
+                ),
+                {"t": each},
+            )
             # The shop is too small to fit models on: a stored model and prediction by hand.
             await connection.execute(
                 text(

@@ -447,6 +447,10 @@ def tier_lines(draw: st.DrawFn) -> str:
     rule = draw(st.none() | syntax_conditions())
     line = f"tier {name} otherwise" if rule is None else f"tier {name} when {rule}"
     if draw(st.booleans()):
+        # `keep` parses after any tier (the checker refuses it after `otherwise`).
+        unit = draw(st.sampled_from(["day", "days", "weeks", "month", "years"]))
+        line += f" keep {draw(numbers())} {unit}"
+    if draw(st.booleans()):
         line += draw(st.sampled_from(["  ", " ", "\t"])) + draw(comments())
     return line
 

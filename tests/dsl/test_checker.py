@@ -86,3 +86,51 @@ def test_evaluation_order_puts_dependencies_first() -> None:
     )
     schemes = check_text(text).schemes
     assert [s.key for s in evaluation_order(schemes)] == ["a", "b", "c"]
+
+
+def test_keep_is_checked_with_positions() -> None:
+    """A bad `keep` is reported where it is written, every one of a file."""
+    source = (
+        "tier A when monetary > 5000 keep -90 days\n"
+        "tier B when monetary > 2000 keep 90\n"
+        "tier C when monetary > 1000 keep recency\n"
+        "tier D when monetary > 500 keep 1.5 days\n"
+        "tier E otherwise keep 30 days\n"
+    )
+    with pytest.raises(RuleError) as caught:
+        check_text(source, "k.rules")
+    found = [
+        (d.line, d.column, d.code.value, d.message)
+        for d in caught.value.diagnostics
+        if d.code.value == "invalid-keep"
+    ]
+    assert found == [
+        (1, 34, "invalid-keep", "a keep is a whole number of days from 1 day to 100 years"),
+        (2, 34, "invalid-keep", "`keep` takes a duration: a number with its unit"),
+        (
+            3,
+            34,
+            "invalid-keep",
+            "`keep` takes a duration written out, such as `90 days` or `3 months`",
+        ),
+        (4, 33, "invalid-keep", "a keep is a whole number of days from 1 day to 100 years"),
+        (
+            5,
+            18,
+            "invalid-keep",
+            "an `otherwise` tier cannot keep its customers: it has no condition to stop holding",
+        ),
+    ]
+    hint = next(d.hint for d in caught.value.diagnostics if d.line == 2)
+    assert hint == "for example: keep 90 days"
+
+
+def test_keep_in_days_weeks_and_months() -> None:
+    scheme = check_text(
+        "tier A when monetary > 5000 keep 90 days\n"
+        "tier B when monetary > 2000 keep 2 weeks\n"
+        "tier C when monetary > 1000 keep 3 months\n"
+        "tier D when monetary > 100\n"
+        "tier E otherwise\n"
+    ).schemes[0]
+    assert [t.keep_days for t in scheme.tiers] == [90, 14, 90, None, None]

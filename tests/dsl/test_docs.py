@@ -79,6 +79,7 @@ CODE_EXAMPLES = {
     "bad-argument": 'tier A when recency(event "login") > 3',
     "missing-argument": "tier A when count(90 days) > 2",
     "invalid-window": "tier A when frequency(1.5 days) > 1",
+    "invalid-keep": "tier A when frequency > 1 keep 90",
     "not-ordered": 'tier A when region < "m"',
     "no-metric": "tier A when 1 < 2",
     "unknown-tier": "scheme a {\n tier X otherwise\n}\nscheme b {\n tier Y when in tier a.Z\n}",

@@ -7,7 +7,7 @@ import json
 from decimal import Decimal
 
 from dsl.checker import check_text
-from dsl.evaluator import CustomerFacts, Order, compute_metric_values
+from dsl.evaluator import CustomerFacts, Kept, Order, compute_metric_values
 from dsl.explain import explain
 from tests.dsl.support import AS_OF
 
@@ -143,3 +143,22 @@ def test_bounds_keep_the_type_and_unit_of_what_they_bound() -> None:
     clause = explain(scheme, compute_metric_values(scheme.refs, facts, AS_OF)).tiers[0].clause
     assert clause is not None
     assert (clause.actual, clause.expected, clause.unit) == ("13.3333333333", "10", "days")
+
+
+def test_a_kept_tier_says_when_its_member_last_qualified_and_until_when() -> None:
+    scheme = check_text(
+        "tier Gold when monetary(365 days) >= 10000 keep 90 days\ntier Member otherwise"
+    ).schemes[0]
+    values = compute_metric_values(scheme.refs, CustomerFacts({}), AS_OF)
+    qualified = AS_OF - dt.timedelta(days=30)
+    kept = explain(scheme, values, Kept("Gold", qualified), AS_OF)
+    assert kept.tier == "Gold"
+    gold = kept.tiers[0]
+    assert (gold.result, gold.matched) == ("false", True)
+    until = (qualified + dt.timedelta(days=90)).date()
+    assert gold.kept == f"kept: qualified last on {qualified.date()}, held until {until}"
+    # Longer ago than the keep: the next tier takes them; a non-member is never kept.
+    lapsed = Kept("Gold", AS_OF - dt.timedelta(days=91))
+    for other in (explain(scheme, values, lapsed, AS_OF), explain(scheme, values)):
+        assert other.tier == "Member"
+        assert other.tiers[0].kept is None

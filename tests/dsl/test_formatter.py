@@ -116,3 +116,10 @@ def test_tiny_literals_round_trip() -> None:
         for form in (f"monetary > {number}", f"frequency({number} days) > 1"):
             _round_trips(f"tier A when {form}\n")
     _round_trips("tier A when monetary > 123456789012345678901234567890\n")
+
+
+def test_keep_is_laid_out_after_the_condition() -> None:
+    text = "tier Gold when monetary(365 days)>=10000   keep  3 months # loyal\ntier B otherwise\n"
+    assert format_text(text) == (
+        "tier Gold when monetary(365 days) >= 10000 keep 3 months  # loyal\ntier B    otherwise\n"
+    )
