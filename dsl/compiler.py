@@ -537,16 +537,18 @@ def compile_scheme(
     if own is not None:
         source = metrics.outerjoin(own, own.c.customer_id == metrics.c.customer_id)
     ranked = (
-        select(metrics.c.customer_id, cast(position, Integer).label("code"), *values)
+        select(metrics.c.customer_id, cast(position, Integer).label("tier_index"), *values)
         .select_from(source)
         .subquery("ranked")
     )
     held: ColumnElement[Any] = false()
-    tier_index: ColumnElement[Any] = ranked.c.code
+    # For a scheme that keeps, the position of a kept customer's tier is shifted (above).
+    position_in = ranked.c.tier_index
+    tier_index: ColumnElement[Any] = position_in
     if own is not None:
         limit = BindParameter(None, count, type_=Integer, unique=True)
-        held = functions.coalesce(ranked.c.code >= limit, false())
-        tier_index = case((ranked.c.code >= limit, ranked.c.code - limit), else_=ranked.c.code)
+        held = functions.coalesce(position_in >= limit, false())
+        tier_index = case((position_in >= limit, position_in - limit), else_=position_in)
     # One bound array of names, indexed by position (Postgres arrays start at 1).
     names = bindparam(None, list(scheme.tier_names), type_=ARRAY(Text()), unique=True)
     name = Grouping(names)[tier_index + 1]

@@ -1,4 +1,4 @@
-SELECT ranked.customer_id, (%(param_1)s::TEXT[])[(ranked.tier_index + %(tier_index_1)s::INTEGER)] AS tier, ranked.tier_index 
+SELECT ranked.customer_id, (%(param_1)s::TEXT[])[(ranked.tier_index + %(tier_index_1)s::INTEGER)] AS tier, ranked.tier_index AS tier_index, false AS held 
 FROM (SELECT metrics.customer_id AS customer_id, CAST(CASE WHEN (metrics.m0 > %(param_2)s AND metrics.m1 = %(param_3)s::VARCHAR) THEN %(param_4)s::INTEGER ELSE %(param_5)s::INTEGER END AS INTEGER) AS tier_index 
 FROM (SELECT customers.id AS customer_id, coalesce(order_facts.o0, %(coalesce_1)s::INTEGER) AS m0, customers.region AS m1 
 FROM customers LEFT OUTER JOIN (SELECT classified_orders.customer_id AS customer_id, sum(classified_orders.amount) FILTER (WHERE classified_orders.counted AND classified_orders.ordered_at >= %(window_start_365)s::TIMESTAMP WITH TIME ZONE) AS o0 
