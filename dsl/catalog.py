@@ -159,7 +159,17 @@ def quote_name(name: str) -> str:
 
 # --- What the compiler and the evaluator provide --------------------------------------------
 
-OrderAgg = Literal["count", "sum", "first_at", "last_at", "gross", "refund_sum", "refund_count"]
+OrderAgg = Literal[
+    "count",
+    "sum",
+    "first_at",
+    "last_at",
+    "gross",
+    "refund_sum",
+    "refund_count",
+    "largest",
+    "categories",
+]
 EventAgg = Literal["count", "latest_value", "last_at"]
 PredictionColumn = Literal[
     "p_alive", "expected_order_value", "expected_orders", "clv", "horizon_days"
@@ -591,6 +601,24 @@ def _latest_value(ctx: PyContext, ref: MetricRef) -> Decimal | None:
     return max(answered, key=lambda e: (e.occurred_at, e.value)).value
 
 
+def _purchase_interval_sql(ref: MetricRef, ctx: SqlContext) -> ColumnElement[Any]:
+    first, last = ctx.orders("first_at", ref), ctx.orders("last_at", ref)
+    # The last purchase is never before the first: whole days by truncation, as
+    # `days_between_sql` gives them (its guard is not needed).
+    days = sa.cast(sa.func.div(sa.extract("epoch", last - first), 86400), sa.BigInteger)
+    gaps = sa.func.nullif(sa.func.coalesce(ctx.orders("count", ref), 0) - 1, 0)
+    return rounded_average_sql(days, gaps)
+
+
+def _purchase_interval_py(ref: MetricRef, ctx: PyContext) -> Value:
+    times = [o.ordered_at for o in purchases_py(ref, ctx)]
+    if len(times) < 2:
+        return None
+    days = days_between_py(min(times), max(times))
+    assert days is not None
+    return rounded_average_py(Decimal(days), len(times) - 1)
+
+
 def _tenure_sql(ref: MetricRef, ctx: SqlContext) -> ColumnElement[Any]:
     all_time = MetricRef("frequency")
     start = sa.func.coalesce(ctx.customer("registered_at"), ctx.orders("first_at", all_time))
@@ -860,6 +888,69 @@ def _build() -> dict[str, Metric]:
             Source.ORDERS,
             lambda r, c: c.orders("last_at", r),
             lambda r, c: _last_nonnull([o.ordered_at for o in purchases_py(r, c)]),
+            _ORDER_PARAMS,
+            buyers_only=True,
+        )
+    )
+    add(
+        Metric(
+            "largest_order",
+            Type.NUMBER,
+            "currency",
+            "Amount of the largest purchase (as sold: before any partial refund of it); null "
+            "without purchases.",
+            "largest_order(365 days) >= 1000",
+            Source.ORDERS,
+            lambda r, c: c.orders("largest", r),
+            lambda r, c: max((o.amount for o in purchases_py(r, c)), default=None),
+            _ORDER_PARAMS,
+            buyers_only=True,
+        )
+    )
+    add(
+        Metric(
+            "categories",
+            Type.NUMBER,
+            "categories",
+            "Number of distinct product categories among the purchases (orders without a "
+            "category not counted); 0 without purchases.",
+            "categories(365 days) >= 3",
+            Source.ORDERS,
+            lambda r, c: sa.func.coalesce(c.orders("categories", r), 0),
+            lambda r, c: len({o.category for o in purchases_py(r, c) if o.category is not None}),
+            _ORDER_PARAMS,
+            buyers_only=True,
+        )
+    )
+    add(
+        Metric(
+            "purchase_interval",
+            Type.DAYS,
+            "days",
+            f"Average days between purchases: whole days from the first purchase to the last, "
+            f"divided by the purchases less one, rounded half away from zero to "
+            f"{AVERAGE_SCALE} decimals; null with fewer than two purchases.",
+            "purchase_interval(365 days) <= 30 days",
+            Source.ORDERS,
+            _purchase_interval_sql,
+            _purchase_interval_py,
+            _ORDER_PARAMS,
+            buyers_only=True,
+        )
+    )
+    add(
+        Metric(
+            "days_since_first_purchase",
+            Type.DAYS,
+            "days",
+            "Whole days from the first purchase to the evaluation time (how long they have "
+            "been a buyer); null without purchases.",
+            "days_since_first_purchase >= 365 days",
+            Source.ORDERS,
+            lambda r, c: days_between_sql(c.orders("first_at", r), c.end(r)),
+            lambda r, c: days_between_py(
+                _first([o.ordered_at for o in purchases_py(r, c)]), c.end(r)
+            ),
             _ORDER_PARAMS,
             buyers_only=True,
         )

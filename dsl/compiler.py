@@ -214,6 +214,10 @@ class _Context:
                     aggregate, rows = functions.sum(amount), o.c.refund
                 elif kind == "refund_count":
                     aggregate, rows = functions.count(), o.c.refund
+                elif kind == "largest":
+                    aggregate, rows = functions.max(amount), o.c.purchase
+                elif kind == "categories":
+                    aggregate, rows = functions.count(o.c.category.distinct()), o.c.purchase
                 else:
                     raise KeyError(str(kind))
                 aggregate = aggregate.filter(and_(rows, *conditions))

@@ -147,6 +147,12 @@ NUMBER_METRICS = [
     ('count(event "login", 30 days, 60 days ago)', [0, 1]),
     ("average_order_value(1 year, 1 year ago)", ["750.5"]),
     ("nps(30 days ago)", [6]),
+    ("largest_order", [0, 500, "1000.5"]),
+    ('largest_order(currency "USD", 90 days)', [100]),
+    ("largest_order(1 year, 1 year ago)", [500]),
+    ("categories", [0, 1, 2]),
+    ("categories(90 days)", [1]),
+    ('categories(channel "web")', [1, 2]),
 ]
 DAY_METRICS = [
     ("recency", [0, 1, 30, 90]),
@@ -155,6 +161,11 @@ DAY_METRICS = [
     ('recency(category "toys")', [10, 100]),
     ("recency(30 days ago)", [10, 100]),
     ('days_since(event "login", 60 days ago)', [1, 60]),
+    ("purchase_interval", [0, 10, "30.5"]),
+    ("purchase_interval(1 year)", [20]),
+    ('purchase_interval(category "books")', [5]),
+    ("days_since_first_purchase", [0, 30, 200]),
+    ("days_since_first_purchase(90 days, 30 days ago)", [10]),
 ]
 TEXT_METRICS = [
     ("region", ["north", "east", "北方"]),

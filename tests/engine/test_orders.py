@@ -89,6 +89,58 @@ async def load_orders(engine: AsyncEngine, tenant: str, rows: list[dict[str, str
     await import_rows(engine, Kind.orders, tenant, enumerate(rows, 2), source="test")
 
 
+# --- the metrics analysts ask for ---------------------------------------------------------------
+
+
+async def test_largest_order_categories_and_days_between_purchases(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    """Purchases only: the cancelled order and the one refunded in full are none; a partial
+    refund leaves its order's size as sold; an order without a category adds none."""
+
+    def row(order: str, customer: str, day: str, amount: str, **more: str) -> dict[str, str]:
+        fields = {"order_id": order, "customer_id": customer, "ordered_at": day}
+        return fields | {"amount": amount} | more
+
+    await load_orders(
+        engine,
+        tenant,
+        [
+            row("a1", "ann", "2026-01-01", "100", category="books"),
+            row("a2", "ann", "2026-01-11", "300", category="toys"),
+            row("a2r", "ann", "2026-01-12", "-50", refund_of="a2"),
+            row("a3", "ann", "2026-01-20", "900", category="games", status="cancelled"),
+            row("a4", "ann", "2026-01-21", "700", category="garden"),
+            row("a4r", "ann", "2026-01-22", "-700", refund_of="a4"),
+            row("a5", "ann", "2026-02-06", "200"),
+            row("b1", "bob", "2026-02-20", "40", category="books"),
+        ],
+    )
+    got = await values(
+        engine,
+        tenant,
+        "largest_order",
+        "categories",
+        "purchase_interval",
+        "days_since_first_purchase",
+        "largest_order(30 days)",
+    )
+    assert got["ann"] == {
+        "largest_order": Decimal("300"),
+        "categories": 2,  # books and toys: games was cancelled, garden refunded in full
+        "purchase_interval": Decimal("18"),  # 36 days from Jan 1 to Feb 6, over 2 gaps
+        "days_since_first_purchase": 59,
+        "largest_order(30 days)": Decimal("200"),
+    }
+    assert got["bob"] == {
+        "largest_order": Decimal("40"),
+        "categories": 1,
+        "purchase_interval": None,  # one purchase: no gap between purchases
+        "days_since_first_purchase": 9,
+        "largest_order(30 days)": Decimal("40"),
+    }
+
+
 # --- refund-not-a-purchase -------------------------------------------------------------------
 
 
