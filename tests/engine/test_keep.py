@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import secrets
 from decimal import Decimal
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,13 +15,14 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from dsl import check_text, compile_scheme
+from dsl import check_text, compile_scheme, explain, metric_values_select
 from dsl.evaluator import CustomerFacts, Kept, Order, compute_metric_values, place
+from dsl.explain import Explanation
 from service.data.rollups import CREATE_AFFECTED
 from service.db.database import create_engine, tenant_transaction
 from service.db.tables import customers
 from service.engine import evaluation
-from service.engine.sources import tenant_sources
+from service.engine.sources import kept_members, tenant_sources
 from tests.support import NOW, load, publish, tiers_of
 
 KEEP = """
@@ -202,3 +204,48 @@ async def test_a_higher_tier_takes_a_kept_member_as_soon_as_it_matches(
         await evaluation.evaluate(engine, tenant, "loyalty", now=START + dt.timedelta(days=n))
         async with engine.connect() as connection:
             assert (await tiers_of(connection, tenant, "loyalty"))["c"] == expected, n
+
+
+DOCS = Path(__file__).parents[2] / "docs" / "rules.md"
+
+
+async def test_the_documented_loyalty_example(engine: AsyncEngine, tenant: str) -> None:
+    """docs/rules.md's `keep` example, run: Gold is kept for 90 days after it last qualified,
+    explained as such, then Silver takes the customer."""
+    section = DOCS.read_text(encoding="utf-8").split("### Status that holds", 1)[1]
+    source = section.split("```rules\n", 1)[1].split("```", 1)[0]
+    await publish(engine, tenant, source)
+    await load(engine, tenant, [_order(1, "c", 0, "10000"), _order(2, "c", 200, "2500")])
+    (scheme,) = check_text(source).schemes
+
+    def day(n: int) -> dt.datetime:
+        return START + dt.timedelta(days=n)
+
+    async def at(n: int) -> tuple[str, Explanation]:
+        await evaluation.evaluate(engine, tenant, "loyalty", now=day(n))
+        async with tenant_transaction(engine, tenant) as connection:
+            (row,) = (
+                await connection.execute(
+                    metric_values_select(scheme.refs, tenant_sources(tenant), day(n))
+                )
+            ).all()
+            kept = await kept_members(connection, tenant, scheme, [row.customer_id])
+            why = explain(
+                scheme,
+                dict(zip(scheme.refs, row[1:], strict=True)),
+                kept.get(row.customer_id),
+                day(n),
+            )
+            return (await tiers_of(connection, tenant, "loyalty"))["c"], why
+
+    assert (await at(1))[0] == "Gold"
+    assert (await at(300))[0] == "Gold"  # 12,500 in the last year: qualifies on day 300
+    # Day 366: the 10,000 order is more than a year old; Gold keeps them until day 390.
+    tier, why = await at(366)
+    assert tier == "Gold" and why.tier == "Gold"
+    assert why.tiers[0].result == "false"
+    assert why.tiers[0].kept == (
+        f"kept: qualified last on {day(300).date()}, held until {day(390).date()}"
+    )
+    assert (await at(390))[0] == "Gold"
+    assert (await at(391))[0] == "Silver"  # 2,500 in the last year
