@@ -37,7 +37,7 @@ from service.db.tables import customer_metrics, customers, memberships, transiti
 from service.engine import schemes
 from service.engine.evaluation import REVENUE, MigrationCell
 from service.engine.members import metric_column
-from service.engine.sources import tenant_sources
+from service.engine.sources import kept_as_of, tenant_sources
 from service.errors import NotFound, UserError
 
 __all__ = [
@@ -435,8 +435,13 @@ async def backtest_migration_matrix(
     data of then (nothing is written) and count customers from each tier at `from_as_of` to
     each tier at `to_as_of`. What the tiers really were is `migration_matrix_between_dates`."""
     sources = tenant_sources(tenant)
-    before = with_own_time(compile_scheme(scheme, sources, from_as_of), "from").subquery("before")
-    after = with_own_time(compile_scheme(scheme, sources, to_as_of), "to").subquery("after")
+    # A `keep` tier keeps whom the membership history says it kept then.
+    before = with_own_time(
+        compile_scheme(scheme, kept_as_of(sources, tenant, from_as_of), from_as_of), "from"
+    ).subquery("before")
+    after = with_own_time(
+        compile_scheme(scheme, kept_as_of(sources, tenant, to_as_of), to_as_of), "to"
+    ).subquery("after")
     # Both select every customer of the tenant, so an inner join loses no one.
     statement = (
         select(before.c.tier.label("from_tier"), after.c.tier.label("to_tier"), func.count())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import (
@@ -172,6 +173,12 @@ def kept_then(tenant: str, scheme: str, as_of: dt.datetime) -> Select[Any]:
         last.c.tier,
         func.coalesce(hold, literal(as_of, DateTime(timezone=True))).label("qualified_at"),
     ).where(last.c.tier.is_not(None))
+
+
+def kept_as_of(sources: Sources, tenant: str, as_of: dt.datetime) -> Sources:
+    """``sources`` with the members `keep` tiers see taken from the membership history as of
+    ``as_of`` (`kept_then`), for evaluating a scheme at a past time on today's sources."""
+    return replace(sources, kept=lambda scheme: kept_then(tenant, scheme, as_of).subquery("kept"))
 
 
 def tenant_sources(

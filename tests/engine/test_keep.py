@@ -21,7 +21,7 @@ from dsl.explain import Explanation
 from service.data.rollups import CREATE_AFFECTED
 from service.db.database import create_engine, tenant_transaction
 from service.db.tables import customers
-from service.engine import evaluation
+from service.engine import analytics, evaluation
 from service.engine.sources import kept_members, tenant_sources
 from tests.support import NOW, load, publish, tiers_of
 
@@ -186,6 +186,12 @@ async def test_a_gold_member_is_kept_for_the_keep_then_the_next_tier_takes_them(
     # Backtests read that history: kept on day 70, moved on by day 90.
     assert await _backtest(engine, tenant, day(70)) == {"c": "Gold"}
     assert await _backtest(engine, tenant, day(90)) == {"c": "Rest"}
+    (scheme,) = check_text(KEEP).schemes
+    async with tenant_transaction(engine, tenant) as connection:
+        matrix = await analytics.backtest_migration_matrix(
+            connection, tenant, scheme, day(50), day(70)
+        )
+    assert [(m.from_tier, m.to_tier, m.customers) for m in matrix] == [("Gold", "Gold", 1)]
 
 
 async def test_a_higher_tier_takes_a_kept_member_as_soon_as_it_matches(
