@@ -1,7 +1,8 @@
 """Parse + check + compile of a 100-tier scheme; prints the median CPU time in ms.
 
 Two schemes: the classic one (the issue's example conditions) and one that also uses
-arithmetic, windows that end in the past and definitions (every other tier).
+arithmetic, windows that end in the past, definitions, the newer order metrics (every other
+tier) and `keep` (every tenth tier).
 
 CPU time of this process (not wall time), so other load on the machine blurs it less; the steps
 are timed in turn within each round, so a noisy stretch weighs on all of them alike.
@@ -16,7 +17,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from sqlalchemy import BigInteger, Column, MetaData, Table, Text
+from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table, Text
 from sqlalchemy.dialects import postgresql
 
 from dsl.checker import check
@@ -30,8 +31,9 @@ memberships = Table(
     Column("customer_id", BigInteger),
     Column("scheme", Text),
     Column("tier", Text),
+    Column("qualified_at", DateTime(timezone=True)),
 )
-SOURCES = Sources(customers, orders, events, memberships)
+SOURCES = Sources(customers, orders, events, memberships, kept=lambda scheme: memberships)
 AS_OF = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 RUNS = 200
 
@@ -52,6 +54,7 @@ NEW_TEMPLATES = [
     "(monetary(30 days) + monetary(30 days, 30 days ago)) / 2 > {a}00",
     "active and last_purchase - first_purchase > {a} days",
     'count(event "login", 30 days) < count(event "login", 30 days, 30 days ago) - {b}',
+    "largest_order(365 days) > {a}0 and purchase_interval(365 days) < {a} days",
 ]
 DEFINITIONS = [
     "  define aov = monetary(365 days) / frequency(365 days)",
@@ -67,7 +70,8 @@ def scheme_text(tiers: int = 100, new_syntax: bool = False) -> str:
         condition = templates[(i // 2 if new_syntax else i) % len(templates)].format(
             a=i + 1, b=i % 7
         )
-        lines.append(f"  tier T{i} when {condition}")
+        keep = " keep 90 days" if new_syntax and i % 10 == 1 else ""
+        lines.append(f"  tier T{i} when {condition}{keep}")
     lines += ["  tier Rest otherwise", "}"]
     return "\n".join(lines) + "\n"
 
