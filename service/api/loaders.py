@@ -32,7 +32,7 @@ from strawberry.dataloader import DataLoader
 
 from dsl import CATALOG, MetricRef, Value, explain, metric_values_select
 from dsl.explain import Explanation
-from service.db.database import Keyed, Record
+from service.db.database import Keyed, Record, is_citus
 from service.db.tables import customers, exact_json_columns, memberships, transitions
 from service.engine import schemes, strategies
 from service.engine.sources import kept_members, tenant_sources
@@ -250,6 +250,11 @@ class Loaders:
     async def _customer_cards(
         self, connection: AsyncConnection, keys: list[str]
     ) -> dict[str, Record | None]:
+        if await is_citus(connection):
+            # A Citus coordinator cannot read the card's arrays of rows back from a worker
+            # ("input of anonymous composite types is not implemented"): the customer alone,
+            # and the tiers and strategies loaders read theirs.
+            return await self._customers_by_external_id(connection, keys)
         found: dict[str, Record | None] = dict.fromkeys(keys)
         for row in await CUSTOMER_CARDS.fetch(connection, keys, tenant=self.tenant):
             found[row.external_id] = row
