@@ -74,20 +74,8 @@ AS_OF = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 def simulate(customers: int, seed: int = 7) -> Summary:
     """Summaries of ``customers`` drawn from BG/NBD (purchases) and Gamma-Gamma (values)."""
     rng = np.random.default_rng(seed)
-    m = TRUE_BGNBD
     T = rng.integers(0, 365, customers).astype(np.float64)
-    rate = rng.gamma(m.r, 1 / m.alpha, customers)
-    dropout = rng.beta(m.a, m.b, customers)
-    x = np.zeros(customers)
-    last = np.zeros(customers)
-    now = np.zeros(customers)
-    active = np.ones(customers, dtype=bool)
-    while active.any():
-        now[active] += rng.exponential(1 / rate[active])
-        bought = active & (now <= T)
-        x[bought] += 1
-        last[bought] = now[bought]
-        active = bought & (rng.random(customers) >= dropout)
+    x, last = _draw(TRUE_BGNBD, T, rng)
     g = TRUE_GAMMA_GAMMA
     nu = rng.gamma(g.q, 1 / g.v, customers)
     # The mean of x Gamma(p, ν) values is Gamma(p·x, x·ν).
@@ -204,10 +192,10 @@ FROM bench_plan p JOIN customers c ON c.tenant_id = :t AND c.external_id = 'c' |
 """
 
 
-def _draw(model: BgNbd, customers: int, rng: np.random.Generator) -> tuple[Vector, ...]:
-    """T, x and t_x of ``customers`` drawn from BG/NBD (dropping out only after a repeat
-    purchase, as the model has it)."""
-    T = rng.integers(1, PLAN_DAYS, customers).astype(np.float64)
+def _draw(model: BgNbd, T: Vector, rng: np.random.Generator) -> tuple[Vector, Vector]:
+    """x and t_x of customers observed for ``T`` days each, drawn from BG/NBD (dropping out
+    only after a repeat purchase, as the model has it)."""
+    customers = len(T)
     rate = rng.gamma(model.r, 1 / model.alpha, customers)
     dropout = rng.beta(model.a, model.b, customers)
     x = np.zeros(customers)
@@ -220,7 +208,11 @@ def _draw(model: BgNbd, customers: int, rng: np.random.Generator) -> tuple[Vecto
         x[bought] += 1
         last[bought] = now[bought]
         active = bought & (rng.random(customers) >= dropout)
-    return T, x, last
+    return x, last
+
+
+def _observed(customers: int, rng: np.random.Generator) -> Vector:
+    return rng.integers(1, PLAN_DAYS, customers).astype(np.float64)
 
 
 def plan(customers: int, orders: int, seed: int = 7) -> list[tuple[int, float, int, float, float]]:
@@ -229,10 +221,11 @@ def plan(customers: int, orders: int, seed: int = 7) -> list[tuple[int, float, i
     rng = np.random.default_rng(seed)
     model = PLAN_BGNBD
     for _ in range(4):  # repeat purchases grow less than in proportion to the rates
-        _, x, _ = _draw(model, min(customers, 200_000), rng)
+        x, _ = _draw(model, _observed(min(customers, 200_000), rng), rng)
         scale = float(x.mean()) / max(orders / customers - 1, 1e-9)
         model = BgNbd(model.r, model.alpha * scale, model.a, model.b)
-    T, x, t_x = _draw(model, customers, rng)
+    T = _observed(customers, rng)
+    x, t_x = _draw(model, T, rng)
     nu = rng.gamma(PLAN_VALUE.q, 1 / PLAN_VALUE.v, customers)
     return list(
         zip(
