@@ -336,10 +336,18 @@ def rounded_average_py(total: Decimal, count: int) -> Decimal | None:
     return (Decimal(quotient if scaled >= 0 else -quotient)).scaleb(-AVERAGE_SCALE)
 
 
+def exact_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
+    """value as numeric unless it already is. Postgres resolves sign() and the operators of an
+    integer and a numeric to double precision, which would put a binary float between the
+    data and the answer."""
+    return value if isinstance(value.type, sa.Numeric) else sa.cast(value, sa.Numeric)
+
+
 def rounded_average_sql(total: ColumnElement[Any], count: ColumnElement[Any]) -> ColumnElement[Any]:
     """`rounded_average_py` in SQL: total / count rounded half away from zero to AVERAGE_SCALE
     digits, exactly."""
     # Integer arithmetic with div(), so no intermediate rounding: the same digits as Python.
+    total = exact_sql(total)
     scaled = total * sa.literal(10**AVERAGE_SCALE, sa.Numeric)
     quotient = sa.func.div(
         sa.literal(2, sa.Numeric) * sa.func.abs(scaled) + count, sa.literal(2, sa.Numeric) * count
@@ -361,6 +369,7 @@ def rounded_ratio_py(part: Decimal, whole: Decimal) -> Decimal | None:
 
 def rounded_ratio_sql(part: ColumnElement[Any], whole: ColumnElement[Any]) -> ColumnElement[Any]:
     """`rounded_ratio_py` in SQL: NULL when whole is 0 or NULL."""
+    part, whole = exact_sql(part), exact_sql(whole)
     numerator = part * sa.literal(10 ** (2 * AVERAGE_SCALE), sa.Numeric)
     denominator = sa.func.nullif(whole, 0) * sa.literal(10**AVERAGE_SCALE, sa.Numeric)
     two = sa.literal(2, sa.Numeric)
@@ -514,8 +523,7 @@ def arith_sql(
         days = sa.func.div(seconds, 86400)  # truncated toward zero; down for negative remainders
         return sa.case(((seconds < 0) & (sa.func.mod(seconds, 86400) != 0), days - 1), else_=days)
     # Integers (counts, day counts) as numeric: no integer division, no overflow.
-    a = left if isinstance(left.type, sa.Numeric) else sa.cast(left, sa.Numeric)
-    b = right if isinstance(right.type, sa.Numeric) else sa.cast(right, sa.Numeric)
+    a, b = exact_sql(left), exact_sql(right)
     if op == "+":
         return a + b
     if op == "-":

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 
+from sqlalchemy import Text, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dsl.catalog import CATALOG, Type, metric
 from dsl.checker import check_text
-from dsl.compiler import compile_scheme
+from dsl.compiler import compile_scheme, metric_values_select
 from dsl.evaluator import CustomerFacts, Event, Order, compute_metric_values, evaluate
+from service.engine.sources import predictions
 from tests.dsl.support import AS_OF, insert, rows, sources
 
 EXAMPLE = """
@@ -114,3 +118,28 @@ def test_values_are_bound_never_inlined() -> None:
     sql = str(compile_scheme(scheme, sources("t"), AS_OF).compile(dialect=postgresql.dialect()))
     for value in ("5000", "2000", "north", "complaint", "高价值客户", "VIP", "Normal"):
         assert value not in sql
+
+
+async def test_no_metric_is_a_binary_float(engine: AsyncEngine, tenant: str) -> None:
+    """Every number and day metric of the catalog (from its own example) is numeric or an
+    integer in Postgres: never double precision, whose digits the evaluator would not match."""
+    wanted = (Type.NUMBER, Type.DAYS)
+    examples = [m.example for m in CATALOG.values() if m.type in wanted]
+    rules = "\n".join(f"tier T{i} when {e}" for i, e in enumerate(examples))
+    # A number read from the attributes, and the metrics ranked by percentile() on their own.
+    rules += "\ntier A when attributes.score > 1"
+    named = check_text(rules).schemes[0].refs
+    every = [*named, *(r.of for r in named if r.of)]
+    refs = [r for r in every if metric(r).type in wanted or r.as_type in wanted]
+    facts = CustomerFacts({}, [Order(Decimal("10"), days_ago(d)) for d in (3, 2, 2, 2)])
+    async with engine.connect() as connection:
+        await insert(connection, tenant, [facts])
+        stored = predictions(tenant).subquery("predictions")
+        with_predictions = dataclasses.replace(sources(tenant), predictions=stored)
+        values = metric_values_select(refs, with_predictions, AS_OF).subquery()
+        typed = select(*(func.pg_typeof(column).cast(Text) for column in list(values.c)[1:]))
+        result = await connection.execute(typed.select_from(values).limit(1))
+        types = dict(zip(refs, result.one(), strict=True))
+        await connection.rollback()
+    assert {r.name for r in refs} >= {m.name for m in CATALOG.values() if m.type is Type.NUMBER}
+    assert {r: t for r, t in types.items() if t in ("double precision", "real")} == {}

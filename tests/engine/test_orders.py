@@ -114,6 +114,10 @@ async def test_largest_order_categories_and_days_between_purchases(
             row("a4r", "ann", "2026-01-22", "-700", refund_of="a4"),
             row("a5", "ann", "2026-02-06", "200"),
             row("b1", "bob", "2026-02-20", "40", category="books"),
+            row("c1", "cy", "2026-02-01", "10"),
+            row("c2", "cy", "2026-02-02", "10"),
+            row("c3", "cy", "2026-02-02", "10"),
+            row("c4", "cy", "2026-02-02", "10"),
         ],
     )
     got = await values(
@@ -139,6 +143,10 @@ async def test_largest_order_categories_and_days_between_purchases(
         "days_since_first_purchase": 9,
         "largest_order(30 days)": Decimal("40"),
     }
+    # 1 day over 3 gaps: an exact decimal, never the binary float 0.3333 Postgres would give
+    # for sign() of an integer.
+    interval = got["cy"]["purchase_interval"]
+    assert isinstance(interval, Decimal) and interval == Decimal("0.3333")
 
 
 # --- refund-not-a-purchase -------------------------------------------------------------------
