@@ -24,9 +24,8 @@ from service.api.fields import arg, resolver
 from service.api.limits import page_size
 from service.api.loaders import CARD_METRICS, MembershipRow, TransitionRow
 from service.api.strategies import Strategy
-from service.db import exact
 from service.db.database import Record
-from service.db.tables import customers, exact_json_columns
+from service.db.tables import customers
 from service.engine.members import members_select
 from service.errors import NotFound, UserError
 
@@ -219,12 +218,8 @@ class Customer:
             industry=row.industry,
             company_size=row.company_size,
             registered_at=row.registered_at,
-            # Selected as text (tables.exact_json_columns): numbers read exactly.
-            attributes=JSON(
-                exact.loads_stored(row.attributes)
-                if isinstance(row.attributes, str)
-                else row.attributes
-            ),
+            # Read with service.db.exact: numbers come back digit for digit.
+            attributes=JSON(row.attributes),
         )
 
     @classmethod
@@ -382,7 +377,7 @@ class CustomerQuery:
             # The filters on the page's own rows: selecting them again by id (`id IN (ids)`)
             # made a second pass over the customers for every row when the planner thought
             # them few (a new tenant's): 30 s for a page of 400 customers.
-            page = filtered.with_only_columns(*exact_json_columns(customers))
+            page = filtered.with_only_columns(*customers.c)
             if start is not None:
                 page = page.where(customers.c.external_id > start)
             rows = (

@@ -33,7 +33,7 @@ from strawberry.dataloader import DataLoader
 from dsl import CATALOG, MetricRef, Value, explain, metric_values_select
 from dsl.explain import Explanation
 from service.db.database import Keyed, Record, is_citus
-from service.db.tables import customers, exact_json_columns, memberships, transitions
+from service.db.tables import customers, memberships, transitions
 from service.engine import schemes, strategies
 from service.engine.sources import kept_members, tenant_sources
 from service.engine.strategies import Strategy
@@ -148,7 +148,7 @@ async def metric_values(
 # The customer card's reads (a customer by id, its tiers, its strategies: see
 # `service.engine.strategies.recommended`), compiled once and run by asyncpg.
 CUSTOMERS_BY_EXTERNAL_ID = Keyed.of(
-    lambda matches: select(*exact_json_columns(customers)).where(
+    lambda matches: select(customers).where(
         customers.c.tenant_id == bindparam("tenant"), matches(customers.c.external_id)
     )
 )
@@ -185,7 +185,7 @@ def _tier_rows() -> ScalarSelect[Any]:
 # or not the query asks for them: two index lookups cost less than a batch of their own.
 CUSTOMER_CARDS = Keyed.of(
     lambda matches: select(
-        *exact_json_columns(customers),
+        customers,
         _tier_rows().label("tier_rows"),
         strategies.recommended_rows(customers.c.tenant_id, customers.c.id).label("strategy_rows"),
     ).where(customers.c.tenant_id == bindparam("tenant"), matches(customers.c.external_id))
@@ -266,9 +266,7 @@ class Loaders:
         self, connection: AsyncConnection, keys: list[int]
     ) -> dict[int, Row[Any] | None]:
         rows = await connection.execute(
-            select(*exact_json_columns(customers)).where(
-                customers.c.tenant_id == self.tenant, customers.c.id.in_(keys)
-            )
+            select(customers).where(customers.c.tenant_id == self.tenant, customers.c.id.in_(keys))
         )
         found: dict[int, Row[Any] | None] = dict.fromkeys(keys)
         found.update((row.id, row) for row in rows)

@@ -128,10 +128,10 @@ def create_engine(
         # A failed statement's parameters can be a customer's data or a webhook's secret:
         # never in a log line or an exception's text.
         hide_parameters=True,
-        # jsonb written from Python (strategy parameters, audit entries) keeps decimals exact;
-        # read back, numbers are floats (model parameters are), except where a query reads
-        # the text (tables.exact_json_columns: customers' attributes in the API).
+        # jsonb written from Python (strategy parameters, audit entries) and read back keeps
+        # decimals exact: never a binary float between a user's number and the database.
         json_serializer=exact.dumps,
+        json_deserializer=exact.loads_stored,
         # The session defaults bound the system work that runs outside tenant transactions
         # (the dispatcher's claims, the scheduler's listing, probes); migrations lift them.
         connect_args={

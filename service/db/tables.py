@@ -13,8 +13,6 @@ same transaction, and the per-row trigger checks cost 6 of 16 seconds of a 1M-or
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -480,12 +478,3 @@ webhook_deliveries = Table(
         postgresql_where=text("status = 'pending'"),
     ),
 )
-
-
-def exact_json_columns(table: Table) -> list[Any]:
-    """The columns of ``table`` to select, its jsonb ones as their text (labelled with their
-    names) for service.db.exact.loads_stored: numbers come back exactly, not as floats."""
-    return [
-        column.cast(Text).label(column.name) if isinstance(column.type, JSONB) else column
-        for column in table.c
-    ]

@@ -4,7 +4,6 @@ by priority."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +13,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by, array_agg, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.access import audit
+from service.db import exact
 from service.db.database import Keyed, Record
 from service.db.tables import memberships, strategies
 from service.engine import schemes
@@ -277,7 +277,7 @@ def from_rows(rows: Sequence[tuple[Any, ...]] | None) -> list[Strategy]:
             description=row[4],
             channel=row[5],
             priority=row[6],
-            parameters=json.loads(row[7]),
+            parameters=exact.loads_stored(row[7]),
             active=row[8],
         )
         for row in rows or ()

@@ -134,3 +134,28 @@ async def test_attributes_come_back_exact(engine: AsyncEngine, tenant: str) -> N
         "n": 3,
         "r": Decimal("0.1"),
     }
+
+
+async def test_strategy_parameters_come_back_exact(engine: AsyncEngine, tenant: str) -> None:
+    """Strategy parameters are stored as jsonb: read back by `strategies`, on the customer
+    card and in the audit log, their numbers keep every digit (they came back as floats)."""
+    await shop(engine, tenant)
+    save = json.dumps("mutation ($s: StrategyInput!) { saveStrategy(strategy: $s) { parameters } }")
+    strategy = (
+        '{"scheme": "value", "tier": "VIP", "name": "Exact", "channel": "email", "priority": 0,'
+        ' "parameters": {"discount": 0.1, "cap": 1234567890123.4567, "n": 3}}'
+    )
+    saved = await raw_post(engine, tenant, f'{{"query": {save}, "variables": {{"s": {strategy}}}}}')
+    exact = {"discount": Decimal("0.1"), "cap": Decimal("1234567890123.4567"), "n": 3}
+    assert data(saved)["saveStrategy"]["parameters"] == exact
+    query = json.dumps(
+        '{ strategies(scheme: "value", tier: "VIP") { name parameters }'
+        ' customer(id: "ann") { strategies { name parameters } }'
+        ' auditLog(action: "strategy.create", first: 1) { after } }'
+    )
+    found = data(await raw_post(engine, tenant, f'{{"query": {query}}}'))
+    listed = {s["name"]: s["parameters"] for s in found["strategies"]}
+    on_card = {s["name"]: s["parameters"] for s in found["customer"]["strategies"]}
+    assert listed["Exact"] == exact
+    assert on_card["Exact"] == exact
+    assert found["auditLog"][0]["after"]["parameters"] == exact
