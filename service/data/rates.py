@@ -29,6 +29,7 @@ from service.data.records import (
     FieldError,
     check_tenant_id,
 )
+from service.db import locks
 from service.db.database import tenant_transaction
 from service.errors import UserError
 
@@ -142,13 +143,17 @@ async def reporting_currency(engine: AsyncEngine, tenant: str) -> str:
 
 async def set_reporting_currency(engine: AsyncEngine, tenant: str, code: str) -> str:
     """Set the tenant's reporting currency; refused once it has orders or rates, which are
-    in the one it has (converting them would need rates between the two)."""
+    in the one it has (converting them would need rates between the two). Waits for a load
+    of the tenant's in progress, and then sees its rows."""
     try:
         check_tenant_id(tenant)
         currency = str(CURRENCY.parse(code))
     except FieldError as error:
         raise UserError(str(error)) from None
     async with tenant_transaction(engine, tenant) as connection:
+        # The loads' lock: a first import still running has converted its orders into the
+        # current currency, and its rows are not yet visible to the check below.
+        await locks.acquire(connection, locks.Purpose.ingest, tenant)
         stored = await connection.execute(
             text(
                 "SELECT EXISTS (SELECT FROM orders WHERE tenant_id = :t)"

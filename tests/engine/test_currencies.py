@@ -4,18 +4,21 @@ order's date; an order without a rate is refused with its line."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.data import rates, rollups
 from service.data.ingest import import_file, import_rates
 from service.data.kinds import Kind
 from service.data.readers import IngestError
-from service.db.tables import orders
+from service.db import locks
+from service.db.tables import customers, orders
 from service.engine.templates import TEMPLATES
 from service.errors import UserError
 from tests.engine.test_orders import CASES, DOCS, _tiers, values, write
@@ -185,6 +188,34 @@ async def test_the_reporting_currency_is_set_before_the_first_import(
     with pytest.raises(UserError, match="set before the first import"):
         await rates.set_reporting_currency(engine, tenant, "USD")
     assert await rates.set_reporting_currency(engine, tenant, "CNY") == "CNY"
+
+
+async def test_the_currency_waits_for_a_first_import_in_progress(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    """A first import converting its orders into EUR has not committed when the currency is
+    set to USD: the setting waits for the load and then refuses, where it read no orders and
+    left EUR amounts in a USD tenant."""
+    async with engine.begin() as load:
+        await locks.acquire(load, locks.Purpose.ingest, tenant)  # as every load does
+        await load.execute(
+            insert(customers).values(tenant_id=tenant, external_id="ANN"),
+        )
+        ann = await load.scalar(select(customers.c.id).where(customers.c.tenant_id == tenant))
+        await load.execute(
+            insert(orders).values(
+                tenant_id=tenant,
+                external_id="A",
+                customer_id=ann,
+                ordered_at=dt.datetime(2026, 2, 10, tzinfo=dt.UTC),
+                amount=Decimal(5),
+            )
+        )
+        setting = asyncio.create_task(rates.set_reporting_currency(engine, tenant, "USD"))
+        await asyncio.sleep(0.2)
+    with pytest.raises(UserError, match="already has orders or rates in EUR"):
+        await setting
+    assert await rates.reporting_currency(engine, tenant) == "EUR"
 
 
 async def test_the_documented_currencies_example_holds(
