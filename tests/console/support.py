@@ -13,8 +13,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import httpx
 import uvicorn
-from playwright.sync_api import Browser, BrowserContext, Playwright, Route
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route, expect
 from sqlalchemy.engine import URL
 
 from service.access import audit
@@ -29,6 +30,7 @@ from service.db.tables import tenants
 from service.engine import evaluation, schemes, strategies
 from service.engine.predictions.tenant import fit_tenant
 from service.engine.templates import TEMPLATES
+from tests.api.support import token
 from tests.support import free_port
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's `chromium` package (README: running the tests)
@@ -146,3 +148,22 @@ def offline(browser: Browser, **options: object) -> Offline:
 
     context.route("**/*", route)
     return cut
+
+
+def sign_in(page: Page, served: Served, secret: str, view: str = "") -> None:
+    page.goto(f"{served.base}/console{view}")
+    page.get_by_label("Token").fill(secret)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+def api(served: Served, query: str, variables: dict[str, Any] | None = None) -> Any:
+    response = httpx.post(
+        f"{served.base}/graphql",
+        json={"query": query, "variables": variables or {}},
+        headers={"Authorization": f"Bearer {token(served.tenant, Role.analyst)}"},
+        timeout=120,
+    )
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]

@@ -14,32 +14,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 from playwright.sync_api import Page, expect
 
 from service.access.auth import Role
 from tests.api.support import token
-from tests.console.support import Served
+from tests.console.support import Served, api, sign_in
 from tests.support import tierwise
-
-
-def sign_in(page: Page, served: Served, secret: str, view: str = "") -> None:
-    page.goto(f"{served.base}/console{view}")
-    page.get_by_label("Token").fill(secret)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-
-
-def api(served: Served, query: str, variables: dict[str, Any] | None = None) -> Any:
-    response = httpx.post(
-        f"{served.base}/graphql",
-        json={"query": query, "variables": variables or {}},
-        headers={"Authorization": f"Bearer {token(served.tenant, Role.analyst)}"},
-        timeout=120,
-    )
-    body = response.json()
-    assert "errors" not in body, body
-    return body["data"]
 
 
 def cli(served: Served, *args: str) -> str:

@@ -84,10 +84,16 @@ function value(v) {
   return typeof v === "string" ? v : JSON.stringify(v);
 }
 
+// The catalog's unit after a value: "120 days", "5 orders"; none for a time or a unitless one.
+function unit(clause) {
+  return clause.unit && clause.unit !== "date and time" ? h("span", { class: "unit" }, ` ${clause.unit}`) : null;
+}
+
 function clauseItem(clause) {
   const parts = [h("code", {}, clause.text), " ", h("span", { class: `result ${clause.result.toLowerCase()}` }, clause.result.toLowerCase())];
   if (clause.metric) {
-    parts.push(h("span", { class: "values" }, ` ${clause.metric} is `, h("strong", { class: "actual" }, value(clause.actual)), clause.operator ? ` (rule: ${clause.operator} ${value(clause.expected)})` : ""));
+    parts.push(h("span", { class: "values" }, ` ${clause.metric} is `, h("strong", { class: "actual" }, value(clause.actual)), unit(clause),
+      clause.operator ? [` (rule: ${clause.operator} ${value(clause.expected)}`, clause.expected === null ? null : unit(clause), ")"] : ""));
   }
   return h("li", {}, parts, clause.children?.length ? h("ul", {}, clause.children.map(clauseItem)) : null);
 }
@@ -104,6 +110,7 @@ export function showExplanation(element, explain, subject = "this customer") {
     h("ol", { class: "traces" }, explain.tiers.map((trace) =>
       h("li", { class: trace.matched ? "matched" : undefined, dataset: { tier: trace.name } },
         h("strong", {}, trace.name), " ", h("span", { class: `result ${trace.result.toLowerCase()}` }, trace.matched ? `${trace.result.toLowerCase()}: takes the customer` : trace.result.toLowerCase()),
+        trace.kept ? h("p", { class: "kept" }, trace.kept) : null,
         trace.clause ? h("ul", {}, clauseItem(trace.clause)) : null),
     )),
   );
