@@ -119,7 +119,9 @@ class Model:
 
     @resolver(
         "Predicted against actual purchases in a holdout period (a fit of its own, nothing "
-        "stored): by default the last 182 days before asOf."
+        "stored): by default the last 182 days before asOf. Null, with a BAD_INPUT error, "
+        "when the period cannot be validated (too few repeat buyers before its end, or a "
+        "holdout that does not end after it): the model itself is still given."
     )
     async def calibration(
         self,
@@ -130,7 +132,7 @@ class Model:
         holdout_end: Annotated[
             dt.datetime | None, arg("End of the holdout period (default: asOf).")
         ] = None,
-    ) -> Calibration:
+    ) -> Calibration | None:
         end = holdout_end or self.as_of
         start = calibration_end or end - dt.timedelta(days=DEFAULT_HOLDOUT_DAYS)
         context = info.context

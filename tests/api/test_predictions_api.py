@@ -39,6 +39,11 @@ async def test_an_admin_fits_the_model_and_a_viewer_reads_it(
     assert calibration["calibrationEnd"].startswith("1997-04-02")
     assert [b["repeatPurchases"] for b in calibration["buckets"]][-1] == "7+"
     assert calibration["actual"] > 0 and calibration["predicted"]
+    # A period that cannot be validated fails alone: the model is still given.
+    early = await post(engine, tenant, read, {"calibrationEnd": "1997-01-10T00:00:00Z"})
+    assert codes(early) == ["BAD_INPUT"] and early["errors"][0]["path"] == ["model", "calibration"]
+    assert early["data"]["model"]["parameters"] == fitted["model"]["parameters"]
+    assert early["data"]["model"]["calibration"] is None
     log = data(await post(engine, tenant, '{ auditLog(action: "model.fit") { actor } }'))
     assert log == {"auditLog": [{"actor": "test"}]}
 

@@ -422,6 +422,13 @@ def test_the_models_calibration_chart_shows_predicted_against_actual(
         (b["repeatPurchases"], Decimal(b["actual"])) for b in other["buckets"]
     ]
 
+    # A period with no repeat buyers before it: the model stays, the reason replaces the chart.
+    page.get_by_label("Calibration end").fill("2000-01-01")
+    page.get_by_role("button", name="Validate").click()
+    expect(page.get_by_role("alert")).to_contain_text("repeat purchase")
+    expect(page.get_by_label("Model")).to_contain_text(f"Version {model['version']}, fitted")
+    expect(page.get_by_label("Calibration end")).to_have_value("2000-01-01")
+
 
 def test_segment_members_page_with_a_where(page: Page, served: Served) -> None:
     where = 'region = "east"'

@@ -30,6 +30,16 @@ export function whenUnauthenticated(callback) {
 
 /** The `data` of one GraphQL operation; throws ApiError with the first error's code. */
 export async function gql(document, variables = {}, token = session.token) {
+  const { data, errors } = await gqlPartial(document, variables, token);
+  if (errors.length) throw errors[0];
+  return data;
+}
+
+/**
+ * `data` and the errors (as ApiError, each with its `path`) of an operation whose nullable
+ * fields may fail on their own, the rest still answered; throws when nothing was answered.
+ */
+export async function gqlPartial(document, variables = {}, token = session.token) {
   let response;
   try {
     response = await fetch("/graphql", {
@@ -46,13 +56,15 @@ export async function gql(document, variables = {}, token = session.token) {
   } catch {
     throw new ApiError(`The service answered HTTP ${response.status} without GraphQL.`, "HTTP");
   }
-  if (body.errors?.length) {
-    const [first] = body.errors;
-    const code = first.extensions?.code ?? "INTERNAL";
-    if (code === "UNAUTHENTICATED" && token === session.token) onUnauthenticated(first.message);
-    throw new ApiError(first.message, code, first.extensions ?? {});
-  }
-  return body.data;
+  const errors = (body.errors ?? []).map((e) => {
+    const error = new ApiError(e.message, e.extensions?.code ?? "INTERNAL", e.extensions ?? {});
+    error.path = e.path ?? [];
+    return error;
+  });
+  const [first] = errors;
+  if (first?.code === "UNAUTHENTICATED" && token === session.token) onUnauthenticated(first.message);
+  if (first && (body.data === null || body.data === undefined)) throw first;
+  return { data: body.data, errors };
 }
 
 /**

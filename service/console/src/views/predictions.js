@@ -3,7 +3,7 @@
 // `model { calibration }`, the same comparison as `tierwise predict validate`.
 
 import PREDICTION_MODEL from "../../../../graphql/operations/prediction_model.graphql";
-import { gql } from "../api.js";
+import { gqlPartial } from "../api.js";
 import { calibrationChart } from "../charts.js";
 import { add, count, decimal, field, h, percent, table, when } from "../dom.js";
 
@@ -14,7 +14,13 @@ export async function predictions(main, _ctx, _params, query) {
   const calibrationEnd = query.get("calibrationEnd");
   const holdoutEnd = query.get("holdoutEnd");
   add(main, h("h1", {}, "Predictions"));
-  const { model } = await gql(PREDICTION_MODEL, { calibrationEnd: midnight(calibrationEnd), holdoutEnd: midnight(holdoutEnd) });
+  const { data, errors } = await gqlPartial(PREDICTION_MODEL, { calibrationEnd: midnight(calibrationEnd), holdoutEnd: midnight(holdoutEnd) });
+  const model = data.model;
+  // Only the calibration may fail on its own (a period with too few repeat buyers): the model
+  // and the form stay, with the reason in place of the chart.
+  const failed = errors.find((e) => e.path.join(".") === "model.calibration");
+  const other = errors.find((e) => e !== failed);
+  if (other) throw other;
   if (!model) {
     add(main, h("p", {}, "No prediction model is fitted yet: `tierwise predict fit`, or an admin's `fitModel` (the scheduler fits one on its interval). Until then p_alive, expected_orders, expected_order_value and clv are null."));
     return;
@@ -34,10 +40,8 @@ export async function predictions(main, _ctx, _params, query) {
     ),
   );
   const c = model.calibration;
-  const startInput = h("input", { type: "date", value: c.calibrationEnd.slice(0, 10), required: true });
-  const endInput = h("input", { type: "date", value: c.holdoutEnd.slice(0, 10), required: true });
-  const chart = h("div", { class: "chart", id: "calibration-chart" });
-  const customers = c.buckets.reduce((sum, b) => sum + b.customers, 0);
+  const startInput = h("input", { type: "date", value: c ? c.calibrationEnd.slice(0, 10) : calibrationEnd, required: true });
+  const endInput = h("input", { type: "date", value: c ? c.holdoutEnd.slice(0, 10) : holdoutEnd ?? model.asOf.slice(0, 10), required: true });
   add(
     main,
     h("h2", {}, "Calibration"),
@@ -55,6 +59,15 @@ export async function predictions(main, _ctx, _params, query) {
       field("Holdout end", endInput),
       h("button", { type: "submit" }, "Validate"),
     ),
+  );
+  if (!c) {
+    add(main, h("p", { class: "message error", role: "alert" }, failed ? failed.message : "This period cannot be validated."));
+    return;
+  }
+  const chart = h("div", { class: "chart", id: "calibration-chart" });
+  const customers = c.buckets.reduce((sum, b) => sum + b.customers, 0);
+  add(
+    main,
     h(
       "p",
       { class: "summary", "aria-label": "Calibration totals" },
