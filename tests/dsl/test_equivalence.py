@@ -49,7 +49,8 @@ def _comparable(ref: MetricRef, value: Any) -> Any:
     # Raw JSON attribute values are only ever tested for null.
     if ref.name == "attributes" and ref.as_type is None:
         return value is None
-    return value
+    # A binary float is never equal to an exact value, even one it happens to hold (0.5).
+    return (type(value).__name__, value) if isinstance(value, float) else value
 
 
 @_SETTINGS
