@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.access import audit
+from service.db import exact
 from service.db.database import tenant_transaction
 from service.db.tables import customer_predictions, customers, prediction_models
 from service.engine.predictions import purchases
@@ -243,7 +244,9 @@ async def test_each_fit_is_a_new_version_and_the_newest_is_current(
     async with tenant_transaction(engine, tenant) as connection:
         [entry, _] = await audit.entries(connection, tenant, action="model.fit")
     assert (entry.target, entry.actor) == ("model:2", "tierwise")
-    assert (entry.before, entry.after) == (first.as_json(), second.as_json())
+    # As stored: the floats' shortest digits, read back exactly.
+    stored_json = [exact.loads_stored(exact.dumps(m.as_json())) for m in (first, second)]
+    assert [entry.before, entry.after] == stored_json
 
 
 async def test_validation_compares_predicted_and_actual_holdout_purchases(
