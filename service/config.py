@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     auth_required: bool = True
     """Refuse requests without a valid bearer token. Off (development only), every request
     acts as admin of the default tenant or of the ``X-Tierwise-Tenant`` header."""
+    id_key: SecretStr | None = None
+    """The secret (at least 16 characters) the ids of strategies, webhooks, deliveries, runs and
+    audit entries are encrypted with before users see them; unset: the random key migration
+    0015 stored in the database. Every process of a deployment must agree, and changing it
+    changes every such id."""
     jwt_secret: SecretStr | None = None
     """The HS256 secret JWTs are signed with (at least 32 bytes)."""
     jwt_public_keys: str | None = None

@@ -91,6 +91,16 @@ tenants = Table(
     Column("currency", Text, nullable=False, server_default="EUR"),
 )
 
+# Secrets of the deployment, the same for every tenant and process: ``ids``, the key the ids of
+# rows users see are encrypted with (service/db/ids.py; made by migration 0015, unless the
+# TIERWISE_ID_KEY setting replaces it). No tenant column: a reference table on Citus.
+deployment_keys = Table(
+    "deployment_keys",
+    metadata,
+    Column("name", KEY, primary_key=True),
+    Column("key", LargeBinary, nullable=False),
+)
+
 # Exchange rates a tenant imports (`tierwise import rates`): one unit of `currency` is worth
 # `rate` units of the tenant's reporting currency from `valid_from` (a date, UTC) until the
 # next rate of that currency. Exact: no binary float between a file and a converted amount.
