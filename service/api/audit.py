@@ -4,7 +4,8 @@ there is deliberately no mutation (entries are never edited or deleted)."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -13,13 +14,14 @@ from service.access import audit
 from service.access.auth import Permission
 from service.api.access import Role
 from service.api.context import Info
-from service.api.fields import arg, known_id, resolver
+from service.api.fields import arg, known_id, resolver, shown_id
 from service.api.limits import page_size
+from service.db.ids import Ids, RowKind
 
 
 @strawberry.type(description="One change to rules, strategies, keys or webhooks.")
 class AuditEntry:
-    id: strawberry.ID = strawberry.field(description="Increasing with time; page with `before`.")
+    id: strawberry.ID = strawberry.field(description="Opaque; page with `before`.")
     at: dt.datetime = strawberry.field(description="When the change was committed.")
     actor: str = strawberry.field(
         description="Who: the token's subject, `key:<key id>`, or `cli:<os user>`."
@@ -41,19 +43,47 @@ class AuditEntry:
     request_id: str | None = strawberry.field(description="The request's X-Request-ID.")
 
     @classmethod
-    def of(cls, entry: audit.AuditEntry) -> AuditEntry:
+    def of(cls, entry: audit.AuditEntry, ids: Ids) -> AuditEntry:
         return cls(
-            id=strawberry.ID(str(entry.id)),
+            id=shown_id(ids, RowKind.audit_entry, entry.id),
             at=entry.at,
             actor=entry.actor,
             role=Role(entry.role),
             action=entry.action,
-            target=entry.target,
-            before=entry.before,
-            after=entry.after,
+            target=_shown_target(entry.target, ids),
+            before=_shown_thing(entry.action, entry.before, ids),
+            after=_shown_thing(entry.action, entry.after, ids),
             source=entry.source,
             request_id=entry.request_id,
         )
+
+
+# Entries keep the internal ids of the rows they name (written in the engine, which knows no
+# tenant's ids; older entries too): they are shown as the ids the API gives out for those rows.
+_WEBHOOK_TARGET = re.compile(r"webhook:([0-9]+)")
+
+
+def _shown_target(target: str, ids: Ids) -> str:
+    match = _WEBHOOK_TARGET.fullmatch(target)
+    if match is None:
+        return target
+    return f"webhook:{ids.encode(RowKind.webhook, int(match[1]))}"
+
+
+def _shown_thing(action: str, thing: Any, ids: Ids) -> Any:
+    """``thing`` (an entry's before or after) with the ids of strategies and deliveries in it
+    shown as the API's."""
+    if not isinstance(thing, dict):
+        return thing
+    shown = dict(thing)
+    if action.startswith("strategy.") and isinstance(shown.get("id"), int):
+        shown["id"] = ids.encode(RowKind.strategy, shown["id"])
+    deliveries = shown.get("deliveries")
+    if action == "webhook.replay" and isinstance(deliveries, list):
+        shown["deliveries"] = [
+            ids.encode(RowKind.delivery, n) if isinstance(n, int) else n for n in deliveries
+        ]
+    return shown
 
 
 @strawberry.type
@@ -73,9 +103,10 @@ class AuditQuery:
     ) -> list[AuditEntry]:
         context = info.context
         page_size(context.settings, "first", first)
-        before_id = None if before is None else known_id(before, "audit entry")
+        ids = await context.ids()
+        before_id = None if before is None else known_id(ids, RowKind.audit_entry, before, "before")
         async with context.transaction() as connection:
             found = await audit.entries(
                 connection, context.tenant, action=action, limit=first, before_id=before_id
             )
-        return [AuditEntry.of(entry) for entry in found]
+        return [AuditEntry.of(entry, ids) for entry in found]

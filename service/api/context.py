@@ -13,9 +13,10 @@ subscription's, take one transaction per batch.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -30,6 +31,7 @@ from service.api.feed import TransitionFeed
 from service.api.loaders import Loaders
 from service.config import Settings
 from service.db.database import RequestConnection, tenant_transaction
+from service.db.ids import Ids, codec
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ class Context:
     # Set for a query over HTTP before it runs (`service.api.http`): its reads share one
     # connection, which `close` gives back.
     shares_connection: bool = False
+    _ids: Ids | None = field(default=None, init=False, repr=False)
+    _ids_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     @property
     def caller(self) -> Principal:
@@ -68,6 +72,16 @@ class Context:
     @cached_property
     def loaders(self) -> Loaders:
         return Loaders(self.database.turn, self.tenant)
+
+    async def ids(self) -> Ids:
+        """The caller's tenant's ids (`service.db.ids`): what a row's internal id is shown as,
+        and read back from."""
+        # One reading of the key, not one per resolver of the request's first rows.
+        async with self._ids_lock:
+            if self._ids is None:
+                found = await codec(self.engine, self.settings.id_key, self.transaction)
+                self._ids = found.of(self.tenant)
+        return self._ids
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A transaction confined to the request's tenant by row-level security: in a query,

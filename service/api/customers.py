@@ -237,7 +237,8 @@ class Customer:
     @resolver(description="Active strategies of the customer's current tiers, by priority.")
     async def strategies(self, info: Info) -> list[Strategy]:
         found = await info.context.loaders.strategies.load(self.internal_id)
-        return [Strategy.of(s) for s in found]
+        ids = await info.context.ids()
+        return [Strategy.of(s, ids) for s in found]
 
     @resolver(description="Current metric values.")
     async def metrics(self, info: Info) -> CustomerMetrics:

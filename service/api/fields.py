@@ -3,8 +3,9 @@
 `resolver` is `strawberry.field` as a typed decorator: with keyword arguments only,
 `strawberry.field(...)` is typed as returning `Any`, which mypy's strict mode rejects as an
 untyped decorator; the wrapper keeps the resolver's own type (the strawberry mypy plugin and the
-schema see the same field either way). `parse_id` and `known_id` are the one reading of the
-IDs this API gives out for rows (strategies, webhooks, deliveries, audit entries).
+schema see the same field either way). `shown_id`, `row_id` and `known_id` are the one writing and
+reading of the IDs this API gives out for rows (strategies, webhooks, deliveries, runs, audit
+entries): opaque tokens of `service.db.ids`.
 """
 
 from __future__ import annotations
@@ -16,12 +17,10 @@ import strawberry
 
 from service.access.auth import Permission
 from service.api import access
-from service.errors import NotFound
+from service.db.ids import Ids, MalformedId, RowKind
+from service.errors import NotFound, UserError
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-# Row ids are Postgres bigint identities (from 1); past the largest bigint no row can be.
-_MAX_ROW_ID = 2**63 - 1
 
 
 def resolver(description: str, *, needs: Permission | None = None) -> Callable[[F], F]:
@@ -42,19 +41,35 @@ def arg(description: str) -> Any:
     return strawberry.argument(description=description)
 
 
-def parse_id(value: str) -> int | None:
-    """The row id an ID argument holds, or None when it holds none (then no row has that ID):
-    only the decimal digits of a row id are one, so neither ``" 1"``, ``"1_0"`` nor a number
-    past bigint reaches the database."""
-    if not (value.isascii() and value.isdecimal()):
-        return None
-    number = int(value)
-    return number if number <= _MAX_ROW_ID else None
+_WHAT = {
+    RowKind.strategy: "strategy",
+    RowKind.webhook: "webhook",
+    RowKind.delivery: "webhook delivery",
+    RowKind.run: "evaluation run",
+    RowKind.audit_entry: "audit entry",
+}
 
 
-def known_id(value: str, what: str) -> int:
-    """`parse_id`, raising `NotFound` ("no {what} {value!r}") for an ID that holds no row id."""
-    number = parse_id(value)
+def shown_id(ids: Ids, kind: RowKind, number: int) -> strawberry.ID:
+    """The ID a row of ``kind`` with internal id ``number`` is shown as (`service.db.ids`)."""
+    return strawberry.ID(ids.encode(kind, number))
+
+
+def row_id(ids: Ids, kind: RowKind, value: str, argument: str) -> int | None:
+    """The internal id of the caller's row of ``kind`` an ID argument names, or None when it
+    names none (another tenant's or another kind's id, or a made-up one); `UserError` naming
+    ``argument`` when it is not of an id's shape (a number from before ids were opaque, too)."""
+    try:
+        return ids.decode(kind, value)
+    except MalformedId:
+        raise UserError(
+            f"`{argument}` is not a {_WHAT[kind]} id this API gave out: {value[:100]!r}"
+        ) from None
+
+
+def known_id(ids: Ids, kind: RowKind, value: str, argument: str) -> int:
+    """`row_id`, raising `NotFound` ("no {kind} {value!r}") for an ID that names no row."""
+    number = row_id(ids, kind, value, argument)
     if number is None:
-        raise NotFound(f"no {what} {value!r}")
+        raise NotFound(f"no {_WHAT[kind]} {value!r} (`{argument}`)")
     return number

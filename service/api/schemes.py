@@ -16,7 +16,8 @@ from service.access.auth import Permission
 from service.api.context import Info
 from service.api.errors import Severity
 from service.api.explain import Explanation
-from service.api.fields import arg, resolver
+from service.api.fields import arg, resolver, shown_id
+from service.db.ids import Ids, RowKind
 from service.engine import evaluation, schemes, versions
 
 
@@ -238,9 +239,9 @@ class EvaluationRun:
     tiers: list[TierCount] = strawberry.field(description="Customers and revenue per tier.")
 
     @classmethod
-    def of(cls, run: evaluation.RunResult) -> EvaluationRun:
+    def of(cls, run: evaluation.RunResult, ids: Ids) -> EvaluationRun:
         return cls(
-            id=strawberry.ID(str(run.run_id)),
+            id=shown_id(ids, RowKind.run, run.run_id),
             scheme=run.scheme,
             version=run.version,
             as_of=run.as_of,
@@ -417,11 +418,12 @@ class SchemeMutation:
             runs = await evaluation.evaluate_all(
                 context.engine, context.tenant, keys=[key], trigger="api"
             )
+        ids = await context.ids()
         return PublishResult(
             scheme=Scheme.of(scheme),
             changed=key in published.changed,
             warnings=[Diagnostic.of(d) for d in published.warnings.warnings],
-            runs=[EvaluationRun.of(run) for run in runs],
+            runs=[EvaluationRun.of(run, ids) for run in runs],
         )
 
     @resolver(
@@ -438,4 +440,5 @@ class SchemeMutation:
         )
         if not runs:
             raise schemes.unpublished(scheme, context.tenant)
-        return [EvaluationRun.of(run) for run in runs]
+        ids = await context.ids()
+        return [EvaluationRun.of(run, ids) for run in runs]

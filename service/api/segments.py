@@ -11,9 +11,10 @@ import strawberry
 
 from service.access.auth import Permission
 from service.api.context import Info
-from service.api.fields import arg, known_id, resolver
+from service.api.fields import arg, known_id, resolver, shown_id
 from service.api.limits import page_size
 from service.api.strategies import Strategy
+from service.db.ids import Ids, RowKind
 from service.engine import analytics
 from service.errors import UserError
 
@@ -41,7 +42,8 @@ class Segment:
     @resolver(description="Active strategies of the tier, by priority.")
     async def strategies(self, info: Info) -> list[Strategy]:
         found = await info.context.loaders.tier_strategies.load((self.scheme, self.tier))
-        return [Strategy.of(s) for s in found if s.active]
+        ids = await info.context.ids()
+        return [Strategy.of(s, ids) for s in found if s.active]
 
     @classmethod
     def of(cls, row: analytics.SegmentRow) -> Segment:
@@ -71,9 +73,9 @@ class SchemeRun:
     changed: int | None = strawberry.field(description="Tier changes it recorded.")
 
     @classmethod
-    def of(cls, row: analytics.RunRow) -> SchemeRun:
+    def of(cls, row: analytics.RunRow, ids: Ids) -> SchemeRun:
         return cls(
-            id=strawberry.ID(str(row.id)),
+            id=shown_id(ids, RowKind.run, row.id),
             scheme=row.scheme,
             version=row.version,
             trigger=row.trigger,
@@ -158,7 +160,8 @@ class SegmentQuery:
         page_size(context.settings, "last", last)
         async with context.transaction() as connection:
             rows = await analytics.evaluation_runs(connection, context.tenant, scheme, last)
-        return [SchemeRun.of(row) for row in rows]
+        ids = await context.ids()
+        return [SchemeRun.of(row, ids) for row in rows]
 
     @resolver(
         "Each tier's customers at the end of every day from `fromDate` to `toDate` (UTC, at most "
@@ -199,14 +202,16 @@ class SegmentQuery:
         context = info.context
         runs = (from_run, to_run)
         dates = (from_date, to_date)
+        ids = await context.ids()
         async with context.transaction() as connection:
-            if None not in runs and dates == (None, None):
+            if from_run is not None and to_run is not None and dates == (None, None):
                 cells = await analytics.migration_matrix(
                     connection,
                     context.tenant,
                     scheme,
-                    known_id(str(from_run), "run"),
-                    known_id(str(to_run), "run"),
+                    known_id(ids, RowKind.run, from_run, "fromRun"),
+                    known_id(ids, RowKind.run, to_run, "toRun"),
+                    names=(from_run, to_run),
                 )
             elif from_date is not None and to_date is not None and runs == (None, None):
                 cells = await analytics.migration_matrix_between_dates(

@@ -10,7 +10,8 @@ from strawberry.scalars import JSON
 
 from service.access.auth import Permission
 from service.api.context import Info
-from service.api.fields import arg, parse_id, resolver
+from service.api.fields import arg, resolver, row_id, shown_id
+from service.db.ids import Ids, RowKind
 from service.engine import schemes
 from service.engine import strategies as strategy_service
 from service.errors import UserError
@@ -29,9 +30,9 @@ class Strategy:
     active: bool = strawberry.field(description="Inactive strategies are never recommended.")
 
     @classmethod
-    def of(cls, strategy: strategy_service.Strategy) -> Strategy:
+    def of(cls, strategy: strategy_service.Strategy, ids: Ids) -> Strategy:
         return cls(
-            id=strawberry.ID(str(strategy.id)),
+            id=shown_id(ids, RowKind.strategy, strategy.id),
             scheme=strategy.scheme,
             tier=strategy.tier,
             name=strategy.name,
@@ -84,7 +85,8 @@ class StrategyQuery:
                 tier=tier,
                 include_inactive=include_inactive,
             )
-        return [Strategy.of(s) for s in found]
+        ids = await context.ids()
+        return [Strategy.of(s, ids) for s in found]
 
 
 @strawberry.type
@@ -115,7 +117,7 @@ class StrategyMutation:
                 active=strategy.active,
                 actor=context.caller.actor,
             )
-        return Strategy.of(saved)
+        return Strategy.of(saved, await context.ids())
 
     @resolver(
         "Delete a strategy; false when there was none of that id.",
@@ -125,7 +127,7 @@ class StrategyMutation:
         self, info: Info, id: Annotated[strawberry.ID, arg("The strategy's id.")]
     ) -> bool:
         context = info.context
-        strategy_id = parse_id(id)
+        strategy_id = row_id(await context.ids(), RowKind.strategy, id, "id")
         if strategy_id is None:
             return False
         async with context.transaction() as connection:

@@ -12,8 +12,9 @@ from strawberry.scalars import JSON
 
 from service.access.auth import Permission
 from service.api.context import Info
-from service.api.fields import arg, known_id, parse_id, resolver
+from service.api.fields import arg, known_id, resolver, row_id, shown_id
 from service.api.limits import page_size
+from service.db.ids import Ids, RowKind
 from service.engine import webhooks as hooks
 
 MANAGE = Permission.manage_webhooks
@@ -34,9 +35,9 @@ class Webhook:
     created_by: str = strawberry.field(description="Who registered it.")
 
     @classmethod
-    def of(cls, webhook: hooks.Webhook) -> Webhook:
+    def of(cls, webhook: hooks.Webhook, ids: Ids) -> Webhook:
         return cls(
-            id=strawberry.ID(str(webhook.id)),
+            id=shown_id(ids, RowKind.webhook, webhook.id),
             url=webhook.url,
             scheme=webhook.scheme,
             tier=webhook.tier,
@@ -90,10 +91,10 @@ class WebhookDelivery:
     )
 
     @classmethod
-    def of(cls, delivery: hooks.Delivery) -> WebhookDelivery:
+    def of(cls, delivery: hooks.Delivery, ids: Ids) -> WebhookDelivery:
         return cls(
-            id=strawberry.ID(str(delivery.id)),
-            webhook_id=strawberry.ID(str(delivery.webhook_id)),
+            id=shown_id(ids, RowKind.delivery, delivery.id),
+            webhook_id=shown_id(ids, RowKind.webhook, delivery.webhook_id),
             event_id=delivery.event_id,
             payload=JSON(delivery.payload),
             status=WebhookDeliveryStatus[delivery.status.upper()],
@@ -119,7 +120,8 @@ class WebhookQuery:
             found = await hooks.list_webhooks(
                 connection, context.tenant, include_deleted=include_deleted
             )
-        return [Webhook.of(webhook) for webhook in found]
+        ids = await context.ids()
+        return [Webhook.of(webhook, ids) for webhook in found]
 
     @resolver("Webhook deliveries, newest first.", needs=MANAGE)
     async def webhook_deliveries(
@@ -134,16 +136,21 @@ class WebhookQuery:
     ) -> list[WebhookDelivery]:
         context = info.context
         page_size(context.settings, "first", first)
+        ids = await context.ids()
+        hook = None
+        if webhook_id is not None:
+            hook = known_id(ids, RowKind.webhook, webhook_id, "webhookId")
+        before_id = None if before is None else known_id(ids, RowKind.delivery, before, "before")
         async with context.transaction() as connection:
             found = await hooks.deliveries(
                 connection,
                 context.tenant,
                 status=None if status is None else status.name.lower(),
-                webhook_id=None if webhook_id is None else known_id(webhook_id, "webhook"),
+                webhook_id=hook,
                 limit=first,
-                before_id=None if before is None else known_id(before, "delivery"),
+                before_id=before_id,
             )
-        return [WebhookDelivery.of(delivery) for delivery in found]
+        return [WebhookDelivery.of(delivery, ids) for delivery in found]
 
 
 @strawberry.type
@@ -177,7 +184,9 @@ class WebhookMutation:
                 allow_http=context.settings.webhook_allow_http,
                 allow_private=context.settings.webhook_allow_private,
             )
-        return CreatedWebhook(webhook=Webhook.of(created.webhook), secret=created.secret)
+        return CreatedWebhook(
+            webhook=Webhook.of(created.webhook, await context.ids()), secret=created.secret
+        )
 
     @resolver(
         "Delete a webhook: nothing more is sent to it, its pending deliveries become dead. "
@@ -188,7 +197,7 @@ class WebhookMutation:
         self, info: Info, id: Annotated[strawberry.ID, arg("The webhook's id.")]
     ) -> bool:
         context = info.context
-        webhook_id = parse_id(id)
+        webhook_id = row_id(await context.ids(), RowKind.webhook, id, "id")
         if webhook_id is None:
             return False
         async with context.transaction() as connection:
@@ -203,11 +212,13 @@ class WebhookMutation:
         self, info: Info, id: Annotated[strawberry.ID, arg("The delivery's id.")]
     ) -> WebhookDelivery:
         context = info.context
+        ids = await context.ids()
+        delivery_id = known_id(ids, RowKind.delivery, id, "id")
         async with context.transaction() as connection:
             replayed = await hooks.replay(
-                connection, context.tenant, context.caller.actor, known_id(id, "webhook delivery")
+                connection, context.tenant, context.caller.actor, delivery_id
             )
-        return WebhookDelivery.of(replayed)
+        return WebhookDelivery.of(replayed, ids)
 
     @resolver(
         "Send every dead delivery of a webhook again; returns how many. NOT_FOUND for no "
@@ -218,7 +229,6 @@ class WebhookMutation:
         self, info: Info, webhook_id: Annotated[strawberry.ID, arg("The webhook's id.")]
     ) -> int:
         context = info.context
+        number = known_id(await context.ids(), RowKind.webhook, webhook_id, "webhookId")
         async with context.transaction() as connection:
-            return await hooks.replay_dead(
-                connection, context.tenant, context.caller.actor, known_id(webhook_id, "webhook")
-            )
+            return await hooks.replay_dead(connection, context.tenant, context.caller.actor, number)

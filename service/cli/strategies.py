@@ -26,6 +26,7 @@ from service.errors import NotFound, UserError
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from service.db.ids import Ids
     from service.engine import strategies as service
 
 # The database and the engine are imported by the commands, when they run (see support).
@@ -41,9 +42,12 @@ TierOption = Annotated[str, typer.Option("--tier", help="A tier of --scheme.")]
 NameOption = Annotated[str, typer.Option("--name", help="The strategy's name, unique per tier.")]
 
 
-def _dict(strategy: service.Strategy) -> dict[str, Any]:
+def _dict(strategy: service.Strategy, ids: Ids) -> dict[str, Any]:
+    from service.db.ids import RowKind
+
     return {
-        "id": strategy.id,
+        # The id the API shows for it (opaque, service/db/ids.py), not the internal number.
+        "id": ids.encode(RowKind.strategy, strategy.id),
         "scheme": strategy.scheme,
         "tier": strategy.tier,
         "name": strategy.name,
@@ -65,23 +69,25 @@ def list_(
 ) -> None:
     """The strategies of every tier (or of --scheme, --tier), by scheme, tier and priority."""
     from service.db.database import tenant_transaction
+    from service.db.ids import codec
     from service.engine import schemes
     from service.engine import strategies as service
 
     config = load()
     tenant_id = tenant or config.default_tenant
 
-    async def work(engine: AsyncEngine) -> list[service.Strategy]:
+    async def work(engine: AsyncEngine) -> tuple[list[service.Strategy], Ids]:
         async with tenant_transaction(engine, tenant_id) as connection:
             if scheme is not None:
                 await schemes.find(connection, tenant_id, scheme)
-            return await service.listed(
+            listed = await service.listed(
                 connection, tenant_id, scheme=scheme, tier=tier, include_inactive=all_
             )
+        return listed, (await codec(engine, config.id_key)).of(tenant_id)
 
-    found = run_with_engine(config, work)
+    found, ids = run_with_engine(config, work)
     if output is OutputFormat.json:
-        print_exact_json([_dict(s) for s in found])
+        print_exact_json([_dict(s, ids) for s in found])
         return
     if not found:
         out.print("no strategies", highlight=False)

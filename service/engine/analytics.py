@@ -349,30 +349,41 @@ def _ordered(cells: Sequence[MigrationCell], tiers: Sequence[str]) -> list[Migra
     return sorted(cells, key=lambda c: (rank(c.from_tier), rank(c.to_tier)))
 
 
-async def _boundary(connection: AsyncConnection, tenant: str, scheme_key: str, run: int) -> int:
+async def _boundary(
+    connection: AsyncConnection, tenant: str, scheme_key: str, run_id: int, run: str
+) -> int:
     row = (
-        await connection.execute(text(_BOUNDARY), {"t": tenant, "k": scheme_key, "run": run})
+        await connection.execute(text(_BOUNDARY), {"t": tenant, "k": scheme_key, "run": run_id})
     ).one_or_none()
     if row is None:
-        raise NotFound(f"no evaluation run {run} of scheme `{scheme_key}`")
+        raise NotFound(f"no evaluation run {run!r} of scheme `{scheme_key}`")
     if not row.applied or row.status != "succeeded":
         raise UserError(
-            f"run {run} of `{scheme_key}` did not change the tiers (a backtest or a failed run);"
+            f"run {run!r} of `{scheme_key}` did not change the tiers (a backtest or a failed run);"
             " compare dates with migration_matrix_between_dates instead"
         )
     return int(row.boundary)
 
 
 async def migration_matrix(
-    connection: AsyncConnection, tenant: str, scheme_key: str, from_run_id: int, to_run_id: int
+    connection: AsyncConnection,
+    tenant: str,
+    scheme_key: str,
+    from_run_id: int,
+    to_run_id: int,
+    *,
+    names: tuple[str, str] | None = None,
 ) -> list[MigrationCell]:
     """How many customers went from each tier after `from_run_id` to each tier after
-    `to_run_id` (staying put included); only non-empty cells."""
+    `to_run_id` (staying put included); only non-empty cells. Errors name the runs by
+    ``names``, the ids the caller knows them by (the API's are opaque: the internal ones are
+    not to be shown), else by their internal ids."""
+    shown = names or (str(from_run_id), str(to_run_id))
     params = {
         "t": tenant,
         "k": scheme_key,
-        "before": await _boundary(connection, tenant, scheme_key, from_run_id),
-        "after": await _boundary(connection, tenant, scheme_key, to_run_id),
+        "before": await _boundary(connection, tenant, scheme_key, from_run_id, shown[0]),
+        "after": await _boundary(connection, tenant, scheme_key, to_run_id, shown[1]),
     }
     cells = [
         MigrationCell(row.from_tier, row.to_tier, int(row.customers))

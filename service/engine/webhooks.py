@@ -461,10 +461,11 @@ async def replay(
             )
         ).scalar_one_or_none()
         if found is None:
-            raise NotFound(f"no webhook delivery {delivery_id}")
+            raise NotFound("no such webhook delivery")
+        # Not naming the delivery by its internal id: callers know it by the id they gave.
         if found != "dead":
-            raise UserError(f"webhook delivery {delivery_id} is {found}: only dead ones replay")
-        raise UserError(f"webhook delivery {delivery_id} belongs to a deleted webhook")
+            raise UserError(f"the webhook delivery is {found}: only dead ones replay")
+        raise UserError("the webhook delivery belongs to a deleted webhook")
     await audit.record(
         connection,
         tenant,
@@ -488,7 +489,7 @@ async def replay_dead(
         )
     )
     if exists is None:
-        raise NotFound(f"no webhook {webhook_id}")
+        raise NotFound("no such active webhook")
     rows = await connection.execute(
         update(webhook_deliveries)
         .where(*_replayable(tenant), webhook_deliveries.c.webhook_id == webhook_id)

@@ -283,7 +283,8 @@ RUNS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], None]]] = {
         },
         _save_strategy,
     ),
-    "delete_strategy": ({"id": "999999"}, _delete_strategy),
+    # An id of the right shape that is none of the tenant's (service/db/ids.py).
+    "delete_strategy": ({"id": "A" * 22}, _delete_strategy),
     "prediction_model": ({}, _no_model),
     "explain": ({"customer": "bob", "scheme": "value"}, _explain),
     "customer_card": ({"id": "ann", "scheme": "value"}, _customer_card),

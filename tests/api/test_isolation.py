@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -175,12 +176,147 @@ async def test_ids_and_cursors_tell_nothing_of_other_tenants_volume(
     assert ids == ["value:1", "value:2"]
 
 
+# One round of a tenant's activity that makes a row of each kind with an id: a webhook, a
+# strategy, runs (two publishes, which move bob and back), deliveries of those moves, audit
+# entries of it all, and an API key.
+ROUND = [
+    (
+        'mutation { createWebhook(url: "https://hooks.example.com/t") { webhook { id } } }',
+        {},
+    ),
+    (
+        "mutation ($s: StrategyInput!) { saveStrategy(strategy: $s) { id } }",
+        {"s": {"scheme": "value", "tier": "VIP", "name": "plan {n}", "channel": "email"}},
+    ),
+    (PUBLISH, {"s": VALUE.replace("> 5000", "> 0").replace(">= 2", ">= 1")}),
+    (PUBLISH, {"s": VALUE}),
+    ('mutation { createApiKey(role: VIEWER, name: "k") { key apiKey { id } } }', {}),
+]
+
+ROW_IDS = """{
+  strategies { id name }
+  webhooks { id }
+  webhookDeliveries(first: 100) { id webhookId }
+  evaluationRuns(scheme: "value", last: 100) { id }
+  auditLog(first: 100) { id action target before after }
+  apiKeys { id }
+}"""
+
+
+async def _round(engine: AsyncEngine, tenant: str, n: int) -> None:
+    for query, variables in ROUND:
+        if "s" in variables and isinstance(variables["s"], dict):
+            variables = {"s": {**variables["s"], "name": f"plan {n}"}}
+        data(await post(engine, tenant, query, variables))
+
+
+def _shown_ids(seen: dict[str, Any]) -> list[str]:
+    """Every id-like value in an answer of ROW_IDS: ids, webhook ids, audit targets and the
+    ids inside audited things."""
+    found = [row["id"] for field in seen.values() for row in field]
+    found += [row["webhookId"] for row in seen["webhookDeliveries"]]
+    for entry in seen["auditLog"]:
+        found.append(entry["target"])
+        for thing in (entry["before"], entry["after"]):
+            if isinstance(thing, dict) and entry["action"].startswith("strategy."):
+                found.append(str(thing["id"]))
+            if isinstance(thing, dict) and entry["action"] == "webhook.replay":
+                found += [str(d) for d in thing["deliveries"]]
+    return found
+
+
+async def _internal_ids(engine: AsyncEngine, tenant: str) -> set[str]:
+    async with engine.connect() as connection:
+        found: set[str] = set()
+        for table in ("strategies", "webhooks", "webhook_deliveries", "evaluation_runs"):
+            rows = await connection.scalars(
+                text(f"SELECT id FROM {table} WHERE tenant_id = :t"), {"t": tenant}
+            )
+            found |= {str(n) for n in rows}
+        rows = await connection.scalars(
+            text("SELECT id FROM audit_log WHERE tenant_id = :t"), {"t": tenant}
+        )
+        return found | {str(n) for n in rows}
+
+
+async def test_row_ids_tell_nothing_of_other_tenants_volume(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    """Strategies, webhooks, deliveries, runs and audit entries are numbered by sequences
+    shared by all tenants; B, making one round of rows before and one after A made three,
+    saw the gap. Now B sees opaque ids (service/db/ids.py): none of the internal numbers
+    anywhere, the same kind of token whatever A did, and A's ids name nothing in B."""
+    await shop(engine, tenant)
+    b, _, _ = await _tenant_b(engine, tenant)
+    await _round(engine, b, 1)
+    for n in range(3):
+        await _round(engine, tenant, n)
+    await _round(engine, b, 2)
+    seen = data(await post(engine, b, ROW_IDS))
+    theirs = data(await post(engine, tenant, ROW_IDS))
+    assert len(seen["webhooks"]) == 2 and len(seen["evaluationRuns"]) >= 4
+    assert seen["webhookDeliveries"] and len(seen["apiKeys"]) == 2
+
+    shown = _shown_ids(seen)
+    internal = await _internal_ids(engine, b) | await _internal_ids(engine, tenant)
+    assert not internal & set(shown)
+    assert not any(re.fullmatch(r"(webhook:)?[0-9]+", value) for value in shown)
+    for row_id in [row["id"] for field in seen.values() for row in field]:
+        # An opaque token of 16 bytes, or an API key's random 16 hex digits.
+        assert re.fullmatch(r"[A-Za-z0-9_-]{22}|[0-9a-f]{16}", row_id), row_id
+    webhook_targets = [e["target"] for e in seen["auditLog"] if e["action"] == "webhook.create"]
+    assert sorted(webhook_targets) == sorted(f"webhook:{w['id']}" for w in seen["webhooks"])
+    strategy_ids = {e["after"]["id"] for e in seen["auditLog"] if e["action"] == "strategy.create"}
+    assert strategy_ids <= {s["id"] for s in seen["strategies"]}
+
+    # A's ids, asked for in B, name nothing of B's (and reach none of A's).
+    strategy = theirs["strategies"][0]["id"]
+    webhook = theirs["webhooks"][0]["id"]
+    delivery = theirs["webhookDeliveries"][0]["id"]
+    run, entry = theirs["evaluationRuns"][0]["id"], theirs["auditLog"][0]["id"]
+    key = theirs["apiKeys"][0]["id"]
+    b_runs = [r["id"] for r in seen["evaluationRuns"]]
+    for query in (
+        f'mutation {{ replayWebhookDelivery(id: "{delivery}") {{ id }} }}',
+        f'mutation {{ replayDeadDeliveries(webhookId: "{webhook}") }}',
+        f'mutation {{ revokeApiKey(id: "{key}") {{ id }} }}',
+        f'{{ webhookDeliveries(webhookId: "{webhook}") {{ id }} }}',
+        f'{{ webhookDeliveries(before: "{delivery}") {{ id }} }}',
+        f'{{ auditLog(before: "{entry}") {{ id }} }}',
+        f'{{ migrationMatrix(scheme: "value", fromRun: "{run}", toRun: "{b_runs[0]}") '
+        "{ customerCount } }",
+        # One kind's id is no other kind's, even in its own tenant.
+        f'{{ webhookDeliveries(webhookId: "{seen["strategies"][0]["id"]}") {{ id }} }}',
+    ):
+        assert codes(await post(engine, b, query)) == ["NOT_FOUND"], query
+    for query in (
+        f'mutation {{ deleteStrategy(id: "{strategy}") }}',
+        f'mutation {{ deleteWebhook(id: "{webhook}") }}',
+    ):
+        assert list(data(await post(engine, b, query)).values()) == [False], query
+    assert data(await post(engine, tenant, ROW_IDS)) == theirs
+    # B's own ids work.
+    first, last = b_runs[-1], b_runs[0]
+    matrix = (
+        f'{{ migrationMatrix(scheme: "value", fromRun: "{first}", toRun: "{last}") {{ toTier }} }}'
+    )
+    assert data(await post(engine, b, matrix))["migrationMatrix"]
+    newest = seen["auditLog"][0]["id"]
+    older = data(await post(engine, b, f'{{ auditLog(before: "{newest}") {{ id }} }}'))
+    assert [e["id"] for e in older["auditLog"]] == [e["id"] for e in seen["auditLog"][1:]]
+
+
 async def test_no_mutation_changes_another_tenants_data(engine: AsyncEngine, tenant: str) -> None:
     await shop(engine, tenant)
-    b, _, b_strategy = await _tenant_b(engine, tenant)
+    b, _, _ = await _tenant_b(engine, tenant)
     before = await _b_state(engine, b)
+    (b_strategy,) = [
+        s["id"]
+        for s in data(await post(engine, b, "{ strategies { id name } }"))["strategies"]
+        if s["name"] == "B plan"
+    ]
     deleted = await post(
-        engine, tenant, "mutation ($id: ID!) { deleteStrategy(id: $id) }", {"id": str(b_strategy)}
+        engine, tenant, "mutation ($id: ID!) { deleteStrategy(id: $id) }", {"id": b_strategy}
     )
     assert data(deleted)["deleteStrategy"] is False
     evaluated = await post(

@@ -14,6 +14,9 @@ from service.engine import evaluation
 from tests.api.support import codes, data, post, shop
 from tests.support import load, order
 
+# Of an id's shape, but no row's: the delivery ids the API gives out are of the deployment's key.
+MADE_UP = "A" * 22
+
 CREATE = """
 mutation ($url: String!, $scheme: String, $tier: String) {
   createWebhook(url: $url, scheme: $scheme, tier: $tier) {
@@ -110,7 +113,9 @@ async def test_deliveries_are_listed_and_dead_ones_replayed(
     replay = "mutation ($id: ID!) { replayWebhookDelivery(id: $id) { status attempts } }"
     result = await post(engine, tenant, replay, {"id": pending["id"]})
     assert codes(result) == ["BAD_INPUT"] and "only dead ones" in result["errors"][0]["message"]
-    assert codes(await post(engine, tenant, replay, {"id": "123456789"})) == ["NOT_FOUND"]
+    assert codes(await post(engine, tenant, replay, {"id": MADE_UP})) == ["NOT_FOUND"]
+    numeric = await post(engine, tenant, replay, {"id": "123456789"})  # not an id of ours
+    assert codes(numeric) == ["BAD_INPUT"] and "`id`" in numeric["errors"][0]["message"]
 
     async with engine.begin() as connection:  # as if it had run out of attempts
         await connection.execute(
@@ -134,7 +139,7 @@ async def test_deliveries_are_listed_and_dead_ones_replayed(
         )
     replay_all = "mutation ($id: ID!) { replayDeadDeliveries(webhookId: $id) }"
     assert data(await post(engine, tenant, replay_all, {"id": hook})) == {"replayDeadDeliveries": 1}
-    assert codes(await post(engine, tenant, replay_all, {"id": "987654321"})) == ["NOT_FOUND"]
+    assert codes(await post(engine, tenant, replay_all, {"id": MADE_UP})) == ["NOT_FOUND"]
     async with engine.begin() as connection:  # leave nothing for another test's dispatcher
         await connection.execute(
             text("UPDATE webhook_deliveries SET status = 'dead' WHERE tenant_id = :t"),

@@ -12,7 +12,7 @@ from service.access.auth import Role
 from tests.api.support import data, post, shop
 from tests.support import tierwise
 
-LISTED = '{ strategies(scheme: "value") { tier name channel priority parameters } }'
+LISTED = '{ strategies(scheme: "value") { id tier name channel priority parameters } }'
 
 
 async def test_save_list_and_delete_as_the_api_sees_them(
@@ -31,6 +31,7 @@ async def test_save_list_and_delete_as_the_api_sees_them(
     )  # fmt: skip
     assert "saved strategy 'Welcome call' of value Active (phone, priority 5)" in saved
     api = data(await post(engine, tenant, LISTED, role=Role.viewer))["strategies"]
+    ids = [s.pop("id") for s in api]
     assert {
         "tier": "Active",
         "name": "Welcome call",
@@ -41,6 +42,8 @@ async def test_save_list_and_delete_as_the_api_sees_them(
 
     listed = json.loads(cli("list", "--scheme", "value", "--format", "json"))
     assert [(s["tier"], s["name"]) for s in listed] == [(s["tier"], s["name"]) for s in api]
+    # The same opaque ids as the API's (service/db/ids.py), not the internal numbers.
+    assert [s["id"] for s in listed] == ids
     assert "Welcome call" in cli("list", "--scheme", "value", "--tier", "Active")
 
     cli("save", "--scheme", "value", "--tier", "Active", "--name", "Welcome call",

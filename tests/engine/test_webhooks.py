@@ -498,7 +498,7 @@ async def test_retries_back_off_until_dead_and_a_replay_delivers(
             assert (replayed.status, replayed.attempts) == ("pending", 0)
             with pytest.raises(UserError, match="is pending: only dead ones replay"):
                 await webhooks.replay(connection, tenant, ADMIN, dead.id)
-            with pytest.raises(UserError, match="no webhook delivery"):
+            with pytest.raises(UserError, match="no such webhook delivery"):
                 await webhooks.replay(connection, tenant, ADMIN, dead.id + 10_000)
         await until(all_in(engine, tenant, "delivered"))
     assert list(receiver.events) == [dead.event_id]
@@ -540,7 +540,7 @@ async def test_a_deleted_webhook_gets_nothing_more(
     async with tenant_transaction(engine, tenant) as connection:
         with pytest.raises(UserError, match="deleted webhook"):
             await webhooks.replay(connection, tenant, ADMIN, found[0].id)
-        with pytest.raises(UserError, match="no webhook"):
+        with pytest.raises(UserError, match="no such active webhook"):
             await webhooks.replay_dead(connection, tenant, ADMIN, created.webhook.id)
 
 
