@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -147,6 +147,13 @@ class Settings(BaseSettings):
     shutdown_timeout: int = 30
     """Seconds `serve` waits on SIGTERM for in-flight requests and a running scheduled
     evaluation to finish before cancelling them (their transactions roll back)."""
+
+    @field_validator("id_key")
+    @classmethod
+    def _id_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must have at least 16 characters")
+        return value
 
 
 def load_settings(**overrides: object) -> Settings:

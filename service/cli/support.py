@@ -25,6 +25,7 @@ from rich.text import Text
 from service.errors import UserError
 
 if TYPE_CHECKING:
+    import pydantic
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from service.config import LogFormat, Settings
@@ -61,12 +62,32 @@ AsOfOption = Annotated[
 ]
 
 
+def settings_problems(error: pydantic.ValidationError) -> str:
+    """One line per invalid setting, named as the environment sets it; a secret's value is
+    never echoed."""
+    from service.config import Settings
+
+    lines = []
+    for problem in error.errors():
+        name = str(problem["loc"][0]) if problem["loc"] else "settings"
+        field = Settings.model_fields.get(name)
+        secret = field is not None and "Secret" in str(field.annotation)
+        given = "" if secret else f" (got {problem['input']!r})"
+        lines.append(f"TIERWISE_{name.upper()}: {problem['msg']}{given}")
+    return "invalid settings:\n" + "\n".join(lines)
+
+
 def settings(log_format: LogFormat = "text", **overrides: object) -> Settings:
     """The settings, with logging configured (``log_format`` unless TIERWISE_LOG_FORMAT)."""
+    from pydantic import ValidationError
+
     from service import logs
     from service.config import load_settings
 
-    loaded = load_settings(**overrides)
+    try:
+        loaded = load_settings(**overrides)
+    except ValidationError as error:
+        raise UserError(settings_problems(error)) from None
     logs.configure(loaded.log_level, loaded.log_format or log_format)
     return loaded
 

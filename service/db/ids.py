@@ -42,7 +42,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.db.tables import deployment_keys
-from service.errors import UserError
 
 ID_KEY_NAME = "ids"
 """The ``deployment_keys`` row of the id key."""
@@ -154,11 +153,8 @@ async def codec(
     connection of the engine; an API request passes its own, so reading the key never waits
     for a second connection of its share of the pool). `LookupError` when there is none (the
     database is older than migration 0015)."""
-    if configured is not None:
-        secret = configured.get_secret_value()
-        if len(secret) < 16:
-            raise UserError("TIERWISE_ID_KEY must have at least 16 characters")
-        return IdCodec(configured_key(secret))
+    if configured is not None:  # at least 16 characters (`Settings.id_key`)
+        return IdCodec(configured_key(configured.get_secret_value()))
     found = _CODECS.get(engine)
     if found is None:
         async with (connect or engine.connect)() as connection:

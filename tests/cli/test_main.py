@@ -58,6 +58,22 @@ def test_help_names_values_and_reads_as_written(database: URL) -> None:
     assert "backtest them --as-of a past date." in " ".join(evaluate.split())
 
 
+def test_invalid_settings_are_named_in_one_message(
+    database: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A setting the environment gets wrong is named as it is set, with what was given (never
+    a secret's value): no traceback."""
+    monkeypatch.setenv("TIERWISE_MAX_QUERY_COST", "lots")
+    monkeypatch.setenv("TIERWISE_ID_KEY", "hunter2")
+    result = tierwise(database, "keys", "list", "--tenant", "shop")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "TIERWISE_MAX_QUERY_COST: Input should be a valid integer" in result.stderr
+    assert "(got 'lots')" in result.stderr
+    assert "TIERWISE_ID_KEY: Value error, must have at least 16 characters" in result.stderr
+    assert "hunter2" not in result.stderr
+
+
 def test_migrate_reports_the_revision(database: URL) -> None:
     result = tierwise(database, "migrate")
     assert result.returncode == 0, result.stderr
