@@ -12,8 +12,13 @@ from collections.abc import Callable
 from typing import Any
 
 from lark import Lark, Token
+from lark import lexer as lark_lexer
 from lark.parse_tree_builder import ExpandSingleChild
 from lark.parsers.lalr_analysis import Shift
+
+# lark's own step of building a state's scanner: its terminals (string terminals a regular
+# one also matches folded into that one) and the token callbacks that tell them apart again.
+_create_unless: Callable[..., tuple[list[Any], dict[str, Any]]] = lark_lexer._create_unless
 
 _Match = Callable[[str, int, int], "re.Match[str] | None"]
 _Scanner = tuple[_Match, frozenset[str], dict[str, Any]]
@@ -187,15 +192,23 @@ class _Scanners(dict[int, _Scanner]):
 
     def __missing__(self, state: int) -> _Scanner:
         # lark's scanner is one alternation of the state's terminals in lark's order (past 100
-        # terminals it splits it, which this grammar is far from).
+        # terminals it splits it, which this grammar is far from), with the callbacks of its
+        # `_build_scanner`. Made here as lark makes it, without compiling lark's own copy of
+        # the alternation (this loop compiles its own, the skip pattern in front): that copy
+        # was half the regular-expression compiling of a new process.
         lexer = self._contextual.lexers[state]
-        patterns = lexer.scanner._mres  # built on first use; also fills lexer.callback
+        terminals, callbacks = _create_unless(
+            lexer.terminals, lexer.g_regex_flags, lexer.re, lexer.use_bytes
+        )
         if (
-            len(patterns) != 1
+            len(terminals) >= 100
+            or lexer.user_callbacks
+            or lexer.use_bytes
             or lexer.ignore_types != self._ignored
-            or self._ignored & set(lexer.callback)
+            or self._ignored & set(callbacks)
         ):
             raise RuntimeError("the fast loop expects one scanner pattern, same ignores")
-        match = re.compile(f"{self.skip_pattern}(?:{patterns[0].pattern})", patterns[0].flags).match
-        scanner = self[state] = (match, lexer.newline_types, lexer.callback)
+        pattern = "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in terminals)
+        match = re.compile(f"{self.skip_pattern}(?:{pattern})", lexer.g_regex_flags).match
+        scanner = self[state] = (match, lexer.newline_types, callbacks)
         return scanner

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from service.cli.main import app
+from service.cli.main import build_app
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -26,7 +26,7 @@ def test_the_command_it_runs_exists() -> None:
     assert command[0] == "tierwise"
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert "tierwise" in scripts
-    result = CliRunner().invoke(app, [*command[1:], "--help"])
+    result = CliRunner().invoke(build_app(), [*command[1:], "--help"])
     assert result.exit_code == 0, result.output
 
 

@@ -30,8 +30,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by, array_agg
 from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.dataloader import DataLoader
 
-from dsl import CATALOG, MetricRef, Value, explain, metric_values_select
-from dsl.explain import Explanation
+from dsl import CATALOG, MetricRef, Value, metric_values_select
+from dsl.explain import Explanation, explain
 from service.db.database import Keyed, Record, is_citus
 from service.db.tables import customers, memberships, transitions
 from service.engine import schemes, strategies

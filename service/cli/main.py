@@ -6,33 +6,55 @@ embedded Postgres in TIERWISE_DATA_DIR). Errors print one clear message and exit
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
 from typer import core as typer_core
 
-from service.cli import data, reports, serve
-from service.cli.keys import keys_app
-from service.cli.predict import predict_app
-from service.cli.rules import rules_app
-from service.cli.strategies import strategies_app
 from service.cli.support import print_error
 from service.errors import UserError
 
-app = typer.Typer(
-    rich_markup_mode=None,
-    help="Tierwise: customer tiers from rules, evaluated in Postgres, served over GraphQL.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+# The command modules, in the order `tierwise --help` lists their commands: (module, its
+# Typer, the group's name, or None for commands at the top level).
+_MODULES = (
+    ("serve", "app", None),
+    ("data", "app", None),
+    ("reports", "app", None),
+    ("rules", "rules_app", "rules"),
+    ("strategies", "strategies_app", "strategies"),
+    ("keys", "keys_app", "keys"),
+    ("predict", "predict_app", "predict"),
 )
-app.add_typer(serve.app)
-app.add_typer(data.app)
-app.add_typer(reports.app)
-app.add_typer(rules_app, name="rules")
-app.add_typer(strategies_app, name="strategies")
-app.add_typer(keys_app, name="keys")
-app.add_typer(predict_app, name="predict")
+# Which module defines each top-level command and group (tests/cli/test_startup.py holds this
+# equal to what the modules define). A command then imports and builds only its own module's
+# commands: typer builds, and inspects the signature of, every command it is given.
+COMMAND_MODULES = {
+    **dict.fromkeys(("migrate", "distribute", "serve", "demo"), "serve"),
+    **dict.fromkeys(("import", "delete", "currency", "rollups"), "data"),
+    **dict.fromkeys(("evaluate", "segments", "export"), "reports"),
+    **{group: module for module, _, group in _MODULES if group is not None},
+}
+
+
+def build_app(command: str | None = None) -> typer.Typer:
+    """The `tierwise` app: with ``command`` (a name of `COMMAND_MODULES`) only the commands of
+    the module that defines it, otherwise all of them (no command, `--help`, an unknown name,
+    which click then reports as it does)."""
+    app = typer.Typer(
+        rich_markup_mode=None,
+        help="Tierwise: customer tiers from rules, evaluated in Postgres, served over GraphQL.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    only = COMMAND_MODULES.get(command or "")
+    for module, attribute, group in _MODULES:
+        if only is None or only == module:
+            app.add_typer(
+                getattr(importlib.import_module(f"service.cli.{module}"), attribute), name=group
+            )
+    return app
 
 
 def _name_values(command: object) -> None:
@@ -54,7 +76,11 @@ def _name_values(command: object) -> None:
 
 def main() -> None:
     """Entry point: run the CLI; user errors print one message, never a traceback."""
-    command = typer.main.get_command(app)
+    arguments = sys.argv[1:]
+    # The first argument names the command unless it is an option (`tierwise --help rules`
+    # lists every command).
+    first = arguments[0] if arguments and not arguments[0].startswith("-") else None
+    command = typer.main.get_command(build_app(first))
     _name_values(command)
     try:
         command(prog_name="tierwise")

@@ -48,14 +48,18 @@ from service.data.records import (
     parse_row,
 )
 from service.db import exact, locks
-from service.db.database import ANALYZE_BASE_ROWS, analyze_stale, tenant_transaction
+from service.db.database import (
+    ANALYZE_AFTER_ROWS,
+    ANALYZE_BASE_ROWS,
+    analyze_stale,
+    tenant_transaction,
+)
 from service.errors import UserError
 from service.metrics import observe_import
 
 # records.WHITESPACE as a Postgres string, in hex escapes: in E'...', \v is the letter v.
 _SQL_WHITESPACE = "E'" + "".join(f"\\x{ord(c):02x}" for c in WHITESPACE) + "'"
 CHUNK_ROWS = 20_000
-ANALYZE_AFTER_ROWS = 10_000
 COPY_BLOCK = 1 << 20
 
 ProgressCallback = Callable[[int], None]

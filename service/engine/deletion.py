@@ -28,10 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from service.access import audit
 from service.access.audit import Actor
 from service.data import rollups
-from service.data.ingest import ANALYZE_AFTER_ROWS
 from service.data.kinds import Kind
 from service.db import locks
-from service.db.database import tenant_transaction
+from service.db.database import ANALYZE_AFTER_ROWS, tenant_transaction
 from service.db.tables import tenants
 from service.engine import evaluation
 from service.engine import schemes as published

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Insert, Select, column, literal, select, table, text, update
+from sqlalchemy import Insert, Select, bindparam, column, literal, select, table, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dsl import (
@@ -29,16 +30,15 @@ from dsl import (
     Sources,
     compile_scheme,
     evaluation_order,
-    explain,
     metric_values_select,
 )
 from dsl.catalog import Source
 from dsl.compiler import time_parameters, window_days
 from dsl.evaluator import is_population
-from service.data.ingest import ANALYZE_AFTER_ROWS
+from dsl.explain import explain
 from service.db import locks
-from service.db.database import analyze_stale, tenant_transaction
-from service.db.tables import evaluation_runs
+from service.db.database import ANALYZE_AFTER_ROWS, analyze_stale, tenant_transaction
+from service.db.tables import evaluation_runs, prediction_models
 from service.engine import schemes as published
 from service.engine import webhooks
 from service.engine.schemes import PublishedScheme
@@ -51,7 +51,6 @@ from service.engine.sources import (
     tenant_sources,
 )
 from service.errors import UserError
-from service.metrics import observe_run
 
 _NEW_TIERS = table(
     "new_tiers", column("customer_id"), column("tier"), column("held"), column("revenue")
@@ -486,8 +485,17 @@ async def evaluate(
         except Exception as error:
             await _fail_run(engine, tenant, run_id, error)
             raise
-    observe_run(result, trigger)
+    _observe(result, trigger)
     return result
+
+
+def _observe(result: RunResult, trigger: str) -> None:
+    """Count the run in the Prometheus metrics of a process that serves them: one that imported
+    `service.metrics` (the app does at start). A CLI command's process has nobody to report
+    them to, and starts without prometheus_client (about 30 ms)."""
+    metrics = sys.modules.get("service.metrics")
+    if metrics is not None:
+        metrics.observe_run(result, trigger)
 
 
 async def evaluate_all(
@@ -548,6 +556,13 @@ async def _incremental_staging(
     return _INCREMENTAL_STAGINGS[key]
 
 
+_HAS_MODEL = select(
+    select(prediction_models.c.version)
+    .where(prediction_models.c.tenant_id == bindparam("tenant"))
+    .exists()
+)
+
+
 async def refresh_affected(
     connection: AsyncConnection,
     tenant: str,
@@ -563,12 +578,15 @@ async def refresh_affected(
     be exact for them. The customers' predictions are recomputed first, with the tenant's
     current model (`refresh_predictions`), so the prediction metrics follow their new orders.
     """
-    # Imported here: the models need numpy and scipy, which a run or a backtest without
-    # prediction metrics does without (see `_predictions_then`).
-    from service.engine.predictions.tenant import refresh_predictions
-
     now = now or dt.datetime.now(dt.UTC)
-    await refresh_predictions(connection, tenant, now)
+    # The models need numpy and scipy (0.9 s of CPU in a new process: most of what a one-row
+    # `tierwise import` spent), and do nothing for a tenant without a fitted model: imported
+    # only for a tenant that has one, or once a process has them anyway (the server).
+    models = "service.engine.predictions.tenant"
+    if models in sys.modules or await connection.scalar(_HAS_MODEL, {"tenant": tenant}):
+        from service.engine.predictions.tenant import refresh_predictions
+
+        await refresh_predictions(connection, tenant, now)
     changed = 0
     for scheme in await published.current(connection, tenant):
         if scheme.uses_population:

@@ -32,7 +32,6 @@ import asyncpg
 from sqlalchemy import Row, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from service import metrics
 from service.access import audit
 from service.access.audit import Actor
 from service.config import Settings
@@ -711,6 +710,10 @@ class Dispatcher:
         return claimed
 
     async def _attempt(self, client: httpx.AsyncClient, delivery: _Claimed) -> None:
+        # Here, not at the top: a run only writes the outbox, and `tierwise evaluate` starts
+        # without prometheus_client.
+        from service import metrics
+
         if not delivery.active:
             outcome = _Outcome(False, None, "the webhook was deleted")
         else:

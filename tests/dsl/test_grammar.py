@@ -8,10 +8,11 @@ import sys
 import unicodedata
 from typing import get_args
 
+import pytest
 from lark.lexer import PatternStr
 
 from dsl import tree as t
-from dsl.grammar import KEYWORDS, MARK_RANGES, word_character
+from dsl.grammar import KEYWORDS, MARK_RANGES, mark_spans, stored_spans, word_character
 from dsl.parser import _lark
 
 
@@ -49,3 +50,12 @@ def test_mark_ranges_hold_every_combining_mark() -> None:
         if unicodedata.category(chr(cp))[0] == "M":
             assert cp in inside, hex(cp)
             assert word.fullmatch(chr(cp)), hex(cp)
+
+
+def test_the_stored_marks_are_the_computed_ones() -> None:
+    """`word_character` reads the marks of this Python's Unicode from a stored table when it
+    has one (to start fast); they must be what `mark_spans` finds."""
+    stored = stored_spans(unicodedata.unidata_version)
+    if stored is None:
+        pytest.skip(f"no marks stored for Unicode {unicodedata.unidata_version}")
+    assert stored == mark_spans()

@@ -173,7 +173,16 @@ def test_every_state_has_a_scanner_the_fast_loop_can_use() -> None:
     # Scanners are made as the loop reaches their states; make all of them, so that a grammar
     # change breaking the loop's assumptions fails here, not on some rule author's file.
     # (A state whose scanner breaks them raises RuntimeError.)
+    # Each is lark's own scanner (the same alternation, in the same order) behind the skip
+    # pattern, with lark's callbacks.
     scanners = _fast_loop().lexers
+    contextual: Any = _lark().parser.lexer
     for state in scanners.states:
-        assert callable(scanners[state][0])
+        match, newlines, callbacks = scanners[state]
+        lark = contextual.lexers[state]
+        assert (
+            match.__self__.pattern == f"{scanners.skip_pattern}(?:{lark.scanner._mres[0].pattern})"
+        )
+        assert callbacks.keys() == lark.callback.keys()
+        assert newlines == lark.newline_types
     assert len(scanners) == len(scanners.states) > 100

@@ -15,9 +15,9 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from dsl import check_text, compile_scheme, explain, metric_values_select
+from dsl import check_text, compile_scheme, metric_values_select
 from dsl.evaluator import CustomerFacts, Kept, Order, compute_metric_values, place
-from dsl.explain import Explanation
+from dsl.explain import Explanation, explain
 from service.data.rollups import CREATE_AFFECTED
 from service.db.database import create_engine, tenant_transaction
 from service.db.tables import customers
