@@ -19,7 +19,7 @@ import contextvars
 import logging
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import Pool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
@@ -248,22 +249,23 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-# Whether each engine's server runs Citus, found out on its first tenant transaction.
-_CITUS: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
+# Whether each engine's server runs Citus, found out on its first tenant transaction; by
+# pool, which an engine shares with its copies of other execution options (`_self_managed`).
+_CITUS: weakref.WeakKeyDictionary[Pool, bool] = weakref.WeakKeyDictionary()
 
 
 async def is_citus(connection: AsyncConnection) -> bool:
     """Whether ``connection``'s database is a Citus coordinator (has the citus extension):
     the one place where Tierwise tells Citus from a single Postgres. Asked once per engine."""
-    engine = connection.engine.sync_engine
-    found = _CITUS.get(engine)
+    pool = connection.engine.sync_engine.pool
+    found = _CITUS.get(pool)
     if found is None:
         found = bool(
             await connection.scalar(
                 text("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')")
             )
         )
-        _CITUS[engine] = found
+        _CITUS[pool] = found
     return found
 
 
@@ -528,6 +530,14 @@ def _timed_out(timeout: float, *, batch: bool) -> TimedOut:
 _CLOSING: set[asyncio.Task[None]] = set()
 
 
+async def _shielded(end: Coroutine[Any, Any, None]) -> None:
+    """Run ``end`` to completion even if the caller is cancelled meanwhile."""
+    task = asyncio.ensure_future(end)
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)
+    await asyncio.shield(task)
+
+
 async def _give_back(connection: AsyncConnection, *, commit: bool) -> None:
     """End ``connection``'s transaction (commit or roll back) and return it to the pool, where
     the pool's reset rolls back whatever is left, or discards a connection that fails it.
@@ -540,10 +550,67 @@ async def _give_back(connection: AsyncConnection, *, commit: bool) -> None:
         finally:
             await connection.close()
 
-    task = asyncio.ensure_future(end())
-    _CLOSING.add(task)
-    task.add_done_callback(_CLOSING.discard)
-    await asyncio.shield(task)
+    await _shielded(end())
+
+
+# The shared read connection's transaction, run by asyncpg itself (see `RequestConnection`):
+# BEGIN and the tenant's settings in one round trip, the same settings as `_ENTER_TENANT`.
+# Only literals: a simple query takes no parameters (the tenant is quoted by `_literal`).
+def _begin_tenant(tenant: str, statement_timeout: str, idle_timeout: str, *, citus: bool) -> str:
+    bounds = (
+        f"set_config('statement_timeout', '{statement_timeout}', true),"
+        f" set_config('idle_in_transaction_session_timeout', '{idle_timeout}', true)"
+    )
+    if citus:  # as `_ENTER_TENANT_CITUS`: the tenant by SET LOCAL, which reaches the workers
+        return (
+            f"BEGIN; SELECT set_config('role', '{APP_ROLE}', true),"
+            f" set_config('citus.propagate_set_commands', 'local', true), {bounds};"
+            f" SET LOCAL {TENANT_SETTING} = {_literal(tenant)}"
+        )
+    return (
+        f"BEGIN; SELECT set_config('role', '{APP_ROLE}', true),"
+        f" set_config('{TENANT_SETTING}', {_literal(tenant)}, true), {bounds}"
+    )
+
+
+# Per engine: the same pool, its connections in SQLAlchemy's AUTOCOMMIT mode, in which the
+# driver neither begins nor ends a transaction of its own (`RequestConnection` does).
+_SELF_MANAGED: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()
+
+
+def _self_managed(engine: AsyncEngine) -> AsyncEngine:
+    found = _SELF_MANAGED.get(engine)
+    if found is None:
+        found = _SELF_MANAGED[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return found
+
+
+async def _end_own_transaction(
+    connection: AsyncConnection, driver: asyncpg.Connection, *, commit: bool
+) -> None:
+    """End the transaction `RequestConnection` began on ``driver`` and return ``connection``
+    to the pool; a connection whose transaction did not certainly end (the COMMIT or ROLLBACK
+    failed, the connection broke) is discarded instead, closed, never reused: the pool's own
+    reset does not see a transaction it did not begin. Shielded from cancellation."""
+
+    async def end() -> None:
+        try:
+            if not driver.is_closed():  # SQLAlchemy closes it when a statement is cancelled
+                await driver.execute("COMMIT" if commit else "ROLLBACK")
+        except Exception:
+            if commit:
+                raise
+            # Rolling back after a failure: the failure is what the caller reports, and the
+            # connection is discarded below unless its transaction is over.
+            log.debug("rolling back a request's transaction failed", exc_info=True)
+        finally:
+            try:
+                if driver.is_closed() or driver.is_in_transaction():
+                    await connection.invalidate()
+            finally:
+                await connection.close()
+
+    await _shielded(end())
 
 
 class RequestConnection:
@@ -553,10 +620,18 @@ class RequestConnection:
     sequence at a time; an AsyncConnection is never used by two tasks at once).
 
     `close` (at the end of the request, also a failed or cancelled one) ends the transaction
-    and returns the connection: the settings end with the transaction, and the pool's reset
-    rolls back (or discards a connection that cannot) whatever a cancelled statement left.
+    and returns the connection: the settings end with the transaction (rolled back after a
+    failed or cancelled statement), and a connection whose transaction did not certainly end
+    is discarded, never pooled.
     A turn that fails gives the connection back at once (its transaction may be aborted); the
     next turn takes a fresh one and sets the tenant again.
+
+    The transaction is asyncpg's own, not SQLAlchemy's: the connection comes from the pool in
+    SQLAlchemy's AUTOCOMMIT mode, and `BEGIN` with the tenant's settings is one simple query
+    at checkout, `COMMIT` (or `ROLLBACK`) one at the end; SQLAlchemy's statements in between
+    run inside it. (Through SQLAlchemy these were three round trips and more CPU than the
+    customer card's own statement: docs/benchmarks.md, issue 16 third pass.) The pool cannot
+    reset what it did not begin, hence the discarding (`_end_own_transaction`).
 
     It counts against the tenant's and the request's connections for as long as it is held;
     when other work of the same request has to wait for a place (`_Admission.acquire`), an
@@ -574,6 +649,7 @@ class RequestConnection:
         self._admission = _admission(engine)
         self._turns = asyncio.Lock()
         self._connection: AsyncConnection | None = None
+        self._driver: asyncpg.Connection | None = None
         self._taken: list[asyncio.Semaphore] = []
         self._wanted = False
         self._closed = False
@@ -635,30 +711,38 @@ class RequestConnection:
         limits = self._admission.limits
         taken = await self._admission.acquire(self.tenant, limits.statement_timeout)
         try:
-            connection = await self.engine.connect()
+            connection = await _self_managed(self.engine).connect()
+            driver: asyncpg.Connection | None = None
             try:
-                await connection.begin()
-                await enter_tenant(
-                    connection,
-                    self.tenant,
-                    statement_timeout=limits.statement_timeout,
-                    idle_timeout=limits.idle_in_transaction_timeout,
+                citus = await is_citus(connection)
+                raw: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
+                driver = raw
+                await raw.execute(
+                    _begin_tenant(
+                        self.tenant,
+                        _milliseconds(limits.statement_timeout),
+                        _milliseconds(limits.idle_in_transaction_timeout),
+                        citus=citus,
+                    )
                 )
             except BaseException:
-                await _give_back(connection, commit=False)
+                if driver is None:
+                    await _give_back(connection, commit=False)
+                else:
+                    await _end_own_transaction(connection, driver, commit=False)
                 raise
         except BaseException:
             self._admission.release(taken)
             raise
-        self._connection, self._taken = connection, taken
+        self._connection, self._driver, self._taken = connection, driver, taken
         return connection
 
     async def _release(self, *, commit: bool) -> None:
-        connection, taken = self._connection, self._taken
-        self._connection, self._taken, self._wanted = None, [], False
+        connection, driver, taken = self._connection, self._driver, self._taken
+        self._connection, self._driver, self._taken, self._wanted = None, None, [], False
         try:
-            if connection is not None:
-                await _give_back(connection, commit=commit)
+            if connection is not None and driver is not None:
+                await _end_own_transaction(connection, driver, commit=commit)
         finally:
             self._admission.release(taken)
 

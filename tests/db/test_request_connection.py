@@ -6,8 +6,10 @@ place. Pools of one connection, so the next user is certainly on the same one.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL
@@ -159,3 +161,31 @@ async def test_other_work_of_the_request_does_not_wait_for_the_idle_shared_conne
         assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
         await engine.dispose()
+
+
+async def test_a_connection_whose_transaction_cannot_end_is_discarded(
+    one: AsyncEngine, database: URL
+) -> None:
+    """The shared connection's transaction is asyncpg's own (the pool does not reset what it
+    did not begin): when its COMMIT fails, here because its backend was terminated, the
+    connection is closed and dropped from the pool, and the next user gets a new one, clean."""
+    _, _, pid = await _session(one)
+    shared = RequestConnection(one, "t_a", shared=True)
+    async with shared.turn() as connection:
+        assert tuple(await connection.execute(WHO)) == ((APP_ROLE, "t_a"),)
+    other = create_engine(database, pool_size=1)
+    try:
+        async with other.connect() as killer:
+            await killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        await other.dispose()
+    # The driver may have seen the connection close already (nothing to end: it raises
+    # nothing), or find out at COMMIT (raised, as whichever error the protocol is in the
+    # state to give: the request's adapter logs it).
+    with contextlib.suppress(
+        asyncpg.InterfaceError, asyncpg.InternalClientError, asyncpg.ConnectionDoesNotExistError
+    ):
+        await shared.close()
+    assert one.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    login, setting, new_pid = await _session(one)
+    assert new_pid != pid and setting is None and login != APP_ROLE
