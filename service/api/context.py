@@ -31,7 +31,7 @@ from service.api.feed import TransitionFeed
 from service.api.loaders import Loaders
 from service.config import Settings
 from service.db.database import RequestConnection, tenant_transaction
-from service.db.ids import Ids, codec
+from service.db.ids import Ids, codec, known_codec
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,15 @@ class Context:
     @cached_property
     def loaders(self) -> Loaders:
         return Loaders(self.database.turn, self.tenant)
+
+    def ids_at_hand(self) -> Ids | None:
+        """`ids` when they need no database read (the key is configured, or this engine has
+        read it already), else None: then `ids`. For resolvers that answer without awaiting."""
+        if self._ids is None:
+            found = known_codec(self.engine, self.settings.id_key)
+            if found is not None:
+                self._ids = found.of(self.tenant)
+        return self._ids
 
     async def ids(self) -> Ids:
         """The caller's tenant's ids (`service.db.ids`): what a row's internal id is shown as,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -22,11 +22,12 @@ from service.api.context import Info
 from service.api.explain import Explanation, explanation
 from service.api.fields import arg, resolver
 from service.api.limits import page_size
-from service.api.loaders import CARD_METRICS, MembershipRow, TransitionRow
+from service.api.loaders import CARD_METRICS, CustomerCard, MembershipRow, TransitionRow
 from service.api.strategies import Strategy
 from service.db.database import Record
 from service.db.tables import customers
 from service.engine.members import members_select
+from service.engine.strategies import Strategy as StrategyRecord
 from service.errors import NotFound, UserError
 
 
@@ -202,6 +203,15 @@ class Customer:
     full_name: strawberry.Private[str | None]
     email_address: strawberry.Private[str | None]
     phone_number: strawberry.Private[str | None]
+    # Read with the customer (`CustomerCard`), or None: then the loaders read them.
+    known_tiers: strawberry.Private[list[MembershipRow] | None] = None
+    known_strategies: strawberry.Private[list[StrategyRecord] | None] = None
+
+    @classmethod
+    def of_card(cls, card: CustomerCard) -> Customer:
+        customer = cls.of(card.row)
+        customer.known_tiers, customer.known_strategies = card.tiers, card.strategies
+        return customer
 
     @classmethod
     def of(cls, row: Row[Any] | Record) -> Customer:
@@ -229,14 +239,35 @@ class Customer:
         row = await info.context.loaders.customer_by_external_id.load(str(id))
         return cls.of(row) if row is not None else None
 
-    @resolver(description="The customer's tier in each scheme they are placed in.")
-    async def tiers(self, info: Info) -> list[Membership]:
+    # Not coroutines when the card brought them: graphql-core completes a list it is given
+    # at once, where every awaited field cost a task of its own and a gather.
+    @resolver(
+        description="The customer's tier in each scheme they are placed in.",
+        graphql_type=list[Membership],
+    )
+    def tiers(self, info: Info) -> list[Membership] | Awaitable[list[Membership]]:
+        if self.known_tiers is not None:
+            return [Membership.of(row) for row in self.known_tiers]
+        return self._load_tiers(info)
+
+    async def _load_tiers(self, info: Info) -> list[Membership]:
         rows = await info.context.loaders.tiers.load(self.internal_id)
         return [Membership.of(row) for row in rows]
 
-    @resolver(description="Active strategies of the customer's current tiers, by priority.")
-    async def strategies(self, info: Info) -> list[Strategy]:
-        found = await info.context.loaders.strategies.load(self.internal_id)
+    @resolver(
+        description="Active strategies of the customer's current tiers, by priority.",
+        graphql_type=list[Strategy],
+    )
+    def strategies(self, info: Info) -> list[Strategy] | Awaitable[list[Strategy]]:
+        ids = info.context.ids_at_hand()
+        if self.known_strategies is not None and ids is not None:
+            return [Strategy.of(s, ids) for s in self.known_strategies]
+        return self._load_strategies(info)
+
+    async def _load_strategies(self, info: Info) -> list[Strategy]:
+        found = self.known_strategies
+        if found is None:
+            found = await info.context.loaders.strategies.load(self.internal_id)
         ids = await info.context.ids()
         return [Strategy.of(s, ids) for s in found]
 
@@ -327,8 +358,8 @@ class CustomerQuery:
         self, info: Info, id: Annotated[strawberry.ID, arg("The customer's id in your systems.")]
     ) -> Customer | None:
         # With its tiers and strategies, in one statement (`Loaders.customer_card`).
-        row = await info.context.loaders.customer_card.load(str(id))
-        return Customer.of(row) if row is not None else None
+        card = await info.context.loaders.customer_card.load(str(id))
+        return Customer.of_card(card) if card is not None else None
 
     @resolver(
         "Why a customer is in their tier of `scheme` (the customer card's `explain`, for "

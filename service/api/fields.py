@@ -23,10 +23,17 @@ from service.errors import NotFound, UserError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def resolver(description: str, *, needs: Permission | None = None) -> Callable[[F], F]:
-    """A field; a root field names the permission it ``needs`` (checked before it runs)."""
+def resolver(
+    description: str, *, needs: Permission | None = None, graphql_type: Any | None = None
+) -> Callable[[F], F]:
+    """A field; a root field names the permission it ``needs`` (checked before it runs).
+    ``graphql_type``: the field's type, where the resolver's annotation is not it (a resolver
+    that returns either its value or an awaitable of it)."""
     extensions = access.needs(needs) if needs is not None else None
-    return cast(Callable[[F], F], strawberry.field(description=description, extensions=extensions))
+    return cast(
+        Callable[[F], F],
+        strawberry.field(description=description, extensions=extensions, graphql_type=graphql_type),
+    )
 
 
 def subscription(description: str, *, needs: Permission) -> Callable[[F], F]:

@@ -9,6 +9,7 @@ import datetime as dt
 from collections.abc import Callable, Coroutine, Hashable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -72,6 +73,16 @@ class MembershipRow:
     tier: str
     since: dt.datetime
     version: int
+
+
+@dataclass(frozen=True)
+class CustomerCard:
+    """A customer read by `CUSTOMER_CARDS`, with its tiers and recommended strategies; those
+    are None where the card was read without them (on Citus: their loaders read them)."""
+
+    row: Record
+    tiers: list[MembershipRow] | None
+    strategies: list[Strategy] | None
 
 
 @dataclass(frozen=True)
@@ -181,8 +192,9 @@ def _tier_rows() -> ScalarSelect[Any]:
 
 # The customer card in one statement: the customer by external id with its tiers and its
 # recommended strategies (the same rows as `CUSTOMER_TIERS` and `strategies.recommended`),
-# which prime those loaders: one statement and one batch where three took turns. Read whether
-# or not the query asks for them: two index lookups cost less than a batch of their own.
+# which the customer's fields then return as they are (`CustomerCard`): one statement and one
+# batch where three took turns. Read whether or not the query asks for them: two index
+# lookups cost less than a batch of their own.
 CUSTOMER_CARDS = Keyed.of(
     lambda matches: select(
         customers,
@@ -206,24 +218,50 @@ CUSTOMER_TIERS = Keyed.of(
 
 
 class Loaders:
-    """This request's DataLoaders."""
+    """This request's DataLoaders, each made when the request first asks for it (a customer
+    card needs one of the nine)."""
 
     def __init__(
         self, turn: Callable[[], AbstractAsyncContextManager[AsyncConnection]], tenant: str
     ) -> None:
         self.turn = turn
         self.tenant = tenant
-        self.customer_by_external_id: DataLoader[str, Record | None] = self._loader(
-            self._customers_by_external_id
-        )
-        self.customer_card: DataLoader[str, Record | None] = self._loader(self._customer_cards)
-        self.customer_by_id = self._loader(self._customers_by_id)
-        self.tiers = self._loader(self._tiers)
-        self.strategies = self._loader(self._strategies)
-        self.tier_strategies = self._loader(self._tier_strategies)
-        self.metrics = self._loader(self._metrics)
-        self.history = self._loader(self._history)
-        self.explanations = self._loader(self._explanations)
+
+    @cached_property
+    def customer_by_external_id(self) -> DataLoader[str, Record | None]:
+        return self._loader(self._customers_by_external_id)
+
+    @cached_property
+    def customer_card(self) -> DataLoader[str, CustomerCard | None]:
+        return self._loader(self._customer_cards)
+
+    @cached_property
+    def customer_by_id(self) -> DataLoader[int, Row[Any] | None]:
+        return self._loader(self._customers_by_id)
+
+    @cached_property
+    def tiers(self) -> DataLoader[int, list[MembershipRow]]:
+        return self._loader(self._tiers)
+
+    @cached_property
+    def strategies(self) -> DataLoader[int, list[Strategy]]:
+        return self._loader(self._strategies)
+
+    @cached_property
+    def tier_strategies(self) -> DataLoader[tuple[str, str], list[Strategy]]:
+        return self._loader(self._tier_strategies)
+
+    @cached_property
+    def metrics(self) -> DataLoader[int, dict[MetricRef, Value]]:
+        return self._loader(self._metrics)
+
+    @cached_property
+    def history(self) -> DataLoader[tuple[int, str | None, int], list[TransitionRow]]:
+        return self._loader(self._history)
+
+    @cached_property
+    def explanations(self) -> DataLoader[tuple[int, str], Explanation]:
+        return self._loader(self._explanations)
 
     def _loader(
         self,
@@ -249,17 +287,21 @@ class Loaders:
 
     async def _customer_cards(
         self, connection: AsyncConnection, keys: list[str]
-    ) -> dict[str, Record | None]:
+    ) -> dict[str, CustomerCard | None]:
+        found: dict[str, CustomerCard | None] = dict.fromkeys(keys)
         if await is_citus(connection):
             # A Citus coordinator cannot read the card's arrays of rows back from a worker
             # ("input of anonymous composite types is not implemented"): the customer alone,
             # and the tiers and strategies loaders read theirs.
-            return await self._customers_by_external_id(connection, keys)
-        found: dict[str, Record | None] = dict.fromkeys(keys)
+            for key, row in (await self._customers_by_external_id(connection, keys)).items():
+                found[key] = None if row is None else CustomerCard(row, None, None)
+            return found
         for row in await CUSTOMER_CARDS.fetch(connection, keys, tenant=self.tenant):
-            found[row.external_id] = row
-            self.tiers.prime(row.id, [MembershipRow(*values) for values in row.tier_rows or ()])
-            self.strategies.prime(row.id, strategies.from_rows(row.strategy_rows))
+            found[row.external_id] = CustomerCard(
+                row,
+                [MembershipRow(*values) for values in row.tier_rows or ()],
+                strategies.from_rows(row.strategy_rows),
+            )
         return found
 
     async def _customers_by_id(

@@ -143,6 +143,14 @@ def configured_key(secret: str) -> bytes:
 _CODECS: weakref.WeakKeyDictionary[AsyncEngine, IdCodec] = weakref.WeakKeyDictionary()
 
 
+def known_codec(engine: AsyncEngine, configured: SecretStr | None) -> IdCodec | None:
+    """`codec` when it needs no database read (the key is configured, or ``engine`` has read
+    it already), else None."""
+    if configured is not None:  # at least 16 characters (`Settings.id_key`)
+        return IdCodec(configured_key(configured.get_secret_value()))
+    return _CODECS.get(engine)
+
+
 async def codec(
     engine: AsyncEngine,
     configured: SecretStr | None,
