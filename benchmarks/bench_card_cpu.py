@@ -20,6 +20,10 @@ round; the targets take turns round by round (each goes first in turn), so the m
 load falls on all alike. Every response is checked after the round's clock stops (status
 200, exactly the expected body). Medians over ``--rounds``, after one round of warm-up.
 
+After the rounds, one more round per target and concurrency counts the Python function calls
+per card (cProfile; coroutine resumptions count as calls): no time, but a figure the
+machine's load does not move, for changes too small to see in the CPU times.
+
 ``--profile FILE`` profiles one more round of this checkout's worker with cProfile on CPU
 time (read with ``python -m pstats FILE``).
 
@@ -158,10 +162,15 @@ async def _serve_rounds(url: str, tenant: str) -> None:
                 )
                 for external_id in command["ids"]
             ]
-            profile = cProfile.Profile(time.process_time) if command.get("profile") else None
+            profiled = command.get("profile") or command.get("calls")
+            profile = cProfile.Profile(time.process_time) if profiled else None
             cpu, wall = await _round(app, cards, command["concurrency"], profile)
+            calls = 0
             if profile is not None:
-                profile.dump_stats(command["profile"])
+                profile.create_stats()
+                calls = sum(stat[1] for stat in profile.stats.values())  # type: ignore[attr-defined]
+                if command.get("profile"):
+                    profile.dump_stats(command["profile"])
             errors, first = 0, ""
             for external_id, card in zip(command["ids"], cards, strict=True):
                 body = b"".join(card.chunks)
@@ -169,7 +178,13 @@ async def _serve_rounds(url: str, tenant: str) -> None:
                 if card.status != 200 or json.loads(body) != expected:
                     errors += 1
                     first = first or f"{external_id}: {card.status} {body[:300]!r}"
-            answer = {"cpu": cpu, "wall": wall, "errors": errors, "first_error": first}
+            answer = {
+                "cpu": cpu,
+                "wall": wall,
+                "calls": calls,
+                "errors": errors,
+                "first_error": first,
+            }
             print(json.dumps(answer), flush=True)
 
 
@@ -235,6 +250,7 @@ class Target:
         self.name = f"{Path(self.checkout).name} ({self.commit})"
         self.cpu: dict[int, list[float]] = {}
         self.wall: dict[int, list[float]] = {}
+        self.calls: dict[int, float] = {}
         self.errors = 0
 
     def _read(self) -> dict[str, Any]:
@@ -291,6 +307,20 @@ def parent(args: argparse.Namespace) -> None:
                         f"load {os.getloadavg()[0]:.1f}",
                         flush=True,
                     )
+        for concurrency in args.concurrency:
+            # Python function calls per card (cProfile's count, coroutine resumptions
+            # included): not a time, but free of the machine's noise.
+            picked = ids[: args.cards]
+            for target in targets:
+                found = target.run(
+                    {
+                        "ids": picked,
+                        "expected": {i: answers[i] for i in picked},
+                        "concurrency": concurrency,
+                        "calls": True,
+                    }
+                )
+                target.calls[concurrency] = found["calls"] / args.cards
         if args.profile:
             picked = ids[: args.cards]
             targets[0].run(
@@ -322,8 +352,14 @@ def report(targets: Sequence[Target], args: argparse.Namespace) -> None:
             for t in targets
         ]
         print(f"| {concurrency} | " + " | ".join(cells) + " |")
+    print("\nPython function calls per card (cProfile, one round):")
+    print("| at once | " + " | ".join(t.name for t in targets) + " |")
+    print("|---|" + "---|" * len(targets))
+    for concurrency in args.concurrency:
+        cells = [f"{t.calls[concurrency]:,.0f}" for t in targets]
+        print(f"| {concurrency} | " + " | ".join(cells) + " |")
     errors = sum(t.errors for t in targets)
-    checked = args.cards * (args.rounds + 1) * len(args.concurrency) * len(targets)
+    checked = args.cards * (args.rounds + 2) * len(args.concurrency) * len(targets)
     print(f"errors: {errors} in {checked:,} cards checked")
     if errors:
         raise SystemExit("some responses were wrong")
