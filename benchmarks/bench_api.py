@@ -784,10 +784,10 @@ async def round_trips(url: str, tenant: str, sizes: Sequence[int], repeat: int =
             trips, found = await counted(counter, client, CUSTOMER_QUERY, {"id": some})
             assert found["customer"] is not None
             print(
-                f"customer(id){{ tiers strategies }}: {trips} (one checkout: BEGIN, the "
-                "tenant's set_config, the statements, COMMIT; with TIERWISE_DATABASE_PRE_PING "
-                "also BEGIN, ';', ROLLBACK); the ceiling: 1 statement, 1 pool acquire, 2 "
-                "round trips (asyncpg resets a connection on release)"
+                f"customer(id){{ tiers strategies }}: {trips} (one checkout: BEGIN with the "
+                "tenant's settings in one query, the statements, COMMIT; with "
+                "TIERWISE_DATABASE_PRE_PING also ';'); the ceiling: 1 statement, 1 pool "
+                "acquire, 2 round trips (asyncpg resets a connection on release)"
             )
     finally:
         await engine.dispose()
