@@ -4,33 +4,15 @@ before anything runs; it used to fail in the driver, as INTERNAL."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from graphql import DocumentNode, GraphQLError, StringValueNode, Visitor, visit
 
 from service.api.errors import BAD_INPUT, ApiError
+from service.data.records import UNSTORABLE, unstorable_in
 
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _NEITHER = "text may hold neither NUL characters nor unpaired surrogates"
-
-
-def _in_value(value: Any, path: str) -> str | None:
-    """Where in ``value`` (a variable's JSON) a string holds unstorable text, if anywhere."""
-    if isinstance(value, str):
-        return path if _UNSTORABLE.search(value) else None
-    if isinstance(value, Mapping):
-        items: Iterator[tuple[str, Any]] = ((f"{path}.{key}", item) for key, item in value.items())
-    elif isinstance(value, list):
-        items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
-    else:
-        return None
-    for where, item in items:
-        found = _in_value(item, where)
-        if found is not None:
-            return found
-    return None
 
 
 class _Literals(Visitor):
@@ -39,7 +21,7 @@ class _Literals(Visitor):
         self.found: StringValueNode | None = None
 
     def enter_string_value(self, node: StringValueNode, *_: object) -> None:
-        if self.found is None and _UNSTORABLE.search(node.value):
+        if self.found is None and UNSTORABLE.search(node.value):
             self.found = node
 
 
@@ -47,7 +29,7 @@ def require_storable(value: str, where: str) -> None:
     """Raises `ApiError` (BAD_INPUT) naming ``where`` when ``value`` holds unstorable text: for
     subscriptions' arguments, which `service.api.policy` does not see (strawberry runs no
     execution hooks for subscriptions)."""
-    if _UNSTORABLE.search(value):
+    if UNSTORABLE.search(value):
         raise ApiError(BAD_INPUT, f"{where}: {_NEITHER}")
 
 
@@ -57,7 +39,7 @@ def unstorable(
     """Where the operation's input holds text the database cannot store, or None. With the
     document's ``query`` text, its literals are looked at once per distinct text."""
     for name, value in (variables or {}).items():
-        found = _in_value(value, f"variable ${name}")
+        found = unstorable_in(value, f"variable ${name}")
         if found is not None:
             return found
     if query is not None:

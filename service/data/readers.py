@@ -23,11 +23,13 @@ from service.data.records import (
     ATTRIBUTE_PREFIX,
     FIELDS,
     TEXT,
+    UNSTORABLE,
     FieldError,
     RowError,
     id_field,
     is_missing,
     known_fields,
+    unstorable_reason,
 )
 from service.db import exact
 from service.errors import UserError
@@ -280,7 +282,13 @@ def _header_problems(kind: Kind, header: list[str], required: Collection[str]) -
                     "the decimal mark)",
                 )
             ]
-    problems: list[RowError] = []
+    problems = [
+        RowError(1, ascii(name), f"column name {unstorable_reason(name, read_as_bytes=True)}")
+        for name in header
+        if UNSTORABLE.search(name)
+    ]
+    if problems:
+        return problems
     for name in {name for name in header if header.count(name) > 1}:
         problems.append(RowError(1, name, "column appears more than once in the header"))
     for name in header:

@@ -34,12 +34,52 @@ class FieldError(ValueError):
 WHITESPACE = " \t\n\r\f\v"
 
 
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+"""What Postgres text and jsonb cannot hold: NUL, and lone surrogates (no UTF-8 encodes them;
+JSON's ``\\ud800`` escapes and bytes read as surrogateescape make them)."""
+
+
+def unstorable_in(value: Any, path: str) -> str | None:
+    """Where in ``value`` (text, or JSON: keys and strings at any depth) there is unstorable
+    text, as ``path`` extended (``attributes.plan``, ``tags[2]``); None if nowhere."""
+    if isinstance(value, str):
+        return path if UNSTORABLE.search(value) else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            inside = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and UNSTORABLE.search(key):
+                return inside
+            found = unstorable_in(item, inside)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = unstorable_in(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def unstorable_reason(text: str, *, read_as_bytes: bool = False) -> str:
+    """Why ``text`` (which `UNSTORABLE` matches) cannot be stored, in plain words; with
+    ``read_as_bytes`` (a CSV file's text, where a surrogate can only be a byte that was not
+    UTF-8, read with surrogateescape) the byte is named."""
+    found = UNSTORABLE.search(text)
+    assert found is not None
+    character = found.group()
+    if character == "\x00":
+        return "contains a NUL character"
+    if read_as_bytes and "\udc80" <= character <= "\udcff":
+        return f"holds the byte 0x{ord(character) - 0xDC00:02x}, which is not UTF-8 text"
+    return f"contains {ascii(character)[1:-1]}, which is not UTF-8 text (an unpaired surrogate)"
+
+
 def _text(raw: Any) -> str:
     if isinstance(raw, bool | dict | list):
         raise FieldError(f"expected text, got {exact.dumps(raw)}")
     value = str(raw).strip(WHITESPACE)
-    if "\x00" in value:
-        raise FieldError("contains a NUL character")
+    if UNSTORABLE.search(value):
+        raise FieldError(unstorable_reason(value))
     return value
 
 
@@ -203,14 +243,21 @@ def _attributes(raw: Any) -> dict[str, Any]:
 
 def _json_object(raw: Any) -> dict[str, Any]:
     if isinstance(raw, dict):
-        return raw
-    text = _text(raw)
-    try:
-        value = exact.loads(text)
-    except ValueError:
-        raise FieldError(f"{text!r} is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise FieldError('must be a JSON object, e.g. {"plan": "gold"}')
+        value = raw
+    else:
+        text = _text(raw)
+        try:
+            value = exact.loads(text)
+        except ValueError:
+            raise FieldError(f"{text!r} is not valid JSON") from None
+        if not isinstance(value, dict):
+            raise FieldError('must be a JSON object, e.g. {"plan": "gold"}')
+    where = unstorable_in(value, "")
+    if where is not None:
+        raise FieldError(
+            f"{where!r} in this JSON object: text may hold neither NUL characters nor "
+            "unpaired surrogates"
+        )
     return value
 
 
@@ -398,6 +445,9 @@ def _merge_attribute_columns(
     if not extra:
         return
     try:
+        for key in extra:
+            if UNSTORABLE.search(key):
+                raise FieldError(f"the attribute name {key!r} {unstorable_reason(key)}")
         extra = {
             unicodedata.normalize("NFC", key): attribute_cell(raw) if isinstance(raw, str) else raw
             for key, raw in extra.items()

@@ -13,6 +13,9 @@ from service.app import create_app
 from tests.api.support import bearer, codes, post, shop, with_secret
 
 CARD = "query ($id: ID!) { customer(id: $id) { id } }"
+UPSERT = """mutation ($customers: [CustomerInput!]!) {
+  upsertCustomers(customers: $customers) { inserted }
+}"""
 ORDERS = "mutation ($orders: [OrderInput!]!) { recordOrders(orders: $orders) { inserted } }"
 
 
@@ -28,6 +31,11 @@ async def test_a_nul_character_is_bad_input(engine: AsyncEngine, tenant: str) ->
     nested = await post(engine, tenant, ORDERS, {"orders": [order]})
     assert codes(nested) == ["BAD_INPUT"]
     assert "variable $orders[0].customerId" in nested["errors"][0]["message"]
+    # In a JSON value's keys too (an attribute's name), which went to the driver unseen.
+    person = {"id": "c1", "attributes": {"plan": {"a\x00": 1}}}
+    keyed = await post(engine, tenant, UPSERT, {"customers": [person]})
+    assert codes(keyed) == ["BAD_INPUT"]
+    assert "variable $customers[0].attributes.plan.a" in keyed["errors"][0]["message"]
 
 
 async def test_a_lone_surrogate_is_bad_input(engine: AsyncEngine, tenant: str) -> None:

@@ -298,3 +298,34 @@ async def test_csv_attribute_columns_are_typed_as_rules_compare_them(
             ("K2", "number", "boolean", 12),
             ("K3", "string", "string", "x"),
         ]
+
+
+async def test_text_postgres_cannot_hold_is_refused_with_its_place(
+    engine: AsyncEngine, tenant: str, tmp_path: Path
+) -> None:
+    """NUL and lone surrogates (a byte that is not UTF-8 in a header; a JSON `\\u0000` or
+    `\\ud800` escape, in a key or a value, at any depth) reached the driver, which crashed the
+    import (found by the import fuzz test); each is now a `file:line:` refusal."""
+    rows = b'c1,41,"{""a"": 1.5}",gold\r\n'
+
+    async def message(name: str, content: bytes) -> str:
+        before = await snapshot(engine, tenant)
+        with pytest.raises(IngestError) as caught:
+            await import_file(engine, Kind.customers, tenant, write(tmp_path, name, content))
+        assert await snapshot(engine, tenant) == before
+        return str(caught.value)
+
+    header = b"customer_id,age,attributes,attributes.%s\r\n"
+    nul = await message("nul.csv", header % b"\x00lan" + rows)
+    assert "nul.csv:1: 'attributes.\\x00lan': column name contains a NUL character" in nul
+    byte = await message("byte.csv", header % b"\x80lan" + rows)
+    assert "byte.csv:1: 'attributes.\\udc80lan': column name holds the byte 0x80, which" in byte
+    lines = [
+        b'{"customer_id": "c1", "attributes": {"plan": {"a\\u0000": 1}}}',
+        b'{"customer_id": "c2", "attributes": {"tags": ["ok", "\\ud800"]}}',
+        b'{"customer_id": "c3", "name": "Ann \\udfff"}',
+    ]
+    found = await message("c.jsonl", b"\n".join(lines) + b"\n")
+    assert "c.jsonl:1: attributes: 'plan.a\\x00' in this JSON object" in found
+    assert "c.jsonl:2: attributes: 'tags[1]' in this JSON object" in found
+    assert "c.jsonl:3: name: contains \\udfff, which is not UTF-8 text" in found
