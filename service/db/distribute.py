@@ -3,7 +3,7 @@
 Every tenant's rows live together on one node: `tenants` is distributed by its ``id`` and every
 table with a ``tenant_id`` by that column, all co-located (same shards for the same tenant), so
 the foreign key from ``customers`` to ``tenants`` holds on each shard and a tenant's statements
-are routed to one node. Tables without ``tenant_id`` (none today) become reference tables;
+are routed to one node. Tables without ``tenant_id`` (`deployment_keys`) become reference tables;
 ``alembic_version`` stays on the coordinator.
 
 Why not `tenants` as a reference table (what the docs once said): Citus then turns
