@@ -136,6 +136,11 @@ def save(
         raise UserError(f"--parameters: not JSON: {error}") from None
     if not isinstance(values, dict):
         raise UserError('--parameters must be a JSON object, e.g. {"discount": 10}')
+    from service.data.records import unstorable_in
+
+    where = unstorable_in(values, "--parameters")
+    if where is not None:
+        raise UserError(f"{where}: text may hold neither NUL characters nor unpaired surrogates")
     config = load()
     tenant_id = tenant or config.default_tenant
 

@@ -326,12 +326,29 @@ def row_problems(
     ]
 
 
+def _bytes_or_escapes(error: UnicodeError) -> tuple[bytes, int]:
+    """The encoding error handler of bad-row files: a surrogate that stands for a byte that
+    was not UTF-8 (surrogateescape's \\udc80 to \\udcff) is that byte again; any other (a JSON
+    ``\\ud800`` escape read as a lone surrogate) is written as that escape."""
+    assert isinstance(error, UnicodeEncodeError)
+    text = error.object[error.start : error.end]
+    written = b"".join(
+        bytes([ord(c) - 0xDC00]) if "\udc80" <= c <= "\udcff" else f"\\u{ord(c):04x}".encode()
+        for c in text
+    )
+    return written, error.end
+
+
+codecs.register_error("tierwise-bad-rows", _bytes_or_escapes)
+
+
 def write_bad_rows(path: Path, bad: Sequence[BadRow], header: Sequence[str]) -> None:
     """Bad rows as they came, plus ``line`` and ``error``, in the file's own format. A row
     that could not be read into fields keeps its raw text (JSON Lines: ``_raw``; CSV: in the
-    error); bytes that were not UTF-8 are written back as they were."""
+    error); bytes that were not UTF-8 are written back as they were, lone surrogates from
+    JSON escapes as those escapes."""
     if path.suffix.lower() in JSON_LINES or not header:
-        with path.open("w", encoding="utf-8", errors="surrogateescape") as handle:
+        with path.open("w", encoding="utf-8", errors="tierwise-bad-rows") as handle:
             for row in bad:
                 record = {k: v for k, v in row.raw.items() if k}
                 marker = row.raw.get("")
@@ -342,7 +359,7 @@ def write_bad_rows(path: Path, bad: Sequence[BadRow], header: Sequence[str]) -> 
                 record |= {"_line": row.line, "_error": _describe(row.errors)}
                 handle.write(exact.dumps(_storable(record)) + "\n")
         return
-    with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
+    with path.open("w", newline="", encoding="utf-8", errors="tierwise-bad-rows") as handle:
         writer = csv.writer(handle)
         writer.writerow([*header, "line", "error"])
         for row in bad:

@@ -445,11 +445,18 @@ def _merge_attribute_columns(
     if not extra:
         return
     try:
-        for key in extra:
+        for key, raw in extra.items():
             if UNSTORABLE.search(key):
                 raise FieldError(f"the attribute name {key!r} {unstorable_reason(key)}")
+            where = None if isinstance(raw, str) else unstorable_in(raw, key)
+            if where is not None:  # a JSON Lines object or list (a string is checked below)
+                raise FieldError(
+                    f"{where!r}: text may hold neither NUL characters nor unpaired surrogates"
+                )
         extra = {
-            unicodedata.normalize("NFC", key): attribute_cell(raw) if isinstance(raw, str) else raw
+            unicodedata.normalize("NFC", key): (
+                attribute_cell(raw) if isinstance(raw, str) else _nfc_json(raw)
+            )
             for key, raw in extra.items()
         }
     except FieldError as error:

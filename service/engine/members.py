@@ -110,6 +110,8 @@ def _cell(value: Value) -> str:
         return value.isoformat()
     if isinstance(value, Decimal):
         return exact.plain(value)
+    if isinstance(value, dict | list):  # a raw JSON attribute: JSON, its numbers exact
+        return exact.dumps(value)
     return str(value)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -73,6 +75,22 @@ async def test_export_of_a_where_alone_and_within_a_scheme(
     assert _rows(response.text) == [["customer_id", "region"], ["ann", "east"], ["cyd", "east"]]
     response = await _get(engine, tenant, [("scheme", "value"), ("where", "recency > 90 days")])
     assert _rows(response.text) == [["customer_id"], ["cyd"]]
+
+
+async def test_an_attribute_holding_json_is_exported_as_json(
+    engine: AsyncEngine, tenant: str
+) -> None:
+    """An untyped attribute that holds an object is written as JSON with its numbers exact
+    (it was Python's repr: `{'limit': Decimal('1.5')}`)."""
+    await shop(engine, tenant)
+    person = {"id": "ann", "attributes": {"plan": {"limit": 1.5, "tags": ["a"]}}}
+    upsert = "mutation ($c: [CustomerInput!]!) { upsertCustomers(customers: $c) { updated } }"
+    assert data(await post(engine, tenant, upsert, {"c": [person]}))
+    params = [("where", "attributes.plan is not null"), ("metric", "attributes.plan")]
+    response = await _get(engine, tenant, params)
+    header, [customer, cell] = _rows(response.text)
+    assert (header, customer) == (["customer_id", "attributes.plan"], "ann")
+    assert json.loads(cell, parse_float=Decimal) == {"limit": Decimal("1.5"), "tags": ["a"]}
 
 
 async def test_export_streams_in_batches_and_loses_no_one(engine: AsyncEngine, tenant: str) -> None:

@@ -83,6 +83,11 @@ async def test_mistakes_say_what_and_where(engine: AsyncEngine, database: URL, t
             "--parameters must be a JSON object",
         ),
         (
+            ("save", "--scheme", "value", "--tier", "VIP", "--name", "x", "--channel", "e",
+             "--parameters", '{"note": "a\\u0000b"}'),
+            "--parameters.note: text may hold neither NUL characters nor unpaired surrogates",
+        ),
+        (
             ("delete", "--scheme", "value", "--tier", "VIP", "--name", "Nothing"),
             "no strategy 'Nothing' of value VIP",
         ),

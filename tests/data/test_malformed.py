@@ -6,6 +6,7 @@ csv-attribute-types) among them."""
 from __future__ import annotations
 
 import csv
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -329,3 +330,16 @@ async def test_text_postgres_cannot_hold_is_refused_with_its_place(
     assert "c.jsonl:1: attributes: 'plan.a\\x00' in this JSON object" in found
     assert "c.jsonl:2: attributes: 'tags[1]' in this JSON object" in found
     assert "c.jsonl:3: name: contains \\udfff, which is not UTF-8 text" in found
+    # A JSON Lines attribute column holding an object is looked into too.
+    column = b'{"customer_id": "c4", "attributes.plan": {"k": "\\u0000"}}\n'
+    assert "c4.jsonl:1: attributes.*: 'plan.k':" in await message("c4.jsonl", column)
+    # Set aside with --skip-bad, the rows are written back as they came: the escapes as
+    # escapes (the file stays UTF-8 JSON), a byte that was not UTF-8 as that byte.
+    good = b'{"customer_id": "c5", "name": "Eve"}\n'
+    source = write(tmp_path, "mixed.jsonl", b"\n".join(lines) + b"\n" + good)
+    aside = tmp_path / "bad.jsonl"
+    result = await import_file(engine, Kind.customers, tenant, source, skip_bad_to=aside)
+    assert (result.inserted, result.rejected) == (1, 3)
+    written = [json.loads(line) for line in aside.read_text(encoding="utf-8").splitlines()]
+    assert [r["_line"] for r in written] == [1, 2, 3]
+    assert written[2]["name"] == "Ann \udfff" and written[1]["attributes"]["tags"][1] == "\ud800"
