@@ -27,8 +27,11 @@ side by side in one process:
   customers and events read from Postgres, grouped in pandas), ``--pandas-repeat`` times;
   asserted equal. pandas is not a dependency of Tierwise: ``pip install pandas`` first.
 
-Use ``--only full,incremental,command,pandas`` to pick, ``--explain`` to print the plan and time of
-every statement of one incremental update (auto_explain, needs a superuser).
+- http: the incremental update end to end, one order per ``recordOrders`` request to a
+  ``tierwise serve`` of its own (a JWT verified, as deployed), ``--updates`` of them (p50/p99).
+
+Use ``--only full,incremental,http,command,pandas`` to pick, ``--explain`` to print the plan
+and time of every statement of one incremental update (auto_explain, needs a superuser).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, column, select, table, text
+from sqlalchemy import Select, column, make_url, select, table, text
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -607,6 +610,63 @@ async def bench_incremental(
         )
 
 
+RECORD_ORDER = """mutation ($orders: [OrderInput!]!) {
+  recordOrders(orders: $orders) { inserted rejected }
+}"""
+
+
+async def bench_http(engine: AsyncEngine, url: str, tenant: str, updates: int, warmup: int) -> None:
+    """The incremental update end to end: one order per `recordOrders` request to a `tierwise
+    serve` (one worker, a JWT of the ingest role verified, as deployed), one request at a
+    time over a kept-alive connection; the time from sending to the answer."""
+    import httpx
+
+    from service.access.auth import Role, issue_token
+    from tests.support import serve_process
+
+    secret = secrets.token_urlsafe(32)
+    token = issue_token(secret, tenant, Role.ingest, "bench")
+    prefix = f"bench-{secrets.token_hex(4)}-"
+    rng = random.Random(12)
+    customers = await random_customers(engine, tenant, warmup + updates, seed=12)
+    times: list[float] = []
+    try:
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            serve_process(
+                make_url(url), tenant, Path(folder) / "serve.log",
+                auth_required="true", jwt_secret=secret, rate_limit_per_minute="0",
+            ) as (_, base),
+            httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client,
+        ):  # fmt: skip
+            for index, customer in enumerate(customers):
+                row = one_order(f"{prefix}{index}", customer, rng)
+                order = {
+                    "id": row["order_id"], "customerId": customer, "orderedAt": row["ordered_at"],
+                    "amount": row["amount"], "currency": row["currency"],
+                    "category": row["category"], "channel": row["channel"],
+                }  # fmt: skip
+                start = time.perf_counter()
+                response = client.post(
+                    "/graphql", json={"query": RECORD_ORDER, "variables": {"orders": [order]}}
+                )
+                elapsed = time.perf_counter() - start
+                answer = response.json()
+                if answer.get("data", {}).get("recordOrders", {}).get("inserted") != 1:
+                    raise SystemExit(f"recordOrders failed: {answer}")
+                if index >= warmup:
+                    times.append(elapsed)
+    finally:
+        removed = await remove_bench_orders(engine, tenant, prefix)
+    print(
+        f"http: {len(times)} recordOrders of one order over HTTP ({warmup} warm-up not "
+        f"counted): p50 {percentile(times, 0.5) * 1000:.1f} ms, p90 "
+        f"{percentile(times, 0.9) * 1000:.1f} ms, p99 {percentile(times, 0.99) * 1000:.1f} ms, "
+        f"max {max(times) * 1000:.1f} ms (target p99 under 20 ms; the orders of {removed} "
+        "customers removed afterwards)"
+    )
+
+
 def time_phases() -> dict[str, list[float]]:
     """Wrap the functions an incremental update goes through so each call's time is recorded
     (by name, seconds); nested ones are included in their callers'."""
@@ -875,6 +935,9 @@ async def main_async(args: argparse.Namespace) -> None:
                 "command": lambda: bench_command(engine, args.tenant, args.repeat, args.days_back),
                 "incremental": lambda: bench_incremental(
                     engine, args.tenant, args.updates, args.warmup, args.breakdown
+                ),
+                "http": lambda: bench_http(
+                    engine, plain_url(url), args.tenant, args.updates, args.warmup
                 ),
                 "pandas": lambda: bench_pandas(
                     engine,
