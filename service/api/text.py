@@ -10,9 +10,7 @@ from typing import Any
 from graphql import DocumentNode, GraphQLError, StringValueNode, Visitor, visit
 
 from service.api.errors import BAD_INPUT, ApiError
-from service.data.records import UNSTORABLE, unstorable_in
-
-_NEITHER = "text may hold neither NUL characters nor unpaired surrogates"
+from service.data.records import NEITHER, UNSTORABLE, unstorable_in
 
 
 class _Literals(Visitor):
@@ -30,7 +28,7 @@ def require_storable(value: str, where: str) -> None:
     subscriptions' arguments, which `service.api.policy` does not see (strawberry runs no
     execution hooks for subscriptions)."""
     if UNSTORABLE.search(value):
-        raise ApiError(BAD_INPUT, f"{where}: {_NEITHER}")
+        raise ApiError(BAD_INPUT, f"{where}: {NEITHER}")
 
 
 def unstorable(
@@ -84,6 +82,6 @@ def text_refusal(
     if where is None:
         return None
     return GraphQLError(
-        f"{where}: {_NEITHER}",
+        f"{where}: {NEITHER}",
         extensions={"code": BAD_INPUT},
     )

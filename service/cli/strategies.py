@@ -136,11 +136,11 @@ def save(
         raise UserError(f"--parameters: not JSON: {error}") from None
     if not isinstance(values, dict):
         raise UserError('--parameters must be a JSON object, e.g. {"discount": 10}')
-    from service.data.records import unstorable_in
+    from service.data.records import NEITHER, unstorable_in
 
     where = unstorable_in(values, "--parameters")
     if where is not None:
-        raise UserError(f"{where}: text may hold neither NUL characters nor unpaired surrogates")
+        raise UserError(f"{where}: {NEITHER}")
     config = load()
     tenant_id = tenant or config.default_tenant
 

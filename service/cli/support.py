@@ -64,13 +64,17 @@ AsOfOption = Annotated[
 def settings_problems(error: pydantic.ValidationError) -> str:
     """One line per invalid setting, named as the environment sets it; a secret's value is
     never echoed."""
+    from typing import get_args
+
+    from pydantic import SecretStr
+
     from service.config import Settings
 
     lines = []
     for problem in error.errors():
         name = str(problem["loc"][0]) if problem["loc"] else "settings"
         field = Settings.model_fields.get(name)
-        secret = field is not None and "Secret" in str(field.annotation)
+        secret = field is not None and SecretStr in (field.annotation, *get_args(field.annotation))
         given = "" if secret else f" (got {problem['input']!r})"
         lines.append(f"TIERWISE_{name.upper()}: {problem['msg']}{given}")
     return "invalid settings:\n" + "\n".join(lines)

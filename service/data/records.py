@@ -37,6 +37,8 @@ WHITESPACE = " \t\n\r\f\v"
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 """What Postgres text and jsonb cannot hold: NUL, and lone surrogates (no UTF-8 encodes them;
 JSON's ``\\ud800`` escapes and bytes read as surrogateescape make them)."""
+NEITHER = "text may hold neither NUL characters nor unpaired surrogates"
+"""What is said of a value `UNSTORABLE` matches, after where it is."""
 
 
 def unstorable_in(value: Any, path: str) -> str | None:
@@ -254,10 +256,7 @@ def _json_object(raw: Any) -> dict[str, Any]:
             raise FieldError('must be a JSON object, e.g. {"plan": "gold"}')
     where = unstorable_in(value, "")
     if where is not None:
-        raise FieldError(
-            f"{where!r} in this JSON object: text may hold neither NUL characters nor "
-            "unpaired surrogates"
-        )
+        raise FieldError(f"{where!r} in this JSON object: {NEITHER}")
     return value
 
 
@@ -450,9 +449,7 @@ def _merge_attribute_columns(
                 raise FieldError(f"the attribute name {key!r} {unstorable_reason(key)}")
             where = None if isinstance(raw, str) else unstorable_in(raw, key)
             if where is not None:  # a JSON Lines object or list (a string is checked below)
-                raise FieldError(
-                    f"{where!r}: text may hold neither NUL characters nor unpaired surrogates"
-                )
+                raise FieldError(f"{where!r}: {NEITHER}")
         extra = {
             unicodedata.normalize("NFC", key): (
                 attribute_cell(raw) if isinstance(raw, str) else _nfc_json(raw)

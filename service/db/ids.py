@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 import hashlib
 import hmac
 import struct
@@ -143,11 +144,17 @@ def configured_key(secret: str) -> bytes:
 _CODECS: weakref.WeakKeyDictionary[AsyncEngine, IdCodec] = weakref.WeakKeyDictionary()
 
 
+@functools.lru_cache(maxsize=4)
+def _configured_codec(secret: str) -> IdCodec:
+    # Once per secret, not per request: the key's hash and the cipher's setup.
+    return IdCodec(configured_key(secret))
+
+
 def known_codec(engine: AsyncEngine, configured: SecretStr | None) -> IdCodec | None:
     """`codec` when it needs no database read (the key is configured, or ``engine`` has read
     it already), else None."""
     if configured is not None:  # at least 16 characters (`Settings.id_key`)
-        return IdCodec(configured_key(configured.get_secret_value()))
+        return _configured_codec(configured.get_secret_value())
     return _CODECS.get(engine)
 
 
@@ -161,9 +168,7 @@ async def codec(
     connection of the engine; an API request passes its own, so reading the key never waits
     for a second connection of its share of the pool). `LookupError` when there is none (the
     database is older than migration 0015)."""
-    if configured is not None:  # at least 16 characters (`Settings.id_key`)
-        return IdCodec(configured_key(configured.get_secret_value()))
-    found = _CODECS.get(engine)
+    found = known_codec(engine, configured)
     if found is None:
         async with (connect or engine.connect)() as connection:
             key = await connection.scalar(

@@ -23,7 +23,11 @@ TESTS = Path(__file__).resolve().parents[1]
 AUDIT = Path(__file__).with_name("graphql_http_audit.mjs")
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+@pytest.mark.skipif(
+    shutil.which("node") is None,
+    reason="the graphql-http audit runs on Node.js: install node, then `npm ci --prefix tests` "
+    "(.ci/run does both)",
+)
 async def test_the_graphql_over_http_audit_passes(engine: AsyncEngine, tenant: str) -> None:
     assert (TESTS / "node_modules" / "graphql-http").is_dir(), (
         "the audit's package is not installed: run `npm ci --prefix tests`"

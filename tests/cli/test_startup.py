@@ -233,18 +233,19 @@ async def test_a_one_row_import_loads_the_models_only_for_a_tenant_that_has_one(
             )
         return int(count or 0)
 
-    models = ("numpy", "scipy")
-    first = one_order("first", "1997-06-01")
-    code, found, printed = _imported(
-        "import",
-        "orders",
-        str(first),
-        "--tenant",
-        tenant,
-        cwd=tmp_path,
-        database=database,
-        heavy=models,
-    )
+    def import_one(path: Path) -> tuple[int, list[str], str]:
+        return _imported(
+            "import",
+            "orders",
+            str(path),
+            "--tenant",
+            tenant,
+            cwd=tmp_path,
+            database=database,
+            heavy=("numpy", "scipy"),
+        )
+
+    code, found, printed = import_one(one_order("first", "1997-06-01"))
     assert (code, found) == (0, []), printed
 
     orders = cdnow_orders_csv(tmp_path / "cdnow.csv")
@@ -252,17 +253,7 @@ async def test_a_one_row_import_loads_the_models_only_for_a_tenant_that_has_one(
     fitted = tierwise(database, "predict", "fit", "--as-of", "1997-10-01", "--tenant", tenant)
     assert fitted.returncode == 0, fitted.stderr
     before = await predicted()
-    later = one_order("later", "1998-01-02")
-    code, found, printed = _imported(
-        "import",
-        "orders",
-        str(later),
-        "--tenant",
-        tenant,
-        cwd=tmp_path,
-        database=database,
-        heavy=models,
-    )
+    code, found, printed = import_one(one_order("later", "1998-01-02"))
     assert code == 0, printed
     assert "numpy" in found
     assert await predicted() == before + 1
