@@ -168,6 +168,9 @@ FIELD_COSTS: Mapping[tuple[str, str], Field] = {
     # A lookup per representation, and what is selected of each.
     ("Query", "_entities"): Field(_rows("representations"), _rows("representations")),
     ("Customer", "name"): Field(_fixed(0)),
+    # Made from what the strategy was read with, when asked for (no statement).
+    ("Strategy", "id"): Field(_fixed(0)),
+    ("Strategy", "parameters"): Field(_fixed(0)),
     ("Customer", "email"): Field(_fixed(0)),
     ("Customer", "phone"): Field(_fixed(0)),
     ("Customer", "tiers"): Field(size=_assumed),

@@ -29,6 +29,7 @@ from service.api.deletion import DeletionMutation
 from service.api.errors import BAD_INPUT, ApiError, log_errors
 from service.api.ingest import IngestMutation
 from service.api.keys import KeyMutation, KeyQuery
+from service.api.plans import PlannedExecutor
 from service.api.policy import request_policy
 from service.api.predictions import PredictionMutation, PredictionQuery
 from service.api.scalars import DecimalScalar
@@ -148,6 +149,8 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         extensions=extensions,
         config=StrawberryConfig(disable_field_suggestions=not settings.introspection),
         scalar_overrides={Decimal: DecimalScalar},
+        # A query's plain fields completed by plans made once per document (plans.py).
+        execution_context_class=PlannedExecutor,
     )
 
 

@@ -3,7 +3,8 @@ recommended on customers and segments), listing, saving and deleting."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -17,29 +18,47 @@ from service.engine import strategies as strategy_service
 from service.errors import UserError
 
 
+def _id(root: Strategy) -> strawberry.ID:
+    return shown_id(root.ids, RowKind.strategy, root.number)
+
+
+def _parameters(root: Strategy) -> JSON:
+    return JSON(dict(root.stored_parameters))
+
+
 @strawberry.type(description="What the business does for the customers of a tier.")
 class Strategy:
-    id: strawberry.ID = strawberry.field(description="Identifier (for update and delete).")
+    # The id (encrypted, `service.db.ids`) and the parameters (decoded) made when asked for:
+    # a customer card's strategies are mostly shown by name.
+    id: strawberry.ID = strawberry.field(
+        resolver=_id, description="Identifier (for update and delete)."
+    )
     scheme: str = strawberry.field(description="Key of the scheme of the tier.")
     tier: str = strawberry.field(description="The tier the strategy is for.")
     name: str = strawberry.field(description="Name, unique within the tier.")
     description: str = strawberry.field(description="What the strategy does, for people.")
     channel: str = strawberry.field(description="How it reaches the customer (email, phone, ...).")
     priority: int = strawberry.field(description="Lower comes first when recommending.")
-    parameters: JSON = strawberry.field(description="Free-form settings for the channel.")
+    parameters: JSON = strawberry.field(
+        resolver=_parameters, description="Free-form settings for the channel."
+    )
     active: bool = strawberry.field(description="Inactive strategies are never recommended.")
+    number: strawberry.Private[int]
+    ids: strawberry.Private[Ids]
+    stored_parameters: strawberry.Private[Mapping[str, Any]]
 
     @classmethod
     def of(cls, strategy: strategy_service.Strategy, ids: Ids) -> Strategy:
         return cls(
-            id=shown_id(ids, RowKind.strategy, strategy.id),
+            number=strategy.id,
+            ids=ids,
             scheme=strategy.scheme,
             tier=strategy.tier,
             name=strategy.name,
             description=strategy.description,
             channel=strategy.channel,
             priority=strategy.priority,
-            parameters=JSON(dict(strategy.parameters)),
+            stored_parameters=strategy.parameters,
             active=strategy.active,
         )
 

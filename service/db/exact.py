@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +25,36 @@ def loads_stored(text: str | bytes) -> Any:
     """JSON Tierwise stored (jsonb, read back): numbers with a point or an exponent as
     Decimal, whole ones as int; checked on the way in, so not again."""
     return json.loads(text, parse_float=Decimal)
+
+
+class StoredObject(Mapping[str, Any]):
+    """A JSON object Tierwise stored, kept as its text until something reads it (then
+    `loads_stored`, once): a customer card's strategies bring their parameters along, which
+    few callers ask for."""
+
+    __slots__ = ("_text", "_value")
+
+    def __init__(self, text: str | bytes) -> None:
+        self._text = text
+        self._value: dict[str, Any] | None = None
+
+    def _decoded(self) -> dict[str, Any]:
+        if self._value is None:
+            value: dict[str, Any] = loads_stored(self._text)
+            self._value = value
+        return self._value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._decoded()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def __repr__(self) -> str:
+        return repr(self._decoded())
 
 
 def loads(text: str | bytes) -> Any:

@@ -277,7 +277,7 @@ def from_rows(rows: Sequence[tuple[Any, ...]] | None) -> list[Strategy]:
             description=row[4],
             channel=row[5],
             priority=row[6],
-            parameters=exact.loads_stored(row[7]),
+            parameters=exact.StoredObject(row[7]),  # decoded when read
             active=row[8],
         )
         for row in rows or ()
