@@ -77,6 +77,8 @@ class FieldPlan:
 _GENERAL = object()
 # A plain leaf's value that is awaitable (graphql-core executes the field).
 _AWAITABLE = object()
+# Values of these classes are complete once coerced.
+_SIMPLE = frozenset({str, int, bool, float})
 # Plans by (field node, parent type), both by identity and kept with the plan (an id is
 # only unique while its object lives); bounded like the document caches they follow.
 _PLANS: dict[tuple[int, int], tuple[FieldNode, GraphQLObjectType, FieldPlan | object]] = {}
@@ -128,6 +130,15 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         self.planned = self.operation.operation is OperationType.QUERY and (
             manager is None or not manager.middlewares
         )
+        # By the grouped field set's id (kept: ids are unique only while their objects live).
+        self._grouped: dict[
+            int,
+            tuple[
+                GroupedFieldSet,
+                GraphQLObjectType,
+                list[tuple[str, FieldDetailsList, FieldPlan | None]],
+            ],
+        ] = {}
 
     def execute_fields(
         self,
@@ -146,8 +157,9 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         awaitable_fields: list[str] = []
         is_awaitable = self.is_awaitable
         try:
-            for response_name, field_details_list in grouped_field_set.items():
-                plan = _plan(parent_type, field_details_list[0].node)
+            for response_name, field_details_list, plan in self._steps(
+                parent_type, grouped_field_set
+            ):
                 if plan is not None:
                     value = self._plain(
                         plan, parent_type, source_value, path, response_name, field_details_list
@@ -174,6 +186,22 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             return results
         return _gathered(results, awaitable_fields)
 
+    def _steps(
+        self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
+    ) -> list[tuple[str, FieldDetailsList, FieldPlan | None]]:
+        """The fields of ``grouped_field_set`` with their plans, once per execution (graphql-core
+        memoizes a selection's grouped fields per execution: every item of a list shares
+        them)."""
+        found = self._grouped.get(id(grouped_field_set))
+        if found is None or found[0] is not grouped_field_set or found[1] is not parent_type:
+            steps = [
+                (name, details, _plan(parent_type, details[0].node))
+                for name, details in grouped_field_set.items()
+            ]
+            found = (grouped_field_set, parent_type, steps)
+            self._grouped[id(grouped_field_set)] = found
+        return found[2]
+
     def _plain(
         self,
         plan: FieldPlan,
@@ -188,6 +216,11 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         field, reading it again)."""
         try:
             result = getattr(source, plan.attribute)
+            if result.__class__ in _SIMPLE:  # neither null, awaitable nor an exception
+                completed = plan.leaf.coerce_output_value(result)
+                if completed is None or completed is Undefined:
+                    completed = self.complete_leaf_value(plan.leaf, result)  # its error
+                return completed
             if isinstance(result, Exception):
                 raise result
             if result is None or result is Undefined:
