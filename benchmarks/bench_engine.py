@@ -42,6 +42,7 @@ import datetime as dt
 import io
 import itertools
 import json
+import os
 import random
 import secrets
 import statistics
@@ -574,6 +575,33 @@ async def remove_bench_orders(engine: AsyncEngine, tenant: str, prefix: str) -> 
         return int(removed.rowcount or 0)
 
 
+def cpu_seconds(pids: Sequence[int]) -> dict[int, float]:
+    """The CPU time (user and system) each process has used so far, read from /proc: what an
+    update costs whatever else the machine runs (wall time on a shared machine is not)."""
+    found: dict[int, float] = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended, or not on this machine
+            continue
+        found[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
+async def backends(engine: AsyncEngine) -> list[int]:
+    """The server processes of the benchmark's database (the database on this machine)."""
+    async with engine.connect() as connection:
+        return list(
+            await connection.scalars(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            )
+        )
+
+
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
 async def bench_incremental(
     engine: AsyncEngine, tenant: str, updates: int, warmup: int, breakdown: bool
 ) -> None:
@@ -586,13 +614,19 @@ async def bench_incremental(
     rng = random.Random(11)
     customers = await random_customers(engine, tenant, warmup + updates, seed=11)
     times: list[float] = []
+    server: dict[int, float] = {}
+    client = 0.0
     try:
         for index, customer in enumerate(customers):
             if index == warmup:
                 spent.clear()
+                server = cpu_seconds(await backends(engine))
+                client = time.process_time()
             elapsed = await add_order(engine, tenant, one_order(f"{prefix}{index}", customer, rng))
             if index >= warmup:
                 times.append(elapsed)
+        client = time.process_time() - client
+        server_spent = cpu_spent(server, cpu_seconds(await backends(engine)))
         phases = {label: list(phase) for label, phase in spent.items()}
     finally:
         removed = await remove_bench_orders(engine, tenant, prefix)
@@ -601,7 +635,8 @@ async def bench_incremental(
         f"counted): p50 {percentile(times, 0.5) * 1000:.1f} ms, p90 "
         f"{percentile(times, 0.9) * 1000:.1f} ms, p99 {percentile(times, 0.99) * 1000:.1f} ms, "
         f"max {max(times) * 1000:.1f} ms (target p99 under 20 ms; the orders of {removed} "
-        "customers removed afterwards)"
+        "customers removed afterwards); CPU per update: this process "
+        f"{client / len(times) * 1000:.2f} ms, Postgres {server_spent / len(times) * 1000:.2f} ms"
     )
     for label, phase in phases.items():
         print(
@@ -636,10 +671,13 @@ async def bench_http(engine: AsyncEngine, url: str, tenant: str, updates: int, w
             serve_process(
                 make_url(url), tenant, Path(folder) / "serve.log",
                 auth_required="true", jwt_secret=secret, rate_limit_per_minute="0",
-            ) as (_, base),
+            ) as (process, base),
             httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client,
         ):  # fmt: skip
+            before: dict[int, float] = {}
             for index, customer in enumerate(customers):
+                if index == warmup:
+                    before = cpu_seconds([process.pid, *await backends(engine)])
                 row = one_order(f"{prefix}{index}", customer, rng)
                 order = {
                     "id": row["order_id"], "customerId": customer, "orderedAt": row["ordered_at"],
@@ -656,6 +694,9 @@ async def bench_http(engine: AsyncEngine, url: str, tenant: str, updates: int, w
                     raise SystemExit(f"recordOrders failed: {answer}")
                 if index >= warmup:
                     times.append(elapsed)
+            after = cpu_seconds([process.pid, *await backends(engine)])
+            serve_spent = after.pop(process.pid, 0.0) - before.pop(process.pid, 0.0)
+            server_spent = cpu_spent(before, after)
     finally:
         removed = await remove_bench_orders(engine, tenant, prefix)
     print(
@@ -663,7 +704,9 @@ async def bench_http(engine: AsyncEngine, url: str, tenant: str, updates: int, w
         f"counted): p50 {percentile(times, 0.5) * 1000:.1f} ms, p90 "
         f"{percentile(times, 0.9) * 1000:.1f} ms, p99 {percentile(times, 0.99) * 1000:.1f} ms, "
         f"max {max(times) * 1000:.1f} ms (target p99 under 20 ms; the orders of {removed} "
-        "customers removed afterwards)"
+        "customers removed afterwards); CPU per request: tierwise serve "
+        f"{serve_spent / len(times) * 1000:.2f} ms, Postgres "
+        f"{server_spent / len(times) * 1000:.2f} ms"
     )
 
 

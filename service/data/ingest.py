@@ -15,8 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.data import rollups
 from service.data.kinds import Kind
-from service.data.rates import RATE_JOIN, RATE_SQL, Rates, converted_sql
+from service.data.rates import CREATE_RATES, RATE_JOIN, RATE_SQL, Rates, converted_sql
 from service.data.readers import (
     BadRow,
     IngestError,
@@ -51,6 +60,7 @@ from service.db import exact, locks
 from service.db.database import (
     ANALYZE_AFTER_ROWS,
     ANALYZE_BASE_ROWS,
+    TENANT_SETTING,
     analyze_stale,
     tenant_transaction,
 )
@@ -60,6 +70,8 @@ from service.metrics import observe_import
 # records.WHITESPACE as a Postgres string, in hex escapes: in E'...', \v is the letter v.
 _SQL_WHITESPACE = "E'" + "".join(f"\\x{ord(c):02x}" for c in WHITESPACE) + "'"
 CHUNK_ROWS = 20_000
+# Parsed rows staged by one INSERT rather than COPY, up to this many (an API request's orders).
+FEW_ROWS = 100
 COPY_BLOCK = 1 << 20
 
 ProgressCallback = Callable[[int], None]
@@ -126,6 +138,8 @@ async def import_file(
     async with _load_transaction(engine, tenant) as connection:
         stage = await _Stage.open(connection, kind, tenant)
         fast = raw.fields and _bulk_castable(kind, raw.fields)
+        if fast and kind is Kind.orders:
+            await stage.stage_rates()  # for the casts in SQL, which convert every row
         if not (fast and await stage.load_csv(path, raw.fields, result, on_progress)):
             bad = await stage.load_rows(
                 raw.rows, result, present_fields=raw.fields or None, on_progress=on_progress
@@ -302,8 +316,50 @@ def _bulk_castable(kind: Kind, header: Sequence[str]) -> bool:
     return not (kind is Kind.customers and any(h.startswith(ATTRIBUTE_PREFIX) for h in header))
 
 
+# The temporary tables of a load, made once per connection and emptied at every commit (and,
+# holding only the rows of the transaction that wrote them, by every rollback): creating and
+# dropping them in each load was a third of a one-order load's time in the database, and
+# their rows never outlive the transaction, so never reach another tenant's. A table made
+# again after a rollback took it away costs no more than before. Their size as the planner
+# sees it follows the table's pages in each transaction, whatever statistics a big load left.
+_PER_CONNECTION = "ON COMMIT DELETE ROWS"
+
+
+@functools.cache
+def _open_sql(kind: Kind) -> str:
+    """The statements that open a load of ``kind`` after its tenant's load lock (one load per
+    tenant at a time: inserts of new ids then cannot race each other), as one simple query:
+    the load's settings, the tenant's row, and the load's temporary tables."""
+    columns = ", ".join(f"{spec.stage_column} {spec.type.stage_type}" for spec in FIELDS[kind])
+    statements = [
+        "SET LOCAL timezone = 'UTC'",  # a time without offset is UTC
+        "SET LOCAL work_mem = '256MB'",  # sorts and hashes of big loads
+        # IF NOT EXISTS says so in a notice, which nobody needs to read.
+        "SET LOCAL client_min_messages = warning",
+        f"INSERT INTO tenants (id, name) SELECT s, s FROM current_setting('{TENANT_SETTING}') s"
+        " ON CONFLICT (id) DO NOTHING",
+        f"CREATE TEMP TABLE IF NOT EXISTS stage_{kind} (line bigint, {columns}) {_PER_CONNECTION}",
+        rollups.CREATE_AFFECTED_KEPT,
+    ]
+    if kind is Kind.orders:
+        statements.append(CREATE_RATES)
+    return ";\n".join(statements)
+
+
+_CURRENCY = [spec.name for spec in FIELDS[Kind.orders]].index("currency")
+
+
+@functools.cache
+def _insert_sql(kind: Kind) -> str:
+    """INSERT of a few parsed rows into the stage of ``kind``, one array per column."""
+    types = ["bigint", *(spec.type.stage_type for spec in FIELDS[kind])]
+    columns = ["line", *(spec.stage_column for spec in FIELDS[kind])]
+    arrays = ", ".join(f"${n}::{t}[]" for n, t in enumerate(types, 1))
+    return f"INSERT INTO stage_{kind} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
+
+
 class _Stage:
-    """The temporary tables of one load; they disappear with the transaction."""
+    """The temporary tables of one load; their rows disappear with the transaction."""
 
     def __init__(self, connection: AsyncConnection, kind: Kind, tenant: str) -> None:
         self.connection = connection
@@ -314,6 +370,7 @@ class _Stage:
         self.columns = ["line", *(spec.stage_column for spec in self.fields)]
         self.present: set[str] = set()
         self.rates = Rates()
+        self.staged_rates: set[str] = set()
 
     @classmethod
     async def open(cls, connection: AsyncConnection, kind: Kind, tenant: str) -> _Stage:
@@ -322,22 +379,24 @@ class _Stage:
         except FieldError as error:
             raise UserError(str(error)) from None
         stage = cls(connection, kind, tenant)
-        # One load per tenant at a time: inserts of new ids then cannot race each other.
-        await locks.acquire(connection, locks.Purpose.ingest, tenant)
-        await stage._execute("SET LOCAL timezone = 'UTC'")  # a time without offset is UTC
-        await stage._execute("SET LOCAL work_mem = '256MB'")  # sorts and hashes of big loads
-        await stage._execute(
-            "INSERT INTO tenants (id, name) VALUES (:t, :t) ON CONFLICT (id) DO NOTHING"
-        )
-        columns = ", ".join(f"{spec.stage_column} {spec.type.stage_type}" for spec in stage.fields)
-        await stage._execute(
-            f"CREATE TEMP TABLE {stage.name} (line bigint, {columns}) ON COMMIT DROP"
-        )
-        await stage._execute(rollups.CREATE_AFFECTED)
+        # One round trip (a simple query of several statements, its text the same for every
+        # load of the kind), not seven: a one-order load made ~25 round trips in all.
+        driver = await stage._driver()
+        lock = locks.key(locks.Purpose.ingest, tenant)
+        await driver.execute(f"SELECT pg_advisory_xact_lock({lock});\n{_open_sql(kind)}")
         if kind is Kind.orders:
             stage.rates = await Rates.load(connection, tenant)
-            await stage.rates.stage(connection)
         return stage
+
+    async def stage_rates(self, currencies: Collection[str] | None = None) -> None:
+        """Stage the tenant's rates of ``currencies`` (None: of all) for the statements that
+        convert amounts, those not staged yet: a load of orders in the reporting currency
+        stages none."""
+        wanted = set(self.rates.currencies if currencies is None else currencies)
+        wanted -= self.staged_rates
+        if wanted:
+            await self.rates.stage(self.connection, created=True, currencies=wanted)
+            self.staged_rates |= wanted
 
     async def _execute(self, sql: str) -> Any:
         return await self.connection.execute(
@@ -445,6 +504,7 @@ class _Stage:
         bad: list[BadRow] = []
         driver = await self._driver()
         chunk: list[tuple[Any, ...]] = []
+        currencies: set[str | None] = set()  # of the orders staged
         self.present = set(present_fields or ())
         for line, raw in rows:
             result.rows += 1
@@ -459,18 +519,30 @@ class _Stage:
                 continue
             if present_fields is None:
                 self.present.update(raw)
+            if self.kind is Kind.orders:
+                currencies.add(parsed[_CURRENCY])
             chunk.append((line, *map(_jsonb_text, parsed)))
             if len(chunk) >= CHUNK_ROWS:
-                await driver.copy_records_to_table(self.name, records=chunk, columns=self.columns)
+                await self._write(driver, chunk)
                 if on_progress:
                     on_progress(len(chunk))
                 chunk = []
         if chunk:
-            await driver.copy_records_to_table(self.name, records=chunk, columns=self.columns)
+            await self._write(driver, chunk)
             if on_progress:
                 on_progress(len(chunk))
+        if self.kind is Kind.orders:
+            await self.stage_rates({c for c in currencies if c not in (None, self.rates.currency)})
         result.rejected = len(bad)
         return bad
+
+    async def _write(self, driver: asyncpg.Connection, chunk: list[tuple[Any, ...]]) -> None:
+        """Stage parsed rows: a few in one statement (prepared once per connection), more by
+        COPY (two round trips, and the fastest way for many)."""
+        if len(chunk) > FEW_ROWS:
+            await driver.copy_records_to_table(self.name, records=chunk, columns=self.columns)
+        else:
+            await driver.execute(_insert_sql(self.kind), *map(list, zip(*chunk, strict=True)))
 
     def _conversion_problems(self, line: int, parsed: tuple[Any, ...]) -> list[RowError]:
         """An order row whose amount cannot be converted to the reporting currency."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -41,6 +42,13 @@ DEFAULT_CURRENCY = "EUR"
 # coordinator's staging table Citus refuses them ("direct joins between distributed and local
 # tables are not supported"), which sent every orders CSV to the Python reader.
 RATES_TABLE = "load_rates"  # not stage_rates: the stage of a rates import
+
+# Kept by the connection and emptied at each commit, as ingest's other temporary tables
+# (service/data/ingest.py); empty for a tenant without rates.
+CREATE_RATES = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {RATES_TABLE} (currency text, valid_from date, "
+    "valid_until date, rate numeric, PRIMARY KEY (currency, valid_from)) ON COMMIT DELETE ROWS"
+)
 
 # Joined to a row `s` with `currency` (NULL: the reporting currency) and `ordered_at`: the
 # currency's rate in force on the order's date (UTC) as `r.rate`, NULL when there is none.
@@ -75,41 +83,54 @@ class Rates:
 
     @classmethod
     async def load(cls, connection: AsyncConnection, tenant: str) -> Rates:
-        found = await connection.execute(
-            text("SELECT currency FROM tenants WHERE id = :t"), {"t": tenant}
-        )
-        rates = cls(found.scalar_one_or_none() or DEFAULT_CURRENCY)
+        # The currency and the rates in one round trip: a one-order load makes few.
         rows = await connection.execute(
             text(
-                "SELECT currency, valid_from, rate FROM exchange_rates WHERE tenant_id = :t"
-                " ORDER BY currency, valid_from"
+                "SELECT t.currency AS reporting, r.currency, r.valid_from, r.rate"
+                " FROM (SELECT 1) one"
+                " LEFT JOIN tenants t ON t.id = :t"
+                " LEFT JOIN exchange_rates r ON r.tenant_id = :t"
+                " ORDER BY r.currency, r.valid_from"
             ),
             {"t": tenant},
         )
-        for currency, valid_from, rate in rows:
-            rates._days[currency].append(valid_from)
-            rates._rates[currency].append(rate)
+        found = rows.all()
+        rates = cls(found[0].reporting or DEFAULT_CURRENCY)
+        for _, currency, valid_from, rate in found:
+            if currency is not None:
+                rates._days[currency].append(valid_from)
+                rates._rates[currency].append(rate)
         return rates
 
-    async def stage(self, connection: AsyncConnection) -> None:
-        """Write these rates into the load's `RATES_TABLE`, each valid until the currency's
-        next (NULL: the last; exact: numeric, copied as Decimal)."""
-        await connection.execute(
-            text(
-                f"CREATE TEMP TABLE {RATES_TABLE} (currency text, valid_from date, "
-                "valid_until date, rate numeric, PRIMARY KEY (currency, valid_from)) "
-                "ON COMMIT DROP"
-            )
-        )
+    async def stage(
+        self,
+        connection: AsyncConnection,
+        *,
+        created: bool = False,
+        currencies: Collection[str] | None = None,
+    ) -> None:
+        """Write these rates (only those of ``currencies``, if given) into the load's
+        `RATES_TABLE` (made with `CREATE_RATES`, here unless ``created`` by the caller in this
+        transaction; then what it holds is kept), each valid until the currency's next (NULL:
+        the last; exact: numeric, copied as Decimal)."""
+        if not created:
+            await connection.execute(text(CREATE_RATES))
+            await connection.execute(text(f"DELETE FROM {RATES_TABLE}"))
         records = [
             (currency, day, until, rate)
             for currency, days in self._days.items()
+            if currencies is None or currency in currencies
             for day, until, rate in zip(days, [*days[1:], None], self._rates[currency], strict=True)
         ]
         if records:
             driver = (await connection.get_raw_connection()).driver_connection
             assert driver is not None, "an open connection has a driver connection"
             await driver.copy_records_to_table(RATES_TABLE, records=records)
+
+    @property
+    def currencies(self) -> list[str]:
+        """The currencies with rates (the reporting currency needs none)."""
+        return list(self._days)
 
     def rate(self, currency: str | None, at: dt.datetime) -> Decimal | None:
         """The rate in force for ``currency`` at ``at`` (1 for the reporting currency)."""

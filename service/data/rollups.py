@@ -16,6 +16,9 @@ CREATE_AFFECTED = (
     "CREATE TEMP TABLE IF NOT EXISTS affected_customers"
     " (customer_id bigint, recompute boolean) ON COMMIT DROP"
 )
+# The same table kept by the connection and emptied at each commit (ingest's loads, which run
+# as the tenants' role: made by another role, the table would be that role's).
+CREATE_AFFECTED_KEPT = CREATE_AFFECTED.replace("ON COMMIT DROP", "ON COMMIT DELETE ROWS")
 
 
 # A new order that is a plain sale (not cancelled, not a refund) and that no stored refund names

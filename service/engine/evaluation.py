@@ -11,7 +11,6 @@ customers an ingest touched, inside the ingest's transaction.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -37,7 +36,12 @@ from dsl.compiler import time_parameters, window_days
 from dsl.evaluator import is_population
 from dsl.explain import explain
 from service.db import locks
-from service.db.database import ANALYZE_AFTER_ROWS, analyze_stale, tenant_transaction
+from service.db.database import (
+    ANALYZE_AFTER_ROWS,
+    APP_ROLE,
+    analyze_stale,
+    tenant_transaction,
+)
 from service.db.tables import evaluation_runs, prediction_models
 from service.engine import schemes as published
 from service.engine import webhooks
@@ -177,7 +181,12 @@ entered AS (
     SET tier = EXCLUDED.tier, since = EXCLUDED.since, version = EXCLUDED.version,
         qualified_at = EXCLUDED.qualified_at
 ){keep}
-SELECT count(*), min(id), max(id) FROM moved
+SELECT n, first_id, last_id, (
+    SELECT pg_notify(:channel, json_build_object(
+        'tenant', CAST(:t AS text), 'scheme', CAST(:k AS text), 'last_id', last_id)::text)
+    WHERE n > 0
+) IS NULL
+FROM (SELECT count(*) AS n, min(id) AS first_id, max(id) AS last_id FROM moved) done
 """
 
 # For a scheme with `keep` tiers: members of them who qualify are stamped (`qualified_at`),
@@ -241,17 +250,14 @@ async def _apply(
     }
     if keeps:
         parameters["keeps"] = keeps
-    changed, first_id, last_id = (
+    # Listeners are told of the transitions (TRANSITIONS_CHANNEL) by the statement itself.
+    parameters["channel"] = TRANSITIONS_CHANNEL
+    changed, first_id, last_id, _ = (
         await connection.execute(text(_APPLY.format(only=only, keep=keep)), parameters)
     ).one()
     if changed:
         # The webhooks' outbox rows, committed (or not) with the transitions.
         await webhooks.enqueue(connection, tenant, scheme.key, first_id, last_id)
-        payload = json.dumps({"tenant": tenant, "scheme": scheme.key, "last_id": last_id})
-        await connection.execute(
-            text("SELECT pg_notify(:channel, :payload)"),
-            {"channel": TRANSITIONS_CHANNEL, "payload": payload},
-        )
     return int(changed)
 
 
@@ -587,13 +593,27 @@ async def refresh_affected(
         from service.engine.predictions.tenant import refresh_predictions
 
         await refresh_predictions(connection, tenant, now)
+    schemes = [s for s in await published.current(connection, tenant) if not s.uses_population]
+    if not schemes:
+        return 0
+    # The schemes' run locks and an empty `new_tiers` in one round trip.
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None, "an open connection has a driver connection"
+    await driver.execute(
+        "".join(
+            f"SELECT pg_advisory_xact_lock({locks.key(locks.Purpose.run, tenant, s.key)});\n"
+            for s in schemes
+        )
+        + _INCREMENTAL_NEW_TIERS
+    )
     changed = 0
-    for scheme in await published.current(connection, tenant):
-        if scheme.uses_population:
-            continue
-        await _lock(connection, tenant, scheme.key, wait=True)
+    for index, scheme in enumerate(schemes):
         staging, window_days = await _incremental_staging(tenant, scheme)
-        await _stage(connection, staging, time_parameters(window_days, now))
+        if index:
+            await connection.execute(text("DELETE FROM new_tiers"))
+        staged = await connection.execute(staging, time_parameters(window_days, now))
+        if staged.rowcount >= ANALYZE_AFTER_ROWS:
+            await connection.execute(text("ANALYZE new_tiers"))
         changed += await _apply(
             connection,
             tenant,
@@ -604,6 +624,20 @@ async def refresh_affected(
             only_affected=True,
         )
     return changed
+
+
+# `new_tiers` of incremental updates: kept by the connection and emptied at each commit (as
+# ingest's tables, service/data/ingest.py), not made and dropped by every update. Made so only
+# by the tenants' role, whose transactions are the ones to find it later: a table made by
+# another (the login role's maintenance) is dropped at its commit, as a run's is.
+_INCREMENTAL_NEW_TIERS = f"""DO $$ BEGIN
+    IF to_regclass('pg_temp.new_tiers') IS NULL THEN
+        EXECUTE 'CREATE TEMP TABLE new_tiers'
+            ' (customer_id bigint, tier text, held boolean, revenue numeric) ON COMMIT '
+            || CASE WHEN current_user = '{APP_ROLE}' THEN 'DELETE ROWS' ELSE 'DROP' END;
+    END IF;
+END $$;
+DELETE FROM new_tiers"""
 
 
 @dataclass(frozen=True)
