@@ -30,7 +30,10 @@ side by side in one process:
 - http: the incremental update end to end, one order per ``recordOrders`` request to a
   ``tierwise serve`` of its own (a JWT verified, as deployed), ``--updates`` of them (p50/p99).
 
-Use ``--only full,incremental,http,command,pandas`` to pick, ``--explain`` to print the plan
+- file: as incremental, each order in a one-row CSV file given to ``import_file`` (what
+  ``tierwise import orders FILE`` does, less the command's start-up).
+
+Use ``--only full,incremental,file,http,command,pandas`` to pick, ``--explain`` to print the plan
 and time of every statement of one incremental update (auto_explain, needs a superuser).
 """
 
@@ -557,6 +560,16 @@ async def add_order(engine: AsyncEngine, tenant: str, row: dict[str, str]) -> fl
     return time.perf_counter() - start
 
 
+async def add_order_file(
+    engine: AsyncEngine, tenant: str, row: dict[str, str], path: Path
+) -> float:
+    """`add_order` through a one-row CSV file, as `tierwise import orders FILE` reads it."""
+    path.write_text(",".join(row) + "\n" + ",".join(row.values()) + "\n", encoding="utf-8")
+    start = time.perf_counter()
+    await import_file(engine, Kind.orders, tenant, path, after_load=evaluation.refresh_affected)
+    return time.perf_counter() - start
+
+
 async def remove_bench_orders(engine: AsyncEngine, tenant: str, prefix: str) -> int:
     """Delete the benchmark's orders; recompute those customers' rollups and tiers. Returns
     the number of customers."""
@@ -603,8 +616,11 @@ def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
 
 
 async def bench_incremental(
-    engine: AsyncEngine, tenant: str, updates: int, warmup: int, breakdown: bool
+    engine: AsyncEngine, tenant: str, updates: int, warmup: int, breakdown: bool, *, file: bool
 ) -> None:
+    """Single-order imports with their refresh, in this process: rows given to `import_rows`
+    (what the API does), or with ``file`` a one-row CSV file to `import_file` (what
+    `tierwise import` does, less the command's start-up)."""
     # What autovacuum would have done by now after the full runs' million-row writes (it is
     # off on the benchmark machine): without it the planner believes the memberships are
     # still empty and each update scans all of them (see docs/benchmarks.md).
@@ -616,13 +632,18 @@ async def bench_incremental(
     times: list[float] = []
     server: dict[int, float] = {}
     client = 0.0
+    folder = Path(tempfile.mkdtemp())
     try:
         for index, customer in enumerate(customers):
             if index == warmup:
                 spent.clear()
                 server = cpu_seconds(await backends(engine))
                 client = time.process_time()
-            elapsed = await add_order(engine, tenant, one_order(f"{prefix}{index}", customer, rng))
+            row = one_order(f"{prefix}{index}", customer, rng)
+            if file:
+                elapsed = await add_order_file(engine, tenant, row, folder / "order.csv")
+            else:
+                elapsed = await add_order(engine, tenant, row)
             if index >= warmup:
                 times.append(elapsed)
         client = time.process_time() - client
@@ -630,8 +651,12 @@ async def bench_incremental(
         phases = {label: list(phase) for label, phase in spent.items()}
     finally:
         removed = await remove_bench_orders(engine, tenant, prefix)
+        (folder / "order.csv").unlink(missing_ok=True)
+        folder.rmdir()
+    what = "one-row CSV files imported" if file else "single-order imports"
     print(
-        f"incremental: {len(times)} single-order imports with refresh ({warmup} warm-up not "
+        f"{'file' if file else 'incremental'}: {len(times)} {what} with refresh ({warmup} "
+        "warm-up not "
         f"counted): p50 {percentile(times, 0.5) * 1000:.1f} ms, p90 "
         f"{percentile(times, 0.9) * 1000:.1f} ms, p99 {percentile(times, 0.99) * 1000:.1f} ms, "
         f"max {max(times) * 1000:.1f} ms (target p99 under 20 ms; the orders of {removed} "
@@ -977,7 +1002,10 @@ async def main_async(args: argparse.Namespace) -> None:
                 "full": lambda: bench_full(engine, args.tenant, args.repeat, args.runs),
                 "command": lambda: bench_command(engine, args.tenant, args.repeat, args.days_back),
                 "incremental": lambda: bench_incremental(
-                    engine, args.tenant, args.updates, args.warmup, args.breakdown
+                    engine, args.tenant, args.updates, args.warmup, args.breakdown, file=False
+                ),
+                "file": lambda: bench_incremental(
+                    engine, args.tenant, args.updates, args.warmup, args.breakdown, file=True
                 ),
                 "http": lambda: bench_http(
                     engine, plain_url(url), args.tenant, args.updates, args.warmup

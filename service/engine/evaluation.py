@@ -18,7 +18,17 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Insert, Select, bindparam, column, literal, select, table, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Select,
+    column,
+    literal,
+    select,
+    table,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dsl import (
@@ -185,7 +195,10 @@ SELECT n, first_id, last_id, (
     SELECT pg_notify(:channel, json_build_object(
         'tenant', CAST(:t AS text), 'scheme', CAST(:k AS text), 'last_id', last_id)::text)
     WHERE n > 0
-) IS NULL
+) IS NULL, n > 0 AND EXISTS (
+    SELECT FROM webhooks w WHERE w.tenant_id = :t AND w.active
+      AND (w.scheme_key IS NULL OR w.scheme_key = :k)
+) AS hooked
 FROM (SELECT count(*) AS n, min(id) AS first_id, max(id) AS last_id FROM moved) done
 """
 
@@ -250,12 +263,13 @@ async def _apply(
     }
     if keeps:
         parameters["keeps"] = keeps
-    # Listeners are told of the transitions (TRANSITIONS_CHANNEL) by the statement itself.
+    # Listeners are told of the transitions (TRANSITIONS_CHANNEL) by the statement itself,
+    # which also says whether a webhook may want them.
     parameters["channel"] = TRANSITIONS_CHANNEL
-    changed, first_id, last_id, _ = (
+    changed, first_id, last_id, _, hooked = (
         await connection.execute(text(_APPLY.format(only=only, keep=keep)), parameters)
     ).one()
-    if changed:
+    if hooked:
         # The webhooks' outbox rows, committed (or not) with the transitions.
         await webhooks.enqueue(connection, tenant, scheme.key, first_id, last_id)
     return int(changed)
@@ -562,11 +576,11 @@ async def _incremental_staging(
     return _INCREMENTAL_STAGINGS[key]
 
 
-_HAS_MODEL = select(
-    select(prediction_models.c.version)
-    .where(prediction_models.c.tenant_id == bindparam("tenant"))
-    .exists()
-)
+def _has_model(tenant: str) -> ColumnElement[bool]:
+    """Whether ``tenant`` has fitted a prediction model."""
+    return (
+        select(prediction_models.c.version).where(prediction_models.c.tenant_id == tenant).exists()
+    )
 
 
 async def refresh_affected(
@@ -587,13 +601,13 @@ async def refresh_affected(
     now = now or dt.datetime.now(dt.UTC)
     # The models need numpy and scipy (0.9 s of CPU in a new process: most of what a one-row
     # `tierwise import` spent), and do nothing for a tenant without a fitted model: imported
-    # only for a tenant that has one, or once a process has them anyway (the server).
-    models = "service.engine.predictions.tenant"
-    if models in sys.modules or await connection.scalar(_HAS_MODEL, {"tenant": tenant}):
+    # only for a tenant that has one. Whether it has is asked with the schemes.
+    current, has_model = await published.current_and(connection, tenant, _has_model(tenant))
+    if has_model:
         from service.engine.predictions.tenant import refresh_predictions
 
         await refresh_predictions(connection, tenant, now)
-    schemes = [s for s in await published.current(connection, tenant) if not s.uses_population]
+    schemes = [s for s in current if not s.uses_population]
     if not schemes:
         return 0
     # The schemes' run locks and an empty `new_tiers` in one round trip.

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
-from sqlalchemy import func, select, text
+from sqlalchemy import ColumnElement, func, literal, select, text, true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -91,23 +91,37 @@ class Published:
 
 async def current(connection: AsyncConnection, tenant: str) -> list[PublishedScheme]:
     """Every scheme's current version, checked, in evaluation order (dependencies first)."""
+    found, _ = await current_and(connection, tenant, literal(True))
+    return found
+
+
+async def current_and(
+    connection: AsyncConnection, tenant: str, question: ColumnElement[T]
+) -> tuple[list[PublishedScheme], T]:
+    """`current` and the answer to ``question`` (a scalar SQL expression) in the same round
+    trip."""
+    versions = (
+        select(schemes.c.key, schemes.c.title, scheme_versions.c.version, scheme_versions.c.source)
+        .join(
+            scheme_versions,
+            (scheme_versions.c.tenant_id == schemes.c.tenant_id)
+            & (scheme_versions.c.scheme_key == schemes.c.key)
+            & (scheme_versions.c.version == schemes.c.current_version),
+        )
+        .where(schemes.c.tenant_id == tenant)
+        .subquery("versions")
+    )
+    asked = select(question.label("answer")).subquery("asked")
     rows = (
         await connection.execute(
-            select(
-                schemes.c.key, schemes.c.title, scheme_versions.c.version, scheme_versions.c.source
-            )
-            .join(
-                scheme_versions,
-                (scheme_versions.c.tenant_id == schemes.c.tenant_id)
-                & (scheme_versions.c.scheme_key == schemes.c.key)
-                & (scheme_versions.c.version == schemes.c.current_version),
-            )
-            .where(schemes.c.tenant_id == tenant)
-            .order_by(schemes.c.key)
+            select(asked.c.answer, versions)
+            .select_from(asked.outerjoin(versions, true()))
+            .order_by(versions.c.key)
         )
     ).all()
-    versions = tuple((row.key, row.title, row.version, row.source) for row in rows)
-    return list(await rule_work(sum(len(v[3]) for v in versions), _checked, versions))
+    found = tuple((row.key, row.title, row.version, row.source) for row in rows if row.key)
+    checked = await rule_work(sum(len(v[3]) for v in found), _checked, found)
+    return list(checked), rows[0].answer
 
 
 @functools.lru_cache(maxsize=256)

@@ -24,7 +24,7 @@ from tests.support import VALUE, load, moves, order, publish, tiers_of
 # Statements of one order with the refresh of one scheme whose tier it changes, transaction
 # control included (bench_engine.py measures the same on 1M customers). Before the temporary
 # tables were kept per connection and the steps batched: 26.
-MOST = 16
+MOST = 14
 
 KEPT = ("stage_orders", "affected_customers", "load_rates", "new_tiers")
 
