@@ -316,12 +316,16 @@ def _bulk_castable(kind: Kind, header: Sequence[str]) -> bool:
     return not (kind is Kind.customers and any(h.startswith(ATTRIBUTE_PREFIX) for h in header))
 
 
-# The temporary tables of a load, made once per connection and emptied at every commit (and,
-# holding only the rows of the transaction that wrote them, by every rollback): creating and
-# dropping them in each load was a third of a one-order load's time in the database, and
-# their rows never outlive the transaction, so never reach another tenant's. A table made
-# again after a rollback took it away costs no more than before. Their size as the planner
-# sees it follows the table's pages in each transaction, whatever statistics a big load left.
+# The temporary tables of a load, made once per connection (by the tenants' role) and emptied
+# at every commit, their rows also undone by every rollback: never carried into the next
+# transaction, another tenant's or not. Made and dropped by every load, they cost catalog
+# writes each time (with the round trips saved, Postgres' CPU per one-order update halved:
+# docs/benchmarks.md section 2). A rollback that took a table away with the transaction that
+# made it costs one CREATE the next time.
+# Planning: the planner sizes a temporary table by its pages in the current transaction (and
+# the rows per page of its last ANALYZE, if a big load ran one), so a one-row load is planned
+# as one page whatever came before; a statement's plan is cached by the connection now that
+# its tables stay (a big load's ANALYZE invalidates it: loads of 10,000 rows and more).
 _PER_CONNECTION = "ON COMMIT DELETE ROWS"
 
 
@@ -334,8 +338,6 @@ def _open_sql(kind: Kind) -> str:
     statements = [
         "SET LOCAL timezone = 'UTC'",  # a time without offset is UTC
         "SET LOCAL work_mem = '256MB'",  # sorts and hashes of big loads
-        # IF NOT EXISTS says so in a notice, which nobody needs to read.
-        "SET LOCAL client_min_messages = warning",
         f"INSERT INTO tenants (id, name) SELECT s, s FROM current_setting('{TENANT_SETTING}') s"
         " ON CONFLICT (id) DO NOTHING",
         f"CREATE TEMP TABLE IF NOT EXISTS stage_{kind} (line bigint, {columns}) {_PER_CONNECTION}",
