@@ -60,7 +60,6 @@ from service.db import exact, locks
 from service.db.database import (
     ANALYZE_AFTER_ROWS,
     ANALYZE_BASE_ROWS,
-    TENANT_SETTING,
     analyze_stale,
     tenant_transaction,
 )
@@ -332,14 +331,12 @@ _PER_CONNECTION = "ON COMMIT DELETE ROWS"
 @functools.cache
 def _open_sql(kind: Kind) -> str:
     """The statements that open a load of ``kind`` after its tenant's load lock (one load per
-    tenant at a time: inserts of new ids then cannot race each other), as one simple query:
-    the load's settings, the tenant's row, and the load's temporary tables."""
+    tenant at a time: inserts of new ids then cannot race each other) and row, in the same
+    simple query: the load's settings and temporary tables."""
     columns = ", ".join(f"{spec.stage_column} {spec.type.stage_type}" for spec in FIELDS[kind])
     statements = [
         "SET LOCAL timezone = 'UTC'",  # a time without offset is UTC
         "SET LOCAL work_mem = '256MB'",  # sorts and hashes of big loads
-        f"INSERT INTO tenants (id, name) SELECT s, s FROM current_setting('{TENANT_SETTING}') s"
-        " ON CONFLICT (id) DO NOTHING",
         f"CREATE TEMP TABLE IF NOT EXISTS stage_{kind} (line bigint, {columns}) {_PER_CONNECTION}",
         rollups.CREATE_AFFECTED_KEPT,
     ]
@@ -384,8 +381,14 @@ class _Stage:
         # One round trip (a simple query of several statements, its text the same for every
         # load of the kind), not seven: a one-order load made ~25 round trips in all.
         driver = await stage._driver()
+        assert driver.is_in_transaction(), "the tenant's settings began the transaction"
         lock = locks.key(locks.Purpose.ingest, tenant)
-        await driver.execute(f"SELECT pg_advisory_xact_lock({lock});\n{_open_sql(kind)}")
+        await driver.execute(
+            f"SELECT pg_advisory_xact_lock({lock});\n"
+            # A literal (the tenant id is checked above: letters, digits, '_', '.', '-').
+            f"INSERT INTO tenants (id, name) VALUES ('{tenant}', '{tenant}')"
+            " ON CONFLICT (id) DO NOTHING;\n" + _open_sql(kind)
+        )
         if kind is Kind.orders:
             stage.rates = await Rates.load(connection, tenant)
         return stage

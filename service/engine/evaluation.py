@@ -613,6 +613,7 @@ async def refresh_affected(
     # The schemes' run locks and an empty `new_tiers` in one round trip.
     driver = (await connection.get_raw_connection()).driver_connection
     assert driver is not None, "an open connection has a driver connection"
+    assert driver.is_in_transaction(), "the locks are held until the caller's transaction ends"
     await driver.execute(
         "".join(
             f"SELECT pg_advisory_xact_lock({locks.key(locks.Purpose.run, tenant, s.key)});\n"

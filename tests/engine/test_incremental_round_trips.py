@@ -139,3 +139,24 @@ async def test_kept_tables_start_every_transaction_empty(
     async with engine.connect() as connection:
         assert await tiers_of(connection, first, "value") == {"a": "Active"}
         assert await tiers_of(connection, second, "value") == {"z": "Active"}
+
+
+async def test_a_load_after_a_failed_first_one_makes_the_tables_again(
+    one_connection: AsyncEngine, tenant: str
+) -> None:
+    engine = one_connection
+    await publish(engine, tenant, VALUE)
+    with pytest.raises(IngestError):  # the tables it made are rolled back with it
+        await import_rows(
+            engine,
+            Kind.orders,
+            tenant,
+            enumerate([order("o1", "a", 1, "9000"), {"order_id": "o2"}], 2),
+            source="test",
+            after_load=evaluation.refresh_affected,
+        )
+    await load(
+        engine, tenant, [order("o3", "b", 1, "9000")], after_load=evaluation.refresh_affected
+    )
+    async with engine.connect() as connection:
+        assert await tiers_of(connection, tenant, "value") == {"b": "Active"}
