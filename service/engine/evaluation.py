@@ -11,6 +11,7 @@ customers an ingest touched, inside the ingest's transaction.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -50,6 +51,7 @@ from service.db.database import (
     ANALYZE_AFTER_ROWS,
     APP_ROLE,
     analyze_stale,
+    is_citus,
     tenant_transaction,
 )
 from service.db.tables import evaluation_runs, prediction_models
@@ -191,16 +193,21 @@ entered AS (
     SET tier = EXCLUDED.tier, since = EXCLUDED.since, version = EXCLUDED.version,
         qualified_at = EXCLUDED.qualified_at
 ){keep}
-SELECT n, first_id, last_id, (
-    SELECT pg_notify(:channel, json_build_object(
-        'tenant', CAST(:t AS text), 'scheme', CAST(:k AS text), 'last_id', last_id)::text)
-    WHERE n > 0
-) IS NULL, n > 0 AND EXISTS (
+SELECT n, first_id, last_id, {notify} AS notified, n > 0 AND EXISTS (
     SELECT FROM webhooks w WHERE w.tenant_id = :t AND w.active
       AND (w.scheme_key IS NULL OR w.scheme_key = :k)
 ) AS hooked
 FROM (SELECT count(*) AS n, min(id) AS first_id, max(id) AS last_id FROM moved) done
 """
+
+# Listeners hear of the transitions from the statement that records them (one round trip
+# less), on one Postgres; on Citus, which runs that statement on the tenant's worker while
+# listeners listen on the coordinator, from a statement of its own (`_apply`).
+_NOTIFY = """(
+    SELECT pg_notify(:channel, json_build_object(
+        'tenant', CAST(:t AS text), 'scheme', CAST(:k AS text), 'last_id', last_id)::text)
+    WHERE n > 0
+) IS NULL"""
 
 # For a scheme with `keep` tiers: members of them who qualify are stamped (`qualified_at`),
 # one row per first evaluation that keeps a member without their qualifying starts a hold in
@@ -263,15 +270,23 @@ async def _apply(
     }
     if keeps:
         parameters["keeps"] = keeps
-    # Listeners are told of the transitions (TRANSITIONS_CHANNEL) by the statement itself,
-    # which also says whether a webhook may want them.
-    parameters["channel"] = TRANSITIONS_CHANNEL
+    # The statement also says whether a webhook may want the transitions.
+    citus = await is_citus(connection)
+    if not citus:
+        parameters["channel"] = TRANSITIONS_CHANNEL
+    statement = _APPLY.format(only=only, keep=keep, notify="false" if citus else _NOTIFY)
     changed, first_id, last_id, _, hooked = (
-        await connection.execute(text(_APPLY.format(only=only, keep=keep)), parameters)
+        await connection.execute(text(statement), parameters)
     ).one()
     if hooked:
         # The webhooks' outbox rows, committed (or not) with the transitions.
         await webhooks.enqueue(connection, tenant, scheme.key, first_id, last_id)
+    if changed and citus:
+        payload = json.dumps({"tenant": tenant, "scheme": scheme.key, "last_id": last_id})
+        await connection.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": TRANSITIONS_CHANNEL, "payload": payload},
+        )
     return int(changed)
 
 

@@ -14,9 +14,9 @@ import functools
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import ColumnElement, func, literal, select, text, true
+from sqlalchemy import ColumnElement, Row, Select, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -89,19 +89,17 @@ class Published:
     warnings: CheckResult
 
 
-async def current(connection: AsyncConnection, tenant: str) -> list[PublishedScheme]:
-    """Every scheme's current version, checked, in evaluation order (dependencies first)."""
-    found, _ = await current_and(connection, tenant, literal(True))
-    return found
-
-
-async def current_and(
-    connection: AsyncConnection, tenant: str, question: ColumnElement[T]
-) -> tuple[list[PublishedScheme], T]:
-    """`current` and the answer to ``question`` (a scalar SQL expression) in the same round
-    trip."""
-    versions = (
-        select(schemes.c.key, schemes.c.title, scheme_versions.c.version, scheme_versions.c.source)
+def _current_versions(tenant: str, *also: ColumnElement[Any]) -> Select[Any]:
+    """The tenant's current versions (key, title, version, source), after the ``also``
+    columns."""
+    return (
+        select(
+            *also,
+            schemes.c.key,
+            schemes.c.title,
+            scheme_versions.c.version,
+            scheme_versions.c.source,
+        )
         .join(
             scheme_versions,
             (scheme_versions.c.tenant_id == schemes.c.tenant_id)
@@ -109,19 +107,31 @@ async def current_and(
             & (scheme_versions.c.version == schemes.c.current_version),
         )
         .where(schemes.c.tenant_id == tenant)
-        .subquery("versions")
+        .order_by(schemes.c.key)
     )
-    asked = select(question.label("answer")).subquery("asked")
-    rows = (
-        await connection.execute(
-            select(asked.c.answer, versions)
-            .select_from(asked.outerjoin(versions, true()))
-            .order_by(versions.c.key)
-        )
-    ).all()
-    found = tuple((row.key, row.title, row.version, row.source) for row in rows if row.key)
-    checked = await rule_work(sum(len(v[3]) for v in found), _checked, found)
-    return list(checked), rows[0].answer
+
+
+async def _checked_versions(rows: Sequence[Row[Any]]) -> list[PublishedScheme]:
+    versions = tuple((row.key, row.title, row.version, row.source) for row in rows)
+    return list(await rule_work(sum(len(v[3]) for v in versions), _checked, versions))
+
+
+async def current(connection: AsyncConnection, tenant: str) -> list[PublishedScheme]:
+    """Every scheme's current version, checked, in evaluation order (dependencies first)."""
+    rows = (await connection.execute(_current_versions(tenant))).all()
+    return await _checked_versions(rows)
+
+
+async def current_and(
+    connection: AsyncConnection, tenant: str, question: ColumnElement[T]
+) -> tuple[list[PublishedScheme], T]:
+    """`current` and the answer to ``question`` (a scalar SQL expression), in the same round
+    trip when the tenant has a scheme (a column of each row; on Citus a query on one node)."""
+    rows = (await connection.execute(_current_versions(tenant, question.label("answer")))).all()
+    if not rows:
+        answer: T = (await connection.execute(select(question))).scalar_one()
+        return [], answer
+    return await _checked_versions(rows), rows[0].answer
 
 
 @functools.lru_cache(maxsize=256)
