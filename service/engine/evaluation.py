@@ -24,6 +24,7 @@ from sqlalchemy import (
     Insert,
     Select,
     column,
+    func,
     literal,
     select,
     table,
@@ -130,6 +131,22 @@ def _staging(statement: Select[Any]) -> Insert:
 
 def _compiled_staging(checked: CheckedScheme, sources: Sources, at: dt.datetime) -> Insert:
     return _staging(compile_scheme(checked, sources, at, figures=(REVENUE,)))
+
+
+def _compiled_counts(checked: CheckedScheme, sources: Sources, at: dt.datetime) -> Select[Any]:
+    """Customers and revenue per tier straight from the compiled statement: a backtest keeps
+    no tiers, so writing each customer's into ``new_tiers`` (and analyzing it) was work
+    nobody read (`_COUNT` over the staged rows, the same figures)."""
+    result = compile_scheme(checked, sources, at, figures=(REVENUE,)).subquery("result")
+    return (
+        select(
+            result.c.tier,
+            func.count().label("customers"),
+            func.coalesce(func.sum(result.c.f0), 0).label("revenue"),
+        )
+        .where(result.c.tier.is_not(None))
+        .group_by(result.c.tier)
+    )
 
 
 async def _stage(
@@ -298,9 +315,12 @@ FROM new_tiers WHERE tier IS NOT NULL GROUP BY tier
 """
 
 
-async def _count(connection: AsyncConnection, scheme: PublishedScheme) -> tuple[TierCount, ...]:
-    """Customers and revenue per tier of ``new_tiers``, in the scheme's tier order."""
-    rows = await connection.execute(text(_COUNT))
+async def _count(
+    connection: AsyncConnection, scheme: PublishedScheme, counts: Select[Any] | None = None
+) -> tuple[TierCount, ...]:
+    """Customers and revenue per tier of ``new_tiers`` (or of ``counts``, a statement giving
+    tier, customers and revenue), in the scheme's tier order."""
+    rows = await connection.execute(text(_COUNT) if counts is None else counts)
     found = {row.tier: TierCount(row.tier, int(row.customers), row.revenue) for row in rows}
     return tuple(found.get(tier, TierCount(tier, 0, Decimal(0))) for tier in scheme.tiers)
 
@@ -470,12 +490,12 @@ async def evaluate(
             else:
                 await _referenced_then(connection, tenant, scheme.checked, at)
                 sources = tenant_sources(tenant, backtest=at)
-            staging = await published.rule_work(
-                len(scheme.source), _compiled_staging, scheme.checked, sources, at
-            )
-            await _stage(connection, staging)
             changed = 0
             if applied:
+                staging = await published.rule_work(
+                    len(scheme.source), _compiled_staging, scheme.checked, sources, at
+                )
+                await _stage(connection, staging)
                 changed = await _apply(
                     connection,
                     tenant,
@@ -488,7 +508,12 @@ async def evaluate(
                 # Statistics now, for the incremental updates that look memberships up next
                 # (autovacuum may be off, or late).
                 await analyze_stale(connection, ("memberships",), changed=changed)
-            tiers = await _count(connection, scheme)
+                tiers = await _count(connection, scheme)
+            else:
+                counts = await published.rule_work(
+                    len(scheme.source), _compiled_counts, scheme.checked, sources, at
+                )
+                tiers = await _count(connection, scheme, counts)
             duration_ms = round((time.perf_counter() - started) * 1000)
             result = RunResult(
                 tenant,
