@@ -431,53 +431,58 @@ class _Stage:
                 + ") ON COMMIT DROP"
             )
             driver = await self._driver()
-            await driver.copy_to_table(
+            copied = await driver.copy_to_table(
                 f"raw_{self.kind}",
                 source=_file_blocks(path, on_progress),
                 columns=raw_columns,
                 format="csv",
                 header=True,
             )
-            trimmed = {
-                name: f"nullif(btrim({column}, {_SQL_WHITESPACE}), '')"
-                for name, column in zip(header, raw_columns, strict=True)
-            }
+            rows = int(copied.split()[-1])  # "COPY n"
+            present = [spec for spec in self.fields if spec.name in header]
+            raw_column = dict(zip(header, raw_columns, strict=True))
+            trimmed = [
+                f"{_trimmed(raw_column[spec.name])} AS t_{spec.stage_column}" for spec in present
+            ]
+            given = [f"t_{spec.stage_column}" for spec in present]
+            typed = [
+                f"{spec.type.sql_value.format(v=f't_{spec.stage_column}')} AS x_{spec.stage_column}"
+                for spec in present
+            ]
             values, checks = [], []
             for spec in self.fields:
-                if spec.name not in trimmed:
+                if spec.name not in header:
                     values.append("NULL")
                     if spec.required:
                         checks.append("false")
                     continue
-                value = f"r.{spec.stage_column}"
-                values.append(spec.type.sql_value.format(v=value))
-                check = spec.type.sql_check.format(v=value)
+                text_value, value = f"t_{spec.stage_column}", f"x_{spec.stage_column}"
+                values.append(value)
+                check = spec.type.sql_check.format(v=text_value, x=value)
+                if check == "true":
+                    if spec.required:
+                        checks.append(f"{text_value} IS NOT NULL")
+                    continue
                 checks.append(
-                    f"{value} IS NOT NULL AND {check}"
+                    f"{text_value} IS NOT NULL AND {check}"
                     if spec.required
-                    else f"({value} IS NULL OR {check})"
+                    else f"({text_value} IS NULL OR {check})"
                 )
+            # One pass: each value trimmed once and cast once (OFFSET 0 keeps the subqueries
+            # from being merged into the checks, which would compute them again), no copy of
+            # the rows in between; the counts from the statuses, not by reading the rows again.
             loaded = await self._execute(
                 f"""
-                WITH r AS MATERIALIZED (  -- trimmed once, though checks read it often
-                    SELECT line, {
-                    ", ".join(
-                        f"{trimmed[spec.name]} AS {spec.stage_column}"
-                        for spec in self.fields
-                        if spec.name in trimmed
-                    )
-                }
-                    FROM raw_{self.kind}
-                ),
-                staged AS (
-                    INSERT INTO {self.name} ({", ".join(self.columns)})
-                    SELECT r.line, {", ".join(values)} FROM r WHERE {" AND ".join(checks)}
-                    RETURNING 1
-                )
-                SELECT (SELECT count(*) FROM staged), (SELECT count(*) FROM raw_{self.kind})
+                INSERT INTO {self.name} ({", ".join(self.columns)})
+                SELECT line, {", ".join(values)} FROM (
+                    SELECT {", ".join(["line", *given, *typed])} FROM (
+                        SELECT {", ".join(["line", *trimmed])} FROM raw_{self.kind} OFFSET 0
+                    ) r OFFSET 0
+                ) r
+                WHERE {" AND ".join(checks) or "true"}
                 """
             )
-            staged, rows = loaded.one()
+            staged = loaded.rowcount
             if staged != rows or (self.kind is Kind.orders and await self._unconvertible()):
                 await savepoint.rollback()
                 return False
@@ -557,9 +562,14 @@ class _Stage:
 
     async def _unconvertible(self) -> bool:
         """Whether a staged order has no rate, or too large an amount once converted: the
-        Python path then names those rows (`_conversion_problems`)."""
+        Python path then names those rows (`_conversion_problems`). Asked once per currency
+        and day (with the day's largest amount: rounding keeps the order of sizes), not once
+        per row."""
         found = await self._execute(
-            f"""SELECT 1 FROM {self.name} s {RATE_JOIN.format(s="s")}
+            f"""SELECT 1 FROM (
+                    SELECT currency, min(ordered_at) AS ordered_at, max(abs(amount)) AS amount
+                    FROM {self.name} GROUP BY currency, (ordered_at AT TIME ZONE 'UTC')::date
+                ) s {RATE_JOIN.format(s="s")}
                 WHERE {RATE_SQL.format(s="s")} IS NULL
                    OR abs({converted_sql("s.amount")}) >= {MAX_AMOUNT} LIMIT 1"""
         )
@@ -644,11 +654,28 @@ class _Stage:
             f"SELECT 1 FROM {table} WHERE tenant_id = :t ORDER BY tenant_id, external_id LIMIT 1"
         )
         first_load = existing.first() is None
+        # Nothing stored to compare with: every row is inserted, straight from `src` (not
+        # through a copy of the rows that the update would read as well).
+        updated_rows = f"""
+                UPDATE {table} t SET customer_id = src.customer_id,
+                    {", ".join(f"{c} = {n}" for c, n in zip(payload, new, strict=True))}
+                FROM matched src
+                WHERE src.known AND src.differs
+                  AND t.tenant_id = :t AND t.external_id = src.external_id
+                RETURNING src.customer_id, src.old_customer_id"""
+        to_insert, distinct = "matched src WHERE NOT src.known", "(SELECT count(*) FROM src)"
+        matched = f"matched AS MATERIALIZED ({matched}),"
         if first_load:
-            matched = (
-                "SELECT src.*, NULL::bigint AS old_customer_id, false AS known, true AS differs"
-                " FROM src"
-            )
+            matched = ""
+            updated_rows = "SELECT NULL::bigint AS customer_id, NULL::bigint AS old_customer_id"
+            updated_rows += " WHERE false"
+            to_insert, distinct = "src", "(SELECT count(*) FROM inserted)"
+        # The last line of an id wins; sorting every row by id to find it costs more than
+        # asking first whether any id comes twice (events: the id is made in the statement).
+        latest = f"DISTINCT ON (1) {external_id}"
+        order = "ORDER BY 1, s.line DESC"
+        if orders and not await self._repeated_ids():
+            latest, order = external_id, ""
         staged = {c: f"s.{c}" for c in payload}
         returned = "customer_id, true AS plain"
         new_rows, plain_rows = "", "inserted"  # the inserted rows with `plain`
@@ -690,26 +717,19 @@ class _Stage:
         counts = await self._execute(
             f"""
             WITH src AS (
-                SELECT DISTINCT ON (1) {external_id} AS external_id, c.id AS customer_id,
+                SELECT {latest} AS external_id, c.id AS customer_id,
                        {", ".join(f"{staged[c]} AS {c}" for c in payload)}
                 FROM {self.name} s JOIN customers c
                   ON c.tenant_id = :t AND c.external_id = s.customer_external_id
                 {RATE_JOIN.format(s="s") if orders else ""}
-                ORDER BY 1, s.line DESC
+                {order}
             ),
-            matched AS MATERIALIZED ({matched}),
-            updated AS (
-                UPDATE {table} t SET customer_id = src.customer_id,
-                    {", ".join(f"{c} = {n}" for c, n in zip(payload, new, strict=True))}
-                FROM matched src
-                WHERE src.known AND src.differs
-                  AND t.tenant_id = :t AND t.external_id = src.external_id
-                RETURNING src.customer_id, src.old_customer_id
+            {matched}
+            updated AS ({updated_rows}
             ),
             inserted AS (
                 INSERT INTO {table} (tenant_id, external_id, customer_id, {", ".join(payload)})
-                SELECT :t, src.external_id, src.customer_id, {", ".join(new)} FROM matched src
-                WHERE NOT src.known
+                SELECT :t, src.external_id, src.customer_id, {", ".join(new)} FROM {to_insert}
                 RETURNING {returned}
             ){new_rows},
             touched AS (
@@ -721,12 +741,20 @@ class _Stage:
                 ) touched GROUP BY customer_id
             ){f", grown AS ({rollups.add_inserted(plain_rows)})" if orders else ""}
             SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM updated),
-                   (SELECT count(*) FROM src)
+                   {distinct}
             """
         )
         inserted, updated, distinct = counts.one()
         result.inserted, result.updated = inserted, updated
         result.unchanged = distinct - inserted - updated
+
+    async def _repeated_ids(self) -> bool:
+        """Whether some external id is staged twice (a hash of the ids: cheaper than the sort
+        that keeps each id's last line)."""
+        found = await self._execute(
+            f"SELECT EXISTS (SELECT FROM {self.name} GROUP BY external_id HAVING count(*) > 1)"
+        )
+        return bool(found.scalar_one())
 
     async def _upsert_customers(self, result: ImportResult) -> None:
         # Only the columns the source carries are written, so a file of `customer_id,region`
@@ -785,6 +813,15 @@ class _Stage:
         result.inserted, result.updated = inserted, updated
         result.unchanged = distinct - inserted - updated
         result.customers_created = inserted
+
+
+def _trimmed(column: str) -> str:
+    """SQL: ``column`` without the whitespace Python strips (`records.WHITESPACE`), NULL when
+    nothing is left; a value that starts and ends with neither (nearly all) is not copied."""
+    return (
+        f"CASE WHEN ascii({column}) > 32 AND ascii(right({column}, 1)) > 32 THEN {column}"
+        f" ELSE nullif(btrim({column}, {_SQL_WHITESPACE}), '') END"
+    )
 
 
 def _jsonb_text(value: Any) -> Any:
