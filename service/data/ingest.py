@@ -50,6 +50,7 @@ from service.data.records import (
     ATTRIBUTE_PREFIX,
     FIELDS,
     MAX_AMOUNT,
+    MAX_FRACTION_DIGITS,
     WHITESPACE,
     FieldError,
     RowError,
@@ -71,6 +72,8 @@ _SQL_WHITESPACE = "E'" + "".join(f"\\x{ord(c):02x}" for c in WHITESPACE) + "'"
 CHUNK_ROWS = 20_000
 # Parsed rows staged by one INSERT rather than COPY, up to this many (an API request's orders).
 FEW_ROWS = 100
+_UNIQUE_VIOLATION = "23505"
+_DAY_RATES = "load_day_rates"
 COPY_BLOCK = 1 << 20
 
 ProgressCallback = Callable[[int], None]
@@ -360,6 +363,9 @@ def _insert_sql(kind: Kind) -> str:
 class _Stage:
     """The temporary tables of one load; their rows disappear with the transaction."""
 
+    day_rates = False
+    """Whether `_DAY_RATES` holds the rate of each currency and day staged."""
+
     def __init__(self, connection: AsyncConnection, kind: Kind, tenant: str) -> None:
         self.connection = connection
         self.kind = kind
@@ -564,14 +570,21 @@ class _Stage:
         """Whether a staged order has no rate, or too large an amount once converted: the
         Python path then names those rows (`_conversion_problems`). Asked once per currency
         and day (with the day's largest amount: rounding keeps the order of sizes), not once
-        per row."""
+        per row; the rates found are kept for the upsert (`_DAY_RATES`)."""
+        await self._execute(
+            f"""CREATE TEMP TABLE {_DAY_RATES} ON COMMIT DROP AS
+                SELECT s.currency, s.day, s.amount, r.rate, {RATE_SQL.format(s="s")} AS applied
+                FROM (
+                    SELECT currency, (ordered_at AT TIME ZONE 'UTC')::date AS day,
+                           min(ordered_at) AS ordered_at, max(abs(amount)) AS amount
+                    FROM {self.name} GROUP BY 1, 2
+                ) s {RATE_JOIN.format(s="s")}"""
+        )
+        await self._execute(f"ANALYZE {_DAY_RATES}")  # few rows: planned as a hash join
+        self.day_rates = True
         found = await self._execute(
-            f"""SELECT 1 FROM (
-                    SELECT currency, min(ordered_at) AS ordered_at, max(abs(amount)) AS amount
-                    FROM {self.name} GROUP BY currency, (ordered_at AT TIME ZONE 'UTC')::date
-                ) s {RATE_JOIN.format(s="s")}
-                WHERE {RATE_SQL.format(s="s")} IS NULL
-                   OR abs({converted_sql("s.amount")}) >= {MAX_AMOUNT} LIMIT 1"""
+            f"""SELECT 1 FROM {_DAY_RATES} WHERE applied IS NULL
+                OR abs(round(amount * applied, {MAX_FRACTION_DIGITS})) >= {MAX_AMOUNT} LIMIT 1"""
         )
         return found.first() is not None
 
@@ -583,7 +596,7 @@ class _Stage:
             await self._upsert_customers(result)
         else:
             result.customers_created = await self._create_missing_customers()
-            await self._upsert_facts(result)
+            first_load = await self._upsert_facts(result)
             if self.kind is Kind.orders:
                 written = result.inserted + result.updated
                 if written >= ANALYZE_BASE_ROWS:
@@ -593,7 +606,9 @@ class _Stage:
                     analyzed = await analyze_stale(self.connection, ("orders",), changed=written)
                     if analyzed:
                         await self._execute("ANALYZE affected_customers")
-                await rollups.refresh_affected(self.connection, self.tenant)
+                await rollups.refresh_affected(
+                    self.connection, self.tenant, orders_removed=not first_load
+                )
         changed = result.inserted + result.updated + result.customers_created
         if changed >= ANALYZE_BASE_ROWS:
             # Fresh statistics now, not when autovacuum gets round to it (if it is on): planned
@@ -620,9 +635,10 @@ class _Stage:
         )
         return int(created.scalar_one())
 
-    async def _upsert_facts(self, result: ImportResult) -> None:
+    async def _upsert_facts(self, result: ImportResult) -> bool:
         """Orders or events: update the changed, insert the new (the tenant lock makes the
-        insert safe without ON CONFLICT, which doubled its cost), note affected customers."""
+        insert safe without ON CONFLICT, which doubled its cost), note affected customers.
+        Whether this was the tenant's first load of them (nothing stored before)."""
         orders = self.kind is Kind.orders
         table = "orders" if orders else "events"
         payload = [spec.stage_column for spec in self.fields][2:]  # after the two ids
@@ -670,13 +686,13 @@ class _Stage:
             updated_rows = "SELECT NULL::bigint AS customer_id, NULL::bigint AS old_customer_id"
             updated_rows += " WHERE false"
             to_insert, distinct = "src", "(SELECT count(*) FROM inserted)"
-        # The last line of an id wins; sorting every row by id to find it costs more than
-        # asking first whether any id comes twice (events: the id is made in the statement).
-        latest = f"DISTINCT ON (1) {external_id}"
-        order = "ORDER BY 1, s.line DESC"
-        if orders and not await self._repeated_ids():
-            latest, order = external_id, ""
+        # The last line of an id wins: sorting every row by id to find it costs more than
+        # knowing that no id comes twice. Into a new tenant the orders go in unsorted, and an
+        # id that comes twice breaks the primary key: then again, sorted. Otherwise asked
+        # first (events: the id is made in the statement, and they are always sorted).
+        unsorted = orders and (first_load or not await self._repeated_ids())
         staged = {c: f"s.{c}" for c in payload}
+        source = self.name
         returned = "customer_id, true AS plain"
         new_rows, plain_rows = "", "inserted"  # the inserted rows with `plain`
         if orders:
@@ -686,7 +702,14 @@ class _Stage:
             # order's own amount and currency are kept beside.
             signed = "CASE WHEN s.refund_of IS NULL THEN s.amount ELSE -abs(s.amount) END"
             staged["original_amount"] = signed
-            staged["amount"] = converted_sql(signed)
+            staged["amount"] = "s.converted"
+            # Converted before the customers are joined (OFFSET 0 keeps that order): planned
+            # on statistics without the customers just created, the join to them looks like
+            # a few rows, and the rates were joined to a million orders by nested loop.
+            source = f"""(
+                SELECT s.*, {converted_sql(signed)} AS converted
+                FROM {self.name} s {self._rate_join()} OFFSET 0
+            )"""
             staged["currency"] = "coalesce(s.currency, :reporting)"
             staged["status"] = "coalesce(s.status, 'completed')"
             # Plain: a sale no stored refund names. Not asked in RETURNING: Citus runs that on
@@ -712,16 +735,19 @@ class _Stage:
                 SELECT i.customer_id, i.amount, i.ordered_at, i.sale AND NOT {stored_refund}
                     AS plain
                 FROM inserted i
-            )"""
-            plain_rows = "new_orders"
-        counts = await self._execute(
-            f"""
+            ),
+            per_customer AS ({rollups.inserted_per_customer("new_orders")})"""
+            plain_rows = "per_customer"
+
+        def statement(unique: bool) -> str:
+            latest = external_id if unique else f"DISTINCT ON (1) {external_id}"
+            order = "" if unique else "ORDER BY 1, s.line DESC"
+            return f"""
             WITH src AS (
                 SELECT {latest} AS external_id, c.id AS customer_id,
                        {", ".join(f"{staged[c]} AS {c}" for c in payload)}
-                FROM {self.name} s JOIN customers c
+                FROM {source} s JOIN customers c
                   ON c.tenant_id = :t AND c.external_id = s.customer_external_id
-                {RATE_JOIN.format(s="s") if orders else ""}
                 {order}
             ),
             {matched}
@@ -743,10 +769,33 @@ class _Stage:
             SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM updated),
                    {distinct}
             """
-        )
+
+        if unsorted and first_load:
+            attempt = await self.connection.begin_nested()
+            try:
+                counts = await self._execute(statement(unique=True))
+            except DBAPIError as error:
+                await attempt.rollback()
+                if getattr(error.orig, "pgcode", None) != _UNIQUE_VIOLATION:
+                    raise
+                counts = await self._execute(statement(unique=False))
+            else:
+                await attempt.commit()
+        else:
+            counts = await self._execute(statement(unique=unsorted))
         inserted, updated, distinct = counts.one()
         result.inserted, result.updated = inserted, updated
         result.unchanged = distinct - inserted - updated
+        return first_load
+
+    def _rate_join(self) -> str:
+        """`RATE_JOIN` for the staged orders `s`: a hash join on the currency and the day to
+        the rates `_unconvertible` found when the bulk path staged them (an index probe of
+        the rates per row cost more), else `RATE_JOIN` itself."""
+        if not self.day_rates:
+            return RATE_JOIN.format(s="s")
+        return f"""LEFT JOIN {_DAY_RATES} r ON r.currency = s.currency
+                    AND r.day = (s.ordered_at AT TIME ZONE 'UTC')::date"""
 
     async def _repeated_ids(self) -> bool:
         """Whether some external id is staged twice (a hash of the ids: cheaper than the sort

@@ -29,18 +29,30 @@ PLAIN_SALE = "status <> 'cancelled' AND amount >= 0 AND refund_of IS NULL"
 # functions in DO UPDATE SET.
 
 
-def add_inserted(inserted: str) -> str:
-    """A data-modifying CTE body that adds newly inserted orders (the CTE named by ``inserted``,
-    with customer_id, amount, ordered_at and ``plain``: a sale no refund names) to the
-    rollups of the customers all of whose new orders are plain: cheaper than recomputing
-    customers whose orders only grew. `touched` marks the others for recomputation
-    (`refresh_affected`)."""
+def inserted_per_customer(inserted: str) -> str:
+    """A query over newly inserted orders (the CTE named by ``inserted``, with customer_id,
+    amount, ordered_at and ``plain``: a sale no refund names), one row per customer: what
+    its rollup grows by, and whether all its new orders are plain. Aggregated once, for
+    `add_inserted` and for marking the customers touched."""
+    return f"""
+    SELECT customer_id, count(*) AS order_count, sum(amount) AS order_total,
+           min(ordered_at) AS first_order_at, max(ordered_at) AS last_order_at,
+           bool_and(plain) AS plain
+    FROM {inserted} GROUP BY customer_id
+    """
+
+
+def add_inserted(per_customer: str) -> str:
+    """A data-modifying CTE body that adds newly inserted orders (``per_customer``: the CTE
+    of `inserted_per_customer`) to the rollups of the customers all of whose new orders are
+    plain: cheaper than recomputing customers whose orders only grew. `touched` marks the
+    others for recomputation (`refresh_affected`)."""
     return f"""
     INSERT INTO customer_metrics AS m
         (tenant_id, customer_id, order_count, order_total, first_order_at, last_order_at,
          updated_at)
-    SELECT :t, customer_id, count(*), sum(amount), min(ordered_at), max(ordered_at), now()
-    FROM {inserted} GROUP BY customer_id HAVING bool_and(plain)
+    SELECT :t, customer_id, order_count, order_total, first_order_at, last_order_at, now()
+    FROM {per_customer} WHERE plain
     ON CONFLICT (tenant_id, customer_id) DO UPDATE SET
         order_count = m.order_count + EXCLUDED.order_count,
         order_total = m.order_total + EXCLUDED.order_total,
@@ -105,8 +117,12 @@ _DELETE_EMPTY = """
 """
 
 
-async def refresh_affected(connection: AsyncConnection, tenant: str) -> None:
-    """Recompute the rollups of the customers marked ``recompute`` from their orders.
+async def refresh_affected(
+    connection: AsyncConnection, tenant: str, *, orders_removed: bool = True
+) -> None:
+    """Recompute the rollups of the customers marked ``recompute`` from their orders;
+    without ``orders_removed`` (a tenant's first load: each marked customer has the orders
+    that marked it) no rollup is looked at for being left without orders.
 
     A load of only new orders marks none (their rollups grew by addition), and then this does
     nothing: planned without statistics for the temporary table, the empty-rollup cleanup
@@ -119,10 +135,11 @@ async def refresh_affected(connection: AsyncConnection, tenant: str) -> None:
         return
     await connection.execute(text("ANALYZE affected_customers"))
     await connection.execute(text(_UPSERT.format(aggregate=_AGGREGATE_AFFECTED)), {"t": tenant})
-    await connection.execute(
-        text(_DELETE_EMPTY.format(only=_ONLY_AFFECTED)),
-        {"t": tenant},
-    )
+    if orders_removed:
+        await connection.execute(
+            text(_DELETE_EMPTY.format(only=_ONLY_AFFECTED)),
+            {"t": tenant},
+        )
 
 
 async def rebuild(connection: AsyncConnection, tenant: str) -> None:

@@ -117,6 +117,45 @@ async def test_reimporting_a_file_changes_nothing(
     assert await snapshot(engine, tenant) == before
 
 
+@pytest.mark.parametrize("first_load", [True, False], ids=["new tenant", "stored orders"])
+async def test_the_last_line_of_a_repeated_id_wins(
+    engine: AsyncEngine, tenant: str, tmp_path: Path, first_load: bool
+) -> None:
+    """Into a new tenant the orders go in unsorted until an id breaks the primary key; into
+    one with orders the ids are counted first. Either way the file's last line wins."""
+    header = ["order_id", "customer_id", "ordered_at", "amount"]
+    if not first_load:
+        stored = write_csv(tmp_path / "a.csv", header, [["o0", "c1", "2026-01-01", "1"]])
+        await import_file(engine, Kind.orders, tenant, stored)
+    path = write_csv(
+        tmp_path / "b.csv",
+        header,
+        [
+            ["o1", "c1", "2026-01-05", "10"],
+            ["o2", "c1", "2026-01-06", "11"],
+            ["o1", "c2", "2026-01-07", "12"],
+        ],
+    )
+    loaded = await import_file(engine, Kind.orders, tenant, path)
+    assert loaded.bulk and (loaded.inserted, loaded.updated, loaded.unchanged) == (2, 0, 0)
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            select(orders.c.external_id, customers.c.external_id, orders.c.amount)
+            .join(
+                customers,
+                (customers.c.tenant_id == orders.c.tenant_id)
+                & (customers.c.id == orders.c.customer_id),
+            )
+            .where(orders.c.tenant_id == tenant, orders.c.external_id != "o0")
+            .order_by(orders.c.external_id)
+        )
+        assert [tuple(row) for row in rows] == [
+            ("o1", "c2", Decimal(12)),
+            ("o2", "c1", Decimal(11)),
+        ]
+        assert await rollups.drift(connection, tenant) == 0
+
+
 async def test_a_bad_row_rejects_the_whole_file_and_names_its_line(
     engine: AsyncEngine, tenant: str, tmp_path: Path
 ) -> None:
