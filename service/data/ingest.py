@@ -448,7 +448,9 @@ class _Stage:
             present = [spec for spec in self.fields if spec.name in header]
             raw_column = dict(zip(header, raw_columns, strict=True))
             trimmed = [
-                f"{_trimmed(raw_column[spec.name])} AS t_{spec.stage_column}" for spec in present
+                f"{_trimmed(raw_column[spec.name], spec.type.sql_refuses_padding)}"
+                f" AS t_{spec.stage_column}"
+                for spec in present
             ]
             given = [f"t_{spec.stage_column}" for spec in present]
             typed = [
@@ -695,6 +697,7 @@ class _Stage:
         source = self.name
         returned = "customer_id, true AS plain"
         new_rows, plain_rows = "", "inserted"  # the inserted rows with `plain`
+        grown = ""
         if orders:
             # A refund's amount is stored negative whichever sign the file gave it; an order
             # without a status is completed (dsl/catalog.py says what each row counts as).
@@ -738,6 +741,15 @@ class _Stage:
             ),
             per_customer AS ({rollups.inserted_per_customer("new_orders")})"""
             plain_rows = "per_customer"
+            grown = rollups.add_inserted(plain_rows)
+            if first_load:
+                # The inserted rows are all the tenant's orders: every rollup is computed from
+                # them in this statement, and no customer is left to recompute.
+                returned = ", ".join(rollups.ROLLUP_COLUMNS)
+                new_rows = f""",
+            rolled AS MATERIALIZED ({rollups.aggregate_of("inserted")})"""
+                plain_rows = "(SELECT customer_id, true AS plain FROM rolled) rolled_customers"
+                grown = rollups.upsert_rolled("rolled")
 
         def statement(unique: bool) -> str:
             latest = external_id if unique else f"DISTINCT ON (1) {external_id}"
@@ -765,7 +777,7 @@ class _Stage:
                     UNION ALL SELECT customer_id, true FROM updated
                     UNION ALL SELECT old_customer_id, true FROM updated
                 ) touched GROUP BY customer_id
-            ){f", grown AS ({rollups.add_inserted(plain_rows)})" if orders else ""}
+            ){f", grown AS ({grown})" if orders else ""}
             SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM updated),
                    {distinct}
             """
@@ -864,12 +876,15 @@ class _Stage:
         result.customers_created = inserted
 
 
-def _trimmed(column: str) -> str:
+def _trimmed(column: str, refused_if_padded: bool) -> str:
     """SQL: ``column`` without the whitespace Python strips (`records.WHITESPACE`), NULL when
-    nothing is left; a value that starts and ends with neither (nearly all) is not copied."""
+    nothing is left; a value that starts and ends with neither (nearly all) is not copied.
+    Where the check refuses a value that ends in whitespace, only its start is looked at."""
+    plain = f"ascii({column}) > 32"
+    if not refused_if_padded:
+        plain += f" AND ascii(right({column}, 1)) > 32"
     return (
-        f"CASE WHEN ascii({column}) > 32 AND ascii(right({column}, 1)) > 32 THEN {column}"
-        f" ELSE nullif(btrim({column}, {_SQL_WHITESPACE}), '') END"
+        f"CASE WHEN {plain} THEN {column} ELSE nullif(btrim({column}, {_SQL_WHITESPACE}), '') END"
     )
 
 

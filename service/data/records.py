@@ -287,6 +287,10 @@ class ValueType:
     check: a cast that fails on a value the check would refuse sends the file to Python all
     the same."""
     sql_value: str = "{v}"
+    sql_refuses_padding: bool = False
+    """Whether ``sql_check`` refuses any value that ends in whitespace: the bulk path then
+    looks only at a value's first character before trimming it (a value that ends in
+    whitespace goes to the Python path, which trims it)."""
 
 
 TEXT = ValueType(_text, "text", "true")
@@ -314,9 +318,10 @@ TIMESTAMP = ValueType(
     " AND (substr({v}, 17, 1) <> ':' OR substr({v}, 18, 2) < '60'))) END",
     # The session time zone is UTC during ingest: a time without an offset is UTC.
     "({v})::timestamptz",
+    sql_refuses_padding=True,
 )
 _PLAIN_DECIMAL = f"translate({{v}}, '{_DIGITS}', '') IN ('', '.', '-', '-.', '+', '+.')"
-DECIMAL = ValueType(_decimal, "numeric", _PLAIN_DECIMAL, "({v})::numeric")
+DECIMAL = ValueType(_decimal, "numeric", _PLAIN_DECIMAL, "({v})::numeric", True)
 AMOUNT = ValueType(
     _amount,
     "numeric",
@@ -325,8 +330,9 @@ AMOUNT = ValueType(
     f"(({{x}})::text = {{v}} OR {_PLAIN_DECIMAL}) AND length({{v}}) <= 24"
     f" AND min_scale({{x}}) <= {MAX_FRACTION_DIGITS} AND abs({{x}}) < {MAX_AMOUNT}",
     "({v})::numeric",
+    sql_refuses_padding=True,
 )
-CURRENCY = ValueType(_currency, "text", "{v} ~ '^[A-Za-z]{{3}}$'", "upper({v})")
+CURRENCY = ValueType(_currency, "text", "{v} ~ '^[A-Za-z]{{3}}$'", "upper({v})", True)
 RATE = ValueType(_rate, "numeric", "false")  # rates take the Python path: files are small
 DATE = ValueType(_date, "date", "false")
 STATUS = ValueType(
@@ -334,10 +340,11 @@ STATUS = ValueType(
     "text",
     "{x} IN (" + ", ".join(f"'{s}'" for s in ORDER_STATUSES) + ")",
     "lower({v})",
+    sql_refuses_padding=True,
 )
 _PLAIN_INTEGER = f"translate({{v}}, '{_DIGITS}', '') = '' AND length({{v}}) <= 9"
-COUNT = ValueType(_non_negative_integer, "integer", _PLAIN_INTEGER, "({v})::integer")
-AGE = ValueType(_age, "integer", f"{_PLAIN_INTEGER} AND {{x}} <= 150", "({v})::integer")
+COUNT = ValueType(_non_negative_integer, "integer", _PLAIN_INTEGER, "({v})::integer", True)
+AGE = ValueType(_age, "integer", f"{_PLAIN_INTEGER} AND {{x}} <= 150", "({v})::integer", True)
 # Attributes are compared by rules (keys and values in NFC); event properties are not.
 JSON_OBJECT = ValueType(_json_object, "jsonb", "jsonb_typeof({x}) = 'object'", "({v})::jsonb")
 ATTRIBUTES = ValueType(

@@ -62,11 +62,19 @@ def add_inserted(per_customer: str) -> str:
     """
 
 
-def _aggregate(only_affected: bool) -> str:
-    """Per customer of the tenant ``:t`` (or only those marked ``recompute``): purchases, net
-    amount and purchase times, from the catalog's one definition of a purchase, as SQL text."""
+# The orders' columns a rollup reads, as RETURNING gives them back (`rebuild_from`).
+ROLLUP_COLUMNS = ("customer_id", "external_id", "amount", "ordered_at", "status", "refund_of")
+
+
+def _aggregate(only_affected: bool, source: str | None = None) -> str:
+    """Per customer of the tenant ``:t`` (or only those marked ``recompute``; or of the rows
+    of the CTE named ``source``, with `ROLLUP_COLUMNS`): purchases, net amount and purchase
+    times, from the catalog's one definition of a purchase, as SQL text."""
     # `:t` is left for text() to bind; the catalog's own values are rendered as literals.
     rows = select(orders).where(orders.c.tenant_id == literal_column(":t"))
+    if source is not None:
+        given = table(source, *(column(name, orders.c[name].type) for name in ROLLUP_COLUMNS))
+        rows = select(given)
     if only_affected:
         rows = rows.where(
             orders.c.customer_id.in_(
@@ -86,6 +94,23 @@ def _aggregate(only_affected: bool) -> str:
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     compiled = statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
     return str(compiled)
+
+
+def aggregate_of(inserted: str) -> str:
+    """SQL: the rollup of each customer of ``inserted`` (a CTE of orders with
+    `ROLLUP_COLUMNS`) computed from those rows alone: right when they are all the tenant's
+    orders (its first load). One pass over them, instead of adding the plain sales and then
+    recomputing the other customers from the stored orders (`upsert_rolled` writes it)."""
+    return _aggregate(False, inserted)
+
+
+def upsert_rolled(rolled: str) -> str:
+    """A data-modifying CTE body that writes the rollups of the CTE ``rolled`` (of
+    `aggregate_of`)."""
+    return _UPSERT.format(
+        aggregate=f"SELECT customer_id, order_count, order_total, first_order_at, last_order_at"
+        f" FROM {rolled}"
+    )
 
 
 _AGGREGATE_ALL = _aggregate(False)
