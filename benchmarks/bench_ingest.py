@@ -3,6 +3,10 @@ COPY of the same file.
 
     python benchmarks/bench_ingest.py --orders 1000000 [--repeat 3]
 
+With ``--statements``, one import into a fresh tenant and one re-import instead, each with the
+time of every statement that took over 50 ms (and of the gaps between statements, where the
+COPY of the raw file shows), to see where an import's time goes.
+
 Uses TIERWISE_DATABASE_URL, or the embedded Postgres. Each repeat imports the same file into
 a fresh tenant (a cold import: customers created, rollups built), then once more into the same
 tenant (a re-import: nothing changes), and COPYs the same file, bare, into a new table shaped
@@ -23,7 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import load_settings
@@ -83,6 +88,48 @@ async def bare_copy(engine: AsyncEngine, path: Path) -> float:
             await connection.execute(text(f"DROP TABLE {name}"))
 
 
+async def statements(path: Path) -> None:
+    """One import into a new tenant and one re-import, each statement over 50 ms timed."""
+    timed: list[tuple[float, float, str]] = []  # (end, seconds, statement)
+
+    def before(connection: Connection, *_: object) -> None:
+        connection.info["started"] = time.perf_counter()
+
+    def after(connection: Connection, _cursor: object, statement: str, *_: object) -> None:
+        end = time.perf_counter()
+        timed.append((end, end - connection.info.pop("started"), " ".join(statement.split())))
+
+    with database_url(load_settings()) as url:
+        engine = create_engine(url)
+        tenant = f"bench_{secrets.token_hex(4)}"
+        await demo_data.set_up_tenant(engine, tenant, demo_data.DemoConfig(customers=1, seed=7))
+        event.listen(engine.sync_engine, "before_cursor_execute", before)
+        event.listen(engine.sync_engine, "after_cursor_execute", after)
+        for label in ("import into a new tenant", "re-import"):
+            timed.clear()
+            start = time.perf_counter()
+            result = await import_file(engine, Kind.orders, tenant, path)
+            total = time.perf_counter() - start
+            print(f"{label}: {total:.2f} s, {result.summary()}")
+            previous = start
+            for end, seconds, statement in timed:
+                gap = end - seconds - previous
+                if seconds > 0.05 or gap > 0.05:
+                    print(f"  {gap:6.2f} s before, {seconds:6.2f} s  {statement[:100]}")
+                previous = end
+        await drop_tenant(engine, tenant)
+        await engine.dispose()
+
+
+async def drop_tenant(engine: AsyncEngine, tenant: str) -> None:
+    async with engine.begin() as connection:
+        for table in ("customer_metrics", "orders", "customers", "exchange_rates", "tenants"):
+            column = "id" if table == "tenants" else "tenant_id"
+            await connection.execute(
+                text(f"DELETE FROM {table} WHERE {column} = :t"), {"t": tenant}
+            )
+
+
 async def bench(path: Path, rows: int, repeat: int) -> None:
     with database_url(load_settings()) as url:
         engine = create_engine(url)
@@ -104,18 +151,7 @@ async def bench(path: Path, rows: int, repeat: int) -> None:
             warm.append(time.perf_counter() - start)
             if index % 2 == 1:
                 copies.append(await bare_copy(engine, path))
-            async with engine.begin() as connection:
-                for table in (
-                    "customer_metrics",
-                    "orders",
-                    "customers",
-                    "exchange_rates",
-                    "tenants",
-                ):
-                    column = "id" if table == "tenants" else "tenant_id"
-                    await connection.execute(
-                        text(f"DELETE FROM {table} WHERE {column} = :t"), {"t": tenant}
-                    )
+            await drop_tenant(engine, tenant)
         await engine.dispose()
     for label, times in (("bare COPY", copies), ("import", cold), ("re-import", warm)):
         median = statistics.median(times)
@@ -137,10 +173,16 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--file", type=Path, help="Reuse this orders CSV instead of generating.")
+    parser.add_argument(
+        "--statements", action="store_true", help="Time each statement of one import instead."
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         path = args.file or make_orders(args.orders, Path(folder))
-        asyncio.run(bench(path, args.orders, args.repeat))
+        if args.statements:
+            asyncio.run(statements(path))
+        else:
+            asyncio.run(bench(path, args.orders, args.repeat))
 
 
 if __name__ == "__main__":
