@@ -26,7 +26,9 @@ iso_timestamps = st.builds(
     "2026-{:02d}-{:02d}{}{}".format,
     st.integers(1, 12),
     st.integers(1, 28),
-    st.sampled_from(["", "T10:00", " 23:59:59", "T10:00:00.5", "T00:00:00.123456"]),
+    st.sampled_from(
+        ["", "T10:00", " 23:59:59", "T10:00:00.5", "T00:00:00.123456", "T23:59:59", "T00:00:00"]
+    ),
     st.sampled_from(["", "Z", "+08", "+0800", "-05:30"]),
 ).map(lambda s: s if s[10:] else s[:10])
 odd_timestamps = st.one_of(
@@ -41,6 +43,16 @@ odd_timestamps = st.one_of(
         st.sampled_from(["", "Z", "+08", " PST", "z", "+8"]),
     ),
     st.sampled_from(["yesterday", "now", "epoch", "05/01/2026", "Jan 5 2026", "", " 2026-01-05 "]),
+    # The layout checked by its round trip (records.TIMESTAMP), with values it must refuse.
+    st.builds(
+        "{}-{}-{}T{}:{}:{}Z".format,
+        st.sampled_from(["2026", "0000", "0001", "9999", "20x6"]),
+        st.sampled_from(["02", "13", "1a"]),
+        st.sampled_from(["28", "29", "30"]),
+        st.sampled_from(["00", "23", "24", " 1"]),
+        st.sampled_from(["00", "59", "60"]),
+        st.sampled_from(["00", "59", "60", "5 "]),
+    ),
 )
 # Mostly values the bulk path takes, so both the bulk path and the fallback get exercised.
 timestamps = st.one_of(iso_timestamps, iso_timestamps, iso_timestamps, odd_timestamps)
