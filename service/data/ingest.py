@@ -491,7 +491,7 @@ class _Stage:
                 """
             )
             staged = loaded.rowcount
-            if staged != rows or (self.kind is Kind.orders and await self._unconvertible()):
+            if staged != rows or (self.kind is Kind.orders and await self._unconvertible(rows)):
                 await savepoint.rollback()
                 return False
         except (DBAPIError, asyncpg.PostgresError, _InDoubt):
@@ -568,11 +568,19 @@ class _Stage:
         problem = self.rates.problem(row["currency"], row["ordered_at"], row["amount"])
         return [] if problem is None else [RowError(line, "currency", problem)]
 
-    async def _unconvertible(self) -> bool:
+    async def _unconvertible(self, rows: int) -> bool:
         """Whether a staged order has no rate, or too large an amount once converted: the
-        Python path then names those rows (`_conversion_problems`). Asked once per currency
-        and day (with the day's largest amount: rounding keeps the order of sizes), not once
-        per row; the rates found are kept for the upsert (`_DAY_RATES`)."""
+        Python path then names those rows (`_conversion_problems`). For a big load, asked
+        once per currency and day (with the day's largest amount: rounding keeps the order of
+        sizes), not once per row, and the rates found kept for the upsert (`_DAY_RATES`); a
+        small one is asked row by row, in one round trip."""
+        if rows < ANALYZE_AFTER_ROWS:
+            found = await self._execute(
+                f"""SELECT 1 FROM {self.name} s {RATE_JOIN.format(s="s")}
+                    WHERE {RATE_SQL.format(s="s")} IS NULL
+                       OR abs({converted_sql("s.amount")}) >= {MAX_AMOUNT} LIMIT 1"""
+            )
+            return found.first() is not None
         await self._execute(
             f"""CREATE TEMP TABLE {_DAY_RATES} ON COMMIT DROP AS
                 SELECT s.currency, s.day, s.amount, r.rate, {RATE_SQL.format(s="s")} AS applied
@@ -582,7 +590,7 @@ class _Stage:
                     FROM {self.name} GROUP BY 1, 2
                 ) s {RATE_JOIN.format(s="s")}"""
         )
-        await self._execute(f"ANALYZE {_DAY_RATES}")  # few rows: planned as a hash join
+        await self._execute(f"ANALYZE {_DAY_RATES}")  # planned as a hash join, not a merge
         self.day_rates = True
         found = await self._execute(
             f"""SELECT 1 FROM {_DAY_RATES} WHERE applied IS NULL
@@ -688,11 +696,16 @@ class _Stage:
             updated_rows = "SELECT NULL::bigint AS customer_id, NULL::bigint AS old_customer_id"
             updated_rows += " WHERE false"
             to_insert, distinct = "src", "(SELECT count(*) FROM inserted)"
-        # The last line of an id wins: sorting every row by id to find it costs more than
-        # knowing that no id comes twice. Into a new tenant the orders go in unsorted, and an
-        # id that comes twice breaks the primary key: then again, sorted. Otherwise asked
-        # first (events: the id is made in the statement, and they are always sorted).
-        unsorted = orders and (first_load or not await self._repeated_ids())
+        # The last line of an id wins: sorting every row of a big load by id to find it costs
+        # more than knowing that no id comes twice. Into a new tenant the orders go in
+        # unsorted, and an id that comes twice breaks the primary key: then again, sorted.
+        # Otherwise asked first. A small load is sorted (no round trip more), and so are
+        # events (their id is made in the statement).
+        unsorted = (
+            orders
+            and result.rows >= ANALYZE_AFTER_ROWS
+            and (first_load or not await self._repeated_ids())
+        )
         staged = {c: f"s.{c}" for c in payload}
         source = self.name
         returned = "customer_id, true AS plain"

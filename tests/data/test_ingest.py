@@ -16,6 +16,7 @@ from service.data import rollups
 from service.data.ingest import import_file, import_rows
 from service.data.readers import IngestError
 from service.data.records import Kind
+from service.db.database import ANALYZE_AFTER_ROWS
 from service.db.tables import customer_metrics, customers, events, orders
 from tests.support import order
 
@@ -118,38 +119,41 @@ async def test_reimporting_a_file_changes_nothing(
 
 
 @pytest.mark.parametrize("first_load", [True, False], ids=["new tenant", "stored orders"])
+@pytest.mark.parametrize("big", [False, True], ids=["small", "big"])
 async def test_the_last_line_of_a_repeated_id_wins(
-    engine: AsyncEngine, tenant: str, tmp_path: Path, first_load: bool
+    engine: AsyncEngine, tenant: str, tmp_path: Path, first_load: bool, big: bool
 ) -> None:
-    """Into a new tenant the orders go in unsorted until an id breaks the primary key; into
-    one with orders the ids are counted first. Either way the file's last line wins."""
+    """A big load into a new tenant inserts the orders unsorted until an id breaks the
+    primary key; into one with orders it counts the ids first; a small load sorts them.
+    Either way the file's last line wins."""
     header = ["order_id", "customer_id", "ordered_at", "amount"]
     if not first_load:
         stored = write_csv(tmp_path / "a.csv", header, [["o0", "c1", "2026-01-01", "1"]])
         await import_file(engine, Kind.orders, tenant, stored)
-    path = write_csv(
-        tmp_path / "b.csv",
-        header,
-        [
-            ["o1", "c1", "2026-01-05", "10"],
-            ["o2", "c1", "2026-01-06", "11"],
-            ["o1", "c2", "2026-01-07", "12"],
-        ],
+    filler = [[f"f{n}", "c3", "2026-01-02", "1"] for n in range(ANALYZE_AFTER_ROWS if big else 0)]
+    rows = [
+        ["o1", "c1", "2026-01-05", "10"],
+        ["o2", "c1", "2026-01-06", "11"],
+        *filler,
+        ["o1", "c2", "2026-01-07", "12"],
+    ]
+    loaded = await import_file(
+        engine, Kind.orders, tenant, write_csv(tmp_path / "b.csv", header, rows)
     )
-    loaded = await import_file(engine, Kind.orders, tenant, path)
-    assert loaded.bulk and (loaded.inserted, loaded.updated, loaded.unchanged) == (2, 0, 0)
+    assert loaded.bulk
+    assert (loaded.inserted, loaded.updated, loaded.unchanged) == (2 + len(filler), 0, 0)
     async with engine.connect() as connection:
-        rows = await connection.execute(
+        stored_rows = await connection.execute(
             select(orders.c.external_id, customers.c.external_id, orders.c.amount)
             .join(
                 customers,
                 (customers.c.tenant_id == orders.c.tenant_id)
                 & (customers.c.id == orders.c.customer_id),
             )
-            .where(orders.c.tenant_id == tenant, orders.c.external_id != "o0")
+            .where(orders.c.tenant_id == tenant, orders.c.external_id.in_(["o1", "o2"]))
             .order_by(orders.c.external_id)
         )
-        assert [tuple(row) for row in rows] == [
+        assert [tuple(row) for row in stored_rows] == [
             ("o1", "c2", Decimal(12)),
             ("o2", "c1", Decimal(11)),
         ]
