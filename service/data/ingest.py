@@ -493,12 +493,14 @@ class _Stage:
             staged = loaded.rowcount
             if staged != rows or (self.kind is Kind.orders and await self._unconvertible(rows)):
                 await savepoint.rollback()
+                self.day_rates = False  # its table went with the savepoint
                 return False
         except (DBAPIError, asyncpg.PostgresError, _InDoubt):
             # A cast, the encoding or the CSV layout failed on some row (COPY raises asyncpg's
             # own errors, the statements SQLAlchemy's), or the file holds what COPY reads
             # otherwise than Python: the Python reader finds and explains it.
             await savepoint.rollback()
+            self.day_rates = False
             return False
         await savepoint.commit()
         result.rows = rows

@@ -160,6 +160,21 @@ async def test_the_last_line_of_a_repeated_id_wins(
         assert await rollups.drift(connection, tenant) == 0
 
 
+async def test_a_big_file_with_an_order_without_a_rate_skips_it(
+    engine: AsyncEngine, tenant: str, tmp_path: Path
+) -> None:
+    """The bulk path's rates of the day go with its savepoint when a row has no rate: the
+    Python reader's good rows are then converted without them."""
+    header = ["order_id", "customer_id", "ordered_at", "amount", "currency"]
+    rows = [[f"o{n}", "c1", "2026-01-02", "1", "EUR"] for n in range(ANALYZE_AFTER_ROWS)]
+    rows.append(["x1", "c2", "2026-01-03", "5", "JPY"])  # no rate to the reporting EUR
+    path = write_csv(tmp_path / "orders.csv", header, rows)
+    loaded = await import_file(engine, Kind.orders, tenant, path, skip_bad_to=tmp_path / "bad.csv")
+    assert not loaded.bulk
+    assert (loaded.inserted, loaded.rejected) == (ANALYZE_AFTER_ROWS, 1)
+    assert "x1" in (tmp_path / "bad.csv").read_text(encoding="utf-8")
+
+
 async def test_a_bad_row_rejects_the_whole_file_and_names_its_line(
     engine: AsyncEngine, tenant: str, tmp_path: Path
 ) -> None:
