@@ -62,6 +62,7 @@ from service.db.database import (
     ANALYZE_AFTER_ROWS,
     ANALYZE_BASE_ROWS,
     analyze_stale,
+    execute_batch,
     tenant_transaction,
 )
 from service.errors import UserError
@@ -332,10 +333,10 @@ _PER_CONNECTION = "ON COMMIT DELETE ROWS"
 
 
 @functools.cache
-def _open_sql(kind: Kind) -> str:
+def _open_sql(kind: Kind) -> tuple[str, ...]:
     """The statements that open a load of ``kind`` after its tenant's load lock (one load per
     tenant at a time: inserts of new ids then cannot race each other) and row, in the same
-    simple query: the load's settings and temporary tables."""
+    batch: the load's settings and temporary tables."""
     columns = ", ".join(f"{spec.stage_column} {spec.type.stage_type}" for spec in FIELDS[kind])
     statements = [
         "SET LOCAL timezone = 'UTC'",  # a time without offset is UTC
@@ -345,7 +346,7 @@ def _open_sql(kind: Kind) -> str:
     ]
     if kind is Kind.orders:
         statements.append(CREATE_RATES)
-    return ";\n".join(statements)
+    return tuple(statements)
 
 
 _CURRENCY = [spec.name for spec in FIELDS[Kind.orders]].index("currency")
@@ -386,14 +387,16 @@ class _Stage:
         stage = cls(connection, kind, tenant)
         # One round trip (a simple query of several statements, its text the same for every
         # load of the kind), not seven: a one-order load made ~25 round trips in all.
-        driver = await stage._driver()
-        assert driver.is_in_transaction(), "the tenant's settings began the transaction"
         lock = locks.key(locks.Purpose.ingest, tenant)
-        await driver.execute(
-            f"SELECT pg_advisory_xact_lock({lock});\n"
-            # A literal (the tenant id is checked above: letters, digits, '_', '.', '-').
-            f"INSERT INTO tenants (id, name) VALUES ('{tenant}', '{tenant}')"
-            " ON CONFLICT (id) DO NOTHING;\n" + _open_sql(kind)
+        await execute_batch(
+            connection,
+            [
+                f"SELECT pg_advisory_xact_lock({lock})",
+                # A literal (the tenant id is checked above: letters, digits, '_', '.', '-').
+                f"INSERT INTO tenants (id, name) VALUES ('{tenant}', '{tenant}')"
+                " ON CONFLICT (id) DO NOTHING",
+                *_open_sql(kind),
+            ],
         )
         if kind is Kind.orders:
             stage.rates = await Rates.load(connection, tenant)

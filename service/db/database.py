@@ -269,6 +269,23 @@ async def is_citus(connection: AsyncConnection) -> bool:
     return found
 
 
+async def execute_batch(connection: AsyncConnection, statements: Sequence[str]) -> None:
+    """Run ``statements`` (SQL without parameters) inside ``connection``'s transaction: one
+    simple query of them all, one round trip, on a single Postgres; one by one on Citus,
+    whose coordinator sent such a query whole to a worker: its temporary tables were then made
+    there, and the transaction's two-phase commit failed ("cannot PREPARE a transaction that
+    has operated on temporary objects"), or a distributed table's statement was refused ("cannot
+    execute a distributed query from a query on a shard")."""
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None, "an open connection has a driver connection"
+    assert driver.is_in_transaction(), "the batch runs inside the caller's transaction"
+    if await is_citus(connection):
+        for statement in statements:
+            await driver.execute(statement)
+    else:
+        await driver.execute(";\n".join(statements))
+
+
 # Postgres' SQLSTATE for a statement it cancelled (here: by statement_timeout).
 QUERY_CANCELED = "57014"
 

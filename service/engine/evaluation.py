@@ -52,6 +52,7 @@ from service.db.database import (
     ANALYZE_AFTER_ROWS,
     APP_ROLE,
     analyze_stale,
+    execute_batch,
     is_citus,
     tenant_transaction,
 )
@@ -210,12 +211,21 @@ entered AS (
     SET tier = EXCLUDED.tier, since = EXCLUDED.since, version = EXCLUDED.version,
         qualified_at = EXCLUDED.qualified_at
 ){keep}
-SELECT n, first_id, last_id, {notify} AS notified, n > 0 AND EXISTS (
+{result}
+"""
+
+# The count and ids of the transitions; whether listeners were told (`_NOTIFY`) and whether a
+# webhook may want them, for the outbox statement.
+_RESULT = """SELECT n, first_id, last_id, {notify} AS notified, n > 0 AND EXISTS (
     SELECT FROM webhooks w WHERE w.tenant_id = :t AND w.active
       AND (w.scheme_key IS NULL OR w.scheme_key = :k)
 ) AS hooked
-FROM (SELECT count(*) AS n, min(id) AS first_id, max(id) AS last_id FROM moved) done
-"""
+FROM (SELECT count(*) AS n, min(id) AS first_id, max(id) AS last_id FROM moved) done"""
+
+# On Citus the webhooks lookup made the coordinator plan the statement's tail recursively, and
+# that plan failed ("a column definition list is required for functions returning record"):
+# there the outbox statement runs whenever something changed (it finds the webhooks itself).
+_RESULT_CITUS = "SELECT count(*), min(id), max(id), false, count(*) > 0 FROM moved"
 
 # Listeners hear of the transitions from the statement that records them (one round trip
 # less), on one Postgres; on Citus, which runs that statement on the tenant's worker while
@@ -291,7 +301,8 @@ async def _apply(
     citus = await is_citus(connection)
     if not citus:
         parameters["channel"] = TRANSITIONS_CHANNEL
-    statement = _APPLY.format(only=only, keep=keep, notify="false" if citus else _NOTIFY)
+    result = _RESULT_CITUS if citus else _RESULT.format(notify=_NOTIFY)
+    statement = _APPLY.format(only=only, keep=keep, result=result)
     changed, first_id, last_id, _, hooked = (
         await connection.execute(text(statement), parameters)
     ).one()
@@ -651,15 +662,15 @@ async def refresh_affected(
     if not schemes:
         return 0
     # The schemes' run locks and an empty `new_tiers` in one round trip.
-    driver = (await connection.get_raw_connection()).driver_connection
-    assert driver is not None, "an open connection has a driver connection"
-    assert driver.is_in_transaction(), "the locks are held until the caller's transaction ends"
-    await driver.execute(
-        "".join(
-            f"SELECT pg_advisory_xact_lock({locks.key(locks.Purpose.run, tenant, s.key)});\n"
-            for s in schemes
-        )
-        + _INCREMENTAL_NEW_TIERS
+    await execute_batch(
+        connection,
+        [
+            *(
+                f"SELECT pg_advisory_xact_lock({locks.key(locks.Purpose.run, tenant, s.key)})"
+                for s in schemes
+            ),
+            *_INCREMENTAL_NEW_TIERS,
+        ],
     )
     changed = 0
     for index, scheme in enumerate(schemes):
@@ -685,14 +696,16 @@ async def refresh_affected(
 # ingest's tables, service/data/ingest.py), not made and dropped by every update. Made so only
 # by the tenants' role, whose transactions are the ones to find it later: a table made by
 # another (the login role's maintenance) is dropped at its commit, as a run's is.
-_INCREMENTAL_NEW_TIERS = f"""DO $$ BEGIN
+_INCREMENTAL_NEW_TIERS = (
+    f"""DO $$ BEGIN
     IF to_regclass('pg_temp.new_tiers') IS NULL THEN
         EXECUTE 'CREATE TEMP TABLE new_tiers'
             ' (customer_id bigint, tier text, held boolean, revenue numeric) ON COMMIT '
             || CASE WHEN current_user = '{APP_ROLE}' THEN 'DELETE ROWS' ELSE 'DROP' END;
     END IF;
-END $$;
-DELETE FROM new_tiers"""
+END $$""",
+    "DELETE FROM new_tiers",
+)
 
 
 @dataclass(frozen=True)
