@@ -8,21 +8,24 @@
    enlarged to ``--customers``, by ``bench_engine.load``: CSVs kept in ``--data``, imported in
    chunks with ANALYZE), publish the four built-in templates with their strategies and
    evaluate them.
-2. Throughput: two servers, each ``uvicorn`` with one worker and no access log, in
-   subprocesses on loopback: the real Tierwise app (``service.app.create_app``, as ``tierwise
-   serve`` builds it, scheduled evaluations off) and a minimal Starlette app that runs the
-   same SQL statement Tierwise runs for ``customer(id){ tiers { scheme tier }
-   strategies { name } }`` with asyncpg on one pooled connection and returns the same JSON
-   (and with ``--baseline DIR``, a third: Tierwise from another checkout, e.g. main's).
-   Pools: 20 connections kept on both sides (Tierwise's engine as the service makes it). A
-   lean asyncio HTTP/1.1 keep-alive client in this process (``--clients`` concurrent
+2. Throughput: two servers, each ``uvicorn`` with ``--workers`` worker processes (default:
+   the README's recommendation, one per core; each builds its app from ``served_app``, as
+   ``tierwise serve --workers N`` does) and no access log, in subprocesses on loopback: the
+   real Tierwise app (``service.app.create_app``, as ``tierwise serve`` builds it, scheduled
+   evaluations off) and a minimal Starlette app that runs the same SQL statement Tierwise
+   runs for ``customer(id){ tiers { scheme tier } strategies { name } }`` with asyncpg on
+   one pooled connection and returns the same JSON (and with ``--baseline DIR``, a third:
+   Tierwise from another checkout, e.g. main's, given ``--workers`` unless it is 1). Pools:
+   20 connections kept on both sides, per worker (Tierwise's engine as the service makes
+   it). A lean asyncio HTTP/1.1 keep-alive client in this process (``--clients`` concurrent
    connections) posts random existing customer ids for ``--duration`` seconds after
    ``--warmup``, checks every response (status 200 and exactly the expected tiers and
    strategies, read from the database beforehand) and records rps, p50 and p99; over the
-   measured seconds also the server process' CPU, the CPU of the database's Postgres
-   backends (both from /proc: Linux, Postgres on this machine) and the sessions Postgres
-   opened (``pg_stat_database.sessions``), per request. The two targets run one after the
-   other for each concurrency level, ``--repeat`` times, alternating which goes first.
+   measured seconds also the server's CPU (its processes: parent and workers), the CPU of
+   the database's Postgres backends (both from /proc: Linux, Postgres on this machine) and
+   the sessions Postgres opened (``pg_stat_database.sessions``), per request. The two
+   targets run one after the other for each concurrency level, ``--repeat`` times,
+   alternating which goes first.
 3. Round trips: the documented segment-members operation (``graphql/operations/``) at first:
    10, 50, 100 over one big tier, as it is and with ``strategies { name }`` added to the node,
    and the customer query, posted to the app in process (httpx over ASGI): SQL statements
@@ -65,7 +68,7 @@ from starlette.routing import Route
 from service.access.auth import Role, issue_token
 from service.api.loaders import CUSTOMER_CARDS
 from service.app import create_app
-from service.config import Settings
+from service.config import Settings, recommended_workers
 from service.db import migrate
 from service.db.database import POOL_SIZE, Compiled, async_url, create_engine, plain_url
 from service.engine import evaluation, schemes, strategies
@@ -221,9 +224,33 @@ def ceiling_app(url: str, tenant: str) -> Starlette:
     )
 
 
-def serve(kind: str, url: str, tenant: str, port: int) -> None:
-    app = tierwise_app(url, tenant) if kind == "tierwise" else ceiling_app(url, tenant)
-    uvicorn.run(app, host="127.0.0.1", port=port, workers=1, access_log=False, log_level="warning")
+# What `--serve` passes to the app factory of each uvicorn worker (spawned processes, which
+# import this module again): the kind of server, the database and the tenant.
+_SERVED = "TIERWISE_BENCH_SERVED"
+
+
+def served_app() -> Starlette:
+    """The app factory of a served target's workers (uvicorn, ``factory=True``)."""
+    kind, url, tenant = json.loads(os.environ[_SERVED])
+    return tierwise_app(url, tenant) if kind == "tierwise" else ceiling_app(url, tenant)
+
+
+def serve(kind: str, url: str, tenant: str, port: int, workers: int) -> None:
+    """A target served as `tierwise serve --workers N` serves: uvicorn's own worker processes
+    (spawned, each building its app from the factory), one socket bound by the parent."""
+    os.environ[_SERVED] = json.dumps([kind, url, tenant])
+    uvicorn.run(
+        f"{Path(__file__).stem}:served_app",
+        factory=True,
+        host="127.0.0.1",
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_level="warning",
+        # A spawned worker answers uvicorn's health check only once it has imported this
+        # script (its __main__) again: seconds on a loaded machine, past the default 5.
+        timeout_worker_healthcheck=60,
+    )
 
 
 @dataclass
@@ -237,6 +264,7 @@ class Target:
     # it), run by ``python`` (a virtualenv with that checkout installed).
     checkout: Path | None = None
     python: str = sys.executable
+    workers: int = 1
 
     @property
     def headers(self) -> dict[str, str]:
@@ -267,10 +295,12 @@ def start(target: Target, url: str, tenant: str) -> None:
     kind = "ceiling" if target.name == "ceiling" else "tierwise"
     command = [target.python, str(script), "--database-url", url, "--tenant", tenant]
     command += ["--serve", kind, "--port", str(target.port)]
+    if target.workers != 1:  # (a baseline checkout older than --workers serves one)
+        command += ["--workers", str(target.workers)]
     target.process = subprocess.Popen(command)
 
 
-async def wait_ready(target: Target, timeout: float = 60.0) -> None:
+async def wait_ready(target: Target, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient() as client:
         while True:
@@ -397,6 +427,17 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds a process and its descendants (a server's uvicorn workers) have used."""
+    total = process_cpu(pid)
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as found:
+            children = [int(child) for child in found.read().split()]
+    except OSError:
+        return total
+    return total + sum(tree_cpu(child) for child in children)
+
+
 @dataclass
 class Usage:
     """A sample of what a server and the database have used so far."""
@@ -415,7 +456,7 @@ class Usage:
             "SELECT sessions FROM pg_stat_database WHERE datname = $1", database
         )
         backends = {row["pid"]: process_cpu(row["pid"]) for row in rows}
-        return cls(process_cpu(server), backends, int(sessions or 0))
+        return cls(tree_cpu(server), backends, int(sessions or 0))
 
     def since(self, start: Usage, result: Result) -> None:
         """Record the use from ``start`` to this sample in ``result`` (a backend that started
@@ -531,8 +572,8 @@ def prepared(target: Target, answers: dict[str, Any]) -> list[tuple[bytes, bytes
 
 async def throughput(args: argparse.Namespace) -> list[Result]:
     targets = [
-        Target("tierwise", args.port, "/graphql", authorization(args.tenant)),
-        Target("ceiling", args.port + 1, "/customer"),
+        Target("tierwise", args.port, "/graphql", authorization(args.tenant), workers=args.workers),
+        Target("ceiling", args.port + 1, "/customer", workers=args.workers),
     ]
     if args.baseline is not None:
         targets.append(
@@ -543,8 +584,10 @@ async def throughput(args: argparse.Namespace) -> list[Result]:
                 authorization(args.tenant),
                 checkout=args.baseline,
                 python=args.baseline_python or sys.executable,
+                workers=args.workers,
             )
         )
+    print(f"{args.workers} uvicorn worker(s) per server")
     answers = await expected_answers(args.database_url, args.tenant, args.sample, args.seed)
     print(f"{len(answers):,} random customers to request, answers read from the database")
     requests = {target.name: prepared(target, answers) for target in targets}
@@ -858,11 +901,18 @@ def main() -> None:
     parser.add_argument(
         "--port", type=int, default=8711, help="Tierwise; the ceiling: +1, the baseline: +2"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=recommended_workers(),
+        help="uvicorn worker processes of every server (default: the README's recommendation, "
+        "one per core: %(default)s here)",
+    )
     parser.add_argument("--serve", choices=("tierwise", "ceiling"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.database_url = plain_url(async_url(args.database_url))
     if args.serve:
-        serve(args.serve, args.database_url, args.tenant, args.port)
+        serve(args.serve, args.database_url, args.tenant, args.port, args.workers)
         return
     asyncio.run(main_async(args))
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -33,6 +34,10 @@ class Settings(BaseSettings):
     """Interface `serve` listens on (`--host`)."""
     port: int = 8000
     """Port `serve` listens on (`--port`)."""
+    workers: int = Field(default=1, ge=1)
+    """Processes `serve` runs (`--workers`): uvicorn's workers, sharing one socket, each with
+    its own pool, scheduler, webhook dispatcher, subscriptions and limits. One per core on a
+    machine of the service's own (README, "Workers"); 1 by default, safe anywhere."""
     log_level: LogLevel = "info"
     """`debug`, `info`, `warning` or `error`."""
     log_format: LogFormat | None = None
@@ -154,6 +159,11 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("must have at least 16 characters")
         return value
+
+
+def recommended_workers() -> int:
+    """The README's worker count for this machine: one per core this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def load_settings(**overrides: object) -> Settings:
