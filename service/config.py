@@ -35,9 +35,9 @@ class Settings(BaseSettings):
     port: int = 8000
     """Port `serve` listens on (`--port`)."""
     workers: int = Field(default=1, ge=1)
-    """Processes `serve` runs (`--workers`): uvicorn's workers, sharing one socket, each with
-    its own pool, scheduler, webhook dispatcher, subscriptions and limits. One per core on a
-    machine of the service's own (README, "Workers"); 1 by default, safe anywhere."""
+    """Worker processes of `serve` and `demo` (`--workers`), sharing one socket, each a whole
+    service: its own pool, scheduler, webhook dispatcher, subscriptions, limits and metrics.
+    Set one per core the service may use (docs/operations.md, "Workers"); 1 by default."""
     log_level: LogLevel = "info"
     """`debug`, `info`, `warning` or `error`."""
     log_format: LogFormat | None = None

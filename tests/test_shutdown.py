@@ -71,12 +71,21 @@ def _post(base: str, query: str, request_id: str) -> Any:
     )
 
 
+# One process, and uvicorn's workers: SIGTERM reaches the supervising process, which passes
+# it to each worker and exits once they all have.
+WORKERS = pytest.mark.parametrize("workers", ["1", "2"])
+
+
+@WORKERS
 async def test_sigterm_lets_an_in_flight_evaluation_finish_and_exits_0(
-    database: URL, engine: AsyncEngine, tenant: str, tmp_path: Path
+    database: URL, engine: AsyncEngine, tenant: str, tmp_path: Path, workers: str
 ) -> None:
     assert await _tenant_with_a_pending_move(engine, tenant) == {"c": "Normal"}
     log = tmp_path / "serve.log"
-    with serve_process(database, tenant, log, shutdown_timeout="30") as (process, base):
+    with serve_process(database, tenant, log, shutdown_timeout="30", workers=workers) as (
+        process,
+        base,
+    ):
         async with memberships_locked(engine):
             request = asyncio.create_task(asyncio.to_thread(_post, base, EVALUATE, "shutdown-1"))
             await _wait_for_running(engine, tenant)
@@ -136,24 +145,34 @@ async def lone_database(server_url: URL) -> AsyncIterator[URL]:
     await admin(url, f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
 
 
-async def test_sigterm_lets_a_scheduled_run_finish(lone_database: URL, tmp_path: Path) -> None:
+@WORKERS
+async def test_sigterm_lets_a_scheduled_run_finish(
+    lone_database: URL, tmp_path: Path, workers: str
+) -> None:
+    """With two workers both schedulers find the scheme due: one runs it, the other finds its
+    lock held and skips it."""
     database, tenant = lone_database, "shutdown"
     engine = create_engine(database, pool_size=2, max_overflow=2)
     try:
-        await _scheduled_run_finishes(database, engine, tenant, tmp_path)
+        await _scheduled_run_finishes(database, engine, tenant, tmp_path, workers)
     finally:
         await engine.dispose()
 
 
 async def _scheduled_run_finishes(
-    database: URL, engine: AsyncEngine, tenant: str, tmp_path: Path
+    database: URL, engine: AsyncEngine, tenant: str, tmp_path: Path, workers: str
 ) -> None:
     await load(engine, tenant, [order("o1", "c", 1, "6000"), order("o2", "c", 2, "1")])
     await publish(engine, tenant, VALUE)  # published, never evaluated: due at once
     log = tmp_path / "serve.log"
     async with memberships_locked(engine) as lock:
         with serve_process(
-            database, tenant, log, evaluation_interval="3600", shutdown_timeout="30"
+            database,
+            tenant,
+            log,
+            evaluation_interval="3600",
+            shutdown_timeout="30",
+            workers=workers,
         ) as (
             process,
             _,

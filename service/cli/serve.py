@@ -11,6 +11,7 @@ import typer
 from service.cli.support import out, progress, run_with_engine, settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from service.access.audit import Actor
@@ -25,6 +26,15 @@ HostOption = Annotated[
 ]
 PortOption = Annotated[
     int | None, typer.Option("--port", help="Port to listen on [env TIERWISE_PORT].")
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        min=1,
+        help="Worker processes, each a whole service on one shared socket (README, "
+        '"Workers": one per core) [env TIERWISE_WORKERS, default 1].',
+    ),
 ]
 
 
@@ -77,14 +87,20 @@ def distribute_command(
 
 
 @app.command()
-def serve(host: HostOption = None, port: PortOption = None) -> None:
+def serve(host: HostOption = None, port: PortOption = None, workers: WorkersOption = None) -> None:
     """Serve the HTTP API (the database must exist and be migrated: see `tierwise migrate`)."""
-    from service.cli.serving import serve_app
+    from service.cli.serving import serve_app, serve_workers
 
-    config = settings(host=host, port=port, log_format="json")
+    config = settings(host=host, port=port, workers=workers, log_format="json")
     # An existing database, not checked here: /readyz says while it cannot be reached or needs
     # `tierwise migrate`, so replicas may start before the database does.
-    run_with_engine(config, lambda engine: serve_app(engine, config), needs="nothing")
+    if config.workers == 1:
+        run_with_engine(config, lambda engine: serve_app(engine, config), needs="nothing")
+        return
+    from service.db.database import database_url
+
+    with database_url(config, create=False) as url:
+        serve_workers(url, config, log_format="json")
 
 
 @app.command()
@@ -94,13 +110,14 @@ def demo(
     host: HostOption = None,
     port: PortOption = None,
     serve_: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve after loading.")] = True,
+    workers: WorkersOption = None,
 ) -> None:
     """Start Postgres (embedded unless configured), migrate, load demo data, fit the prediction
     models, publish the seven built-in templates (value, lifecycle, RFM, ABC, declining,
     predicted lifetime value, churn risk) with their strategies, evaluate, serve."""
     from service.access import audit
     from service.cli.keys import demo_access
-    from service.cli.serving import serve_app
+    from service.cli.serving import serve_app, serve_workers
     from service.data import demo_data
     from service.data.ingest import import_file
     from service.data.kinds import Kind
@@ -109,7 +126,7 @@ def demo(
     from service.engine import analytics, evaluation, schemes, strategies
     from service.engine.templates import TEMPLATES
 
-    config, access = demo_access(settings(host=host, port=port))
+    config, access = demo_access(settings(host=host, port=port, workers=workers))
     generated = demo_data.DemoConfig(customers=customers, seed=seed)
 
     async def work(engine: AsyncEngine) -> None:
@@ -164,9 +181,15 @@ def demo(
             )
             for line in access:
                 out.print(line, highlight=False, markup=False)
-            await serve_app(engine, config)
+            if config.workers == 1:
+                await serve_app(engine, config)
 
-    run_with_engine(config, work, create=True, needs="connection")
+    def serve_with_workers(url: URL) -> None:
+        # Out of the loading's event loop, while the (embedded) database is still up.
+        if serve_ and config.workers > 1:
+            serve_workers(url, config, log_format="text")
+
+    run_with_engine(config, work, create=True, needs="connection", then=serve_with_workers)
 
 
 async def _fit_demo_models(engine: AsyncEngine, tenant: str, actor: Actor) -> None:

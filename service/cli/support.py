@@ -25,6 +25,7 @@ from service.errors import UserError
 
 if TYPE_CHECKING:
     import pydantic
+    from sqlalchemy.engine import URL
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from service.config import LogFormat, Settings
@@ -101,6 +102,7 @@ def run_with_engine(
     *,
     create: bool = False,
     needs: Literal["schema", "connection", "nothing"] = "schema",
+    then: Callable[[URL], None] | None = None,
 ) -> T:
     """Run ``work`` against the configured (or embedded) database, then release everything.
 
@@ -108,7 +110,9 @@ def run_with_engine(
     command needs an existing database. Before any work, ``needs`` ``schema`` checks that the
     database answers and is migrated to this code's revision, ``connection`` only that it
     answers; ``nothing`` (`serve`: /readyz reports both while it waits) checks neither.
-    Otherwise UserError says where Tierwise looked and what to do.
+    Otherwise UserError says where Tierwise looked and what to do. ``then``, if given, runs
+    after the work's event loop has ended, with the database's URL, before an embedded
+    Postgres stops (`demo` serving with several workers).
     """
     import asyncio  # here: commands without a database start without it (about 30 ms)
 
@@ -126,7 +130,10 @@ def run_with_engine(
         engine = create_engine(
             url, pre_ping=config.database_pre_ping, limits=DatabaseLimits.of(config)
         )
-        return asyncio.run(run(engine))
+        result = asyncio.run(run(engine))
+        if then is not None:
+            then(url)
+        return result
 
 
 async def _check_database(engine: AsyncEngine, config: Settings, *, needs_schema: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -226,6 +227,63 @@ def test_serve_answers_health_and_stops_on_sigterm(database: URL) -> None:
         output, _ = server.communicate(timeout=30)
     assert server.returncode == 0, output
     assert "Application shutdown complete." in output
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The spawned worker processes of a `tierwise serve` process (Linux /proc)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as found:
+        children = [int(child) for child in found.read().split()]
+    workers = []
+    for child in children:
+        with contextlib.suppress(OSError), open(f"/proc/{child}/cmdline", "rb") as cmdline:
+            if b"spawn_main" in cmdline.read():
+                workers.append(child)
+    return workers
+
+
+TIERWISE = [sys.executable, "-c", "from service.cli import main; main()"]
+
+
+def test_serve_with_two_workers_answers_and_stops_on_sigterm(database: URL, tenant: str) -> None:
+    """`serve --workers 2`: two worker processes on one port answer GraphQL in the tenant (row-
+    level security on every one); SIGTERM stops both gracefully and the command exits 0."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "TIERWISE_DATABASE_URL": plain_url(database),
+        "TIERWISE_AUTH_REQUIRED": "false",
+        "TIERWISE_DEFAULT_TENANT": tenant,
+        "TIERWISE_EVALUATION_INTERVAL": "0",
+    }
+    server = subprocess.Popen(
+        [*TIERWISE, "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    workers: list[int] = []
+    try:
+        assert '"status":"ok"' in _get_when_up(f"http://127.0.0.1:{port}/readyz").replace(" ", "")
+        deadline = time.monotonic() + 60
+        while len(workers := _workers_of(server.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(workers) == 2
+        query = json.dumps({"query": "{ schemes { key } }"}).encode()
+        for _ in range(20):  # a new connection each: the kernel hands them to either worker
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/graphql",
+                data=query,
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert json.loads(response.read()) == {"data": {"schemes": []}}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=60)
+    assert server.returncode == 0, output
+    assert output.count("Application shutdown complete.") == 2, output
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], output
 
 
 def _get_when_up(url: str) -> str:
