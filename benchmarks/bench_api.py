@@ -15,7 +15,7 @@
    evaluations off) and a minimal Starlette app that runs the same SQL statement Tierwise
    runs for ``customer(id){ tiers { scheme tier } strategies { name } }`` with asyncpg on
    one pooled connection and returns the same JSON (and with ``--baseline DIR``, a third:
-   Tierwise from another checkout, e.g. main's, given ``--workers`` unless it is 1). Pools:
+   Tierwise from another checkout, e.g. main's, given ``--workers`` if it has it). Pools:
    20 connections kept on both sides, per worker (Tierwise's engine as the service makes
    it). A lean asyncio HTTP/1.1 keep-alive client in this process (``--clients`` concurrent
    connections) posts random existing customer ids for ``--duration`` seconds after
@@ -295,7 +295,9 @@ def start(target: Target, url: str, tenant: str) -> None:
     kind = "ceiling" if target.name == "ceiling" else "tierwise"
     command = [target.python, str(script), "--database-url", url, "--tenant", tenant]
     command += ["--serve", kind, "--port", str(target.port)]
-    if target.workers != 1:  # (a baseline checkout older than --workers serves one)
+    # Always said (the flag's default is this machine's recommendation, not 1); a baseline
+    # checkout older than the flag serves one worker and is told nothing when that is asked.
+    if target.workers != 1 or "--workers" in script.read_text():
         command += ["--workers", str(target.workers)]
     target.process = subprocess.Popen(command)
 
@@ -436,6 +438,20 @@ def tree_cpu(pid: int) -> float:
     except OSError:
         return total
     return total + sum(tree_cpu(child) for child in children)
+
+
+def serving_processes(pid: int) -> int:
+    """How many processes serve for the server ``pid``: its uvicorn workers, or itself."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as found:
+            children = found.read().split()
+    except OSError:
+        return 1
+    spawned = 0
+    for child in children:
+        with contextlib.suppress(OSError), open(f"/proc/{child}/cmdline", "rb") as cmdline:
+            spawned += b"spawn_main" in cmdline.read()
+    return spawned or 1
 
 
 @dataclass
@@ -599,6 +615,9 @@ async def throughput(args: argparse.Namespace) -> list[Result]:
             start(target, args.database_url, args.tenant)
         for target in targets:
             await wait_ready(target)
+        for target in targets:
+            assert target.process is not None
+            print(f"{target.name}: {serving_processes(target.process.pid)} serving process(es)")
         for clients in args.clients:
             for index in range(args.repeat):
                 # Each target goes first in turn.
