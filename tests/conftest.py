@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import load_settings
+from service.data import ingest
 from service.db.database import create_engine, database_url
 from service.db.tables import tenants
 from tests.support import admin, create_and_migrate
@@ -55,3 +56,11 @@ async def tenant(engine: AsyncEngine) -> str:
     async with engine.begin() as connection:
         await connection.execute(tenants.insert().values(id=tenant_id, name=tenant_id))
     return tenant_id
+
+
+@pytest.fixture(autouse=True)
+def small_files_take_the_copy_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests' files are small, and most are written to exercise the COPY path (cast in
+    SQL) and its fallback; in use, files under `ingest.BULK_MIN_BYTES` take the row path
+    (tests/data/test_ingest.py checks that default with the real threshold)."""
+    monkeypatch.setattr(ingest, "BULK_MIN_BYTES", 0)

@@ -71,6 +71,10 @@ from service.metrics import observe_import
 # records.WHITESPACE as a Postgres string, in hex escapes: in E'...', \v is the letter v.
 _SQL_WHITESPACE = "E'" + "".join(f"\\x{ord(c):02x}" for c in WHITESPACE) + "'"
 CHUNK_ROWS = 20_000
+# A CSV file smaller than this is parsed in Python, not COPYed and cast in SQL: the SQL casts'
+# fixed cost (a raw table, a statement over it, a count) is more than a few rows' parsing (a
+# one-order file: 3.6 ms more of Postgres' CPU and 3 ms more of ours, p99 24 against 19 ms).
+BULK_MIN_BYTES = 16 * 1024
 # Parsed rows staged by one INSERT rather than COPY, up to this many (an API request's orders).
 FEW_ROWS = 100
 _UNIQUE_VIOLATION = "23505"
@@ -140,7 +144,11 @@ async def import_file(
     result = ImportResult(kind)
     async with _load_transaction(engine, tenant) as connection:
         stage = await _Stage.open(connection, kind, tenant)
-        fast = raw.fields and _bulk_castable(kind, raw.fields)
+        fast = (
+            raw.fields
+            and _bulk_castable(kind, raw.fields)
+            and path.stat().st_size >= BULK_MIN_BYTES
+        )
         if fast and kind is Kind.orders:
             await stage.stage_rates()  # for the casts in SQL, which convert every row
         if not (fast and await stage.load_csv(path, raw.fields, result, on_progress)):

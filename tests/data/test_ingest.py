@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import secrets
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -12,8 +13,8 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.data import rollups
-from service.data.ingest import import_file, import_rows
+from service.data import ingest, rollups
+from service.data.ingest import BULK_MIN_BYTES, import_file, import_rows
 from service.data.readers import IngestError
 from service.data.records import Kind
 from service.db.database import ANALYZE_AFTER_ROWS
@@ -450,3 +451,33 @@ async def test_loads_of_one_tenant_queue_without_holding_the_pool(
             select(func.count()).select_from(orders).where(orders.c.tenant_id == tenant)
         )
     assert stored == 10
+
+
+async def test_a_small_file_is_parsed_in_python_and_a_large_one_cast_in_sql(
+    engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the threshold in use (the other tests lower it to 0), a file of a few orders takes
+    the row path and one of `BULK_MIN_BYTES` or more the COPY path; both store the same."""
+    monkeypatch.setattr(ingest, "BULK_MIN_BYTES", BULK_MIN_BYTES)
+    stored = {}
+    for size, count in (("small", 3), ("large", 1000)):
+        rows = [
+            [f"o{n}", f"c{n % 7}", "2026-01-05T10:00:00Z", f"{n}.25", "books"] for n in range(count)
+        ]
+        path = write_csv(tmp_path / f"{size}.csv", ORDER_HEADER, rows)
+        assert (path.stat().st_size >= BULK_MIN_BYTES) == (size == "large")
+        tenant = f"t_{size}_{secrets.token_hex(4)}"
+        result = await import_file(engine, Kind.orders, tenant, path)
+        assert (result.bulk, result.inserted) == (size == "large", count)
+        async with engine.connect() as connection:
+            amounts = await connection.execute(
+                select(orders.c.external_id, orders.c.amount)
+                .where(orders.c.tenant_id == tenant, orders.c.external_id.in_(["o0", "o1", "o2"]))
+                .order_by(orders.c.external_id)
+            )
+            stored[size] = list(amounts)
+    assert (
+        stored["small"]
+        == stored["large"]
+        == [("o0", Decimal("0.25")), ("o1", Decimal("1.25")), ("o2", Decimal("2.25"))]
+    )
