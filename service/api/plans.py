@@ -34,7 +34,7 @@ response, errors included, is the same as graphql-core's, byte for byte in JSON
 from __future__ import annotations
 
 from collections.abc import Awaitable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from graphql import (
     FieldNode,
@@ -77,6 +77,8 @@ class FieldPlan:
 _GENERAL = object()
 # A plain leaf's value that is awaitable (graphql-core executes the field).
 _AWAITABLE = object()
+_Settled = TypeVar("_Settled", dict[str, Any], list[Any])
+
 # Values of these classes are complete once coerced.
 _SIMPLE = frozenset({str, int, bool, float})
 # Plans by (field node, parent type), both by identity and kept with the plan (an id is
@@ -308,7 +310,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             raise
         if not awaitable_indices:
             return completed
-        return _gathered_items(completed, awaitable_indices)
+        return _gathered(completed, awaitable_indices)
 
     async def _item(
         self,
@@ -328,20 +330,13 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
 # The concurrent ends of graphql-core's `execute_fields` and `complete_iterable_value`.
 
 
-async def _gathered(results: dict[str, Any], fields: list[str]) -> dict[str, Any]:
-    if len(fields) == 1:
-        results[fields[0]] = await results[fields[0]]
+async def _gathered(values: _Settled, keys: list[Any]) -> _Settled:
+    """``values`` (a selection's results by name, or a list's items by index) with the
+    awaitables at ``keys`` replaced by what they give, awaited together."""
+    if len(keys) == 1:
+        values[keys[0]] = await values[keys[0]]
     else:
-        awaited = await gather_with_cancel(*(results[field] for field in fields))
-        results.update(zip(fields, awaited, strict=True))
-    return results
-
-
-async def _gathered_items(completed: list[Any], indices: list[int]) -> list[Any]:
-    if len(indices) == 1:
-        completed[indices[0]] = await completed[indices[0]]
-    else:
-        awaited = await gather_with_cancel(*(completed[index] for index in indices))
-        for index, value in zip(indices, awaited, strict=True):
-            completed[index] = value
-    return completed
+        awaited = await gather_with_cancel(*(values[key] for key in keys))
+        for key, value in zip(keys, awaited, strict=True):
+            values[key] = value
+    return values
